@@ -1,0 +1,30 @@
+# Two fresh-machine entry points: `make demo` (main job) and `make test`.
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed
+
+.PHONY: venv demo test test-all lint bench clean
+
+$(VENV_STAMP): requirements.txt requirements-dev.txt
+	@command -v python3 >/dev/null || (apt-get update && apt-get install -y python3 python3-venv)
+	python3 -m venv .venv
+	.venv/bin/pip install --quiet --upgrade pip
+	.venv/bin/pip install --quiet -r requirements.txt -r requirements-dev.txt
+	touch $(VENV_STAMP)
+
+venv: $(VENV_STAMP)
+
+demo: $(VENV_STAMP)
+	$(PY) node.py demo --json out/demo.json
+
+test: $(VENV_STAMP)
+	$(PY) -m pytest -q
+
+test-all: $(VENV_STAMP)
+	$(PY) -m pytest -q -m ''
+
+lint: $(VENV_STAMP)
+	.venv/bin/ruff check .
+	.venv/bin/mypy chain vm contracts consensus p2p rpc crypto client
+
+clean:
+	rm -rf .venv var out
