@@ -1,0 +1,177 @@
+"""The hashed records of the ledger, as rlp.Serializable (DESIGN.md decision 1).
+
+Transaction, BlockHeader, Block, Receipt, Event and the commit certificate. Hashes are
+keccak256 of the rlp encoding: a block's hash covers its header only, a transaction's hash
+covers the whole signed transaction.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TypeVar
+
+import rlp
+from rlp.sedes import Binary, CountableList, big_endian_int, binary, raw
+
+from chain.errors import DecodeError
+from chain.values import Value, decode_value, decode_values, encode_value, encode_values
+from crypto.hashing import Hash32, keccak256
+from crypto.keys import Address, KeyPair, address_of
+
+address = Binary.fixed_length(20)
+hash32 = Binary.fixed_length(32)
+public_key = Binary.fixed_length(32)
+
+EMPTY_TRIE_ROOT: Hash32 = keccak256(rlp.encode(b""))
+ZERO_HASH: Hash32 = b"\x00" * 32
+
+
+class Transaction(rlp.Serializable):
+    """A signed call of a contract method. `value` moves from the sender to the contract
+    before the call. The signature covers every other field (see `signing_payload`)."""
+
+    fields = [
+        ("chain_id", big_endian_int),
+        ("nonce", big_endian_int),
+        ("sender", public_key),
+        ("to", address),
+        ("method", binary),
+        ("args", raw),
+        ("value", big_endian_int),
+        ("gas_limit", big_endian_int),
+        ("signature", binary),
+    ]
+
+    @classmethod
+    def create(
+        cls,
+        key: KeyPair,
+        *,
+        chain_id: int,
+        nonce: int,
+        to: Address,
+        method: str,
+        args: list[Value] | None = None,
+        value: int = 0,
+        gas_limit: int = 1_000_000,
+    ) -> Transaction:
+        unsigned = cls(chain_id, nonce, key.public_key, to, method.encode(),
+                       encode_values(args or []), value, gas_limit, b"")
+        return unsigned.copy(signature=key.sign(unsigned.signing_payload()))
+
+    def signing_payload(self) -> bytes:
+        """Domain-separated rlp of the transaction with an empty signature."""
+        return b"gridchain/tx\x00" + rlp.encode(self.copy(signature=b""))
+
+    @cached_property
+    def hash(self) -> Hash32:
+        return keccak256(rlp.encode(self))
+
+    @cached_property
+    def sender_address(self) -> Address:
+        return address_of(self.sender)
+
+    @cached_property
+    def decoded_args(self) -> list[Value]:
+        return decode_values(self.args)
+
+    @property
+    def method_name(self) -> str:
+        try:
+            return self.method.decode()
+        except UnicodeDecodeError as exc:
+            raise DecodeError("method name is not UTF-8") from exc
+
+
+class BlockHeader(rlp.Serializable):
+    fields = [
+        ("parent_hash", hash32),
+        ("number", big_endian_int),
+        ("timestamp_ms", big_endian_int),
+        ("proposer", big_endian_int),  # bookkeeper index in genesis order
+        ("view", big_endian_int),
+        ("state_root", hash32),
+        ("transaction_root", hash32),
+        ("receipt_root", hash32),
+        ("gas_used", big_endian_int),
+        ("extra", binary),
+    ]
+
+    @cached_property
+    def hash(self) -> Hash32:
+        return keccak256(rlp.encode(self))
+
+
+class Vote(rlp.Serializable):
+    """One bookkeeper's Ed25519 signature on `commit_message(...)`."""
+
+    fields = [("replica", big_endian_int), ("signature", binary)]
+
+
+class CommitCertificate(rlp.Serializable):
+    """t+1 votes of the synchronous group of `view` on one block: proof of finality."""
+
+    fields = [("view", big_endian_int), ("votes", CountableList(Vote))]
+
+
+class Block(rlp.Serializable):
+    fields = [
+        ("header", BlockHeader),
+        ("transactions", CountableList(Transaction)),
+        ("certificate", CountableList(CommitCertificate, max_length=1)),
+    ]
+
+    @property
+    def hash(self) -> Hash32:
+        return self.header.hash
+
+    @property
+    def number(self) -> int:
+        return self.header.number
+
+    def with_certificate(self, certificate: CommitCertificate) -> Block:
+        return self.copy(certificate=[certificate])
+
+
+class Event(rlp.Serializable):
+    """A contract's log entry: `fields` is a list of [name, typed value] pairs."""
+
+    fields = [("contract", address), ("name", binary), ("fields", raw)]
+
+    @classmethod
+    def create(cls, contract: Address, name: str, fields: dict[str, Value]) -> Event:
+        # dict preserves insertion order, which the contract code fixes: deterministic
+        return cls(contract, name.encode(), [[k.encode(), encode_value(v)] for k, v in fields.items()])
+
+    def field_values(self) -> dict[str, Value]:
+        return {bytes(k).decode(): decode_value(v) for k, v in self.fields}
+
+
+class Receipt(rlp.Serializable):
+    fields = [
+        ("status", big_endian_int),  # 1 success, 0 reverted
+        ("gas_used", big_endian_int),
+        ("events", CountableList(Event)),
+        ("error", binary),
+    ]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == 1
+
+
+RECORD = TypeVar("RECORD", bound=rlp.Serializable)
+
+
+def decode(data: bytes, record: type[RECORD]) -> RECORD:
+    """Decode rlp into `record`, raising only DecodeError on bad input."""
+    try:
+        return rlp.decode(data, record)
+    except (rlp.exceptions.DecodingError, rlp.exceptions.DeserializationError,
+            rlp.exceptions.ObjectDeserializationError, TypeError, ValueError) as exc:
+        raise DecodeError(f"not a valid {record.__name__}: {exc}") from exc
+
+
+def index_key(index: int) -> bytes:
+    """Transaction and receipt tries are keyed by rlp(index), as in Ethereum."""
+    return rlp.encode(index)
