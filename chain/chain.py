@@ -1,0 +1,149 @@
+"""The ledger as one object: the final chain on disk, execution of candidate blocks on top
+of its head, and the queries RPC needs. Only final blocks are ever appended (consensus/
+decides finality); executing a candidate never touches the store.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import rlp
+from trie import HexaryTrie
+
+from chain.errors import InvalidBlock, UnknownBlock
+from chain.execution import ExecutedBlock, Executor, ordered_trie_root
+from chain.genesis import Genesis
+from chain.state import Account, NodeOverlay, State
+from chain.store import ChainStore
+from chain.types import (
+    EMPTY_TRIE_ROOT,
+    ZERO_HASH,
+    Block,
+    BlockHeader,
+    Receipt,
+    Transaction,
+    index_key,
+)
+from chain.validation import SignatureCache
+from crypto.hashing import Hash32
+from vm.context import BlockEnv, CallContext, GasMeter
+from vm.engine import Engine
+
+EXECUTED_CACHE_MAX = 8
+
+
+class GenesisMismatch(InvalidBlock):
+    """The store holds a chain that started from another genesis."""
+
+
+@dataclass(frozen=True)
+class TxLocation:
+    height: int
+    index: int
+    tx: Transaction
+    receipt: Receipt
+
+
+class Chain:
+    def __init__(self, store: ChainStore, genesis: Genesis, engine: Engine) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.engine = engine
+        self.signatures = SignatureCache()
+        self.executor = Executor(genesis, engine, self.signatures)
+        self._executed: OrderedDict[Hash32, ExecutedBlock] = OrderedDict()
+        if store.head_height() is None:
+            executed = self._genesis_block()
+            store.append(executed.block, executed.nodes)
+        stored = store.block(0)
+        expected = self._genesis_block().block
+        if stored.hash != expected.hash:
+            raise GenesisMismatch("genesis hash", expected.hash, stored.hash)
+        self.head = store.block(store.head_height() or 0)
+
+    # genesis ------------------------------------------------------------------------------
+    def _genesis_block(self) -> ExecutedBlock:
+        nodes = NodeOverlay(None)
+        state = State(nodes, HexaryTrie.BLANK_NODE_HASH)
+        for address, balance in self.genesis.accounts:
+            state.set_account(address, Account(0, balance))
+        for bookkeeper in self.genesis.bookkeepers:
+            if state.account(bookkeeper.address) is None:
+                state.set_account(bookkeeper.address, Account(0, 0))
+        env = BlockEnv(0, self.genesis.timestamp_ms, ZERO_HASH, self.genesis.chain_id)
+        for address in sorted(self.engine.contracts):
+            contract = self.engine.contracts[address]
+            ctx = CallContext(self.engine, state, env, address, address, address, 0,
+                              GasMeter(10**12))
+            contract.genesis(ctx)
+        receipt_root = ordered_trie_root(nodes, [])
+        header = BlockHeader(ZERO_HASH, 0, self.genesis.timestamp_ms, 0, 0, state.flush(),
+                             EMPTY_TRIE_ROOT, receipt_root, 0, self.genesis.digest())
+        return ExecutedBlock(Block(header, [], []), (), nodes.written)
+
+    # candidate blocks ---------------------------------------------------------------------
+    def build(self, candidates: list[Transaction], *, timestamp_ms: int, proposer: int,
+              view: int) -> tuple[ExecutedBlock, list]:
+        executed, rejected = self.executor.build(self.head.header, candidates, self.store,
+                                                 timestamp_ms=timestamp_ms, proposer=proposer,
+                                                 view=view)
+        self._remember(executed)
+        return executed, rejected
+
+    def execute(self, block: Block) -> ExecutedBlock:
+        """Run the state transition of `block` on the head (cached by block hash)."""
+        cached = self._executed.get(block.hash)
+        if cached is not None:
+            return cached
+        executed = self.executor.state_transition(self.head.header, block, self.store)
+        self._remember(executed)
+        return executed
+
+    def append(self, block: Block) -> ExecutedBlock:
+        """Persist a final `block` (with its certificate) as the new head, atomically."""
+        executed = self.execute(block)
+        self.store.append(block, executed.nodes)
+        self.head = block
+        self._executed.clear()
+        return ExecutedBlock(block, executed.receipts, executed.nodes)
+
+    def _remember(self, executed: ExecutedBlock) -> None:
+        self._executed[executed.block.hash] = executed
+        while len(self._executed) > EXECUTED_CACHE_MAX:
+            self._executed.popitem(last=False)
+
+    # queries ----------------------------------------------------------------------------
+    @property
+    def height(self) -> int:
+        return self.head.number
+
+    def block(self, height: int) -> Block:
+        return self.store.block(height)
+
+    def block_by_hash(self, block_hash: Hash32) -> Block:
+        return self.store.block(self.store.height_of(block_hash))
+
+    def state(self, height: int | None = None) -> State:
+        header = self.head.header if height is None else self.block(height).header
+        return State(NodeOverlay(self.store), header.state_root)
+
+    def account(self, address: bytes) -> Account | None:
+        return self.state().account(address)
+
+    def transaction(self, tx_hash: Hash32) -> TxLocation:
+        height, index = self.store.transaction_location(tx_hash)
+        block = self.block(height)
+        receipt = self.receipt_at(block.header, index)
+        return TxLocation(height, index, block.transactions[index], receipt)
+
+    def receipt_at(self, header: BlockHeader, index: int) -> Receipt:
+        trie = HexaryTrie(NodeOverlay(self.store), header.receipt_root)
+        raw = trie.get(index_key(index))
+        if not raw:
+            raise UnknownBlock(f"no receipt {index} in block {header.number}")
+        return rlp.decode(raw, Receipt)
+
+    def view_env(self) -> BlockEnv:
+        header = self.head.header
+        return BlockEnv(header.number, header.timestamp_ms, header.hash, self.genesis.chain_id)

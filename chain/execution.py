@@ -1,0 +1,162 @@
+"""The state transition (STYLE.md habit 1): validate the header, apply every transaction,
+run the end-of-block hooks, then compare each root with the header one by one.
+
+`build_block` is the proposer's side of the same code: it applies candidate transactions,
+skips those that are invalid at this point (stale nonce, unknown sender) and fills the
+header's roots in. Nothing here touches the store: the result (block, receipts, new trie
+nodes) is persisted by the caller in one write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import rlp
+from trie import HexaryTrie
+
+from chain.errors import InvalidBlock, InvalidTransaction
+from chain.genesis import Genesis
+from chain.state import Account, NodeOverlay, NodeSource, State
+from chain.types import EMPTY_TRIE_ROOT, Block, BlockHeader, Receipt, Transaction, index_key
+from chain.validation import SignatureCache, check_transaction
+from crypto.hashing import Hash32
+from vm.context import BlockEnv
+from vm.engine import Engine
+
+
+@dataclass(frozen=True)
+class ExecutedBlock:
+    block: Block
+    receipts: tuple[Receipt, ...]  # one per transaction, then the end-of-block receipt
+    nodes: dict[bytes, bytes]  # every trie node the block created
+
+
+def ordered_trie_root(nodes: NodeOverlay, items: list[bytes]) -> Hash32:
+    """Root of the trie mapping rlp(i) -> items[i] (transactions, receipts)."""
+    if not items:
+        return EMPTY_TRIE_ROOT
+    trie = HexaryTrie(nodes)
+    with trie.squash_changes() as batch:
+        for index, item in enumerate(items):
+            batch[index_key(index)] = item
+    return trie.root_hash
+
+
+def apply_transaction(state: State, tx: Transaction, engine: Engine, env: BlockEnv,
+                      block_gas_left: int) -> Receipt:
+    """Stateful checks, nonce bump, then the call. Raises InvalidTransaction (the block is
+    invalid) before any write; a failing call gives a receipt with status 0 instead."""
+    account = state.account(tx.sender_address)
+    if account is None:
+        raise InvalidTransaction("unknown-sender", f"0x{tx.sender_address.hex()} has no account")
+    if tx.nonce != account.nonce:
+        raise InvalidTransaction("nonce-mismatch", f"expected {account.nonce}, got {tx.nonce}")
+    if tx.gas_limit > block_gas_left:
+        raise InvalidTransaction("block-gas", f"gas limit {tx.gas_limit} > {block_gas_left} left")
+    state.set_account(tx.sender_address, Account(account.nonce + 1, account.balance))
+    return engine.execute(state, tx, env)
+
+
+class Executor:
+    """Executes blocks for one chain: its genesis rules, its contracts, its signature cache."""
+
+    def __init__(self, genesis: Genesis, engine: Engine, signatures: SignatureCache) -> None:
+        self.genesis = genesis
+        self.engine = engine
+        self.signatures = signatures
+
+    def state_transition(self, parent: BlockHeader, block: Block,
+                         source: NodeSource) -> ExecutedBlock:
+        header = block.header
+        self._check_header(parent, block)
+        nodes = NodeOverlay(source)
+        state = State(nodes, parent.state_root)
+        env = _block_env(self.genesis.chain_id, header)
+        receipts: list[Receipt] = []
+        gas_used = 0
+        for index, tx in enumerate(block.transactions):
+            try:
+                check_transaction(tx, self.genesis.chain_id, self.genesis.limits, self.signatures)
+                receipt = apply_transaction(state, tx, self.engine, env,
+                                            self.genesis.limits.block_gas_max - gas_used)
+            except InvalidTransaction as exc:
+                raise InvalidBlock(f"transaction {index} invalid ({exc})") from exc
+            gas_used += receipt.gas_used
+            receipts.append(receipt)
+        receipts.append(self.engine.end_block(state, env))
+        state_root = state.flush()
+        tx_root = ordered_trie_root(nodes, [rlp.encode(tx) for tx in block.transactions])
+        receipt_root = ordered_trie_root(nodes, [rlp.encode(r) for r in receipts])
+        # expected = what executing the body gives, got = what the header claims
+        _compare("gas_used", gas_used, header.gas_used)
+        _compare("transaction_root", tx_root, header.transaction_root)
+        _compare("receipt_root", receipt_root, header.receipt_root)
+        _compare("state_root", state_root, header.state_root)
+        return ExecutedBlock(block, tuple(receipts), nodes.written)
+
+    def build(self, parent: BlockHeader, candidates: list[Transaction], source: NodeSource, *,
+              timestamp_ms: int, proposer: int, view: int,
+              ) -> tuple[ExecutedBlock, list[tuple[Transaction, InvalidTransaction]]]:
+        """Make the next block from `candidates` (in order); return it and the rejects."""
+        limits = self.genesis.limits
+        timestamp_ms = max(timestamp_ms, parent.timestamp_ms)
+        draft = BlockHeader(parent.hash, parent.number + 1, timestamp_ms, proposer, view,
+                            EMPTY_TRIE_ROOT, EMPTY_TRIE_ROOT, EMPTY_TRIE_ROOT, 0, b"")
+        nodes = NodeOverlay(source)
+        state = State(nodes, parent.state_root)
+        env = _block_env(self.genesis.chain_id, draft)
+        included: list[Transaction] = []
+        receipts: list[Receipt] = []
+        rejected: list[tuple[Transaction, InvalidTransaction]] = []
+        gas_used = 0
+        body_bytes = 0
+        for tx in candidates:
+            size = len(rlp.encode(tx))
+            if len(included) == limits.block_txs_max or body_bytes + size > limits.block_bytes_max:
+                break
+            try:
+                check_transaction(tx, self.genesis.chain_id, limits, self.signatures)
+                receipt = apply_transaction(state, tx, self.engine, env,
+                                            limits.block_gas_max - gas_used)
+            except InvalidTransaction as exc:
+                rejected.append((tx, exc))
+                continue
+            included.append(tx)
+            receipts.append(receipt)
+            gas_used += receipt.gas_used
+            body_bytes += size
+        receipts.append(self.engine.end_block(state, env))
+        header = draft.copy(
+            state_root=state.flush(),
+            transaction_root=ordered_trie_root(nodes, [rlp.encode(tx) for tx in included]),
+            receipt_root=ordered_trie_root(nodes, [rlp.encode(r) for r in receipts]),
+            gas_used=gas_used,
+        )
+        block = Block(header, included, [])
+        return ExecutedBlock(block, tuple(receipts), nodes.written), rejected
+
+    def _check_header(self, parent: BlockHeader, block: Block) -> None:
+        header = block.header
+        limits = self.genesis.limits
+        _compare("parent_hash", parent.hash, header.parent_hash)
+        _compare("number", parent.number + 1, header.number)
+        if header.timestamp_ms < parent.timestamp_ms:
+            raise InvalidBlock("timestamp before parent", parent.timestamp_ms, header.timestamp_ms)
+        if header.proposer >= len(self.genesis.bookkeepers):
+            raise InvalidBlock("proposer is not a bookkeeper", len(self.genesis.bookkeepers),
+                               header.proposer)
+        if len(block.transactions) > limits.block_txs_max:
+            raise InvalidBlock("too many transactions", limits.block_txs_max,
+                               len(block.transactions))
+        body_bytes = sum(len(rlp.encode(tx)) for tx in block.transactions)
+        if body_bytes > limits.block_bytes_max:
+            raise InvalidBlock("body too large", limits.block_bytes_max, body_bytes)
+
+
+def _block_env(chain_id: int, header: BlockHeader) -> BlockEnv:
+    return BlockEnv(header.number, header.timestamp_ms, header.parent_hash, chain_id)
+
+
+def _compare(what: str, expected: object, got: object) -> None:
+    if expected != got:
+        raise InvalidBlock(what, expected, got)

@@ -1,0 +1,126 @@
+"""Runs native contract calls: intrinsic gas, value transfer, dispatch by method name with
+typed arguments, and all-or-nothing writes (a failing call is reverted whole and its
+receipt carries the reason). Also runs the end-of-block hooks and read-only views.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import rlp
+
+from chain.errors import DecodeError
+from chain.state import State
+from chain.types import Receipt, Transaction
+from chain.values import Value
+from crypto.keys import Address
+from vm import gas
+from vm.context import BlockEnv, CallContext, GasMeter, move_balance
+from vm.contract import NativeContract
+from vm.errors import BadArguments, ContractError, ReadOnly, UnknownContract, UnknownMethod
+
+log = logging.getLogger("gridchain.vm")
+
+CALL_DEPTH_MAX = 8
+VIEW_GAS_MAX = 50_000_000
+
+
+class Engine:
+    def __init__(self, contracts: list[NativeContract]) -> None:
+        self.contracts: dict[Address, NativeContract] = {}
+        for contract in contracts:
+            assert contract.address not in self.contracts, f"two contracts at {contract.address.hex()}"
+            self.contracts[contract.address] = contract
+        self.by_name = {c.name: c for c in contracts}
+
+    def contract(self, address: Address) -> NativeContract:
+        contract = self.contracts.get(address)
+        if contract is None:
+            raise UnknownContract(f"no contract at 0x{address.hex()}")
+        return contract
+
+    # transactions -------------------------------------------------------------------------
+    def execute(self, state: State, tx: Transaction, block: BlockEnv) -> Receipt:
+        """Run `tx` (already checked and nonce-bumped by the ledger). Never raises for a
+        contract's failure: the receipt says what went wrong."""
+        meter = GasMeter(tx.gas_limit)
+        ctx = CallContext(self, state, block, tx.to, tx.sender_address, tx.sender_address,
+                          tx.value, meter)
+        mark = state.snapshot()
+        try:
+            meter.charge(gas.TX_BASE + gas.TX_BYTE * len(rlp.encode(tx)))
+            self._dispatch(ctx, tx.method_name, tx.decoded_args)
+        except Exception as exc:  # noqa: BLE001 - any failure reverts the call (vm contract)
+            state.revert(mark)
+            return Receipt(0, meter.used, [], _reason(exc).encode())
+        state.commit(mark)
+        return Receipt(1, meter.used, ctx.events, b"")
+
+    def call(self, parent: CallContext, contract: Address, method: str, args: list[Value],
+             value: int) -> Value:
+        if parent.depth >= CALL_DEPTH_MAX:
+            raise ContractError(f"call depth above {CALL_DEPTH_MAX}")
+        ctx = CallContext(self, parent.state, parent.block, contract, parent.contract,
+                          parent.origin, value, parent.meter, parent.events, parent.read_only,
+                          parent.depth + 1)
+        return self._dispatch(ctx, method, args)
+
+    def _dispatch(self, ctx: CallContext, name: str, args: list[Value]) -> Value:
+        contract = self.contract(ctx.contract)
+        spec = contract.method_spec(name)
+        if spec is None:
+            raise UnknownMethod(f"{contract.name} has no method {name!r}")
+        if spec.kind != "method" and not ctx.read_only:
+            raise ReadOnly(f"{contract.name}.{name} is a view")
+        spec.check_args(args)
+        if ctx.value:
+            move_balance(ctx.state, ctx.sender, ctx.contract, ctx.value)
+        return spec.function(contract, ctx, *args)
+
+    # views ------------------------------------------------------------------------------
+    def call_view(self, state: State, contract: Address, name: str, args: list[Value],
+                  block: BlockEnv, caller: Address = b"\x00" * 20) -> Value:
+        """A read-only call (RPC contract_call). Raises ContractError on failure."""
+        target = self.contract(contract)
+        spec = target.method_spec(name)
+        if spec is None:
+            raise UnknownMethod(f"{target.name} has no method {name!r}")
+        if spec.kind != "view":
+            raise ReadOnly(f"{target.name}.{name} changes state; send a transaction")
+        spec.check_args(args)
+        ctx = CallContext(self, state, block, contract, caller, caller, 0,
+                          GasMeter(VIEW_GAS_MAX), read_only=True)
+        return spec.function(target, ctx, *args)
+
+    # end of block -----------------------------------------------------------------------
+    def end_block(self, state: State, block: BlockEnv) -> Receipt:
+        """Run every contract's end-of-block hook (policy triggers, deadlines) in address
+        order. Its events form the block's last receipt, after the transactions'."""
+        meter = GasMeter(gas.END_BLOCK_BUDGET)
+        events = []
+        status = 1
+        error = b""
+        for address in sorted(self.contracts):
+            ctx = CallContext(self, state, block, address, address, address, 0, meter)
+            mark = state.snapshot()
+            try:
+                self.contracts[address].end_block(ctx)
+            except Exception as exc:  # noqa: BLE001 - a hook failure reverts that hook only
+                state.revert(mark)
+                status, error = 0, _reason(exc).encode()
+                log.warning("end-of-block hook of %s failed: %s", self.contracts[address].name, exc)
+                continue
+            state.commit(mark)
+            events.extend(ctx.events)
+        return Receipt(status, meter.used, events, error)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ContractError):
+        return str(exc)
+    if isinstance(exc, DecodeError):
+        return f"{BadArguments.reason}: {exc}"
+    # A bug in contract code: deterministic on every replica, so it fails the call rather
+    # than the node; the log says loudly that it happened.
+    log.error("contract raised %s: %s", type(exc).__name__, exc)
+    return f"internal-error: {type(exc).__name__}: {exc}"
