@@ -46,8 +46,7 @@ def check_transaction(tx: Transaction, chain_id: int, limits: LedgerLimits,
     if tx.gas_limit > limits.tx_gas_max:
         raise InvalidTransaction("gas-limit", f"{tx.gas_limit} > tx_gas_max {limits.tx_gas_max}")
     try:
-        tx.method_name
-        tx.decoded_args
+        _ = (tx.method_name, tx.decoded_args)  # both decode lazily; force it here
     except DecodeError as exc:
         raise InvalidTransaction("malformed", str(exc)) from exc
     signatures.check(tx)
