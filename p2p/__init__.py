@@ -1,0 +1,53 @@
+"""Peer-to-peer transport of the node: asyncio TCP between bookkeepers and observers.
+
+Length-prefixed msgpack frames with hard limits (framing), mutual Ed25519 authentication
+of node keys (handshake), bounded per-peer send queues and one bounded inbound queue
+(connection, network), and de-duplicated gossip (gossip). The transport carries
+messages, dicts with a str "type", and never touches consensus or chain state.
+
+Public face: `Network`, `P2PConfig`, `P2PCounters` and the errors of p2p/errors.py.
+"""
+
+from p2p.config import P2PConfig
+from p2p.counters import P2PCounters
+from p2p.errors import (
+    BadMessage,
+    BadProof,
+    FrameDecodeError,
+    FrameError,
+    FrameTooLarge,
+    FrameTruncated,
+    HandshakeError,
+    HandshakeTimeout,
+    MalformedHandshake,
+    P2PConfigError,
+    P2PError,
+    PeerClosed,
+    ProtocolViolation,
+    SelfConnection,
+    UnknownPeer,
+    WrongChain,
+)
+from p2p.network import Network
+
+__all__ = [
+    "BadMessage",
+    "BadProof",
+    "FrameDecodeError",
+    "FrameError",
+    "FrameTooLarge",
+    "FrameTruncated",
+    "HandshakeError",
+    "HandshakeTimeout",
+    "MalformedHandshake",
+    "Network",
+    "P2PConfig",
+    "P2PConfigError",
+    "P2PCounters",
+    "P2PError",
+    "PeerClosed",
+    "ProtocolViolation",
+    "SelfConnection",
+    "UnknownPeer",
+    "WrongChain",
+]
