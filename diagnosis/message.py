@@ -183,6 +183,10 @@ class Opener:
         self.rejections: Counter[RejectReason] = Counter()
         self.opened = 0
 
+    @property
+    def replay_cache_entries(self) -> int:
+        return len(self._replay)
+
     def open_bytes(self, data: bytes, *, now_ms: int) -> OpenedMessage:
         try:
             message = SealedMessage.decode(data)
