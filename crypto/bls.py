@@ -178,9 +178,10 @@ class PyEccBackend:
         from py_ecc import optimized_bls12_381 as curve
         from py_ecc.bls import hash_to_curve, point_compression
 
-        self._curve = curve
-        self._h2c = hash_to_curve
-        self._pc = point_compression
+        # Any: py_ecc's annotations name its own tuple aliases, not what we pass.
+        self._curve: Any = curve
+        self._h2c: Any = hash_to_curve
+        self._pc: Any = point_compression
 
     def public_key(self, scalar: int) -> bytes:
         z1, z2 = self._pc.compress_G2(self._curve.multiply(self._curve.G2, scalar))
