@@ -162,3 +162,28 @@ def test_full_size_2048_bit_key() -> None:
     assert key.decrypt(public.encrypt(a) + public.encrypt(b)) == a + b
     body = b"trouble spot: breaker 3; failure performance: trips at 0.8 In" * 40
     assert paillier.hybrid_decrypt(key, paillier.hybrid_encrypt(public, body)) == body
+
+
+def _hybrid_parts() -> tuple[bytes, bytes, bytes]:
+    import rlp
+
+    key_ct, nonce, body = rlp.decode(paillier.hybrid_encrypt(PUBLIC, b"abc"))
+    return key_ct, nonce, body
+
+
+@pytest.mark.parametrize("shape", ["empty_body", "truncated_body", "two_fields", "nested",
+                                   "not_a_list", "short_key_ct"])
+def test_hybrid_rejects_structural_damage(shape: str) -> None:
+    import rlp
+
+    key_ct, nonce, body = _hybrid_parts()
+    data = {
+        "empty_body": rlp.encode([key_ct, nonce, b""]),
+        "truncated_body": rlp.encode([key_ct, nonce, body[:-1]]),
+        "two_fields": rlp.encode([key_ct, nonce]),
+        "nested": rlp.encode([key_ct, nonce, [body]]),
+        "not_a_list": rlp.encode(body),
+        "short_key_ct": rlp.encode([key_ct[1:], nonce, body]),
+    }[shape]
+    with pytest.raises(BadCiphertext):
+        paillier.hybrid_decrypt(KEY, data)
