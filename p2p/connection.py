@@ -68,8 +68,8 @@ class Connection:
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(config.peer_send_queue_max)
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self.last_received = loop.time()
-        self.last_sent = loop.time()
+        self._last_received = loop.time()
+        self._last_sent = loop.time()
         # While the reader waits for room in the inbound queue it is not reading, so the
         # peer's silence is ours: the idle check is suspended.
         self._inbound_waiting = False
@@ -133,7 +133,7 @@ class Connection:
             if not data:
                 decoder.check_eof()
                 raise PeerClosed()
-            self.last_received = self._loop.time()
+            self._last_received = self._loop.time()
             counters.bytes_in += len(data)
             decoder.feed(data)
 
@@ -150,7 +150,7 @@ class Connection:
                 await self._inbound.put(item)
             finally:
                 self._inbound_waiting = False
-                self.last_received = self._loop.time()
+                self._last_received = self._loop.time()
 
     async def _write_loop(self) -> None:
         queue, writer, counters = self._queue, self._writer, self._counters
@@ -166,7 +166,7 @@ class Connection:
                 writer.write(b"".join(batch) if len(batch) > 1 else batch[0])
                 counters.frames_out += len(batch)
                 counters.bytes_out += size
-                self.last_sent = self._loop.time()
+                self._last_sent = self._loop.time()
                 await writer.drain()
         except OSError:
             self.close(IO_ERROR)
@@ -177,10 +177,10 @@ class Connection:
         while True:
             await asyncio.sleep(interval_s)
             now = self._loop.time()
-            if not self._inbound_waiting and now - self.last_received > idle_s:
+            if not self._inbound_waiting and now - self._last_received > idle_s:
                 self.close(IDLE)
                 return
-            if now - self.last_sent >= interval_s:
+            if now - self._last_sent >= interval_s:
                 # A full queue means frames are flowing; no PING needed then.
                 with contextlib.suppress(asyncio.QueueFull):
                     self._queue.put_nowait(PING_FRAME)

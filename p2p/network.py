@@ -88,7 +88,7 @@ class Network:
         self._connections: dict[PeerId, Connection] = {}
         self._seen = GossipSeen(config.gossip_seen_max)
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
         self._pending_handshakes = 0
         self._peers_changed = asyncio.Event()
         self._stopping = False
@@ -120,7 +120,7 @@ class Network:
         if self._server is not None:
             await self._server.wait_closed()
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, object]) -> None:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -201,9 +201,13 @@ class Network:
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # A task of our own, not the server's callback task, so that stop() can cancel it
         # (asyncio 3.11 logs a spurious error when a cancelled callback task ends).
-        if self._stopping or self._pending_handshakes >= self.config.pending_handshakes_max:
+        if self._stopping:
             writer.transport.abort()
-            self._refused(_remote(writer), BUSY, "too many handshakes in progress")
+            self.counters.count_disconnect(STOPPED)
+            return
+        if self._pending_handshakes >= self.config.pending_handshakes_max:
+            writer.transport.abort()
+            self._refused(f"from {_remote(writer)}", BUSY, "too many handshakes in progress")
             return
         # Counted here, released by _serve when the handshake ends.
         self._pending_handshakes += 1
@@ -243,6 +247,10 @@ class Network:
         whether the handshake succeeded.
         """
         remote = _remote(writer)
+        if dialled_peer is None:
+            where = f"from {remote}"
+        else:
+            where = f"to {short(dialled_peer)} at {remote}"
         config = self.config
         decoder = FrameDecoder(config.handshake_frame_bytes_max, config.frame_container_len_max)
         try:
@@ -254,11 +262,11 @@ class Network:
             )
         except P2PError as exc:
             writer.transport.abort()
-            self._refused(remote, exc.reason, str(exc))
+            self._refused(where, exc.reason, str(exc))
             return False
         except OSError as exc:
             writer.transport.abort()
-            self._refused(remote, IO_ERROR, str(exc))
+            self._refused(where, IO_ERROR, str(exc))
             return False
         except asyncio.CancelledError:
             writer.transport.abort()
@@ -328,9 +336,11 @@ class Network:
         if self._on_peer_down is not None:
             self._on_peer_down(peer_id, reason)
 
-    def _refused(self, remote: str, reason: str, detail: str) -> None:
+    def _refused(self, where: str, reason: str, detail: str) -> None:
+        """Count and log a connection that ended before or during its handshake (ours
+        refused it, or the other side did and closed it)."""
         self.counters.count_disconnect(reason)
-        log.warning("refused connection %s: %s (%s)", remote, reason, detail)
+        log.warning("handshake %s refused: %s (%s)", where, reason, detail)
 
     def _filter(self, connection: Connection, message: Message) -> Message | None:
         """What of a received message reaches the node: gossip unwrapped and

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2p.errors import BadMessage, FrameDecodeError, FrameError, FrameTooLarge, FrameTruncated
-from p2p.framing import LENGTH_BYTES, FrameDecoder, encode_frame
+from p2p.framing import LENGTH_BYTES, FrameDecoder, Message, encode_frame
 
 LIMIT = 4096
 CONTAINERS = 64
@@ -23,7 +23,7 @@ def frame_of(body: bytes) -> bytes:
 
 
 def test_round_trip_in_one_chunk_and_byte_by_byte() -> None:
-    messages = [
+    messages: list[Message] = [
         {"type": "commit", "view": 3, "hash": b"\x01" * 32, "sigs": [b"a", b"b"]},
         {"type": "tx", "body": "héllo", "nested": {"k": [1, -2, None, True]}},
     ]
@@ -60,7 +60,7 @@ def test_huge_length_prefix() -> None:
 
 
 def test_body_at_the_limit_is_accepted() -> None:
-    message = {"type": "x", "pad": b""}
+    message: Message = {"type": "x", "pad": b""}
     overhead = len(msgpack.packb(message, use_bin_type=True))
     # An empty bin is 2 bytes (bin8); a long one is bin16, one length byte more.
     message["pad"] = b"\x00" * (LIMIT - overhead - 1)
