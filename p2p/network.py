@@ -59,6 +59,9 @@ def short(peer_id: PeerId) -> str:
 
 
 class Network:
+    """The transport of one node. Construct, `await start()`, drain `inbound`, and
+    `await stop()`; every other method is synchronous and never waits."""
+
     def __init__(
         self,
         config: P2PConfig,
@@ -82,6 +85,7 @@ class Network:
             config.inbound_queue_max
         )
         self._allowed = frozenset(allowed_keys)
+        # Dial targets. The node may pass every bookkeeper's address, its own included.
         self._peers = {peer_id: addr for peer_id, addr in peers.items() if peer_id != key.public_key}
         self._on_peer_up = on_peer_up
         self._on_peer_down = on_peer_down
