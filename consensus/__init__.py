@@ -1,0 +1,37 @@
+"""XPaxos (XFT) consensus for gridchain: a sans-IO replica, block sync, storage.
+
+The node drives `Replica` (consensus/replica.py explains the protocol) and `BlockSync`,
+feeding messages decoded by `message_from_wire` / `sync_message_from_wire`.
+"""
+
+from consensus.actions import (
+    Action,
+    CatchUp,
+    Finalized,
+    Rejected,
+    Send,
+    Suspected,
+    ViewChanged,
+)
+from consensus.app import Application
+from consensus.config import BYZANTINE_MODES, ConsensusConfig
+from consensus.errors import ConsensusError, InvalidMessage
+from consensus.messages import Message, message_from_wire
+from consensus.replica import Replica, Status
+from consensus.storage import ConsensusStorage, LmdbStorage, MemoryStorage
+from consensus.sync import (
+    BlockSync,
+    PeerId,
+    SyncConfig,
+    SyncMessage,
+    SyncSend,
+    sync_message_from_wire,
+)
+
+__all__ = [
+    "Action", "Application", "BYZANTINE_MODES", "BlockSync", "CatchUp", "ConsensusConfig",
+    "ConsensusError", "ConsensusStorage", "Finalized", "InvalidMessage", "LmdbStorage",
+    "MemoryStorage", "Message", "PeerId", "Rejected", "Replica", "Send", "Status",
+    "Suspected", "SyncConfig", "SyncMessage", "SyncSend", "ViewChanged", "message_from_wire",
+    "sync_message_from_wire",
+]

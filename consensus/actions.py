@@ -1,0 +1,55 @@
+"""What a replica asks its node to do (sans-IO: the replica itself never does I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chain.types import Block
+from consensus.messages import Message
+
+
+@dataclass(frozen=True)
+class Send:
+    """Deliver `message` to bookkeeper `to` (an index in genesis order)."""
+
+    to: int
+    message: Message
+
+
+@dataclass(frozen=True)
+class Finalized:
+    """Informational: `block` is final and app.finalize was already called."""
+
+    block: Block
+
+
+@dataclass(frozen=True)
+class ViewChanged:
+    view: int
+
+
+@dataclass(frozen=True)
+class Suspected:
+    """This replica suspected `view` (logs and metrics)."""
+
+    view: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message from `sender` was dropped as invalid (logs and metrics)."""
+
+    sender: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """Bookkeeper `peer` holds final blocks up to at least `height`: fetch them by block sync."""
+
+    peer: int
+    height: int
+
+
+Action = Send | Finalized | ViewChanged | Suspected | Rejected | CatchUp

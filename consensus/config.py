@@ -1,0 +1,34 @@
+"""Timing and fault-mode knobs of one XPaxos replica (all durations in milliseconds)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BYZANTINE_MODES = ("equivocate", "bad-signature", "wrong-roots", "omit-entries", "silent")
+
+
+@dataclass(frozen=True)
+class ConsensusConfig:
+    t: int
+    # Δ of the paper: the bound on message delay among synchronous replicas. Loopback.
+    delta_ms: int = 100
+    # The primary waits this long after the first pending transaction before proposing,
+    # so that a burst lands in one block.
+    batch_timeout_ms: int = 5
+    # An active replica with pending work and no finalized block for this long suspects.
+    commit_timeout_ms: int = 2_000
+    retransmit_ms: int = 300
+    # Must exceed 2Δ plus a few round trips: the VIEW-CHANGE wait alone is 2Δ.
+    view_change_timeout_ms: int = 1_500
+    empty_blocks: bool = False
+    empty_block_interval_ms: int = 1_000
+    # Test-only misbehaviour, one of BYZANTINE_MODES; None for an honest replica.
+    byzantine: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.t < 1:
+            raise ValueError("t must be at least 1")
+        if self.byzantine is not None and self.byzantine not in BYZANTINE_MODES:
+            raise ValueError(f"unknown byzantine mode {self.byzantine!r}")
+        if self.view_change_timeout_ms <= 2 * self.delta_ms:
+            raise ValueError("view_change_timeout_ms must exceed 2 * delta_ms")

@@ -1,0 +1,891 @@
+"""One XPaxos (XFT) replica as a sans-IO state machine: no sockets, no clock, no threads.
+
+The node feeds it messages, transactions and the time, carries out the returned actions
+(consensus/actions.py) and calls `on_tick` at `next_deadline()`. The paper's reference is
+arXiv 1502.05831 (Algorithms 1-6); XFT.md in the project notes sums it up.
+
+Common case (sequence number = block height, D(req) = block hash, one block per height,
+no pipelining). The primary of view v proposes block h+1 only once h is final at the
+primary: it logs the block with its own vote (a signature on commit_message) and sends
+PREPARE to its t followers. A follower checks the height, the vote and the block
+(`app.check` executes it on the final head; the header's roots make the hash cover the
+execution result), logs it and answers COMMIT with its own vote: to the primary when
+t = 1, to every active replica when t >= 2. A replica *commits* (the paper's commit log)
+when it holds the full certificate, every member's vote. A block is *final* only once
+every member of the group holds that certificate, because then any later view change
+(n - t logs, the 2Δ wait) recovers it outside anarchy:
+  - t = 1: the follower holds the certificate as soon as it votes, so the primary
+    finalizes on its COMMIT and then sends FINAL (no block inside) to the follower right
+    away; this is how the follower learns finality. A follower that misses it resends its
+    COMMIT, and a COMMIT for a final height is answered with FINAL.
+  - t >= 2: a replica holding the certificate tells the other members with COMMITTED
+    (which hands them the certificate too); it finalizes when every member did.
+Passive replicas get each final block from the primary (FINAL carrying the block: lazy
+replication) and otherwise catch up by block sync (consensus/sync.py, via `CatchUp`).
+Only final blocks reach `app.finalize`, so the ledger never rolls back. A committed but
+not final entry lives only in the consensus log (storage); when a view change selects
+another block for that height the replica drops its entry: that is how it rolls back a
+committed-but-not-final suffix.
+
+View change. A member of the active group suspects on an invalid or out-of-order message,
+a bad signature, a conflicting vote, no progress on pending work for commit_timeout_ms,
+a view change that does not finish in view_change_timeout_ms, or a NEW-VIEW that does not
+match its own selection; it sends SUSPECT(v) to all. SUSPECT(v) is accepted only from a
+member of sg_v and forwarded; each replica then sends VIEW-CHANGE(v+1, final head, commit
+log) to sg_{v+1}. A new active replica waits for all n or for 2Δ and n - t, sends
+VC-FINAL to the other new actives, merges all of theirs and selects (consensus/
+viewchange.py). The new primary re-prepares the pick in NEW-VIEW; followers vote for it
+only if it equals their own selection. The pick is final before any new block is
+proposed. A view change that times out is suspected in turn, so views advance in order
+until a group of correct, synchronous replicas is reached.
+
+Checkpoints (§4.5) are folded into finality: the log holds nothing below the final head,
+and each final block carries t+1 signatures, the quorum a CHKPT round would collect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import rlp
+
+from chain.certificate import commit_message, synchronous_group, verify_certificate
+from chain.errors import DecodeError, InvalidCertificate, LedgerError
+from chain.types import Block, CommitCertificate, Vote, decode
+from consensus.actions import (
+    Action,
+    CatchUp,
+    Finalized,
+    Rejected,
+    Send,
+    Suspected,
+    ViewChanged,
+)
+from consensus.app import Application
+from consensus.config import ConsensusConfig
+from consensus.log import Entry
+from consensus.messages import (
+    Commit,
+    Committed,
+    Final,
+    Message,
+    NewView,
+    Prepare,
+    Suspect,
+    VcFinal,
+    ViewChange,
+    view_of,
+)
+from consensus.storage import ConsensusStorage, StoredState
+from consensus.viewchange import Start, merge, select
+from crypto.hashing import keccak256
+from crypto.keys import KeyPair, is_valid_signature
+
+NORMAL = "normal"
+VIEW_CHANGE = "view-change"
+EARLY_MESSAGES_MAX = 64  # current-view messages held until the replica can use them
+
+
+class Suspicion(Exception):
+    """Raised inside a handler when a group member misbehaved; the replica suspects."""
+
+
+@dataclass(frozen=True)
+class Status:
+    view: int
+    primary: int
+    group: tuple[int, ...]
+    is_active: bool
+    final_height: int
+    view_changes: int
+    state: str
+    last_suspect_reason: str | None
+
+
+class Replica:
+    def __init__(self, config: ConsensusConfig, *, index: int, key: KeyPair,
+                 bookkeepers: list[bytes], chain_id: int, app: Application,
+                 storage: ConsensusStorage) -> None:
+        assert len(bookkeepers) == 2 * config.t + 1, "XPaxos runs n = 2t+1 bookkeepers"
+        assert bookkeepers[index] == key.public_key, "key is not bookkeeper `index`"
+        self._config = config
+        self._t = config.t
+        self._n = len(bookkeepers)
+        self._index = index
+        self._key = key
+        self._bookkeepers = bookkeepers
+        self._chain_id = chain_id
+        self._app = app
+        self._storage = storage
+        stored = storage.load()
+        self.view = stored.view
+        self.state = NORMAL if stored.normal else VIEW_CHANGE
+        self._last_final = app.final_height()
+        self._entry = stored.entry if self._current(stored.entry) else None
+        self.view_changes = 0
+        self.last_suspect_reason: str | None = None
+        self._future: dict[tuple[int, str], Message] = {}
+        self._reset_view_state()
+
+    # ------------------------------------------------------------------ public API
+
+    def start(self, now_ms: int) -> list[Action]:
+        actions: list[Action] = []
+        if self.state == VIEW_CHANGE:
+            self._enter_view(self.view, now_ms, actions, restarted=True)
+        else:
+            self._busy_since = None
+            self._update_busy(now_ms)
+            self._retransmit_at = now_ms + self._config.retransmit_ms
+            pending = self._pending_entry()
+            if pending is not None and self._is_primary():
+                # Restarted with a proposal in flight: resend that one, never another.
+                self._votes = {self._index: pending.prepare_vote}
+                prepare = self._sign(Prepare(sender=self._index, view=self.view,
+                                             height=pending.height, block=pending.block_raw,
+                                             vote=pending.prepare_vote))
+                self._outbox = {follower: prepare for follower in self._followers()}
+            self._schedule_proposal(now_ms)
+        return self._output(actions)
+
+    def on_message(self, sender: int, message: Message, now_ms: int) -> list[Action]:
+        actions: list[Action] = []
+        self._observe_app(now_ms, actions)
+        self._handle(sender, message, now_ms, actions)
+        self._update_busy(now_ms)
+        return self._output(actions)
+
+    def on_transactions(self, now_ms: int) -> list[Action]:
+        actions: list[Action] = []
+        self._observe_app(now_ms, actions)
+        self._update_busy(now_ms)
+        self._schedule_proposal(now_ms)
+        return self._output(actions)
+
+    def on_tick(self, now_ms: int) -> list[Action]:
+        actions: list[Action] = []
+        self._observe_app(now_ms, actions)
+        self._update_busy(now_ms)
+        if self.state == VIEW_CHANGE and self._is_member(self.view):
+            if now_ms >= self._vc_deadline_ms:
+                self._suspect("view change timed out", now_ms, actions)
+            else:
+                self._maybe_send_vc_final(now_ms, actions)
+        if self._retransmit_at is not None and now_ms >= self._retransmit_at:
+            self._retransmit(now_ms, actions)
+        if self._propose_at is not None and now_ms >= self._propose_at:
+            self._propose_at = None
+            self._propose(now_ms, actions)
+        stalled = self._stall_deadline()
+        if stalled is not None and now_ms >= stalled:
+            self._suspect("no progress on pending work", now_ms, actions)
+        return self._output(actions)
+
+    def next_deadline(self) -> int | None:
+        deadlines = [self._retransmit_at, self._propose_at, self._stall_deadline()]
+        if self.state == VIEW_CHANGE and self._is_member(self.view):
+            deadlines.append(self._vc_deadline_ms)
+            if self._vc_final_sent is None:
+                deadlines.append(self._vc_started_ms + 2 * self._config.delta_ms)
+        present = [deadline for deadline in deadlines if deadline is not None]
+        return min(present) if present else None
+
+    @property
+    def status(self) -> Status:
+        group = self._group(self.view)
+        return Status(self.view, group[0], group, self._index in group,
+                      self._app.final_height(), self.view_changes, self.state,
+                      self.last_suspect_reason)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _reset_view_state(self) -> None:
+        self._votes: dict[int, bytes] = {}  # votes on the entry in this view, by member
+        self._commits: dict[int, Commit] = {}  # follower votes for height final+1
+        self._holders: set[int] = set()  # members known to hold the entry's certificate
+        self._outbox: dict[int, Message] = {}  # proposal to retransmit, per follower
+        self._early: list[tuple[int, Message]] = []
+        self._heard: set[int] = set()
+        self._view_changes: dict[int, ViewChange] = {}
+        self._vc_finals: dict[int, VcFinal] = {}
+        self._vc_final_sent: VcFinal | None = None
+        self._my_view_change: ViewChange | None = None
+        self._start: Start | None = None
+        self._new_view: NewView | None = None  # sent (primary) or waiting (follower)
+        self._vc_started_ms = 0
+        self._vc_deadline_ms = 0
+        self._retransmit_at: int | None = None
+        self._propose_at: int | None = None
+        self._busy_since: int | None = None
+        self._last_suspect: Suspect | None = None
+
+    def _group(self, view: int) -> tuple[int, ...]:
+        return synchronous_group(view, self._n, self._t)
+
+    def _is_member(self, view: int, replica: int | None = None) -> bool:
+        return (self._index if replica is None else replica) in self._group(view)
+
+    def _is_primary(self) -> bool:
+        return self._group(self.view)[0] == self._index
+
+    def _followers(self) -> tuple[int, ...]:
+        return self._group(self.view)[1:]
+
+    def _others(self, members: tuple[int, ...]) -> list[int]:
+        return [member for member in members if member != self._index]
+
+    def _current(self, entry: Entry | None) -> bool:
+        return entry is not None and entry.height == self._app.final_height() + 1
+
+    def _pending_entry(self) -> Entry | None:
+        """The entry of this view that is not final yet."""
+        entry = self._entry
+        return entry if self._current(entry) and entry.view == self.view else None
+
+    def _persist(self) -> None:
+        self._storage.save(StoredState(self.view, self.state == NORMAL, self._entry))
+
+    def _sign(self, message: Message) -> Message:
+        if self._config.byzantine == "bad-signature":
+            return dataclasses.replace(message, signature=keccak256(message.signing_payload())
+                                       * 2)
+        return message.signed(self._key)
+
+    def _vote(self, view: int, height: int, block_hash: bytes) -> bytes:
+        return self._key.sign(commit_message(self._chain_id, view, height, block_hash))
+
+    def _valid_vote(self, replica: int, vote: bytes, view: int, height: int,
+                    block_hash: bytes) -> bool:
+        message = commit_message(self._chain_id, view, height, block_hash)
+        return is_valid_signature(self._bookkeepers[replica], vote, message)
+
+    def _send(self, to: int, message: Message, actions: list[Action]) -> None:
+        actions.append(Send(to, message))
+
+    def _output(self, actions: list[Action]) -> list[Action]:
+        if self._config.byzantine == "silent":
+            return [action for action in actions if not isinstance(action, Send)]
+        return actions
+
+    def _update_busy(self, now_ms: int) -> None:
+        busy = self._app.pending_transactions() > 0 or self._pending_entry() is not None
+        if not busy:
+            self._busy_since = None
+        elif self._busy_since is None:
+            self._busy_since = now_ms
+
+    def _stall_deadline(self) -> int | None:
+        if self.state != NORMAL or not self._is_member(self.view) or self._busy_since is None:
+            return None
+        return self._busy_since + self._config.commit_timeout_ms
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _handle(self, sender: int, message: Message, now_ms: int,
+                actions: list[Action]) -> None:
+        if not 0 <= message.sender < self._n or not 0 <= sender < self._n:
+            actions.append(Rejected(sender, "unknown sender"))
+            return
+        if not message.verify_signature(self._bookkeepers[message.sender]):
+            actions.append(Rejected(sender, "bad signature"))
+            # Only a direct sender is to blame: a forwarder may relay a forgery.
+            if sender == message.sender:
+                self._suspect_member(sender, "bad signature", now_ms, actions)
+            return
+        try:
+            self._dispatch(sender, message, now_ms, actions)
+        except Suspicion as suspicion:
+            actions.append(Rejected(sender, str(suspicion)))
+            self._suspect_member(message.sender, str(suspicion), now_ms, actions)
+
+    def _dispatch(self, sender: int, message: Message, now_ms: int,
+                  actions: list[Action]) -> None:
+        if isinstance(message, Final):
+            self._on_final(message, now_ms, actions)
+            return
+        if isinstance(message, Suspect):
+            self._on_suspect(sender, message, now_ms, actions)
+            return
+        view = view_of(message)
+        if view < self.view:
+            return  # from a view this replica left: harmless, and it already acted on it
+        if view > self.view:
+            self._stash_future(message)
+            return
+        self._heard.add(message.sender)
+        if isinstance(message, ViewChange):
+            self._on_view_change(message, now_ms, actions)
+        elif isinstance(message, VcFinal):
+            self._on_vc_final(message, now_ms, actions)
+        elif isinstance(message, NewView):
+            self._on_new_view(message, now_ms, actions)
+        elif self.state == VIEW_CHANGE:
+            self._hold_early(sender, message)
+        elif isinstance(message, Prepare):
+            self._on_prepare(sender, message, now_ms, actions)
+        elif isinstance(message, Commit):
+            self._on_commit(message, now_ms, actions)
+        elif isinstance(message, Committed):
+            self._on_committed(message, now_ms, actions)
+
+    def _stash_future(self, message: Message) -> None:
+        # One message per (sender, type), the latest view: bounded by n * types.
+        key = (message.sender, message.TYPE)
+        kept = self._future.get(key)
+        if kept is None or view_of(kept) <= view_of(message):
+            self._future[key] = message
+
+    def _hold_early(self, sender: int, message: Message) -> None:
+        if len(self._early) < EARLY_MESSAGES_MAX:
+            self._early.append((sender, message))
+
+    def _replay_early(self, now_ms: int, actions: list[Action]) -> None:
+        early, self._early = self._early, []
+        for sender, message in early:
+            self._handle(sender, message, now_ms, actions)
+
+    # ------------------------------------------------------------------ common case
+
+    def _schedule_proposal(self, now_ms: int) -> None:
+        if self.state != NORMAL or not self._is_primary() or self._current(self._entry):
+            return
+        if self._propose_at is not None:
+            return
+        if self._app.pending_transactions() > 0:
+            self._propose_at = now_ms + self._config.batch_timeout_ms
+        elif self._config.empty_blocks:
+            self._propose_at = now_ms + self._config.empty_block_interval_ms
+
+    def _propose(self, now_ms: int, actions: list[Action]) -> None:
+        if self.state != NORMAL or not self._is_primary() or self._current(self._entry):
+            return
+        height = self._app.final_height() + 1
+        block = self._app.propose(height, self.view, self._index, now_ms)
+        if block is None:
+            self._schedule_proposal(now_ms)
+            return
+        if self._config.byzantine == "wrong-roots":
+            block = block.copy(header=block.header.copy(state_root=keccak256(b"wrong")))
+        raw = rlp.encode(block)
+        vote = self._vote(self.view, height, block.hash)
+        self._entry = Entry.create(self.view, raw, vote)
+        self._votes = {self._index: vote}
+        self._holders = set()
+        self._persist()  # the PREPARE carries a vote: log before sending it
+        for number, follower in enumerate(self._followers()):
+            proposal = self._sign(Prepare(sender=self._index, view=self.view, height=height,
+                                          block=raw, vote=vote))
+            if self._config.byzantine == "equivocate" and number % 2 == 1:
+                proposal = self._equivocation(block, height)
+            self._outbox[follower] = proposal
+            self._send(follower, proposal, actions)
+        self._retransmit_at = now_ms + self._config.retransmit_ms
+
+    def _equivocation(self, block: Block, height: int) -> Message:
+        other = block.copy(header=block.header.copy(extra=block.header.extra + b"!"))
+        vote = self._vote(self.view, height, other.hash)
+        return self._sign(Prepare(sender=self._index, view=self.view, height=height,
+                                  block=rlp.encode(other), vote=vote))
+
+    def _on_prepare(self, sender: int, message: Prepare, now_ms: int,
+                    actions: list[Action]) -> None:
+        if message.sender != self._group(self.view)[0] or self._is_primary():
+            raise Suspicion("PREPARE not from the primary")
+        pending = self._pending_entry()
+        if pending is not None and message.height == pending.height + 1:
+            # The FINAL of the pending height was lost: ask again, use this one after.
+            self._hold_early(sender, message)
+            self._send_my_commit(pending, actions)
+            return
+        self._accept_proposal(message.height, message.block, message.vote, now_ms, actions)
+
+    def _accept_proposal(self, height: int, raw: bytes, vote: bytes, now_ms: int,
+                         actions: list[Action]) -> None:
+        final = self._app.final_height()
+        pending = self._pending_entry()
+        if height <= final:
+            return
+        if pending is not None and pending.height == height:
+            if raw != pending.block_raw:
+                raise Suspicion(f"two proposals for height {height}")
+            self._send_my_commit(pending, actions)
+            return
+        if height != final + 1:
+            raise Suspicion(f"sequence number {height} skips past {final + 1}")
+        try:
+            entry = Entry.create(self.view, raw, vote)
+        except DecodeError as exc:
+            raise Suspicion(f"undecodable block: {exc}") from exc
+        if entry.height != height:
+            raise Suspicion("block number differs from the sequence number")
+        primary = self._group(self.view)[0]
+        if not self._valid_vote(primary, vote, self.view, height, entry.block_hash):
+            raise Suspicion("bad vote of the primary")
+        if self._config.byzantine != "wrong-roots":
+            try:
+                self._app.check(entry.block)
+            except LedgerError as exc:
+                raise Suspicion(f"invalid block: {exc}") from exc
+        my_vote = self._vote(self.view, height, entry.block_hash)
+        self._votes = {primary: vote, self._index: my_vote}
+        if self._t == 1:
+            # Both votes are here: the follower has committed (holds the certificate).
+            entry = entry.with_certificate(self._certificate(self._votes))
+            self._holders = {self._index}
+        self._entry = entry
+        self._persist()  # log before the COMMIT leaves
+        self._send_my_commit(entry, actions)
+        self._retransmit_at = now_ms + self._config.retransmit_ms
+        self._check_commits(now_ms, actions)
+
+    def _send_my_commit(self, entry: Entry, actions: list[Action]) -> None:
+        commit = self._sign(Commit(sender=self._index, view=entry.view, height=entry.height,
+                                   block_hash=entry.block_hash,
+                                   vote=self._vote(entry.view, entry.height,
+                                                   entry.block_hash)))
+        targets = self._group(self.view)[:1] if self._t == 1 else self._group(self.view)
+        for member in self._others(targets):
+            self._send(member, commit, actions)
+
+    def _on_commit(self, message: Commit, now_ms: int, actions: list[Action]) -> None:
+        if message.sender not in self._followers():
+            raise Suspicion("COMMIT from a replica that is no follower")
+        if not self._valid_vote(message.sender, message.vote, message.view, message.height,
+                                message.block_hash):
+            raise Suspicion("bad vote in COMMIT")
+        final = self._app.final_height()
+        if message.height <= final:
+            self._send_final(message.sender, message.height, with_block=False,
+                             actions=actions)
+            return
+        if message.height == final + 1:
+            self._commits[message.sender] = message
+            self._check_commits(now_ms, actions)
+
+    def _check_commits(self, now_ms: int, actions: list[Action]) -> None:
+        entry = self._pending_entry()
+        if entry is None:
+            return
+        for member, commit in self._commits.items():
+            if commit.height != entry.height:
+                continue
+            if commit.block_hash != entry.block_hash:
+                raise Suspicion(f"COMMIT of {member} is for another block")
+            self._votes[member] = commit.vote
+        if not set(self._group(self.view)) <= set(self._votes):
+            return
+        if self._t == 1:
+            # The follower held the certificate when it voted, the primary holds it now.
+            self._holders = set(self._group(self.view))
+        elif not entry.certificate:
+            self._adopt_certificate(entry, self._certificate(self._votes), actions)
+        self._check_final(now_ms, actions)
+
+    def _certificate(self, votes: dict[int, bytes]) -> bytes:
+        group = self._group(self.view)
+        return rlp.encode(CommitCertificate(self.view, [Vote(member, votes[member])
+                                                        for member in group]))
+
+    def _adopt_certificate(self, entry: Entry, certificate: bytes,
+                           actions: list[Action]) -> None:
+        """t >= 2: log the commit, then tell the members not known to hold it yet."""
+        self._entry = entry.with_certificate(certificate)
+        self._holders.add(self._index)
+        self._persist()
+        self._send_committed(actions)
+
+    def _send_committed(self, actions: list[Action]) -> None:
+        entry = self._entry
+        assert entry is not None and entry.certificate
+        committed = self._sign(Committed(sender=self._index, view=entry.view,
+                                         height=entry.height, block_hash=entry.block_hash,
+                                         certificate=entry.certificate))
+        for member in self._others(self._group(self.view)):
+            if member not in self._holders:
+                self._send(member, committed, actions)
+
+    def _on_committed(self, message: Committed, now_ms: int, actions: list[Action]) -> None:
+        if not self._is_member(self.view, message.sender) or self._t == 1:
+            raise Suspicion("COMMITTED from a non-member")
+        certificate = self._checked_certificate(message.certificate, message.height,
+                                                message.block_hash)
+        if certificate.view != self.view:
+            raise Suspicion("COMMITTED with a certificate of another view")
+        if message.height <= self._app.final_height():
+            self._send_final(message.sender, message.height, with_block=False,
+                             actions=actions)
+            return
+        entry = self._pending_entry()
+        if entry is None or entry.block_hash != message.block_hash:
+            return  # it holds our vote, so we logged this entry; a stale duplicate
+        self._holders.add(message.sender)
+        if not entry.certificate:
+            self._adopt_certificate(entry, message.certificate, actions)
+        self._check_final(now_ms, actions)
+
+    def _check_final(self, now_ms: int, actions: list[Action]) -> None:
+        entry = self._pending_entry()
+        if entry is None or not set(self._group(self.view)) <= self._holders:
+            return
+        certificate = entry.certificate or self._certificate(self._votes)
+        self._finalize(entry.block, decode(certificate, CommitCertificate), actions)
+        if self._is_primary():
+            for replica in range(self._n):
+                if replica == self._index:
+                    continue
+                # t = 1: the follower learns finality from this FINAL (no block inside);
+                # passive replicas get the block itself (lazy replication).
+                active = self._is_member(self.view, replica)
+                if self._t == 1 or not active:
+                    self._send_final(replica, entry.height, with_block=not active,
+                                     actions=actions)
+        # After the FINALs, so that the next PREPARE does not overtake them.
+        self._observe_app(now_ms, actions)
+
+    def _send_final(self, to: int, height: int, *, with_block: bool,
+                    actions: list[Action]) -> None:
+        block = self._app.final_block(height)
+        assert block is not None and block.certificate, "a final block has a certificate"
+        bare = block.copy(certificate=[])
+        final = self._sign(Final(sender=self._index, height=height, block_hash=block.hash,
+                                 certificate=rlp.encode(block.certificate[0]),
+                                 block=rlp.encode(bare) if with_block else b""))
+        self._send(to, final, actions)
+
+    def _on_final(self, message: Final, now_ms: int, actions: list[Action]) -> None:
+        final = self._app.final_height()
+        if message.height <= final:
+            return
+        try:
+            certificate = self._checked_certificate(message.certificate, message.height,
+                                                    message.block_hash)
+        except Suspicion as exc:
+            actions.append(Rejected(message.sender, str(exc)))
+            return
+        if message.height > final + 1:
+            actions.append(CatchUp(message.sender, message.height))
+            return
+        block = self._final_block_of(message)
+        if block is None:
+            actions.append(CatchUp(message.sender, message.height))
+            return
+        try:
+            self._app.check(block)
+        except LedgerError as exc:
+            actions.append(Rejected(message.sender, f"certified block fails: {exc}"))
+            return
+        self._finalize(block, certificate, actions)
+        self._observe_app(now_ms, actions)
+
+    def _final_block_of(self, message: Final) -> Block | None:
+        if message.block:
+            try:
+                block = decode(message.block, Block)
+            except DecodeError:
+                return None
+            return block if block.hash == message.block_hash else None
+        entry = self._entry
+        if entry is not None and entry.block_hash == message.block_hash:
+            return entry.block
+        return None
+
+    def _checked_certificate(self, raw: bytes, height: int,
+                             block_hash: bytes) -> CommitCertificate:
+        try:
+            certificate = decode(raw, CommitCertificate)
+            verify_certificate(certificate, chain_id=self._chain_id, height=height,
+                               block_hash=block_hash, bookkeepers=self._bookkeepers,
+                               t=self._t)
+        except (DecodeError, InvalidCertificate) as exc:
+            raise Suspicion(f"bad certificate: {exc}") from exc
+        return certificate
+
+    def _finalize(self, block: Block, certificate: CommitCertificate,
+                  actions: list[Action]) -> None:
+        final_block = block.copy(certificate=[certificate])
+        self._app.finalize(final_block)
+        actions.append(Finalized(final_block))
+
+    def _observe_app(self, now_ms: int, actions: list[Action]) -> None:
+        """React to the final head moving (our own finalize, or block sync's)."""
+        final = self._app.final_height()
+        if final == self._last_final:
+            return
+        self._last_final = final
+        if not self._current(self._entry):
+            self._entry = None
+        self._votes, self._commits, self._holders, self._outbox = {}, {}, set(), {}
+        self._busy_since = None
+        self._update_busy(now_ms)
+        if self.state == NORMAL and self._is_primary() and \
+                self._app.pending_transactions() > 0:
+            # Transactions queued while the last block was in flight form the next batch.
+            self._propose(now_ms, actions)
+        self._schedule_proposal(now_ms)
+        if self.state == VIEW_CHANGE:
+            self._maybe_select(now_ms, actions)
+        elif self._early:
+            self._replay_early(now_ms, actions)
+
+    # ------------------------------------------------------------------ view change
+
+    def _suspect_member(self, member: int, reason: str, now_ms: int,
+                        actions: list[Action]) -> None:
+        if self._is_member(self.view, member):
+            self._suspect(reason, now_ms, actions)
+
+    def _suspect(self, reason: str, now_ms: int, actions: list[Action]) -> None:
+        if not self._is_member(self.view):
+            return
+        self.last_suspect_reason = reason
+        actions.append(Suspected(self.view, reason))
+        suspect = self._sign(Suspect(sender=self._index, view=self.view))
+        assert isinstance(suspect, Suspect)
+        for replica in self._others(tuple(range(self._n))):
+            self._send(replica, suspect, actions)
+        self._enter_view(self.view + 1, now_ms, actions)
+        self._last_suspect = suspect
+
+    def _on_suspect(self, sender: int, message: Suspect, now_ms: int,
+                    actions: list[Action]) -> None:
+        if not self._is_member(message.view, message.sender):
+            actions.append(Rejected(sender, "SUSPECT from outside the view's group"))
+            return
+        if message.view < self.view:
+            return
+        for replica in range(self._n):
+            if replica not in (self._index, sender, message.sender):
+                self._send(replica, message, actions)
+        self._enter_view(message.view + 1, now_ms, actions)
+        self._last_suspect = message
+
+    def _enter_view(self, view: int, now_ms: int, actions: list[Action], *,
+                    restarted: bool = False) -> None:
+        if not restarted:
+            self.view = view
+            self.view_changes += 1
+            actions.append(ViewChanged(view))
+        self._reset_view_state()
+        self.state = VIEW_CHANGE
+        final = self._app.final_height()
+        if not self._current(self._entry):
+            self._entry = None
+        committed = self._entry if self._entry is not None and self._entry.certificate \
+            else None
+        my_vc = self._sign(ViewChange(
+            sender=self._index, view=view, final_height=final,
+            final_hash=self._app.final_hash(),
+            final_certificate=self._final_certificate(final),
+            entry_view=committed.view if committed else 0,
+            entry_block=committed.block_raw if committed else b"",
+            entry_certificate=committed.certificate if committed else b""))
+        assert isinstance(my_vc, ViewChange)
+        self._my_view_change = my_vc
+        if self._is_member(view):
+            self._view_changes[self._index] = my_vc
+            self._vc_started_ms = now_ms
+            self._vc_deadline_ms = now_ms + self._config.view_change_timeout_ms
+        else:
+            self.state = NORMAL  # a passive replica has nothing to wait for
+        self._persist()  # never act in an older view again, even after a restart
+        for member in self._others(self._group(view)):
+            self._send(member, my_vc, actions)
+        self._retransmit_at = now_ms + self._config.retransmit_ms
+        future = [m for m in self._future.values() if view_of(m) == view]
+        self._future = {key: m for key, m in self._future.items()
+                        if view_of(m) > view}
+        for message in future:
+            self._handle(message.sender, message, now_ms, actions)
+        self._maybe_send_vc_final(now_ms, actions)
+
+    def _final_certificate(self, height: int) -> bytes:
+        if height == 0:
+            return b""
+        block = self._app.final_block(height)
+        assert block is not None and block.certificate, "a final block has a certificate"
+        return rlp.encode(block.certificate[0])
+
+    def _check_view_change(self, vc: ViewChange, view: int) -> None:
+        if vc.view != view or not vc.verify_signature(self._bookkeepers[vc.sender]):
+            raise Suspicion(f"bad VIEW-CHANGE of {vc.sender}")
+        if vc.final_height > 0:
+            self._checked_certificate(vc.final_certificate, vc.final_height, vc.final_hash)
+        if not vc.entry_block:
+            return
+        try:
+            entry = Entry.create(vc.entry_view, vc.entry_block, b"", vc.entry_certificate)
+        except DecodeError as exc:
+            raise Suspicion(f"undecodable log entry of {vc.sender}") from exc
+        certificate = self._checked_certificate(vc.entry_certificate, entry.height,
+                                                entry.block_hash)
+        if certificate.view != vc.entry_view or vc.entry_view >= view or \
+                entry.height != vc.final_height + 1:
+            raise Suspicion(f"log entry of {vc.sender} does not fit")
+
+    def _on_view_change(self, message: ViewChange, now_ms: int,
+                        actions: list[Action]) -> None:
+        self._check_view_change(message, self.view)
+        if not self._is_member(self.view):
+            return
+        if self.state == NORMAL:
+            # A late replica: it may have missed our NEW-VIEW.
+            if self._is_primary() and self._new_view is not None and \
+                    message.sender in self._followers():
+                self._send(message.sender, self._new_view, actions)
+            return
+        self._view_changes.setdefault(message.sender, message)
+        self._maybe_send_vc_final(now_ms, actions)
+
+    def _maybe_send_vc_final(self, now_ms: int, actions: list[Action]) -> None:
+        if self.state != VIEW_CHANGE or not self._is_member(self.view) or \
+                self._vc_final_sent is not None:
+            return
+        received = len(self._view_changes)
+        waited = now_ms >= self._vc_started_ms + 2 * self._config.delta_ms
+        if received < self._n and not (waited and received >= self._n - self._t):
+            return
+        vc_final = self._sign(VcFinal(sender=self._index, view=self.view,
+                                      view_changes=tuple(self._view_changes[s] for s in
+                                                         sorted(self._view_changes))))
+        assert isinstance(vc_final, VcFinal)
+        self._vc_final_sent = vc_final
+        self._vc_finals[self._index] = vc_final
+        for member in self._others(self._group(self.view)):
+            self._send(member, vc_final, actions)
+        self._maybe_select(now_ms, actions)
+
+    def _on_vc_final(self, message: VcFinal, now_ms: int, actions: list[Action]) -> None:
+        if not self._is_member(self.view, message.sender):
+            raise Suspicion("VC-FINAL from a non-member")
+        if len(message.view_changes) < self._n - self._t or \
+                len({vc.sender for vc in message.view_changes}) != len(message.view_changes):
+            raise Suspicion("VC-FINAL with too few or repeated view changes")
+        for vc in message.view_changes:
+            self._check_view_change(vc, self.view)
+        if self.state == NORMAL:
+            # The sender is still waiting for our NEW-VIEW.
+            if self._is_primary() and self._new_view is not None:
+                self._send(message.sender, self._new_view, actions)
+            return
+        self._vc_finals.setdefault(message.sender, message)
+        self._maybe_select(now_ms, actions)
+
+    def _maybe_select(self, now_ms: int, actions: list[Action]) -> None:
+        if self.state != VIEW_CHANGE or self._vc_final_sent is None or \
+                not set(self._group(self.view)) <= set(self._vc_finals):
+            return
+        if self._start is None:
+            self._start = select(merge(self._vc_finals[m] for m in sorted(self._vc_finals)))
+        start = self._start
+        final = self._app.final_height()
+        if final < start.final_height:
+            actions.append(CatchUp(start.source, start.final_height))
+            return
+        if final > start.final_height:
+            # A late FINAL of the old view arrived after this replica's VIEW-CHANGE; the
+            # next view's selection will include it.
+            self._suspect("final head moved past the selection", now_ms, actions)
+            return
+        if start.pick is not None and self._config.byzantine != "wrong-roots":
+            try:
+                self._app.check(start.pick.block)
+            except LedgerError as exc:
+                self._suspect(f"selected entry does not execute: {exc}", now_ms, actions)
+                return
+        if self._is_primary():
+            self._send_new_view(start, now_ms, actions)
+        elif self._new_view is not None:
+            self._accept_new_view(self._new_view, now_ms, actions)
+
+    def _send_new_view(self, start: Start, now_ms: int, actions: list[Action]) -> None:
+        pick = start.pick if self._config.byzantine != "omit-entries" else None
+        raw, vote = b"", b""
+        self._entry = None  # an entry the selection did not pick is rolled back
+        if pick is not None:
+            vote = self._vote(self.view, pick.height, pick.block_hash)
+            self._entry = Entry.create(self.view, pick.block_raw, vote)
+            self._votes = {self._index: vote}
+        new_view = self._sign(NewView(sender=self._index, view=self.view,
+                                      final_height=start.final_height,
+                                      final_hash=start.final_hash,
+                                      block=pick.block_raw if pick else raw, vote=vote))
+        assert isinstance(new_view, NewView)
+        self._new_view = new_view
+        self._enter_normal(now_ms)  # persists the re-prepared entry before NEW-VIEW leaves
+        for follower in self._followers():
+            self._outbox[follower] = new_view
+            self._send(follower, new_view, actions)
+        self._schedule_proposal(now_ms)
+
+    def _enter_normal(self, now_ms: int) -> None:
+        self.state = NORMAL
+        self._persist()
+        self._busy_since = None
+        self._update_busy(now_ms)
+        self._retransmit_at = now_ms + self._config.retransmit_ms
+
+    def _on_new_view(self, message: NewView, now_ms: int, actions: list[Action]) -> None:
+        if message.sender != self._group(self.view)[0] or self._is_primary():
+            raise Suspicion("NEW-VIEW not from the new primary")
+        if self.state == NORMAL:
+            pending = self._pending_entry()
+            if pending is not None and message.block == pending.block_raw:
+                self._send_my_commit(pending, actions)
+            return
+        self._new_view = message
+        self._maybe_select(now_ms, actions)
+
+    def _accept_new_view(self, message: NewView, now_ms: int,
+                         actions: list[Action]) -> None:
+        start = self._start
+        assert start is not None
+        pick_raw = start.pick.block_raw if start.pick is not None else b""
+        if (message.final_height, message.final_hash, message.block) != \
+                (start.final_height, start.final_hash, pick_raw):
+            self._suspect("NEW-VIEW does not match the selection", now_ms, actions)
+            return
+        self._entry = None  # an entry the selection did not pick is rolled back
+        self._enter_normal(now_ms)
+        if message.block:
+            self._accept_proposal(message.final_height + 1, message.block, message.vote,
+                                  now_ms, actions)
+        self._replay_early(now_ms, actions)
+
+    # ------------------------------------------------------------------ retransmission
+
+    def _retransmit(self, now_ms: int, actions: list[Action]) -> None:
+        self._retransmit_at = now_ms + self._config.retransmit_ms
+        if self._last_suspect is not None and self.state == VIEW_CHANGE:
+            for replica in self._others(tuple(range(self._n))):
+                self._send(replica, self._last_suspect, actions)
+        if self.state == VIEW_CHANGE:
+            self._retransmit_view_change(actions)
+            return
+        if self._is_primary():
+            for follower, message in self._outbox.items():
+                if follower not in self._votes and self._current(self._entry) or \
+                        isinstance(message, NewView) and follower not in self._heard:
+                    self._send(follower, message, actions)
+            return
+        pending = self._pending_entry()
+        if pending is None or not self._is_member(self.view):
+            return
+        self._send_my_commit(pending, actions)
+        if pending.certificate and self._t >= 2:
+            self._send_committed(actions)
+
+    def _retransmit_view_change(self, actions: list[Action]) -> None:
+        if self._my_view_change is not None:
+            for member in self._others(self._group(self.view)):
+                if member not in self._vc_finals:
+                    self._send(member, self._my_view_change, actions)
+        if self._vc_final_sent is not None:
+            primary = self._group(self.view)[0]
+            for member in self._others(self._group(self.view)):
+                waiting = member == primary and self._start is not None
+                if member not in self._vc_finals or waiting:
+                    self._send(member, self._vc_final_sent, actions)
+        start = self._start
+        if start is not None and self._app.final_height() < start.final_height:
+            actions.append(CatchUp(start.source, start.final_height))

@@ -1,0 +1,328 @@
+"""A deterministic simulated cluster for testing XPaxos: virtual time, seeded faults.
+
+`FakeLedger` implements the Application with real `Block`s whose state root is
+keccak(parent state root ‖ payloads), so `check` catches wrong roots, and it asserts the
+global invariants on every finalize through a shared `FinalityOracle` (one block per
+height across all replicas, hash linkage, a valid certificate). `Simulation` runs n
+replicas and their block sync over a network that is a priority queue of deliveries:
+seeded delay, drop, duplication (hence reordering), per-direction partitions, crashes,
+and restarts (a new Replica on the same storage and ledger). Every message crosses the
+real wire codec (to_wire, msgpack, *_from_wire).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import msgpack
+import rlp
+
+from chain.certificate import verify_certificate
+from chain.errors import InvalidBlock
+from chain.types import EMPTY_TRIE_ROOT, ZERO_HASH, Block, BlockHeader
+from consensus.actions import Action, CatchUp, Send, Suspected
+from consensus.config import ConsensusConfig
+from consensus.messages import message_from_wire
+from consensus.replica import Replica
+from consensus.storage import MemoryStorage
+from consensus.sync import BlockSync, SyncSend, sync_message_from_wire
+from crypto.hashing import Hash32, keccak256
+from crypto.keys import KeyPair
+
+CHAIN_ID = 7
+BATCH_MAX = 16
+STATUS_INTERVAL_MS = 500
+
+
+def genesis_block() -> Block:
+    header = BlockHeader(ZERO_HASH, 0, 0, 0, 0, keccak256(b"genesis"), EMPTY_TRIE_ROOT,
+                         EMPTY_TRIE_ROOT, 0, b"")
+    return Block(header, [], [])
+
+
+def state_root_after(parent_root: Hash32, extra: bytes) -> Hash32:
+    return keccak256(parent_root + extra)
+
+
+class FinalityOracle:
+    """Sees every finalize of every replica: the cluster-wide safety invariants."""
+
+    def __init__(self, bookkeepers: list[bytes], t: int) -> None:
+        self.bookkeepers = bookkeepers
+        self.t = t
+        self.hashes: dict[int, Hash32] = {0: genesis_block().hash}
+
+    def record(self, block: Block) -> None:
+        assert len(block.certificate) == 1, f"final block {block.number} lacks a certificate"
+        verify_certificate(block.certificate[0], chain_id=CHAIN_ID, height=block.number,
+                           block_hash=block.hash, bookkeepers=self.bookkeepers, t=self.t)
+        known = self.hashes.setdefault(block.number, block.hash)
+        assert known == block.hash, f"FORK at height {block.number}"
+
+
+class FakeLedger:
+    """The Application: an append-only list of final blocks and a mempool of payloads."""
+
+    def __init__(self, oracle: FinalityOracle) -> None:
+        self._oracle = oracle
+        self.blocks: list[Block] = [genesis_block()]
+        self.mempool: dict[bytes, None] = {}
+
+    def final_height(self) -> int:
+        return len(self.blocks) - 1
+
+    def final_hash(self) -> bytes:
+        return self.blocks[-1].hash
+
+    def pending_transactions(self) -> int:
+        return len(self.mempool)
+
+    def propose(self, height: int, view: int, proposer: int, now_ms: int) -> Block | None:
+        assert height == self.final_height() + 1
+        if not self.mempool:
+            return None
+        payloads = list(self.mempool)[:BATCH_MAX]
+        extra = rlp.encode(payloads)
+        parent = self.blocks[-1].header
+        header = BlockHeader(parent.hash, height, now_ms, proposer, view,
+                             state_root_after(parent.state_root, extra), keccak256(extra),
+                             EMPTY_TRIE_ROOT, 0, extra)
+        return Block(header, [], [])
+
+    def check(self, block: Block) -> None:
+        parent = self.blocks[-1].header
+        header = block.header
+        if header.number != parent.number + 1:
+            raise InvalidBlock("number", parent.number + 1, header.number)
+        if header.parent_hash != parent.hash:
+            raise InvalidBlock("parent_hash", parent.hash, header.parent_hash)
+        expected = state_root_after(parent.state_root, header.extra)
+        if header.state_root != expected:
+            raise InvalidBlock("state_root", expected, header.state_root)
+
+    def finalize(self, block: Block) -> None:
+        self.check(block)  # an honest ledger never appends what does not execute
+        self._oracle.record(block)
+        self.blocks.append(block)
+        try:
+            payloads = rlp.decode(block.header.extra)
+        except rlp.exceptions.DecodingError:
+            payloads = []
+        for payload in payloads if isinstance(payloads, list) else []:
+            self.mempool.pop(bytes(payload), None)
+
+    def final_block(self, height: int) -> Block | None:
+        return self.blocks[height] if 0 < height < len(self.blocks) else None
+
+
+@dataclass
+class SimNode:
+    index: int
+    key: KeyPair
+    config: ConsensusConfig
+    ledger: FakeLedger
+    storage: MemoryStorage
+    replica: Replica
+    sync: BlockSync
+    alive: bool = True
+    suspicions: list[Suspected] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NetworkFaults:
+    drop: float = 0.0
+    duplicate: float = 0.0
+    delay_ms: tuple[int, int] = (1, 10)
+
+
+class Simulation:
+    def __init__(self, *, t: int, seed: int, config: ConsensusConfig | None = None,
+                 byzantine: dict[int, str] | None = None,
+                 faults: NetworkFaults | None = None) -> None:
+        self.t = t
+        self.n = 2 * t + 1
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.now = 0
+        self.faults = faults or NetworkFaults()
+        self.blocked: set[tuple[int, int]] = set()
+        self._queue: list[tuple[int, int, int, int, Any]] = []
+        self._seq = 0
+        self._next_status = STATUS_INTERVAL_MS
+        self._tx_counter = 0
+        keys = [KeyPair.from_seed(bytes([i + 1]) * 32) for i in range(self.n)]
+        self.bookkeepers = [key.public_key for key in keys]
+        self.oracle = FinalityOracle(self.bookkeepers, t)
+        base = config or ConsensusConfig(t=t)
+        self.nodes: list[SimNode] = []
+        for i, key in enumerate(keys):
+            node_config = replace(base, byzantine=(byzantine or {}).get(i))
+            ledger = FakeLedger(self.oracle)
+            storage = MemoryStorage()
+            self.nodes.append(SimNode(i, key, node_config, ledger, storage,
+                                      self._replica(i, key, node_config, ledger, storage),
+                                      self._sync(ledger)))
+        for node in self.nodes:
+            self._act(node, node.replica.start(0))
+
+    def _replica(self, index: int, key: KeyPair, config: ConsensusConfig, ledger: FakeLedger,
+                 storage: MemoryStorage) -> Replica:
+        return Replica(config, index=index, key=key, bookkeepers=self.bookkeepers,
+                       chain_id=CHAIN_ID, app=ledger, storage=storage)
+
+    def _sync(self, ledger: FakeLedger) -> BlockSync:
+        return BlockSync(ledger, chain_id=CHAIN_ID, bookkeepers=self.bookkeepers, t=self.t)
+
+    # ------------------------------------------------------------------ faults
+
+    def crash(self, index: int) -> None:
+        self.nodes[index].alive = False
+
+    def restart(self, index: int) -> None:
+        """A new Replica (and sync) on the same storage and ledger: a kill -9 and restart."""
+        node = self.nodes[index]
+        node.replica = self._replica(index, node.key, node.config, node.ledger, node.storage)
+        node.sync = self._sync(node.ledger)
+        node.alive = True
+        self._act(node, node.replica.start(self.now))
+
+    def cut(self, src: int, dst: int) -> None:
+        self.blocked.add((src, dst))
+
+    def isolate(self, index: int) -> None:
+        for other in range(self.n):
+            if other != index:
+                self.blocked |= {(index, other), (other, index)}
+
+    def heal(self) -> None:
+        self.blocked.clear()
+        self.faults = NetworkFaults(delay_ms=self.faults.delay_ms)
+
+    # ------------------------------------------------------------------ workload
+
+    def submit(self, count: int) -> None:
+        """Gossip `count` new transactions to every bookkeeper's mempool."""
+        for _ in range(count):
+            self._tx_counter += 1
+            payload = b"tx-%d" % self._tx_counter
+            for node in self.nodes:
+                node.ledger.mempool[payload] = None
+        for node in self.nodes:
+            if node.alive:
+                self._act(node, node.replica.on_transactions(self.now))
+
+    @property
+    def submitted(self) -> int:
+        return self._tx_counter
+
+    # ------------------------------------------------------------------ the loop
+
+    def run_until(self, end_ms: int) -> None:
+        while True:
+            node_time, node = self._next_node_deadline()
+            queue_time = self._queue[0][0] if self._queue else None
+            candidates = [time for time in (node_time, queue_time, self._next_status)
+                          if time is not None]
+            next_time = min(candidates)
+            if next_time > end_ms:
+                self.now = end_ms
+                return
+            self.now = max(self.now, next_time)
+            if queue_time is not None and queue_time == next_time:
+                self._deliver(heapq.heappop(self._queue))
+            elif node_time == next_time and node is not None:
+                self._tick(node)
+            else:
+                self._announce_status()
+
+    def _next_node_deadline(self) -> tuple[int | None, SimNode | None]:
+        best: tuple[int | None, SimNode | None] = (None, None)
+        for node in self.nodes:
+            if not node.alive:
+                continue
+            for deadline in (node.replica.next_deadline(), node.sync.next_deadline()):
+                if deadline is not None:
+                    deadline = max(deadline, self.now)
+                    if best[0] is None or deadline < best[0]:
+                        best = (deadline, node)
+        return best
+
+    def _tick(self, node: SimNode) -> None:
+        self._act(node, node.replica.on_tick(self.now))
+        self._sync_sends(node, node.sync.on_tick(self.now))
+        # A deadline that did not move would spin the loop: that is a replica bug.
+        for deadline in (node.replica.next_deadline(), node.sync.next_deadline()):
+            assert deadline is None or deadline > self.now, \
+                f"seed {self.seed}: node {node.index} deadline {deadline} stuck at {self.now}"
+
+    def _announce_status(self) -> None:
+        self._next_status = self.now + STATUS_INTERVAL_MS
+        for node in self.nodes:
+            if node.alive:
+                status = node.sync.status()
+                for other in range(self.n):
+                    if other != node.index:
+                        self._transmit(node.index, other, ("sync", status.to_wire()))
+
+    def _act(self, node: SimNode, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self._transmit(node.index, action.to, ("xpaxos", action.message.to_wire()))
+            elif isinstance(action, CatchUp):
+                self._sync_sends(node, node.sync.request(bytes([action.peer]), action.height,
+                                                         self.now))
+            elif isinstance(action, Suspected):
+                node.suspicions.append(action)
+
+    def _sync_sends(self, node: SimNode, sends: list[SyncSend]) -> None:
+        for send in sends:
+            self._transmit(node.index, send.peer[0], ("sync", send.message.to_wire()))
+
+    def _transmit(self, src: int, dst: int, payload: tuple[str, dict[str, Any]]) -> None:
+        if (src, dst) in self.blocked or self.rng.random() < self.faults.drop:
+            return
+        copies = 2 if self.rng.random() < self.faults.duplicate else 1
+        data = msgpack.packb(payload[1], use_bin_type=True)
+        for _ in range(copies):
+            delay = self.rng.randint(*self.faults.delay_ms)
+            self._seq += 1
+            heapq.heappush(self._queue, (self.now + delay, self._seq, src, dst,
+                                         (payload[0], data)))
+
+    def _deliver(self, item: tuple[int, int, int, int, Any]) -> None:
+        _, _, src, dst, (kind, data) = item
+        node = self.nodes[dst]
+        if not node.alive or (src, dst) in self.blocked:
+            return
+        wire = msgpack.unpackb(data, raw=False)
+        if kind == "xpaxos":
+            self._act(node, node.replica.on_message(src, message_from_wire(wire), self.now))
+        else:
+            sends = node.sync.on_message(bytes([src]), sync_message_from_wire(wire), self.now)
+            self._sync_sends(node, sends)
+            # Sync may have moved the final head: let the replica react now.
+            self._act(node, node.replica.on_tick(self.now))
+
+    # ------------------------------------------------------------------ checks
+
+    def final_heights(self) -> list[int]:
+        return [node.ledger.final_height() for node in self.nodes]
+
+    def check_consistency(self) -> None:
+        """Equal blocks and state roots at equal heights on every ledger."""
+        for node in self.nodes:
+            for block in node.ledger.blocks:
+                assert self.oracle.hashes[block.number] == block.hash, \
+                    f"seed {self.seed}: node {node.index} differs at {block.number}"
+        for height in range(1, min(self.final_heights()) + 1):
+            roots = {node.ledger.blocks[height].header.state_root for node in self.nodes}
+            assert len(roots) == 1, f"seed {self.seed}: state roots differ at {height}"
+
+    def all_done(self, nodes: list[int] | None = None) -> bool:
+        """Every submitted transaction final on the given (default: all) nodes."""
+        chosen = [self.nodes[i] for i in (nodes if nodes is not None else range(self.n))]
+        return all(not node.ledger.mempool for node in chosen) and \
+            len({node.ledger.final_height() for node in chosen}) == 1

@@ -1,0 +1,211 @@
+"""Block sync, sans-IO: fetch missing final blocks from any peer and check each one.
+
+Between any nodes, bookkeepers or observers, so peers are opaque ids (bytes) that the node
+maps to connections. A node announces its final head (SyncStatus); one that learns a peer
+is ahead asks it for blocks (SyncRequest), and applies the SyncResponse block by block:
+the number follows the head, the parent hash links, the commit certificate verifies, the
+application executes it, and only then `app.finalize`. A certificate is the proof of
+finality, so sync trusts no peer. Everything is bounded: blocks and bytes per response,
+one outstanding request at a time, a deadline on it, and the number of peers remembered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import rlp
+
+from chain.certificate import verify_certificate
+from chain.errors import DecodeError, InvalidCertificate, LedgerError
+from chain.types import Block, decode
+from consensus.app import Application
+from consensus.errors import InvalidMessage
+from consensus.messages import BLOB_BYTES_MAX, UINT_MAX
+
+PeerId = bytes
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    blocks_per_response_max: int = 64
+    response_bytes_max: int = 4 * 1024 * 1024
+    request_timeout_ms: int = 2_000
+    peers_max: int = 256
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    TYPE: ClassVar[str] = "sync_status"
+    height: int
+    block_hash: bytes
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "height": self.height, "block_hash": self.block_hash}
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    TYPE: ClassVar[str] = "sync_request"
+    from_height: int
+    count: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "from_height": self.from_height, "count": self.count}
+
+
+@dataclass(frozen=True)
+class SyncResponse:
+    """Consecutive final blocks (rlp, certificate inside) from `from_height`."""
+
+    TYPE: ClassVar[str] = "sync_response"
+    from_height: int
+    blocks: tuple[bytes, ...]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "from_height": self.from_height, "blocks": list(self.blocks)}
+
+
+SyncMessage = SyncStatus | SyncRequest | SyncResponse
+
+
+@dataclass(frozen=True)
+class SyncSend:
+    peer: PeerId
+    message: SyncMessage
+
+
+def sync_message_from_wire(obj: object) -> SyncMessage:
+    """Decode strictly; raise InvalidMessage on anything malformed."""
+    if not isinstance(obj, dict):
+        raise InvalidMessage("not-a-map", type(obj).__name__)
+    kind = obj.get("type")
+    fields = {"sync_status": {"type", "height", "block_hash"},
+              "sync_request": {"type", "from_height", "count"},
+              "sync_response": {"type", "from_height", "blocks"}}.get(kind)  # type: ignore
+    if fields is None:
+        raise InvalidMessage("unknown-type", repr(kind)[:40])
+    if set(obj) != fields:
+        raise InvalidMessage("bad-fields", str(kind))
+    if kind == "sync_status":
+        block_hash = obj["block_hash"]
+        if not isinstance(block_hash, bytes) or len(block_hash) != 32:
+            raise InvalidMessage("bad-field", "block_hash")
+        return SyncStatus(_uint(obj, "height"), block_hash)
+    if kind == "sync_request":
+        return SyncRequest(_uint(obj, "from_height"), _uint(obj, "count"))
+    blocks = obj["blocks"]
+    if not isinstance(blocks, list | tuple) or len(blocks) > 4096 or not all(
+            isinstance(raw, bytes) and len(raw) <= BLOB_BYTES_MAX for raw in blocks):
+        raise InvalidMessage("bad-field", "blocks")
+    return SyncResponse(_uint(obj, "from_height"), tuple(blocks))
+
+
+def _uint(obj: dict[Any, Any], name: str) -> int:
+    value = obj[name]
+    if type(value) is not int or not 0 <= value <= UINT_MAX:
+        raise InvalidMessage("bad-field", f"{name} is not a uint")
+    return value
+
+
+class BlockSync:
+    def __init__(self, app: Application, *, chain_id: int, bookkeepers: list[bytes], t: int,
+                 config: SyncConfig | None = None) -> None:
+        self._app = app
+        self._chain_id = chain_id
+        self._bookkeepers = bookkeepers
+        self._t = t
+        self._config = config or SyncConfig()
+        self._peer_heights: dict[PeerId, int] = {}
+        self._outstanding: tuple[PeerId, int] | None = None  # (peer, deadline)
+        self.blocks_applied = 0
+
+    def status(self) -> SyncStatus:
+        return SyncStatus(self._app.final_height(), self._app.final_hash())
+
+    def on_message(self, peer: PeerId, message: SyncMessage, now_ms: int) -> list[SyncSend]:
+        if isinstance(message, SyncStatus):
+            return self.request(peer, message.height, now_ms)
+        if isinstance(message, SyncRequest):
+            return [SyncSend(peer, self._respond(message))]
+        return self._on_response(peer, message, now_ms)
+
+    def request(self, peer: PeerId, height: int, now_ms: int) -> list[SyncSend]:
+        """`peer` holds final blocks up to `height`: fetch what we miss."""
+        if height > self._peer_heights.get(peer, -1):
+            if peer not in self._peer_heights and \
+                    len(self._peer_heights) >= self._config.peers_max:
+                self._peer_heights.pop(next(iter(self._peer_heights)))
+            self._peer_heights[peer] = height
+        return self._next_request(now_ms)
+
+    def on_tick(self, now_ms: int) -> list[SyncSend]:
+        if self._outstanding is not None and now_ms >= self._outstanding[1]:
+            # That peer did not answer in time: forget its claim, ask another.
+            self._peer_heights.pop(self._outstanding[0], None)
+            self._outstanding = None
+        return self._next_request(now_ms)
+
+    def next_deadline(self) -> int | None:
+        return self._outstanding[1] if self._outstanding is not None else None
+
+    def _next_request(self, now_ms: int) -> list[SyncSend]:
+        if self._outstanding is not None:
+            return []
+        final = self._app.final_height()
+        ahead = [(height, peer) for peer, height in self._peer_heights.items()
+                 if height > final]
+        if not ahead:
+            return []
+        height, peer = max(ahead)
+        count = min(height - final, self._config.blocks_per_response_max)
+        self._outstanding = (peer, now_ms + self._config.request_timeout_ms)
+        return [SyncSend(peer, SyncRequest(final + 1, count))]
+
+    def _respond(self, request: SyncRequest) -> SyncResponse:
+        blocks: list[bytes] = []
+        size = 0
+        last = min(request.from_height + min(request.count,
+                                             self._config.blocks_per_response_max),
+                   self._app.final_height() + 1)
+        for height in range(max(request.from_height, 1), last):
+            block = self._app.final_block(height)
+            assert block is not None, "the store holds every block up to its final head"
+            raw = rlp.encode(block)
+            if size + len(raw) > self._config.response_bytes_max and blocks:
+                break
+            blocks.append(raw)
+            size += len(raw)
+        return SyncResponse(request.from_height, tuple(blocks))
+
+    def _on_response(self, peer: PeerId, response: SyncResponse,
+                     now_ms: int) -> list[SyncSend]:
+        if self._outstanding is None or self._outstanding[0] != peer:
+            return []  # unsolicited: ignore
+        self._outstanding = None
+        for raw in response.blocks:
+            if not self._apply(raw):
+                self._peer_heights.pop(peer, None)  # it served a bad block: stop asking it
+                break
+        if self._peer_heights.get(peer, -1) > self._app.final_height() and \
+                not response.blocks:
+            self._peer_heights.pop(peer, None)  # claimed more than it serves
+        return self._next_request(now_ms)
+
+    def _apply(self, raw: bytes) -> bool:
+        """Finalize one block on the head; False (and nothing changed) when it is wrong."""
+        try:
+            block = decode(raw, Block)
+            if block.number != self._app.final_height() + 1 or \
+                    block.header.parent_hash != self._app.final_hash() or \
+                    len(block.certificate) != 1:
+                return False
+            verify_certificate(block.certificate[0], chain_id=self._chain_id,
+                               height=block.number, block_hash=block.hash,
+                               bookkeepers=self._bookkeepers, t=self._t)
+            self._app.check(block.copy(certificate=[]))
+        except (DecodeError, InvalidCertificate, LedgerError):
+            return False
+        self._app.finalize(block)
+        self.blocks_applied += 1
+        return True
