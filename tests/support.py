@@ -1,0 +1,69 @@
+"""Test support: deterministic keys, a genesis, and a chain driven block by block."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chain.chain import Chain
+from chain.execution import ExecutedBlock
+from chain.genesis import Genesis
+from chain.store import ChainStore
+from chain.types import Transaction
+from chain.values import Value
+from contracts import build_contracts
+from crypto.keys import KeyPair
+from vm import Engine
+
+CHAIN_ID = 77
+BALANCE = 10**12
+
+
+def key(n: int) -> KeyPair:
+    return KeyPair.from_seed(n.to_bytes(32, "big"))
+
+
+def genesis_dict(accounts: list[KeyPair], t: int = 1, contracts: dict[str, Any] | None = None) -> dict:
+    bookkeepers = [key(10_000 + i) for i in range(2 * t + 1)]
+    return {
+        "chain_id": CHAIN_ID,
+        "timestamp_ms": 1_700_000_000_000,
+        "t": t,
+        "bookkeepers": [{"name": f"node{i}", "public_key": k.public_key.hex()}
+                        for i, k in enumerate(bookkeepers)],
+        "accounts": [{"public_key": k.public_key.hex(), "balance": BALANCE} for k in accounts],
+        "contracts": contracts or {},
+    }
+
+
+def open_chain(directory: Path, genesis: Genesis) -> Chain:
+    return Chain(ChainStore(directory), genesis, Engine(build_contracts(genesis.contracts)))
+
+
+@dataclass
+class DevChain:
+    chain: Chain
+    accounts: list[KeyPair]
+    nonces: dict[bytes, int] = field(default_factory=dict)
+    clock_ms: int = 1_700_000_000_000
+
+    @classmethod
+    def create(cls, directory: Path, accounts: int = 8, **genesis_args: Any) -> DevChain:
+        keys = [key(i + 1) for i in range(accounts)]
+        genesis = Genesis.from_dict(genesis_dict(keys, **genesis_args))
+        return cls(open_chain(directory, genesis), keys)
+
+    def tx(self, sender: KeyPair, to: bytes, method: str, args: list[Value], value: int = 0,
+           gas_limit: int = 1_000_000) -> Transaction:
+        nonce = self.nonces.get(sender.address, 0)
+        self.nonces[sender.address] = nonce + 1
+        return Transaction.create(sender, chain_id=self.chain.genesis.chain_id, nonce=nonce, to=to,
+                                  method=method, args=args, value=value, gas_limit=gas_limit)
+
+    def commit(self, txs: list[Transaction], step_ms: int = 1_000) -> ExecutedBlock:
+        self.clock_ms += step_ms
+        executed, rejected = self.chain.build(txs, timestamp_ms=self.clock_ms, proposer=0, view=0)
+        assert not rejected, rejected
+        self.chain.append(executed.block)
+        return executed

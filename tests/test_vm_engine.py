@@ -1,0 +1,76 @@
+"""Contract engine: typed dispatch, revert of every write, gas, views, fixed point, token."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from contracts.addresses import TOKEN
+from tests.support import BALANCE, DevChain
+from vm import fixedpoint as fp
+
+
+def test_bad_arguments_and_unknown_method_fail_the_receipt(devchain: DevChain) -> None:
+    a, b = devchain.accounts[:2]
+    executed = devchain.commit([
+        devchain.tx(a, TOKEN, "transfer", [b.address, "ten"]),
+        devchain.tx(a, TOKEN, "no_such_method", []),
+        devchain.tx(a, b"\x00" * 19 + b"\x63", "transfer", [b.address, 1]),
+        devchain.tx(a, TOKEN, "balance_of", [b.address]),  # a view cannot be sent
+    ])
+    reasons = [r.error.decode().split(":")[0] for r in executed.receipts[:4]]
+    assert reasons == ["bad-arguments", "unknown-method", "unknown-contract", "read-only"]
+    assert all(r.status == 0 for r in executed.receipts[:4])
+
+
+def test_out_of_gas_reverts_and_charges_the_limit(devchain: DevChain) -> None:
+    a, b = devchain.accounts[:2]
+    executed = devchain.commit([devchain.tx(a, TOKEN, "transfer", [b.address, 5], gas_limit=1_500)])
+    receipt = executed.receipts[0]
+    assert receipt.status == 0 and receipt.error.startswith(b"out-of-gas")
+    assert receipt.gas_used == 1_500
+    assert devchain.chain.account(b.address).balance == BALANCE
+
+
+def test_view_reads_state(devchain: DevChain) -> None:
+    a, b = devchain.accounts[:2]
+    devchain.commit([devchain.tx(a, TOKEN, "transfer", [b.address, 5])])
+    chain = devchain.chain
+    assert chain.engine.call_view(chain.state(), TOKEN, "balance_of", [b.address], chain.view_env()) == BALANCE + 5
+
+
+def test_end_of_block_receipt_follows_the_transactions(devchain: DevChain) -> None:
+    a, b = devchain.accounts[:2]
+    executed = devchain.commit([devchain.tx(a, TOKEN, "transfer", [b.address, 1])])
+    assert len(executed.receipts) == 2 and executed.receipts[-1].status == 1
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(-3, 2 * BALANCE)), max_size=12))
+def test_total_supply_is_conserved(tmp_path_factory, moves: list[tuple[int, int, int]]) -> None:
+    dev = DevChain.create(tmp_path_factory.mktemp("conserve"), accounts=6)
+    accounts = dev.accounts
+    txs = [dev.tx(accounts[s], TOKEN, "transfer", [accounts[r].address, amount]) for s, r, amount in moves]
+    dev.commit(txs)
+    total = sum(dev.chain.account(k.address).balance for k in accounts)
+    total += dev.chain.state().balance(TOKEN)
+    assert total == BALANCE * len(accounts)
+
+
+def test_fixed_point_exp_matches_math_within_one_unit() -> None:
+    for x in [0, 1, 2, 3, 5, 7, 10, -1, -4]:
+        assert abs(fp.exp(fp.from_int(x)) - round(math.exp(x) * fp.SCALE)) <= 1
+    assert fp.exp(fp.SCALE // 2) == 1_648_721
+
+
+def test_trimmed_mean_eq_8_9() -> None:
+    ratings = [fp.from_int(v) for v in (0, 10, 50, 60, 70, 90, 100)]
+    # n = 7, alpha = 30: n_c = floor(0.3 * 3.5) = 1 -> drop 0 and 100, mean of 10..90 = 56
+    assert fp.trimmed_mean(ratings, 30) == fp.from_int(56)
+    assert fp.trimmed_mean(ratings, 0) == fp.div(fp.from_int(380), fp.from_int(7))
+
+
+def test_division_truncates_toward_zero() -> None:
+    assert fp.div_trunc(-7, 2) == -3 and fp.div_trunc(7, -2) == -3 and fp.div_trunc(7, 2) == 3
