@@ -8,13 +8,12 @@ b"b" bytes, b"s" UTF-8 str, b"t"/b"f" booleans, b"l" list.
 
 from __future__ import annotations
 
-from typing import Union
 
 import rlp
 
 from chain.errors import DecodeError
 
-Value = Union[int, bytes, str, bool, list["Value"]]
+Value = int | bytes | str | bool | list["Value"]
 Encoded = list  # nested lists of bytes, as rlp sees them (rlp may hand back tuples)
 
 NESTING_MAX = 8
