@@ -1,0 +1,82 @@
+"""Credit (paper III.D, eqs. (8)-(9)): every member's reputation is the symmetric trimmed
+mean of the last H ratings it received (integers 0-100, one per side per completed
+service). Credits are fixed point (vm/fixedpoint.py, SCALE = 10**6 per credit point): a
+credit of 87.5 is stored as 87_500_000. A member without ratings has `credit_initial`.
+
+Only the DSC contract adds ratings: it checks that the service was completed and that each
+side rates the other once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chain.values import Value
+from contracts.addresses import CREDIT, DSC
+from contracts.common import get_list, param_int, parse_address, require
+from crypto.keys import Address
+from vm import fixedpoint
+from vm.context import CallContext
+from vm.contract import NativeContract, method, view
+
+RATING_MAX = 100  # credit is on a 0-100 scale
+
+
+def _ratings_key(member: Address) -> bytes:
+    return b"r:" + member
+
+
+def _credit_key(member: Address) -> bytes:
+    return b"c:" + member
+
+
+def credit_from_ratings(ratings: list[int], alpha_percent: int) -> int:
+    """Eqs. (8)-(9) on integer ratings: n_c = floor(alpha/100 * n/2) ratings are cut from
+    each end and the rest averaged, in fixed point (truncated)."""
+    return fixedpoint.trimmed_mean([fixedpoint.from_int(r) for r in ratings], alpha_percent)
+
+
+class Credit(NativeContract):
+    name = "credit"
+    address = CREDIT
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+        self.history_max = param_int(params, "history_max", 50)  # H
+        self.alpha_percent = param_int(params, "alpha_percent", 20)  # alpha, eq. (8)
+        self.credit_initial = fixedpoint.from_int(param_int(params, "credit_initial", 60))
+        assert self.history_max > 0 and 0 <= self.alpha_percent <= 100
+
+    def genesis(self, ctx: CallContext) -> None:
+        """Seed rating histories (`history` parameter: [{address, ratings}]; tests, vectors)."""
+        for entry in self.params.get("history", []):
+            member = parse_address(entry["address"])
+            for rating in entry["ratings"]:
+                self._add(ctx, member, int(rating))
+
+    @method
+    def add_rating(self, ctx: CallContext, member: bytes, rating: int) -> None:
+        require(ctx.sender == DSC, "not-authorized", "ratings come from completed DSC services")
+        require(0 <= rating <= RATING_MAX, "bad-rating", f"{rating} is outside 0-{RATING_MAX}")
+        credit = self._add(ctx, member, rating)
+        ctx.emit("CreditUpdated", member=member, rating=rating, credit=credit)
+
+    @view
+    def credit_of(self, ctx: CallContext, member: bytes) -> int:
+        """Cred_i in fixed point (eq. (9)), or the initial credit of a member never rated."""
+        return ctx.get_int(_credit_key(member), self.credit_initial)
+
+    @view
+    def ratings(self, ctx: CallContext, member: bytes) -> Value:
+        """The last H ratings, oldest first."""
+        return get_list(ctx, _ratings_key(member))
+
+    def _add(self, ctx: CallContext, member: Address, rating: int) -> int:
+        stored = get_list(ctx, _ratings_key(member))
+        assert all(isinstance(r, int) for r in stored), "ratings are ints"
+        history: list[int] = [*stored, rating][-self.history_max:]  # type: ignore[list-item]
+        ctx.steps(len(history))
+        credit = credit_from_ratings(history, self.alpha_percent)
+        ctx.set_value(_ratings_key(member), history)
+        ctx.set_value(_credit_key(member), credit)
+        return credit

@@ -1,0 +1,229 @@
+"""Identity management (paper III.B, VI.A.2): the consortium's members, their roles and
+public keys, the devices vendors sold, and which smartphone controls which device.
+
+Members are identified by their 20-byte account address (ID_{k_i}, ID_{v_i}). Each member's
+keys are on chain: the Ed25519 account key (the address itself), the BLS public key Y
+and the Paillier public key N. Consortium rule (docs/contracts.md):
+
+- genesis administrators (the `admins` parameter, bookkeepers) admit bookkeepers, vendors
+  V, non-original suppliers NV and smartphones, and may revoke anyone but an administrator;
+- a vendor admits the devices it sold (opaque device ID, type S, warranty end) and may
+  also admit the owner's smartphone; it may revoke its own devices;
+- a device's smartphone is bound by the device's vendor or by the device itself.
+
+Other contracts refuse unregistered senders by reading the views here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chain.values import Value
+from contracts.addresses import REGISTRY
+from contracts.common import check_address, ensure_account, get_list, param_int, parse_address, require
+from crypto.keys import Address
+from vm.context import CallContext
+from vm.contract import NativeContract, method, view
+
+BOOKKEEPER = "bookkeeper"
+VENDOR = "vendor"
+SUPPLIER = "supplier"
+DEVICE = "device"
+SMARTPHONE = "smartphone"
+ROLES = (BOOKKEEPER, VENDOR, SUPPLIER, DEVICE, SMARTPHONE)
+DIAGNOSIS_ROLES = (VENDOR, SUPPLIER)  # may bid in the DSC (IV.B)
+ADMIN_ROLES = (BOOKKEEPER, VENDOR, SUPPLIER, SMARTPHONE)  # roles an administrator admits
+
+KEY_BYTES_MAX = 1024  # a 4096-bit Paillier N is 512 bytes; BLS G2 keys are 96
+DEVICE_TYPE_CHARS_MAX = 64
+
+
+def _member_key(address: Address) -> bytes:
+    return b"m:" + address
+
+
+def _device_key(address: Address) -> bytes:
+    return b"d:" + address
+
+
+def _phone_key(address: Address) -> bytes:
+    return b"p:" + address
+
+
+class Registry(NativeContract):
+    name = "registry"
+    address = REGISTRY
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+        self.admins = frozenset(parse_address(a) for a in params.get("admins", []))
+        self.devices_per_phone_max = param_int(params, "devices_per_phone_max", 64)
+
+    def genesis(self, ctx: CallContext) -> None:
+        """Administrators, and optionally pre-admitted members and devices (config/tests)."""
+        for admin in sorted(self.admins):
+            self._admit(ctx, admin, BOOKKEEPER, b"", b"", admin)
+        for entry in self.params.get("members", []):
+            self._admit(ctx, parse_address(entry["address"]), entry["role"],
+                        bytes.fromhex(entry.get("bls_key", "")),
+                        bytes.fromhex(entry.get("paillier_n", "")), REGISTRY)
+        for entry in self.params.get("devices", []):
+            device = parse_address(entry["address"])
+            vendor = parse_address(entry["vendor"])
+            self._admit(ctx, device, DEVICE, bytes.fromhex(entry.get("bls_key", "")),
+                        bytes.fromhex(entry.get("paillier_n", "")), vendor)
+            ctx.set_value(_device_key(device), [entry["device_type"], int(entry["warranty_end_s"]),
+                                                vendor, b""])
+            if "phone" in entry:
+                self._bind(ctx, device, parse_address(entry["phone"]))
+
+    # methods ----------------------------------------------------------------------------
+    @method
+    def register(self, ctx: CallContext, member: bytes, role: str, bls_key: bytes,
+                 paillier_n: bytes) -> None:
+        """Admit a bookkeeper, vendor, supplier or smartphone (administrators; vendors may
+        admit smartphones for the devices they sell)."""
+        require(role in ADMIN_ROLES, "bad-role", f"{role!r} is not registered this way")
+        allowed = ctx.sender in self.admins or (role == SMARTPHONE and self._is_role(ctx, ctx.sender, VENDOR))
+        require(allowed, "not-authorized", f"0x{ctx.sender.hex()} may not admit a {role}")
+        self._admit(ctx, member, role, bls_key, paillier_n, ctx.sender)
+
+    @method
+    def register_device(self, ctx: CallContext, device: bytes, device_type: str,
+                        warranty_end_s: int, bls_key: bytes, paillier_n: bytes) -> None:
+        """A vendor registers a device it sold under an opaque ID (III.B)."""
+        require(self._is_role(ctx, ctx.sender, VENDOR), "not-authorized", "only a vendor registers devices")
+        require(0 < len(device_type) <= DEVICE_TYPE_CHARS_MAX, "bad-device-type", device_type)
+        require(warranty_end_s >= 0, "bad-warranty", "warranty end is a block time in seconds")
+        self._admit(ctx, device, DEVICE, bls_key, paillier_n, ctx.sender)
+        ctx.set_value(_device_key(device), [device_type, warranty_end_s, ctx.sender, b""])
+        ctx.emit("DeviceRegistered", device=device, device_type=device_type,
+                 warranty_end_s=warranty_end_s, vendor=ctx.sender)
+
+    @method
+    def bind_smartphone(self, ctx: CallContext, device: bytes, phone: bytes) -> None:
+        """Bind the owner's smartphone to a device (by its vendor or the device itself)."""
+        record = self._device(ctx, device)
+        require(record is not None, "unknown-device", f"0x{device.hex()}")
+        assert record is not None
+        require(ctx.sender in (device, record[2]), "not-authorized",
+                "only the device or its vendor binds its smartphone")
+        require(self._is_role(ctx, phone, SMARTPHONE), "not-smartphone", f"0x{phone.hex()}")
+        self._bind(ctx, device, phone)
+
+    @method
+    def revoke(self, ctx: CallContext, member: bytes) -> None:
+        """Revoke a member: administrators revoke anyone but an administrator, a vendor its
+        own devices. A revoked ID is no longer a member (its messages are refused)."""
+        stored = self._member(ctx, member)
+        require(stored is not None and stored[4] is True, "not-member", f"0x{member.hex()}")
+        assert stored is not None
+        by_admin = ctx.sender in self.admins and member not in self.admins
+        by_vendor = stored[0] == DEVICE and stored[3] == ctx.sender
+        require(by_admin or by_vendor, "not-authorized", f"0x{ctx.sender.hex()} may not revoke")
+        ctx.set_value(_member_key(member), [*stored[:4], False])
+        ctx.emit("MemberRevoked", member=member, by=ctx.sender)
+
+    @method
+    def update_keys(self, ctx: CallContext, bls_key: bytes, paillier_n: bytes) -> None:
+        """A member replaces its own BLS key Y and Paillier key N."""
+        stored = self._member(ctx, ctx.sender)
+        require(stored is not None and stored[4] is True, "not-member", f"0x{ctx.sender.hex()}")
+        assert stored is not None
+        self._check_keys(bls_key, paillier_n)
+        ctx.set_value(_member_key(ctx.sender), [stored[0], bls_key, paillier_n, stored[3], True])
+        ctx.emit("KeysUpdated", member=ctx.sender)
+
+    # views ------------------------------------------------------------------------------
+    @view
+    def is_member(self, ctx: CallContext, member: bytes) -> bool:
+        stored = self._member(ctx, member)
+        return stored is not None and stored[4] is True
+
+    @view
+    def role(self, ctx: CallContext, member: bytes) -> str:
+        """The active member's role, or "" for an unknown or revoked ID."""
+        stored = self._member(ctx, member)
+        if stored is None or stored[4] is not True:
+            return ""
+        role = stored[0]
+        assert isinstance(role, str)
+        return role
+
+    @view
+    def member(self, ctx: CallContext, member: bytes) -> Value:
+        """[role, bls_key, paillier_n, registrar, active] or [] when unknown."""
+        stored = self._member(ctx, member)
+        return stored if stored is not None else []
+
+    @view
+    def device(self, ctx: CallContext, device: bytes) -> Value:
+        """[device_type, warranty_end_s, vendor, smartphone (b"" if unbound)] or []."""
+        record = self._device(ctx, device)
+        return record if record is not None else []
+
+    @view
+    def in_warranty(self, ctx: CallContext, device: bytes) -> bool:
+        """Warranty status at the current block time (V.A): time_s <= warranty end."""
+        record = self._device(ctx, device)
+        require(record is not None, "unknown-device", f"0x{device.hex()}")
+        assert record is not None
+        end = record[1]
+        assert isinstance(end, int)
+        return ctx.block.time_s <= end
+
+    @view
+    def acts_for(self, ctx: CallContext, device: bytes, actor: bytes) -> bool:
+        """True when `actor` is the active device itself or its bound active smartphone."""
+        record = self._device(ctx, device)
+        if record is None or not self.is_member(ctx, device):
+            return False
+        return actor in (device, record[3]) and self.is_member(ctx, actor)
+
+    @view
+    def devices_of(self, ctx: CallContext, phone: bytes) -> Value:
+        return get_list(ctx, _phone_key(phone))
+
+    # ------------------------------------------------------------------------------------
+    def _admit(self, ctx: CallContext, member: Address, role: str, bls_key: bytes,
+               paillier_n: bytes, registrar: Address) -> None:
+        check_address(member, "member")
+        require(role in ROLES, "bad-role", repr(role))
+        self._check_keys(bls_key, paillier_n)
+        stored = self._member(ctx, member)
+        require(stored is None, "already-registered", f"0x{member.hex()}")
+        ctx.set_value(_member_key(member), [role, bls_key, paillier_n, registrar, True])
+        ensure_account(ctx, member)
+        ctx.emit("MemberRegistered", member=member, role=role, registrar=registrar)
+
+    def _bind(self, ctx: CallContext, device: Address, phone: Address) -> None:
+        record = self._device(ctx, device)
+        assert record is not None
+        previous = record[3]
+        assert isinstance(previous, bytes)
+        if previous:
+            old = [d for d in get_list(ctx, _phone_key(previous)) if d != device]
+            ctx.set_value(_phone_key(previous), old)
+        devices = get_list(ctx, _phone_key(phone))
+        require(len(devices) < self.devices_per_phone_max, "too-many-devices",
+                f"a smartphone controls at most {self.devices_per_phone_max} devices")
+        ctx.set_value(_phone_key(phone), [*devices, device])
+        ctx.set_value(_device_key(device), [*record[:3], phone])
+        ctx.emit("SmartphoneBound", device=device, phone=phone)
+
+    def _check_keys(self, bls_key: bytes, paillier_n: bytes) -> None:
+        require(len(bls_key) <= KEY_BYTES_MAX and len(paillier_n) <= KEY_BYTES_MAX, "bad-key",
+                f"public keys are at most {KEY_BYTES_MAX} bytes")
+
+    def _is_role(self, ctx: CallContext, member: Address, role: str) -> bool:
+        return self.role(ctx, member) == role
+
+    def _member(self, ctx: CallContext, member: bytes) -> list[Value] | None:
+        stored = ctx.get_value(_member_key(member))
+        assert stored is None or isinstance(stored, list)
+        return stored
+
+    def _device(self, ctx: CallContext, device: bytes) -> list[Value] | None:
+        stored = ctx.get_value(_device_key(device))
+        assert stored is None or isinstance(stored, list)
+        return stored

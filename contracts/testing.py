@@ -1,0 +1,109 @@
+"""An in-memory chain for driving the contracts (tests, the vector runner, the benchmark):
+named accounts with deterministic keys, one call per transaction, blocks at a clock the
+caller moves, views at the head.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chain.chain import Chain
+from chain.genesis import Genesis
+from chain.store import ChainStore
+from chain.types import Receipt, Transaction
+from chain.values import Value
+from contracts import build_contracts
+from crypto.hashing import keccak256
+from crypto.keys import Address, KeyPair
+from vm.engine import Engine
+
+CHAIN_ID = 7
+START_MS = 1_700_000_000_000
+BOOKKEEPERS = 3
+
+
+def key_of(name: str) -> KeyPair:
+    return KeyPair.from_seed(keccak256(b"gridchain/test-key/" + name.encode()))
+
+
+def address_of(name: str) -> Address:
+    return key_of(name).address
+
+
+@dataclass(frozen=True)
+class Call:
+    sender: str
+    to: Address
+    method: str
+    args: list[Value]
+    value: int = 0
+    gas_limit: int = 5_000_000
+
+
+class TestChain:
+    """A single-node chain on a temporary LMDB directory; `funded` maps account names to
+    genesis balances, `params` are the genesis [contracts.*] tables."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, params: dict[str, Any], funded: dict[str, int], start_ms: int = START_MS) -> None:
+        bookkeepers = [{"name": f"b{i}", "public_key": key_of(f"bookkeeper-{i}").public_key.hex()}
+                       for i in range(BOOKKEEPERS)]
+        accounts = [{"public_key": key_of(name).public_key.hex(), "balance": balance}
+                    for name, balance in funded.items()]
+        self.genesis = Genesis.from_dict({"chain_id": CHAIN_ID, "t": 1, "timestamp_ms": start_ms,
+                                          "bookkeepers": bookkeepers, "accounts": accounts,
+                                          "contracts": params})
+        self._directory = tempfile.TemporaryDirectory(prefix="gridchain-contracts-")
+        self.chain = Chain(ChainStore(Path(self._directory.name)), self.genesis,
+                           Engine(build_contracts(params)))
+        self.now_ms = start_ms
+        self._nonces: dict[str, int] = {}
+
+    def close(self) -> None:
+        self.chain.store.close()
+        self._directory.cleanup()
+
+    def advance(self, ms: int) -> None:
+        self.now_ms += ms
+
+    def transaction(self, call: Call) -> Transaction:
+        account = self.chain.account(address_of(call.sender))
+        nonce = self._nonces.get(call.sender, account.nonce if account else 0)
+        self._nonces[call.sender] = nonce + 1
+        return Transaction.create(key_of(call.sender), chain_id=CHAIN_ID, nonce=nonce, to=call.to,
+                                  method=call.method, args=call.args, value=call.value,
+                                  gas_limit=call.gas_limit)
+
+    def block(self, calls: list[Call]) -> list[Receipt]:
+        """One block at the current clock holding `calls` in order; returns their receipts
+        followed by the end-of-block receipt."""
+        txs = [self.transaction(call) for call in calls]
+        executed, rejected = self.chain.build(txs, timestamp_ms=self.now_ms, proposer=0, view=0)
+        assert not rejected, f"transactions rejected: {rejected}"
+        self.chain.append(executed.block)
+        return list(executed.receipts)
+
+    def send(self, sender: str, to: Address, method: str, args: list[Value], value: int = 0) -> Receipt:
+        """One call in a block of its own; returns its receipt."""
+        return self.block([Call(sender, to, method, args, value)])[0]
+
+    def view(self, to: Address, method: str, args: list[Value]) -> Value:
+        return self.chain.engine.call_view(self.chain.state(), to, method, args, self.chain.view_env())
+
+    def balance(self, name_or_address: str | Address) -> int:
+        address = address_of(name_or_address) if isinstance(name_or_address, str) else name_or_address
+        return self.chain.state().balance(address)
+
+
+def events(receipt: Receipt, name: str) -> list[dict[str, Value]]:
+    """The fields of every event called `name` in `receipt`."""
+    return [e.field_values() for e in receipt.events if e.name == name.encode()]
+
+
+def reason(receipt: Receipt) -> str:
+    """The revert reason code of a failed receipt ("" when it succeeded)."""
+    return receipt.error.decode().split(":")[0]
