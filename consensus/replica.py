@@ -478,6 +478,8 @@ class Replica:
         if not set(self._group(self.view)) <= set(self._votes):
             return
         if self._t == 1:
+            if not self._is_primary():
+                return  # the follower learns finality from the primary's FINAL only
             # The follower held the certificate when it voted, the primary holds it now.
             self._holders = set(self._group(self.view))
         elif not entry.certificate:

@@ -82,7 +82,8 @@ def sync_message_from_wire(obj: object) -> SyncMessage:
     kind = obj.get("type")
     fields = {"sync_status": {"type", "height", "block_hash"},
               "sync_request": {"type", "from_height", "count"},
-              "sync_response": {"type", "from_height", "blocks"}}.get(kind)  # type: ignore
+              "sync_response": {"type", "from_height", "blocks"}}.get(
+        kind if isinstance(kind, str) else "")
     if fields is None:
         raise InvalidMessage("unknown-type", repr(kind)[:40])
     if set(obj) != fields:
