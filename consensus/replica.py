@@ -186,7 +186,10 @@ class Replica:
         deadlines = [self._retransmit_at, self._propose_at, self._stall_deadline()]
         if self.state == VIEW_CHANGE and self._is_member(self.view):
             deadlines.append(self._vc_deadline_ms)
-            if self._vc_final_sent is None:
+            # The 2Δ wait matters only once n - t VIEW-CHANGEs are in; before, a message
+            # (not the clock) is what can move the view change on.
+            if self._vc_final_sent is None and \
+                    len(self._view_changes) >= self._n - self._t:
                 deadlines.append(self._vc_started_ms + 2 * self._config.delta_ms)
         present = [deadline for deadline in deadlines if deadline is not None]
         return min(present) if present else None
