@@ -99,6 +99,39 @@ class TestChain:
         return self.chain.state().balance(address)
 
 
+# A small consortium (docs/contracts.md): an administrator, a vendor, suppliers, a device
+# out of warranty ("dev") and one in warranty ("wdev"), both bound to "phone".
+P_MIN, P_MAX = 10, 200
+REQUEST_DEPOSIT, BID_DEPOSIT = 100, 50
+FUNDS = 10**9
+WARRANTY_S = 10**6  # "wdev" stays in warranty this long after START_MS
+
+
+def consortium_params(suppliers: list[str], **dsc: Any) -> dict[str, Any]:
+    """Genesis contract parameters of the standard test consortium."""
+    device = {"vendor": address_of("vendor").hex(), "device_type": "meter", "phone": address_of("phone").hex()}
+    return {
+        "registry": {
+            "admins": [address_of("admin").hex()],
+            "members": [{"address": address_of("vendor").hex(), "role": "vendor"},
+                        {"address": address_of("phone").hex(), "role": "smartphone"}]
+            + [{"address": address_of(n).hex(), "role": "supplier"} for n in suppliers],
+            "devices": [{"address": address_of("dev").hex(), "warranty_end_s": 0, **device},
+                        {"address": address_of("wdev").hex(), "warranty_end_s": START_MS // 1000 + WARRANTY_S,
+                         **device}],
+        },
+        "dsc": {"prices": {"meter": {"p_min": P_MIN, "p_max": P_MAX}}, "request_deposit": REQUEST_DEPOSIT,
+                "bid_deposit": BID_DEPOSIT, "commit_ms": 60_000, "reveal_ms": 60_000, "service_ms": 600_000,
+                **dsc},
+    }
+
+
+def consortium(suppliers: list[str], **dsc: Any) -> TestChain:
+    """The standard consortium on a fresh chain, every named account funded."""
+    names = ["admin", "vendor", "phone", "dev", "wdev", "stranger", *suppliers]
+    return TestChain(consortium_params(suppliers, **dsc), {n: FUNDS for n in names})
+
+
 def events(receipt: Receipt, name: str) -> list[dict[str, Value]]:
     """The fields of every event called `name` in `receipt`."""
     return [e.field_values() for e in receipt.events if e.name == name.encode()]
