@@ -15,7 +15,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from chain.types import Receipt
 from chain.values import Value
@@ -210,8 +210,9 @@ class VectorError(Exception):
     """A vector could not be run (a transaction it needs was refused)."""
 
 
-def run_file(path: Path, out: Any = sys.stdout) -> bool:
+def run_file(path: Path, out: TextIO | None = None) -> bool:
     """Run every vector of `path`, print the results; True when all expectations hold."""
+    out = out or sys.stdout
     document = json.loads(path.read_text())
     all_good = True
     for vector in document["vectors"]:
