@@ -52,6 +52,17 @@ class Mempool:
     def __contains__(self, tx_hash: Hash32) -> bool:
         return tx_hash in self._by_hash
 
+    def get(self, tx_hash: Hash32) -> Transaction | None:
+        return self._by_hash.get(tx_hash)
+
+    def next_nonce(self, sender: Address, account_nonce: int) -> int:
+        """The nonce a new transaction of `sender` should carry, counting pending ones."""
+        pending = self._by_sender.get(sender, {})
+        nonce = account_nonce
+        while nonce in pending:
+            nonce += 1
+        return nonce
+
     def add(self, tx: Transaction, state: State) -> None:
         """Admit `tx` or raise InvalidTransaction with the reason; nothing changes on failure."""
         if tx.hash in self._by_hash:

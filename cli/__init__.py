@@ -1,0 +1,1 @@
+"""The command line behind node.py: one module per group of verbs."""

@@ -1,0 +1,40 @@
+"""Errors the SDK raises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ClientError(Exception):
+    """Base class of SDK errors."""
+
+
+class RpcCallError(ClientError):
+    """The node answered with a JSON-RPC error."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"{code}: {message}" + (f" ({data})" if data else ""))
+        self.code = code
+        self.message = message
+        self.data = data
+
+    @property
+    def reason(self) -> str | None:
+        return self.data.get("reason") if isinstance(self.data, dict) else None
+
+
+class NodeUnavailable(ClientError):
+    """No node of the list answered."""
+
+
+class TransactionFailed(ClientError):
+    """A final receipt with status 0."""
+
+    def __init__(self, tx_hash: str, receipt: dict[str, Any]) -> None:
+        super().__init__(f"transaction {tx_hash} failed: {receipt.get('error')}")
+        self.tx_hash = tx_hash
+        self.receipt = receipt
+
+
+class ProofMismatch(ClientError):
+    """A proof did not verify against the header."""

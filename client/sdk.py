@@ -1,0 +1,211 @@
+"""The SDK: JSON-RPC over aiohttp with failover across nodes, signed transactions with
+local nonce tracking, receipts, contract views, proofs checked locally against a header,
+and WebSocket subscriptions."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import rlp
+
+from chain.proofs import verify_proof
+from chain.types import BlockHeader, Transaction, decode
+from chain.values import Value
+from client.errors import NodeUnavailable, ProofMismatch, RpcCallError, TransactionFailed
+from crypto.hashing import keccak256
+from crypto.keys import KeyPair
+
+DEFAULT_GAS_LIMIT = 5_000_000
+REQUEST_TIMEOUT_S = 40
+
+
+def to_json_value(value: Value) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, list):
+        return [to_json_value(v) for v in value]
+    return value
+
+
+def from_hex(value: str) -> bytes:
+    return bytes.fromhex(value[2:] if value.startswith("0x") else value)
+
+
+class RpcClient:
+    """Raw JSON-RPC to a list of node URLs; a connection failure moves on to the next."""
+
+    def __init__(self, urls: list[str], session: aiohttp.ClientSession | None = None) -> None:
+        assert urls, "at least one node URL"
+        self.urls = list(urls)
+        self._current = 0
+        self._session = session
+        self._own_session = session is None
+        self._ids = itertools.count(1)
+
+    async def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S))
+        return self._session
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def url(self) -> str:
+        return self.urls[self._current]
+
+    async def call(self, method: str, *params: Any) -> Any:
+        body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+        session = await self.session()
+        last_error: Exception | None = None
+        for attempt in range(len(self.urls)):
+            url = self.urls[(self._current + attempt) % len(self.urls)]
+            try:
+                async with session.post(url, json=body) as response:
+                    reply = await response.json(content_type=None)
+            except (TimeoutError, aiohttp.ClientError, json.JSONDecodeError) as exc:
+                last_error = exc
+                continue
+            self._current = (self._current + attempt) % len(self.urls)
+            if "error" in reply:
+                error = reply["error"]
+                raise RpcCallError(error["code"], error["message"], error.get("data"))
+            return reply["result"]
+        raise NodeUnavailable(f"no node answered {method}: {last_error}")
+
+
+class GridClient:
+    def __init__(self, urls: list[str] | str, session: aiohttp.ClientSession | None = None) -> None:
+        self.rpc = RpcClient([urls] if isinstance(urls, str) else urls, session)
+        self._chain_id: int | None = None
+        self._nonces: dict[bytes, int] = {}
+        self._contracts: dict[str, bytes] = {}
+
+    async def __aenter__(self) -> GridClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.rpc.close()
+
+    # reads --------------------------------------------------------------------------------
+    async def status(self) -> dict[str, Any]:
+        return await self.rpc.call("chain_status")
+
+    async def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = (await self.status())["chainId"]
+        return self._chain_id
+
+    async def block(self, number: int | str = "latest", full: bool = False) -> dict[str, Any] | None:
+        return await self.rpc.call("chain_getBlock", number, full)
+
+    async def account(self, address: bytes) -> dict[str, Any]:
+        return await self.rpc.call("account_get", "0x" + address.hex())
+
+    async def view(self, contract: str, method: str, args: list[Value] | None = None) -> Any:
+        return await self.rpc.call("contract_call", contract, method, [to_json_value(a) for a in args or []])
+
+    async def contract_address(self, contract: str | bytes) -> bytes:
+        if isinstance(contract, bytes):
+            return contract
+        if contract.startswith("0x"):
+            return from_hex(contract)
+        if not self._contracts:
+            listing = await self.rpc.call("contract_list")
+            self._contracts = {c["name"]: from_hex(c["address"]) for c in listing}
+        return self._contracts[contract]
+
+    # transactions -------------------------------------------------------------------------
+    async def build(self, key: KeyPair, contract: str | bytes, method: str, args: list[Value] | None = None,
+                    value: int = 0, gas_limit: int = DEFAULT_GAS_LIMIT) -> Transaction:
+        """A signed transaction with the sender's next nonce (tracked locally)."""
+        nonce = self._nonces.get(key.address)
+        if nonce is None:
+            nonce = (await self.account(key.address))["pendingNonce"]
+        self._nonces[key.address] = nonce + 1
+        return Transaction.create(key, chain_id=await self.chain_id(), nonce=nonce,
+                                  to=await self.contract_address(contract), method=method, args=args or [],
+                                  value=value, gas_limit=gas_limit)
+
+    async def submit(self, tx: Transaction) -> str:
+        try:
+            return await self.rpc.call("tx_send", "0x" + rlp.encode(tx).hex())
+        except RpcCallError as exc:
+            if exc.reason in ("nonce-replay", "nonce-gap", "nonce-taken"):
+                self._nonces.pop(tx.sender_address, None)  # resynchronise on the next build
+            raise
+
+    async def send(self, key: KeyPair, contract: str | bytes, method: str, args: list[Value] | None = None,
+                   value: int = 0, gas_limit: int = DEFAULT_GAS_LIMIT) -> str:
+        return await self.submit(await self.build(key, contract, method, args, value, gas_limit))
+
+    async def receipt(self, tx_hash: str, wait_ms: int = 0) -> dict[str, Any] | None:
+        return await self.rpc.call("tx_receipt", tx_hash, wait_ms)
+
+    async def wait_receipt(self, tx_hash: str, timeout_s: float = 30) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            left_ms = int((deadline - asyncio.get_running_loop().time()) * 1000)
+            if left_ms <= 0:
+                raise TimeoutError(f"no final receipt for {tx_hash} in {timeout_s}s")
+            receipt = await self.receipt(tx_hash, min(left_ms, 10_000))
+            if receipt is not None:
+                return receipt
+
+    async def transact(self, key: KeyPair, contract: str | bytes, method: str, args: list[Value] | None = None,
+                       value: int = 0, gas_limit: int = DEFAULT_GAS_LIMIT, timeout_s: float = 30) -> dict[str, Any]:
+        """Send and wait for the final receipt; raise TransactionFailed on status 0."""
+        tx_hash = await self.send(key, contract, method, args, value, gas_limit)
+        receipt = await self.wait_receipt(tx_hash, timeout_s)
+        if receipt["status"] != 1:
+            raise TransactionFailed(tx_hash, receipt)
+        return receipt
+
+    # proofs -------------------------------------------------------------------------------
+    async def verified_proof(self, kind: str, subject: str, header_from: GridClient | None = None) -> bytes:
+        """Fetch a proof and check it against the block header, fetched from `header_from`
+        (another node) when given; return the proven value (b"" for absence)."""
+        method = {"transaction": "proof_tx", "receipt": "proof_receipt", "state": "proof_state"}[kind]
+        proof = await self.rpc.call(method, subject)
+        source = header_from or self
+        block = await source.block(proof["blockNumber"])
+        if block is None:
+            raise ProofMismatch(f"block {proof['blockNumber']} unknown to the header source")
+        header = decode(from_hex(block["rawHeader"]), BlockHeader)
+        if keccak256(from_hex(block["rawHeader"])) != from_hex(block["hash"]):
+            raise ProofMismatch("header does not hash to its block hash")
+        nodes = [rlp.decode(from_hex(node)) for node in proof["proof"]]
+        value = verify_proof(header, kind, from_hex(proof["key"]), nodes)
+        if value != from_hex(proof["value"]):
+            raise ProofMismatch("the node's claimed value differs from the proven one")
+        return value
+
+    # subscriptions ------------------------------------------------------------------------
+    async def subscribe(self, kind: str, event_filter: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Yield notifications of a newHeads or events subscription until cancelled."""
+        session = await self.rpc.session()
+        ws_url = self.rpc.url.rstrip("/").replace("http://", "ws://", 1) + "/ws"
+        async with session.ws_connect(ws_url) as ws:
+            params: list[Any] = [kind] + ([event_filter] if event_filter else [])
+            await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": params})
+            reply = await ws.receive_json()
+            if "error" in reply:
+                error = reply["error"]
+                raise RpcCallError(error["code"], error["message"], error.get("data"))
+            async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                data = json.loads(message.data)
+                if data.get("method") == "subscription":
+                    yield data["params"]["result"]
+

@@ -1,0 +1,214 @@
+"""Local clusters: `init` writes keys, genesis and per-node configuration; `run_cluster`
+starts every node as its own OS process, waits until each serves /health, writes
+cluster.json, and stops them all on SIGINT/SIGTERM. Started again on the same directory,
+the chain continues where it was (each node's LMDB is under its own directory).
+
+Layout of DIR:
+    genesis.toml                 shared by all nodes
+    node{i}/node.toml, node.key  one per bookkeeper; data in node{i}/data
+    accounts/account{j}.key      funded development accounts (hex Ed25519 seeds)
+    accounts.json                [{name, address, key_file}]
+    cluster.json                 written once the nodes are up
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crypto.keys import KeyPair
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "config" / "genesis.toml"
+DEV_ACCOUNTS = 10
+DEV_BALANCE = 10**15
+P2P_PORT_OFFSET = 100  # node i listens for peers on base_port + 100 + i
+HEALTH_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class ClusterLayout:
+    directory: Path
+    nodes: int
+    base_port: int
+
+    def node_dir(self, i: int) -> Path:
+        return self.directory / f"node{i}"
+
+    def rpc_port(self, i: int) -> int:
+        return self.base_port + i
+
+    def p2p_port(self, i: int) -> int:
+        return self.base_port + P2P_PORT_OFFSET + i
+
+
+def init_cluster(directory: Path, nodes: int, base_port: int, *, chain_id: int | None = None,
+                 contracts: dict[str, Any] | None = None, consensus: dict[str, Any] | None = None,
+                 accounts: int = DEV_ACCOUNTS) -> ClusterLayout:
+    """Write a fresh cluster into `directory` (which must hold no genesis yet)."""
+    if nodes < 3 or nodes % 2 == 0:
+        raise ValueError("XPaxos needs n = 2t+1 bookkeepers: 3, 5, 7, ...")
+    layout = ClusterLayout(directory, nodes, base_port)
+    directory.mkdir(parents=True, exist_ok=True)
+    assert not (directory / "genesis.toml").exists(), "cluster already initialised"
+    template = tomllib.loads(TEMPLATE.read_text())
+    node_keys = [KeyPair.generate() for _ in range(nodes)]
+    account_keys = [KeyPair.generate() for _ in range(accounts)]
+    for i, key in enumerate(node_keys):
+        key.save(layout.node_dir(i) / "node.key")
+    account_entries = []
+    for j, key in enumerate(account_keys):
+        key_file = directory / "accounts" / f"account{j}.key"
+        key.save(key_file)
+        account_entries.append({"name": f"account{j}", "address": "0x" + key.address.hex(),
+                                "key_file": str(key_file.resolve())})
+    (directory / "accounts.json").write_text(json.dumps(account_entries, indent=2) + "\n")
+    genesis_lines = [f"chain_id = {chain_id if chain_id is not None else template['chain_id']}",
+                     f"timestamp_ms = {int(time.time() * 1000)}", f"t = {(nodes - 1) // 2}", ""]
+    for i, key in enumerate(node_keys):
+        genesis_lines += ["[[bookkeepers]]", f'name = "node{i}"', f'public_key = "{key.public_key.hex()}"', ""]
+    for key in account_keys:
+        genesis_lines += ["[[accounts]]", f'public_key = "{key.public_key.hex()}"', f"balance = {DEV_BALANCE}", ""]
+    genesis_lines += _toml_tables({"limits": template.get("limits", {})})
+    genesis_lines += _toml_tables({"contracts": {**template.get("contracts", {}), **(contracts or {})}})
+    (directory / "genesis.toml").write_text("\n".join(genesis_lines) + "\n")
+    for i in range(nodes):
+        peers = [{"name": f"node{k}", "public_key": node_keys[k].public_key.hex(), "host": "127.0.0.1",
+                  "port": layout.p2p_port(k)} for k in range(nodes) if k != i]
+        lines = ["[node]", f'name = "node{i}"', 'data_dir = "data"', 'key_file = "node.key"',
+                 'genesis = "../genesis.toml"', 'log_level = "info"', "",
+                 "[p2p]", 'host = "127.0.0.1"', f"port = {layout.p2p_port(i)}", ""]
+        for peer in peers:
+            lines += ["[[p2p.peers]]", *(f"{k} = {_toml_value(v)}" for k, v in peer.items()), ""]
+        lines += ["[rpc]", 'host = "127.0.0.1"', f"port = {layout.rpc_port(i)}", ""]
+        if consensus:
+            lines += ["[consensus]", *(f"{k} = {_toml_value(v)}" for k, v in consensus.items()), ""]
+        (layout.node_dir(i) / "node.toml").write_text("\n".join(lines) + "\n")
+    return layout
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_tables(tables: dict[str, Any], prefix: str = "") -> list[str]:
+    """Nested dicts as [a.b] tables (scalars first, then sub-tables), deterministic order."""
+    lines: list[str] = []
+    for name in sorted(tables):
+        value = tables[name]
+        path = f"{prefix}.{name}" if prefix else name
+        scalars = {k: v for k, v in value.items() if not isinstance(v, dict)}
+        lines += [f"[{path}]", *(f"{k} = {_toml_value(scalars[k])}" for k in sorted(scalars)), ""]
+        lines += _toml_tables({k: v for k, v in value.items() if isinstance(v, dict)}, path)
+    return lines
+
+
+def discover(directory: Path) -> ClusterLayout:
+    configs = sorted(directory.glob("node*/node.toml"))
+    if not configs:
+        raise FileNotFoundError(f"no node*/node.toml under {directory}")
+    first = tomllib.loads(configs[0].read_text())
+    return ClusterLayout(directory, len(configs), int(first["rpc"]["port"]))
+
+
+class ClusterProcesses:
+    """The node processes of one cluster directory."""
+
+    def __init__(self, layout: ClusterLayout, extra_args: list[str] | None = None) -> None:
+        self.layout = layout
+        self.extra_args = extra_args or []
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start_node(self, i: int) -> subprocess.Popen[bytes]:
+        node_dir = self.layout.node_dir(i)
+        log_file = open(node_dir / "node.log", "ab")  # noqa: SIM115 - owned by the child
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "node.py"), "start", "--config", str(node_dir / "node.toml"),
+             *self.extra_args],
+            stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.processes[i] = process
+        return process
+
+    def start_all(self) -> None:
+        for i in range(self.layout.nodes):
+            self.start_node(i)
+
+    def wait_healthy(self, timeout_s: float = HEALTH_TIMEOUT_S, progress: bool = False) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = set(self.processes)
+        while pending:
+            for i in sorted(pending):
+                if self.processes[i].poll() is not None:
+                    raise RuntimeError(f"node{i} exited with {self.processes[i].returncode}; "
+                                       f"see {self.layout.node_dir(i) / 'node.log'}")
+                if rpc_health(self.layout.rpc_port(i))[0] is not None:
+                    pending.discard(i)
+                    if progress:
+                        print(f"  node{i} up at http://127.0.0.1:{self.layout.rpc_port(i)}", flush=True)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nodes {sorted(pending)} did not answer /health in {timeout_s}s")
+            time.sleep(0.1)
+
+    def stop_node(self, i: int, sig: int = signal.SIGTERM, timeout_s: float = 10) -> None:
+        process = self.processes.get(i)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def stop_all(self) -> None:
+        for i in list(self.processes):
+            if self.processes[i].poll() is None:
+                self.processes[i].send_signal(signal.SIGTERM)
+        for i in list(self.processes):
+            self.stop_node(i)
+
+    def write_manifest(self) -> Path:
+        genesis = tomllib.loads((self.layout.directory / "genesis.toml").read_text())
+        manifest = {
+            "chain_id": genesis["chain_id"],
+            "t": genesis["t"],
+            "nodes": [{"name": f"node{i}", "role": "bookkeeper",
+                       "rpc": f"http://127.0.0.1:{self.layout.rpc_port(i)}",
+                       "p2p": f"127.0.0.1:{self.layout.p2p_port(i)}",
+                       "pid": self.processes[i].pid if i in self.processes else None,
+                       "data_dir": str((self.layout.node_dir(i) / "data").resolve())}
+                      for i in range(self.layout.nodes)],
+            "accounts": str((self.layout.directory / "accounts.json").resolve()),
+        }
+        path = self.layout.directory / "cluster.json"
+        path.write_text(json.dumps(manifest, indent=2) + "\n")
+        return path
+
+
+def rpc_health(port: int) -> tuple[int | None, dict[str, Any] | None]:
+    """(HTTP status, body) of GET /health, or (None, None) when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+        return None, None

@@ -1,0 +1,127 @@
+"""Node configuration from TOML (tomllib). Every limit has a name ending in its unit and a
+default documented in docs/configuration.md; a file only needs what differs.
+
+    [node]       name, data_dir, key_file, genesis, log_level, observer
+    [p2p]        host, port, peers = [{name, public_key, host, port}], + P2PConfig fields
+    [rpc]        host, port, body_bytes_max, batch_max, websockets_max, receipt_wait_ms_max, ...
+    [consensus]  ConsensusConfig fields (delta_ms, batch_timeout_ms, ...)
+    [mempool]    MempoolLimits fields
+    [sync]       SyncConfig fields
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from chain.mempool import MempoolLimits
+from consensus import SyncConfig
+from p2p import P2PConfig
+
+
+class ConfigError(Exception):
+    """The node configuration is missing, malformed or names an unknown setting."""
+
+
+@dataclass(frozen=True)
+class PeerAddress:
+    name: str
+    public_key: bytes
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class RpcConfig:
+    host: str = "127.0.0.1"
+    port: int = 8545
+    body_bytes_max: int = 1 << 20  # larger POST bodies get HTTP 413
+    batch_max: int = 100  # JSON-RPC batch entries
+    websockets_max: int = 64  # open /ws connections
+    subscriptions_per_socket_max: int = 16
+    ws_send_queue_max: int = 1_000  # notifications waiting per socket before it is closed
+    receipt_wait_ms_max: int = 30_000  # longest tx_receipt wait
+    receipt_waiters_max: int = 10_000  # concurrent tx_receipt waits
+    submit_queue_max: int = 10_000  # transactions waiting for the consensus loop
+    blocks_range_max: int = 256
+
+
+@dataclass(frozen=True)
+class ConsensusSettings:
+    delta_ms: int = 100
+    batch_timeout_ms: int = 5
+    commit_timeout_ms: int = 2_000
+    retransmit_ms: int = 300
+    view_change_timeout_ms: int = 1_500
+    empty_blocks: bool = False
+    empty_block_interval_ms: int = 1_000
+    byzantine: str | None = None  # test-only fault modes (faults/); never set in production
+    status_interval_ms: int = 500  # how often the final head is announced to peers
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    data_dir: Path
+    key_file: Path
+    genesis: Path
+    observer: bool
+    log_level: str
+    p2p_host: str
+    p2p_port: int
+    peers: tuple[PeerAddress, ...]
+    p2p: P2PConfig
+    rpc: RpcConfig
+    consensus: ConsensusSettings
+    mempool: MempoolLimits
+    sync: SyncConfig
+    lmdb_map_bytes: int = 8 << 30
+    source: Path | None = field(default=None, compare=False)
+
+    @classmethod
+    def load(cls, path: Path) -> NodeConfig:
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        return cls.from_dict(raw, base=path.parent, source=path)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], base: Path, source: Path | None = None) -> NodeConfig:
+        node = raw.get("node", {})
+        p2p = dict(raw.get("p2p", {}))
+        try:
+            peers = tuple(PeerAddress(p["name"], bytes.fromhex(p["public_key"]), p["host"], int(p["port"]))
+                          for p in p2p.pop("peers", []))
+            host = p2p.pop("host", "127.0.0.1")
+            port = int(p2p.pop("port", 26656))
+            return cls(
+                name=node["name"],
+                data_dir=base / node.get("data_dir", "data"),
+                key_file=base / node.get("key_file", "node.key"),
+                genesis=base / node.get("genesis", "genesis.toml"),
+                observer=bool(node.get("observer", False)),
+                log_level=node.get("log_level", "info"),
+                lmdb_map_bytes=int(node.get("lmdb_map_bytes", 8 << 30)),
+                p2p_host=host,
+                p2p_port=port,
+                peers=peers,
+                p2p=_section(P2PConfig, p2p, "p2p"),
+                rpc=_section(RpcConfig, raw.get("rpc", {}), "rpc"),
+                consensus=_section(ConsensusSettings, raw.get("consensus", {}), "consensus"),
+                mempool=_section(MempoolLimits, raw.get("mempool", {}), "mempool"),
+                sync=_section(SyncConfig, raw.get("sync", {}), "sync"),
+                source=source,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"malformed node configuration: {exc!r}") from exc
+
+
+def _section(kind: type, values: dict[str, Any], name: str) -> Any:
+    known = {f.name for f in fields(kind)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"[{name}] has unknown settings {unknown}; known: {sorted(known)}")
+    return kind(**values)

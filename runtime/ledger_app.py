@@ -1,0 +1,70 @@
+"""The ledger as consensus sees it (consensus.Application): the final chain, the mempool
+it proposes from, and the hooks that run after a block became final."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from chain.chain import Chain
+from chain.errors import UnknownBlock
+from chain.execution import ExecutedBlock
+from chain.mempool import Mempool
+from chain.types import Block
+
+log = logging.getLogger("gridchain.ledger")
+
+FinalHook = Callable[[ExecutedBlock], None]
+
+
+class LedgerApp:
+    def __init__(self, chain: Chain, mempool: Mempool, *, empty_blocks: bool) -> None:
+        self.chain = chain
+        self.mempool = mempool
+        self.empty_blocks = empty_blocks
+        self.on_final: list[FinalHook] = []
+
+    def final_height(self) -> int:
+        return self.chain.height
+
+    def final_hash(self) -> bytes:
+        return self.chain.head.hash
+
+    def pending_transactions(self) -> int:
+        return len(self.mempool)
+
+    def propose(self, height: int, view: int, proposer: int, now_ms: int) -> Block | None:
+        assert height == self.chain.height + 1, "proposal above a non-final block"
+        limits = self.chain.genesis.limits
+        state = self.chain.state()
+        candidates = self.mempool.candidates(state, limits.block_txs_max)
+        if not candidates and not self.empty_blocks:
+            return None
+        # Block time is wall-clock milliseconds (the replica's now_ms is a monotonic timer
+        # clock); Executor.build keeps it non-decreasing along the chain.
+        executed, rejected = self.chain.build(candidates, timestamp_ms=int(time.time() * 1000),
+                                              proposer=proposer, view=view)
+        for tx, error in rejected:
+            log.info("dropping pending tx 0x%s: %s", tx.hash.hex()[:16], error)
+            self.mempool.remove(tx)
+        if not executed.block.transactions and not self.empty_blocks:
+            return None
+        return executed.block
+
+    def check(self, block: Block) -> None:
+        self.chain.execute(block)
+
+    def finalize(self, block: Block) -> None:
+        executed = self.chain.append(block)
+        self.mempool.remove_committed(list(block.transactions), self.chain.state())
+        for hook in self.on_final:
+            hook(executed)
+
+    def final_block(self, height: int) -> Block | None:
+        if height > self.chain.height:
+            return None
+        try:
+            return self.chain.block(height)
+        except UnknownBlock:
+            return None

@@ -1,0 +1,50 @@
+"""Prometheus metrics of one node (prometheus_client, one registry per node so that several
+nodes in one test process do not collide). Served as text on GET /metrics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from runtime.node import Node
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class NodeMetrics:
+    def __init__(self, node_name: str) -> None:
+        self.registry = CollectorRegistry()
+        labels = {"node": node_name}
+        r = self.registry
+        self.height = Gauge("gridchain_height", "Final block height", ["node"], registry=r).labels(**labels)
+        self.view = Gauge("gridchain_view", "Current XPaxos view", ["node"], registry=r).labels(**labels)
+        self.view_changes = Counter("gridchain_view_changes", "View changes entered", ["node"],
+                                    registry=r).labels(**labels)
+        self.suspects = Counter("gridchain_suspects", "SUSPECT raised by this replica", ["node"],
+                                registry=r).labels(**labels)
+        self.mempool_size = Gauge("gridchain_mempool_transactions", "Pending transactions", ["node"],
+                                  registry=r).labels(**labels)
+        self.peers = Gauge("gridchain_peers", "Connected peers", ["node"], registry=r).labels(**labels)
+        self.committed_txs = Counter("gridchain_committed_transactions", "Transactions in final blocks",
+                                     ["node"], registry=r).labels(**labels)
+        self.commit_latency = Histogram("gridchain_commit_latency_seconds",
+                                        "Admission at this node to finality", ["node"],
+                                        buckets=LATENCY_BUCKETS_S, registry=r).labels(**labels)
+        self.rejected_txs = Counter("gridchain_rejected_transactions", "Transactions refused, by reason",
+                                    ["reason"], registry=r)
+        self.rejected_messages = Counter("gridchain_rejected_messages", "Peer messages refused, by reason",
+                                         ["reason"], registry=r)
+        self.rpc_requests = Counter("gridchain_rpc_requests", "JSON-RPC calls by method and outcome",
+                                    ["method", "outcome"], registry=r)
+
+    def observe_loop(self, node: Node) -> None:
+        self.height.set(node.chain.height)
+        self.mempool_size.set(len(node.mempool))
+        self.peers.set(len(node.network.connected_peers()))
+        if node.replica is not None:
+            self.view.set(node.replica.view)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,317 @@
+"""One gridchain node: the consensus loop and everything it drives.
+
+Only the consensus loop mutates chain, mempool and consensus state (DESIGN.md "How a
+transaction flows"): p2p readers fill `network.inbound`, RPC handlers fill
+`submissions`, both bounded; the loop drains them, feeds the XPaxos replica and block
+sync, carries out their actions, and wakes up at the earliest timer deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import rlp
+
+from chain.chain import Chain
+from chain.errors import DecodeError, InvalidTransaction
+from chain.execution import ExecutedBlock
+from chain.genesis import Genesis
+from chain.mempool import Mempool
+from chain.store import ChainStore
+from chain.types import Transaction, decode
+from consensus import (
+    BlockSync,
+    CatchUp,
+    ConsensusConfig,
+    Finalized,
+    InvalidMessage,
+    LmdbStorage,
+    Rejected,
+    Replica,
+    Send,
+    Suspected,
+    SyncSend,
+    ViewChanged,
+    message_from_wire,
+    sync_message_from_wire,
+)
+from consensus.sync import SyncStatus
+from contracts import build_contracts
+from crypto.keys import KeyPair
+from p2p import Network
+from rpc.server import RpcServer
+from runtime.config import NodeConfig
+from runtime.ledger_app import LedgerApp
+from runtime.metrics import NodeMetrics
+from vm import Engine
+
+log = logging.getLogger("gridchain.node")
+
+TX_GOSSIP = "tx"
+SYNC_TYPES = ("sync_status", "sync_request", "sync_response")
+INBOUND_BATCH_MAX = 512  # messages handled per loop turn before timers are looked at
+
+
+@dataclass
+class Submission:
+    tx: Transaction
+    done: asyncio.Future[None]
+
+
+def monotonic_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.genesis = Genesis.load(config.genesis)
+        self.key = KeyPair.load(config.key_file)
+        self.store = ChainStore(config.data_dir / "chain", config.lmdb_map_bytes)
+        self.chain = Chain(self.store, self.genesis, Engine(build_contracts(self.genesis.contracts)))
+        self.mempool = Mempool(self.genesis.chain_id, self.genesis.limits, config.mempool,
+                               self.chain.signatures)
+        self.app = LedgerApp(self.chain, self.mempool, empty_blocks=config.consensus.empty_blocks)
+        self.bookkeepers = self.genesis.bookkeeper_keys
+        self.index = self.bookkeepers.index(self.key.public_key) if self.key.public_key in self.bookkeepers else None
+        self.replica = self._make_replica() if self.index is not None else None
+        self.sync = BlockSync(self.app, chain_id=self.genesis.chain_id, bookkeepers=self.bookkeepers,
+                              t=self.genesis.t, config=config.sync)
+        allowed = set(self.bookkeepers) | {peer.public_key for peer in config.peers}
+        self.network = Network(config.p2p, self.key, self.genesis.chain_id, allowed, config.p2p_host,
+                               config.p2p_port, {p.public_key: (p.host, p.port) for p in config.peers},
+                               on_peer_up=self._peer_up, on_peer_down=self._peer_down)
+        self.peer_names = {p.public_key: p.name for p in config.peers}
+        self.peer_heights: dict[bytes, int] = {}  # final heights peers announced
+        self.submissions: asyncio.Queue[Submission] = asyncio.Queue(config.rpc.submit_queue_max)
+        self.metrics = NodeMetrics(config.name)
+        self.admitted_at: dict[bytes, float] = {}  # tx hash -> monotonic seconds, for latency
+        self.final_listeners: list[Callable[[ExecutedBlock], None]] = []
+        self.app.on_final.append(self._on_final)
+        self._next_status_ms = 0
+        self._stopping = asyncio.Event()
+        self.rpc = RpcServer(self)
+
+    def _make_replica(self) -> Replica:
+        settings = self.config.consensus
+        consensus_config = ConsensusConfig(
+            t=self.genesis.t, delta_ms=settings.delta_ms, batch_timeout_ms=settings.batch_timeout_ms,
+            commit_timeout_ms=settings.commit_timeout_ms, retransmit_ms=settings.retransmit_ms,
+            view_change_timeout_ms=settings.view_change_timeout_ms, empty_blocks=settings.empty_blocks,
+            empty_block_interval_ms=settings.empty_block_interval_ms, byzantine=settings.byzantine)
+        assert self.index is not None
+        return Replica(consensus_config, index=self.index, key=self.key, bookkeepers=self.bookkeepers,
+                       chain_id=self.genesis.chain_id, app=self.app, storage=LmdbStorage(self.store.env))
+
+    # lifecycle ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        await self.network.start()
+        await self.rpc.start()
+        log.info("node %s up: height %d, %s, p2p %s:%d", self.config.name, self.chain.height,
+                 f"bookkeeper {self.index}" if self.index is not None else "observer",
+                 self.config.p2p_host, self.network.listen_port)
+        if self.replica is not None:
+            self._apply(self.replica.start(monotonic_ms()))
+        try:
+            await self._loop()
+        finally:
+            await self.rpc.stop()
+            await self.network.stop()
+            self.store.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _loop(self) -> None:
+        inbound_get = asyncio.ensure_future(self.network.inbound.get())
+        submit_get = asyncio.ensure_future(self.submissions.get())
+        stop_wait = asyncio.ensure_future(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                timeout = self._seconds_to_deadline()
+                done, _ = await asyncio.wait({inbound_get, submit_get, stop_wait}, timeout=timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                now = monotonic_ms()
+                if inbound_get in done:
+                    self._handle_peer_batch(inbound_get.result(), now)
+                    inbound_get = asyncio.ensure_future(self.network.inbound.get())
+                if submit_get in done:
+                    self._handle_submissions(submit_get.result(), now)
+                    submit_get = asyncio.ensure_future(self.submissions.get())
+                self._on_timers(monotonic_ms())
+                self.metrics.observe_loop(self)
+        finally:
+            for task in (inbound_get, submit_get, stop_wait):
+                task.cancel()
+
+    def _seconds_to_deadline(self) -> float:
+        deadlines = [self._next_status_ms, self.sync.next_deadline()]
+        if self.replica is not None:
+            deadlines.append(self.replica.next_deadline())
+        nearest = min(d for d in deadlines if d is not None)
+        return max(0.0, (nearest - monotonic_ms()) / 1000)
+
+    def _on_timers(self, now: int) -> None:
+        if self.replica is not None:
+            deadline = self.replica.next_deadline()
+            if deadline is not None and now >= deadline:
+                self._apply(self.replica.on_tick(now))
+        deadline = self.sync.next_deadline()
+        if deadline is not None and now >= deadline:
+            self._send_sync(self.sync.on_tick(now))
+        if now >= self._next_status_ms:
+            self._next_status_ms = now + self.config.consensus.status_interval_ms
+            self.network.broadcast(self.sync.status().to_wire())
+
+    # input --------------------------------------------------------------------------------
+    def _handle_peer_batch(self, first: tuple[bytes, dict], now: int) -> None:
+        items = [first]
+        while len(items) < INBOUND_BATCH_MAX and not self.network.inbound.empty():
+            items.append(self.network.inbound.get_nowait())
+        new_transactions = False
+        for peer, message in items:
+            new_transactions |= self._handle_peer_message(peer, message, now)
+        if new_transactions and self.replica is not None:
+            self._apply(self.replica.on_transactions(now))
+
+    def _handle_peer_message(self, peer: bytes, message: dict, now: int) -> bool:
+        kind = message["type"]
+        try:
+            if kind == TX_GOSSIP:
+                return self._admit_gossiped(peer, message)
+            if kind in SYNC_TYPES:
+                decoded_sync = sync_message_from_wire(message)
+                if isinstance(decoded_sync, SyncStatus):
+                    self.peer_heights[peer] = decoded_sync.height
+                self._send_sync(self.sync.on_message(peer, decoded_sync, now))
+                return False
+            if peer not in self.bookkeepers or self.replica is None:
+                raise InvalidMessage("not-a-bookkeeper", kind)
+            decoded = message_from_wire(message)
+            sender = self.bookkeepers.index(peer)
+            if decoded.sender != sender:
+                raise InvalidMessage("sender-mismatch", f"{decoded.sender} from bookkeeper {sender}")
+            self._apply(self.replica.on_message(sender, decoded, now))
+        except InvalidMessage as exc:
+            self.metrics.rejected_messages.labels(reason=exc.args[0] if exc.args else "invalid").inc()
+            log.warning("rejected %s from %s: %s", kind, self._peer_name(peer), exc)
+        return False
+
+    def _admit_gossiped(self, peer: bytes, message: dict) -> bool:
+        raw = message.get("raw")
+        try:
+            if not isinstance(raw, bytes):
+                raise DecodeError("tx gossip without raw bytes")
+            tx = decode(raw, Transaction)
+            self._admit(tx)
+        except (DecodeError, InvalidTransaction) as exc:
+            reason = exc.reason if isinstance(exc, InvalidTransaction) else "malformed"
+            self.metrics.rejected_txs.labels(reason=reason).inc()
+            if reason not in ("duplicate", "nonce-replay"):
+                log.info("gossiped tx from %s rejected: %s", self._peer_name(peer), exc)
+            return False
+        self.network.gossip(tx.hash, message, origin=peer)
+        return True
+
+    def _handle_submissions(self, first: Submission, now: int) -> None:
+        batch = [first]
+        while not self.submissions.empty():
+            batch.append(self.submissions.get_nowait())
+        accepted = False
+        for submission in batch:
+            try:
+                self._admit(submission.tx)
+            except InvalidTransaction as exc:
+                self.metrics.rejected_txs.labels(reason=exc.reason).inc()
+                if not submission.done.done():
+                    submission.done.set_exception(exc)
+                continue
+            accepted = True
+            self.network.gossip(submission.tx.hash, {"type": TX_GOSSIP, "raw": rlp.encode(submission.tx)})
+            if not submission.done.done():
+                submission.done.set_result(None)
+        if accepted and self.replica is not None:
+            self._apply(self.replica.on_transactions(now))
+
+    def _admit(self, tx: Transaction) -> None:
+        if self.store.has_transaction(tx.hash):
+            raise InvalidTransaction("duplicate", "already final")
+        self.mempool.add(tx, self.chain.state())
+        self.admitted_at[tx.hash] = time.monotonic()
+
+    async def submit(self, tx: Transaction) -> None:
+        """Called by RPC handlers: queue `tx` for the loop and wait for its admission."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        try:
+            self.submissions.put_nowait(Submission(tx, done))
+        except asyncio.QueueFull as exc:
+            raise InvalidTransaction("node-busy", "submission queue full") from exc
+        await done
+
+    # output -------------------------------------------------------------------------------
+    def _apply(self, actions: list) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self.network.send(self.bookkeepers[action.to], action.message.to_wire())
+            elif isinstance(action, Finalized):
+                pass  # already handled by the LedgerApp hook (_on_final)
+            elif isinstance(action, ViewChanged):
+                self.metrics.view_changes.inc()
+                log.info("view changed to %d (primary %s)", action.view, self._primary_name())
+            elif isinstance(action, Suspected):
+                self.metrics.suspects.inc()
+                log.warning("suspected view %d: %s", action.view, action.reason)
+            elif isinstance(action, Rejected):
+                self.metrics.rejected_messages.labels(reason=action.reason.split(":")[0]).inc()
+                log.warning("rejected message from bookkeeper %d: %s", action.sender, action.reason)
+            elif isinstance(action, CatchUp):
+                self._send_sync(self.sync.request(self.bookkeepers[action.peer], action.height, monotonic_ms()))
+
+    def _send_sync(self, sends: list[SyncSend]) -> None:
+        for send in sends:
+            self.network.send(send.peer, send.message.to_wire())
+
+    def _on_final(self, executed: ExecutedBlock) -> None:
+        block = executed.block
+        now = time.monotonic()
+        for tx in block.transactions:
+            admitted = self.admitted_at.pop(tx.hash, None)
+            if admitted is not None:
+                self.metrics.commit_latency.observe(now - admitted)
+        self.metrics.committed_txs.inc(len(block.transactions))
+        log.info("final block %d: %d txs, hash 0x%s, view %d", block.number, len(block.transactions),
+                 block.hash.hex()[:16], block.certificate[0].view if block.certificate else -1)
+        for listener in self.final_listeners:
+            listener(executed)
+
+    # status -------------------------------------------------------------------------------
+    def _peer_up(self, peer: bytes) -> None:
+        log.info("peer %s joined", self._peer_name(peer))
+
+    def _peer_down(self, peer: bytes, reason: str) -> None:
+        log.info("peer %s left: %s", self._peer_name(peer), reason)
+
+    def _peer_name(self, peer: bytes) -> str:
+        return self.peer_names.get(peer, "0x" + peer.hex()[:12])
+
+    def _primary_name(self) -> str | None:
+        if self.replica is None:
+            return None
+        return self.genesis.bookkeepers[self.replica.status.primary].name
+
+    def is_synced(self) -> tuple[bool, str]:
+        """For /health: connected to a quorum and not behind any peer we know of."""
+        connected = len(self.network.connected_peers())
+        if connected < self.genesis.t:
+            return False, f"connected to {connected} peers, need at least {self.genesis.t}"
+        behind = self.sync.status().height < self._best_known_height()
+        return (False, "catching up") if behind else (True, "ok")
+
+    def _best_known_height(self) -> int:
+        connected = set(self.network.connected_peers())
+        return max([self.chain.height, *(h for p, h in self.peer_heights.items() if p in connected)])
+
