@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import msgpack
 import rlp
 
 from chain.certificate import commit_message, synchronous_group, verify_certificate
@@ -75,6 +76,7 @@ from consensus.messages import (
     Suspect,
     VcFinal,
     ViewChange,
+    message_from_wire,
     view_of,
 )
 from consensus.storage import ConsensusStorage, StoredState
@@ -85,6 +87,14 @@ from crypto.keys import KeyPair, is_valid_signature
 NORMAL = "normal"
 VIEW_CHANGE = "view-change"
 EARLY_MESSAGES_MAX = 64  # current-view messages held until the replica can use them
+
+
+def _decode_suspect(data: bytes) -> Suspect | None:
+    if not data:
+        return None
+    message = message_from_wire(msgpack.unpackb(data, raw=False))
+    assert isinstance(message, Suspect), "storage holds the SUSPECT this replica acted on"
+    return message
 
 
 class Suspicion(Exception):
@@ -127,6 +137,7 @@ class Replica:
         self.last_suspect_reason: str | None = None
         self._future: dict[tuple[int, str], Message] = {}
         self._reset_view_state()
+        self._last_suspect = _decode_suspect(stored.suspect)
 
     # ------------------------------------------------------------------ public API
 
@@ -247,7 +258,9 @@ class Replica:
         return entry if self._current(entry) and entry.view == self.view else None
 
     def _persist(self) -> None:
-        self._storage.save(StoredState(self.view, self.state == NORMAL, self._entry))
+        suspect = msgpack.packb(self._last_suspect.to_wire(), use_bin_type=True) \
+            if self._last_suspect is not None else b""
+        self._storage.save(StoredState(self.view, self.state == NORMAL, self._entry, suspect))
 
     def _sign(self, message: Message) -> Message:
         if self._config.byzantine == "bad-signature":
@@ -651,8 +664,7 @@ class Replica:
         assert isinstance(suspect, Suspect)
         for replica in self._others(tuple(range(self._n))):
             self._send(replica, suspect, actions)
-        self._enter_view(self.view + 1, now_ms, actions)
-        self._last_suspect = suspect
+        self._enter_view(self.view + 1, now_ms, actions, suspect)
 
     def _on_suspect(self, sender: int, message: Suspect, now_ms: int,
                     actions: list[Action]) -> None:
@@ -664,30 +676,21 @@ class Replica:
         for replica in range(self._n):
             if replica not in (self._index, sender, message.sender):
                 self._send(replica, message, actions)
-        self._enter_view(message.view + 1, now_ms, actions)
-        self._last_suspect = message
+        self._enter_view(message.view + 1, now_ms, actions, message)
 
-    def _enter_view(self, view: int, now_ms: int, actions: list[Action], *,
-                    restarted: bool = False) -> None:
+    def _enter_view(self, view: int, now_ms: int, actions: list[Action],
+                    suspect: Suspect | None = None, *, restarted: bool = False) -> None:
+        last_suspect = self._last_suspect if restarted else suspect
         if not restarted:
             self.view = view
             self.view_changes += 1
             actions.append(ViewChanged(view))
         self._reset_view_state()
+        self._last_suspect = last_suspect
         self.state = VIEW_CHANGE
-        final = self._app.final_height()
         if not self._current(self._entry):
             self._entry = None
-        committed = self._entry if self._entry is not None and self._entry.certificate \
-            else None
-        my_vc = self._sign(ViewChange(
-            sender=self._index, view=view, final_height=final,
-            final_hash=self._app.final_hash(),
-            final_certificate=self._final_certificate(final),
-            entry_view=committed.view if committed else 0,
-            entry_block=committed.block_raw if committed else b"",
-            entry_certificate=committed.certificate if committed else b""))
-        assert isinstance(my_vc, ViewChange)
+        my_vc = self._view_change_message()
         self._my_view_change = my_vc
         if self._is_member(view):
             self._view_changes[self._index] = my_vc
@@ -705,6 +708,20 @@ class Replica:
         for message in future:
             self._handle(message.sender, message, now_ms, actions)
         self._maybe_send_vc_final(now_ms, actions)
+
+    def _view_change_message(self) -> ViewChange:
+        final = self._app.final_height()
+        committed = self._entry if self._entry is not None and self._entry.certificate \
+            else None
+        message = self._sign(ViewChange(
+            sender=self._index, view=self.view, final_height=final,
+            final_hash=self._app.final_hash(),
+            final_certificate=self._final_certificate(final),
+            entry_view=committed.view if committed else 0,
+            entry_block=committed.block_raw if committed else b"",
+            entry_certificate=committed.certificate if committed else b""))
+        assert isinstance(message, ViewChange)
+        return message
 
     def _final_certificate(self, height: int) -> bytes:
         if height == 0:
@@ -869,6 +886,9 @@ class Replica:
         if self.state == VIEW_CHANGE:
             self._retransmit_view_change(actions)
             return
+        if not self._is_member(self.view):
+            self._retransmit_passive(now_ms, actions)
+            return
         if self._is_primary():
             for follower, message in self._outbox.items():
                 if follower not in self._votes and self._current(self._entry) or \
@@ -881,6 +901,22 @@ class Replica:
         self._send_my_commit(pending, actions)
         if pending.certificate and self._t >= 2:
             self._send_committed(actions)
+
+    def _retransmit_passive(self, now_ms: int, actions: list[Action]) -> None:
+        """A passive replica never suspects, but when pending work stalls it repeats the
+        SUSPECT that brought it here and its VIEW-CHANGE: replicas that missed them (lost
+        messages) would otherwise sit in older views, each passive, and nobody moves."""
+        stalled = self._busy_since is not None and \
+            now_ms - self._busy_since >= self._config.commit_timeout_ms
+        if not stalled:
+            return
+        if self._last_suspect is not None:
+            for replica in self._others(tuple(range(self._n))):
+                self._send(replica, self._last_suspect, actions)
+        # Rebuilt, not cached: after a restart there is none, and the head may have moved.
+        my_vc = self._view_change_message()
+        for member in self._others(self._group(self.view)):
+            self._send(member, my_vc, actions)
 
     def _retransmit_view_change(self, actions: list[Action]) -> None:
         if self._my_view_change is not None:

@@ -27,21 +27,25 @@ class StoredState:
     view: int
     normal: bool  # False while the view change into `view` has not finished
     entry: Entry | None
+    # The signed SUSPECT(view - 1) that justifies `view`, msgpack of its wire form (b""
+    # in view 0): a restarted replica repeats it to replicas that missed it.
+    suspect: bytes = b""
 
     def to_bytes(self) -> bytes:
         entry = self.entry.to_bytes() if self.entry is not None else b""
-        return rlp.encode([self.view, int(self.normal), entry])
+        return rlp.encode([self.view, int(self.normal), entry, self.suspect])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> StoredState:
         try:
-            view, normal, entry = rlp.decode(data)
+            view, normal, entry, suspect = rlp.decode(data)
             view_number = rlp.sedes.big_endian_int.deserialize(view)
             normal_flag = rlp.sedes.big_endian_int.deserialize(normal)
         except (rlp.exceptions.DecodingError, rlp.exceptions.DeserializationError,
                 ValueError) as exc:
             raise DecodeError(f"not a stored consensus state: {exc}") from exc
-        return cls(view_number, bool(normal_flag), Entry.from_bytes(entry) if entry else None)
+        return cls(view_number, bool(normal_flag), Entry.from_bytes(entry) if entry else None,
+                   suspect)
 
 
 INITIAL_STATE = StoredState(view=0, normal=True, entry=None)

@@ -13,11 +13,11 @@ import random
 
 import pytest
 
-from consensus.config import BYZANTINE_MODES
+from consensus.config import BYZANTINE_MODES, ConsensusConfig
 from consensus.simulation import NetworkFaults, Simulation
 
 SEEDS = 300
-STEPS = 8
+STEPS = 10
 STEP_MS = 400
 
 
@@ -30,24 +30,31 @@ def run_schedule(seed: int) -> Simulation:
     faults = NetworkFaults(drop=rng.choice([0.0, 0.05, 0.15]),
                            duplicate=rng.choice([0.0, 0.1]),
                            delay_ms=(1, rng.choice([5, 30, 90])))
-    sim = Simulation(t=t, seed=seed, byzantine=byzantine, faults=faults)
+    # Short timeouts, so that faults within a 400 ms step do force view changes.
+    config = ConsensusConfig(t=t, commit_timeout_ms=500, view_change_timeout_ms=600,
+                             retransmit_ms=150)
+    sim = Simulation(t=t, seed=seed, config=config, byzantine=byzantine, faults=faults)
     # With a Byzantine replica, crashed + partitioned stay below t (outside anarchy).
     fault_budget = t - 1 if byzantine else n
     crashed: set[int] = set()
     for _ in range(STEPS):
         event = rng.random()
         honest = [i for i in range(n) if i not in byzantine]
-        if event < 0.25 and len(crashed) < fault_budget:
-            victim = rng.choice([i for i in honest if i not in crashed] or honest)
+        if event < 0.35 and len(crashed) < fault_budget:
+            # Mostly hit the active group: that is what forces view changes.
+            active = sim.nodes[honest[0]].replica.status.group
+            pool = [i for i in honest if i not in crashed and (i in active or
+                                                               rng.random() < 0.3)]
+            victim = rng.choice(pool or [i for i in honest if i not in crashed] or honest)
             sim.crash(victim)
             crashed.add(victim)
-        elif event < 0.45 and crashed:
+        elif event < 0.55 and crashed:
             revived = rng.choice(sorted(crashed))
             sim.restart(revived)
             crashed.discard(revived)
-        elif event < 0.6 and fault_budget > len(crashed):
+        elif event < 0.75 and fault_budget > len(crashed):
             sim.cut(rng.choice(honest), rng.choice(honest))
-        elif event < 0.7:
+        elif event < 0.85:
             sim.heal()
         sim.submit(rng.randint(0, 8))
         sim.run_until(sim.now + STEP_MS)
