@@ -239,8 +239,8 @@ class Policy(NativeContract):
         if action == "set_mode":
             ctx.set_value(_mode_key(device), target)
         elif action == "set_limit":
-            limits = {str(entry[0]): entry[1] for entry in get_list(ctx, _limits_key(device))  # type: ignore[index]
-                      }
+            stored = get_list(ctx, _limits_key(device))
+            limits = {str(entry[0]): entry[1] for entry in stored}  # type: ignore[index]
             limits[target] = amount
             ctx.set_value(_limits_key(device), [[metric, limits[metric]] for metric in sorted(limits)])
         ctx.emit("PolicyExecuted", device=device, version=version, rule=index, trigger=trigger,
