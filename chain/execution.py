@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import rlp
-from trie import HexaryTrie
 
 from chain.errors import InvalidBlock, InvalidTransaction
 from chain.genesis import Genesis
 from chain.state import Account, NodeOverlay, NodeSource, State
-from chain.types import EMPTY_TRIE_ROOT, Block, BlockHeader, Receipt, Transaction, index_key
+from chain.triebuild import DecodedNodes, ordered_root
+from chain.types import EMPTY_TRIE_ROOT, Block, BlockHeader, Receipt, Transaction
 from chain.validation import SignatureCache, check_transaction
 from crypto.hashing import Hash32
 from vm.context import BlockEnv
@@ -32,14 +32,11 @@ class ExecutedBlock:
 
 
 def ordered_trie_root(nodes: NodeOverlay, items: list[bytes]) -> Hash32:
-    """Root of the trie mapping rlp(i) -> items[i] (transactions, receipts)."""
+    """Root of the trie mapping rlp(i) -> items[i] (transactions, receipts), built in one
+    pass from the sorted keys; the nodes are those HexaryTrie would write."""
     if not items:
         return EMPTY_TRIE_ROOT
-    trie = HexaryTrie(nodes)
-    with trie.squash_changes() as batch:
-        for index, item in enumerate(items):
-            batch[index_key(index)] = item
-    return trie.root_hash
+    return ordered_root(nodes, items)
 
 
 def apply_transaction(state: State, tx: Transaction, engine: Engine, env: BlockEnv,
@@ -64,13 +61,16 @@ class Executor:
         self.genesis = genesis
         self.engine = engine
         self.signatures = signatures
+        # decoded state trie nodes, shared by the blocks this executor runs: a block reads
+        # mostly the nodes its parent wrote
+        self.trie_nodes = DecodedNodes()
 
     def state_transition(self, parent: BlockHeader, block: Block,
                          source: NodeSource) -> ExecutedBlock:
         header = block.header
         self._check_header(parent, block)
         nodes = NodeOverlay(source)
-        state = State(nodes, parent.state_root)
+        state = State(nodes, parent.state_root, self.trie_nodes)
         env = _block_env(self.genesis.chain_id, header)
         receipts: list[Receipt] = []
         gas_used = 0
@@ -103,7 +103,7 @@ class Executor:
         draft = BlockHeader(parent.hash, parent.number + 1, timestamp_ms, proposer, view,
                             EMPTY_TRIE_ROOT, EMPTY_TRIE_ROOT, EMPTY_TRIE_ROOT, 0, b"")
         nodes = NodeOverlay(source)
-        state = State(nodes, parent.state_root)
+        state = State(nodes, parent.state_root, self.trie_nodes)
         env = _block_env(self.genesis.chain_id, draft)
         included: list[Transaction] = []
         receipts: list[Receipt] = []

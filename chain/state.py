@@ -5,6 +5,10 @@ point, `revert(mark)` undoes every write after it. `flush()` moves the overlay i
 trie once per block (DESIGN.md decision 4) and returns the new root; it may only run when
 no snapshot is open. Trie keys are keccak256 of the logical key (a "secure trie", as in
 Ethereum), so no caller can make the trie deep by choosing keys.
+
+Reads and the flush go through `chain.triebuild` (one batch commit per block, decoded nodes
+cached), which writes exactly the nodes `trie.HexaryTrie` would: proofs still come from
+HexaryTrie over the same node store.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import rlp
-from trie import HexaryTrie
 
+from chain.triebuild import DecodedNodes, TrieBatch
 from crypto.hashing import Hash32, keccak256
 from crypto.keys import Address
 
@@ -94,24 +98,38 @@ _ABSENT = object()
 
 
 class State:
-    def __init__(self, nodes: NodeOverlay, root: Hash32) -> None:
+    def __init__(self, nodes: NodeOverlay, root: Hash32, cache: DecodedNodes | None = None) -> None:
+        """`cache` may be shared by every State of one chain (nodes are content-addressed)."""
         self.nodes = nodes
-        self._trie = HexaryTrie(nodes, root)
+        self._root = root
+        self._trie = TrieBatch(nodes, cache if cache is not None else DecodedNodes())
         self._overlay: dict[bytes, bytes | None] = {}
         self._journal: list[tuple[bytes, object]] = []
         self._open_snapshots = 0
+        # per key: the trie path (hex of keccak256(key)) and the value last read or flushed
+        self._paths: dict[bytes, bytes] = {}
+        self._reads: dict[bytes, bytes | None] = {}
 
     @property
     def root(self) -> Hash32:
         assert not self._overlay, "root asked with unflushed writes"
-        return self._trie.root_hash
+        return self._root
+
+    def _path(self, key: bytes) -> bytes:
+        path = self._paths.get(key)
+        if path is None:
+            path = self._paths[key] = trie_key(key)
+        return path
 
     # raw key/value -------------------------------------------------------------------
     def get(self, key: bytes) -> bytes | None:
         if key in self._overlay:
             return self._overlay[key]
-        value = self._trie.get(trie_key(key))
-        return value or None
+        if key in self._reads:
+            return self._reads[key]
+        value = self._trie.get(self._root, self._path(key)) or None
+        self._reads[key] = value
+        return value
 
     def set(self, key: bytes, value: bytes) -> None:
         assert value, "empty values are deletions; call delete()"
@@ -150,18 +168,15 @@ class State:
             self._journal.clear()
 
     def flush(self) -> Hash32:
-        """Write the overlay into the trie (sorted: the root must not depend on the order
-        writes happened in, and sorted inserts are deterministic across replicas)."""
+        """Write the overlay into the trie in one batch (sorted by trie key: the root must
+        not depend on the order writes happened in)."""
         assert self._open_snapshots == 0, "flush with an open snapshot"
-        with self._trie.squash_changes() as batch:
-            for key in sorted(self._overlay):
-                value = self._overlay[key]
-                if value is None:
-                    batch.delete(trie_key(key))
-                else:
-                    batch[trie_key(key)] = value
-        self._overlay.clear()
-        return self._trie.root_hash
+        overlay = self._overlay
+        changes = sorted((self._path(key).hex(), value or b"") for key, value in overlay.items())
+        self._root = self._trie.commit(self._root, changes)
+        self._reads.update(overlay)
+        overlay.clear()
+        return self._root
 
     # accounts ---------------------------------------------------------------------------
     def account(self, address: Address) -> Account | None:

@@ -1,0 +1,302 @@
+"""Batch updates of the hexary Merkle Patricia trie, node for node what `trie.HexaryTrie`
+makes, without its per-key cost (DESIGN.md decisions 2 and 4).
+
+`HexaryTrie` stays the reference: proofs are served by `HexaryTrie.get_proof` over the same
+node store and checked with `HexaryTrie.get_from_proof`, so every node written here is the
+byte-identical rlp HexaryTrie would write, stored under the same key:
+  - a node whose rlp is shorter than 32 bytes is embedded in its parent (as a list), any
+    other node is stored under keccak256(rlp(node));
+  - the root is always stored under its hash, even when short; the empty trie's root is
+    keccak256(rlp(b"")) and is not stored.
+The trie for a given key -> value mapping is unique, so instead of replaying HexaryTrie's
+insert-by-insert algorithm `TrieBatch.commit` walks the old trie once along a sorted batch
+of changes and rebuilds only the touched paths (like geth's batch insertion), and
+`ordered_root` builds a trie from scratch from its items (like geth's StackTrie).
+
+Paths are hex strings ("0".."f" per nibble): `bytes.hex` and `bytes.fromhex` do the nibble
+conversions in C, and sorting hex strings sorts the keys bytewise. A value of b"" deletes,
+as in HexaryTrie. Decoded nodes are never mutated once made: they may sit in a shared
+`DecodedNodes` cache, which is valid forever because nodes are content-addressed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, MutableMapping
+
+import rlp
+from rlp.codec import decode_raw, encode_raw
+
+from chain.types import index_key
+from crypto.hashing import Hash32, keccak256
+
+BLANK_ROOT: Hash32 = keccak256(rlp.encode(b""))
+DECODED_NODES_MAX = 65_536
+
+# A decoded node: b"" (blank), [hp_path, value_or_child] (leaf, extension) or 17 items
+# (branch: 16 children, then the value). A child reference is b"", a 32-byte hash, or the
+# embedded child node itself (a list).
+Node = list | bytes
+Change = tuple[str, bytes]  # (hex path, value; b"" deletes)
+
+_NIBBLE = {c: i for i, c in enumerate("0123456789abcdef")}
+_HEX = "0123456789abcdef"
+
+
+class DecodedNodes:
+    """Decoded trie nodes by hash, at most `entries_max` (oldest dropped first)."""
+
+    def __init__(self, entries_max: int = DECODED_NODES_MAX) -> None:
+        assert entries_max > 0
+        self.entries_max = entries_max
+        self._nodes: dict[bytes, list] = {}
+
+    def get(self, node_hash: bytes) -> list | None:
+        return self._nodes.get(node_hash)
+
+    def put(self, node_hash: bytes, node: list) -> None:
+        nodes = self._nodes
+        nodes[node_hash] = node
+        if len(nodes) > self.entries_max:
+            del nodes[next(iter(nodes))]
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+
+def hex_path(key: bytes) -> str:
+    return key.hex()
+
+
+def _hp(path: str, leaf: bool) -> bytes:
+    """Hex-prefix encoding of a path (Ethereum yellow paper, appendix C)."""
+    if len(path) & 1:
+        return bytes.fromhex(("3" if leaf else "1") + path)
+    return bytes.fromhex(("20" if leaf else "00") + path)
+
+
+def _unhp(encoded: bytes) -> tuple[str, bool]:
+    """(path, is_leaf) of a hex-prefix encoded path."""
+    flag = encoded[0] >> 4
+    assert flag <= 3, f"bad hex-prefix flag in {encoded!r}"
+    path = encoded.hex()
+    return (path[1:] if flag & 1 else path[2:]), flag >= 2
+
+
+def _common_prefix(a: str, b: str) -> str:
+    limit = min(len(a), len(b))
+    i = 0
+    while i < limit and a[i] == b[i]:
+        i += 1
+    return a[:i]
+
+
+class TrieBatch:
+    """Reads and writes trie nodes of one node store. `db` maps node hash -> rlp node; new
+    nodes are written into it (it may be a NodeOverlay or a plain dict)."""
+
+    def __init__(self, db: MutableMapping[bytes, bytes], cache: DecodedNodes | None = None) -> None:
+        self.db = db
+        self.cache = cache
+
+    # reading ----------------------------------------------------------------------------
+    def node(self, ref: Node) -> Node:
+        """The decoded node a child reference (or a root hash) points at."""
+        if type(ref) is list or not ref:
+            return ref
+        cache = self.cache
+        node = cache.get(ref) if cache is not None else None  # type: ignore[arg-type]
+        if node is None:
+            if ref == BLANK_ROOT:
+                return b""
+            node = decode_raw(self.db[ref], True, False)[0]  # type: ignore[index]
+            if cache is not None:
+                cache.put(ref, node)  # type: ignore[arg-type]
+        return node
+
+    def get(self, root: Hash32, key: bytes) -> bytes:
+        """The value under `key` (b"" when absent), as HexaryTrie(db, root).get(key)."""
+        path = key.hex()
+        node = self.node(root)
+        while node:
+            if len(node) == 17:
+                if not path:
+                    return node[16]  # type: ignore[return-value]
+                node = self.node(node[_NIBBLE[path[0]]])
+                path = path[1:]
+                continue
+            node_path, leaf = _unhp(node[0])  # type: ignore[arg-type]
+            if leaf:
+                return node[1] if path == node_path else b""  # type: ignore[return-value]
+            if not path.startswith(node_path):
+                return b""
+            path = path[len(node_path):]
+            node = self.node(node[1])
+        return b""
+
+    # writing ----------------------------------------------------------------------------
+    def commit(self, root: Hash32, changes: Iterable[Change]) -> Hash32:
+        """Apply `changes` (hex path -> value, b"" deletes; sorted by path, each path once)
+        to the trie at `root`; write the new nodes and return the new root."""
+        batch = list(changes)
+        if not batch:
+            return root
+        return self._store_root(self._apply(self.node(root), batch))
+
+    def build(self, items: Iterable[Change]) -> Hash32:
+        """Root of a new trie holding `items` (sorted by path, unique, values non-empty)."""
+        return self._store_root(self._build(list(items)))
+
+    def _store_root(self, node: Node) -> Hash32:
+        if not node:
+            return BLANK_ROOT
+        encoded = encode_raw(node)
+        root = keccak256(encoded)
+        self.db[root] = encoded
+        if self.cache is not None:
+            self.cache.put(root, node)  # type: ignore[arg-type]
+        return root
+
+    def _ref(self, node: Node) -> Node:
+        """How a parent refers to `node`: embedded when its rlp is short, else its hash
+        (and the node is written)."""
+        if not node:
+            return b""
+        encoded = encode_raw(node)
+        if len(encoded) < 32:
+            return node
+        node_hash = keccak256(encoded)
+        self.db[node_hash] = encoded
+        if self.cache is not None:
+            self.cache.put(node_hash, node)  # type: ignore[arg-type]
+        return node_hash
+
+    def _build(self, items: list[Change]) -> Node:
+        """The trie node holding `items` (sorted, unique paths, non-empty values)."""
+        if not items:
+            return b""
+        if len(items) == 1:
+            path, value = items[0]
+            return [_hp(path, True), value]
+        prefix = _common_prefix(items[0][0], items[-1][0])
+        if not prefix:
+            return self._build_branch(items)
+        cut = len(prefix)
+        branch = self._build_branch([(path[cut:], value) for path, value in items])
+        return [_hp(prefix, False), self._ref(branch)]
+
+    def _build_branch(self, items: list[Change]) -> list:
+        branch: list = [b""] * 17
+        start = 0
+        if not items[0][0]:
+            branch[16] = items[0][1]
+            start = 1
+        count = len(items)
+        while start < count:
+            nibble = items[start][0][0]
+            end = start + 1
+            while end < count and items[end][0][0] == nibble:
+                end += 1
+            branch[_NIBBLE[nibble]] = self._ref(self._build([(path[1:], value) for path, value in items[start:end]]))
+            start = end
+        return branch
+
+    def _apply(self, node: Node, changes: list[Change]) -> Node:
+        """`node` with `changes` (paths relative to it) applied, not yet referenced."""
+        if not node:
+            return self._build([change for change in changes if change[1]])
+        if len(node) == 17:
+            return self._apply_branch(node, changes, -1)  # type: ignore[arg-type]
+        path, leaf = _unhp(node[0])  # type: ignore[arg-type]
+        if leaf:
+            return self._build(_merge_leaf(path, node[1], changes))  # type: ignore[arg-type]
+        cut = len(path)
+        if all(change[0].startswith(path) for change in changes):
+            below = self._apply(self.node(node[1]), [(key[cut:], value) for key, value in changes])
+            return self._join(path, below)
+        # Some change leaves the extension's path: continue on the equivalent branch.
+        branch: list = [b""] * 17
+        if cut == 1:
+            branch[_NIBBLE[path[0]]] = node[1]
+            return self._apply_branch(branch, changes, -1)
+        branch[_NIBBLE[path[0]]] = [_hp(path[1:], False), node[1]]
+        return self._apply_branch(branch, changes, _NIBBLE[path[0]])
+
+    def _apply_branch(self, node: list, changes: list[Change], pending: int) -> Node:
+        """Branch `node` with `changes` applied; slot `pending` (if >= 0) holds a node that
+        is not referenced yet."""
+        branch = list(node)
+        touched = [pending] if pending >= 0 else []
+        start = 0
+        if not changes[0][0]:
+            branch[16] = changes[0][1]
+            start = 1
+        count = len(changes)
+        while start < count:
+            nibble = changes[start][0][0]
+            end = start + 1
+            while end < count and changes[end][0][0] == nibble:
+                end += 1
+            slot = _NIBBLE[nibble]
+            child = branch[slot] if slot == pending else self.node(branch[slot])
+            branch[slot] = self._apply(child, [(key[1:], value) for key, value in changes[start:end]])
+            if slot != pending:
+                touched.append(slot)
+            start = end
+        filled = [slot for slot in range(16) if branch[slot]]
+        if len(filled) + (1 if branch[16] else 0) >= 2:
+            for slot in touched:
+                branch[slot] = self._ref(branch[slot])
+            return branch
+        if filled:
+            slot = filled[0]
+            child = branch[slot] if slot in touched else self.node(branch[slot])
+            return self._join(_HEX[slot], child)
+        if branch[16]:
+            return [_hp("", True), branch[16]]
+        return b""
+
+    def _join(self, prefix: str, child: Node) -> Node:
+        """The node for path `prefix` followed by `child` (merged into one leaf or
+        extension when the child is one)."""
+        if not child:
+            return b""
+        if len(child) == 2:
+            path, leaf = _unhp(child[0])  # type: ignore[arg-type]
+            return [_hp(prefix + path, leaf), child[1]]
+        return [_hp(prefix, False), self._ref(child)]
+
+
+def _merge_leaf(path: str, value: bytes, changes: list[Change]) -> list[Change]:
+    """The items of a leaf (path -> value) after `changes`, sorted, deletions dropped."""
+    merged = dict(changes)
+    merged.setdefault(path, value)
+    return sorted((key, val) for key, val in merged.items() if val)
+
+
+def ordered_root(db: MutableMapping[bytes, bytes], items: list[bytes]) -> Hash32:
+    """Root of the trie mapping rlp(i) -> items[i], written into `db` (as HexaryTrie would
+    with one insert per item). rlp(i) is not in index order once i > 127: sort the paths."""
+    pairs = sorted((index_key(index).hex(), item) for index, item in enumerate(items) if item)
+    return TrieBatch(db).build(pairs)
+
+
+def reachable_nodes(db: Mapping[bytes, bytes], root: Hash32) -> dict[bytes, bytes]:
+    """Every stored node reachable from `root` (hash -> rlp): for tests and audits."""
+    found: dict[bytes, bytes] = {}
+    if root == BLANK_ROOT:
+        return found
+    pending: list[Node] = [root]
+    while pending:
+        ref = pending.pop()
+        if type(ref) is list:
+            node: Node = ref
+        else:
+            if not ref or ref in found:
+                continue
+            found[ref] = db[ref]  # type: ignore[index]
+            node = decode_raw(found[ref], True, False)[0]  # type: ignore[index]
+        if len(node) == 17:
+            pending.extend(node[:16])  # type: ignore[arg-type]
+        elif node and not _unhp(node[0])[1]:  # type: ignore[arg-type]
+            pending.append(node[1])  # type: ignore[arg-type]
+    return found
