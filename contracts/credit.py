@@ -72,11 +72,11 @@ class Credit(NativeContract):
         return get_list(ctx, _ratings_key(member))
 
     def _add(self, ctx: CallContext, member: Address, rating: int) -> int:
-        stored = get_list(ctx, _ratings_key(member))
-        assert all(isinstance(r, int) for r in stored), "ratings are ints"
-        history: list[int] = [*stored, rating][-self.history_max:]  # type: ignore[list-item]
-        ctx.steps(len(history))
-        credit = credit_from_ratings(history, self.alpha_percent)
+        history: list[Value] = [*get_list(ctx, _ratings_key(member)), rating][-self.history_max:]
+        ratings = [r for r in history if isinstance(r, int)]
+        assert len(ratings) == len(history), "ratings are ints"
+        ctx.steps(len(ratings))
+        credit = credit_from_ratings(ratings, self.alpha_percent)
         ctx.set_value(_ratings_key(member), history)
         ctx.set_value(_credit_key(member), credit)
         return credit

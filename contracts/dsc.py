@@ -197,12 +197,12 @@ class Dsc(NativeContract):
         states: dict[Address, BidderState] = {}
         for bidder in bidders:
             assert isinstance(bidder, bytes)
-            bid = self._bid(ctx, request_id, bidder)
-            if bid.status == rec.VALID:
-                valid.append(ValidBid(bidder, bid.price, bid.credit, bid.index))
+            stored = self._bid(ctx, request_id, bidder)
+            if stored.status == rec.VALID:
+                valid.append(ValidBid(bidder, stored.price, stored.credit, stored.index))
                 states[bidder] = self._state(ctx, bidder)
-            elif bid.status != rec.WITHDRAWN:  # malicious bidding: invalid or missing reveal
-                reason = bid.reason or "no-reveal"
+            elif stored.status != rec.WITHDRAWN:  # malicious bidding: invalid or missing reveal
+                reason = stored.reason or "no-reveal"
                 ctx.call(TOKEN, "escrow_forfeit", [rec.bid_escrow(request_id, bidder), request.payer])
                 self._set_state(ctx, bidder, replace(self._state(ctx, bidder), d=0))
                 ctx.emit("DepositForfeited", request=request_id, party=bidder, to=request.payer,

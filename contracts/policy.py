@@ -114,12 +114,13 @@ class Policy(NativeContract):
             check_rule(rule)
         version = self._version(ctx, device) + 1
         timed = get_list(ctx, TIMED)
-        armed = [[device, version, i] for i, rule in enumerate(rules) if rule[0] in TIMED_TRIGGERS]
+        armed: list[Value] = [[device, version, i] for i, rule in enumerate(rules) if rule[0] in TIMED_TRIGGERS]
         require(len(timed) + len(armed) <= self.timed_max, "timed-full",
                 f"at most {self.timed_max} time/height rules armed chain-wide")
         if armed:
             ctx.set_value(TIMED, [*timed, *armed])
-        ctx.set_value(_policy_key(device), [version, ctx.sender, list(rules)])
+        stored_rules: list[Value] = list(rules)
+        ctx.set_value(_policy_key(device), [version, ctx.sender, stored_rules])
         ctx.emit("PolicyPublished", device=device, phone=ctx.sender, version=version, rules=len(rules))
         return version
 
@@ -196,8 +197,8 @@ class Policy(NativeContract):
     @view
     def effective(self, ctx: CallContext, device: bytes) -> Value:
         """What the device must apply now: [mode, [[metric, limit], ...], policy version]."""
-        mode = ctx.get_value(_mode_key(device), DEFAULT_MODE)
-        return [mode, get_list(ctx, _limits_key(device)), self._version(ctx, device)]
+        mode = ctx.get_value(_mode_key(device))
+        return [DEFAULT_MODE if mode is None else mode, get_list(ctx, _limits_key(device)), self._version(ctx, device)]
 
     @view
     def last_report(self, ctx: CallContext, device: bytes, metric: str) -> Value:

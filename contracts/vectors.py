@@ -166,7 +166,7 @@ class VectorRun:
         return AuctionResult(
             winner=self.by_address.get(winner, ""),
             price=price,
-            ranking={self.by_address[e[0]]: format_fixed(e[2]) for e in ranking},  # type: ignore[index]
+            ranking={self.by_address[e[0]]: format_fixed(e[2]) for e in ranking},  # type: ignore[index, arg-type]
             suspects=[self.by_address[s] for s in suspects],  # type: ignore[index]
             after=after,
             forfeited=[self.by_address[e["party"]] for e in events(closed, "DepositForfeited")],  # type: ignore[index]
