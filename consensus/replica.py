@@ -114,6 +114,26 @@ class Status:
 
 
 class Replica:
+    # Per-view state, reset by _reset_view_state when the view changes.
+    _votes: dict[int, bytes]
+    _commits: dict[int, Commit]
+    _holders: set[int]
+    _outbox: dict[int, Message]
+    _early: list[tuple[int, Message]]
+    _heard: set[int]
+    _view_changes: dict[int, ViewChange]
+    _vc_finals: dict[int, VcFinal]
+    _vc_final_sent: VcFinal | None
+    _my_view_change: ViewChange | None
+    _start: Start | None
+    _new_view: NewView | None
+    _retransmit_at: int | None
+    _propose_at: int | None
+    _busy_since: int | None
+    _last_suspect: Suspect | None
+    _vc_started_ms: int
+    _vc_deadline_ms: int
+
     def __init__(self, config: ConsensusConfig, *, index: int, key: KeyPair,
                  bookkeepers: list[bytes], chain_id: int, app: Application,
                  storage: ConsensusStorage) -> None:
@@ -215,24 +235,24 @@ class Replica:
     # ------------------------------------------------------------------ bookkeeping
 
     def _reset_view_state(self) -> None:
-        self._votes: dict[int, bytes] = {}  # votes on the entry in this view, by member
-        self._commits: dict[int, Commit] = {}  # follower votes for height final+1
-        self._holders: set[int] = set()  # members known to hold the entry's certificate
-        self._outbox: dict[int, Message] = {}  # proposal to retransmit, per follower
-        self._early: list[tuple[int, Message]] = []
-        self._heard: set[int] = set()
-        self._view_changes: dict[int, ViewChange] = {}
-        self._vc_finals: dict[int, VcFinal] = {}
-        self._vc_final_sent: VcFinal | None = None
-        self._my_view_change: ViewChange | None = None
-        self._start: Start | None = None
-        self._new_view: NewView | None = None  # sent (primary) or waiting (follower)
+        self._votes = {}  # votes on the entry in this view, by member
+        self._commits = {}  # follower votes for height final+1
+        self._holders = set()  # members known to hold the entry's certificate
+        self._outbox = {}  # proposal to retransmit, per follower
+        self._early = []
+        self._heard = set()
+        self._view_changes = {}
+        self._vc_finals = {}
+        self._vc_final_sent = None
+        self._my_view_change = None
+        self._start = None
+        self._new_view = None  # sent (primary) or waiting (follower)
         self._vc_started_ms = 0
         self._vc_deadline_ms = 0
-        self._retransmit_at: int | None = None
-        self._propose_at: int | None = None
-        self._busy_since: int | None = None
-        self._last_suspect: Suspect | None = None
+        self._retransmit_at = None
+        self._propose_at = None
+        self._busy_since = None
+        self._last_suspect = None
 
     def _group(self, view: int) -> tuple[int, ...]:
         return synchronous_group(view, self._n, self._t)
@@ -255,7 +275,9 @@ class Replica:
     def _pending_entry(self) -> Entry | None:
         """The entry of this view that is not final yet."""
         entry = self._entry
-        return entry if self._current(entry) and entry.view == self.view else None
+        if entry is None or not self._current(entry) or entry.view != self.view:
+            return None
+        return entry
 
     def _persist(self) -> None:
         suspect = msgpack.packb(self._last_suspect.to_wire(), use_bin_type=True) \
