@@ -50,20 +50,6 @@ def ensure_account(ctx: CallContext, address: Address) -> None:
         ctx.state.set_account(address, Account(0, 0))
 
 
-def read_view(ctx: CallContext, contract: Address, name: str, args: list[Value]) -> Value:
-    """Run another contract's @view from inside a method, on the same state and gas meter.
-
-    `ctx.call` only reaches @method functions; views are read-only, so they run here on
-    a read-only sub-context (any write would raise ReadOnly)."""
-    target = ctx.engine.contract(contract)
-    spec = target.method_spec(name)
-    assert spec is not None and spec.kind == "view", f"{target.name}.{name} is not a view"
-    spec.check_args(args)
-    sub = CallContext(ctx.engine, ctx.state, ctx.block, contract, ctx.contract, ctx.origin, 0,
-                      ctx.meter, [], read_only=True, depth=ctx.depth + 1)
-    return spec.function(target, sub, *args)
-
-
 def get_list(ctx: CallContext, key: bytes) -> list[Value]:
     stored = ctx.get_value(key)
     if stored is None:

@@ -25,7 +25,7 @@ from chain.values import Value
 from contracts import dsc_records as rec
 from contracts.addresses import CREDIT, DSC, RECORDS, REGISTRY, TOKEN
 from contracts.auction import BidderState, ValidBid, settle
-from contracts.common import check_hash, get_list, param_int, parse_address, read_view, require
+from contracts.common import check_hash, get_list, param_int, parse_address, require
 from contracts.dsc_records import Bid, Request
 from contracts.registry import DIAGNOSIS_ROLES
 from crypto.hashing import keccak256
@@ -73,20 +73,20 @@ class Dsc(NativeContract):
     def open_request(self, ctx: CallContext, device: bytes) -> int:
         """Request diagnosis for `device`, sent by the device or its smartphone with the
         deposit (+ P_max out of warranty). Returns the request id."""
-        require(read_view(ctx, REGISTRY, "acts_for", [device, ctx.sender]) is True, "not-authorized",
+        require(ctx.view(REGISTRY, "acts_for", [device, ctx.sender]) is True, "not-authorized",
                 "only a registered device or its smartphone requests diagnosis")
         require(ctx.get(rec.open_key(device)) is None, "request-open", "the device has an open request")
-        record = read_view(ctx, REGISTRY, "device", [device])
+        record = ctx.view(REGISTRY, "device", [device])
         assert isinstance(record, list)
         device_type, _, vendor, _ = record
         assert isinstance(device_type, str) and isinstance(vendor, bytes)
         require(device_type in self.prices, "unknown-device-type", device_type)
-        warranty = read_view(ctx, REGISTRY, "in_warranty", [device]) is True
+        warranty = ctx.view(REGISTRY, "in_warranty", [device]) is True
         request_id = ctx.get_int(REQUEST_COUNTER) + 1
         ctx.set_value(REQUEST_COUNTER, request_id)
         now = ctx.block.timestamp_ms
         if warranty:
-            require(read_view(ctx, REGISTRY, "is_member", [vendor]) is True, "vendor-unavailable",
+            require(ctx.view(REGISTRY, "is_member", [vendor]) is True, "vendor-unavailable",
                     "the original vendor is no longer a member")
             self._check_requester_credit(ctx, vendor, device)
             require(ctx.value == self.request_deposit, "bad-deposit", f"send {self.request_deposit}")
@@ -121,7 +121,7 @@ class Dsc(NativeContract):
         require(request.status == rec.BIDDING, "not-bidding", f"request is {request.status}")
         require(ctx.block.timestamp_ms < request.commit_end_ms, "commit-closed",
                 f"commit window ended at {request.commit_end_ms} ms")
-        role = read_view(ctx, REGISTRY, "role", [ctx.sender])
+        role = ctx.view(REGISTRY, "role", [ctx.sender])
         require(role in DIAGNOSIS_ROLES, "not-diagnosis-node", "only vendors and suppliers bid")
         check_hash(commitment, "commitment")
         require(ctx.get(rec.bid_key(request_id, ctx.sender)) is None, "already-committed", "one bid each")
@@ -129,7 +129,7 @@ class Dsc(NativeContract):
         require(len(bidders) < self.bidders_max, "too-many-bidders", f"at most {self.bidders_max}")
         require(ctx.value == self.bid_deposit, "bad-deposit", f"send {self.bid_deposit}")
         self._check_requester_credit(ctx, ctx.sender, request.device)
-        credit = read_view(ctx, CREDIT, "credit_of", [ctx.sender])
+        credit = ctx.view(CREDIT, "credit_of", [ctx.sender])
         assert isinstance(credit, int)
         ctx.call(TOKEN, "escrow_lock", [rec.bid_escrow(request_id, ctx.sender), ctx.sender],
                  value=self.bid_deposit)
@@ -337,7 +337,7 @@ class Dsc(NativeContract):
     @method
     def set_min_requester_credit(self, ctx: CallContext, credit: int) -> None:
         """A diagnosis node refuses requesters below this credit (fixed point, III.A)."""
-        role = read_view(ctx, REGISTRY, "role", [ctx.sender])
+        role = ctx.view(REGISTRY, "role", [ctx.sender])
         require(role in DIAGNOSIS_ROLES, "not-diagnosis-node", "only vendors and suppliers")
         require(0 <= credit <= fixedpoint.from_int(100), "bad-credit", "credit is 0-100 in fixed point")
         ctx.set_value(rec.threshold_key(ctx.sender), credit)
@@ -388,13 +388,13 @@ class Dsc(NativeContract):
     # ------------------------------------------------------------------------------------
     def _check_requester_credit(self, ctx: CallContext, node: Address, device: Address) -> None:
         threshold = ctx.get_int(rec.threshold_key(node))
-        credit = read_view(ctx, CREDIT, "credit_of", [device])
+        credit = ctx.view(CREDIT, "credit_of", [device])
         assert isinstance(credit, int)
         require(credit >= threshold, "requester-credit-low",
                 f"requester credit {credit} < node threshold {threshold}")
 
     def _acts_for(self, ctx: CallContext, device: Address) -> bool:
-        return read_view(ctx, REGISTRY, "acts_for", [device, ctx.sender]) is True
+        return ctx.view(REGISTRY, "acts_for", [device, ctx.sender]) is True
 
     def _pay_node(self, ctx: CallContext, request_id: int, request: Request) -> None:
         if request.escrowed:
@@ -432,7 +432,7 @@ class Dsc(NativeContract):
         self._put(ctx, request_id, request)
 
     def _escrow_held(self, ctx: CallContext, escrow_id: bytes) -> bool:
-        return read_view(ctx, TOKEN, "escrow", [DSC, escrow_id]) != []
+        return ctx.view(TOKEN, "escrow", [DSC, escrow_id]) != []
 
     def _request(self, ctx: CallContext, request_id: int) -> Request:
         stored = ctx.get_value(rec.request_key(request_id))

@@ -27,7 +27,7 @@ from typing import Any
 
 from chain.values import Value
 from contracts.addresses import POLICY, REGISTRY
-from contracts.common import get_list, param_int, read_view, require
+from contracts.common import get_list, param_int, require
 from contracts.registry import DEVICE
 from crypto.keys import Address
 from vm.context import CallContext
@@ -104,10 +104,10 @@ class Policy(NativeContract):
     @method
     def publish(self, ctx: CallContext, device: bytes, rules: list[list]) -> int:  # type: ignore[type-arg]
         """The smartphone bound to `device` replaces its policy; returns the new version."""
-        record = read_view(ctx, REGISTRY, "device", [device])
+        record = ctx.view(REGISTRY, "device", [device])
         require(isinstance(record, list) and record != [] and record[3] == ctx.sender, "not-authorized",
                 "only the smartphone bound to the device publishes its policy")
-        require(read_view(ctx, REGISTRY, "is_member", [ctx.sender]) is True, "not-member", "revoked")
+        require(ctx.view(REGISTRY, "is_member", [ctx.sender]) is True, "not-member", "revoked")
         require(0 < len(rules) <= self.rules_max, "bad-policy", f"1 to {self.rules_max} rules")
         ctx.steps(len(rules))
         for rule in rules:
@@ -128,7 +128,7 @@ class Policy(NativeContract):
     def report(self, ctx: CallContext, metric: str, value: int) -> None:
         """A device reports an operating metric; each report rule it satisfies is queued
         to fire at the end of the block."""
-        require(read_view(ctx, REGISTRY, "role", [ctx.sender]) == DEVICE, "not-device",
+        require(ctx.view(REGISTRY, "role", [ctx.sender]) == DEVICE, "not-device",
                 "only registered devices report")
         require(0 < len(metric) <= NAME_CHARS_MAX, "bad-metric", metric)
         ctx.set_value(_report_key(ctx.sender, metric), value)

@@ -113,6 +113,11 @@ class CallContext:
         self.meter.charge(gas.CALL)
         return self.engine.call(self, contract, method, args, value)
 
+    def view(self, contract: Address, method: str, args: list[Value]) -> Value:
+        """Read another contract's view (read-only, same gas meter)."""
+        self.meter.charge(gas.CALL)
+        return self.engine.view(self, contract, method, args)
+
     def _writable(self) -> None:
         if self.read_only:
             raise ReadOnly("a view cannot change state")

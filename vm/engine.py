@@ -81,15 +81,26 @@ class Engine:
     def call_view(self, state: State, contract: Address, name: str, args: list[Value],
                   block: BlockEnv, caller: Address = b"\x00" * 20) -> Value:
         """A read-only call (RPC contract_call). Raises ContractError on failure."""
-        target = self.contract(contract)
+        ctx = CallContext(self, state, block, contract, caller, caller, 0,
+                          GasMeter(VIEW_GAS_MAX), read_only=True)
+        return self._run_view(ctx, name, args)
+
+    def view(self, parent: CallContext, contract: Address, name: str, args: list[Value]) -> Value:
+        """Another contract's view from inside a call, on the caller's state and gas meter."""
+        if parent.depth >= CALL_DEPTH_MAX:
+            raise ContractError(f"call depth above {CALL_DEPTH_MAX}")
+        ctx = CallContext(self, parent.state, parent.block, contract, parent.contract, parent.origin, 0,
+                          parent.meter, [], read_only=True, depth=parent.depth + 1)
+        return self._run_view(ctx, name, args)
+
+    def _run_view(self, ctx: CallContext, name: str, args: list[Value]) -> Value:
+        target = self.contract(ctx.contract)
         spec = target.method_spec(name)
         if spec is None:
             raise UnknownMethod(f"{target.name} has no method {name!r}")
         if spec.kind != "view":
             raise ReadOnly(f"{target.name}.{name} changes state; send a transaction")
         spec.check_args(args)
-        ctx = CallContext(self, state, block, contract, caller, caller, 0,
-                          GasMeter(VIEW_GAS_MAX), read_only=True)
         return spec.function(target, ctx, *args)
 
     # end of block -----------------------------------------------------------------------
