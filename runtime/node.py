@@ -187,7 +187,10 @@ class Node:
                 decoded_sync = sync_message_from_wire(message)
                 if isinstance(decoded_sync, SyncStatus):
                     self.peer_heights[peer] = decoded_sync.height
+                height_before = self.chain.height
                 self._send_sync(self.sync.on_message(peer, decoded_sync, now))
+                if self.replica is not None and self.chain.height != height_before:
+                    self._apply(self.replica.on_tick(now))  # react to blocks sync just finalized
                 return False
             if peer not in self.bookkeepers or self.replica is None:
                 raise InvalidMessage("not-a-bookkeeper", kind)
