@@ -8,7 +8,6 @@ b"b" bytes, b"s" UTF-8 str, b"t"/b"f" booleans, b"l" list.
 
 from __future__ import annotations
 
-
 import rlp
 
 from chain.errors import DecodeError
