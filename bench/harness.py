@@ -1,0 +1,176 @@
+"""Real node processes for the cluster benchmarks: a fresh cluster in a directory (extra
+genesis accounts, DSC devices, ledger limits), its processes, their CPU time, and small
+RPC helpers that fail over across nodes. Every wait here is bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crypto.keys import KeyPair
+from runtime.cluster import ROOT, ClusterLayout, ClusterProcesses, init_cluster
+
+DSC_DEVICE_TYPE = "meter"
+DSC_REQUEST_DEPOSIT = 100
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_base_port(span: int = 110) -> int:
+    """A base port whose RPC (base+i) and p2p (base+100+i) ports are free right now."""
+    start = 30_000 + (os.getpid() * 53 + int(time.time())) % 25_000
+    for base in range(start, start + 8_000, span + 11):
+        if all(_free(base + offset) for offset in (*range(10), *range(100, 110))):
+            return base
+    raise RuntimeError("no free port range on loopback")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class BenchCluster:
+    """A started cluster: its processes, layout, the funded sender keys and DSC devices."""
+
+    processes: ClusterProcesses
+    senders: list[KeyPair]
+    devices: list[KeyPair] = field(default_factory=list)
+
+    @property
+    def layout(self) -> ClusterLayout:
+        return self.processes.layout
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{self.layout.rpc_port(i)}" for i in range(self.layout.nodes)]
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes.processes.values() if p.poll() is None]
+
+
+def _append_genesis(directory: Path, lines: list[str]) -> None:
+    genesis = directory / "genesis.toml"
+    genesis.write_text(genesis.read_text() + "\n" + "\n".join(lines) + "\n")
+
+
+def _set_limit(directory: Path, name: str, value: int) -> None:
+    genesis = directory / "genesis.toml"
+    text, count = re.subn(rf"^{name} = \d+$", f"{name} = {value}", genesis.read_text(), flags=re.M)
+    assert count == 1, f"genesis has no [limits] {name}"
+    genesis.write_text(text)
+
+
+def prepare_cluster(directory: Path, nodes: int, *, senders: int, extra_accounts: int = 0, dsc_devices: int = 0,
+                    consensus: dict[str, Any] | None = None, limits: dict[str, int] | None = None,
+                    log_level: str = "warning") -> tuple[ClusterLayout, list[KeyPair], list[KeyPair]]:
+    """Write a cluster: `senders` funded accounts with key files, `extra_accounts` more funded
+    accounts (state size only: keys are thrown away), and `dsc_devices` in-warranty devices of
+    one vendor, each a funded account that may open a DSC request."""
+    layout = init_cluster(directory, nodes, free_base_port(), consensus=consensus, accounts=senders)
+    keys = [KeyPair.load(Path(a["key_file"])) for a in json.loads((directory / "accounts.json").read_text())]
+    for name, value in (limits or {}).items():
+        _set_limit(directory, name, value)
+    lines: list[str] = []
+    for _ in range(extra_accounts):
+        lines += ["[[accounts]]", f'public_key = "{KeyPair.generate().public_key.hex()}"', "balance = 1000", ""]
+    devices = [KeyPair.generate() for _ in range(dsc_devices)]
+    if devices:
+        vendor = KeyPair.generate()
+        for device in devices:
+            lines += ["[[accounts]]", f'public_key = "{device.public_key.hex()}"', "balance = 1000000000", ""]
+        lines += ["[contracts.registry]", "", "[[contracts.registry.members]]",
+                  f'address = "{vendor.address.hex()}"', 'role = "vendor"', ""]
+        for device in devices:
+            lines += ["[[contracts.registry.devices]]", f'address = "{device.address.hex()}"',
+                      f'vendor = "{vendor.address.hex()}"', f'device_type = "{DSC_DEVICE_TYPE}"',
+                      "warranty_end_s = 4000000000", ""]
+        lines += ["[contracts.dsc]", f"request_deposit = {DSC_REQUEST_DEPOSIT}", "",
+                  f"[contracts.dsc.prices.{DSC_DEVICE_TYPE}]", "p_min = 10", "p_max = 200", ""]
+    if lines:
+        _append_genesis(directory, lines)
+    if log_level != "info":
+        for i in range(nodes):
+            config = layout.node_dir(i) / "node.toml"
+            config.write_text(config.read_text().replace('log_level = "info"', f'log_level = "{log_level}"'))
+    return layout, keys, devices
+
+
+@contextmanager
+def bench_cluster(nodes: int, *, senders: int, extra_accounts: int = 0, dsc_devices: int = 0,
+                  consensus: dict[str, Any] | None = None, limits: dict[str, int] | None = None,
+                  directory: Path | None = None, profile_dir: Path | None = None,
+                  health_timeout_s: float = 120, log_level: str = "warning") -> Iterator[BenchCluster]:
+    """Start a fresh cluster (in a temporary directory unless given); stop every process after."""
+    with tempfile.TemporaryDirectory(prefix="gridchain-bench-") as scratch:
+        where = directory or Path(scratch)
+        layout, keys, devices = prepare_cluster(where, nodes, senders=senders, extra_accounts=extra_accounts,
+                                                dsc_devices=dsc_devices, consensus=consensus, limits=limits,
+                                                log_level=log_level)
+        processes = ProfiledProcesses(layout, profile_dir) if profile_dir is not None else ClusterProcesses(layout)
+        try:
+            processes.start_all()
+            processes.wait_healthy(health_timeout_s)
+            yield BenchCluster(processes, keys, devices)
+        finally:
+            processes.stop_all()
+
+
+class ProfiledProcesses(ClusterProcesses):
+    """Node processes run under cProfile; node{i}.prof is written when a node stops cleanly
+    (SIGTERM), readable with `python -m pstats`."""
+
+    def __init__(self, layout: ClusterLayout, profile_dir: Path) -> None:
+        super().__init__(layout)
+        self.profile_dir = profile_dir.resolve()
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+
+    def start_node(self, i: int) -> subprocess.Popen[bytes]:
+        node_dir = self.layout.node_dir(i)
+        log_file = open(node_dir / "node.log", "ab")  # noqa: SIM115 - owned by the child
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cProfile", "-o", str(self.profile_dir / f"node{i}.prof"),
+             str(ROOT / "node.py"), "start", "--config", str(node_dir / "node.toml")],
+            stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.processes[i] = process
+        return process
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (Linux /proc), None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "load_1m_at_start": round(load_average(), 2)}
