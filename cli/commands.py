@@ -39,6 +39,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR)
     p.add_argument("--base-port", type=int, default=8545, help="node i serves RPC on PORT+i, p2p on PORT+100+i")
+    p.add_argument("--observers", type=int, default=0, help="extra non-voting nodes that follow by block sync")
 
     p = verb("start", cmd_start, "Run one node in the foreground until SIGINT/SIGTERM.")
     p.add_argument("--config", type=Path, required=True)
@@ -47,6 +48,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR)
     p.add_argument("--base-port", type=int, default=8545)
+    p.add_argument("--observers", type=int, default=0, help="extra non-voting nodes (with a fresh DIR)")
 
     p = verb("verify", cmd_verify, "Re-check every stored block of a node: links, roots, certificates, indexes.")
     p.add_argument("--data-dir", type=Path, required=True, help="the node's data_dir (holding chain/)")
@@ -122,8 +124,9 @@ def configure_logging(level: str) -> None:
 
 # node verbs -------------------------------------------------------------------------------
 def cmd_init(args: argparse.Namespace) -> int:
-    layout = init_cluster(args.dir, args.nodes, args.base_port)
-    print(f"initialised {layout.nodes} bookkeepers (t = {(layout.nodes - 1) // 2}) in {args.dir}")
+    layout = init_cluster(args.dir, args.nodes, args.base_port, observers=args.observers)
+    print(f"initialised {args.nodes} bookkeepers (t = {(args.nodes - 1) // 2}) and {args.observers} observers"
+          f" in {args.dir}")
     print(f"  genesis: {args.dir / 'genesis.toml'}\n  accounts: {args.dir / 'accounts.json'}")
     return 0
 

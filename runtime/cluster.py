@@ -39,8 +39,16 @@ HEALTH_TIMEOUT_S = 60
 @dataclass(frozen=True)
 class ClusterLayout:
     directory: Path
-    nodes: int
+    nodes: int  # every node process: bookkeepers first, then observers
     base_port: int
+    bookkeepers: int = 0  # 0 means all nodes are bookkeepers
+
+    @property
+    def bookkeeper_count(self) -> int:
+        return self.bookkeepers or self.nodes
+
+    def role(self, i: int) -> str:
+        return "bookkeeper" if i < self.bookkeeper_count else "observer"
 
     def node_dir(self, i: int) -> Path:
         return self.directory / f"node{i}"
@@ -54,18 +62,20 @@ class ClusterLayout:
 
 def init_cluster(directory: Path, nodes: int, base_port: int, *, chain_id: int | None = None,
                  contracts: dict[str, Any] | None = None, consensus: dict[str, Any] | None = None,
-                 accounts: int = DEV_ACCOUNTS) -> ClusterLayout:
-    """Write a fresh cluster into `directory` (which must hold no genesis yet)."""
+                 accounts: int = DEV_ACCOUNTS, observers: int = 0) -> ClusterLayout:
+    """Write a fresh cluster into `directory` (which must hold no genesis yet): `nodes`
+    bookkeepers and `observers` non-voting nodes that follow the chain by block sync."""
     if nodes < 3 or nodes % 2 == 0:
         raise ValueError("XPaxos needs n = 2t+1 bookkeepers: 3, 5, 7, ...")
-    layout = ClusterLayout(directory, nodes, base_port)
+    layout = ClusterLayout(directory, nodes + observers, base_port, bookkeepers=nodes)
     directory.mkdir(parents=True, exist_ok=True)
     assert not (directory / "genesis.toml").exists(), "cluster already initialised"
     template = tomllib.loads(TEMPLATE.read_text())
-    node_keys = [KeyPair.generate() for _ in range(nodes)]
+    node_keys = [KeyPair.generate() for _ in range(layout.nodes)]
     account_keys = [KeyPair.generate() for _ in range(accounts)]
     for i, key in enumerate(node_keys):
         key.save(layout.node_dir(i) / "node.key")
+    bookkeeper_keys = node_keys[:nodes]
     account_entries = []
     for j, key in enumerate(account_keys):
         key_file = directory / "accounts" / f"account{j}.key"
@@ -75,16 +85,19 @@ def init_cluster(directory: Path, nodes: int, base_port: int, *, chain_id: int |
     (directory / "accounts.json").write_text(json.dumps(account_entries, indent=2) + "\n")
     genesis_lines = [f"chain_id = {chain_id if chain_id is not None else template['chain_id']}",
                      f"timestamp_ms = {int(time.time() * 1000)}", f"t = {(nodes - 1) // 2}", ""]
-    for i, key in enumerate(node_keys):
+    for i, key in enumerate(bookkeeper_keys):
         genesis_lines += ["[[bookkeepers]]", f'name = "node{i}"', f'public_key = "{key.public_key.hex()}"', ""]
     for key in account_keys:
         genesis_lines += ["[[accounts]]", f'public_key = "{key.public_key.hex()}"', f"balance = {DEV_BALANCE}", ""]
     genesis_lines += _toml_tables({"limits": template.get("limits", {})})
     genesis_lines += _toml_tables({"contracts": {**template.get("contracts", {}), **(contracts or {})}})
     (directory / "genesis.toml").write_text("\n".join(genesis_lines) + "\n")
-    for i in range(nodes):
+    for i in range(layout.nodes):
+        # Bookkeepers know every node (observers are their allowed, "registered" peers);
+        # an observer knows the bookkeepers only.
+        known = range(layout.nodes) if i < nodes else range(nodes)
         peers = [{"name": f"node{k}", "public_key": node_keys[k].public_key.hex(), "host": "127.0.0.1",
-                  "port": layout.p2p_port(k)} for k in range(nodes) if k != i]
+                  "port": layout.p2p_port(k)} for k in known if k != i]
         lines = ["[node]", f'name = "node{i}"', 'data_dir = "data"', 'key_file = "node.key"',
                  'genesis = "../genesis.toml"', 'log_level = "info"', "",
                  "[p2p]", 'host = "127.0.0.1"', f"port = {layout.p2p_port(i)}", ""]
@@ -126,7 +139,8 @@ def discover(directory: Path) -> ClusterLayout:
     if not configs:
         raise FileNotFoundError(f"no node*/node.toml under {directory}")
     first = tomllib.loads(configs[0].read_text())
-    return ClusterLayout(directory, len(configs), int(first["rpc"]["port"]))
+    genesis = tomllib.loads((directory / "genesis.toml").read_text())
+    return ClusterLayout(directory, len(configs), int(first["rpc"]["port"]), bookkeepers=len(genesis["bookkeepers"]))
 
 
 class ClusterProcesses:
@@ -190,7 +204,7 @@ class ClusterProcesses:
         manifest = {
             "chain_id": genesis["chain_id"],
             "t": genesis["t"],
-            "nodes": [{"name": f"node{i}", "role": "bookkeeper",
+            "nodes": [{"name": f"node{i}", "role": self.layout.role(i),
                        "rpc": f"http://127.0.0.1:{self.layout.rpc_port(i)}",
                        "p2p": f"127.0.0.1:{self.layout.p2p_port(i)}",
                        "pid": self.processes[i].pid if i in self.processes else None,

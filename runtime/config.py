@@ -1,7 +1,7 @@
 """Node configuration from TOML (tomllib). Every limit has a name ending in its unit and a
 default documented in docs/configuration.md; a file only needs what differs.
 
-    [node]       name, data_dir, key_file, genesis, log_level, observer
+    [node]       name, data_dir, key_file, genesis, log_level, lmdb_map_bytes
     [p2p]        host, port, peers = [{name, public_key, host, port}], + P2PConfig fields
     [rpc]        host, port, body_bytes_max, batch_max, websockets_max, receipt_wait_ms_max, ...
     [consensus]  ConsensusConfig fields (delta_ms, batch_timeout_ms, ...)
@@ -67,7 +67,6 @@ class NodeConfig:
     data_dir: Path
     key_file: Path
     genesis: Path
-    observer: bool
     log_level: str
     p2p_host: str
     p2p_port: int
@@ -102,7 +101,6 @@ class NodeConfig:
                 data_dir=base / node.get("data_dir", "data"),
                 key_file=base / node.get("key_file", "node.key"),
                 genesis=base / node.get("genesis", "genesis.toml"),
-                observer=bool(node.get("observer", False)),
                 log_level=node.get("log_level", "info"),
                 lmdb_map_bytes=int(node.get("lmdb_map_bytes", 8 << 30)),
                 p2p_host=host,

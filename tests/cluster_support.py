@@ -34,9 +34,10 @@ def _free(port: int) -> bool:
 
 @contextmanager
 def running_cluster(directory: Path, nodes: int = 3, consensus: dict[str, Any] | None = None,
-                    contracts: dict[str, Any] | None = None) -> Iterator[tuple[ClusterProcesses, list[KeyPair]]]:
+                    contracts: dict[str, Any] | None = None,
+                    observers: int = 0) -> Iterator[tuple[ClusterProcesses, list[KeyPair]]]:
     layout: ClusterLayout = init_cluster(directory, nodes, free_base_port(), consensus=consensus,
-                                         contracts=contracts)
+                                         contracts=contracts, observers=observers)
     processes = ClusterProcesses(layout)
     processes.start_all()
     try:

@@ -21,14 +21,14 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     directory: Path = tmp_path_factory.mktemp("cluster")
-    with running_cluster(directory, consensus={"commit_timeout_ms": 1500}) as running:
+    with running_cluster(directory, consensus={"commit_timeout_ms": 1500}, observers=1) as running:
         yield running
 
 
 async def test_transfers_are_final_on_every_node(cluster) -> None:
     processes, accounts = cluster
     urls = rpc_urls(processes)
-    clients = [GridClient(url) for url in urls]
+    clients = [GridClient(url) for url in urls[:3]]
     try:
         recipient = accounts[5].address
         before = (await clients[0].account(recipient))["balance"]
@@ -120,7 +120,7 @@ async def test_primary_killed_survivors_commit_and_restart_catches_up(cluster) -
     async with GridClient(urls[1]) as probe:
         primary_name = (await probe.status())["primary"]
     primary = int(primary_name.removeprefix("node"))
-    survivors = [u for i, u in enumerate(urls) if i != primary]
+    survivors = [u for i, u in enumerate(urls[:3]) if i != primary]
     processes.stop_node(primary, signal.SIGKILL)
     async with GridClient(survivors) as client:
         receipt = await client.transact(accounts[8], "token", "transfer", [accounts[9].address, 5], timeout_s=60)
@@ -138,3 +138,16 @@ async def test_primary_killed_survivors_commit_and_restart_catches_up(cluster) -
         assert (await restarted.status())["height"] >= target
         block = await restarted.block(receipt["blockNumber"])
         assert block["hash"] == receipt["blockHash"]
+
+
+async def test_observer_follows_by_block_sync_and_relays_transactions(cluster) -> None:
+    processes, accounts = cluster
+    urls = rpc_urls(processes)
+    observer_url = urls[3]
+    async with GridClient(observer_url) as observer, GridClient(urls[:3]) as bookkeepers:
+        status = await observer.status()
+        assert status["consensusState"] == "observer" and status["view"] is None
+        receipt = await observer.transact(accounts[2], "token", "transfer", [accounts[1].address, 3], timeout_s=30)
+        block = await bookkeepers.block(receipt["blockNumber"])
+        assert block["hash"] == receipt["blockHash"]
+        assert (await observer.block(receipt["blockNumber"]))["commit"] == block["commit"]
