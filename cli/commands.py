@@ -124,7 +124,7 @@ def configure_logging(level: str) -> None:
 
 # node verbs -------------------------------------------------------------------------------
 def cmd_init(args: argparse.Namespace) -> int:
-    layout = init_cluster(args.dir, args.nodes, args.base_port, observers=args.observers)
+    init_cluster(args.dir, args.nodes, args.base_port, observers=args.observers)
     print(f"initialised {args.nodes} bookkeepers (t = {(args.nodes - 1) // 2}) and {args.observers} observers"
           f" in {args.dir}")
     print(f"  genesis: {args.dir / 'genesis.toml'}\n  accounts: {args.dir / 'accounts.json'}")

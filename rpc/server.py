@@ -72,7 +72,8 @@ class RpcServer:
             if not payload:
                 return _json(_error(None, RpcError(INVALID_REQUEST, "empty batch")))
             if len(payload) > self.config.batch_max:
-                return _json(_error(None, limit_error("batch_max", f"batch of {len(payload)} > {self.config.batch_max}")))
+                too_long = f"batch of {len(payload)} > {self.config.batch_max}"
+                return _json(_error(None, limit_error("batch_max", too_long)))
             replies = [reply for reply in await asyncio.gather(*(self.call(item) for item in payload)) if reply]
             return _json(replies) if replies else web.Response(status=204)
         reply = await self.call(payload)
@@ -80,7 +81,8 @@ class RpcServer:
 
     async def call(self, request: Any) -> dict[str, Any] | None:
         """One JSON-RPC request object -> its response (None for a notification)."""
-        if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or not isinstance(request.get("method"), str):
+        well_formed = isinstance(request, dict) and request.get("jsonrpc") == "2.0"
+        if not well_formed or not isinstance(request.get("method"), str):
             return _error(request.get("id") if isinstance(request, dict) else None,
                           RpcError(INVALID_REQUEST, "invalid request"))
         request_id = request.get("id")

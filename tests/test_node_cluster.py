@@ -87,10 +87,12 @@ async def test_bad_input_gets_errors_and_changes_nothing(cluster) -> None:
 
         assert (await post(b"{not json"))[1]["error"]["code"] == -32700
         assert (await post(b'{"jsonrpc":"2.0","id":1,"method":"nope"}'))[1]["error"]["code"] == -32601
-        assert (await post(b'{"jsonrpc":"2.0","id":1,"method":"chain_getBlock","params":[-1]}'))[1]["error"]["code"] == -32602
+        negative_block = b'{"jsonrpc":"2.0","id":1,"method":"chain_getBlock","params":[-1]}'
+        assert (await post(negative_block))[1]["error"]["code"] == -32602
         assert (await post(b'[1,2]'))[1][0]["error"]["code"] == -32600
         assert (await post(b"[" * 5000 + b"]" * 5000))[1]["error"]["code"] == -32700
-        status, _ = await post(b'{"jsonrpc":"2.0","id":1,"method":"chain_status","params":["' + b"x" * (2 << 20) + b'"]}')
+        oversize = b'{"jsonrpc":"2.0","id":1,"method":"chain_status","params":["' + b"x" * (2 << 20) + b'"]}'
+        status, _ = await post(oversize)
         assert status == 413
         with pytest.raises(RpcCallError) as caught:
             await client.rpc.call("tx_send", "0x" + "00" * 50)
