@@ -144,7 +144,7 @@ class Event(rlp.Serializable):
         return cls(contract, name.encode(), [[k.encode(), encode_value(v)] for k, v in fields.items()])
 
     def field_values(self) -> dict[str, Value]:
-        return {bytes(k).decode(): decode_value(v) for k, v in self.fields}
+        return {k.decode(): decode_value(v) for k, v in self.fields}
 
 
 class Receipt(rlp.Serializable):

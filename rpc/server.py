@@ -46,9 +46,8 @@ class RpcServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        # port 0 asks the OS for a free port: read back the one it gave
+        self.port = self._runner.addresses[0][1] if self._runner.addresses else self.config.port
         log.info("RPC on http://%s:%d", self.config.host, self.port)
 
     async def stop(self) -> None:

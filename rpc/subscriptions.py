@@ -94,7 +94,7 @@ class SubscriptionHub:
         if not self.sockets:
             return
         head = header_json(executed.block.header)
-        events = []
+        events: list[dict[str, Any]] = []
         txs = executed.block.transactions
         for index, receipt in enumerate(executed.receipts):
             tx_hash = hex_bytes(txs[index].hash) if index < len(txs) else None  # None: end-of-block
