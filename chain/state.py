@@ -17,7 +17,7 @@ from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Protocol
 
-import rlp
+from rlp.codec import decode_raw, encode_raw
 
 from chain.triebuild import DecodedNodes, TrieBatch
 from crypto.hashing import Hash32, keccak256
@@ -86,12 +86,19 @@ class Account:
     balance: int
 
     def encode(self) -> bytes:
-        return rlp.encode([self.nonce, self.balance])
+        """rlp([nonce, balance]) as big-endian integers (what rlp.encode gives, without
+        its sedes inference: this runs several times per transaction)."""
+        return encode_raw([_big_endian(self.nonce), _big_endian(self.balance)])
 
     @classmethod
     def decode(cls, data: bytes) -> Account:
-        nonce, balance = rlp.decode(data)
+        nonce, balance = decode_raw(data, True, False)[0]
         return cls(int.from_bytes(nonce, "big"), int.from_bytes(balance, "big"))
+
+
+def _big_endian(value: int) -> bytes:
+    """rlp's big_endian_int: minimal big-endian bytes, b"" for 0, no negatives."""
+    return value.to_bytes((value.bit_length() + 7) // 8, "big")
 
 
 _ABSENT = object()
