@@ -8,7 +8,7 @@ covers the whole signed transaction.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import rlp
 from rlp.sedes import Binary, CountableList, big_endian_int, binary, raw
@@ -144,7 +144,8 @@ class Event(rlp.Serializable):
         return cls(contract, name.encode(), [[k.encode(), encode_value(v)] for k, v in fields.items()])
 
     def field_values(self) -> dict[str, Value]:
-        return {k.decode(): decode_value(v) for k, v in self.fields}
+        pairs: Any = self.fields  # the instance's value; mypy sees the class's rlp schema
+        return {bytes(k).decode(): decode_value(v) for k, v in pairs}
 
 
 class Receipt(rlp.Serializable):
