@@ -1,0 +1,260 @@
+"""FaultCluster: a real local cluster (runtime/cluster.py) with a proxy on every p2p link
+and the process-level faults: SIGKILL and restart, SIGSTOP/SIGCONT, restart with a
+Byzantine mode, plus RSS readings from /proc.
+
+`init_cluster` writes the usual layout; this module then rewrites each node's
+`[[p2p.peers]]` ports to the proxy of that link (faults/proxy.py) and adds per-node
+`[consensus]` settings, so nothing in runtime/ needs to know about the harness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from crypto.keys import KeyPair
+from faults.proxy import LinkProxies
+from runtime.cluster import ROOT, ClusterLayout, ClusterProcesses, init_cluster
+
+ACCOUNTS = 24
+
+
+def free_base_port() -> int:
+    """A base port whose RPC (base+i) and p2p (base+100+i) ports are free right now."""
+    rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
+    for _ in range(200):
+        base = rng.randrange(20_000, 55_000)
+        if all(_free(base + offset) for offset in (*range(10), *range(100, 110))):
+            return base
+    raise RuntimeError("no free port range on loopback")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class RpcError(Exception):
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message"))
+        self.code = error.get("code")
+        self.reason = (error.get("data") or {}).get("reason") if isinstance(error.get("data"), dict) else None
+
+
+class FaultCluster:
+    def __init__(self, directory: Path, nodes: int, consensus: dict[str, Any] | None = None,
+                 seed: int = 0, p2p: dict[str, Any] | None = None) -> None:
+        self.directory = directory
+        self.nodes = nodes
+        self.t = (nodes - 1) // 2
+        self.consensus = dict(consensus or {})
+        self.p2p = dict(p2p or {})
+        self.layout: ClusterLayout = init_cluster(directory, nodes, free_base_port(), consensus=self.consensus,
+                                                  accounts=ACCOUNTS)
+        self.proxies = LinkProxies(nodes, seed)
+        self.processes = ClusterProcesses(self.layout)
+        self.paused: set[int] = set()
+        self.byzantine: dict[int, str] = {}
+        self.accounts = [KeyPair.load(Path(a["key_file"]))
+                         for a in json.loads((directory / "accounts.json").read_text())]
+        self.node_keys = [KeyPair.load(self.layout.node_dir(i) / "node.key") for i in range(nodes)]
+        self._session: aiohttp.ClientSession | None = None
+
+    # lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.proxies.start([self.layout.p2p_port(i) for i in range(self.nodes)])
+        for i in range(self.nodes):
+            self._write_config(i)
+        self.processes.start_all()
+
+    def close(self) -> None:
+        for i in list(self.paused):
+            self.resume(i)
+        try:
+            self.processes.stop_all()
+        finally:
+            self.proxies.stop()
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        await asyncio.to_thread(self.close)
+
+    def _write_config(self, i: int) -> None:
+        path = self.layout.node_dir(i) / "node.toml"
+        config = tomllib.loads(path.read_text())
+        for peer in config["p2p"]["peers"]:
+            peer["port"] = self.proxies.port(i, int(peer["name"].removeprefix("node")))
+        config["p2p"].update(self.p2p)
+        consensus = {**self.consensus}
+        if i in self.byzantine:
+            consensus["byzantine"] = self.byzantine[i]
+        if consensus:
+            config["consensus"] = consensus
+        else:
+            config.pop("consensus", None)
+        path.write_text(_dump_toml(config))
+
+    # process faults -----------------------------------------------------------------------
+    def pid(self, i: int) -> int | None:
+        process = self.processes.processes.get(i)
+        return process.pid if process is not None and process.poll() is None else None
+
+    def is_running(self, i: int) -> bool:
+        return self.pid(i) is not None
+
+    def kill(self, i: int) -> None:
+        self.resume(i)
+        self.processes.stop_node(i, signal.SIGKILL)
+
+    def terminate(self, i: int) -> None:
+        self.resume(i)
+        self.processes.stop_node(i, signal.SIGTERM)
+
+    def pause(self, i: int) -> None:
+        pid = self.pid(i)
+        if pid is not None:
+            os.kill(pid, signal.SIGSTOP)
+            self.paused.add(i)
+
+    def resume(self, i: int) -> None:
+        pid = self.pid(i)
+        if i in self.paused and pid is not None:
+            os.kill(pid, signal.SIGCONT)
+        self.paused.discard(i)
+
+    def start_node(self, i: int, byzantine: str | None = None) -> None:
+        """(Re)start node i; `byzantine` sets or clears its test-only fault mode."""
+        assert not self.is_running(i), f"node{i} is running"
+        if byzantine is None:
+            self.byzantine.pop(i, None)
+        else:
+            self.byzantine[i] = byzantine
+        self._write_config(i)
+        self.processes.start_node(i)
+
+    def rss_bytes(self, i: int) -> int | None:
+        pid = self.pid(i)
+        if pid is None:
+            return None
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+        return None
+
+    def verify_store(self, i: int) -> tuple[bool, str]:
+        """`node.py verify` on node i's store (the node must be stopped)."""
+        assert not self.is_running(i)
+        result = subprocess.run([sys.executable, str(ROOT / "node.py"), "verify", "--data-dir",
+                                 str(self.layout.node_dir(i) / "data")], capture_output=True, text=True,
+                                cwd=ROOT, timeout=300)
+        output = (result.stdout + result.stderr).strip().splitlines()
+        return result.returncode == 0, output[-1] if output else ""
+
+    # RPC ----------------------------------------------------------------------------------
+    def url(self, i: int) -> str:
+        return f"http://127.0.0.1:{self.layout.rpc_port(i)}"
+
+    async def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+        return self._session
+
+    async def call(self, i: int, method: str, *params: Any, timeout_s: float = 5) -> Any:
+        session = await self.session()
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
+        async with session.post(self.url(i), json=body, timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
+            reply = await response.json(content_type=None)
+        if "error" in reply:
+            raise RpcError(reply["error"])
+        return reply["result"]
+
+    async def batch(self, i: int, calls: list[tuple[str, list[Any]]], timeout_s: float = 20) -> list[Any]:
+        session = await self.session()
+        body = [{"jsonrpc": "2.0", "id": k, "method": m, "params": p} for k, (m, p) in enumerate(calls)]
+        async with session.post(self.url(i), json=body, timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
+            replies = await response.json(content_type=None)
+        by_id = {r["id"]: r for r in replies}
+        return [by_id[k].get("result") for k in range(len(calls))]
+
+    async def status(self, i: int, timeout_s: float = 2) -> dict[str, Any] | None:
+        try:
+            return await self.call(i, "chain_status", timeout_s=timeout_s)
+        except (aiohttp.ClientError, TimeoutError, RpcError, ValueError):
+            return None
+
+    async def wait_serving(self, nodes: list[int] | None = None, timeout_s: float = 60) -> None:
+        """Until every listed node answers chain_status (not necessarily in sync)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        for i in nodes if nodes is not None else range(self.nodes):
+            while await self.status(i) is None:
+                process = self.processes.processes.get(i)
+                if process is not None and process.poll() is not None:
+                    raise RuntimeError(f"node{i} exited with {process.returncode}; see "
+                                       f"{self.layout.node_dir(i) / 'node.log'}")
+                if loop.time() > deadline:
+                    raise TimeoutError(f"node{i} did not serve RPC in {timeout_s}s")
+                await asyncio.sleep(0.1)
+
+    async def wait_connected(self, timeout_s: float = 30) -> bool:
+        """Until every running node sees every other running node as a peer."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            up = [i for i in range(self.nodes) if self.is_running(i) and i not in self.paused]
+            statuses = await asyncio.gather(*(self.status(i) for i in up))
+            if all(s is not None and {f"node{k}" for k in up if k != i} <= set(s["peers"])
+                   for i, s in zip(up, statuses, strict=True)):
+                return True
+            await asyncio.sleep(0.2)
+        return False
+
+
+def _dump_toml(config: dict[str, Any]) -> str:
+    """Node configs only: top-level tables of scalars, plus arrays of tables one level down."""
+    lines: list[str] = []
+    for name, table in config.items():
+        lines.append(f"[{name}]")
+        arrays = {k: v for k, v in table.items() if isinstance(v, list) and v and isinstance(v[0], dict)}
+        for key, value in table.items():
+            if key not in arrays:
+                lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+        for key, entries in arrays.items():
+            for entry in entries:
+                lines.append(f"[[{name}.{key}]]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in entry.items()]
+                lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")

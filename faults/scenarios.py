@@ -1,0 +1,353 @@
+"""The fault schedules. Each is an async function of a Ctx that injects faults while the
+workload runs and returns with the cluster healed (every node running, honest, every link
+clean); the runner checks that and heals whatever is left. Every random choice comes
+from ctx.rng, which the seed fixes, so a seed reproduces the schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import rlp
+
+from chain.certificate import synchronous_group
+from chain.types import Transaction
+from consensus.config import BYZANTINE_MODES
+from faults.cluster import FaultCluster, RpcError
+from faults.history import FAIL, INFO, OK, History
+from faults.proxy import LinkFault
+
+
+@dataclass
+class Ctx:
+    cluster: FaultCluster
+    history: History
+    rng: random.Random
+    duration: float  # seconds the fault phase should take
+    iterations: int  # crash-loop: kill -9 count
+    chain_id: int = 0
+    token: bytes = b""
+    down_windows: list[tuple[float, float]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # scenario-specific invariants and figures
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+    async def view(self) -> int:
+        """The view most running nodes report."""
+        c = self.cluster
+        statuses = await asyncio.gather(*(c.status(i) for i in range(c.nodes)
+                                          if c.is_running(i) and i not in c.paused))
+        views = Counter(s["view"] for s in statuses if s is not None and s["view"] is not None)
+        return views.most_common(1)[0][0] if views else 0
+
+    async def group(self) -> tuple[int, ...]:
+        """The synchronous group of the current view, primary first."""
+        return synchronous_group(await self.view(), self.cluster.nodes, self.cluster.t)
+
+    # fault helpers that also write the timeline
+    def kill(self, i: int) -> None:
+        self.history.fault("kill -9", node=i)
+        self.cluster.kill(i)
+
+    async def restart(self, i: int, byzantine: str | None = None) -> None:
+        self.cluster.start_node(i, byzantine)
+        await self.cluster.wait_serving([i])
+        self.history.note("restarted", node=i, **({"byzantine": byzantine} if byzantine else {}))
+
+
+Schedule = Callable[[Ctx], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str
+    schedule: Schedule
+    nodes: int = 3
+    consensus: dict[str, Any] = field(default_factory=dict)
+    kind: str = "workload"  # "workload" or "fuzz"
+    byzantine_node: str | None = None  # "primary" when the schedule turns the primary Byzantine
+
+
+# --- schedules --------------------------------------------------------------------------
+async def baseline(ctx: Ctx) -> None:
+    ctx.history.note("no faults")
+    await ctx.sleep(ctx.duration)
+
+
+async def kill_restart_one(ctx: Ctx) -> None:
+    victim = ctx.rng.randrange(ctx.cluster.nodes)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + ctx.duration
+    while loop.time() < end - 2:
+        ctx.kill(victim)
+        await ctx.sleep(ctx.rng.uniform(0.5, 2.0))
+        await ctx.restart(victim)
+        ctx.history.heal("restarted", node=victim)
+        await ctx.sleep(ctx.rng.uniform(1.0, 3.0))
+
+
+async def kill_primary(ctx: Ctx) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + ctx.duration
+    rounds = 0
+    while loop.time() < end - 3 or rounds == 0:
+        primary = (await ctx.group())[0]
+        ctx.kill(primary)
+        await ctx.sleep(min(ctx.duration / 2, ctx.rng.uniform(3.0, 6.0)))
+        await ctx.restart(primary)
+        ctx.history.heal("restarted", node=primary)
+        rounds += 1
+        await ctx.sleep(ctx.rng.uniform(2.0, 4.0))
+
+
+async def pause_primary_then_follower(ctx: Ctx) -> None:
+    half = ctx.duration / 2
+    for role in ("primary", "follower"):
+        group = await ctx.group()
+        victim = group[0] if role == "primary" else ctx.rng.choice(group[1:])
+        ctx.history.fault("SIGSTOP", node=victim, role=role)
+        ctx.cluster.pause(victim)
+        await ctx.sleep(half * 0.6)
+        ctx.cluster.resume(victim)
+        ctx.history.heal("SIGCONT", node=victim)
+        await ctx.sleep(half * 0.4)
+
+
+async def isolate_node(ctx: Ctx) -> None:
+    group = await ctx.group()
+    victim = ctx.rng.choice(group[1:])  # a follower: the primary case is the partition scenario
+    ctx.history.fault("isolate", node=victim)
+    ctx.cluster.proxies.isolate(victim)
+    await ctx.sleep(ctx.duration * 0.7)
+    ctx.cluster.proxies.heal()
+    ctx.history.heal("heal links")
+    await ctx.sleep(ctx.duration * 0.3)
+
+
+async def partition_minority(ctx: Ctx) -> None:
+    n = ctx.cluster.nodes
+    primary = (await ctx.group())[0]
+    others = [i for i in range(n) if i != primary]
+    ctx.rng.shuffle(others)
+    minority = sorted([primary, *others[: ctx.cluster.t - 1]])
+    majority = sorted(i for i in range(n) if i not in minority)
+    ctx.history.fault("partition", minority=minority, majority=majority)
+    ctx.cluster.proxies.partition([minority, majority])
+    await ctx.sleep(ctx.duration * 0.7)
+    ctx.cluster.proxies.heal()
+    ctx.history.heal("heal links")
+    await ctx.sleep(ctx.duration * 0.3)
+
+
+async def one_way_cut(ctx: Ctx) -> None:
+    group = await ctx.group()
+    src, dst = group[0], ctx.rng.choice(group[1:])
+    ctx.history.fault("cut one direction", src=src, dst=dst)
+    ctx.cluster.proxies.set(src, dst, LinkFault(blackhole=True))
+    await ctx.sleep(ctx.duration * 0.7)
+    ctx.cluster.proxies.heal()
+    ctx.history.heal("heal links")
+    await ctx.sleep(ctx.duration * 0.3)
+
+
+async def delay_drop(ctx: Ctx) -> None:
+    n = ctx.cluster.nodes
+    pairs = [(a, b) for a in range(n) for b in range(n) if a != b]
+    fault = LinkFault(drop_p=0.1, delay_ms=30, jitter_ms=30)
+    ctx.history.fault("delay and drop on every link", drop_p=fault.drop_p, delay_ms=fault.delay_ms,
+                      jitter_ms=fault.jitter_ms)
+    ctx.cluster.proxies.set_many(pairs, fault)
+    await ctx.sleep(ctx.duration * 0.4)
+    heavy = LinkFault(drop_p=0.3, delay_ms=80, jitter_ms=80)
+    chosen = ctx.rng.sample(pairs, k=max(1, len(pairs) // 3))
+    ctx.history.fault("heavier on some links", links=[f"{a}->{b}" for a, b in chosen], drop_p=heavy.drop_p,
+                      delay_ms=heavy.delay_ms)
+    ctx.cluster.proxies.set_many(chosen, heavy)
+    await ctx.sleep(ctx.duration * 0.3)
+    ctx.cluster.proxies.heal()
+    ctx.history.heal("heal links")
+    await ctx.sleep(ctx.duration * 0.3)
+
+
+async def restart_all(ctx: Ctx) -> None:
+    n = ctx.cluster.nodes
+    for how in ("kill -9", "SIGTERM"):
+        ctx.history.fault(f"{how} every node")
+        if how == "SIGTERM":
+            await asyncio.gather(*(asyncio.to_thread(ctx.cluster.terminate, i) for i in range(n)))
+        else:
+            for i in range(n):
+                ctx.cluster.kill(i)
+        await ctx.sleep(0.5)
+        for i in range(n):
+            ctx.cluster.start_node(i)
+        await ctx.cluster.wait_serving()
+        ctx.history.heal("restarted every node")
+        await ctx.sleep(ctx.duration / 2 - 1)
+
+
+async def crash_majority(ctx: Ctx) -> None:
+    """More than t crashed: nothing may become final until enough come back."""
+    t = ctx.cluster.t
+    group = await ctx.group()
+    victims = [group[0], *ctx.rng.sample([i for i in range(ctx.cluster.nodes) if i != group[0]], t)]
+    for victim in victims:
+        ctx.kill(victim)
+    grace = 1.0  # a block whose last vote was already in flight may still land
+    down_from = ctx.history.now() + grace
+    await ctx.sleep(ctx.duration * 0.6)
+    ctx.down_windows.append((down_from, ctx.history.now()))
+    for victim in victims:
+        await ctx.restart(victim)
+    ctx.history.heal("restarted", nodes=victims)
+    await ctx.sleep(ctx.duration * 0.4)
+
+
+def byzantine(mode: str) -> Schedule:
+    async def schedule(ctx: Ctx) -> None:
+        primary = (await ctx.group())[0]
+        ctx.extra["byzantine_node"] = primary
+        ctx.history.fault("byzantine", node=primary, mode=mode)
+        ctx.cluster.kill(primary)
+        await ctx.restart(primary, byzantine=mode)
+        await ctx.sleep(ctx.duration * 0.7)
+        ctx.cluster.kill(primary)
+        await ctx.restart(primary)
+        ctx.history.heal("restarted honest", node=primary)
+        await ctx.sleep(ctx.duration * 0.3)
+    return schedule
+
+
+async def double_spend(ctx: Ctx) -> None:
+    """Same sender and nonce, two different transfers, sent at once to two nodes."""
+    c = ctx.cluster
+    rounds = max(3, int(ctx.duration))
+    spenders = [c.accounts[-2], c.accounts[-3]]
+    outcomes = {"rounds": 0, "one_final": 0, "none_final": 0, "both_final": 0}
+    for r in range(rounds):
+        key = spenders[r % 2]
+        a, b = ctx.rng.sample(range(c.nodes), 2)
+        try:
+            nonce = (await c.call(a, "account_get", "0x" + key.address.hex()))["pendingNonce"]
+        except (RpcError, aiohttp.ClientError, TimeoutError):
+            continue
+        txs = [Transaction.create(key, chain_id=ctx.chain_id, nonce=nonce, to=ctx.token, method="transfer",
+                                  args=[c.accounts[-1 - k * 3].address, 1_000 + r * 2 + k], gas_limit=1_000_000)
+               for k in range(2)]
+        ops = [ctx.history.invoke(-1, node, "0x" + tx.hash.hex(), "0x" + key.address.hex(), nonce)
+               for node, tx in zip((a, b), txs, strict=True)]
+
+        async def send(node: int, tx: Transaction) -> str | None:
+            try:
+                await c.call(node, "tx_send", "0x" + rlp.encode(tx).hex())
+                return None
+            except RpcError as exc:
+                return f"rejected: {exc.reason}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                return f"send: {type(exc).__name__}"
+        refusals = await asyncio.gather(send(a, txs[0]), send(b, txs[1]))
+        final = []
+        for _ in range(100):  # wait until the nonce is consumed (the race is decided)
+            account = await _account(c, key.address)
+            if account is not None and account["nonce"] > nonce:
+                break
+            await asyncio.sleep(0.1)
+        for op, node, refusal in zip(ops, (a, b), refusals, strict=True):
+            receipt = None
+            for i in (node, *range(c.nodes)):
+                try:
+                    receipt = await c.call(i, "tx_receipt", op.tx, 0)
+                    break
+                except (RpcError, aiohttp.ClientError, TimeoutError):
+                    continue
+            if receipt is not None:
+                ctx.history.complete(op, OK, "race winner", receipt["blockNumber"], receipt["blockHash"])
+                final.append(op.tx)
+            elif refusal is not None and refusal.startswith("rejected"):
+                ctx.history.complete(op, FAIL, refusal)
+            else:
+                ctx.history.complete(op, INFO, refusal or "race loser (nonce consumed)")
+        outcomes["rounds"] += 1
+        outcomes[{0: "none_final", 1: "one_final", 2: "both_final"}[len(final)]] += 1
+    ctx.extra.setdefault("figures", {})["double_spend"] = outcomes
+    ctx.extra.setdefault("invariants", {})["double_spend_at_most_one"] = {
+        "passed": outcomes["both_final"] == 0,
+        "detail": f"{outcomes['rounds']} races: {outcomes['one_final']} with one final, "
+                  f"{outcomes['none_final']} with none, {outcomes['both_final']} with both"}
+
+
+async def _account(c: FaultCluster, address: bytes) -> dict[str, Any] | None:
+    for i in range(c.nodes):
+        try:
+            return await c.call(i, "account_get", "0x" + address.hex())
+        except (RpcError, aiohttp.ClientError, TimeoutError):
+            continue
+    return None
+
+
+async def crash_loop(ctx: Ctx) -> None:
+    """kill -9 a node while blocks are being committed, `verify` its store, restart it."""
+    c = ctx.cluster
+    results = {"kills": 0, "verify_clean": 0, "problems": []}
+    for k in range(ctx.iterations):
+        victim = ctx.rng.randrange(c.nodes)
+        await ctx.sleep(ctx.rng.uniform(0.2, 1.0))
+        ctx.kill(victim)
+        clean, summary = await asyncio.to_thread(c.verify_store, victim)
+        results["kills"] += 1
+        if clean:
+            results["verify_clean"] += 1
+        else:
+            results["problems"].append({"kill": k, "node": victim, "verify": summary})
+        ctx.history.note("verify", node=victim, clean=clean, summary=summary)
+        await ctx.restart(victim)
+        ctx.history.heal("restarted", node=victim)
+    ctx.extra.setdefault("figures", {})["crash_loop"] = {k: v for k, v in results.items() if k != "problems"}
+    ctx.extra.setdefault("invariants", {})["verify_clean_after_each_kill"] = {
+        "passed": not results["problems"],
+        "detail": f"{results['verify_clean']} of {results['kills']} stores clean"
+                  + (f"; {results['problems'][:3]}" if results["problems"] else "")}
+
+
+# --- the registry -----------------------------------------------------------------------
+def _registry() -> dict[str, Scenario]:
+    items = [
+        Scenario("baseline", "no faults: load only", baseline),
+        Scenario("kill-restart", "repeated kill -9 and restart of one replica", kill_restart_one),
+        Scenario("kill-primary", "kill -9 the primary under load, restart it later", kill_primary),
+        Scenario("pause", "SIGSTOP the primary, SIGCONT; then the same to a follower", pause_primary_then_follower),
+        Scenario("isolate", "blackhole every link of one follower, then heal", isolate_node),
+        Scenario("partition", "partition into a minority holding the primary and a majority", partition_minority,
+                 nodes=5),
+        Scenario("one-way", "cut the primary -> follower direction only", one_way_cut),
+        Scenario("delay-drop", "delay (with jitter) and drop frames on every link", delay_drop),
+        Scenario("restart-all", "kill -9 every node and restart; then SIGTERM every node and restart", restart_all),
+        Scenario("crash-majority", "more than t nodes crashed (the primary among them), then restarted",
+                 crash_majority),
+        Scenario("double-spend", "same nonce, two different transfers, sent at once to two nodes", double_spend),
+        Scenario("crash-loop", "kill -9 during block commits, `verify` clean after each, restart", crash_loop),
+    ]
+    for mode in BYZANTINE_MODES:
+        for t in (1, 2):
+            items.append(Scenario(f"byzantine-{mode}-t{t}", f"the primary turns Byzantine ({mode}), t = {t}",
+                                  byzantine(mode), nodes=2 * t + 1, byzantine_node="primary"))
+    items.append(Scenario("fuzz-rpc", "hypothesis-generated bad JSON-RPC input against a running node",
+                          _fuzz_placeholder, kind="fuzz"))
+    items.append(Scenario("fuzz-p2p", "hypothesis-generated bad p2p input (strangers and a valid peer key)",
+                          _fuzz_placeholder, kind="fuzz"))
+    return {s.name: s for s in items}
+
+
+async def _fuzz_placeholder(ctx: Ctx) -> None:
+    raise AssertionError("fuzz scenarios run through faults.fuzz")
+
+
+SCENARIOS = _registry()

@@ -1,0 +1,179 @@
+"""Concurrent clients and the status sampler.
+
+Each client owns one funded account (so clients never race each other's nonces) and, in a
+closed loop, signs a token transfer with a unique amount, sends it to a node picked at
+random, and waits for its final receipt, reading from any node. Every step lands in the
+History as an invoke and one completion; nothing is retried under the same id, so a lost
+acknowledgement cannot hide. Loops are bounded by an op count and a deadline and stop
+when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import aiohttp
+import rlp
+
+from chain.types import Transaction
+from faults.cluster import FaultCluster, RpcError
+from faults.history import FAIL, INFO, OK, History, Op, Sample
+
+GAS_LIMIT = 1_000_000
+SEND_TIMEOUT_S = 5
+NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, ValueError, OSError)
+
+
+async def chain_facts(cluster: FaultCluster) -> tuple[int, bytes]:
+    """(chain id, token contract address), from any node that answers."""
+    for _ in range(50):
+        for i in range(cluster.nodes):
+            try:
+                status = await cluster.call(i, "chain_status")
+                listing = await cluster.call(i, "contract_list")
+            except (RpcError, *NETWORK_ERRORS):
+                continue
+            token = next(c["address"] for c in listing if c["name"] == "token")
+            return status["chainId"], bytes.fromhex(token[2:])
+        await asyncio.sleep(0.2)
+    raise RuntimeError("no node answered chain_status")
+
+
+class Workload:
+    def __init__(self, cluster: FaultCluster, history: History, rng: random.Random, clients: int,
+                 chain_id: int, token: bytes, receipt_timeout_s: float = 10, ops_max: int = 5_000,
+                 think_ms: int = 20, targets: list[int] | None = None) -> None:
+        assert clients <= len(cluster.accounts) - 4, "keep a few accounts for recipients and races"
+        self.cluster = cluster
+        self.history = history
+        self.clients = clients
+        self.chain_id = chain_id
+        self.token = token
+        self.receipt_timeout_s = receipt_timeout_s
+        self.ops_max = ops_max
+        self.think_ms = think_ms
+        self.targets = targets if targets is not None else list(range(cluster.nodes))
+        self.recipient = cluster.accounts[-1].address
+        self._rngs = [random.Random(rng.getrandbits(64)) for _ in range(clients)]
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._amounts = iter(range(1, 10**9))
+
+    def start(self, deadline_s: float) -> None:
+        self._tasks = [asyncio.ensure_future(self._client(c, deadline_s)) for c in range(self.clients)]
+
+    async def stop(self) -> None:
+        """Ask clients to stop after their current op; wait for them (bounded)."""
+        self._stop.set()
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=self.receipt_timeout_s + SEND_TIMEOUT_S + 5)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            for task in done:
+                if task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+
+    async def _client(self, c: int, deadline_s: float) -> None:
+        rng = self._rngs[c]
+        key = self.cluster.accounts[c]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + deadline_s
+        nonce: int | None = None
+        for _ in range(self.ops_max // self.clients + 1):
+            if self._stop.is_set() or loop.time() > deadline:
+                return
+            node = rng.choice(self.targets)
+            if nonce is None:
+                nonce = await self._pending_nonce(node, key.address)
+                if nonce is None:
+                    await self._pause(0.2)
+                    continue
+            tx = Transaction.create(key, chain_id=self.chain_id, nonce=nonce, to=self.token, method="transfer",
+                                    args=[self.recipient, next(self._amounts)], gas_limit=GAS_LIMIT)
+            op = self.history.invoke(c, node, "0x" + tx.hash.hex(), "0x" + key.address.hex(), nonce)
+            nonce = await self._one(op, tx, node, rng)
+            await self._pause(rng.uniform(0, self.think_ms) / 1000)
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _pending_nonce(self, node: int, address: bytes) -> int | None:
+        try:
+            account = await self.cluster.call(node, "account_get", "0x" + address.hex(), timeout_s=SEND_TIMEOUT_S)
+        except (RpcError, *NETWORK_ERRORS):
+            return None
+        return int(account["pendingNonce"])
+
+    async def _one(self, op: Op, tx: Transaction, node: int, rng: random.Random) -> int | None:
+        """Send and await one transaction; return the next nonce to use (None: ask a node)."""
+        try:
+            await self.cluster.call(node, "tx_send", "0x" + rlp.encode(tx).hex(), timeout_s=SEND_TIMEOUT_S)
+        except RpcError as exc:
+            self.history.complete(op, FAIL, f"rejected: {exc.reason or exc}")
+            return None
+        except aiohttp.ClientConnectorError as exc:
+            # The TCP connect failed: nothing reached the node.
+            self.history.complete(op, FAIL, f"refused: {type(exc).__name__}")
+            return tx.nonce
+        except NETWORK_ERRORS as exc:
+            self.history.complete(op, INFO, f"send: {type(exc).__name__}")
+            return None
+        receipt = await self._await_receipt(op.tx, node, rng)
+        if receipt is None:
+            self.history.complete(op, INFO, "no receipt in time")
+            return None
+        self.history.complete(op, OK, f"status {receipt['status']}", receipt["blockNumber"], receipt["blockHash"])
+        return tx.nonce + 1
+
+    async def _await_receipt(self, tx_hash: str, node: int, rng: random.Random) -> dict[str, Any] | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.receipt_timeout_s
+        while (left := deadline - loop.time()) > 0:
+            try:
+                receipt = await self.cluster.call(node, "tx_receipt", tx_hash, int(min(left, 1.0) * 1000),
+                                                  timeout_s=min(left, 1.0) + 2)
+                if receipt is not None:
+                    return receipt
+            except (RpcError, *NETWORK_ERRORS):
+                await asyncio.sleep(0.1)
+                node = rng.randrange(self.cluster.nodes)  # that node is gone or stuck: ask another
+        return None
+
+
+class Sampler:
+    """Polls chain_status of every node every `interval_s` into History.samples."""
+
+    def __init__(self, cluster: FaultCluster, history: History, interval_s: float = 0.25) -> None:
+        self.cluster = cluster
+        self.history = history
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def sample_once(self) -> None:
+        async def one(i: int) -> None:
+            if not self.cluster.is_running(i) or i in self.cluster.paused:
+                return
+            status = await self.cluster.status(i, timeout_s=1)
+            if status is not None:
+                self.history.samples.append(Sample(self.history.now(), i, status["height"], status["headHash"],
+                                                   status["view"], status["primary"]))
+        await asyncio.gather(*(one(i) for i in range(self.cluster.nodes)))
+
+    async def _run(self) -> None:
+        while True:
+            await self.sample_once()
+            await asyncio.sleep(self.interval_s)
