@@ -90,7 +90,11 @@ def init_cluster(directory: Path, nodes: int, base_port: int, *, chain_id: int |
     for key in account_keys:
         genesis_lines += ["[[accounts]]", f'public_key = "{key.public_key.hex()}"', f"balance = {DEV_BALANCE}", ""]
     genesis_lines += _toml_tables({"limits": template.get("limits", {})})
-    genesis_lines += _toml_tables({"contracts": {**template.get("contracts", {}), **(contracts or {})}})
+    contract_params = {**template.get("contracts", {}), **(contracts or {})}
+    registry = contract_params.setdefault("registry", {})
+    # The consortium is governed by its bookkeepers unless the caller names administrators.
+    registry.setdefault("admins", ["0x" + key.address.hex() for key in bookkeeper_keys])
+    genesis_lines += _toml_tables({"contracts": contract_params})
     (directory / "genesis.toml").write_text("\n".join(genesis_lines) + "\n")
     for i in range(layout.nodes):
         # Bookkeepers know every node (observers are their allowed, "registered" peers);
