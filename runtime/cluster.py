@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -219,6 +220,25 @@ class ClusterProcesses:
         path = self.layout.directory / "cluster.json"
         path.write_text(json.dumps(manifest, indent=2) + "\n")
         return path
+
+
+def free_base_port(span: int = 110) -> int:
+    """A base port whose RPC (base+i) and p2p (base+100+i) ports are free right now (tests,
+    benchmarks and fault runs start clusters side by side)."""
+    start = 20_000 + (os.getpid() * 37) % 30_000
+    for base in range(start, start + 5_000, span + 7):
+        if all(_free(base + offset) for offset in (*range(10), *range(100, 110))):
+            return base
+    raise RuntimeError("no free port range on loopback")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def rpc_health(port: int) -> tuple[int | None, dict[str, Any] | None]:

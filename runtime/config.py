@@ -1,10 +1,10 @@
 """Node configuration from TOML (tomllib). Every limit has a name ending in its unit and a
 default documented in docs/configuration.md; a file only needs what differs.
 
-    [node]       name, data_dir, key_file, genesis, log_level, lmdb_map_bytes
+    [node]       name, data_dir, key_file, genesis, log_level, lmdb_map_bytes, status_interval_ms
     [p2p]        host, port, peers = [{name, public_key, host, port}], + P2PConfig fields
     [rpc]        host, port, body_bytes_max, batch_max, websockets_max, receipt_wait_ms_max, ...
-    [consensus]  ConsensusConfig fields (delta_ms, batch_timeout_ms, ...)
+    [consensus]  ConsensusConfig fields but t (delta_ms, batch_timeout_ms, ...)
     [mempool]    MempoolLimits fields
     [sync]       SyncConfig fields
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from chain.mempool import MempoolLimits
-from consensus import SyncConfig
+from consensus import ConsensusConfig, SyncConfig
 from p2p import P2PConfig
 
 
@@ -49,19 +49,6 @@ class RpcConfig:
 
 
 @dataclass(frozen=True)
-class ConsensusSettings:
-    delta_ms: int = 100
-    batch_timeout_ms: int = 5
-    commit_timeout_ms: int = 2_000
-    retransmit_ms: int = 300
-    view_change_timeout_ms: int = 1_500
-    empty_blocks: bool = False
-    empty_block_interval_ms: int = 1_000
-    byzantine: str | None = None  # test-only fault modes (faults/); never set in production
-    status_interval_ms: int = 500  # how often the final head is announced to peers
-
-
-@dataclass(frozen=True)
 class NodeConfig:
     name: str
     data_dir: Path
@@ -73,10 +60,11 @@ class NodeConfig:
     peers: tuple[PeerAddress, ...]
     p2p: P2PConfig
     rpc: RpcConfig
-    consensus: ConsensusSettings
+    consensus: dict[str, Any]  # ConsensusConfig fields but t (t comes from genesis)
     mempool: MempoolLimits
     sync: SyncConfig
     lmdb_map_bytes: int = 8 << 30
+    status_interval_ms: int = 500  # how often the final head is announced to peers (block sync)
     source: Path | None = field(default=None, compare=False)
 
     @classmethod
@@ -103,18 +91,33 @@ class NodeConfig:
                 genesis=base / node.get("genesis", "genesis.toml"),
                 log_level=node.get("log_level", "info"),
                 lmdb_map_bytes=int(node.get("lmdb_map_bytes", 8 << 30)),
+                status_interval_ms=int(node.get("status_interval_ms", 500)),
                 p2p_host=host,
                 p2p_port=port,
                 peers=peers,
                 p2p=_section(P2PConfig, p2p, "p2p"),
                 rpc=_section(RpcConfig, raw.get("rpc", {}), "rpc"),
-                consensus=_section(ConsensusSettings, raw.get("consensus", {}), "consensus"),
+                consensus=_consensus_section(raw.get("consensus", {})),
                 mempool=_section(MempoolLimits, raw.get("mempool", {}), "mempool"),
                 sync=_section(SyncConfig, raw.get("sync", {}), "sync"),
                 source=source,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"malformed node configuration: {exc!r}") from exc
+
+
+def _consensus_section(values: dict[str, Any]) -> dict[str, Any]:
+    if "t" in values:
+        raise ConfigError("[consensus] t comes from the genesis file, not the node configuration")
+    known = {f.name for f in fields(ConsensusConfig)} - {"t"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"[consensus] has unknown settings {unknown}; known: {sorted(known)}")
+    try:
+        ConsensusConfig(t=1, **values)  # validate now, not when the node starts consensus
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[consensus]: {exc}") from exc
+    return dict(values)
 
 
 def _section(kind: type, values: dict[str, Any], name: str) -> Any:

@@ -75,7 +75,8 @@ class Node:
         self.chain = Chain(self.store, self.genesis, Engine(build_contracts(self.genesis.contracts)))
         self.mempool = Mempool(self.genesis.chain_id, self.genesis.limits, config.mempool,
                                self.chain.signatures)
-        self.app = LedgerApp(self.chain, self.mempool, empty_blocks=config.consensus.empty_blocks)
+        self.consensus_config = ConsensusConfig(t=self.genesis.t, **config.consensus)
+        self.app = LedgerApp(self.chain, self.mempool, empty_blocks=self.consensus_config.empty_blocks)
         self.bookkeepers = self.genesis.bookkeeper_keys
         self.index = self.bookkeepers.index(self.key.public_key) if self.key.public_key in self.bookkeepers else None
         self.replica = self._make_replica() if self.index is not None else None
@@ -97,14 +98,8 @@ class Node:
         self.rpc = RpcServer(self)
 
     def _make_replica(self) -> Replica:
-        settings = self.config.consensus
-        consensus_config = ConsensusConfig(
-            t=self.genesis.t, delta_ms=settings.delta_ms, batch_timeout_ms=settings.batch_timeout_ms,
-            commit_timeout_ms=settings.commit_timeout_ms, retransmit_ms=settings.retransmit_ms,
-            view_change_timeout_ms=settings.view_change_timeout_ms, empty_blocks=settings.empty_blocks,
-            empty_block_interval_ms=settings.empty_block_interval_ms, byzantine=settings.byzantine)
         assert self.index is not None
-        return Replica(consensus_config, index=self.index, key=self.key, bookkeepers=self.bookkeepers,
+        return Replica(self.consensus_config, index=self.index, key=self.key, bookkeepers=self.bookkeepers,
                        chain_id=self.genesis.chain_id, app=self.app, storage=LmdbStorage(self.store.env))
 
     # lifecycle ----------------------------------------------------------------------------
@@ -164,7 +159,7 @@ class Node:
         if deadline is not None and now >= deadline:
             self._send_sync(self.sync.on_tick(now))
         if now >= self._next_status_ms:
-            self._next_status_ms = now + self.config.consensus.status_interval_ms
+            self._next_status_ms = now + self.config.status_interval_ms
             self.network.broadcast(self.sync.status().to_wire())
 
     # input --------------------------------------------------------------------------------

@@ -3,33 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from crypto.keys import KeyPair
-from runtime.cluster import ClusterLayout, ClusterProcesses, init_cluster
-
-
-def free_base_port(span: int = 110) -> int:
-    """A base port whose RPC (base+i) and p2p (base+100+i) ports are free right now."""
-    start = 20_000 + (os.getpid() * 37) % 30_000
-    for base in range(start, start + 5_000, span + 7):
-        if all(_free(base + offset) for offset in (*range(10), *range(100, 110))):
-            return base
-    raise RuntimeError("no free port range on loopback")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+from runtime.cluster import ClusterLayout, ClusterProcesses, free_base_port, init_cluster
 
 
 @contextmanager
