@@ -116,6 +116,7 @@ class State:
         # per key: the trie path (hex of keccak256(key)) and the value last read or flushed
         self._paths: dict[bytes, bytes] = {}
         self._reads: dict[bytes, bytes | None] = {}
+        self._accounts: dict[bytes, Account] = {}  # encoding -> account (immutable)
 
     @property
     def root(self) -> Hash32:
@@ -188,10 +189,18 @@ class State:
     # accounts ---------------------------------------------------------------------------
     def account(self, address: Address) -> Account | None:
         data = self.get(account_key(address))
-        return Account.decode(data) if data is not None else None
+        if data is None:
+            return None
+        # a transfer reads each account several times: decode each encoding once
+        account = self._accounts.get(data)
+        if account is None:
+            account = self._accounts[data] = Account.decode(data)
+        return account
 
     def set_account(self, address: Address, account: Account) -> None:
-        self.set(account_key(address), account.encode())
+        data = account.encode()
+        self._accounts[data] = account
+        self.set(account_key(address), data)
 
     def balance(self, address: Address) -> int:
         account = self.account(address)
