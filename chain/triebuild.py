@@ -208,6 +208,8 @@ class TrieBatch:
             return self._apply_branch(node, changes, -1)  # type: ignore[arg-type]
         path, leaf = _unhp(node[0])  # type: ignore[arg-type]
         if leaf:
+            if len(changes) == 1 and changes[0][0] == path:  # the common case: a new value
+                return [node[0], changes[0][1]] if changes[0][1] else b""
             return self._build(_merge_leaf(path, node[1], changes))  # type: ignore[arg-type]
         cut = len(path)
         if all(change[0].startswith(path) for change in changes):
@@ -242,15 +244,14 @@ class TrieBatch:
             if slot != pending:
                 touched.append(slot)
             start = end
-        filled = [slot for slot in range(16) if branch[slot]]
-        if len(filled) + (1 if branch[16] else 0) >= 2:
+        if branch.count(b"") <= 15:  # two or more children and value: stays a branch
             for slot in touched:
                 branch[slot] = self._ref(branch[slot])
             return branch
-        if filled:
-            slot = filled[0]
-            child = branch[slot] if slot in touched else self.node(branch[slot])
-            return self._join(_HEX[slot], child)
+        for slot in range(16):
+            if branch[slot]:
+                child = branch[slot] if slot in touched else self.node(branch[slot])
+                return self._join(_HEX[slot], child)
         if branch[16]:
             return [_hp("", True), branch[16]]
         return b""
