@@ -82,14 +82,6 @@ def _unhp(encoded: bytes) -> tuple[str, bool]:
     return (path[1:] if flag & 1 else path[2:]), flag >= 2
 
 
-def _common_prefix(a: str, b: str) -> str:
-    limit = min(len(a), len(b))
-    i = 0
-    while i < limit and a[i] == b[i]:
-        i += 1
-    return a[:i]
-
-
 class TrieBatch:
     """Reads and writes trie nodes of one node store. `db` maps node hash -> rlp node; new
     nodes are written into it (it may be a NodeOverlay or a plain dict)."""
@@ -140,11 +132,12 @@ class TrieBatch:
         batch = list(changes)
         if not batch:
             return root
-        return self._store_root(self._apply(self.node(root), batch))
+        return self._store_root(self._apply(self.node(root), batch, 0, len(batch), 0))
 
     def build(self, items: Iterable[Change]) -> Hash32:
         """Root of a new trie holding `items` (sorted by path, unique, values non-empty)."""
-        return self._store_root(self._build(list(items)))
+        batch = list(items)
+        return self._store_root(self._build(batch, 0, len(batch), 0))
 
     def _store_root(self, node: Node) -> Hash32:
         if not node:
@@ -170,80 +163,86 @@ class TrieBatch:
             self.cache.put(node_hash, node)  # type: ignore[arg-type]
         return node_hash
 
-    def _build(self, items: list[Change]) -> Node:
-        """The trie node holding `items` (sorted, unique paths, non-empty values)."""
-        if not items:
-            return b""
-        if len(items) == 1:
-            path, value = items[0]
-            return [_hp(path, True), value]
-        prefix = _common_prefix(items[0][0], items[-1][0])
-        if not prefix:
-            return self._build_branch(items)
-        cut = len(prefix)
-        branch = self._build_branch([(path[cut:], value) for path, value in items])
-        return [_hp(prefix, False), self._ref(branch)]
+    # The recursion works on one sorted list of full paths: a node at `depth` nibbles owns
+    # items[lo:hi], whose paths all share their first `depth` nibbles.
 
-    def _build_branch(self, items: list[Change]) -> list:
+    def _build(self, items: list[Change], lo: int, hi: int, depth: int) -> Node:
+        """The node holding items[lo:hi] (non-empty values), not yet referenced."""
+        if hi - lo <= 1:
+            if hi == lo:
+                return b""
+            path, value = items[lo]
+            return [_hp(path[depth:], True), value]
+        first, last = items[lo][0], items[hi - 1][0]
+        cut = depth
+        limit = min(len(first), len(last))
+        while cut < limit and first[cut] == last[cut]:
+            cut += 1
+        if cut == depth:
+            return self._build_branch(items, lo, hi, depth)
+        return [_hp(first[depth:cut], False), self._ref(self._build_branch(items, lo, hi, cut))]
+
+    def _build_branch(self, items: list[Change], lo: int, hi: int, depth: int) -> list:
         branch: list = [b""] * 17
-        start = 0
-        if not items[0][0]:
-            branch[16] = items[0][1]
-            start = 1
-        count = len(items)
-        while start < count:
-            nibble = items[start][0][0]
-            end = start + 1
-            while end < count and items[end][0][0] == nibble:
+        if len(items[lo][0]) == depth:
+            branch[16] = items[lo][1]
+            lo += 1
+        while lo < hi:
+            nibble = items[lo][0][depth]
+            end = lo + 1
+            while end < hi and items[end][0][depth] == nibble:
                 end += 1
-            branch[_NIBBLE[nibble]] = self._ref(self._build([(path[1:], value) for path, value in items[start:end]]))
-            start = end
+            branch[_NIBBLE[nibble]] = self._ref(self._build(items, lo, end, depth + 1))
+            lo = end
         return branch
 
-    def _apply(self, node: Node, changes: list[Change]) -> Node:
-        """`node` with `changes` (paths relative to it) applied, not yet referenced."""
+    def _apply(self, node: Node, changes: list[Change], lo: int, hi: int, depth: int) -> Node:
+        """`node` (at `depth`) with changes[lo:hi] applied, not yet referenced."""
         if not node:
-            return self._build([change for change in changes if change[1]])
+            inserts = [change for change in changes[lo:hi] if change[1]]
+            return self._build(inserts, 0, len(inserts), depth)
         if len(node) == 17:
-            return self._apply_branch(node, changes, -1)  # type: ignore[arg-type]
+            return self._apply_branch(node, changes, lo, hi, depth, -1)  # type: ignore[arg-type]
         path, leaf = _unhp(node[0])  # type: ignore[arg-type]
         if leaf:
-            if len(changes) == 1 and changes[0][0] == path:  # the common case: a new value
-                return [node[0], changes[0][1]] if changes[0][1] else b""
-            return self._build(_merge_leaf(path, node[1], changes))  # type: ignore[arg-type]
-        cut = len(path)
-        if all(change[0].startswith(path) for change in changes):
-            below = self._apply(self.node(node[1]), [(key[cut:], value) for key, value in changes])
+            key, value = changes[lo]
+            if hi - lo == 1 and len(key) == depth + len(path) and key.endswith(path):
+                return [node[0], value] if value else b""  # the common case: a new value
+            merged = _merge_leaf(depth, path, node[1], changes[lo:hi])  # type: ignore[arg-type]
+            return self._build(merged, 0, len(merged), depth)
+        # sorted paths: when the first and the last follow the extension, all do
+        if changes[lo][0].startswith(path, depth) and changes[hi - 1][0].startswith(path, depth):
+            below = self._apply(self.node(node[1]), changes, lo, hi, depth + len(path))
             return self._join(path, below)
         # Some change leaves the extension's path: continue on the equivalent branch.
         branch: list = [b""] * 17
-        if cut == 1:
-            branch[_NIBBLE[path[0]]] = node[1]
-            return self._apply_branch(branch, changes, -1)
-        branch[_NIBBLE[path[0]]] = [_hp(path[1:], False), node[1]]
-        return self._apply_branch(branch, changes, _NIBBLE[path[0]])
+        slot = _NIBBLE[path[0]]
+        if len(path) == 1:
+            branch[slot] = node[1]
+            return self._apply_branch(branch, changes, lo, hi, depth, -1)
+        branch[slot] = [_hp(path[1:], False), node[1]]
+        return self._apply_branch(branch, changes, lo, hi, depth, slot)
 
-    def _apply_branch(self, node: list, changes: list[Change], pending: int) -> Node:
-        """Branch `node` with `changes` applied; slot `pending` (if >= 0) holds a node that
-        is not referenced yet."""
+    def _apply_branch(self, node: list, changes: list[Change], lo: int, hi: int, depth: int,
+                      pending: int) -> Node:
+        """Branch `node` with changes[lo:hi] applied; slot `pending` (if >= 0) holds a node
+        that is not referenced yet."""
         branch = list(node)
         touched = [pending] if pending >= 0 else []
-        start = 0
-        if not changes[0][0]:
-            branch[16] = changes[0][1]
-            start = 1
-        count = len(changes)
-        while start < count:
-            nibble = changes[start][0][0]
-            end = start + 1
-            while end < count and changes[end][0][0] == nibble:
+        if len(changes[lo][0]) == depth:
+            branch[16] = changes[lo][1]
+            lo += 1
+        while lo < hi:
+            nibble = changes[lo][0][depth]
+            end = lo + 1
+            while end < hi and changes[end][0][depth] == nibble:
                 end += 1
             slot = _NIBBLE[nibble]
             child = branch[slot] if slot == pending else self.node(branch[slot])
-            branch[slot] = self._apply(child, [(key[1:], value) for key, value in changes[start:end]])
+            branch[slot] = self._apply(child, changes, lo, end, depth + 1)
             if slot != pending:
                 touched.append(slot)
-            start = end
+            lo = end
         if branch.count(b"") <= 15:  # two or more children and value: stays a branch
             for slot in touched:
                 branch[slot] = self._ref(branch[slot])
@@ -267,10 +266,13 @@ class TrieBatch:
         return [_hp(prefix, False), self._ref(child)]
 
 
-def _merge_leaf(path: str, value: bytes, changes: list[Change]) -> list[Change]:
-    """The items of a leaf (path -> value) after `changes`, sorted, deletions dropped."""
+def _merge_leaf(depth: int, path: str, value: bytes, changes: list[Change]) -> list[Change]:
+    """The items under a leaf at `depth` (its path -> value) after `changes`, as full-length
+    paths would be at `depth` (padded with the leaf's first `depth` nibbles), sorted,
+    deletions dropped."""
+    pad = changes[0][0][:depth]
     merged = dict(changes)
-    merged.setdefault(path, value)
+    merged.setdefault(pad + path, value)
     return sorted((key, val) for key, val in merged.items() if val)
 
 
