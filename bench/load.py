@@ -85,6 +85,7 @@ class LoadRun:
     height: int = 0
     blocks: list[tuple[float, int, int]] = field(default_factory=list)  # (seen, height, txs)
     sending_done: bool = False
+    sent_all_at: float = 0.0
     started: float = 0.0
     ids: int = 0
     send_lag_s: float = 0.0
@@ -249,6 +250,7 @@ class LoadRun:
             try:
                 await (self.open_loop(session) if self.spec.rate else self.closed_loop(session))
                 self.sending_done = True
+                self.sent_all_at = time.monotonic()
                 await watcher
             finally:
                 for task in (progress, watcher):
@@ -280,6 +282,8 @@ class LoadRun:
         last = max((t.committed for t in done), default=first)
         seconds = max(last - first, 1e-9)
         blocks = [b for b in self.blocks if b[2] > 0]
+        full = max((b[2] for b in blocks), default=0)
+        drain = [b for b in blocks if b[0] >= self.sent_all_at and b[2] == full]
         return {
             "nodes": len(self.urls),
             "t": (len(self.urls) - 1) // 2,
@@ -298,6 +302,11 @@ class LoadRun:
             "rejected": self.rejected,
             "blocks": len(blocks),
             "txs_per_block_mean": round(sum(b[2] for b in blocks) / len(blocks), 1) if blocks else 0,
+            # final blocks per second once every transaction was in (full blocks from the backlog)
+            "drain": {"blocks": len(drain), "txs_per_block": full,
+                      "blocks_per_s": round((len(drain) - 1) / (drain[-1][0] - drain[0][0]), 2)
+                      if len(drain) > 2 and drain[-1][0] > drain[0][0] else None},
+            "block_log": [[round(seen - self.started, 3), height, n] for seen, height, n in self.blocks],
             "receipts": receipts,
             "cpu": cpu,
         }
