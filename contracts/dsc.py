@@ -252,8 +252,11 @@ class Dsc(NativeContract):
     @method
     def log_message(self, ctx: CallContext, request_id: int, step: int, message_hash: bytes) -> None:
         """Record the hash of one exchanged diagnosis message (Figs. 5-8 step `step`); the
-        sealed message itself never goes on chain."""
-        request = self._assigned(ctx, request_id)
+        sealed message itself never goes on chain. Also allowed once completed: the final
+        package of maintenance information and both credit evaluations (V.A step 7, V.B
+        step 9) exists only after `complete` and `rate`."""
+        request = self._request(ctx, request_id)
+        require(request.status in (rec.ASSIGNED, rec.COMPLETED), "not-assigned", f"request is {request.status}")
         check_hash(message_hash, "message hash")
         require(step >= 0, "bad-step", "steps are numbered from 0")
         require(ctx.sender == request.node or self._acts_for(ctx, request.device), "not-party",

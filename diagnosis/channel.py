@@ -1,0 +1,138 @@
+"""The unicast channel between diagnosis agents (docs/diagnosis.md "Channel").
+
+Transport: each agent serves `POST /sealed` on 127.0.0.1 (aiohttp); the body is one
+`SealedMessage` encoding, nothing else. Security does not come from the transport:
+confidentiality is the receiver's Paillier key (hybrid encryption), authenticity and
+integrity the sender's BLS signature checked against the key the registry holds for the
+sender (read through a verified state proof), freshness the timestamp T and the replay
+cache of the receiver's `Opener`. The reply tells the sender whether the receiver accepted
+the message (200 with its hash) or why it refused it (400 with the reason): a refusal is
+visible to the sender and counted by the receiver.
+
+The plaintext inside every sealed message is a `Payload`: canonical JSON naming the DSC
+request, the figure step and the kind of message, and its body.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from diagnosis.errors import DiagnosisError, MessageRejected, RejectReason
+from diagnosis.message import SEALED_MESSAGE_BYTES_MAX, SealedMessage
+
+PAYLOAD_BYTES_MAX = 64 << 10
+SEND_TIMEOUT_S = 20
+KINDS = ("fault", "repair_policy", "spot", "time", "briefing", "onsite_repair", "diagnosis_notice",
+         "maintenance_report", "package", "free_service")
+
+
+class BadPayload(DiagnosisError):
+    """A plaintext that is not a well-formed diagnosis payload."""
+
+
+class RemoteRejection(DiagnosisError):
+    """The receiver refused the message; `reason` is its RejectReason or application code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Payload:
+    request_id: int
+    step: int
+    kind: str
+    body: dict[str, Any]
+
+    def to_bytes(self) -> bytes:
+        assert self.kind in KINDS, self.kind
+        data = json.dumps({"request": self.request_id, "step": self.step, "kind": self.kind, "body": self.body},
+                          sort_keys=True, separators=(",", ":")).encode()
+        assert len(data) <= PAYLOAD_BYTES_MAX
+        return data
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Payload:
+        if len(data) > PAYLOAD_BYTES_MAX:
+            raise BadPayload(f"{len(data)} bytes exceeds {PAYLOAD_BYTES_MAX}")
+        try:
+            raw = json.loads(data)
+            payload = cls(int(raw["request"]), int(raw["step"]), str(raw["kind"]), dict(raw["body"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BadPayload(f"not a diagnosis payload: {exc}") from exc
+        if payload.kind not in KINDS:
+            raise BadPayload(f"unknown kind {payload.kind!r}")
+        return payload
+
+
+Handler = Callable[[bytes], Awaitable[SealedMessage]]
+
+
+class Inbox:
+    """The agent's listening side: one route, bounded body, the handler decides."""
+
+    def __init__(self, handler: Handler, host: str = "127.0.0.1") -> None:
+        assert host in ("127.0.0.1", "::1"), "loopback only"
+        self._handler = handler
+        self._host = host
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> str:
+        app = web.Application(client_max_size=SEALED_MESSAGE_BYTES_MAX)
+        app.router.add_post("/sealed", self._post)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://{self._host}:{port}/sealed"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _post(self, request: web.Request) -> web.Response:
+        data = await request.read()
+        try:
+            message = await self._handler(data)
+        except MessageRejected as exc:
+            return web.json_response({"rejected": str(exc.reason), "detail": exc.detail}, status=400)
+        except RemoteRejection as exc:
+            return web.json_response({"rejected": exc.reason, "detail": exc.detail}, status=400)
+        return web.json_response({"accepted": "0x" + message.hash.hex()})
+
+
+class Courier:
+    """The sending side: POST one sealed message, report acceptance or the refusal."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    async def deliver(self, url: str, data: bytes) -> str:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT_S))
+        async with self._session.post(url, data=data) as response:
+            reply = await response.json(content_type=None)
+        if response.status != 200:
+            raise RemoteRejection(str(reply.get("rejected", response.status)), str(reply.get("detail", "")))
+        return str(reply["accepted"])
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+APP_REASONS = ("not_my_device", "out_of_warranty", "not_assigned", "unexpected")
+__all__ = ["APP_REASONS", "BadPayload", "Courier", "Inbox", "Payload", "RejectReason", "RemoteRejection"]

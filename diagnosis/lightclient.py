@@ -1,0 +1,237 @@
+"""Chain state read the light-client way (DESIGN.md decision 2, paper V.A step 3 "inquires
+the state tree"): a storage slot of a contract is fetched with a Merkle proof, the proof
+is checked against a block header, and the header is accepted only with a valid commit
+certificate of the bookkeepers named in genesis (the trust anchor). No answer of the
+serving node is believed on its word.
+
+`ChainDirectory` is the receiver's `MemberDirectory` (diagnosis/message.py) built on it:
+the sender's BLS key Y, Paillier N, role and status come from the registry contract's
+storage (`b"m:" + address`, docs/contracts.md), read through a verified proof.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import rlp
+
+from chain.certificate import verify_certificate
+from chain.errors import InvalidCertificate
+from chain.genesis import Genesis
+from chain.proofs import InvalidProof, verify_proof
+from chain.state import storage_key, trie_key
+from chain.types import BlockHeader, CommitCertificate, Receipt, Vote, decode
+from chain.values import Value, value_from_bytes
+from client.sdk import GridClient, from_hex
+from contracts.addresses import REGISTRY
+from crypto.hashing import keccak256
+from crypto.keys import Address
+from crypto.paillier import PaillierPublicKey
+from diagnosis.errors import DiagnosisError
+
+CERTIFIED_HEIGHT_TRIES_MAX = 3  # the head may not carry its certificate yet: step back
+
+
+class UnprovenState(DiagnosisError):
+    """A proof, header or certificate that does not check out."""
+
+
+@dataclass(frozen=True)
+class TrustAnchor:
+    """What a light client knows beforehand: the chain id and the bookkeepers' keys."""
+
+    chain_id: int
+    t: int
+    bookkeepers: tuple[bytes, ...]
+
+    @classmethod
+    def from_genesis(cls, path: Path) -> TrustAnchor:
+        genesis = Genesis.load(path)
+        return cls(genesis.chain_id, genesis.t, tuple(genesis.bookkeeper_keys))
+
+
+@dataclass(frozen=True)
+class ProvenValue:
+    value: Value | None  # None: the slot is absent (proof of absence)
+    header: BlockHeader
+
+
+@dataclass
+class LightClientStats:
+    proofs: int = 0
+    certificates: int = 0
+    rejected: int = 0
+
+
+class LightClient:
+    """Verified reads of contract storage through `proof_state`."""
+
+    def __init__(self, client: GridClient, anchor: TrustAnchor) -> None:
+        self.client = client
+        self.anchor = anchor
+        self.stats = LightClientStats()
+        self._certified: dict[int, BlockHeader] = {}  # height -> certified header
+
+    async def storage(self, contract: Address, key: bytes) -> ProvenValue:
+        logical = storage_key(contract, key)
+        for _ in range(CERTIFIED_HEIGHT_TRIES_MAX):
+            status = await self.client.status()
+            height = int(status["height"])
+            header = await self._certified_header(height) or await self._certified_header(height - 1)
+            if header is not None:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise UnprovenState("no certified header near the head")
+        proof = await self.client.rpc.call("proof_state", "0x" + logical.hex(), header.number)
+        try:
+            if from_hex(proof["key"]) != trie_key(logical):
+                raise UnprovenState("the node proved another key")
+            if from_hex(proof["blockHash"]) != header.hash:
+                raise UnprovenState("proof for another block")
+            nodes = [rlp.decode(from_hex(node)) for node in proof["proof"]]
+            raw = verify_proof(header, "state", trie_key(logical), nodes)
+        except (InvalidProof, UnprovenState) as exc:
+            self.stats.rejected += 1
+            raise UnprovenState(str(exc)) from exc
+        self.stats.proofs += 1
+        return ProvenValue(value_from_bytes(raw) if raw else None, header)
+
+    async def transaction_outcome(self, tx_hash: bytes) -> tuple[int, BlockHeader]:
+        """(receipt status, certified header) of a transaction, proven: the transaction
+        trie holds a transaction hashing to `tx_hash` at index i and the receipt trie holds
+        the receipt at the same i (the smartphone's check of V.A step 7)."""
+        tx_proof = await self.client.rpc.call("proof_tx", "0x" + tx_hash.hex())
+        receipt_proof = await self.client.rpc.call("proof_receipt", "0x" + tx_hash.hex())
+        height = int(tx_proof["blockNumber"])
+        header = None
+        for _ in range(CERTIFIED_HEIGHT_TRIES_MAX * 10):
+            header = await self._certified_header(height)
+            if header is not None:
+                break
+            await asyncio.sleep(0.05)
+        if header is None:
+            raise UnprovenState(f"block {height} has no certificate yet")
+        key = from_hex(tx_proof["key"])
+        try:
+            if from_hex(receipt_proof["key"]) != key or int(receipt_proof["blockNumber"]) != height:
+                raise UnprovenState("transaction and receipt proofs disagree on the location")
+            raw_tx = verify_proof(header, "transaction", key, [rlp.decode(from_hex(n)) for n in tx_proof["proof"]])
+            if keccak256(raw_tx) != tx_hash:
+                raise UnprovenState("the proven transaction has another hash")
+            raw_receipt = verify_proof(header, "receipt", key,
+                                       [rlp.decode(from_hex(n)) for n in receipt_proof["proof"]])
+        except (InvalidProof, UnprovenState) as exc:
+            self.stats.rejected += 1
+            raise UnprovenState(str(exc)) from exc
+        self.stats.proofs += 2
+        return decode(raw_receipt, Receipt).status, header
+
+    async def _certified_header(self, height: int) -> BlockHeader | None:
+        if height < 1:
+            return None
+        if height in self._certified:
+            return self._certified[height]
+        block = await self.client.block(height)
+        if block is None or not block.get("commit"):
+            return None
+        raw = from_hex(block["rawHeader"])
+        header = decode(raw, BlockHeader)
+        if keccak256(raw) != from_hex(block["hash"]) or header.number != height:
+            self.stats.rejected += 1
+            raise UnprovenState(f"header {height} does not hash to its block hash")
+        commit = block["commit"]
+        certificate = CommitCertificate(commit["view"], [Vote(v["replica"], from_hex(v["signature"]))
+                                                         for v in commit["votes"]])
+        try:
+            verify_certificate(certificate, chain_id=self.anchor.chain_id, height=height, block_hash=header.hash,
+                               bookkeepers=list(self.anchor.bookkeepers), t=self.anchor.t)
+        except InvalidCertificate as exc:
+            self.stats.rejected += 1
+            raise UnprovenState(f"block {height}: {exc}") from exc
+        self.stats.certificates += 1
+        if len(self._certified) > 64:
+            self._certified.clear()
+        self._certified[height] = header
+        return header
+
+
+@dataclass(frozen=True)
+class MemberEntry:
+    """The registry's record of a member: [role, bls_key, paillier_n, registrar, active]."""
+
+    role: str
+    bls_key: bytes
+    paillier_n: bytes
+    registrar: bytes
+    active: bool
+
+
+@dataclass(frozen=True)
+class DeviceEntry:
+    """The registry's record of a device: [type S, warranty end (s), vendor, smartphone]."""
+
+    device_type: str
+    warranty_end_s: int
+    vendor: bytes
+    phone: bytes
+
+
+def _entry(cls: type, value: Value | None) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != len(cls.__dataclass_fields__):
+        raise UnprovenState(f"unexpected registry record {value!r}")
+    return cls(*value)
+
+
+@dataclass
+class ChainDirectory:
+    """MemberDirectory backed by proven registry state. `resolve` must run (async) before
+    the Opener asks `bls_key` (sync); it refreshes the entry on every message so a revoked
+    member is refused at once. Keys vouched in-band (a vendor naming its crew in a signed
+    message) are accepted alongside, for that member id only."""
+
+    light: LightClient
+    _members: dict[bytes, MemberEntry | None] = field(default_factory=dict)
+    _vouched: dict[bytes, bytes] = field(default_factory=dict)
+    _paillier: dict[bytes, PaillierPublicKey] = field(default_factory=dict)
+
+    async def resolve(self, member_id: bytes) -> MemberEntry | None:
+        if member_id in self._vouched:
+            return None
+        proven = await self.light.storage(REGISTRY, b"m:" + member_id)
+        entry: MemberEntry | None = _entry(MemberEntry, proven.value)
+        self._members[member_id] = entry
+        return entry
+
+    async def device(self, device_id: bytes) -> tuple[DeviceEntry | None, BlockHeader]:
+        """The registry's device record and the certified header it was proven against."""
+        proven = await self.light.storage(REGISTRY, b"d:" + device_id)
+        return _entry(DeviceEntry, proven.value), proven.header
+
+    def vouch(self, member_id: bytes, bls_key: bytes) -> None:
+        self._vouched[member_id] = bls_key
+
+    def bls_key(self, member_id: bytes) -> bytes | None:
+        if member_id in self._vouched:
+            return self._vouched[member_id]
+        entry = self._members.get(member_id)
+        if entry is None or not entry.active or not entry.bls_key:
+            return None
+        return entry.bls_key
+
+    async def paillier_key(self, member_id: bytes) -> PaillierPublicKey:
+        """The member's Paillier key from proven state; one object per member so its r^N
+        pool is reused."""
+        entry = await self.resolve(member_id)
+        if entry is None or not entry.active or not entry.paillier_n:
+            raise UnprovenState(f"0x{member_id.hex()} is not an active member with a Paillier key")
+        cached = self._paillier.get(member_id)
+        if cached is None or cached.to_bytes() != entry.paillier_n:
+            cached = PaillierPublicKey.from_bytes(entry.paillier_n)
+            self._paillier[member_id] = cached
+        return cached
