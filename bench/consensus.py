@@ -89,8 +89,9 @@ def full_blocks(nodes: int, block_txs: int, blocks: int) -> dict[str, Any]:
 
 
 # view change ----------------------------------------------------------------------------------
-def view_change(nodes: int, trials: int, interval_ms: int = 20) -> dict[str, Any]:
-    consensus = {"empty_blocks": True, "empty_block_interval_ms": interval_ms}
+def view_change(nodes: int, trials: int, interval_ms: int = 20,
+                timeouts: dict[str, int] | None = None) -> dict[str, Any]:
+    consensus = {"empty_blocks": True, "empty_block_interval_ms": interval_ms, **(timeouts or {})}
     with bench_cluster(nodes, senders=2, consensus=consensus) as cluster:
         async def measure() -> list[dict[str, Any]]:
             out = []
@@ -101,7 +102,8 @@ def view_change(nodes: int, trials: int, interval_ms: int = 20) -> dict[str, Any
             return out
         results = asyncio.run(measure())
     times = sorted(r["seconds"] for r in results if r["seconds"] is not None)
-    return {"nodes": nodes, "empty_block_interval_ms": interval_ms, "trials": results,
+    return {"nodes": nodes, "empty_block_interval_ms": interval_ms, "timeouts": timeouts or "defaults",
+            "trials": results,
             "seconds_median": times[len(times) // 2] if times else None, "seconds_max": times[-1] if times else None}
 
 

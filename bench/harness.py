@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,8 +22,8 @@ from typing import Any
 from crypto.keys import KeyPair
 from runtime.cluster import ROOT, ClusterLayout, ClusterProcesses, init_cluster
 
-DSC_DEVICE_TYPE = "meter"
-DSC_REQUEST_DEPOSIT = 100
+DSC_DEVICE_TYPE = "smart-meter"
+DSC_REQUEST_DEPOSIT = 100  # the contract default when genesis sets none
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -51,6 +52,10 @@ class BenchCluster:
     processes: ClusterProcesses
     senders: list[KeyPair]
     devices: list[KeyPair] = field(default_factory=list)
+
+    @property
+    def dsc_deposit(self) -> int:
+        return dsc_request_deposit(self.layout.directory)
 
     @property
     def layout(self) -> ClusterLayout:
@@ -91,17 +96,7 @@ def prepare_cluster(directory: Path, nodes: int, *, senders: int, extra_accounts
         lines += ["[[accounts]]", f'public_key = "{KeyPair.generate().public_key.hex()}"', "balance = 1000", ""]
     devices = [KeyPair.generate() for _ in range(dsc_devices)]
     if devices:
-        vendor = KeyPair.generate()
-        for device in devices:
-            lines += ["[[accounts]]", f'public_key = "{device.public_key.hex()}"', "balance = 1000000000", ""]
-        lines += ["[contracts.registry]", "", "[[contracts.registry.members]]",
-                  f'address = "{vendor.address.hex()}"', 'role = "vendor"', ""]
-        for device in devices:
-            lines += ["[[contracts.registry.devices]]", f'address = "{device.address.hex()}"',
-                      f'vendor = "{vendor.address.hex()}"', f'device_type = "{DSC_DEVICE_TYPE}"',
-                      "warranty_end_s = 4000000000", ""]
-        lines += ["[contracts.dsc]", f"request_deposit = {DSC_REQUEST_DEPOSIT}", "",
-                  f"[contracts.dsc.prices.{DSC_DEVICE_TYPE}]", "p_min = 10", "p_max = 200", ""]
+        lines += _dsc_lines(tomllib.loads((directory / "genesis.toml").read_text()), devices)
     if lines:
         _append_genesis(directory, lines)
     if log_level != "info":
@@ -109,6 +104,31 @@ def prepare_cluster(directory: Path, nodes: int, *, senders: int, extra_accounts
             config = layout.node_dir(i) / "node.toml"
             config.write_text(config.read_text().replace('log_level = "info"', f'log_level = "{log_level}"'))
     return layout, keys, devices
+
+
+def _dsc_lines(genesis: dict[str, Any], devices: list[KeyPair]) -> list[str]:
+    """Genesis lines for one vendor and its in-warranty `devices` (each a funded account),
+    added to whatever [contracts.registry] / [contracts.dsc] tables the template has."""
+    contracts = genesis.get("contracts", {})
+    lines: list[str] = []
+    vendor = KeyPair.generate()
+    for device in devices:
+        lines += ["[[accounts]]", f'public_key = "{device.public_key.hex()}"', "balance = 1000000000", ""]
+    if "registry" not in contracts:
+        lines += ["[contracts.registry]", ""]
+    lines += ["[[contracts.registry.members]]", f'address = "{vendor.address.hex()}"', 'role = "vendor"', ""]
+    for device in devices:
+        lines += ["[[contracts.registry.devices]]", f'address = "{device.address.hex()}"',
+                  f'vendor = "{vendor.address.hex()}"', f'device_type = "{DSC_DEVICE_TYPE}"',
+                  "warranty_end_s = 4000000000", ""]
+    if DSC_DEVICE_TYPE not in contracts.get("dsc", {}).get("prices", {}):
+        lines += [f"[contracts.dsc.prices.{DSC_DEVICE_TYPE}]", "p_min = 10", "p_max = 200", ""]
+    return lines
+
+
+def dsc_request_deposit(directory: Path) -> int:
+    genesis = tomllib.loads((directory / "genesis.toml").read_text())
+    return int(genesis.get("contracts", {}).get("dsc", {}).get("request_deposit", DSC_REQUEST_DEPOSIT))
 
 
 @contextmanager

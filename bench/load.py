@@ -52,6 +52,7 @@ HTTP_TIMEOUT_S = 30
 RECEIPT_SAMPLE = 200
 GAS_LIMIT = 1_000_000
 KINDS = ("transfer", "dsc")
+CDF_POINTS = (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 100)
 
 
 @dataclass
@@ -294,6 +295,7 @@ class LoadRun:
             "tps": round(len(done) / seconds, 1),
             "latency_ms": {"p50": percentile(latencies, 50), "p90": percentile(latencies, 90),
                            "p99": percentile(latencies, 99), "max": round(latencies[-1], 1) if latencies else None},
+            "latency_percentiles_ms": {str(p): percentile(latencies, p) for p in CDF_POINTS},
             "mode": f"open loop at {self.spec.rate:g} tx/s" if self.spec.rate else "closed loop",
             "offered_rate": self.spec.rate,
             "send_lag_max_ms": round(self.send_lag_s * 1000, 1),
@@ -349,10 +351,10 @@ def sign_transfers(keys: list[KeyPair], count: int, chain_id: int, nonces: dict[
     return out
 
 
-def sign_dsc_opens(devices: list[KeyPair], chain_id: int) -> list[Transaction]:
+def sign_dsc_opens(devices: list[KeyPair], chain_id: int, deposit: int) -> list[Transaction]:
     """Setup (untimed): every device opens one in-warranty DSC request with the deposit."""
     return [Transaction.create(d, chain_id=chain_id, nonce=0, to=DSC, method="open_request", args=[d.address],
-                               value=DSC_REQUEST_DEPOSIT, gas_limit=GAS_LIMIT) for d in devices]
+                               value=deposit, gas_limit=GAS_LIMIT) for d in devices]
 
 
 def sign_dsc_logs(devices: list[KeyPair], requests: dict[bytes, int], count: int, chain_id: int) -> list[Transaction]:
@@ -394,9 +396,10 @@ async def pending_nonces(urls: list[str], keys: list[KeyPair]) -> dict[bytes, in
     return nonces
 
 
-async def open_dsc_requests(urls: list[str], devices: list[KeyPair], chain_id: int) -> dict[bytes, int]:
+async def open_dsc_requests(urls: list[str], devices: list[KeyPair], chain_id: int,
+                            deposit: int) -> dict[bytes, int]:
     """Setup for --kind dsc: open one request per device, wait for finality, read the ids."""
-    txs = sign_dsc_opens(devices, chain_id)
+    txs = sign_dsc_opens(devices, chain_id, deposit)
     table, order = tracked(txs)
     run = LoadRun(urls, LoadSpec(len(txs), progress=False, timeout_s=120), table, order)
     result = await run.run()
@@ -442,11 +445,12 @@ def say(message: str, progress: bool = True) -> None:
 
 
 async def drive(urls: list[str], keys: list[KeyPair], devices: list[KeyPair], options: LoadOptions,
-                pids: list[int], on_started: Callable[[], None] | None = None) -> tuple[dict[str, Any], list[str]]:
+                pids: list[int], on_started: Callable[[], None] | None = None,
+                dsc_deposit: int = DSC_REQUEST_DEPOSIT) -> tuple[dict[str, Any], list[str]]:
     chain_id = (await rpc_call(urls, "chain_status"))["chainId"]
     if options.kind == "dsc":
         say(f"DSC setup: {len(devices)} devices open a request each ...", options.progress)
-        requests = await open_dsc_requests(urls, devices, chain_id)
+        requests = await open_dsc_requests(urls, devices, chain_id, dsc_deposit)
         say(f"signing {options.txs} dsc.log_message calls ...", options.progress)
         txs = sign_dsc_logs(devices, requests, options.txs, chain_id)
     else:
@@ -487,7 +491,7 @@ def run_load(options: LoadOptions) -> tuple[dict[str, Any], list[str]]:
             if options.kill_node is not None:
                 killer = _killer(cluster, options.kill_node, options.progress)
             result, acked = asyncio.run(drive(cluster.urls, cluster.senders, cluster.devices, options,
-                                              cluster.pids(), killer))
+                                              cluster.pids(), killer, cluster.dsc_deposit))
     result["machine"] = {**machine(), "load_1m_at_start": round(started_load, 2)}
     result["accounts"] = options.extra_accounts + (senders_needed(options.txs) if not options.rpc else 0)
     return result, acked

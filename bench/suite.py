@@ -1,0 +1,118 @@
+"""The cluster benchmark suite in one run: committed tx/s and latency for n = 3 and n = 5
+(t = 1, 2) with token transfers and DSC operations, an open-loop run at a fixed rate, the
+same load as the state grows (10^3 .. 10^5 genesis accounts), then consensus speed: empty
+and full blocks per second, view change after a primary SIGKILL (default and tightened
+timeouts) and the catch-up speed of a restarted node. Writes one JSON and the PNG plots.
+
+    python -m bench.suite --json bench/results/suite.json --plots bench/results [--quick]
+
+Every part starts its own cluster on loopback and stops it; each is bounded in count and
+time. Expect ~15 minutes for the full run, ~3 for --quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import consensus
+from bench.harness import load_average, machine
+from bench.load import LoadOptions, run_load, say
+
+TIGHT_TIMEOUTS = {"commit_timeout_ms": 1000, "view_change_timeout_ms": 800}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    load_txs: int  # closed-loop runs, n = 3
+    load_txs_n5: int
+    dsc_txs: int
+    open_rate: float
+    open_seconds: float
+    state_accounts: tuple[int, ...]
+    state_txs: int
+    empty_seconds: float
+    full_block_txs: int
+    full_blocks: int
+    view_trials: int
+    catch_up_txs: int
+    catch_up_idle_s: float
+
+
+FULL = Sizes(20_000, 10_000, 6_000, 500, 20, (1_000, 10_000, 100_000), 5_000, 10, 500, 20, 3, 10_000, 10)
+QUICK = Sizes(600, 400, 200, 100, 3, (100, 1_000), 300, 2, 100, 3, 1, 300, 1)
+
+
+def load_case(name: str, options: LoadOptions) -> dict[str, Any]:
+    say(f"[{name}] {options.nodes} nodes, {options.txs} {options.kind} txs"
+        f"{f', rate {options.rate:g}/s' if options.rate else ''}"
+        f"{f', {options.extra_accounts} extra accounts' if options.extra_accounts else ''} ...")
+    started = time.monotonic()
+    result, _ = run_load(options)
+    result["case"] = name
+    result["wall_s_with_setup"] = round(time.monotonic() - started, 1)
+    say(f"[{name}] {result['committed']}/{result['acked']} committed, {result['tps']} tx/s, "
+        f"p50 {result['latency_ms']['p50']} ms, p99 {result['latency_ms']['p99']} ms")
+    return result
+
+
+def run_suite(sizes: Sizes) -> dict[str, Any]:
+    report: dict[str, Any] = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "load": {}}
+    quiet = {"progress": False}
+    cases = {
+        "n3_transfer": LoadOptions(nodes=3, txs=sizes.load_txs, **quiet),
+        "n3_transfer_open": LoadOptions(nodes=3, txs=int(sizes.open_rate * sizes.open_seconds),
+                                        rate=sizes.open_rate, **quiet),
+        "n5_transfer": LoadOptions(nodes=5, txs=sizes.load_txs_n5, **quiet),
+        "n3_dsc": LoadOptions(nodes=3, txs=sizes.dsc_txs, kind="dsc", **quiet),
+        "n5_dsc": LoadOptions(nodes=5, txs=sizes.dsc_txs, kind="dsc", **quiet),
+    }
+    for name, options in cases.items():
+        report["load"][name] = load_case(name, options)
+    report["state_growth"] = []
+    for accounts in sizes.state_accounts:
+        started = time.monotonic()
+        case = load_case(f"state_{accounts}", LoadOptions(nodes=3, txs=sizes.state_txs, extra_accounts=accounts,
+                                                          **quiet))
+        case["setup_and_run_s"] = round(time.monotonic() - started, 1)
+        report["state_growth"].append(case)
+    say("[consensus] empty blocks ...")
+    report["empty_blocks"] = consensus.empty_blocks(3, sizes.empty_seconds)
+    say(f"[consensus] {report['empty_blocks']['blocks_per_s']} final empty blocks/s")
+    report["full_blocks"] = consensus.full_blocks(3, sizes.full_block_txs, sizes.full_blocks)
+    say(f"[consensus] {report['full_blocks']['blocks_per_s']} final blocks/s of {sizes.full_block_txs} txs")
+    report["view_change"] = consensus.view_change(3, sizes.view_trials)
+    say(f"[consensus] view change (default timeouts): median {report['view_change']['seconds_median']} s")
+    report["view_change_tight"] = consensus.view_change(3, sizes.view_trials, timeouts=TIGHT_TIMEOUTS)
+    say(f"[consensus] view change ({TIGHT_TIMEOUTS}): median {report['view_change_tight']['seconds_median']} s")
+    report["catch_up"] = consensus.catch_up(3, sizes.catch_up_txs, sizes.catch_up_idle_s)
+    say(f"[consensus] catch-up: {report['catch_up']['blocks_per_s']} blocks/s")
+    report["load_1m_at_end"] = round(load_average(), 2)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--json", type=Path, required=True)
+    parser.add_argument("--plots", type=Path, help="write the PNG plots into this directory")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every part")
+    args = parser.parse_args(argv)
+    report = run_suite(QUICK if args.quick else FULL)
+    report["quick"] = args.quick
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1) + "\n")
+    say(f"wrote {args.json}")
+    if args.plots is not None:
+        from bench.plots import write_plots
+        for path in write_plots(report, args.plots):
+            say(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
