@@ -22,6 +22,7 @@ as in HexaryTrie. Decoded nodes are never mutated once made: they may sit in a s
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
 
 import rlp
 from rlp.codec import decode_raw, encode_raw
@@ -34,8 +35,8 @@ DECODED_NODES_MAX = 65_536
 
 # A decoded node: b"" (blank), [hp_path, value_or_child] (leaf, extension) or 17 items
 # (branch: 16 children, then the value). A child reference is b"", a 32-byte hash, or the
-# embedded child node itself (a list).
-Node = list | bytes
+# embedded child node itself (a list). As rlp.decode gives them: nested lists of bytes.
+Node = Any
 Change = tuple[str, bytes]  # (hex path, value; b"" deletes)
 
 _NIBBLE = {c: i for i, c in enumerate("0123456789abcdef")}
@@ -61,10 +62,6 @@ class DecodedNodes:
 
     def __len__(self) -> int:
         return len(self._nodes)
-
-
-def hex_path(key: bytes) -> str:
-    return key.hex()
 
 
 def _hp(path: str, leaf: bool) -> bytes:
@@ -96,29 +93,30 @@ class TrieBatch:
         if type(ref) is list or not ref:
             return ref
         cache = self.cache
-        node = cache.get(ref) if cache is not None else None  # type: ignore[arg-type]
+        node = cache.get(ref) if cache is not None else None
         if node is None:
             if ref == BLANK_ROOT:
                 return b""
-            node = decode_raw(self.db[ref], True, False)[0]  # type: ignore[index]
+            node = decode_raw(self.db[ref], True, False)[0]
             if cache is not None:
-                cache.put(ref, node)  # type: ignore[arg-type]
+                cache.put(ref, node)
         return node
 
     def get(self, root: Hash32, key: bytes) -> bytes:
-        """The value under `key` (b"" when absent), as HexaryTrie(db, root).get(key)."""
+        """The value under `key` (b"" when absent), as HexaryTrie(db, root).get(key) (which
+        raises instead for a key that ends inside an extension)."""
         path = key.hex()
         node = self.node(root)
         while node:
             if len(node) == 17:
                 if not path:
-                    return node[16]  # type: ignore[return-value]
+                    return node[16]
                 node = self.node(node[_NIBBLE[path[0]]])
                 path = path[1:]
                 continue
-            node_path, leaf = _unhp(node[0])  # type: ignore[arg-type]
+            node_path, leaf = _unhp(node[0])
             if leaf:
-                return node[1] if path == node_path else b""  # type: ignore[return-value]
+                return node[1] if path == node_path else b""
             if not path.startswith(node_path):
                 return b""
             path = path[len(node_path):]
@@ -132,11 +130,13 @@ class TrieBatch:
         batch = list(changes)
         if not batch:
             return root
+        assert _strictly_sorted(batch), "changes must be sorted by path, each path once"
         return self._store_root(self._apply(self.node(root), batch, 0, len(batch), 0))
 
     def build(self, items: Iterable[Change]) -> Hash32:
         """Root of a new trie holding `items` (sorted by path, unique, values non-empty)."""
         batch = list(items)
+        assert _strictly_sorted(batch), "items must be sorted by path, each path once"
         return self._store_root(self._build(batch, 0, len(batch), 0))
 
     def _store_root(self, node: Node) -> Hash32:
@@ -146,7 +146,7 @@ class TrieBatch:
         root = keccak256(encoded)
         self.db[root] = encoded
         if self.cache is not None:
-            self.cache.put(root, node)  # type: ignore[arg-type]
+            self.cache.put(root, node)
         return root
 
     def _ref(self, node: Node) -> Node:
@@ -160,7 +160,7 @@ class TrieBatch:
         node_hash = keccak256(encoded)
         self.db[node_hash] = encoded
         if self.cache is not None:
-            self.cache.put(node_hash, node)  # type: ignore[arg-type]
+            self.cache.put(node_hash, node)
         return node_hash
 
     # The recursion works on one sorted list of full paths: a node at `depth` nibbles owns
@@ -202,13 +202,13 @@ class TrieBatch:
             inserts = [change for change in changes[lo:hi] if change[1]]
             return self._build(inserts, 0, len(inserts), depth)
         if len(node) == 17:
-            return self._apply_branch(node, changes, lo, hi, depth, -1)  # type: ignore[arg-type]
-        path, leaf = _unhp(node[0])  # type: ignore[arg-type]
+            return self._apply_branch(node, changes, lo, hi, depth, -1)
+        path, leaf = _unhp(node[0])
         if leaf:
             key, value = changes[lo]
             if hi - lo == 1 and len(key) == depth + len(path) and key.endswith(path):
                 return [node[0], value] if value else b""  # the common case: a new value
-            merged = _merge_leaf(depth, path, node[1], changes[lo:hi])  # type: ignore[arg-type]
+            merged = _merge_leaf(depth, path, node[1], changes[lo:hi])
             return self._build(merged, 0, len(merged), depth)
         # sorted paths: when the first and the last follow the extension, all do
         if changes[lo][0].startswith(path, depth) and changes[hi - 1][0].startswith(path, depth):
@@ -261,9 +261,13 @@ class TrieBatch:
         if not child:
             return b""
         if len(child) == 2:
-            path, leaf = _unhp(child[0])  # type: ignore[arg-type]
+            path, leaf = _unhp(child[0])
             return [_hp(prefix + path, leaf), child[1]]
         return [_hp(prefix, False), self._ref(child)]
+
+
+def _strictly_sorted(batch: list[Change]) -> bool:
+    return all(left[0] < right[0] for left, right in zip(batch, batch[1:], strict=False))
 
 
 def _merge_leaf(depth: int, path: str, value: bytes, changes: list[Change]) -> list[Change]:
@@ -296,10 +300,10 @@ def reachable_nodes(db: Mapping[bytes, bytes], root: Hash32) -> dict[bytes, byte
         else:
             if not ref or ref in found:
                 continue
-            found[ref] = db[ref]  # type: ignore[index]
-            node = decode_raw(found[ref], True, False)[0]  # type: ignore[index]
+            found[ref] = db[ref]
+            node = decode_raw(found[ref], True, False)[0]
         if len(node) == 17:
-            pending.extend(node[:16])  # type: ignore[arg-type]
-        elif node and not _unhp(node[0])[1]:  # type: ignore[arg-type]
-            pending.append(node[1])  # type: ignore[arg-type]
+            pending.extend(node[:16])
+        elif node and not _unhp(node[0])[1]:
+            pending.append(node[1])
     return found

@@ -186,13 +186,13 @@ def test_state_flush_matches_hexary_trie_and_reads_back(genesis: dict[bytes, byt
     for key in genesis:
         assert state.get(key) == genesis[key]  # read, so the read cache holds it
     final = dict(genesis)
-    for key, value in writes:
-        if value is None:
+    for key, written in writes:
+        if written is None:
             state.delete(key)
             final.pop(key, None)
         else:
-            state.set(key, value)
-            final[key] = value
+            state.set(key, written)
+            final[key] = written
     new_root = state.flush()
     reference = HexaryTrie({}, HexaryTrie.BLANK_NODE_HASH)
     for key in sorted(final):
