@@ -10,6 +10,8 @@ Invariants (docs/faults.md says why each matters):
     no_duplicates          no transaction hash appears twice in the final chain
     failed_not_committed   no definitely-refused transaction is in the final chain
     heights_monotonic      no node's reported height ever went down (restarts included)
+    admitted_not_stranded  a transaction a node admitted is final after heal unless its nonce
+                           was used by another or that node lost its mempool (restart)
     converged              after settle every running honest node has the same head
     live_after_heal        a fresh probe transaction became final after the heal
     no_progress_while_down (only with more than t crashed) nothing became final meanwhile
@@ -26,7 +28,7 @@ from typing import Any
 import aiohttp
 
 from faults.cluster import FaultCluster, RpcError
-from faults.history import FAIL, INFO, OK, History
+from faults.history import ADMITTED_NO_RECEIPT, FAIL, INFO, OK, History
 
 BATCH = 100
 
@@ -123,6 +125,18 @@ def check(history: History, chains: dict[int, NodeChain], honest: list[int], run
                                        else f"none of {len(failed)} refused transactions is final")
     unknown = [op for op in ops if op.outcome == INFO]
     figures["unknown_committed"] = sum(1 for op in unknown if op.tx in where)
+
+    # Admitted (tx_send answered with its hash) but never final, although its nonce is still
+    # free and the admitting node kept its mempool: nothing will ever commit it.
+    consumed = {(op.sender, op.nonce) for op in ops if op.tx in where}
+    stranded = [op for op in unknown if op.detail == ADMITTED_NO_RECEIPT and op.tx not in where
+                and (op.sender, op.nonce) not in consumed
+                and not any(node == op.node and at > op.invoke for at, node in history.restarts)]
+    figures["stranded"] = len(stranded)
+    inv["admitted_not_stranded"] = _inv(not stranded, f"{len(stranded)} admitted transactions never final with "
+                                        f"their nonce free: " + ", ".join(f"{op.tx[:18]} at node{op.node} "
+                                                                         f"t={op.invoke:.2f}" for op in stranded[:4])
+                                        if stranded else "every admitted transaction final or superseded")
 
     # heights never go down, across restarts too
     regressions = []

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
+ADMITTED_NO_RECEIPT = "admitted, no receipt in time"
 
 
 @dataclass
@@ -64,6 +65,7 @@ class History:
         self.fault_windows: list[tuple[float, float]] = []  # [fault start, heal)
         self._open_fault: float | None = None
         self.notes: dict[str, Any] = {}
+        self.restarts: list[tuple[float, int]] = []  # (time, node): its mempool was lost
 
     def now(self) -> float:
         return time.monotonic() - self.start

@@ -4,6 +4,7 @@ settle, probe, checker, stores verified, everything stopped. Returns the report 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import shutil
 import tempfile
@@ -98,6 +99,8 @@ async def _run(scenario: Scenario, seed: int, duration: float, directory: Path, 
         result["timeline"] = history.timeline()
         result["fault_windows"] = [[round(a, 2), round(b, 2)] for a, b in history.fault_windows]
         result["proxy_counters"] = _proxy_counters(cluster)
+        (directory / "history.json").write_text(json.dumps({"ops": history.ops_json(), "timeline": history.timeline(),
+                                                            "samples": [vars(s) for s in history.samples]}))
     except Exception as exc:  # noqa: BLE001 - a harness failure is a failed scenario with its trace
         result["error"] = f"{type(exc).__name__}: {exc}"
         result["traceback"] = traceback.format_exc()
@@ -131,6 +134,7 @@ async def _heal_everything(ctx: Ctx) -> None:
     for i in range(c.nodes):
         if not c.is_running(i):
             c.start_node(i)
+            ctx.history.restarts.append((ctx.history.now(), i))
     await c.wait_serving()
     if any(left.values()):
         ctx.history.heal("final heal", **{k: v for k, v in left.items() if v})

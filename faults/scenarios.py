@@ -58,6 +58,7 @@ class Ctx:
 
     async def restart(self, i: int, byzantine: str | None = None) -> None:
         self.cluster.start_node(i, byzantine)
+        self.history.restarts.append((self.history.now(), i))
         await self.cluster.wait_serving([i])
         self.history.note("restarted", node=i, **({"byzantine": byzantine} if byzantine else {}))
 
@@ -189,6 +190,7 @@ async def restart_all(ctx: Ctx) -> None:
         await ctx.sleep(0.5)
         for i in range(n):
             ctx.cluster.start_node(i)
+            ctx.history.restarts.append((ctx.history.now(), i))
         await ctx.cluster.wait_serving()
         ctx.history.heal("restarted every node")
         await ctx.sleep(ctx.duration / 2 - 1)

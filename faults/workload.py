@@ -19,7 +19,7 @@ import rlp
 
 from chain.types import Transaction
 from faults.cluster import FaultCluster, RpcError
-from faults.history import FAIL, INFO, OK, History, Op, Sample
+from faults.history import ADMITTED_NO_RECEIPT, FAIL, INFO, OK, History, Op, Sample
 
 GAS_LIMIT = 1_000_000
 SEND_TIMEOUT_S = 5
@@ -126,7 +126,7 @@ class Workload:
             return None
         receipt = await self._await_receipt(op.tx, node, rng)
         if receipt is None:
-            self.history.complete(op, INFO, "no receipt in time")
+            self.history.complete(op, INFO, ADMITTED_NO_RECEIPT)
             return None
         self.history.complete(op, OK, f"status {receipt['status']}", receipt["blockNumber"], receipt["blockHash"])
         return tx.nonce + 1
