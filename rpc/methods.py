@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ import rlp
 
 from chain.errors import DecodeError, InvalidTransaction, UnknownBlock
 from chain.proofs import Proof, prove_receipt, prove_state, prove_transaction
-from chain.types import Transaction, decode
+from chain.types import Block, Transaction, decode
 from rpc.encoding import (
     block_json,
     hex_bytes,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from rpc.server import RpcServer
 
 Handler = Callable[..., Awaitable[Any]]
+FINAL_BLOCKS_CACHED = 16  # decoded final blocks kept for receipts and chain_getBlock
 
 
 class Methods:
@@ -39,6 +41,11 @@ class Methods:
     def __init__(self, server: RpcServer) -> None:
         self.server = server
         self.node = server.node
+        # Decoding a 2,000-transaction block costs ~40 ms; final blocks never change, so the
+        # recent ones are kept decoded (primed as they become final) for tx_receipt and
+        # chain_getBlock instead of being decoded again on every call.
+        self._final_blocks: OrderedDict[int, Block] = OrderedDict()
+        self.node.final_listeners.append(lambda executed: self._remember(executed.block))
         self.table: dict[str, Handler] = {
             "chain_status": self.chain_status,
             "chain_getBlock": self.chain_get_block,
@@ -97,7 +104,7 @@ class Methods:
                     raise invalid_params("block number must be >= 0")
                 if block > chain.height:
                     return None
-                found = chain.block(block)
+                found = self._final_block(block)
             elif isinstance(block, str) and block.startswith("0x"):
                 found = chain.block_by_hash(parse_hex(block, "block hash", 32))
             else:
@@ -156,13 +163,27 @@ class Methods:
         return found
 
     def _receipt(self, digest: bytes) -> dict[str, Any] | None:
+        chain = self.node.chain
         try:
-            location = self.node.chain.transaction(digest)
+            height, index = chain.store.transaction_location(digest)
+            block = self._final_block(height)
+            receipt = chain.receipt_at(block.header, index)
         except UnknownBlock:
             return None
-        block = self.node.chain.block(location.height)
-        return {**receipt_json(location.receipt), "transactionHash": hex_bytes(digest),
-                "blockNumber": location.height, "blockHash": hex_bytes(block.hash), "index": location.index}
+        return {**receipt_json(receipt), "transactionHash": hex_bytes(digest),
+                "blockNumber": height, "blockHash": hex_bytes(block.hash), "index": index}
+
+    def _final_block(self, height: int) -> Block:
+        block = self._final_blocks.get(height)
+        if block is None:
+            block = self.node.chain.block(height)
+            self._remember(block)
+        return block
+
+    def _remember(self, block: Block) -> None:
+        self._final_blocks[block.number] = block
+        while len(self._final_blocks) > FINAL_BLOCKS_CACHED:
+            self._final_blocks.popitem(last=False)
 
     # proofs -------------------------------------------------------------------------------
     async def proof_tx(self, tx_hash: str) -> dict[str, Any]:
