@@ -3,8 +3,9 @@
 - empty blocks: final empty blocks per second with `empty_blocks` on and a 1 ms interval
   (the round trip of the common case with nothing to execute);
 - full blocks: final blocks per second while 500-transaction blocks drain a backlog;
-- view change: SIGKILL of the primary -> first final block of a higher view, seen by a
-  survivor (default Δ and timeouts; empty blocks every 20 ms keep the chain moving);
+- view change: SIGKILL of the primary, then one transfer sent to the survivors -> first
+  final block of a higher view, seen by a survivor (default Δ and timeouts; empty blocks
+  every 20 ms keep the chain moving before the kill);
 - catch-up: a node stopped while the others make blocks, restarted: blocks/s it syncs.
 
     python -m bench.consensus --json OUT [--quick]
@@ -25,6 +26,7 @@ import aiohttp
 
 from bench.harness import bench_cluster, cpu_seconds, machine
 from bench.load import LoadOptions, LoadRun, LoadSpec, drive, run_load, say, senders_needed
+from client import GridClient
 
 POLL_S = 0.005
 VIEW_CHANGE_TIMEOUT_S = 30
@@ -123,6 +125,11 @@ async def one_kill(cluster: Any, poller: Poller, trial: int) -> dict[str, Any]:
     killed = time.monotonic()
     process.send_signal(signal.SIGKILL)
     process.wait()
+    # Pending work is what makes the survivors suspect the silent primary (an idle follower
+    # does not expect the empty-block timer), so a client sends one transfer right away.
+    async with GridClient(survivors) as client:
+        sender, recipient = cluster.senders[trial % 2], cluster.senders[(trial + 1) % 2]
+        await client.send(sender, "token", "transfer", [recipient.address, 1])
     seconds = None
     new_view = None
     last_seen: dict[str, int] = {}

@@ -269,11 +269,14 @@ class LoadRun:
         step = max(1, len(committed) // RECEIPT_SAMPLE)
         sample = committed[::step][:RECEIPT_SAMPLE]
         ok = 0
+        started = time.monotonic()
         for start in range(0, len(sample), 50):
             chunk = sample[start:start + 50]
             replies = await self.post(session, start, [self.request("tx_receipt", h, 0) for h in chunk])
             ok += sum(1 for r in replies if (r.get("result") or {}).get("status") == 1)
-        return {"checked": len(sample), "status_ok": ok}
+        seconds = time.monotonic() - started
+        return {"checked": len(sample), "status_ok": ok,
+                "ms_per_receipt": round(1000 * seconds / len(sample), 2) if sample else None}
 
     def report(self, cpu: dict[str, Any], receipts: dict[str, int]) -> dict[str, Any]:
         acked = [t for t in self.txs.values() if t.acked]
