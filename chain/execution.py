@@ -20,6 +20,7 @@ from chain.state import Account, NodeOverlay, NodeSource, State
 from chain.triebuild import DecodedNodes, ordered_root
 from chain.types import EMPTY_TRIE_ROOT, Block, BlockHeader, Event, Receipt, Transaction
 from chain.validation import SignatureCache, check_transaction
+from chain.values import big_endian
 from crypto.hashing import Hash32
 from vm.context import BlockEnv
 from vm.engine import Engine
@@ -49,11 +50,7 @@ def encode_receipt(receipt: Receipt) -> bytes:
     """rlp.encode(receipt), without pyrlp's field-by-field sedes walk (a tenth of the time;
     tested equal). Contracts make the events, so the fields have their sedes' types."""
     events = [[event.contract, event.name, event.fields] for event in receipt.events]
-    return encode_raw([_big_endian(receipt.status), _big_endian(receipt.gas_used), events, receipt.error])
-
-
-def _big_endian(value: int) -> bytes:
-    return value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return encode_raw([big_endian(receipt.status), big_endian(receipt.gas_used), events, receipt.error])
 
 
 def apply_transaction(state: State, tx: Transaction, engine: Engine, env: BlockEnv,

@@ -20,6 +20,7 @@ from typing import Protocol
 from rlp.codec import decode_raw, encode_raw
 
 from chain.triebuild import DecodedNodes, TrieBatch
+from chain.values import big_endian
 from crypto.hashing import Hash32, keccak256
 from crypto.keys import Address
 
@@ -88,17 +89,12 @@ class Account:
     def encode(self) -> bytes:
         """rlp([nonce, balance]) as big-endian integers (what rlp.encode gives, without
         its sedes inference: this runs several times per transaction)."""
-        return encode_raw([_big_endian(self.nonce), _big_endian(self.balance)])
+        return encode_raw([big_endian(self.nonce), big_endian(self.balance)])
 
     @classmethod
     def decode(cls, data: bytes) -> Account:
         nonce, balance = decode_raw(data, True, False)[0]
         return cls(int.from_bytes(nonce, "big"), int.from_bytes(balance, "big"))
-
-
-def _big_endian(value: int) -> bytes:
-    """rlp's big_endian_int: minimal big-endian bytes, b"" for 0, no negatives."""
-    return value.to_bytes((value.bit_length() + 7) // 8, "big")
 
 
 _ABSENT = object()

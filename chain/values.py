@@ -24,7 +24,7 @@ def encode_value(value: Value, depth: int = 0) -> Encoded:
     if isinstance(value, bool):  # before int: bool is an int subclass
         return [b"t" if value else b"f", b""]
     if isinstance(value, int):
-        magnitude = _int_bytes(abs(value))
+        magnitude = big_endian(abs(value))
         return [b"i" if value >= 0 else b"n", magnitude]
     if isinstance(value, bytes):
         return [b"b", value]
@@ -90,5 +90,8 @@ def value_from_bytes(data: bytes) -> Value:
         raise DecodeError(f"not rlp: {exc}") from exc
 
 
-def _int_bytes(n: int) -> bytes:
-    return n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
+def big_endian(n: int) -> bytes:
+    """rlp's big_endian_int: minimal big-endian bytes, b"" for 0 (no negatives). Used where
+    records are encoded by hand with encode_raw on hot paths."""
+    assert n >= 0, "big_endian of a negative number"
+    return n.to_bytes((n.bit_length() + 7) // 8, "big")

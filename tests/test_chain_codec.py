@@ -7,7 +7,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chain.errors import DecodeError
-from chain.types import Block, BlockHeader, CommitCertificate, Event, Receipt, Transaction, Vote, decode
+from chain.types import (
+    TX_SIGNING_DOMAIN,
+    Block,
+    BlockHeader,
+    CommitCertificate,
+    Event,
+    Receipt,
+    Transaction,
+    Vote,
+    decode,
+)
 from chain.values import decode_value, encode_value, value_from_bytes, value_to_bytes
 from crypto.keys import KeyPair
 
@@ -52,6 +62,8 @@ def test_transaction_round_trip(tx: Transaction) -> None:
     again = decode(rlp.encode(tx), Transaction)
     assert again == tx and again.hash == tx.hash
     assert again.decoded_args == tx.decoded_args
+    # the hand-built signing payload is exactly the rlp of the unsigned transaction
+    assert again.signing_payload() == TX_SIGNING_DOMAIN + rlp.encode(tx.copy(signature=b""))
 
 
 @given(headers)
