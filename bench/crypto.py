@@ -155,6 +155,54 @@ def bench_sealed(key: paillier.PaillierPrivateKey, runs: int,
             per_message)
 
 
+# The device<->node exchange of each flow (Figs. 5-8), as the flows in diagnosis/flows.py send it:
+# (sender, receiver) per sealed message. ROW and SOW repeat RMW and SMW with the winner.
+FLOW_MESSAGES = {
+    "RMW": [("k", "v"), ("v", "k")],  # fault, repair policy
+    "SMW": [("k", "v"), ("v", "k"), ("k", "v")],  # fault, Spot, time
+    "ROW": [("k", "v"), ("v", "k")],
+    "SOW": [("k", "v"), ("v", "k"), ("k", "v")],
+}
+FLOW_RATIO_GOAL = 1.2
+
+
+def bench_flows(runs: int, bits: int, message_bytes: int,
+                primitives: dict[str, Stats]) -> dict[str, dict[str, float]]:
+    """Each flow's computation (every seal and open of its device<->node messages, with the
+    real Opener) against the sum of its primitive operations: per seal one pooled Paillier
+    encryption + one BLS signature, per open one decryption + one verification (medians)."""
+    keys = {"k": paillier.PaillierPrivateKey.generate(bits), "v": paillier.PaillierPrivateKey.generate(bits)}
+    signers = {"k": bls.BlsPrivateKey.generate(), "v": bls.BlsPrivateKey.generate()}
+    ids = {"k": SENDER_ID, "v": RECEIVER_ID}
+    directory = _Directory({ids[p]: signers[p].public_key() for p in ids})
+    per_seal = primitives["paillier_encrypt_pooled"].median_ms + primitives["bls_sign_arkworks"].median_ms
+    per_open = primitives["paillier_decrypt"].median_ms + primitives["bls_verify_arkworks"].median_ms
+    plaintext = secrets.token_bytes(message_bytes)
+    out: dict[str, dict[str, float]] = {}
+    for flow, messages in FLOW_MESSAGES.items():
+        openers = {p: Opener(own_id=ids[p], paillier_private=keys[p], directory=directory,
+                             replay_cache_entries_max=runs * len(messages) + 1) for p in ids}
+        for p in keys:
+            keys[p].public_key.pool.size_max = runs * len(messages)
+            keys[p].public_key.pool.refill()
+        samples = []
+        for i in range(runs):
+            started = time.perf_counter()
+            for j, (sender, receiver) in enumerate(messages):
+                t = T0_MS + i * 10 + j
+                sealed = seal(plaintext, recipient_paillier_public=keys[receiver].public_key,
+                              sender_id=ids[sender], receiver_id=ids[receiver], sender_bls_key=signers[sender],
+                              timestamp_ms=t)
+                openers[receiver].open(sealed, now_ms=t)
+            samples.append(time.perf_counter() - started)
+        measured = _stats(samples, flow).median_ms
+        primitive_sum = len(messages) * (per_seal + per_open)
+        out[flow] = {"messages": len(messages), "measured_ms": measured, "primitives_ms": round(primitive_sum, 4),
+                     "ratio": round(measured / primitive_sum, 3),
+                     "met": measured <= FLOW_RATIO_GOAL * primitive_sum}
+    return out
+
+
 def run(runs: int, py_ecc_runs: int, keygen_runs: int, bits: int,
         message_bytes: int) -> dict[str, object]:
     results: dict[str, Stats] = {}
@@ -168,6 +216,8 @@ def run(runs: int, py_ecc_runs: int, keygen_runs: int, bits: int,
     print("sealed diagnosis messages...", file=sys.stderr)
     sealed_results, op_counts = bench_sealed(key, runs, message_bytes)
     results.update(sealed_results)
+    print("flows (device<->node exchange)...", file=sys.stderr)
+    flows = bench_flows(min(runs, 50), bits, message_bytes, results)
     goals = {name: {"goal_ms": goal, "median_ms": results[name].median_ms,
                     "met": results[name].median_ms <= goal}
              for name, goal in GOALS_MS.items()}
@@ -177,6 +227,8 @@ def run(runs: int, py_ecc_runs: int, keygen_runs: int, bits: int,
         "results": {name: asdict(stats) for name, stats in results.items()},
         "goals": goals,
         "op_counts_per_message": op_counts,
+        "flows": flows,
+        "flow_ratio_goal": FLOW_RATIO_GOAL,
     }
 
 
@@ -193,6 +245,12 @@ def print_table(report: dict[str, object]) -> None:
         verdict = "met" if goal["met"] else "NOT met"
         print(f"goal {name} <= {goal['goal_ms']} ms: {verdict} ({goal['median_ms']:.3f} ms)")
     print(f"operations per message (Table 4 notation): {report['op_counts_per_message']}")
+    flows = report["flows"]
+    assert isinstance(flows, dict)
+    for name, row in flows.items():
+        print(f"flow {name}: {row['messages']} messages, {row['measured_ms']:.3f} ms measured vs "
+              f"{row['primitives_ms']:.3f} ms of primitives = {row['ratio']:.2f}x "
+              f"(goal <= {report['flow_ratio_goal']}x: {'met' if row['met'] else 'NOT met'})")
 
 
 def main(argv: list[str] | None = None) -> None:
