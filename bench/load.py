@@ -226,16 +226,19 @@ class LoadRun:
         last_committed, last_time = 0, time.monotonic()
         while True:
             await asyncio.sleep(1.0)
-            now = time.monotonic()
-            committed = sum(1 for t in self.txs.values() if t.committed)
-            acked = sum(1 for t in self.txs.values() if t.acked)
-            sent = sum(1 for t in self.txs.values() if t.sent)
-            up = sum(1 for url in self.urls if self.down_until.get(url, 0) <= now)
-            rate = (committed - last_committed) / (now - last_time)
-            print(f"  [{now - self.started:6.1f}s] sent {sent} acked {acked} committed {committed} "
-                  f"({rate:,.0f} tx/s) height {self.height} nodes answering {up}/{len(self.urls)}",
-                  file=sys.stderr, flush=True)
-            last_committed, last_time = committed, now
+            last_committed, last_time = self.progress_line(last_committed, last_time)
+
+    def progress_line(self, last_committed: int, last_time: float) -> tuple[int, float]:
+        now = time.monotonic()
+        committed = sum(1 for t in self.txs.values() if t.committed)
+        acked = sum(1 for t in self.txs.values() if t.acked)
+        sent = sum(1 for t in self.txs.values() if t.sent)
+        up = sum(1 for url in self.urls if self.down_until.get(url, 0) <= now)
+        rate = (committed - last_committed) / (now - last_time)
+        print(f"  [{now - self.started:6.1f}s] sent {sent} acked {acked} committed {committed} "
+              f"({rate:,.0f} tx/s) height {self.height} nodes answering {up}/{len(self.urls)}",
+              file=sys.stderr, flush=True)
+        return committed, now
 
     async def run(self) -> dict[str, Any]:
         connector = aiohttp.TCPConnector(limit=4 * self.spec.concurrency + 8)
@@ -257,6 +260,8 @@ class LoadRun:
                 for task in (progress, watcher):
                     if task is not None:
                         task.cancel()
+            if self.spec.progress:
+                self.progress_line(0, self.started)
             wall = time.monotonic() - self.started
             cpu = cpu_report(wall, time.process_time() - cpu_client, cpu_nodes,
                              [cpu_seconds(pid) for pid in self.node_pids])
