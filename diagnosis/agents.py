@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from client.contracts import ContractCall, Dsc, RequestView
 from client.errors import TransactionFailed
@@ -370,7 +370,7 @@ class SmartphoneAgent(Agent):
         await super().stop()
 
     async def _watch(self, flt: dict[str, Any], ready: asyncio.Event) -> None:
-        stream = self.client.subscribe("events", flt)
+        stream = cast(AsyncGenerator[dict[str, Any], None], self.client.subscribe("events", flt))
         first = asyncio.ensure_future(stream.__anext__())
         await asyncio.sleep(0.2)  # the subscription is registered once the socket answered
         ready.set()

@@ -335,7 +335,7 @@ async def collusion(c: Consortium, say: Printer) -> dict[str, Any]:
     device = c.devices["meter-D"]
     bidders = {c.nodes[name]: price for name, price in RING_PRICES.items()}
     before = {n.name: await Dsc.bidder_state(device.client, n.address) for n in bidders}
-    rounds = []
+    rounds: list[dict[str, Any]] = []
     tx_hashes = []
     for number in range(1, COLLUSION_ROUNDS + 1):
         run = FlowRun(f"collusion:{number}", None, c.tally, say)

@@ -12,7 +12,7 @@ storage (`b"m:" + address`, docs/contracts.md), read through a verified proof.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +183,7 @@ class DeviceEntry:
 def _entry(cls: type, value: Value | None) -> Any:
     if value is None:
         return None
-    if not isinstance(value, list) or len(value) != len(cls.__dataclass_fields__):
+    if not isinstance(value, list) or len(value) != len(fields(cls)):
         raise UnprovenState(f"unexpected registry record {value!r}")
     return cls(*value)
 
