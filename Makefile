@@ -14,7 +14,7 @@ $(VENV_STAMP): requirements.txt requirements-dev.txt
 venv: $(VENV_STAMP)
 
 demo: $(VENV_STAMP)
-	$(PY) node.py cluster --nodes 3 --dir var/cluster
+	$(PY) node.py demo --json out/demo.json
 
 test: $(VENV_STAMP)
 	$(PY) -m pytest -q
