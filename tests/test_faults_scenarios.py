@@ -1,0 +1,54 @@
+"""Short runs of every fault scenario on real node processes (docs/faults.md has the long
+ones). Each builds its own cluster, runs the workload through the faults, heals, and
+checks every invariant; the whole file takes a few minutes on two cores."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from faults import SCENARIOS, run_scenario, summary
+
+pytestmark = pytest.mark.timeout(180)
+
+# Invariants that a known node bug breaks (docs/faults.md, "Findings"); they are still
+# computed and reported. Remove an entry once its fix lands, and the test turns strict.
+KNOWN_BUGS = {
+    "admitted_not_stranded": "finding 1: a transaction admitted while its node has no peers is never re-gossiped",
+}
+SLOW = {f"byzantine-{mode}-t2" for mode in ("bad-signature", "wrong-roots", "omit-entries", "silent")}
+DURATION_S = 4
+CRASH_LOOP_KILLS = 3
+
+
+def _check(entry: dict) -> None:
+    print(summary(entry))
+    assert "error" not in entry, entry.get("traceback")
+    invariants = entry["invariants"]
+    for name, verdict in invariants.items():
+        if name in KNOWN_BUGS and not verdict["passed"]:
+            warnings.warn(f"{entry['name']}: {name} failed ({KNOWN_BUGS[name]}): {verdict['detail']}", stacklevel=2)
+            continue
+        assert verdict["passed"], f"{entry['name']}: {name}: {verdict['detail']}"
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in SCENARIOS])
+def test_scenario_short(name: str, tmp_path: Path) -> None:
+    entry = run_scenario(name, seed=7, duration=DURATION_S, workdir=tmp_path, iterations=CRASH_LOOP_KILLS)
+    _check(entry)
+    assert entry["name"] == name and entry["seed"] == 7
+    if SCENARIOS[name].kind == "fuzz":
+        assert entry["fuzz"]["cases"] >= 300
+        return
+    tx = entry["transactions"]
+    assert tx["ok"] > 0 and tx["invoked"] == tx["ok"] + tx["fail"] + tx["unknown"]
+    assert entry["acknowledged"]["found_final"] == entry["acknowledged"]["of"] == tx["ok"]
+    assert entry["forks"] == 0 and entry["lost"] == 0 and entry["duplicated"] == 0
+    if name == "crash-majority":
+        assert entry["invariants"]["no_progress_while_down"]["passed"]
+    if name == "crash-loop":
+        assert entry["crash_loop"]["kills"] == CRASH_LOOP_KILLS
+    if name == "double-spend":
+        assert entry["double_spend"]["both_final"] == 0 and entry["double_spend"]["rounds"] >= 3
