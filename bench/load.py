@@ -51,6 +51,7 @@ DSC_MESSAGES_MAX = 48  # log_message calls per request: below dsc messages_max (
 HTTP_TIMEOUT_S = 30
 RECEIPT_SAMPLE = 200
 GAS_LIMIT = 1_000_000
+DEFAULT_WINDOW = 4_000  # closed loop: two full blocks in flight keep the primary busy without a flood
 KINDS = ("transfer", "dsc")
 CDF_POINTS = (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 100)
 
@@ -62,6 +63,7 @@ class LoadSpec:
     batch: int = 100  # transactions per JSON-RPC batch request (rpc batch_max is 100)
     rate: float | None = None  # open loop: transactions per second
     timeout_s: float = 300  # the whole timed part, sending and waiting for finality
+    window: int | None = None  # closed loop: at most this many sent but not yet final
     progress: bool = True
 
 
@@ -87,6 +89,8 @@ class LoadRun:
     blocks: list[tuple[float, int, int]] = field(default_factory=list)  # (seen, height, txs)
     sending_done: bool = False
     sent_all_at: float = 0.0
+    sent_n: int = 0
+    committed_n: int = 0
     started: float = 0.0
     ids: int = 0
     send_lag_s: float = 0.0
@@ -127,6 +131,7 @@ class LoadRun:
         for h in hashes:
             if not self.txs[h].sent:
                 self.txs[h].sent = sent_at or now
+                self.sent_n += 1
         pending = hashes
         deadline = self.started + self.spec.timeout_s
         while pending and time.monotonic() < deadline:
@@ -159,8 +164,13 @@ class LoadRun:
         for start in range(0, len(self.order), self.spec.batch):
             batches.put_nowait(self.order[start:start + self.spec.batch])
 
+        deadline = self.started + self.spec.timeout_s
+
         async def worker(index: int) -> None:
-            while not batches.empty():
+            while not batches.empty() and time.monotonic() < deadline:
+                if self.spec.window and self.sent_n - self.committed_n >= self.spec.window:
+                    await asyncio.sleep(POLL_S)  # the window is full: wait for finality
+                    continue
                 await self.send_batch(session, index, batches.get_nowait())
 
         await asyncio.gather(*(worker(i) for i in range(self.spec.concurrency)))
@@ -211,6 +221,7 @@ class LoadRun:
                             tracked = self.txs.get(h)
                             if tracked is not None and not tracked.committed:
                                 tracked.committed = seen
+                                self.committed_n += 1
                         self.height = block["number"]
                         self.blocks.append((seen, block["number"], len(block["transactions"])))
                     else:
@@ -308,6 +319,7 @@ class LoadRun:
             "offered_rate": self.spec.rate,
             "send_lag_max_ms": round(self.send_lag_s * 1000, 1),
             "concurrency": self.spec.concurrency,
+            "window": self.spec.window,
             "batch": self.spec.batch,
             "rejected": self.rejected,
             "blocks": len(blocks),
@@ -445,6 +457,7 @@ class LoadOptions:
     kill_at_s: float = 0.0
     timeout_s: float = 300
     progress: bool = True
+    window: int | None = DEFAULT_WINDOW
 
 
 def say(message: str, progress: bool = True) -> None:
@@ -466,7 +479,8 @@ async def drive(urls: list[str], keys: list[KeyPair], devices: list[KeyPair], op
         say(f"signing {options.txs} transfers from {len(keys)} senders ...", options.progress)
         txs = sign_transfers(keys, options.txs, chain_id, nonces)
     table, order = tracked(txs)
-    spec = LoadSpec(options.txs, options.concurrency, options.batch, options.rate, options.timeout_s, options.progress)
+    spec = LoadSpec(options.txs, options.concurrency, options.batch, options.rate, timeout_s=options.timeout_s,
+                    window=options.window or None, progress=options.progress)
     run = LoadRun(urls, spec, table, order, node_pids=pids)
     say(f"sending to {len(urls)} nodes ({'rate ' + str(options.rate) + ' tx/s' if options.rate else 'closed loop'}, "
         f"concurrency {options.concurrency}, batch {options.batch}) ...", options.progress)
@@ -529,6 +543,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent JSON-RPC sessions (C)")
     parser.add_argument("--batch", type=int, default=100, help="transactions per JSON-RPC batch request")
     parser.add_argument("--rate", type=float, help="open loop: offered transactions per second")
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW,
+                        help="closed loop: most transactions sent but not yet final (0: no limit)")
     parser.add_argument("--kind", choices=KINDS, default="transfer")
     parser.add_argument("--json", type=Path, help="write the result here")
     parser.add_argument("--hashes", type=Path, help="write every acknowledged transaction hash here")
@@ -549,7 +565,7 @@ def options_from(args: argparse.Namespace) -> LoadOptions:
                        extra_accounts=args.extra_accounts,
                        limits={"block_txs_max": args.block_txs} if args.block_txs else None,
                        profile_dir=args.profile, kill_node=args.kill_node, kill_at_s=args.kill_at,
-                       timeout_s=args.timeout, progress=not args.quiet)
+                       timeout_s=args.timeout, progress=not args.quiet, window=args.window)
 
 
 def main_args(args: argparse.Namespace) -> int:
