@@ -72,6 +72,7 @@ class Tracked:
     raw: str
     sent: float = 0.0
     acked: bool = False
+    acked_at: float = 0.0
     committed: float = 0.0
     attempts: int = 0
 
@@ -146,11 +147,11 @@ class LoadRun:
                 tracked = self.txs[h]
                 tracked.attempts += 1
                 if "result" in reply:
-                    tracked.acked = True
+                    tracked.acked, tracked.acked_at = True, time.monotonic()
                     continue
                 reason = (reply["error"].get("data") or {}).get("reason", str(reply["error"].get("code")))
                 if reason in KNOWN_REASONS:
-                    tracked.acked = True
+                    tracked.acked, tracked.acked_at = True, time.monotonic()
                 elif reason in RETRY_REASONS and tracked.attempts < ATTEMPTS_MAX:
                     retry.append(h)
                 else:
@@ -298,6 +299,7 @@ class LoadRun:
         acked = [t for t in self.txs.values() if t.acked]
         done = [t for t in acked if t.committed]
         latencies = sorted((t.committed - t.sent) * 1000 for t in done)
+        ack_latencies = sorted((t.acked_at - t.sent) * 1000 for t in acked)
         first = min((t.sent for t in self.txs.values() if t.sent), default=self.started)
         last = max((t.committed for t in done), default=first)
         seconds = max(last - first, 1e-9)
@@ -314,6 +316,7 @@ class LoadRun:
             "tps": round(len(done) / seconds, 1),
             "latency_ms": {"p50": percentile(latencies, 50), "p90": percentile(latencies, 90),
                            "p99": percentile(latencies, 99), "max": round(latencies[-1], 1) if latencies else None},
+            "ack_latency_ms": {"p50": percentile(ack_latencies, 50), "p99": percentile(ack_latencies, 99)},
             "latency_percentiles_ms": {str(p): percentile(latencies, p) for p in CDF_POINTS},
             "mode": f"open loop at {self.spec.rate:g} tx/s" if self.spec.rate else "closed loop",
             "offered_rate": self.spec.rate,

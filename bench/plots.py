@@ -4,6 +4,7 @@
 
 throughput.png    committed tx/s and p50/p99 latency per case (n = 3/5, transfers/DSC, open loop)
 latency_cdf.png   latency distribution of the closed-loop and the open-loop runs
+latency_vs_rate.png  open loop, n = 3: achieved tx/s and p50/p99 latency per offered rate
 state_growth.png  tx/s and p99 as the genesis state grows (10^3 .. 10^5 accounts)
 timeline.png      transactions per final block over time in the n = 3 closed-loop run
 consensus.png     empty/full blocks per second, view-change times, catch-up trace
@@ -73,6 +74,26 @@ def latency_cdf(report: dict[str, Any], out: Path) -> Path:
     axis.legend(fontsize=8)
     fig.suptitle(_subtitle(report), fontsize=8, y=0.02)
     return _save(fig, out / "latency_cdf.png")
+
+
+def latency_vs_rate(report: dict[str, Any], out: Path) -> Path:
+    cases = report.get("rate_sweep", [])
+    fig, left = plt.subplots(figsize=(6.5, 4))
+    offered = [c["offered_rate"] for c in cases]
+    left.plot(offered, [c["latency_ms"]["p50"] for c in cases], marker="o", label="p50")
+    left.plot(offered, [c["latency_ms"]["p99"] for c in cases], marker="s", label="p99")
+    left.axhline(1000, color="red", ls="--", lw=1, label="1 s")
+    left.set_yscale("log")
+    left.set_xlabel("offered load, tx/s (open loop, n=3 transfers)")
+    left.set_ylabel("latency, ms (send -> final block seen)")
+    right = left.twinx()
+    right.plot(offered, [c["tps"] for c in cases], color="#55a868", marker="^", ls=":", label="achieved tx/s")
+    right.set_ylabel("achieved committed tx/s", color="#55a868")
+    right.set_ylim(bottom=0)
+    left.legend(loc="upper left", fontsize=8)
+    left.set_title("Latency vs offered rate")
+    fig.suptitle(_subtitle(report), fontsize=8, y=0.02)
+    return _save(fig, out / "latency_vs_rate.png")
 
 
 def state_growth(report: dict[str, Any], out: Path) -> Path:
@@ -158,8 +179,8 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def write_plots(report: dict[str, Any], out: Path) -> list[Path]:
-    return [throughput(report, out), latency_cdf(report, out), state_growth(report, out), timeline(report, out),
-            consensus_plot(report, out)]
+    return [throughput(report, out), latency_cdf(report, out), latency_vs_rate(report, out), state_growth(report, out),
+            timeline(report, out), consensus_plot(report, out)]
 
 
 def main(argv: list[str] | None = None) -> int:

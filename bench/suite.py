@@ -34,6 +34,8 @@ class Sizes:
     dsc_txs: int
     open_rate: float
     open_seconds: float
+    sweep_rates: tuple[float, ...]
+    sweep_seconds: float
     state_accounts: tuple[int, ...]
     state_txs: int
     empty_seconds: float
@@ -44,8 +46,9 @@ class Sizes:
     catch_up_idle_s: float
 
 
-FULL = Sizes(20_000, 10_000, 6_000, 500, 20, (1_000, 10_000, 100_000), 5_000, 10, 500, 20, 3, 10_000, 10)
-QUICK = Sizes(600, 400, 200, 100, 3, (100, 1_000), 300, 2, 100, 3, 1, 300, 1)
+FULL = Sizes(30_000, 15_000, 8_000, 500, 20, (250, 500, 1000, 1500, 2000), 10, (1_000, 10_000, 100_000), 8_000, 10,
+             500, 20, 3, 10_000, 10)
+QUICK = Sizes(600, 400, 200, 100, 3, (100,), 2, (100, 1_000), 300, 2, 100, 3, 1, 300, 1)
 
 
 def load_case(name: str, options: LoadOptions) -> dict[str, Any]:
@@ -74,6 +77,10 @@ def run_suite(sizes: Sizes) -> dict[str, Any]:
     }
     for name, options in cases.items():
         report["load"][name] = load_case(name, options)
+    report["rate_sweep"] = []
+    for rate in sizes.sweep_rates:
+        report["rate_sweep"].append(load_case(f"n3_rate_{rate:g}", LoadOptions(
+            nodes=3, txs=int(rate * sizes.sweep_seconds), rate=rate, **quiet)))
     report["state_growth"] = []
     for accounts in sizes.state_accounts:
         started = time.monotonic()

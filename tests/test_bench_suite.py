@@ -14,7 +14,8 @@ from bench.suite import Sizes, run_suite
 
 pytestmark = pytest.mark.timeout(300)
 
-TINY = Sizes(load_txs=120, load_txs_n5=60, dsc_txs=40, open_rate=50, open_seconds=1, state_accounts=(50,),
+TINY = Sizes(load_txs=120, load_txs_n5=60, dsc_txs=40, open_rate=50, open_seconds=1, sweep_rates=(40,),
+             sweep_seconds=1, state_accounts=(50,),
              state_txs=60, empty_seconds=1, full_block_txs=20, full_blocks=3, view_trials=1, catch_up_txs=60,
              catch_up_idle_s=0.5)
 
@@ -39,12 +40,13 @@ def test_suite_quick_mode_and_plots(tmp_path: Path) -> None:
         assert report["load"][case]["committed"] == report["load"][case]["acked"] > 0, case
     assert report["load"]["n5_transfer"]["t"] == 2
     assert [c["accounts"] for c in report["state_growth"]] == [50 + 8]
+    assert report["rate_sweep"][0]["offered_rate"] == 40
     assert report["empty_blocks"]["blocks_per_s"] > 0
     assert report["view_change"]["trials"][0]["new_view"] > report["view_change"]["trials"][0]["old_view"]
     assert report["catch_up"]["blocks_per_s"] > 0
     paths = write_plots(report, tmp_path)
-    assert {p.name for p in paths} == {"throughput.png", "latency_cdf.png", "state_growth.png", "timeline.png",
-                                       "consensus.png"}
+    assert {p.name for p in paths} == {"throughput.png", "latency_cdf.png", "latency_vs_rate.png",
+                                       "state_growth.png", "timeline.png", "consensus.png"}
     assert all(p.stat().st_size > 10_000 for p in paths)
 
 
