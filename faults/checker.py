@@ -106,10 +106,10 @@ def check(history: History, chains: dict[int, NodeChain], honest: list[int], run
     found, lost = 0, []
     for op in acked:
         blocks = where.get(op.tx, [])
-        block = canonical.blocks.get(op.block) if canonical is not None and op.block is not None else None
+        named = canonical.blocks.get(op.block) if canonical is not None and op.block is not None else None
         on_every = all(op.tx in c.blocks[op.block]["txs"] for c in honest_chains
                        if op.block is not None and op.block in c.blocks)
-        if blocks == [op.block] and block is not None and block["hash"] == op.block_hash and on_every:
+        if blocks == [op.block] and named is not None and named["hash"] == op.block_hash and on_every:
             found += 1
         else:
             lost.append({"tx": op.tx, "receipt_block": op.block, "final_blocks": blocks})
@@ -188,7 +188,8 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 def timing_figures(history: History) -> dict[str, Any]:
-    quiet, faulty = [], []
+    quiet: list[float] = []
+    faulty: list[float] = []
     for op in history.ops:
         latency = op.latency()
         if latency is None or op.complete is None:

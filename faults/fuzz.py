@@ -108,10 +108,10 @@ async def _run(name: str, seed: int, cases: int, directory: Path, log: Any) -> d
                                 f"node0 RSS {rss_start >> 20} MiB at start, peak {monitor.peak >> 20} MiB, "
                                 f"{rss_end >> 20} MiB at end (limit +{RSS_GROWTH_MAX >> 20} MiB)"),
             "honest_peers_kept": _inv(left_after == left_before and after[0] is not None
-                                      and "node1" in after[0]["peers"],
+                                      and "node1" in (after[0] or {}).get("peers", []),
                                       f"node0<->node1 drops during fuzzing: {left_after - left_before}"),
-            "nothing_committed": _inv(all(before[i] is not None and after[i] is not None
-                                          and after[i]["height"] == before[i]["height"] for i in (0, 1)),
+            "nothing_committed": _inv(all(_height(before[i]) is not None and _height(after[i]) == _height(before[i])
+                                          for i in (0, 1)),
                                       f"heights before {[b and b['height'] for b in before.values()]}, after "
                                       f"{[a and a['height'] for a in after.values()]}"),
             "no_server_errors": _inv(counts.get("http_5xx", 0) == 0 and counts.get("crashed", 0) == 0,
@@ -131,6 +131,10 @@ async def _run(name: str, seed: int, cases: int, directory: Path, log: Any) -> d
         entry["logs"] = str(directory / "cluster")
         entry["wall_s"] = round(time.monotonic() - began, 1)
     return entry
+
+
+def _height(status: dict[str, Any] | None) -> int | None:
+    return None if status is None else int(status["height"])
 
 
 def _inv(passed: bool, detail: str) -> dict[str, Any]:
@@ -386,11 +390,11 @@ def fuzz_p2p(cluster: FaultCluster, chain_id: int, seed: int, cases: int, monito
     for _ in range(20):  # strangers: a fresh unknown key, and a real key on another chain
         strangers = (("unknown-key", KeyPair.generate(), chain_id), ("wrong-chain", peer_key, chain_id + 1))
         for kind, key, chain in strangers:
-            sock = connect()
-            if sock is not None:
-                counts[f"refused_{kind}"] += not _handshake(sock, key, chain)
+            stranger = connect()
+            if stranger is not None:
+                counts[f"refused_{kind}"] += not _handshake(stranger, key, chain)
                 counts[f"case_{kind}"] += 1
-                sock.close()
+                stranger.close()
     counts["idle_closed_by_node"] = sum(_closed_by_peer(sock, 8) for sock in idle)
     counts["idle_opened"] = len(idle)
     for sock in idle:

@@ -27,7 +27,7 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 LENGTH_BYTES = 4
@@ -112,12 +112,16 @@ class LinkProxies:
                 if src == dst:
                     continue
                 link = _Link(src, dst, target_ports[dst])
-                link.server = await asyncio.start_server(
-                    lambda r, w, link=link: self._serve(link, r, w), HOST, 0)
+                link.server = await asyncio.start_server(self._handler(link), HOST, 0)
                 link.port = link.server.sockets[0].getsockname()[1]
                 self._links[(src, dst)] = link
                 self.counters[(src, dst)] = LinkCounters()
                 self.counters.setdefault((dst, src), LinkCounters())
+
+    def _handler(self, link: _Link) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._serve(link, reader, writer)
+        return handle
 
     def stop(self) -> None:
         if self._loop is None or self._thread is None:

@@ -298,7 +298,7 @@ async def _account(c: FaultCluster, address: bytes) -> dict[str, Any] | None:
 async def crash_loop(ctx: Ctx) -> None:
     """kill -9 a node while blocks are being committed, `verify` its store, restart it."""
     c = ctx.cluster
-    results = {"kills": 0, "verify_clean": 0, "problems": []}
+    results: dict[str, Any] = {"kills": 0, "verify_clean": 0, "problems": []}
     for k in range(ctx.iterations):
         victim = ctx.rng.randrange(c.nodes)
         await ctx.sleep(ctx.rng.uniform(0.2, 1.0))
