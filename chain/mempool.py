@@ -52,6 +52,10 @@ class Mempool:
     def __contains__(self, tx_hash: Hash32) -> bool:
         return tx_hash in self._by_hash
 
+    def pending(self) -> list[Transaction]:
+        """Every pending transaction, senders in arrival order, each sender's by nonce."""
+        return [pending[nonce] for pending in self._by_sender.values() for nonce in sorted(pending)]
+
     def get(self, tx_hash: Hash32) -> Transaction | None:
         return self._by_hash.get(tx_hash)
 

@@ -39,6 +39,7 @@ from consensus import (
     message_from_wire,
     sync_message_from_wire,
 )
+from consensus.messages import Suspect
 from consensus.sync import SyncStatus
 from contracts import build_contracts
 from crypto.keys import KeyPair
@@ -52,6 +53,8 @@ from vm import Engine
 log = logging.getLogger("gridchain.node")
 
 TX_GOSSIP = "tx"
+TX_BATCH = "txs"  # pending transactions handed to a peer that just connected
+TX_BATCH_MAX = 128  # transactions per batch frame (x tx_bytes_max stays under frame_bytes_max)
 SYNC_TYPES = ("sync_status", "sync_request", "sync_response")
 INBOUND_BATCH_MAX = 512  # messages handled per loop turn before timers are looked at
 
@@ -178,6 +181,8 @@ class Node:
         try:
             if kind == TX_GOSSIP:
                 return self._admit_gossiped(peer, message)
+            if kind == TX_BATCH:
+                return self._admit_batch(peer, message)
             if kind in SYNC_TYPES:
                 decoded_sync = sync_message_from_wire(message)
                 if isinstance(decoded_sync, SyncStatus):
@@ -191,7 +196,9 @@ class Node:
                 raise InvalidMessage("not-a-bookkeeper", kind)
             decoded = message_from_wire(message)
             sender = self.bookkeepers.index(peer)
-            if decoded.sender != sender:
+            # SUSPECT is the one message replicas forward on behalf of its author (the
+            # replica checks the author's signature); anything else must come from its author.
+            if decoded.sender != sender and not isinstance(decoded, Suspect):
                 raise InvalidMessage("sender-mismatch", f"{decoded.sender} from bookkeeper {sender}")
             self._apply(self.replica.on_message(sender, decoded, now))
         except InvalidMessage as exc:
@@ -200,19 +207,29 @@ class Node:
         return False
 
     def _admit_gossiped(self, peer: bytes, message: dict) -> bool:
-        raw = message.get("raw")
+        return self._admit_from_peer(peer, message.get("raw"))
+
+    def _admit_batch(self, peer: bytes, message: dict) -> bool:
+        raws = message.get("raw")
+        if not isinstance(raws, list) or len(raws) > TX_BATCH_MAX:
+            raise InvalidMessage("bad-tx-batch", f"expected a list of at most {TX_BATCH_MAX}")
+        admitted = [self._admit_from_peer(peer, raw) for raw in raws]
+        return any(admitted)
+
+    def _admit_from_peer(self, peer: bytes, raw: object) -> bool:
+        """Admit a transaction a peer sent and relay it (gossip) when it is new here."""
         try:
             if not isinstance(raw, bytes):
-                raise DecodeError("tx gossip without raw bytes")
+                raise DecodeError("transaction from a peer without raw bytes")
             tx = decode(raw, Transaction)
             self._admit(tx)
         except (DecodeError, InvalidTransaction) as exc:
             reason = exc.reason if isinstance(exc, InvalidTransaction) else "malformed"
             self.metrics.rejected_txs.labels(reason=reason).inc()
             if reason not in ("duplicate", "nonce-replay"):
-                log.info("gossiped tx from %s rejected: %s", self._peer_name(peer), exc)
+                log.info("transaction from %s rejected: %s", self._peer_name(peer), exc)
             return False
-        self.network.gossip(tx.hash, message, origin=peer)
+        self.network.gossip(tx.hash, {"type": TX_GOSSIP, "raw": raw}, origin=peer)
         return True
 
     def _handle_submissions(self, first: Submission, now: int) -> None:
@@ -240,6 +257,8 @@ class Node:
             raise InvalidTransaction("duplicate", "already final")
         self.mempool.add(tx, self.chain.state())
         self.admitted_at[tx.hash] = time.monotonic()
+        if len(self.admitted_at) > self.config.mempool.txs_max:  # entries of dropped transactions
+            del self.admitted_at[next(iter(self.admitted_at))]
 
     async def submit(self, tx: Transaction) -> None:
         """Called by RPC handlers: queue `tx` for the loop and wait for its admission."""
@@ -289,6 +308,12 @@ class Node:
     # status -------------------------------------------------------------------------------
     def _peer_up(self, peer: bytes) -> None:
         log.info("peer %s joined", self._peer_name(peer))
+        # Hand the newcomer what is pending here: a transaction admitted while this node
+        # had no peers (isolated, just restarted) would otherwise never leave it.
+        pending = self.mempool.pending()
+        for start in range(0, len(pending), TX_BATCH_MAX):
+            batch = [rlp.encode(tx) for tx in pending[start:start + TX_BATCH_MAX]]
+            self.network.send(peer, {"type": TX_BATCH, "raw": batch})
 
     def _peer_down(self, peer: bytes, reason: str) -> None:
         log.info("peer %s left: %s", self._peer_name(peer), reason)

@@ -4,7 +4,6 @@ checks every invariant; the whole file takes a few minutes on two cores."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,6 @@ from faults import SCENARIOS, run_scenario, summary
 
 pytestmark = pytest.mark.timeout(180)
 
-# Invariants that a known node bug breaks (docs/faults.md, "Findings"); they are still
-# computed and reported. Remove an entry once its fix lands, and the test turns strict.
-KNOWN_BUGS = {
-    "admitted_not_stranded": "finding 1: a transaction admitted while its node has no peers is never re-gossiped",
-}
 SLOW = {f"byzantine-{mode}-t2" for mode in ("bad-signature", "wrong-roots", "omit-entries", "silent")}
 DURATION_S = 4
 CRASH_LOOP_KILLS = 3
@@ -28,9 +22,6 @@ def _check(entry: dict) -> None:
     assert "error" not in entry, entry.get("traceback")
     invariants = entry["invariants"]
     for name, verdict in invariants.items():
-        if name in KNOWN_BUGS and not verdict["passed"]:
-            warnings.warn(f"{entry['name']}: {name} failed ({KNOWN_BUGS[name]}): {verdict['detail']}", stacklevel=2)
-            continue
         assert verdict["passed"], f"{entry['name']}: {name}: {verdict['detail']}"
 
 
