@@ -30,6 +30,7 @@ from client import GridClient
 
 POLL_S = 0.005
 VIEW_CHANGE_TIMEOUT_S = 30
+AGREE_TIMEOUT_S = 15  # after a restart, wait this long for every node to report the same view
 CATCH_UP_TIMEOUT_S = 300
 
 
@@ -109,14 +110,25 @@ def view_change(nodes: int, trials: int, interval_ms: int = 20,
             "seconds_median": times[len(times) // 2] if times else None, "seconds_max": times[-1] if times else None}
 
 
+async def cluster_status(cluster: Any, poller: Poller) -> tuple[dict[str, Any], bool]:
+    """The status of the node in the highest view, and whether every node reports that view
+    (a restarted replica reports its persisted view until it hears of a newer one)."""
+    deadline = time.monotonic() + AGREE_TIMEOUT_S
+    while True:
+        statuses = [await poller.call(url, "chain_status") for url in cluster.urls]
+        known = [s for s in statuses if s is not None]
+        best = max(known, key=lambda s: s["view"])
+        agreed = len(known) == len(statuses) and all(s["view"] == best["view"] for s in known)
+        if agreed or time.monotonic() > deadline:
+            return best, agreed
+        await asyncio.sleep(0.1)
+
+
 async def one_kill(cluster: Any, poller: Poller, trial: int) -> dict[str, Any]:
     await asyncio.sleep(1.0)
-    status = None
-    for url in cluster.urls:
-        status = await poller.call(url, "chain_status")
-        if status is not None:
-            break
-    assert status is not None, "no node answers"
+    asked = time.monotonic()
+    status, agreed = await cluster_status(cluster, poller)
+    view_wait_s = round(time.monotonic() - asked, 2)
     primary_name, view = status["primary"], status["view"]
     primary = int(primary_name.removeprefix("node"))
     survivors = [u for i, u in enumerate(cluster.urls) if i != primary]
@@ -148,7 +160,8 @@ async def one_kill(cluster: Any, poller: Poller, trial: int) -> dict[str, Any]:
     # bring the node back and let it catch up before the next trial
     cluster.processes.start_node(primary)
     await asyncio.to_thread(cluster.processes.wait_healthy, 60)
-    return {"killed": primary_name, "old_view": view, "new_view": new_view,
+    return {"killed": primary_name, "old_view": view, "new_view": new_view, "views_agreed_before": agreed,
+            "view_agreement_wait_s": view_wait_s,
             "seconds": round(seconds, 3) if seconds is not None else None}
 
 
