@@ -45,12 +45,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _with_local_cluster(args: argparse.Namespace, run_demo: Any) -> dict[str, Any]:
     from diagnosis.demo import demo_contract_params
-    from runtime.cluster import ClusterProcesses, init_cluster
+    from runtime.cluster import ClusterProcesses, free_base_port, init_cluster
 
     directory = args.keep or Path(tempfile.mkdtemp(prefix="gridchain-demo-"))
     if args.keep and directory.exists():
         shutil.rmtree(directory)
-    base_port = args.base_port or _free_base_port()
+    base_port = args.base_port or free_base_port()
     if not args.quiet:
         print(f"starting a {args.nodes}-node cluster in {directory} (RPC from port {base_port}) ...", flush=True)
     layout = init_cluster(directory, args.nodes, base_port, contracts=demo_contract_params())
@@ -69,24 +69,6 @@ def _with_local_cluster(args: argparse.Namespace, run_demo: Any) -> dict[str, An
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def _free_base_port() -> int:
-    """A base port whose RPC (base+i) and p2p (base+100+i) ports are free on loopback now."""
-    import os
-    import socket
-
-    def free(port: int) -> bool:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-        return True
-
-    start = 20_000 + (os.getpid() * 37) % 30_000
-    for base in range(start, start + 5_000, 117):
-        if all(free(base + offset) for offset in (*range(10), *range(100, 110))):
-            return base
-    raise SystemExit("no free port range on loopback")
 
 
 def _raise_interrupt(*_: object) -> None:

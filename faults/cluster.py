@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import tomllib
@@ -25,28 +23,9 @@ import aiohttp
 
 from crypto.keys import KeyPair
 from faults.proxy import LinkProxies
-from runtime.cluster import ROOT, ClusterLayout, ClusterProcesses, init_cluster
+from runtime.cluster import ROOT, ClusterLayout, ClusterProcesses, free_base_port, init_cluster
 
 ACCOUNTS = 24
-
-
-def free_base_port() -> int:
-    """A base port whose RPC (base+i) and p2p (base+100+i) ports are free right now."""
-    rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
-    for _ in range(200):
-        base = rng.randrange(20_000, 55_000)
-        if all(_free(base + offset) for offset in (*range(10), *range(100, 110))):
-            return base
-    raise RuntimeError("no free port range on loopback")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class RpcError(Exception):

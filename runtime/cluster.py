@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -222,17 +223,18 @@ class ClusterProcesses:
         return path
 
 
-def free_base_port(span: int = 110) -> int:
+def free_base_port() -> int:
     """A base port whose RPC (base+i) and p2p (base+100+i) ports are free right now (tests,
-    benchmarks and fault runs start clusters side by side)."""
-    start = 20_000 + (os.getpid() * 37) % 30_000
-    for base in range(start, start + 5_000, span + 7):
-        if all(_free(base + offset) for offset in (*range(10), *range(100, 110))):
+    benchmarks, fault runs and the demo start clusters side by side, so pick at random)."""
+    rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
+    for _ in range(200):
+        base = rng.randrange(20_000, 55_000)
+        if all(_port_free(base + offset) for offset in (*range(10), *range(P2P_PORT_OFFSET, P2P_PORT_OFFSET + 10))):
             return base
     raise RuntimeError("no free port range on loopback")
 
 
-def _free(port: int) -> bool:
+def _port_free(port: int) -> bool:
     with socket.socket() as probe:
         try:
             probe.bind(("127.0.0.1", port))
