@@ -24,7 +24,7 @@ test-all: $(VENV_STAMP)
 
 lint: $(VENV_STAMP)
 	.venv/bin/ruff check .
-	.venv/bin/mypy chain vm contracts consensus p2p rpc crypto client
+	.venv/bin/mypy chain vm contracts consensus p2p rpc crypto client runtime cli diagnosis faults bench
 
 clean:
 	rm -rf .venv var out
