@@ -90,7 +90,7 @@ class Methods:
             "bookkeepers": [{"index": i, "name": b.name, "publicKey": hex_bytes(b.public_key)}
                             for i, b in enumerate(node.genesis.bookkeepers)],
             "t": node.genesis.t,
-            "peers": sorted(node._peer_name(p) for p in node.network.connected_peers()),
+            "peers": sorted(node.peer_name(p) for p in node.network.connected_peers()),
             "syncing": not synced and reason == "catching up",
             "mempool": len(node.mempool),
         }

@@ -203,7 +203,7 @@ class Node:
             self._apply(self.replica.on_message(sender, decoded, now))
         except InvalidMessage as exc:
             self.metrics.rejected_messages.labels(reason=exc.args[0] if exc.args else "invalid").inc()
-            log.warning("rejected %s from %s: %s", kind, self._peer_name(peer), exc)
+            log.warning("rejected %s from %s: %s", kind, self.peer_name(peer), exc)
         return False
 
     def _admit_gossiped(self, peer: bytes, message: dict) -> bool:
@@ -227,7 +227,7 @@ class Node:
             reason = exc.reason if isinstance(exc, InvalidTransaction) else "malformed"
             self.metrics.rejected_txs.labels(reason=reason).inc()
             if reason not in ("duplicate", "nonce-replay"):
-                log.info("transaction from %s rejected: %s", self._peer_name(peer), exc)
+                log.info("transaction from %s rejected: %s", self.peer_name(peer), exc)
             return False
         self.network.gossip(tx.hash, {"type": TX_GOSSIP, "raw": raw}, origin=peer)
         return True
@@ -307,7 +307,7 @@ class Node:
 
     # status -------------------------------------------------------------------------------
     def _peer_up(self, peer: bytes) -> None:
-        log.info("peer %s joined", self._peer_name(peer))
+        log.info("peer %s joined", self.peer_name(peer))
         # Hand the newcomer what is pending here: a transaction admitted while this node
         # had no peers (isolated, just restarted) would otherwise never leave it.
         pending = self.mempool.pending()
@@ -316,9 +316,9 @@ class Node:
             self.network.send(peer, {"type": TX_BATCH, "raw": batch})
 
     def _peer_down(self, peer: bytes, reason: str) -> None:
-        log.info("peer %s left: %s", self._peer_name(peer), reason)
+        log.info("peer %s left: %s", self.peer_name(peer), reason)
 
-    def _peer_name(self, peer: bytes) -> str:
+    def peer_name(self, peer: bytes) -> str:
         return self.peer_names.get(peer, "0x" + peer.hex()[:12])
 
     def _primary_name(self) -> str | None:
