@@ -280,7 +280,7 @@ class LoadRun:
             receipts = await self.check_receipts(session)
         return self.report(cpu, receipts)
 
-    async def check_receipts(self, session: aiohttp.ClientSession) -> dict[str, int]:
+    async def check_receipts(self, session: aiohttp.ClientSession) -> dict[str, Any]:
         """Fetch the final receipt of a sample of committed transactions (status 1 expected)."""
         committed = [h for h in self.order if self.txs[h].committed]
         step = max(1, len(committed) // RECEIPT_SAMPLE)
@@ -295,7 +295,7 @@ class LoadRun:
         return {"checked": len(sample), "status_ok": ok,
                 "ms_per_receipt": round(1000 * seconds / len(sample), 2) if sample else None}
 
-    def report(self, cpu: dict[str, Any], receipts: dict[str, int]) -> dict[str, Any]:
+    def report(self, cpu: dict[str, Any], receipts: dict[str, Any]) -> dict[str, Any]:
         acked = [t for t in self.txs.values() if t.acked]
         done = [t for t in acked if t.committed]
         latencies = sorted((t.committed - t.sent) * 1000 for t in done)

@@ -70,16 +70,16 @@ def load_case(name: str, options: LoadOptions) -> dict[str, Any]:
 
 def run_suite(sizes: Sizes) -> dict[str, Any]:
     report: dict[str, Any] = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "load": {}}
-    quiet = {"progress": False}
     cases = {
-        "n3_transfer": LoadOptions(nodes=3, txs=sizes.load_txs, **quiet),
+        "n3_transfer": LoadOptions(nodes=3, txs=sizes.load_txs, progress=False),
         "n3_transfer_open": LoadOptions(nodes=3, txs=int(sizes.open_rate * sizes.open_seconds),
-                                        rate=sizes.open_rate, **quiet),
-        "n5_transfer": LoadOptions(nodes=5, txs=sizes.load_txs_n5, **quiet),
-        "n3_dsc": LoadOptions(nodes=3, txs=sizes.dsc_txs, kind="dsc", limits=DSC_LIMITS, **quiet),
-        "n5_dsc": LoadOptions(nodes=5, txs=sizes.dsc_txs, kind="dsc", limits=DSC_LIMITS, **quiet),
+                                        rate=sizes.open_rate, progress=False),
+        "n5_transfer": LoadOptions(nodes=5, txs=sizes.load_txs_n5, progress=False),
+        "n3_dsc": LoadOptions(nodes=3, txs=sizes.dsc_txs, kind="dsc", limits=DSC_LIMITS, progress=False),
+        "n5_dsc": LoadOptions(nodes=5, txs=sizes.dsc_txs, kind="dsc", limits=DSC_LIMITS, progress=False),
         # the genesis default (2,000 txs per block): such a block runs longer than commit_timeout_ms
-        "n3_dsc_2000_tx_blocks": LoadOptions(nodes=3, txs=sizes.dsc_txs // 2, kind="dsc", timeout_s=150, **quiet),
+        "n3_dsc_2000_tx_blocks": LoadOptions(nodes=3, txs=sizes.dsc_txs // 2, kind="dsc", timeout_s=150,
+                                             progress=False),
     }
     for name, options in cases.items():
         report["load"][name] = load_case(name, options)
@@ -87,12 +87,12 @@ def run_suite(sizes: Sizes) -> dict[str, Any]:
     report["rate_sweep"] = []
     for rate in sizes.sweep_rates:
         report["rate_sweep"].append(load_case(f"n3_rate_{rate:g}", LoadOptions(
-            nodes=3, txs=int(rate * sizes.sweep_seconds), rate=rate, **quiet)))
+            nodes=3, txs=int(rate * sizes.sweep_seconds), rate=rate, progress=False)))
     report["state_growth"] = []
     for accounts in sizes.state_accounts:
         started = time.monotonic()
         case = load_case(f"state_{accounts}", LoadOptions(nodes=3, txs=sizes.state_txs, extra_accounts=accounts,
-                                                          **quiet))
+                                                          progress=False))
         case["setup_and_run_s"] = round(time.monotonic() - started, 1)
         report["state_growth"].append(case)
     say("[consensus] empty blocks ...")
