@@ -518,7 +518,8 @@ def run_load(options: LoadOptions) -> tuple[dict[str, Any], list[str]]:
             result, acked = asyncio.run(drive(cluster.urls, cluster.senders, cluster.devices, options,
                                               cluster.pids(), killer, cluster.dsc_deposit))
     result["machine"] = {**machine(), "load_1m_at_start": round(started_load, 2)}
-    result["accounts"] = options.extra_accounts + (senders_needed(options.txs) if not options.rpc else 0)
+    # accounts in the state of a cluster started here (unknown for --rpc)
+    result["accounts"] = None if options.rpc else options.extra_accounts + senders_needed(options.txs)
     return result, acked
 
 
