@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,29 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from crypto.keys import KeyPair
-from runtime.cluster import ROOT, ClusterLayout, ClusterProcesses, init_cluster
+from runtime.cluster import ROOT, ClusterLayout, ClusterProcesses, free_base_port, init_cluster
 
 DSC_DEVICE_TYPE = "smart-meter"
 DSC_REQUEST_DEPOSIT = 100  # the contract default when genesis sets none
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_base_port(span: int = 110) -> int:
-    """A base port whose RPC (base+i) and p2p (base+100+i) ports are free right now."""
-    start = 30_000 + (os.getpid() * 53 + int(time.time())) % 25_000
-    for base in range(start, start + 8_000, span + 11):
-        if all(_free(base + offset) for offset in (*range(10), *range(100, 110))):
-            return base
-    raise RuntimeError("no free port range on loopback")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @dataclass
