@@ -55,6 +55,7 @@ log = logging.getLogger("gridchain.node")
 TX_GOSSIP = "tx"
 TX_BATCH = "txs"  # pending transactions handed to a peer that just connected
 TX_BATCH_MAX = 128  # transactions per batch frame (x tx_bytes_max stays under frame_bytes_max)
+REANNOUNCE_MAX = 1024  # stale pending transactions sent again per status tick
 SYNC_TYPES = ("sync_status", "sync_request", "sync_response")
 INBOUND_BATCH_MAX = 512  # messages handled per loop turn before timers are looked at
 
@@ -93,7 +94,9 @@ class Node:
         self.peer_heights: dict[bytes, int] = {}  # final heights peers announced
         self.submissions: asyncio.Queue[Submission] = asyncio.Queue(config.rpc.submit_queue_max)
         self.metrics = NodeMetrics(config.name)
-        self.admitted_at: dict[bytes, float] = {}  # tx hash -> monotonic seconds, for latency
+        # tx hash -> (admitted, last announced to peers), monotonic seconds; insertion order is
+        # announcement order, so the stalest pending transactions come first
+        self.pending_since: dict[bytes, tuple[float, float]] = {}
         self.final_listeners: list[Callable[[ExecutedBlock], None]] = []
         self.app.on_final.append(self._on_final)
         self._next_status_ms = 0
@@ -164,6 +167,7 @@ class Node:
         if now >= self._next_status_ms:
             self._next_status_ms = now + self.config.status_interval_ms
             self.network.broadcast(self.sync.status().to_wire())
+            self._reannounce_stale()
 
     # input --------------------------------------------------------------------------------
     def _handle_peer_batch(self, first: tuple[bytes, dict], now: int) -> None:
@@ -256,9 +260,10 @@ class Node:
         if self.store.has_transaction(tx.hash):
             raise InvalidTransaction("duplicate", "already final")
         self.mempool.add(tx, self.chain.state())
-        self.admitted_at[tx.hash] = time.monotonic()
-        if len(self.admitted_at) > self.config.mempool.txs_max:  # entries of dropped transactions
-            del self.admitted_at[next(iter(self.admitted_at))]
+        now = time.monotonic()
+        self.pending_since[tx.hash] = (now, now)
+        if len(self.pending_since) > self.config.mempool.txs_max:  # entries of dropped transactions
+            del self.pending_since[next(iter(self.pending_since))]
 
     async def submit(self, tx: Transaction) -> None:
         """Called by RPC handlers: queue `tx` for the loop and wait for its admission."""
@@ -288,6 +293,25 @@ class Node:
             elif isinstance(action, CatchUp):
                 self._send_sync(self.sync.request(self.bookkeepers[action.peer], action.height, monotonic_ms()))
 
+    def _reannounce_stale(self) -> None:
+        """Send again, to every peer, transactions pending here for longer than
+        `rebroadcast_after_ms`: gossip is sent once, and a link that silently lost frames
+        (a partition that kept the TCP connection) would otherwise strand them here."""
+        now = time.monotonic()
+        cutoff = now - self.config.rebroadcast_after_ms / 1000
+        stale: list[Transaction] = []
+        for tx_hash, (admitted, announced) in list(self.pending_since.items()):
+            if announced > cutoff or len(stale) >= REANNOUNCE_MAX:
+                break
+            del self.pending_since[tx_hash]
+            tx = self.mempool.get(tx_hash)
+            if tx is not None:
+                stale.append(tx)
+                self.pending_since[tx_hash] = (admitted, now)  # to the back of the line
+        for start in range(0, len(stale), TX_BATCH_MAX):
+            batch = [rlp.encode(tx) for tx in stale[start:start + TX_BATCH_MAX]]
+            self.network.broadcast({"type": TX_BATCH, "raw": batch})
+
     def _send_sync(self, sends: list[SyncSend]) -> None:
         for send in sends:
             self.network.send(send.peer, send.message.to_wire())
@@ -296,9 +320,9 @@ class Node:
         block = executed.block
         now = time.monotonic()
         for tx in block.transactions:
-            admitted = self.admitted_at.pop(tx.hash, None)
-            if admitted is not None:
-                self.metrics.commit_latency.observe(now - admitted)
+            since = self.pending_since.pop(tx.hash, None)
+            if since is not None:
+                self.metrics.commit_latency.observe(now - since[0])
         self.metrics.committed_txs.inc(len(block.transactions))
         log.info("final block %d: %d txs, hash 0x%s, view %d", block.number, len(block.transactions),
                  block.hash.hex()[:16], block.certificate[0].view if block.certificate else -1)
