@@ -307,7 +307,10 @@ class Replica:
         return actions
 
     def _update_busy(self, now_ms: int) -> None:
-        busy = self._app.pending_transactions() > 0 or self._pending_entry() is not None
+        # With empty blocks on, a block is always due: a silent primary must be suspected
+        # even when no transaction is pending.
+        busy = self._config.empty_blocks or self._app.pending_transactions() > 0 or \
+            self._pending_entry() is not None
         if not busy:
             self._busy_since = None
         elif self._busy_since is None:
@@ -316,7 +319,8 @@ class Replica:
     def _stall_deadline(self) -> int | None:
         if self.state != NORMAL or not self._is_member(self.view) or self._busy_since is None:
             return None
-        return self._busy_since + self._config.commit_timeout_ms
+        allowance = self._config.empty_block_interval_ms if self._config.empty_blocks else 0
+        return self._busy_since + self._config.commit_timeout_ms + allowance
 
     # ------------------------------------------------------------------ dispatch
 
@@ -408,6 +412,7 @@ class Replica:
         raw = rlp.encode(block)
         vote = self._vote(self.view, height, block.hash)
         self._entry = Entry.create(self.view, raw, vote)
+        self._busy_since = now_ms  # proposing is progress (see the follower side)
         self._votes = {self._index: vote}
         self._holders = set()
         self._persist()  # the PREPARE carries a vote: log before sending it
@@ -473,6 +478,10 @@ class Replica:
             # Both votes are here: the follower has committed (holds the certificate).
             entry = entry.with_certificate(self._certificate(self._votes))
             self._holders = {self._index}
+        if self._entry is None or self._entry.block_hash != entry.block_hash:
+            # A new valid proposal is progress: the stall clock restarts, so a block that
+            # takes long to execute under load is not mistaken for a stuck primary.
+            self._busy_since = now_ms
         self._entry = entry
         self._persist()  # log before the COMMIT leaves
         self._send_my_commit(entry, actions)

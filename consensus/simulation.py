@@ -66,7 +66,8 @@ class FinalityOracle:
 class FakeLedger:
     """The Application: an append-only list of final blocks and a mempool of payloads."""
 
-    def __init__(self, oracle: FinalityOracle) -> None:
+    def __init__(self, oracle: FinalityOracle, empty_blocks: bool = False) -> None:
+        self.empty_blocks = empty_blocks
         self._oracle = oracle
         self.blocks: list[Block] = [genesis_block()]
         self.mempool: dict[bytes, None] = {}
@@ -82,7 +83,7 @@ class FakeLedger:
 
     def propose(self, height: int, view: int, proposer: int, now_ms: int) -> Block | None:
         assert height == self.final_height() + 1
-        if not self.mempool:
+        if not self.mempool and not self.empty_blocks:
             return None
         payloads = list(self.mempool)[:BATCH_MAX]
         extra = rlp.encode(payloads)
@@ -160,7 +161,7 @@ class Simulation:
         self.nodes: list[SimNode] = []
         for i, key in enumerate(keys):
             node_config = replace(base, byzantine=(byzantine or {}).get(i))
-            ledger = FakeLedger(self.oracle)
+            ledger = FakeLedger(self.oracle, empty_blocks=base.empty_blocks)
             storage = MemoryStorage()
             self.nodes.append(SimNode(i, key, node_config, ledger, storage,
                                       self._replica(i, key, node_config, ledger, storage),

@@ -11,6 +11,7 @@ import rlp
 
 from chain.certificate import commit_message
 from consensus.actions import Suspected
+from consensus.config import ConsensusConfig
 from consensus.messages import Prepare
 from consensus.simulation import CHAIN_ID, NetworkFaults, Simulation
 
@@ -208,3 +209,17 @@ def test_lossy_reordering_network_stays_safe_and_live(t):
     _drive(sim, rounds=10)
     _settle(sim)
     assert sim.all_done()
+
+
+def test_empty_blocks_primary_crash_is_suspected_without_pending_transactions():
+    config = ConsensusConfig(t=1, empty_blocks=True, empty_block_interval_ms=200)
+    sim = Simulation(t=1, seed=11, config=config)
+    sim.run_until(3_000)
+    before = min(sim.final_heights())
+    assert before >= 5, "empty blocks are made on the timer"
+    sim.crash(0)
+    sim.run_until(sim.now + 15_000)
+    heights = [sim.nodes[i].ledger.final_height() for i in (1, 2)]
+    assert min(heights) > before + 5, "the survivors moved on after a silent primary"
+    assert sim.nodes[1].replica.view >= 1
+    sim.check_consistency()
