@@ -16,10 +16,10 @@ class ConsensusConfig:
     # so that a burst lands in one block.
     batch_timeout_ms: int = 5
     # An active replica with pending work and no finalized block for this long suspects.
-    commit_timeout_ms: int = 2_000
+    commit_timeout_ms: int = 1_500
     retransmit_ms: int = 300
     # Must exceed 2Δ plus a few round trips: the VIEW-CHANGE wait alone is 2Δ.
-    view_change_timeout_ms: int = 1_500
+    view_change_timeout_ms: int = 1_000
     empty_blocks: bool = False
     empty_block_interval_ms: int = 1_000
     # Test-only misbehaviour, one of BYZANTINE_MODES; None for an honest replica.

@@ -664,6 +664,7 @@ class Replica:
         if final == self._last_final:
             return
         self._last_final = final
+        self._join_certified_view(final, actions)
         if not self._current(self._entry):
             self._entry = None
         self._votes, self._commits, self._holders, self._outbox = {}, {}, set(), {}
@@ -678,6 +679,20 @@ class Replica:
             self._maybe_select(now_ms, actions)
         elif self._early:
             self._replay_early(now_ms, actions)
+
+    def _join_certified_view(self, final: int, actions: list[Action]) -> None:
+        """A final block certified in a later view proves that view's group is running; a
+        replica that slept through its view change (restart, partition) joins it rather
+        than report and act on a view the others have left."""
+        head = self._app.final_block(final)
+        certified = head.certificate[0].view if head is not None and head.certificate else 0
+        if certified <= self.view:
+            return
+        self.view = certified
+        self.state = NORMAL
+        self._reset_view_state()
+        self._persist()
+        actions.append(ViewChanged(certified))
 
     # ------------------------------------------------------------------ view change
 
