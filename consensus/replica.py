@@ -156,6 +156,7 @@ class Replica:
         self.view_changes = 0
         self.last_suspect_reason: str | None = None
         self._future: dict[tuple[int, str], Message] = {}
+        self._final_message: tuple[tuple[int, bool], Message] | None = None
         self._reset_view_state()
         self._last_suspect = _decode_suspect(stored.suspect)
 
@@ -596,13 +597,17 @@ class Replica:
 
     def _send_final(self, to: int, height: int, *, with_block: bool,
                     actions: list[Action]) -> None:
-        block = self._app.final_block(height)
-        assert block is not None and block.certificate, "a final block has a certificate"
-        bare = block.copy(certificate=[])
-        final = self._sign(Final(sender=self._index, height=height, block_hash=block.hash,
-                                 certificate=rlp.encode(block.certificate[0]),
-                                 block=rlp.encode(bare) if with_block else b""))
-        self._send(to, final, actions)
+        key = (height, with_block)
+        if self._final_message is None or self._final_message[0] != key:
+            # One signed FINAL per height and kind, whoever it goes to: re-encoding a big
+            # block per passive replica cost a fifth of the primary's CPU under load.
+            block = self._app.final_block(height)
+            assert block is not None and block.certificate, "a final block has a certificate"
+            bare = rlp.encode(block.copy(certificate=[])) if with_block else b""
+            final = self._sign(Final(sender=self._index, height=height, block_hash=block.hash,
+                                     certificate=rlp.encode(block.certificate[0]), block=bare))
+            self._final_message = (key, final)
+        self._send(to, self._final_message[1], actions)
 
     def _on_final(self, message: Final, now_ms: int, actions: list[Action]) -> None:
         final = self._app.final_height()

@@ -28,7 +28,9 @@ PeerId = bytes
 
 @dataclass(frozen=True)
 class SyncConfig:
-    blocks_per_response_max: int = 64
+    # Small enough that applying one response (re-executing its blocks) keeps the node's
+    # loop, and so its RPC, responsive during a catch-up.
+    blocks_per_response_max: int = 8
     response_bytes_max: int = 4 * 1024 * 1024
     request_timeout_ms: int = 2_000
     peers_max: int = 256
