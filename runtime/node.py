@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -57,7 +58,7 @@ TX_BATCH = "txs"  # pending transactions handed to a peer that just connected
 TX_BATCH_MAX = 128  # transactions per batch frame (x tx_bytes_max stays under frame_bytes_max)
 REANNOUNCE_MAX = 1024  # stale pending transactions sent again per status tick
 SYNC_TYPES = ("sync_status", "sync_request", "sync_response")
-INBOUND_BATCH_MAX = 512  # messages handled per loop turn before timers are looked at
+GOSSIP_CHUNK_MAX = 256  # gossiped transactions admitted per loop turn (~50 ms of work)
 
 
 @dataclass
@@ -92,6 +93,8 @@ class Node:
                                on_peer_up=self._peer_up, on_peer_down=self._peer_down)
         self.peer_names = {p.public_key: p.name for p in config.peers}
         self.peer_heights: dict[bytes, int] = {}  # final heights peers announced
+        # gossiped transactions waiting for admission, bounded by inbound_queue_max
+        self.gossip_backlog: deque[tuple[bytes, dict]] = deque()
         self.submissions: asyncio.Queue[Submission] = asyncio.Queue(config.rpc.submit_queue_max)
         self.metrics = NodeMetrics(config.name)
         # tx hash -> (admitted, last announced to peers), monotonic seconds; insertion order is
@@ -133,7 +136,9 @@ class Node:
         stop_wait = asyncio.ensure_future(self._stopping.wait())
         try:
             while not self._stopping.is_set():
-                timeout = self._seconds_to_deadline()
+                # With gossip waiting, only look for new input (timeout 0) before admitting
+                # the next chunk of it: RPC handlers and consensus messages get their turn.
+                timeout = 0 if self.gossip_backlog else self._seconds_to_deadline()
                 done, _ = await asyncio.wait({inbound_get, submit_get, stop_wait}, timeout=timeout,
                                              return_when=asyncio.FIRST_COMPLETED)
                 now = monotonic_ms()
@@ -143,6 +148,7 @@ class Node:
                 if submit_get in done:
                     self._handle_submissions(submit_get.result(), now)
                     submit_get = asyncio.ensure_future(self.submissions.get())
+                self._admit_gossip_chunk(now)
                 self._on_timers(monotonic_ms())
                 self.metrics.observe_loop(self)
         finally:
@@ -171,11 +177,27 @@ class Node:
 
     # input --------------------------------------------------------------------------------
     def _handle_peer_batch(self, first: tuple[bytes, dict], now: int) -> None:
+        """Drain the inbound queue: consensus and sync messages are handled now, gossiped
+        transactions wait in `gossip_backlog`. A PREPARE must not queue behind thousands of
+        transactions to admit, or a loaded follower looks like a stuck one to the primary."""
         items = [first]
-        while len(items) < INBOUND_BATCH_MAX and not self.network.inbound.empty():
+        while len(items) < self.config.p2p.inbound_queue_max and not self.network.inbound.empty():
             items.append(self.network.inbound.get_nowait())
-        new_transactions = False
         for peer, message in items:
+            if message["type"] in (TX_GOSSIP, TX_BATCH):
+                if len(self.gossip_backlog) == self.config.p2p.inbound_queue_max:
+                    # Gossip is best effort: the oldest item goes; its sender re-announces
+                    # transactions that stay pending (rebroadcast_after_ms).
+                    self.gossip_backlog.popleft()
+                    self.metrics.rejected_messages.labels(reason="gossip-backlog-full").inc()
+                self.gossip_backlog.append((peer, message))
+            else:
+                self._handle_peer_message(peer, message, now)
+
+    def _admit_gossip_chunk(self, now: int) -> None:
+        new_transactions = False
+        for _ in range(min(GOSSIP_CHUNK_MAX, len(self.gossip_backlog))):
+            peer, message = self.gossip_backlog.popleft()
             new_transactions |= self._handle_peer_message(peer, message, now)
         if new_transactions and self.replica is not None:
             self._apply(self.replica.on_transactions(now))
