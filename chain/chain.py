@@ -6,6 +6,7 @@ decides finality); executing a candidate never touches the store.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import rlp
@@ -84,10 +85,10 @@ class Chain:
 
     # candidate blocks ---------------------------------------------------------------------
     def build(self, candidates: list[Transaction], *, timestamp_ms: int, proposer: int,
-              view: int) -> tuple[ExecutedBlock, list]:
+              view: int, full: Callable[[], bool] | None = None) -> tuple[ExecutedBlock, list]:
         executed, rejected = self.executor.build(self.head.header, candidates, self.store,
                                                  timestamp_ms=timestamp_ms, proposer=proposer,
-                                                 view=view)
+                                                 view=view, full=full)
         self._remember(executed)
         return executed, rejected
 

@@ -9,6 +9,7 @@ nodes) is persisted by the caller in one write.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import rlp
@@ -109,9 +110,12 @@ class Executor:
         return ExecutedBlock(block, tuple(receipts), nodes.written)
 
     def build(self, parent: BlockHeader, candidates: list[Transaction], source: NodeSource, *,
-              timestamp_ms: int, proposer: int, view: int,
+              timestamp_ms: int, proposer: int, view: int, full: Callable[[], bool] | None = None,
               ) -> tuple[ExecutedBlock, list[tuple[Transaction, InvalidTransaction]]]:
-        """Make the next block from `candidates` (in order); return it and the rejects."""
+        """Make the next block from `candidates` (in order); return it and the rejects.
+
+        `full` is the proposer's own policy (e.g. a time budget): once it says so, no more
+        transactions are taken. Validity never depends on it, so chain/ stays clock-free."""
         limits = self.genesis.limits
         timestamp_ms = max(timestamp_ms, parent.timestamp_ms)
         draft = BlockHeader(parent.hash, parent.number + 1, timestamp_ms, proposer, view,
@@ -127,6 +131,8 @@ class Executor:
         for tx in candidates:
             size = len(rlp.encode(tx))
             if len(included) == limits.block_txs_max or body_bytes + size > limits.block_bytes_max:
+                break
+            if full is not None and included and full():
                 break
             try:
                 check_transaction(tx, self.genesis.chain_id, limits, self.signatures)

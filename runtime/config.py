@@ -2,7 +2,7 @@
 default documented in docs/configuration.md; a file only needs what differs.
 
     [node]       name, data_dir, key_file, genesis, log_level, lmdb_map_bytes, status_interval_ms,
-                 rebroadcast_after_ms
+                 rebroadcast_after_ms, block_build_ms_max
     [p2p]        host, port, peers = [{name, public_key, host, port}], + P2PConfig fields
     [rpc]        host, port, body_bytes_max, batch_max, websockets_max, receipt_wait_ms_max, ...
     [consensus]  ConsensusConfig fields but t (delta_ms, batch_timeout_ms, ...)
@@ -67,6 +67,7 @@ class NodeConfig:
     lmdb_map_bytes: int = 8 << 30
     status_interval_ms: int = 500  # how often the final head is announced to peers (block sync)
     rebroadcast_after_ms: int = 3_000  # pending this long here: announce it to the peers again
+    block_build_ms_max: int = 300  # a proposer stops adding transactions after this long
     source: Path | None = field(default=None, compare=False)
 
     @classmethod
@@ -95,6 +96,7 @@ class NodeConfig:
                 lmdb_map_bytes=int(node.get("lmdb_map_bytes", 8 << 30)),
                 status_interval_ms=int(node.get("status_interval_ms", 500)),
                 rebroadcast_after_ms=int(node.get("rebroadcast_after_ms", 3_000)),
+                block_build_ms_max=int(node.get("block_build_ms_max", 300)),
                 p2p_host=host,
                 p2p_port=port,
                 peers=peers,

@@ -19,10 +19,11 @@ FinalHook = Callable[[ExecutedBlock], None]
 
 
 class LedgerApp:
-    def __init__(self, chain: Chain, mempool: Mempool, *, empty_blocks: bool) -> None:
+    def __init__(self, chain: Chain, mempool: Mempool, *, empty_blocks: bool, build_ms_max: int) -> None:
         self.chain = chain
         self.mempool = mempool
         self.empty_blocks = empty_blocks
+        self.build_ms_max = build_ms_max
         self.on_final: list[FinalHook] = []
         # The block finalized last, as stored: the primary sends it in a FINAL to every other
         # replica right away, and decoding it back from the store costs ~40 ms per 2,000 txs.
@@ -46,8 +47,12 @@ class LedgerApp:
             return None
         # Block time is wall-clock milliseconds (the replica's now_ms is a monotonic timer
         # clock); Executor.build keeps it non-decreasing along the chain.
+        # A time budget for building: every replica executes the block again, and a block
+        # cycle longer than the commit timeout looks like a stuck primary.
+        deadline = time.monotonic() + self.build_ms_max / 1000
         executed, rejected = self.chain.build(candidates, timestamp_ms=int(time.time() * 1000),
-                                              proposer=proposer, view=view)
+                                              proposer=proposer, view=view,
+                                              full=lambda: time.monotonic() > deadline)
         for tx, error in rejected:
             log.info("dropping pending tx 0x%s: %s", tx.hash.hex()[:16], error)
             self.mempool.remove(tx)

@@ -81,7 +81,8 @@ class Node:
         self.mempool = Mempool(self.genesis.chain_id, self.genesis.limits, config.mempool,
                                self.chain.signatures)
         self.consensus_config = ConsensusConfig(t=self.genesis.t, **config.consensus)
-        self.app = LedgerApp(self.chain, self.mempool, empty_blocks=self.consensus_config.empty_blocks)
+        self.app = LedgerApp(self.chain, self.mempool, empty_blocks=self.consensus_config.empty_blocks,
+                             build_ms_max=config.block_build_ms_max)
         self.bookkeepers = self.genesis.bookkeeper_keys
         self.index = self.bookkeepers.index(self.key.public_key) if self.key.public_key in self.bookkeepers else None
         self.replica = self._make_replica() if self.index is not None else None

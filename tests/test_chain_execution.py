@@ -112,3 +112,19 @@ def test_failed_call_keeps_nonce_bump_and_reverts_writes(devchain: DevChain) -> 
     after = devchain.chain.account(poor.address)
     assert after.nonce == before.nonce + 1 and after.balance == before.balance
     assert rlp.decode(rlp.encode(receipt), Receipt) == receipt
+
+
+def test_proposer_budget_stops_filling_the_block(devchain: DevChain, tmp_path: Path) -> None:
+    txs = _transfers(devchain, 6)
+    calls = []
+
+    def full() -> bool:
+        calls.append(1)
+        return len(calls) >= 3  # "time is up" after the third check
+
+    executed, rejected = devchain.chain.build(txs, timestamp_ms=devchain.clock_ms + 1, proposer=0, view=0,
+                                              full=full)
+    assert not rejected
+    assert list(executed.block.transactions) == txs[:3]
+    replica = open_chain(tmp_path / "replica", devchain.chain.genesis)
+    replica.execute(executed.block)  # a smaller block is just as valid
