@@ -217,23 +217,11 @@ def _dump_toml(config: dict[str, Any]) -> str:
         arrays = {k: v for k, v in table.items() if isinstance(v, list) and v and isinstance(v[0], dict)}
         for key, value in table.items():
             if key not in arrays:
-                lines.append(f"{key} = {_toml_value(value)}")
+                lines.append(f"{key} = {toml_value(value)}")
         lines.append("")
         for key, entries in arrays.items():
             for entry in entries:
                 lines.append(f"[[{name}.{key}]]")
-                lines += [f"{k} = {_toml_value(v)}" for k, v in entry.items()]
+                lines += [f"{k} = {toml_value(v)}" for k, v in entry.items()]
                 lines.append("")
     return "\n".join(lines)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")

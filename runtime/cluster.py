@@ -108,15 +108,16 @@ def init_cluster(directory: Path, nodes: int, base_port: int, *, chain_id: int |
                  'genesis = "../genesis.toml"', 'log_level = "info"', "",
                  "[p2p]", 'host = "127.0.0.1"', f"port = {layout.p2p_port(i)}", ""]
         for peer in peers:
-            lines += ["[[p2p.peers]]", *(f"{k} = {_toml_value(v)}" for k, v in peer.items()), ""]
+            lines += ["[[p2p.peers]]", *(f"{k} = {toml_value(v)}" for k, v in peer.items()), ""]
         lines += ["[rpc]", 'host = "127.0.0.1"', f"port = {layout.rpc_port(i)}", ""]
         if consensus:
-            lines += ["[consensus]", *(f"{k} = {_toml_value(v)}" for k, v in consensus.items()), ""]
+            lines += ["[consensus]", *(f"{k} = {toml_value(v)}" for k, v in consensus.items()), ""]
         (layout.node_dir(i) / "node.toml").write_text("\n".join(lines) + "\n")
     return layout
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """A scalar or list as a TOML value (config files written by init and by the fault harness)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -124,7 +125,7 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
@@ -135,7 +136,7 @@ def _toml_tables(tables: dict[str, Any], prefix: str = "") -> list[str]:
         value = tables[name]
         path = f"{prefix}.{name}" if prefix else name
         scalars = {k: v for k, v in value.items() if not isinstance(v, dict)}
-        lines += [f"[{path}]", *(f"{k} = {_toml_value(scalars[k])}" for k in sorted(scalars)), ""]
+        lines += [f"[{path}]", *(f"{k} = {toml_value(scalars[k])}" for k in sorted(scalars)), ""]
         lines += _toml_tables({k: v for k, v in value.items() if isinstance(v, dict)}, path)
     return lines
 
