@@ -23,7 +23,7 @@ import aiohttp
 
 from crypto.keys import KeyPair
 from faults.proxy import LinkProxies
-from runtime.cluster import ROOT, ClusterLayout, ClusterProcesses, free_base_port, init_cluster
+from runtime.cluster import ROOT, ClusterLayout, ClusterProcesses, free_base_port, init_cluster, toml_value
 
 ACCOUNTS = 24
 
