@@ -6,7 +6,7 @@ VENV_STAMP := .venv/.installed
 
 $(VENV_STAMP): requirements.txt requirements-dev.txt
 	@command -v python3 >/dev/null || (apt-get update && apt-get install -y python3 python3-venv)
-	python3 -m venv .venv
+	python3 -m venv .venv || (apt-get update && apt-get install -y python3-venv && python3 -m venv .venv)
 	.venv/bin/pip install --quiet --upgrade pip
 	.venv/bin/pip install --quiet -r requirements.txt -r requirements-dev.txt
 	touch $(VENV_STAMP)
