@@ -22,6 +22,9 @@ test: $(VENV_STAMP)
 test-all: $(VENV_STAMP)
 	$(PY) -m pytest -q -m ''
 
+bench: $(VENV_STAMP)
+	$(PY) -m bench.suite --json bench/results/suite.json --plots bench/results
+
 lint: $(VENV_STAMP)
 	.venv/bin/ruff check .
 	.venv/bin/mypy chain vm contracts consensus p2p rpc crypto client runtime cli diagnosis faults bench
