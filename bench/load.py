@@ -50,6 +50,7 @@ NONCE_WINDOW = 48  # transactions per sender: below the mempool's nonce_gap_max 
 DSC_MESSAGES_MAX = 48  # log_message calls per request: below dsc messages_max (64)
 HTTP_TIMEOUT_S = 30
 RECEIPT_SAMPLE = 200
+RECEIPT_WAIT_MS = 5_000  # the node asked may be a replica still applying the block others saw final
 GAS_LIMIT = 1_000_000
 DEFAULT_WINDOW = 4_000  # closed loop: two full blocks in flight keep the primary busy without a flood
 KINDS = ("transfer", "dsc")
@@ -289,7 +290,7 @@ class LoadRun:
         started = time.monotonic()
         for start in range(0, len(sample), 50):
             chunk = sample[start:start + 50]
-            replies = await self.post(session, start, [self.request("tx_receipt", h, 0) for h in chunk])
+            replies = await self.post(session, start, [self.request("tx_receipt", h, RECEIPT_WAIT_MS) for h in chunk])
             ok += sum(1 for r in replies if (r.get("result") or {}).get("status") == 1)
         seconds = time.monotonic() - started
         return {"checked": len(sample), "status_ok": ok,
@@ -432,7 +433,7 @@ async def open_dsc_requests(urls: list[str], devices: list[KeyPair], chain_id: i
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)) as session:
         for start in range(0, len(order), 50):
             chunk = order[start:start + 50]
-            replies = await run.post(session, start, [run.request("tx_receipt", h, 0) for h in chunk])
+            replies = await run.post(session, start, [run.request("tx_receipt", h, RECEIPT_WAIT_MS) for h in chunk])
             for reply in replies:
                 receipt = reply["result"]
                 assert receipt["status"] == 1, f"open_request failed: {receipt['error']}"
