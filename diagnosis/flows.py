@@ -452,17 +452,25 @@ async def smw(tally: Tally, device: DeviceAgent, vendor: DiagnosisNodeAgent, pho
     return run.finish(True, firmware=device.firmware)
 
 
-# ROW (Fig. 7) --------------------------------------------------------------------------------
-async def row(tally: Tally, device: DeviceAgent, phone: SmartphoneAgent, bids: dict[DiagnosisNodeAgent, int],
-              printer: Any = None) -> FlowReport:
-    run = FlowRun("ROW", 7, tally, printer)
+async def _auction_and_key_exchange(run: FlowRun, device: DeviceAgent, bids: dict[DiagnosisNodeAgent, int]
+                                    ) -> tuple[AuctionResult, DiagnosisNodeAgent]:
+    """Out of warranty, Figs. 7-8 steps 1-5: the DSC auction, then k_i and the winner read
+    each other's identity, Y and Paillier N from the registry through state proofs."""
     auction = await run_auction(run, device, device, bids)
-    request_id = auction.request_id
     winner = next(n for n in bids if n.address == auction.winner)
     with run.step(5, "k_i+nv_i", "exchange identity, Y and Paillier N: read from the registry via state proofs") as d:
         await device.paillier_of(winner.address)
         await winner.paillier_of(device.address)
         d["proofs"] = device.light.stats.proofs + winner.light.stats.proofs
+    return auction, winner
+
+
+# ROW (Fig. 7) --------------------------------------------------------------------------------
+async def row(tally: Tally, device: DeviceAgent, phone: SmartphoneAgent, bids: dict[DiagnosisNodeAgent, int],
+              printer: Any = None) -> FlowReport:
+    run = FlowRun("ROW", 7, tally, printer)
+    auction, winner = await _auction_and_key_exchange(run, device, bids)
+    request_id = auction.request_id
     with run.step(6, "k_i+nv_i", "stage I: RMW steps 1-5 between k_i and the winner") as d:
         fault = _fault(device, "firmware-fault", "comm-module")
         sealed = await device.send(winner.peer(), Payload(request_id, 6, "fault", fault))
@@ -497,12 +505,8 @@ async def row(tally: Tally, device: DeviceAgent, phone: SmartphoneAgent, bids: d
 async def sow(tally: Tally, device: DeviceAgent, phone: SmartphoneAgent, bids: dict[DiagnosisNodeAgent, int],
               printer: Any = None) -> FlowReport:
     run = FlowRun("SOW", 8, tally, printer)
-    auction = await run_auction(run, device, device, bids)
+    auction, winner = await _auction_and_key_exchange(run, device, bids)
     request_id = auction.request_id
-    winner = next(n for n in bids if n.address == auction.winner)
-    with run.step(5, "k_i+nv_i", "exchange identity, Y and Paillier N: read from the registry via state proofs") as d:
-        await device.paillier_of(winner.address)
-        await winner.paillier_of(device.address)
     fault = _fault(device, "burnt-terminal", "trip-coil")
     stage = await _onsite_stage(run, request_id, device, winner, phone, 6, fault,
                                 deposit_receipt=None)
