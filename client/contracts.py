@@ -19,7 +19,7 @@ from chain.values import Value
 from client.sdk import DEFAULT_GAS_LIMIT, GridClient, from_hex
 from crypto.keys import Address, KeyPair
 
-ROLES = ("bookkeeper", "vendor", "supplier", "device", "smartphone")
+ROLES = ("bookkeeper", "vendor", "supplier", "device", "smartphone", "crew")
 MODES = ("remote", "on-site")
 
 
@@ -196,6 +196,12 @@ class Registry:
         return _call("registry", "update_keys", bls_key, paillier_n)
 
     @staticmethod
+    def set_endpoint(url: str) -> ContractCall:
+        if not isinstance(url, str):
+            raise TypeError("url must be a str")
+        return _call("registry", "set_endpoint", url)
+
+    @staticmethod
     async def is_member(client: GridClient, member: Address) -> bool:
         return bool(await client.view("registry", "is_member", [member]))
 
@@ -220,6 +226,10 @@ class Registry:
     @staticmethod
     async def acts_for(client: GridClient, device: Address, actor: Address) -> bool:
         return bool(await client.view("registry", "acts_for", [device, actor]))
+
+    @staticmethod
+    async def endpoint(client: GridClient, member: Address) -> str:
+        return str(await client.view("registry", "endpoint", [member]))
 
     @staticmethod
     async def devices_of(client: GridClient, phone: Address) -> list[bytes]:

@@ -9,7 +9,13 @@ and the Paillier public key N. Consortium rule (docs/contracts.md):
   V, non-original suppliers NV and smartphones, and may revoke anyone but an administrator;
 - a vendor admits the devices it sold (opaque device ID, type S, warranty end) and may
   also admit the owner's smartphone; it may revoke its own devices;
-- a device's smartphone is bound by the device's vendor or by the device itself.
+- a device's smartphone is bound by the device's vendor or by the device itself;
+- a vendor or supplier admits its own maintenance crews Rep (role `crew`): the crew's
+  registrar is the node it works for, which is what a device checks before it accepts
+  the crew's on-site message (docs/diagnosis.md "Who may send what"); the node may
+  revoke its own crews;
+- every active member publishes its own inbox endpoint (`set_endpoint`, a transaction it
+  signs, replaced by the next one); senders read it by state proof.
 
 Other contracts refuse unregistered senders by reading the views here.
 """
@@ -30,12 +36,15 @@ VENDOR = "vendor"
 SUPPLIER = "supplier"
 DEVICE = "device"
 SMARTPHONE = "smartphone"
-ROLES = (BOOKKEEPER, VENDOR, SUPPLIER, DEVICE, SMARTPHONE)
+CREW = "crew"
+ROLES = (BOOKKEEPER, VENDOR, SUPPLIER, DEVICE, SMARTPHONE, CREW)
 DIAGNOSIS_ROLES = (VENDOR, SUPPLIER)  # may bid in the DSC (IV.B)
 ADMIN_ROLES = (BOOKKEEPER, VENDOR, SUPPLIER, SMARTPHONE)  # roles an administrator admits
 
 KEY_BYTES_MAX = 1024  # a 4096-bit Paillier N is 512 bytes; BLS G2 keys are 96
 DEVICE_TYPE_CHARS_MAX = 64
+ENDPOINT_CHARS_MAX = 256  # an http(s) URL of an inbox; longer is not an address anyone needs
+ENDPOINT_SCHEMES = ("http://", "https://")
 
 
 def _member_key(address: Address) -> bytes:
@@ -48,6 +57,10 @@ def _device_key(address: Address) -> bytes:
 
 def _phone_key(address: Address) -> bytes:
     return b"p:" + address
+
+
+def _endpoint_key(address: Address) -> bytes:
+    return b"e:" + address
 
 
 class Registry(NativeContract):
@@ -82,9 +95,14 @@ class Registry(NativeContract):
     def register(self, ctx: CallContext, member: bytes, role: str, bls_key: bytes,
                  paillier_n: bytes) -> None:
         """Admit a bookkeeper, vendor, supplier or smartphone (administrators; vendors may
-        admit smartphones for the devices they sell)."""
-        require(role in ADMIN_ROLES, "bad-role", f"{role!r} is not registered this way")
-        allowed = ctx.sender in self.admins or (role == SMARTPHONE and self._is_role(ctx, ctx.sender, VENDOR))
+        admit smartphones for the devices they sell), or a crew (by the vendor or supplier
+        it works for, who becomes its registrar)."""
+        require(role in ADMIN_ROLES or role == CREW, "bad-role", f"{role!r} is not registered this way")
+        sender_role = self.role(ctx, ctx.sender)
+        if role == CREW:
+            allowed = sender_role in DIAGNOSIS_ROLES
+        else:
+            allowed = ctx.sender in self.admins or (role == SMARTPHONE and sender_role == VENDOR)
         require(allowed, "not-authorized", f"0x{ctx.sender.hex()} may not admit a {role}")
         self._admit(ctx, member, role, bls_key, paillier_n, ctx.sender)
 
@@ -114,13 +132,14 @@ class Registry(NativeContract):
     @method
     def revoke(self, ctx: CallContext, member: bytes) -> None:
         """Revoke a member: administrators revoke anyone but an administrator, a vendor its
-        own devices. A revoked ID is no longer a member (its messages are refused)."""
+        own devices, a vendor or supplier its own crews. A revoked ID is no longer a member
+        (its messages are refused)."""
         stored = self._member(ctx, member)
         require(stored is not None and stored[4] is True, "not-member", f"0x{member.hex()}")
         assert stored is not None
         by_admin = ctx.sender in self.admins and member not in self.admins
-        by_vendor = stored[0] == DEVICE and stored[3] == ctx.sender
-        require(by_admin or by_vendor, "not-authorized", f"0x{ctx.sender.hex()} may not revoke")
+        by_registrar = stored[0] in (DEVICE, CREW) and stored[3] == ctx.sender
+        require(by_admin or by_registrar, "not-authorized", f"0x{ctx.sender.hex()} may not revoke")
         ctx.set_value(_member_key(member), [*stored[:4], False])
         ctx.emit("MemberRevoked", member=member, by=ctx.sender)
 
@@ -133,6 +152,18 @@ class Registry(NativeContract):
         self._check_keys(bls_key, paillier_n)
         ctx.set_value(_member_key(ctx.sender), [stored[0], bls_key, paillier_n, stored[3], True])
         ctx.emit("KeysUpdated", member=ctx.sender)
+
+    @method
+    def set_endpoint(self, ctx: CallContext, url: str) -> None:
+        """A member publishes (or replaces) the URL of its own inbox, where sealed
+        messages for it are posted. Signed by the member's account key like every
+        transaction; the latest one counts."""
+        stored = self._member(ctx, ctx.sender)
+        require(stored is not None and stored[4] is True, "not-member", f"0x{ctx.sender.hex()}")
+        require(0 < len(url) <= ENDPOINT_CHARS_MAX and url.startswith(ENDPOINT_SCHEMES), "bad-endpoint",
+                f"an http(s) URL of at most {ENDPOINT_CHARS_MAX} characters")
+        ctx.set_value(_endpoint_key(ctx.sender), url)
+        ctx.emit("EndpointSet", member=ctx.sender, url=url)
 
     # views ------------------------------------------------------------------------------
     @view
@@ -179,6 +210,13 @@ class Registry(NativeContract):
         if record is None or not self.is_member(ctx, device):
             return False
         return actor in (device, record[3]) and self.is_member(ctx, actor)
+
+    @view
+    def endpoint(self, ctx: CallContext, member: bytes) -> str:
+        """The member's published inbox URL, or "" when it published none."""
+        url = ctx.get_value(_endpoint_key(member))
+        assert url is None or isinstance(url, str)
+        return url or ""
 
     @view
     def devices_of(self, ctx: CallContext, phone: bytes) -> Value:

@@ -59,3 +59,27 @@ def test_warranty_of_genesis_devices(chain: TestChain) -> None:
     assert chain.view(REGISTRY, "in_warranty", [address_of("dev")]) is False
     assert chain.view(REGISTRY, "in_warranty", [address_of("wdev")]) is True
     assert WARRANTY_S > 0
+
+
+def test_diagnosis_nodes_register_their_own_crews(chain: TestChain) -> None:
+    crew = address_of("crew")
+    assert reason(chain.send("admin", REGISTRY, "register", [crew, "crew", b"Y", b"N"])) == "not-authorized"
+    assert reason(chain.send("phone", REGISTRY, "register", [crew, "crew", b"Y", b"N"])) == "not-authorized"
+    assert chain.send("s1", REGISTRY, "register", [crew, "crew", b"Y", b"N"]).succeeded
+    assert chain.view(REGISTRY, "member", [crew]) == ["crew", b"Y", b"N", address_of("s1"), True]
+    assert reason(chain.send("vendor", REGISTRY, "revoke", [crew])) == "not-authorized"  # not its crew
+    assert chain.send("s1", REGISTRY, "revoke", [crew]).succeeded
+    assert chain.view(REGISTRY, "is_member", [crew]) is False
+
+
+def test_members_publish_and_replace_their_endpoint(chain: TestChain) -> None:
+    vendor = address_of("vendor")
+    assert chain.view(REGISTRY, "endpoint", [vendor]) == ""
+    assert reason(chain.send("stranger", REGISTRY, "set_endpoint", ["http://127.0.0.1:1/sealed"])) == "not-member"
+    for bad in ("", "ftp://127.0.0.1/x", "http://" + "a" * 256):
+        assert reason(chain.send("vendor", REGISTRY, "set_endpoint", [bad])) == "bad-endpoint", bad
+    assert chain.send("vendor", REGISTRY, "set_endpoint", ["http://127.0.0.1:9/sealed"]).succeeded
+    assert chain.send("vendor", REGISTRY, "set_endpoint", ["http://127.0.0.1:10/sealed"]).succeeded
+    assert chain.view(REGISTRY, "endpoint", [vendor]) == "http://127.0.0.1:10/sealed"
+    chain.send("admin", REGISTRY, "revoke", [address_of("s1")])
+    assert reason(chain.send("s1", REGISTRY, "set_endpoint", ["http://127.0.0.1:9/sealed"])) == "not-member"
