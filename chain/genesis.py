@@ -102,7 +102,23 @@ class Genesis:
             raise GenesisError("a bookkeeper key is not 32 bytes")
         if any(balance < 0 for _, balance in genesis.accounts):
             raise GenesisError("negative genesis balance")
+        _validate_contract_params(genesis.contracts)
         return genesis
+
+
+def _validate_contract_params(tables: dict[str, Any]) -> None:
+    """Each contract checks its own [contracts.<name>] table (contracts.validate_params):
+    a refused value names the rule, before block 0 is built. Imported here, not at the
+    top: the ledger does not otherwise depend on the contracts package."""
+    from contracts import validate_params
+    from contracts.params import ParamError
+
+    if not isinstance(tables, dict):
+        raise GenesisError("[contracts] is a table of contract tables")
+    try:
+        validate_params(tables)
+    except ParamError as exc:
+        raise GenesisError(f"contract parameter refused: {exc}") from exc
 
 
 def _account_address(entry: dict[str, Any]) -> Address:

@@ -4,8 +4,6 @@ records, reading another contract's views from inside a method, and account crea
 
 from __future__ import annotations
 
-from typing import Any
-
 from chain.state import Account
 from chain.values import Value
 from crypto.keys import Address
@@ -22,12 +20,6 @@ def parse_address(text: str) -> Address:
     if len(address) != ADDRESS_BYTES:
         raise ValueError(f"address {text!r} is not 20 bytes")
     return address
-
-
-def param_int(params: dict[str, Any], name: str, default: int) -> int:
-    value = params.get(name, default)
-    assert isinstance(value, int) and not isinstance(value, bool), f"parameter {name} must be an int"
-    return value
 
 
 def require(condition: bool, reason: str, detail: str = "") -> None:

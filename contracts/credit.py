@@ -13,7 +13,8 @@ from typing import Any
 
 from chain.values import Value
 from contracts.addresses import CREDIT, DSC
-from contracts.common import get_list, param_int, parse_address, require
+from contracts.common import get_list, parse_address, require
+from contracts.params import integer
 from crypto.keys import Address
 from vm import fixedpoint
 from vm.context import CallContext
@@ -36,16 +37,27 @@ def credit_from_ratings(ratings: list[int], alpha_percent: int) -> int:
     return fixedpoint.trimmed_mean([fixedpoint.from_int(r) for r in ratings], alpha_percent)
 
 
+def parse_params(params: dict[str, Any]) -> tuple[int, int, int]:
+    """(H, alpha, initial credit). alpha < 100 keeps n - 2 n_c >= 1 for every n >= 1 (eq. (8)):
+    with alpha = 100 two ratings are both cut and eq. (9) divides by zero."""
+    history_max = integer(params, "credit", "history_max", 50, low=1)  # H
+    alpha_percent = integer(params, "credit", "alpha_percent", 20, low=0, below=100)  # alpha, eq. (8)
+    credit_initial = integer(params, "credit", "credit_initial", 60, low=0, below=RATING_MAX + 1)
+    return history_max, alpha_percent, credit_initial
+
+
+def validate_params(params: dict[str, Any]) -> None:
+    parse_params(params)
+
+
 class Credit(NativeContract):
     name = "credit"
     address = CREDIT
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
-        self.history_max = param_int(params, "history_max", 50)  # H
-        self.alpha_percent = param_int(params, "alpha_percent", 20)  # alpha, eq. (8)
-        self.credit_initial = fixedpoint.from_int(param_int(params, "credit_initial", 60))
-        assert self.history_max > 0 and 0 <= self.alpha_percent <= 100
+        self.history_max, self.alpha_percent, credit_initial = parse_params(params)
+        self.credit_initial = fixedpoint.from_int(credit_initial)
 
     def genesis(self, ctx: CallContext) -> None:
         """Seed rating histories (`history` parameter: [{address, ratings}]; tests, vectors)."""

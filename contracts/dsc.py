@@ -18,15 +18,17 @@ requester's to the assigned node. Every step emits an event (the smartphone's fe
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from chain.values import Value
 from contracts import dsc_records as rec
 from contracts.addresses import CREDIT, DSC, RECORDS, REGISTRY, TOKEN
-from contracts.auction import BidderState, ValidBid, settle
-from contracts.common import check_hash, get_list, param_int, parse_address, require
+from contracts.auction import COUNTING, BidderState, Mechanism, ValidBid, settle
+from contracts.common import check_hash, get_list, parse_address, require
 from contracts.dsc_records import Bid, Request
+from contracts.params import integer
+from contracts.params import require as check
 from contracts.registry import DIAGNOSIS_ROLES
 from crypto.hashing import keccak256
 from crypto.keys import Address
@@ -38,27 +40,68 @@ MODES = ("remote", "on-site")  # maintenance modes (III.D)
 REQUEST_COUNTER = b"n"
 
 
+@dataclass(frozen=True)
+class Terms:
+    prices: dict[str, tuple[int, int]]  # S -> (P_min, P_max), IV.B
+    request_deposit: int
+    bid_deposit: int
+    mechanism: Mechanism
+    commit_ms: int
+    reveal_ms: int
+    service_ms: int
+    bidders_max: int
+    messages_max: int
+
+
+def parse_params(params: dict[str, Any]) -> Terms:
+    """[contracts.dsc] as typed terms; a value breaking a rule raises ParamError naming it."""
+    def number(name: str, default: int, low: int, below: int | None = None) -> int:
+        return integer(params, "dsc", name, default, low=low, below=below)
+
+    check("beta" not in params, "dsc", "beta", "beta is now beta_percent (hundredths of a token "
+          "per credit point; beta = 1 is beta_percent = 100)", params.get("beta"))
+    prices: dict[str, tuple[int, int]] = {}
+    for device_type, bounds in params.get("prices", {}).items():
+        # [contracts.dsc.prices.<S>] p_min, p_max: P_min < P_i < P_max for type S (IV.B)
+        p_min = integer(bounds, "dsc", "p_min", 0, low=0, table=f"prices.{device_type}")
+        p_max = integer(bounds, "dsc", "p_max", 0, low=0, table=f"prices.{device_type}")
+        # a valid P_i exists only when P_min + 1 < P_max (both bounds are strict)
+        check(p_min + 1 < p_max, "dsc", f"prices.{device_type}", "P_min < P_i < P_max needs p_min + 1 < p_max",
+              [p_min, p_max])
+        prices[device_type] = (p_min, p_max)
+    counting = params.get("suspect_counting", Mechanism.suspect_counting)
+    check(counting in COUNTING, "dsc", "suspect_counting", f"suspect_counting is one of {', '.join(COUNTING)}",
+          counting)
+    mechanism = Mechanism(
+        beta_percent=number("beta_percent", Mechanism.beta_percent, 0),
+        clusters_max=number("clusters_max", Mechanism.clusters_max, 1),
+        bidders_per_class=number("bidders_per_class", Mechanism.bidders_per_class, 0),
+        suspect_threshold=number("suspect_threshold", Mechanism.suspect_threshold, 1),
+        suspect_counting=counting,
+        suspect_gap_percent=number("suspect_gap_percent", Mechanism.suspect_gap_percent, 0, 100),
+        suspect_class_min=number("suspect_class_min", Mechanism.suspect_class_min, 1))
+    return Terms(prices, number("request_deposit", 100, 1), number("bid_deposit", 50, 1), mechanism,
+                 number("commit_ms", 60_000, 1), number("reveal_ms", 60_000, 1),
+                 number("service_ms", 86_400_000, 1), number("bidders_max", 64, 1),
+                 number("messages_max", 64, 1))
+
+
+def validate_params(params: dict[str, Any]) -> None:
+    parse_params(params)
+
+
 class Dsc(NativeContract):
     name = "dsc"
     address = DSC
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
-        # [contracts.dsc.prices.<S>] p_min, p_max: P_min < P_i < P_max for type S (IV.B)
-        self.prices = {s: (int(p["p_min"]), int(p["p_max"])) for s, p in params.get("prices", {}).items()}
-        assert all(0 <= lo < hi for lo, hi in self.prices.values()), "price range p_min < p_max"
-        self.request_deposit = param_int(params, "request_deposit", 100)
-        self.bid_deposit = param_int(params, "bid_deposit", 50)
-        self.beta = param_int(params, "beta", 1)  # tokens per credit point, eq. (11)
-        self.clusters_max = param_int(params, "clusters_max", 3)  # r
-        self.suspect_threshold = param_int(params, "suspect_threshold", 3)  # h
-        self.commit_ms = param_int(params, "commit_ms", 60_000)
-        self.reveal_ms = param_int(params, "reveal_ms", 60_000)
-        self.service_ms = param_int(params, "service_ms", 86_400_000)
-        self.bidders_max = param_int(params, "bidders_max", 64)
-        self.messages_max = param_int(params, "messages_max", 64)
-        assert self.request_deposit > 0 and self.bid_deposit > 0 and self.clusters_max >= 1
-        assert self.suspect_threshold >= 1 and self.bidders_max >= 1
+        terms = parse_params(params)
+        self.prices = terms.prices
+        self.request_deposit, self.bid_deposit = terms.request_deposit, terms.bid_deposit
+        self.mechanism = terms.mechanism
+        self.commit_ms, self.reveal_ms, self.service_ms = terms.commit_ms, terms.reveal_ms, terms.service_ms
+        self.bidders_max, self.messages_max = terms.bidders_max, terms.messages_max
 
     def genesis(self, ctx: CallContext) -> None:
         """Seed bidder state (`bidders` parameter: [{address, w, d, suspect_count}], d in
@@ -212,7 +255,7 @@ class Dsc(NativeContract):
             ctx.emit("AuctionClosed", request=request_id, winner=b"", price=0, suspects=[], ranking=[],
                      centroids=[])
             return
-        outcome = settle(valid, states, self.beta, self.clusters_max, self.suspect_threshold)
+        outcome = settle(valid, states, self.mechanism)
         ctx.steps(outcome.clustering.rounds * len(valid) * len(outcome.clustering.centroids))
         for bid in valid:
             self._set_state(ctx, bid.bidder, outcome.states[bid.bidder])
@@ -381,12 +424,13 @@ class Dsc(NativeContract):
 
     @view
     def terms(self, ctx: CallContext, device_type: str) -> Value:
-        """[p_min, p_max, request_deposit, bid_deposit, beta, r, h, commit_ms, reveal_ms,
-        service_ms] for device type S."""
+        """[p_min, p_max, request_deposit, bid_deposit, beta_percent, r_max, h, commit_ms,
+        reveal_ms, service_ms] for device type S."""
         require(device_type in self.prices, "unknown-device-type", device_type)
         p_min, p_max = self.prices[device_type]
-        return [p_min, p_max, self.request_deposit, self.bid_deposit, self.beta, self.clusters_max,
-                self.suspect_threshold, self.commit_ms, self.reveal_ms, self.service_ms]
+        m = self.mechanism
+        return [p_min, p_max, self.request_deposit, self.bid_deposit, m.beta_percent, m.clusters_max,
+                m.suspect_threshold, self.commit_ms, self.reveal_ms, self.service_ms]
 
     # ------------------------------------------------------------------------------------
     def _check_requester_credit(self, ctx: CallContext, node: Address, device: Address) -> None:

@@ -8,7 +8,11 @@ a. r = min(r_max, u) classes, u = the number of distinct prices. The initial cen
 b. Each price joins its nearest centroid (a tie goes to the lower centroid); each class's
    centroid becomes the mean of its prices; a class left empty is dropped.
 c. Repeat (b) until no assignment changes, at most ROUNDS_MAX rounds.
-d. A class whose centroid is strictly below the mean of all centroids is suspect.
+d. A class whose centroid is strictly below the mean of all centroids is suspect. Two
+   optional tightenings (docs/auction.md measures why gridchain ships them): the centroid
+   must lie at least `gap_percent` % below that mean, and the class must hold at least
+   `class_min` bids (one bidder alone is not a conspiracy). gap 0, class_min 1 is the
+   paper's rule.
 
 Step e (the suspect index w_i, eq. (10)) needs history and lives in the DSC contract.
 """
@@ -49,9 +53,10 @@ def nearest(price: int, centroids: list[int]) -> int:
     return best
 
 
-def cluster(prices: list[int], r_max: int) -> Clustering:
+def cluster(prices: list[int], r_max: int, gap_percent: int = 0, class_min: int = 1) -> Clustering:
     """Steps a-d on `prices` (fixed point, non-empty, r_max >= 1)."""
     assert prices and r_max >= 1, "k-means needs prices and at least one class"
+    assert 0 <= gap_percent < 100 and class_min >= 1, "step d tightenings"
     centroids = initial_centroids(prices, r_max)
     previous: list[int] | None = None
     assignment: list[int] = []
@@ -70,6 +75,9 @@ def cluster(prices: list[int], r_max: int) -> Clustering:
         previous = [renumber[i] for i in assignment]
         assignment = previous
     overall = fixedpoint.mean(centroids)
-    below = [c < overall for c in centroids]  # step d
+    sizes = [assignment.count(i) for i in range(len(centroids))]
+    # step d: c < mean, and c <= mean * (100 - gap) / 100 (exact: both sides times 100)
+    below = [c < overall and c * 100 <= overall * (100 - gap_percent) and size >= class_min
+             for c, size in zip(centroids, sizes, strict=True)]
     return Clustering(tuple(centroids), tuple(assignment), tuple(below[i] for i in assignment),
                       rounds)

@@ -27,7 +27,8 @@ from typing import Any
 
 from chain.values import Value
 from contracts.addresses import POLICY, REGISTRY
-from contracts.common import get_list, param_int, require
+from contracts.common import get_list, require
+from contracts.params import integer
 from contracts.registry import DEVICE
 from crypto.keys import Address
 from vm.context import CallContext
@@ -89,16 +90,31 @@ def check_rule(rule: list[Value]) -> None:
     require(0 < len(target) <= NAME_CHARS_MAX, "bad-rule", "the action needs a target")
 
 
+# defaults; each is at least 1. The per-owner and per-device quotas keep one smartphone or
+# one device from filling the chain-wide tables that every owner shares.
+LIMITS = {"rules_max": 16, "timed_max": 256, "timed_per_owner_max": 32, "pending_max": 1024,
+          "pending_per_device_max": 16, "fires_per_block_max": 64}
+
+
+def limits(params: dict[str, Any]) -> dict[str, int]:
+    return {name: integer(params, "policy", name, default, low=1) for name, default in LIMITS.items()}
+
+
+def validate_params(params: dict[str, Any]) -> None:
+    limits(params)
+
+
 class Policy(NativeContract):
     name = "policy"
     address = POLICY
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
-        self.rules_max = param_int(params, "rules_max", 16)
-        self.timed_max = param_int(params, "timed_max", 256)
-        self.pending_max = param_int(params, "pending_max", 1024)
-        self.fires_per_block_max = param_int(params, "fires_per_block_max", 64)
+        bounds = limits(params)
+        self.rules_max, self.timed_max = bounds["rules_max"], bounds["timed_max"]
+        self.timed_per_owner_max = bounds["timed_per_owner_max"]
+        self.pending_max, self.pending_per_device_max = bounds["pending_max"], bounds["pending_per_device_max"]
+        self.fires_per_block_max = bounds["fires_per_block_max"]
 
     # methods ----------------------------------------------------------------------------
     @method

@@ -12,7 +12,8 @@ from typing import Any
 
 from chain.values import Value
 from contracts.addresses import DSC, RECORDS
-from contracts.common import int_key, param_int, require
+from contracts.common import int_key, require
+from contracts.params import integer
 from crypto.keys import Address
 from vm.context import CallContext
 from vm.contract import NativeContract, method, view
@@ -37,13 +38,24 @@ BY_DEVICE = b"d:"
 BY_NODE = b"v:"
 
 
+LIMITS = {"page_max": 100}  # defaults; each is at least 1
+
+
+def limits(params: dict[str, Any]) -> dict[str, int]:
+    return {name: integer(params, "records", name, default, low=1) for name, default in LIMITS.items()}
+
+
+def validate_params(params: dict[str, Any]) -> None:
+    limits(params)
+
+
 class Records(NativeContract):
     name = "records"
     address = RECORDS
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
-        self.page_max = param_int(params, "page_max", 100)
+        self.page_max = limits(params)["page_max"]
 
     @method
     def add(self, ctx: CallContext, request_id: int, device: bytes, node: bytes, device_type: str,

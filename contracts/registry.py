@@ -26,7 +26,8 @@ from typing import Any
 
 from chain.values import Value
 from contracts.addresses import REGISTRY
-from contracts.common import check_address, ensure_account, get_list, param_int, parse_address, require
+from contracts.common import check_address, ensure_account, get_list, parse_address, require
+from contracts.params import integer
 from crypto.keys import Address
 from vm.context import CallContext
 from vm.contract import NativeContract, method, view
@@ -63,14 +64,25 @@ def _endpoint_key(address: Address) -> bytes:
     return b"e:" + address
 
 
+LIMITS = {"devices_per_phone_max": 64}  # defaults; each is at least 1
+
+
+def limits(params: dict[str, Any]) -> dict[str, int]:
+    return {name: integer(params, "registry", name, default, low=1) for name, default in LIMITS.items()}
+
+
+def validate_params(params: dict[str, Any]) -> None:
+    limits(params)
+
+
 class Registry(NativeContract):
     name = "registry"
     address = REGISTRY
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
+        self.devices_per_phone_max = limits(params)["devices_per_phone_max"]
         self.admins = frozenset(parse_address(a) for a in params.get("admins", []))
-        self.devices_per_phone_max = param_int(params, "devices_per_phone_max", 64)
 
     def genesis(self, ctx: CallContext) -> None:
         """Administrators, and optionally pre-admitted members and devices (config/tests)."""

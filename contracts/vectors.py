@@ -79,8 +79,12 @@ class VectorRun:
         }
         dsc = {
             "prices": {DEVICE_TYPE: {"p_min": params["p_min"], "p_max": params["p_max"]}},
-            "beta": params.get("beta", 1), "clusters_max": params.get("r", 3),
-            "suspect_threshold": params.get("h", 3),
+            # the file's defaults are the paper's rule (see its "format" line), not the
+            # contract's shipped defaults: each vector says which rule it exercises
+            "beta_percent": params.get("beta_percent", 100), "clusters_max": params.get("r", 3),
+            "bidders_per_class": params.get("per_class", 0), "suspect_threshold": params.get("h", 3),
+            "suspect_counting": params.get("counting", "every"), "suspect_gap_percent": params.get("gap", 0),
+            "suspect_class_min": params.get("class_min", 1),
             "bid_deposit": params.get("bid_deposit", 50), "request_deposit": params.get("request_deposit", 100),
             "commit_ms": STEP_MS, "reveal_ms": STEP_MS,
             "bidders": [{"address": address_of(n).hex(), "w": b.get("w", 0), "d": parse_fixed(b.get("d", 0)),

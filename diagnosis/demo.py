@@ -56,10 +56,11 @@ def admin_key() -> KeyPair:
 
 
 def demo_contract_params() -> dict[str, Any]:
-    """Genesis parameters: the demo administrator, two device types, short windows."""
+    """Genesis parameters: the demo administrator, two device types, short windows; the
+    auction rules are the contract's shipped defaults (docs/auction.md)."""
     return {
         "registry": {"admins": ["0x" + admin_key().address.hex()]},
-        "dsc": {"request_deposit": 100, "bid_deposit": 50, "beta": 1, "clusters_max": 3, "suspect_threshold": 3,
+        "dsc": {"request_deposit": 100, "bid_deposit": 50,
                 "commit_ms": 2_000, "reveal_ms": 1_500, "service_ms": SERVICE_MS, "prices": PRICES},
         "credit": {"alpha_percent": 20, "credit_initial": 60},
     }

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.addresses import DSC
-from contracts.auction import BidderState, ValidBid, after_coupon, after_suspicion, ranking_price, settle
+from contracts.auction import BidderState, Mechanism, ValidBid, after_coupon, after_suspicion, ranking_price, settle
 from contracts.dsc_records import bid_commitment
 from contracts.kmeans import cluster, initial_centroids, nearest
 from contracts.testing import BID_DEPOSIT, P_MAX, REQUEST_DEPOSIT, Call, address_of, consortium, events
@@ -63,8 +63,10 @@ def test_suspect_count_raises_w_at_the_threshold() -> None:
 
 
 def test_coupon_rule() -> None:
-    assert after_coupon(BidderState(1, 5, 0), False, 90 * SCALE, 2).d == 5 + 2 * (90 * SCALE - 2_718_281)
-    assert after_coupon(BidderState(1, 5, 0), True, 90 * SCALE, 2).d == 0  # eq. (11)
+    assert after_coupon(BidderState(1, 5, 0), False, 90 * SCALE, 200).d == 5 + 2 * (90 * SCALE - 2_718_281)
+    assert after_coupon(BidderState(1, 5, 0), True, 90 * SCALE, 200).d == 0  # eq. (11)
+    # beta = 0.25: a quarter of the increment, truncated toward zero (also when negative)
+    assert after_coupon(BidderState(5, 0, 0), False, 60 * SCALE, 25).d == -((148_413_159 - 60 * SCALE) // 4)
     assert ranking_price(100, 20 * SCALE) == 80 * SCALE  # eq. (12)
 
 
@@ -76,7 +78,7 @@ BIDS = st.lists(st.tuples(st.integers(min_value=11, max_value=199), st.integers(
 def test_winner_has_minimal_ranking_price(bids: list[tuple[int, int]]) -> None:
     valid = [ValidBid(bytes([i]) * 20, p, 60 * SCALE, i) for i, (p, _) in enumerate(bids)]
     states = {b.bidder: BidderState(0, d * SCALE, 0) for b, (_, d) in zip(valid, bids, strict=True)}
-    outcome = settle(valid, states, 1, 3, 3)
+    outcome = settle(valid, states, Mechanism())
     best = min(o for _, o in outcome.ranking)
     winner_o = dict((b.bidder, o) for b, o in outcome.ranking)[outcome.winner.bidder]
     assert winner_o == best
