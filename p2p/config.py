@@ -37,9 +37,16 @@ class P2PConfig:
     gossip_seen_max: int = 100000
     # Longest accepted gossip item id (a keccak256 hash is 32 bytes).
     gossip_id_bytes_max: int = 64
-    # Inbound connections still in their handshake; more are closed at once.
+    # Inbound connections still in their handshake, in all and from one remote host. When
+    # full, a new connection evicts the oldest one that has not named an allowed key yet
+    # (p2p/admission.py): strangers squatting the slots cannot keep configured peers out.
     pending_handshakes_max: int = 64
+    pending_handshakes_per_host_max: int = 8
     handshake_timeout_ms: int = 5000
+    # The other side's HELLO must arrive this soon: a peer sends it on connect, so only a
+    # silent stranger waits this long, and it holds a slot at most this long (or
+    # handshake_timeout_ms, if shorter).
+    hello_timeout_ms: int = 2000
     dial_timeout_ms: int = 3000
     # A connection with no frame received for this long is closed; each side sends a
     # PING every idle_timeout_ms / 3 when it has sent nothing else, so a healthy peer
@@ -61,6 +68,12 @@ class P2PConfig:
                 "reconnect_backoff_ms_min",
                 self.reconnect_backoff_ms_min,
                 "must not exceed reconnect_backoff_ms_max",
+            )
+        if self.pending_handshakes_per_host_max > self.pending_handshakes_max:
+            raise P2PConfigError(
+                "pending_handshakes_per_host_max",
+                self.pending_handshakes_per_host_max,
+                "must not exceed pending_handshakes_max",
             )
         if self.handshake_frame_bytes_max > self.frame_bytes_max:
             raise P2PConfigError(

@@ -15,6 +15,7 @@ DUPLICATE = "duplicate"
 REVOKED = "revoked"
 STOPPED = "stopped"
 BUSY = "busy"
+EVICTED = "evicted"
 IO_ERROR = "io_error"
 
 
@@ -50,10 +51,12 @@ class P2PCounters:
     disconnect_handshake_malformed: int = 0
     disconnect_handshake_timeout: int = 0
     # Local decisions: the losing one of two connections to a peer, a key removed from
-    # the allowed set, too many handshakes in progress, shutdown.
+    # the allowed set, too many handshakes in progress (refused, or evicted for a newer
+    # connection: p2p/admission.py), shutdown.
     disconnect_duplicate: int = 0
     disconnect_revoked: int = 0
     disconnect_busy: int = 0
+    disconnect_evicted: int = 0
     disconnect_stopped: int = 0
 
     def count_disconnect(self, reason: str) -> None:

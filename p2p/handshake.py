@@ -12,8 +12,8 @@ an old handshake), and both keys in signer-then-verifier order (a proof made for
 connection or one direction is useless on another). A side refuses, with a typed
 HandshakeError, a wrong chain id, its own key (a dial to itself), a key outside the allowed
 set (genesis bookkeepers plus registered observers, read at handshake time so run-time
-updates apply), a bad signature, a malformed message, and a handshake that does not end
-within `handshake_timeout_ms`. Until it ends frames are capped at
+updates apply), a bad signature, a malformed message, a HELLO that does not arrive within
+`hello_timeout_ms`, and a handshake that does not end within `handshake_timeout_ms`. Until it ends frames are capped at
 `handshake_frame_bytes_max`, so an unauthenticated stranger cannot make us buffer much.
 
 The channel is authenticated, not encrypted, and later frames carry no MAC: someone who
@@ -115,16 +115,24 @@ async def _exchange(
     listen_port: int,
     is_allowed: Callable[[bytes], bool],
     config: P2PConfig,
+    on_hello: Callable[[bytes], None] | None,
 ) -> PeerIdentity:
     challenge = os.urandom(CHALLENGE_BYTES)
     await _send(writer, Hello(chain_id, key.public_key, challenge, listen_port).to_wire(), config)
-    hello = Hello.from_wire(await read_message(reader, decoder, config.read_bytes_max))
+    try:
+        async with asyncio.timeout(config.hello_timeout_ms / 1000):
+            first = await read_message(reader, decoder, config.read_bytes_max)
+    except TimeoutError as exc:
+        raise HandshakeTimeout(config.hello_timeout_ms) from exc
+    hello = Hello.from_wire(first)
     if hello.chain_id != chain_id:
         raise WrongChain(chain_id, hello.chain_id)
     if hello.public_key == key.public_key:
         raise SelfConnection()
     if not is_allowed(hello.public_key):
         raise UnknownPeer(hello.public_key)
+    if on_hello is not None:
+        on_hello(hello.public_key)
 
     signature = key.sign(proof_message(chain_id, hello.challenge, key.public_key, hello.public_key))
     await _send(writer, {"type": PROOF, "signature": signature}, config)
@@ -151,8 +159,10 @@ async def handshake(
     listen_port: int,
     is_allowed: Callable[[bytes], bool],
     config: P2PConfig,
+    on_hello: Callable[[bytes], None] | None = None,
 ) -> PeerIdentity:
     """Authenticate the peer on a fresh connection, or raise a HandshakeError/FrameError.
+    `on_hello` learns the allowed key the other side named, before it proved it.
 
     `decoder` must be the connection's decoder, set to the handshake frame limit; frames the
     peer pipelines after its PROOF stay buffered in it for the connection to read. The
@@ -162,7 +172,7 @@ async def handshake(
     try:
         async with asyncio.timeout(config.handshake_timeout_ms / 1000):
             return await _exchange(
-                reader, writer, decoder, key, chain_id, listen_port, is_allowed, config
+                reader, writer, decoder, key, chain_id, listen_port, is_allowed, config, on_hello
             )
     except TimeoutError as exc:
         raise HandshakeTimeout(config.handshake_timeout_ms) from exc

@@ -34,9 +34,10 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from crypto.keys import KeyPair
+from p2p.admission import HandshakeSlots, Pending
 from p2p.config import P2PConfig
 from p2p.connection import Connection
-from p2p.counters import BUSY, DUPLICATE, IO_ERROR, REVOKED, STOPPED, P2PCounters
+from p2p.counters import BUSY, DUPLICATE, EVICTED, IO_ERROR, REVOKED, STOPPED, P2PCounters
 from p2p.errors import BadMessage, P2PError, ProtocolViolation
 from p2p.framing import FrameDecoder, Message, encode_frame
 from p2p.gossip import GossipSeen
@@ -93,7 +94,7 @@ class Network:
         self._seen = GossipSeen(config.gossip_seen_max)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[object]] = set()
-        self._pending_handshakes = 0
+        self._handshakes = HandshakeSlots(config.pending_handshakes_max, config.pending_handshakes_per_host_max)
         self._peers_changed = asyncio.Event()
         self._stopping = False
 
@@ -209,13 +210,19 @@ class Network:
             writer.transport.abort()
             self.counters.count_disconnect(STOPPED)
             return
-        if self._pending_handshakes >= self.config.pending_handshakes_max:
+        peername = writer.get_extra_info("peername")
+        slot, evicted = self._handshakes.admit(str(peername[0]) if peername else "?", writer.transport)
+        self._evict(evicted)
+        if slot is None:
             writer.transport.abort()
-            self._refused(f"from {_remote(writer)}", BUSY, "too many handshakes in progress")
+            self._refused(f"from {_remote(writer)}", BUSY, "every handshake slot is claimed")
             return
-        # Counted here, released by _serve when the handshake ends.
-        self._pending_handshakes += 1
-        self._spawn(self._serve(reader, writer, dialled_peer=None))
+        # Taken here, released by _serve when the handshake ends.
+        self._spawn(self._serve(reader, writer, dialled_peer=None, slot=slot))
+
+    def _evict(self, evicted: list[Pending]) -> None:
+        for pending in evicted:
+            pending.transport.abort()  # its _serve sees the abort and counts it as evicted
 
     async def _dial_loop(self, peer_id: PeerId, address: Address) -> None:
         config = self.config
@@ -244,11 +251,12 @@ class Network:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         dialled_peer: PeerId | None,
+        slot: Pending | None = None,
     ) -> bool:
         """Authenticate a fresh connection, then serve it until it closes.
 
-        `dialled_peer` is the peer we dialled, or None for an inbound connection. Returns
-        whether the handshake succeeded.
+        `dialled_peer` is the peer we dialled, or None for an inbound connection, which
+        holds a handshake `slot`. Returns whether the handshake succeeded.
         """
         remote = _remote(writer)
         if dialled_peer is None:
@@ -263,21 +271,21 @@ class Network:
                 # Read at handshake time, so set_allowed_keys applies to the next one.
                 lambda k: k in self._allowed and dialled_peer in (None, k),
                 config,
+                on_hello=None if slot is None else lambda k: self._evict(self._handshakes.claim(slot, k)),
             )
-        except P2PError as exc:
+        except (P2PError, OSError) as exc:
             writer.transport.abort()
-            self._refused(where, exc.reason, str(exc))
-            return False
-        except OSError as exc:
-            writer.transport.abort()
-            self._refused(where, IO_ERROR, str(exc))
+            if slot is not None and slot.evicted:
+                self._refused(where, EVICTED, "its handshake slot went to a newer connection")
+            else:
+                self._refused(where, exc.reason if isinstance(exc, P2PError) else IO_ERROR, str(exc))
             return False
         except asyncio.CancelledError:
             writer.transport.abort()
             raise
         finally:
-            if dialled_peer is None:
-                self._pending_handshakes -= 1
+            if slot is not None:
+                self._handshakes.release(slot)
 
         decoder.set_limit(config.frame_bytes_max)
         peer_id = identity.public_key

@@ -1,6 +1,13 @@
 """JSON-RPC methods. Each takes validated params and returns JSON; expected failures are
 RpcError with a standard or documented application code. Reads go straight to the store
-(final data only); writes go through the node's submission queue."""
+(final data only); writes go through the node's submission queue.
+
+Reads whose cost grows with the data (blocks, transactions, receipts, proofs, views) run
+on one worker thread, never on the consensus loop: decoding and encoding a full block
+takes ~60 ms, and a batch of them used to stall consensus for seconds. The thread holds
+the GIL at most a switch interval (5 ms) at a time, LMDB gives it a consistent read
+transaction, and final data never changes under it; it touches no cache (the loop does).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import functools
 import inspect
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import rlp
@@ -16,6 +24,7 @@ import rlp
 from chain.errors import DecodeError, InvalidTransaction, UnknownBlock
 from chain.proofs import Proof, prove_receipt, prove_state, prove_transaction
 from chain.types import Block, Transaction, decode
+from rpc import budget
 from rpc.encoding import (
     block_json,
     hex_bytes,
@@ -27,13 +36,16 @@ from rpc.encoding import (
 )
 from rpc.errors import CONTRACT_ERROR, LIMIT_EXCEEDED, NOT_FOUND, TX_REJECTED, RpcError, invalid_params
 from rpc.subscriptions import WaitersFull
-from vm.errors import ContractError
+from vm.errors import BadArguments, ContractError
 
 if TYPE_CHECKING:
     from rpc.server import RpcServer
 
 Handler = Callable[..., Awaitable[Any]]
 FINAL_BLOCKS_CACHED = 16  # decoded final blocks kept for receipts and chain_getBlock
+# One thread: the GIL lets one run at a time anyway, and queued reads wait off the loop.
+READ_THREADS = 1
+FULL_BLOCK_JSON_OVERHEAD = 2048  # header fields and certificate beside 2 hex chars per byte
 
 
 class Methods:
@@ -46,6 +58,7 @@ class Methods:
         # recent ones are kept decoded (primed as they become final) for tx_receipt and
         # chain_getBlock instead of being decoded again on every call.
         self._final_blocks: OrderedDict[int, Block] = OrderedDict()
+        self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="rpc-read")
         self.node.final_listeners.append(lambda executed: self._remember(executed.block))
         self.table: dict[str, Handler] = {
             "chain_status": self.chain_status,
@@ -60,6 +73,12 @@ class Methods:
             "contract_call": self.contract_call,
             "contract_list": self.contract_list,
         }
+
+    def close(self) -> None:
+        self._reads.shutdown(wait=False, cancel_futures=True)
+
+    async def _off_loop(self, work: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._reads, work)
 
     async def dispatch(self, handler: Handler, params: Any) -> Any:
         signature = _signature(handler)
@@ -97,24 +116,29 @@ class Methods:
 
     async def chain_get_block(self, block: Any = "latest", full: bool = False) -> dict[str, Any] | None:
         chain = self.node.chain
+        if not isinstance(full, bool):
+            raise invalid_params("full must be a boolean")
         try:
             if block == "latest":
-                found = chain.head
+                height = chain.height
             elif isinstance(block, int) and not isinstance(block, bool):
                 if block < 0:
                     raise invalid_params("block number must be >= 0")
                 if block > chain.height:
                     return None
-                found = self._final_block(block)
+                height = block
             elif isinstance(block, str) and block.startswith("0x"):
-                found = chain.block_by_hash(parse_hex(block, "block hash", 32))
+                height = chain.store.height_of(parse_hex(block, "block hash", 32))
             else:
                 raise invalid_params('block is a number, a 0x hash or "latest"')
         except UnknownBlock:
             return None
-        if not isinstance(full, bool):
-            raise invalid_params("full must be a boolean")
-        return block_json(found, full)
+        raw = chain.store.raw_block(height)  # a copy out of the map: ~1 ms for 2 MiB
+        if raw is None:
+            return None
+        if full:  # reserve before the work: what does not fit is never decoded
+            budget.current.get().reserve(2 * len(raw) + FULL_BLOCK_JSON_OVERHEAD)
+        return await self._off_loop(lambda: block_json(decode(raw, Block), full))
 
     async def account_get(self, address: str) -> dict[str, Any]:
         account = self.node.chain.account(parse_hex(address, "address", 20))
@@ -138,11 +162,16 @@ class Methods:
 
     async def tx_get(self, tx_hash: str) -> dict[str, Any] | None:
         digest = parse_hex(tx_hash, "hash", 32)
+        pending = self.node.mempool.get(digest)
+        if pending is not None:
+            return {**transaction_json(pending), "status": "pending"}
+        return await self._off_loop(lambda: self._final_transaction(digest))
+
+    def _final_transaction(self, digest: bytes) -> dict[str, Any] | None:
         try:
             location = self.node.chain.transaction(digest)
         except UnknownBlock:
-            pending = self.node.mempool.get(digest)
-            return None if pending is None else {**transaction_json(pending), "status": "pending"}
+            return None
         return {**transaction_json(location.tx), "status": "final", "blockNumber": location.height,
                 "index": location.index}
 
@@ -152,7 +181,7 @@ class Methods:
         if not isinstance(wait_ms, int) or wait_ms < 0:
             raise invalid_params("wait_ms must be a non-negative integer")
         wait_ms = min(wait_ms, self.node.config.rpc.receipt_wait_ms_max)
-        found = self._receipt(digest)
+        found = await self._receipt(digest)
         if found is None and wait_ms:
             try:
                 await asyncio.wait_for(self.server.receipt_waiters.wait(digest), wait_ms / 1000)
@@ -160,26 +189,30 @@ class Methods:
                 return None
             except WaitersFull as exc:
                 raise limit_error("receipt_waiters_max", str(exc)) from exc
-            found = self._receipt(digest)
+            found = await self._receipt(digest)
         return found
 
-    def _receipt(self, digest: bytes) -> dict[str, Any] | None:
+    async def _receipt(self, digest: bytes) -> dict[str, Any] | None:
         chain = self.node.chain
         try:
             height, index = chain.store.transaction_location(digest)
-            block = self._final_block(height)
-            receipt = chain.receipt_at(block.header, index)
         except UnknownBlock:
             return None
-        return {**receipt_json(receipt), "transactionHash": hex_bytes(digest),
-                "blockNumber": height, "blockHash": hex_bytes(block.hash), "index": index}
+        cached = self._final_blocks.get(height)
 
-    def _final_block(self, height: int) -> Block:
-        block = self._final_blocks.get(height)
-        if block is None:
-            block = self.node.chain.block(height)
+        def read() -> tuple[Block, dict[str, Any]]:
+            block = cached if cached is not None else chain.block(height)
+            receipt = chain.receipt_at(block.header, index)
+            return block, {**receipt_json(receipt), "transactionHash": hex_bytes(digest),
+                           "blockNumber": height, "blockHash": hex_bytes(block.hash), "index": index}
+
+        try:
+            block, found = await self._off_loop(read)
+        except UnknownBlock:
+            return None
+        if cached is None:
             self._remember(block)
-        return block
+        return found
 
     def _remember(self, block: Block) -> None:
         self._final_blocks[block.number] = block
@@ -188,19 +221,23 @@ class Methods:
 
     # proofs -------------------------------------------------------------------------------
     async def proof_tx(self, tx_hash: str) -> dict[str, Any]:
-        return self._proof(lambda: prove_transaction(self.node.chain, parse_hex(tx_hash, "hash", 32)))
+        digest = parse_hex(tx_hash, "hash", 32)
+        return await self._proof(lambda: prove_transaction(self.node.chain, digest))
 
     async def proof_receipt(self, tx_hash: str) -> dict[str, Any]:
-        return self._proof(lambda: prove_receipt(self.node.chain, parse_hex(tx_hash, "hash", 32)))
+        digest = parse_hex(tx_hash, "hash", 32)
+        return await self._proof(lambda: prove_receipt(self.node.chain, digest))
 
     async def proof_state(self, key: str, height: int | None = None) -> dict[str, Any]:
-        if height is not None and (not isinstance(height, int) or not 0 <= height <= self.node.chain.height):
+        if height is not None and (not isinstance(height, int) or isinstance(height, bool)
+                                   or not 0 <= height <= self.node.chain.height):
             raise invalid_params("height out of range")
-        return self._proof(lambda: prove_state(self.node.chain, parse_hex(key, "key"), height))
+        state_key = parse_hex(key, "key")
+        return await self._proof(lambda: prove_state(self.node.chain, state_key, height))
 
-    def _proof(self, make: Callable[[], Proof]) -> dict[str, Any]:
+    async def _proof(self, make: Callable[[], Proof]) -> dict[str, Any]:
         try:
-            proof = make()
+            proof = await self._off_loop(make)
         except UnknownBlock as exc:
             raise RpcError(NOT_FOUND, str(exc)) from exc
         return {"blockNumber": proof.header.number, "blockHash": hex_bytes(proof.header.hash),
@@ -214,11 +251,18 @@ class Methods:
         address = self._contract_address(contract)
         if not isinstance(method, str):
             raise invalid_params("method must be a string")
+        if args is not None and not isinstance(args, list):
+            raise invalid_params("args must be an array")
         values = value_from_json(args or [])
         assert isinstance(values, list)
         chain = self.node.chain
+        state, env = chain.state(), chain.view_env()  # the head as of the call, not as of the thread
+        time_ms_max = self.node.config.rpc.view_ms_max
         try:
-            result = engine.call_view(chain.state(), address, method, values, chain.view_env())
+            result = await self._off_loop(
+                lambda: engine.call_view(state, address, method, values, env, time_ms_max=time_ms_max))
+        except BadArguments as exc:
+            raise invalid_params(str(exc)) from exc
         except ContractError as exc:
             raise RpcError(CONTRACT_ERROR, str(exc), {"reason": exc.reason}) from exc
         return value_to_json(result) if result is not None else None

@@ -1,7 +1,10 @@
 """aiohttp server: JSON-RPC 2.0 on POST / (batches up to batch_max), WebSocket /ws,
 GET /health (200 in sync, 503 with the reason), GET /metrics (Prometheus text).
 
-Malformed input gets its JSON-RPC error and never reaches the node's state.
+Malformed input gets its JSON-RPC error and never reaches the node's state. What an
+outsider could exhaust is bounded: connections and their timing (rpc/guard.py), reply
+bytes (rpc/budget.py), and the time reads take on the consensus loop (rpc/methods.py
+serves heavy reads on a worker thread).
 """
 
 from __future__ import annotations
@@ -13,9 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
+from rpc import budget
 from rpc.errors import INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, RpcError, invalid_params
+from rpc.guard import ConnectionGuard, GuardedProtocol
 from rpc.methods import Methods, limit_error
 from rpc.subscriptions import ReceiptWaiters, Subscription, SubscriptionHub
+from runtime.descriptors import raise_descriptor_limit
 
 if TYPE_CHECKING:
     from runtime.node import Node
@@ -33,35 +39,72 @@ class RpcServer:
         self.methods = Methods(self)
         node.final_listeners.append(self.receipt_waiters.block_final)
         node.final_listeners.append(self.hub.block_final)
-        self.app = web.Application(client_max_size=self.config.body_bytes_max)
+        descriptors = raise_descriptor_limit()
+        self.connections_max = max(1, min(self.config.connections_max,
+                                          descriptors - self.config.descriptors_reserved))
+        if self.connections_max < self.config.connections_max:
+            log.warning("RPC connections capped at %d: RLIMIT_NOFILE %d minus descriptors_reserved %d",
+                        self.connections_max, descriptors, self.config.descriptors_reserved)
+        self.guard = ConnectionGuard(self.connections_max, self.config.connections_per_client_max,
+                                     self.config.header_timeout_ms, self.config.idle_timeout_ms,
+                                     lambda reason: node.metrics.rpc_connections_closed.labels(reason=reason).inc())
+        self.app = web.Application(client_max_size=self.config.body_bytes_max, middlewares=[self._track])
         self.app.router.add_post("/", self.handle_post)
         self.app.router.add_get("/health", self.handle_health)
         self.app.router.add_get("/metrics", self.handle_metrics)
         self.app.router.add_get("/ws", self.handle_ws)
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
+        self._stall_probe: asyncio.Future[None] | None = None
         self.port = self.config.port
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
+        server = self._runner.server
+        assert server is not None
+        # Our own listener instead of web.TCPSite: each connection passes the guard first.
+        self._listener = await asyncio.get_running_loop().create_server(
+            lambda: GuardedProtocol(self.guard, server), self.config.host, self.config.port, reuse_address=True)
         # port 0 asks the OS for a free port: read back the one it gave
-        self.port = self._runner.addresses[0][1] if self._runner.addresses else self.config.port
-        log.info("RPC on http://%s:%d", self.config.host, self.port)
+        self.port = self._listener.sockets[0].getsockname()[1]
+        self.guard.start()
+        self._stall_probe = asyncio.ensure_future(self.node.metrics.watch_loop_stalls())
+        log.info("RPC on http://%s:%d (at most %d connections)", self.config.host, self.port, self.connections_max)
 
     async def stop(self) -> None:
+        self.guard.stop()
+        if self._stall_probe is not None:
+            self._stall_probe.cancel()
+        if self._listener is not None:
+            self._listener.close()
         for socket in list(self.hub.sockets):
             await socket.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        self.methods.close()
+
+    @web.middleware
+    async def _track(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Marks the connection as in a handler: the guard's header and idle timeouts
+        apply only between requests."""
+        self.guard.handler_started(request.transport)
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        finally:
+            self.guard.handler_done(request.transport)
 
     # HTTP ---------------------------------------------------------------------------------
     async def handle_post(self, request: web.Request) -> web.Response:
         try:
-            body = await request.read()
+            async with asyncio.timeout(self.config.header_timeout_ms / 1000):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _json(_error(None, limit_error("body_bytes_max", "request body too large")), status=413)
+        except TimeoutError:
+            self.node.metrics.rpc_connections_closed.labels(reason="body-timeout").inc()
+            return _json(_error(None, limit_error("header_timeout_ms", "request body too slow")), status=408)
         try:
             payload = json.loads(body)
             _check_depth(payload)
@@ -73,13 +116,32 @@ class RpcServer:
             if len(payload) > self.config.batch_max:
                 too_long = f"batch of {len(payload)} > {self.config.batch_max}"
                 return _json(_error(None, limit_error("batch_max", too_long)))
-            replies = [reply for reply in await asyncio.gather(*(self.call(item) for item in payload)) if reply]
-            return _json(replies) if replies else web.Response(status=204)
-        reply = await self.call(payload)
-        return _json(reply) if reply is not None else web.Response(status=204)
+            shared = self._budget()
+            replies = [r for r in await asyncio.gather(*(self.call(item, shared) for item in payload)) if r]
+            return _raw_json("[" + ",".join(replies) + "]") if replies else web.Response(status=204)
+        reply = await self.call(payload, self._budget())
+        return _raw_json(reply) if reply is not None else web.Response(status=204)
 
-    async def call(self, request: Any) -> dict[str, Any] | None:
-        """One JSON-RPC request object -> its response (None for a notification)."""
+    def _budget(self) -> budget.BatchBudget:
+        return budget.BatchBudget(self.config.response_bytes_max, self.config.batch_response_bytes_max)
+
+    async def call(self, request: Any, shared: budget.BatchBudget) -> str | None:
+        """One JSON-RPC request object -> its encoded response (None for a notification),
+        within the byte budget `shared` (its batch's)."""
+        own = budget.CallBudget(shared)
+        budget.current.set(own)
+        reply = await self._reply(request)
+        if reply is None:
+            return None
+        text = json.dumps(reply)
+        try:
+            own.charge(len(text))
+        except RpcError as exc:
+            self.node.metrics.rpc_requests.labels(method="over-budget", outcome=str(exc.code)).inc()
+            text = json.dumps(_error(reply.get("id"), exc))
+        return text
+
+    async def _reply(self, request: Any) -> dict[str, Any] | None:
         well_formed = isinstance(request, dict) and request.get("jsonrpc") == "2.0"
         if not well_formed or not isinstance(request.get("method"), str):
             return _error(request.get("id") if isinstance(request, dict) else None,
@@ -103,11 +165,13 @@ class RpcServer:
 
     async def handle_health(self, request: web.Request) -> web.Response:
         synced, reason = self.node.is_synced()
-        body = {"status": "ok" if synced else "unavailable", "reason": reason, "height": self.node.chain.height}
+        body = {"status": "ok" if synced else "unavailable", "reason": reason, "height": self.node.chain.height,
+                "rpcConnections": len(self.guard.connections)}
         return _json(body, status=200 if synced else 503)
 
     async def handle_metrics(self, request: web.Request) -> web.Response:
         self.node.metrics.observe_loop(self.node)
+        self.node.metrics.rpc_connections.set(len(self.guard.connections))
         return web.Response(body=self.node.metrics.render(), content_type="text/plain", charset="utf-8")
 
     # WebSocket ----------------------------------------------------------------------------
@@ -131,9 +195,9 @@ class RpcServer:
     async def _ws_sender(self, socket: Any) -> None:
         while True:
             message = await socket.queue.get()
-            await socket.ws.send_json(message)
+            await socket.ws.send_str(message if isinstance(message, str) else json.dumps(message))
 
-    async def _ws_request(self, socket: Any, text: str) -> dict[str, Any]:
+    async def _ws_request(self, socket: Any, text: str) -> dict[str, Any] | str:
         try:
             request = json.loads(text)
         except ValueError:
@@ -151,7 +215,7 @@ class RpcServer:
                         "result": socket.subscriptions.pop(params[0], None) is not None}
         except RpcError as exc:
             return _error(request_id, exc)
-        reply = await self.call(request)
+        reply = await self.call(request, self._budget())
         return reply or {"jsonrpc": "2.0", "id": request_id, "result": None}
 
     def _subscribe(self, socket: Any, params: Any) -> str:
@@ -179,7 +243,11 @@ def _error(request_id: Any, error: RpcError) -> dict[str, Any]:
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(body), status=status, content_type="application/json")
+    return _raw_json(json.dumps(body), status)
+
+
+def _raw_json(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type="application/json")
 
 
 def _check_depth(value: Any, depth: int = 0) -> None:

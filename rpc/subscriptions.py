@@ -68,7 +68,7 @@ class Subscription:
 @dataclass
 class Socket:
     ws: web.WebSocketResponse
-    queue: asyncio.Queue[dict[str, Any]]
+    queue: asyncio.Queue[dict[str, Any] | str]  # notifications, and replies already encoded
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
 
 

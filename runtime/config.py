@@ -47,6 +47,21 @@ class RpcConfig:
     receipt_waiters_max: int = 10_000  # concurrent tx_receipt waits
     submit_queue_max: int = 10_000  # transactions waiting for the consensus loop
     blocks_range_max: int = 256
+    # Open HTTP/WebSocket connections, in all and from one client address; over either, a
+    # new one gets HTTP 503 (-32005) at once. Capped again at start by RLIMIT_NOFILE minus
+    # descriptors_reserved, so RPC clients can never take the descriptors peers need.
+    connections_max: int = 1_024
+    connections_per_client_max: int = 64
+    descriptors_reserved: int = 256  # kept for p2p (peers, handshakes), LMDB and logs
+    # A request's headers must be complete this long after its first byte (slowloris), and
+    # its body read within as long again; a connection with no request is closed after idle.
+    header_timeout_ms: int = 5_000
+    idle_timeout_ms: int = 30_000
+    # JSON bytes of one reply and of a whole batch: a full block (block_bytes_max, 2 MiB) is
+    # ~4 MiB of hex, so one fits; 100 of them (226 MiB) stalled consensus for 15 s.
+    response_bytes_max: int = 8 << 20
+    batch_response_bytes_max: int = 16 << 20
+    view_ms_max: int = 1_000  # wall-clock bound of one contract_call, besides its gas
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ nodes in one test process do not collide). Served as text on GET /metrics."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -11,6 +12,7 @@ if TYPE_CHECKING:
     from runtime.node import Node
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+STALL_PROBE_S = 0.02  # the loop-stall probe sleeps this long and measures how late it wakes
 
 
 class NodeMetrics:
@@ -38,6 +40,29 @@ class NodeMetrics:
                                          ["reason"], registry=r)
         self.rpc_requests = Counter("gridchain_rpc_requests", "JSON-RPC calls by method and outcome",
                                     ["method", "outcome"], registry=r)
+        self.rpc_connections = Gauge("gridchain_rpc_connections", "Open RPC connections", registry=r)
+        self.rpc_connections_closed = Counter("gridchain_rpc_connections_closed",
+                                              "RPC connections refused or closed by the node, by reason",
+                                              ["reason"], registry=r)
+        self.loop_stall = Histogram("gridchain_loop_stall_seconds", "How late the event loop ran a timer",
+                                    buckets=LATENCY_BUCKETS_S, registry=r)
+        self.loop_stall_max = Gauge("gridchain_loop_stall_max_seconds", "Longest event loop stall seen",
+                                    registry=r)
+        self.log_suppressed = Counter("gridchain_log_lines_suppressed", "Repeated log lines not written",
+                                      ["logger"], registry=r)
+
+    async def watch_loop_stalls(self) -> None:
+        """Run forever: how late a short sleep wakes is how long something held the loop."""
+        loop = asyncio.get_running_loop()
+        longest = 0.0
+        while True:
+            started = loop.time()
+            await asyncio.sleep(STALL_PROBE_S)
+            stall = max(0.0, loop.time() - started - STALL_PROBE_S)
+            self.loop_stall.observe(stall)
+            if stall > longest:
+                longest = stall
+                self.loop_stall_max.set(stall)
 
     def observe_loop(self, node: Node) -> None:
         self.height.set(node.chain.height)

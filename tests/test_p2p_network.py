@@ -353,3 +353,46 @@ async def test_removing_a_key_from_the_allowed_set_disconnects_it() -> None:
         await asyncio.wait_for(a.wait_connected([IDS[2]]), 5)
         assert c.send(IDS[0], {"type": "back"})
         assert await receive(a) == (IDS[2], {"type": "back"})
+
+
+async def test_squatters_on_the_handshake_slots_do_not_keep_a_peer_out() -> None:
+    """Issue 10: 70 idle strangers filled the 64 handshake slots and kept a restarted
+    bookkeeper out for 30 s. Strangers from the peer's own address (loopback, as in a
+    test cluster) re-open every connection the node closes, for the whole test."""
+    config = replace(CONFIG, pending_handshakes_max=16, pending_handshakes_per_host_max=8,
+                     handshake_timeout_ms=5000, hello_timeout_ms=3000)
+    ports = free_ports(2)
+    a = Network(config, KEYS[0], CHAIN, IDS, "127.0.0.1", ports[0], {})
+    await a.start()
+    stop = asyncio.Event()
+    opened = 0
+
+    async def squat() -> None:
+        nonlocal opened
+        while not stop.is_set() and opened < 2_000:  # bounded in count and time
+            opened += 1
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", a.listen_port)
+            except OSError:
+                await asyncio.sleep(0.01)
+                continue
+            try:
+                await reader.read()  # silent until the node closes it
+            except OSError:
+                pass
+            writer.close()
+
+    squatters = [asyncio.create_task(squat()) for _ in range(20)]
+    b = Network(config, KEYS[1], CHAIN, IDS, "127.0.0.1", ports[1], {IDS[0]: ("127.0.0.1", ports[0])})
+    try:
+        await eventually(lambda: len(a._handshakes) == 8, 5)  # the strangers hold every slot of the host
+        await b.start()
+        await asyncio.wait_for(a.wait_connected([IDS[1]]), 3)  # well under hello_timeout_ms
+        assert a.counters.disconnect_evicted > 0
+    finally:
+        stop.set()
+        await b.stop()
+        await a.stop()
+        for task in squatters:
+            task.cancel()
+        await asyncio.gather(*squatters, return_exceptions=True)

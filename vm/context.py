@@ -4,6 +4,7 @@ and metered access to its own storage, events, transfers and calls into other co
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ from chain.values import Value, value_from_bytes, value_to_bytes
 from crypto.hashing import Hash32
 from crypto.keys import Address
 from vm import gas
-from vm.errors import InsufficientFunds, OutOfGas, ReadOnly
+from vm.errors import InsufficientFunds, OutOfGas, ReadOnly, ViewTimeout
 
 if TYPE_CHECKING:
     from vm.engine import Engine
@@ -44,6 +45,21 @@ class GasMeter:
         if self.used > self.limit:
             self.used = self.limit
             raise OutOfGas(f"limit {self.limit}")
+
+
+@dataclass
+class TimedGasMeter(GasMeter):
+    """Gas plus a wall-clock deadline, for RPC views: gas bounds the steps of a view, not
+    its time (a trie read from a cold page cache costs far more than its gas says), and a
+    view shares the process with consensus. Block execution keeps the plain meter, which
+    stays deterministic."""
+
+    deadline: float = 0.0  # time.monotonic() seconds
+
+    def charge(self, amount: int) -> None:
+        super().charge(amount)
+        if time.monotonic() > self.deadline:
+            raise ViewTimeout(f"deadline passed after {self.used} gas")
 
 
 @dataclass

@@ -6,6 +6,7 @@ receipt carries the reason). Also runs the end-of-block hooks and read-only view
 from __future__ import annotations
 
 import logging
+import time
 
 import rlp
 
@@ -15,7 +16,7 @@ from chain.types import Receipt, Transaction
 from chain.values import Value
 from crypto.keys import Address
 from vm import gas
-from vm.context import BlockEnv, CallContext, GasMeter, move_balance
+from vm.context import BlockEnv, CallContext, GasMeter, TimedGasMeter, move_balance
 from vm.contract import NativeContract
 from vm.errors import BadArguments, ContractError, ReadOnly, UnknownContract, UnknownMethod
 
@@ -79,11 +80,17 @@ class Engine:
 
     # views ------------------------------------------------------------------------------
     def call_view(self, state: State, contract: Address, name: str, args: list[Value],
-                  block: BlockEnv, caller: Address = b"\x00" * 20) -> Value:
-        """A read-only call (RPC contract_call). Raises ContractError on failure."""
-        ctx = CallContext(self, state, block, contract, caller, caller, 0,
-                          GasMeter(VIEW_GAS_MAX), read_only=True)
-        return self._run_view(ctx, name, args)
+                  block: BlockEnv, caller: Address = b"\x00" * 20, time_ms_max: int = 1_000) -> Value:
+        """A read-only call (RPC contract_call), bounded by VIEW_GAS_MAX and `time_ms_max`.
+        Raises ContractError on failure."""
+        meter = TimedGasMeter(VIEW_GAS_MAX, deadline=time.monotonic() + time_ms_max / 1000)
+        ctx = CallContext(self, state, block, contract, caller, caller, 0, meter, read_only=True)
+        try:
+            return self._run_view(ctx, name, args)
+        except OverflowError as exc:
+            # Contracts turn integer arguments into fixed-width keys (int.to_bytes): an
+            # argument out of that range is the caller's error, not the contract's.
+            raise BadArguments(f"{name}: integer argument out of range ({exc})") from exc
 
     def view(self, parent: CallContext, contract: Address, name: str, args: list[Value]) -> Value:
         """Another contract's view from inside a call, on the caller's state and gas meter."""

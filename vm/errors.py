@@ -26,6 +26,12 @@ class OutOfGas(ContractError):
     reason = "out-of-gas"
 
 
+class ViewTimeout(ContractError):
+    """A read-only call ran longer than its wall-clock bound (RPC view_ms_max)."""
+
+    reason = "view-timeout"
+
+
 class UnknownMethod(ContractError):
     reason = "unknown-method"
 
