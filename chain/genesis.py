@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chain.errors import LedgerError
+from chain.schema import SchemaError, Table, build, check_document, document
 from crypto.hashing import keccak256
 from crypto.keys import Address, address_of
 
@@ -23,10 +24,17 @@ class GenesisError(LedgerError):
     """The genesis file is missing, malformed or inconsistent."""
 
 
+UINT64_MAX = 2**64 - 1
+
+
 @dataclass(frozen=True)
 class Bookkeeper:
     name: str
-    public_key: bytes
+    public_key: bytes = field(metadata={"doc": "Ed25519 node key, 32 bytes hex"})
+
+    def __post_init__(self) -> None:
+        if len(self.public_key) != 32:
+            raise ValueError(f"bookkeeper {self.name}: public_key is {len(self.public_key)} bytes, not 32")
 
     @property
     def address(self) -> Address:
@@ -34,23 +42,53 @@ class Bookkeeper:
 
 
 @dataclass(frozen=True)
+class GenesisAccount:
+    """An [[accounts]] entry as written in the file: a public key or an address, and a balance."""
+
+    balance: int
+    public_key: bytes | None = None  # Ed25519, 32 bytes hex
+    address: bytes | None = None  # 20 bytes hex
+
+    def __post_init__(self) -> None:
+        if (self.public_key is None) == (self.address is None):
+            raise ValueError("an account has either public_key or address")
+        if self.public_key is not None and len(self.public_key) != 32:
+            raise ValueError("an account public_key is 32 bytes")
+        if self.address is not None and len(self.address) != 20:
+            raise ValueError("an address is 20 bytes")
+
+    @property
+    def account_address(self) -> Address:
+        return address_of(self.public_key) if self.public_key is not None else bytes(self.address or b"")
+
+
+@dataclass(frozen=True)
 class LedgerLimits:
-    block_txs_max: int = 2_000
-    block_bytes_max: int = 2 << 20
-    block_gas_max: int = 500_000_000
-    tx_bytes_max: int = 16 << 10
-    tx_gas_max: int = 50_000_000
+    block_txs_max: int = field(default=2_000, metadata={"min": 1})  # transactions per block
+    block_bytes_max: int = field(default=2 << 20, metadata={"min": 1})  # bytes of transactions per block
+    block_gas_max: int = field(default=500_000_000, metadata={"min": 1})
+    tx_bytes_max: int = field(default=16 << 10, metadata={"min": 1})  # one signed transaction, rlp
+    tx_gas_max: int = field(default=50_000_000, metadata={"min": 1})
+
+    def __post_init__(self) -> None:
+        if self.tx_bytes_max > self.block_bytes_max:
+            raise ValueError("tx_bytes_max must not exceed block_bytes_max (a transaction fits in a block)")
+        if self.tx_gas_max > self.block_gas_max:
+            raise ValueError("tx_gas_max must not exceed block_gas_max (a transaction fits in a block)")
 
 
 @dataclass(frozen=True)
 class Genesis:
-    chain_id: int
-    timestamp_ms: int
-    t: int
-    bookkeepers: tuple[Bookkeeper, ...]
-    accounts: tuple[tuple[Address, int], ...]
-    limits: LedgerLimits
+    chain_id: int = field(metadata={"max": UINT64_MAX})
+    t: int = field(metadata={"min": 1, "doc": "tolerated faults; n = 2t+1 bookkeepers"})
+    # n = 2t+1 Ed25519 keys, in index order
+    bookkeepers: tuple[Bookkeeper, ...] = field(metadata={"schema": Bookkeeper})
+    # funded accounts: public_key or address, and balance
+    accounts: tuple[tuple[Address, int], ...] = field(default=(), metadata={"schema": GenesisAccount})
+    limits: LedgerLimits = field(default_factory=LedgerLimits)
+    # [contracts.<name>] parameters, checked by each contract's validate_params (docs/contracts.md)
     contracts: dict[str, Any] = field(default_factory=dict)
+    timestamp_ms: int = field(default=0, metadata={"max": UINT64_MAX})  # the genesis block's time
 
     @property
     def bookkeeper_keys(self) -> list[bytes]:
@@ -74,57 +112,50 @@ class Genesis:
             raw = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise GenesisError(f"cannot read genesis {path}: {exc}") from exc
-        return cls.from_dict(raw)
+        return cls.from_dict(raw, source=str(path))
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Genesis:
+    def from_dict(cls, raw: dict[str, Any], source: str = "genesis") -> Genesis:
         try:
-            bookkeepers = tuple(
-                Bookkeeper(b["name"], bytes.fromhex(b["public_key"])) for b in raw["bookkeepers"]
-            )
-            accounts = tuple(
-                (_account_address(a), int(a["balance"])) for a in raw.get("accounts", [])
-            )
+            values = check_document(raw, genesis_tables(), source)
+            top = values[""]
             genesis = cls(
-                chain_id=int(raw["chain_id"]),
-                timestamp_ms=int(raw.get("timestamp_ms", 0)),
-                t=int(raw["t"]),
-                bookkeepers=bookkeepers,
-                accounts=accounts,
-                limits=LedgerLimits(**raw.get("limits", {})),
-                contracts=raw.get("contracts", {}),
+                chain_id=top["chain_id"],
+                timestamp_ms=top.get("timestamp_ms", 0),
+                t=top["t"],
+                bookkeepers=tuple(build(Bookkeeper, b, f"{source}: bookkeepers[{i}]")
+                                  for i, b in enumerate(top["bookkeepers"])),
+                accounts=tuple((build(GenesisAccount, a, f"{source}: accounts[{i}]").account_address, a["balance"])
+                               for i, a in enumerate(top.get("accounts", []))),
+                limits=build(LedgerLimits, values["limits"], f"{source}: [limits]"),
+                contracts=top.get("contracts", {}),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise GenesisError(f"malformed genesis: {exc!r}") from exc
+            check_contract_params(genesis.contracts, source)
+        except SchemaError as exc:
+            raise GenesisError(str(exc)) from exc
         if len(genesis.bookkeepers) != 2 * genesis.t + 1:
-            raise GenesisError(f"{len(genesis.bookkeepers)} bookkeepers but t = {genesis.t}: need 2t+1")
-        if any(len(b.public_key) != 32 for b in genesis.bookkeepers):
-            raise GenesisError("a bookkeeper key is not 32 bytes")
-        if any(balance < 0 for _, balance in genesis.accounts):
-            raise GenesisError("negative genesis balance")
-        _validate_contract_params(genesis.contracts)
+            raise GenesisError(f"{source}: {len(genesis.bookkeepers)} bookkeepers but t = {genesis.t}: need 2t+1")
         return genesis
 
 
-def _validate_contract_params(tables: dict[str, Any]) -> None:
-    """Each contract checks its own [contracts.<name>] table (contracts.validate_params):
-    a refused value names the rule, before block 0 is built. Imported here, not at the
-    top: the ledger does not otherwise depend on the contracts package."""
-    from contracts import validate_params
-    from contracts.params import ParamError
+def genesis_tables() -> list[Table]:
+    return document(Genesis, "")
 
-    if not isinstance(tables, dict):
-        raise GenesisError("[contracts] is a table of contract tables")
+
+def check_contract_params(tables: dict[str, Any], source: str) -> None:
+    """Every [contracts.<name>] table names a known contract and passes that contract's own
+    checks (contracts.validate_params: each module's `validate_params`, ParamError naming the
+    rule). Imported here, not at the top: the ledger does not otherwise depend on contracts."""
+    from contracts import CONTRACT_TYPES, validate_params
+
+    known = sorted(kind.name for kind in CONTRACT_TYPES)
+    for name, params in tables.items():
+        where = f"{source}: [contracts.{name}]"
+        if name not in known:
+            raise SchemaError(where, f"unknown contract; known: {', '.join(known)}")
+        if not isinstance(params, dict):
+            raise SchemaError(where, f"must be a table, got {params!r}")
     try:
         validate_params(tables)
-    except ParamError as exc:
-        raise GenesisError(f"contract parameter refused: {exc}") from exc
-
-
-def _account_address(entry: dict[str, Any]) -> Address:
-    if "public_key" in entry:
-        return address_of(bytes.fromhex(entry["public_key"]))
-    address = bytes.fromhex(entry["address"].removeprefix("0x"))
-    if len(address) != 20:
-        raise ValueError("an address is 20 bytes")
-    return address
+    except ValueError as exc:  # ParamError, or a contract's own ValueError
+        raise SchemaError(source, f"contract parameter refused: {exc}") from exc

@@ -24,10 +24,10 @@ from crypto.keys import Address
 
 @dataclass(frozen=True)
 class MempoolLimits:
-    txs_max: int = 20_000
-    bytes_max: int = 64 << 20
+    txs_max: int = 20_000  # pending transactions; above it tx_send answers mempool-full
+    bytes_max: int = 64 << 20  # their total size
     nonce_gap_max: int = 64  # how far ahead of the account nonce a transaction may be
-    per_sender_max: int = 1_000
+    per_sender_max: int = 1_000  # pending transactions of one sender
 
 
 class Mempool:

@@ -17,11 +17,11 @@ class ConsensusConfig:
     batch_timeout_ms: int = 5
     # An active replica with pending work and no finalized block for this long suspects.
     commit_timeout_ms: int = 1_500
-    retransmit_ms: int = 300
+    retransmit_ms: int = 300  # unanswered consensus messages are sent again after this long
     # Must exceed 2Δ plus a few round trips: the VIEW-CHANGE wait alone is 2Δ.
     view_change_timeout_ms: int = 1_000
-    empty_blocks: bool = False
-    empty_block_interval_ms: int = 1_000
+    empty_blocks: bool = False  # an idle chain makes no blocks unless set
+    empty_block_interval_ms: int = 1_000  # with empty_blocks: one block at least this often
     # Test-only misbehaviour, one of BYZANTINE_MODES; None for an honest replica.
     byzantine: str | None = None
 

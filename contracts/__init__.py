@@ -20,6 +20,8 @@ from contracts.registry import Registry
 from contracts.token import Token
 from vm.contract import NativeContract
 
+CONTRACT_TYPES: tuple[type[NativeContract], ...] = (Registry, Token, Dsc, Credit, Policy, Records)
+
 
 def validate_params(params: dict[str, Any]) -> None:
     """Every [contracts.<name>] table through `contracts.<name>.validate_params`, when that
@@ -48,5 +50,5 @@ def build_contracts(params: dict[str, Any]) -> list[NativeContract]:
     ]
 
 
-__all__ = ["Credit", "Dsc", "ParamError", "Policy", "Records", "Registry", "Token", "build_contracts",
+__all__ = ["CONTRACT_TYPES", "Credit", "Dsc", "ParamError", "Policy", "Records", "Registry", "Token", "build_contracts",
            "validate_params"]

@@ -1,25 +1,39 @@
-"""Node configuration from TOML (tomllib). Every limit has a name ending in its unit and a
-default documented in docs/configuration.md; a file only needs what differs.
+"""Node configuration from TOML (tomllib), validated at load by the schema derived from the
+dataclasses below and the ones they hold (chain/schema.py): every table and key is known,
+typed, in range, and the limits that depend on each other agree. The same schema writes the
+README's configuration reference: `python -m runtime.config --markdown`.
 
-    [node]       name, data_dir, key_file, genesis, log_level, lmdb_map_bytes, status_interval_ms,
-                 rebroadcast_after_ms, block_build_ms_max
+    [node]       NodeConfig's plain fields (name, data_dir, key_file, genesis, log_level, ...)
     [p2p]        host, port, peers = [{name, public_key, host, port}], + P2PConfig fields
-    [rpc]        host, port, body_bytes_max, batch_max, websockets_max, receipt_wait_ms_max, ...
-    [consensus]  ConsensusConfig fields but t (delta_ms, batch_timeout_ms, ...)
+    [rpc]        RpcConfig fields
+    [consensus]  ConsensusConfig fields but t (t comes from genesis)
     [mempool]    MempoolLimits fields
     [sync]       SyncConfig fields
 """
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 import tomllib
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from chain.genesis import Genesis, genesis_tables
 from chain.mempool import MempoolLimits
+from chain.schema import SchemaError, Table, build, check_document, document, markdown
 from consensus import ConsensusConfig, SyncConfig
-from p2p import P2PConfig
+from p2p import P2PConfig, P2PError
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+PORT_MAX = 65535
+# Room in one p2p frame around its payload: message fields, a block's header and commit
+# certificate, rlp and msgpack length prefixes (a few KiB in practice).
+FRAME_ENVELOPE_BYTES = 64 * 1024
+TX_BATCH_MAX = 128  # transactions per gossip batch frame (runtime/node.py; x tx_bytes_max fits a frame)
 
 
 class ConfigError(Exception):
@@ -29,24 +43,25 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class PeerAddress:
     name: str
-    public_key: bytes
+    public_key: bytes = field(metadata={"doc": "the peer's Ed25519 node key, 32 bytes hex"})
     host: str
-    port: int
+    port: int = field(metadata={"max": PORT_MAX})
 
 
 @dataclass(frozen=True)
 class RpcConfig:
-    host: str = "127.0.0.1"
-    port: int = 8545
-    body_bytes_max: int = 1 << 20  # larger POST bodies get HTTP 413
-    batch_max: int = 100  # JSON-RPC batch entries
+    host: str = "127.0.0.1"  # JSON-RPC, /ws, /health and /metrics listen here
+    port: int = field(default=8545, metadata={"max": PORT_MAX})
+    body_bytes_max: int = field(default=1 << 20, metadata={"min": 1})  # larger POST bodies get HTTP 413
+    batch_max: int = field(default=100, metadata={"min": 1})  # JSON-RPC batch entries
     websockets_max: int = 64  # open /ws connections
-    subscriptions_per_socket_max: int = 16
-    ws_send_queue_max: int = 1_000  # notifications waiting per socket before it is closed
+    subscriptions_per_socket_max: int = 16  # subscriptions of one /ws connection
+    # notifications waiting per socket before it is closed
+    ws_send_queue_max: int = field(default=1_000, metadata={"min": 1})
     receipt_wait_ms_max: int = 30_000  # longest tx_receipt wait
     receipt_waiters_max: int = 10_000  # concurrent tx_receipt waits
-    submit_queue_max: int = 10_000  # transactions waiting for the consensus loop
-    blocks_range_max: int = 256
+    submit_queue_max: int = field(default=10_000, metadata={"min": 1})  # transactions waiting for the loop
+    blocks_range_max: int = field(default=256, metadata={"min": 1})  # blocks per range request
     # Open HTTP/WebSocket connections, in all and from one client address; over either, a
     # new one gets HTTP 503 (-32005) at once. Capped again at start by RLIMIT_NOFILE minus
     # descriptors_reserved, so RPC clients can never take the descriptors peers need.
@@ -66,24 +81,33 @@ class RpcConfig:
 
 @dataclass(frozen=True)
 class NodeConfig:
-    name: str
-    data_dir: Path
-    key_file: Path
-    genesis: Path
-    log_level: str
-    p2p_host: str
-    p2p_port: int
-    peers: tuple[PeerAddress, ...]
-    p2p: P2PConfig
-    rpc: RpcConfig
-    consensus: dict[str, Any]  # ConsensusConfig fields but t (t comes from genesis)
-    mempool: MempoolLimits
-    sync: SyncConfig
-    lmdb_map_bytes: int = 8 << 30
-    status_interval_ms: int = 500  # how often the final head is announced to peers (block sync)
-    rebroadcast_after_ms: int = 3_000  # pending this long here: announce it to the peers again
-    block_build_ms_max: int = 300  # a proposer stops adding transactions after this long
-    source: Path | None = field(default=None, compare=False)
+    name: str  # the node's name in logs and metrics
+    data_dir: Path = Path("data")  # LMDB store, relative to the file
+    key_file: Path = Path("node.key")  # Ed25519 node key (hex seed), relative to the file
+    genesis: Path = Path("genesis.toml")  # relative to the file
+    # one line per event: final blocks, view changes, peers, rejected input
+    log_level: str = field(default="info", metadata={"choices": LOG_LEVELS})
+    # text: one readable line per event; json: one JSON object per line (ts, level, logger, msg)
+    log_format: str = field(default="text", metadata={"choices": LOG_FORMATS})
+    p2p_host: str = field(default="127.0.0.1", metadata={"table": "p2p", "key": "host",
+                                                         "doc": "peers connect here"})
+    p2p_port: int = field(default=26656, metadata={"table": "p2p", "key": "port", "max": PORT_MAX})
+    # [[p2p.peers]]: the nodes this one dials and accepts
+    peers: tuple[PeerAddress, ...] = field(default=(), metadata={"table": "p2p", "schema": PeerAddress})
+    p2p: P2PConfig = field(default_factory=P2PConfig)
+    rpc: RpcConfig = field(default_factory=RpcConfig)
+    # ConsensusConfig fields but t (t comes from genesis)
+    consensus: dict[str, Any] = field(default_factory=dict,
+                                      metadata={"schema": ConsensusConfig, "exclude": ("t",)})
+    mempool: MempoolLimits = field(default_factory=MempoolLimits)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    lmdb_map_bytes: int = field(default=8 << 30, metadata={"min": 1 << 20})  # LMDB map size (sparse)
+    status_interval_ms: int = field(default=500, metadata={"min": 1})  # final head announced to peers (block sync)
+    # a transaction pending here this long is announced to the peers again
+    rebroadcast_after_ms: int = field(default=3_000, metadata={"min": 1})
+    # a proposer stops adding transactions to a block after this long (every replica re-executes it)
+    block_build_ms_max: int = field(default=300, metadata={"min": 1})
+    source: Path | None = field(default=None, compare=False, metadata={"toml": False})
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -95,54 +119,68 @@ class NodeConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], base: Path, source: Path | None = None) -> NodeConfig:
-        node = raw.get("node", {})
-        p2p = dict(raw.get("p2p", {}))
+        where = str(source or "node configuration")
         try:
-            peers = tuple(PeerAddress(p["name"], bytes.fromhex(p["public_key"]), p["host"], int(p["port"]))
-                          for p in p2p.pop("peers", []))
-            host = p2p.pop("host", "127.0.0.1")
-            port = int(p2p.pop("port", 26656))
-            return cls(
-                name=node["name"],
-                data_dir=base / node.get("data_dir", "data"),
-                key_file=base / node.get("key_file", "node.key"),
-                genesis=base / node.get("genesis", "genesis.toml"),
-                log_level=node.get("log_level", "info"),
-                lmdb_map_bytes=int(node.get("lmdb_map_bytes", 8 << 30)),
-                status_interval_ms=int(node.get("status_interval_ms", 500)),
-                rebroadcast_after_ms=int(node.get("rebroadcast_after_ms", 3_000)),
-                block_build_ms_max=int(node.get("block_build_ms_max", 300)),
-                p2p_host=host,
-                p2p_port=port,
-                peers=peers,
-                p2p=_section(P2PConfig, p2p, "p2p"),
-                rpc=_section(RpcConfig, raw.get("rpc", {}), "rpc"),
-                consensus=_consensus_section(raw.get("consensus", {})),
-                mempool=_section(MempoolLimits, raw.get("mempool", {}), "mempool"),
-                sync=_section(SyncConfig, raw.get("sync", {}), "sync"),
-                source=source,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"malformed node configuration: {exc!r}") from exc
+            return cls._from_tables(check_document(raw, node_tables(), where), base, source)
+        except (SchemaError, P2PError) as exc:
+            raise ConfigError(str(exc)) from exc
+
+    @classmethod
+    def _from_tables(cls, tables: dict[str, dict[str, Any]], base: Path, source: Path | None) -> NodeConfig:
+        where = str(source or "node configuration")
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = dict(tables["node"])
+        for f in fields(cls):
+            if "table" in f.metadata and f.name in tables[f.metadata["table"]]:  # [p2p] host, port, peers
+                values[f.name] = tables[f.metadata["table"]].pop(f.name)
+        for name in ("data_dir", "key_file", "genesis"):
+            values[name] = base / values.get(name, getattr(cls, name))
+        values["peers"] = tuple(PeerAddress(**peer) for peer in values.get("peers", ()))
+        # validated now (t = 1 stands in for the genesis's t), not when consensus starts
+        build(ConsensusConfig, {"t": 1, **tables["consensus"]}, f"{where}: [consensus]")
+        values["consensus"] = tables["consensus"]
+        for f in fields(cls):
+            if f.name not in values and dataclasses.is_dataclass(hints[f.name]):
+                values[f.name] = build(hints[f.name], tables[f.name], f"{where}: [{f.name}]")
+        return cls(**values, source=source)
 
 
-def _consensus_section(values: dict[str, Any]) -> dict[str, Any]:
-    if "t" in values:
-        raise ConfigError("[consensus] t comes from the genesis file, not the node configuration")
-    known = {f.name for f in fields(ConsensusConfig)} - {"t"}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"[consensus] has unknown settings {unknown}; known: {sorted(known)}")
-    try:
-        ConsensusConfig(t=1, **values)  # validate now, not when the node starts consensus
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"[consensus]: {exc}") from exc
-    return dict(values)
+def node_tables() -> list[Table]:
+    return document(NodeConfig, "node")
 
 
-def _section(kind: type, values: dict[str, Any], name: str) -> Any:
-    known = {f.name for f in fields(kind)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"[{name}] has unknown settings {unknown}; known: {sorted(known)}")
-    return kind(**values)
+def check_limits(config: NodeConfig, genesis: Genesis) -> None:
+    """Relations between limits set in different places (node.toml, genesis.toml, code),
+    which each dataclass alone cannot check."""
+    frame = config.p2p.frame_bytes_max
+    where = config.source or "node configuration"
+    rules = [
+        (genesis.limits.block_bytes_max + FRAME_ENVELOPE_BYTES <= frame,
+         f"a block's largest size (genesis [limits] block_bytes_max = {genesis.limits.block_bytes_max}) plus "
+         f"{FRAME_ENVELOPE_BYTES} bytes of envelope must fit in one p2p frame ([p2p] frame_bytes_max = {frame})"),
+        (config.sync.response_bytes_max + FRAME_ENVELOPE_BYTES <= frame,
+         f"[sync] response_bytes_max = {config.sync.response_bytes_max} plus {FRAME_ENVELOPE_BYTES} bytes of "
+         f"envelope must fit in one p2p frame ([p2p] frame_bytes_max = {frame})"),
+        (genesis.limits.tx_bytes_max * TX_BATCH_MAX + FRAME_ENVELOPE_BYTES <= frame,
+         f"a gossip batch of {TX_BATCH_MAX} transactions of genesis [limits] tx_bytes_max = "
+         f"{genesis.limits.tx_bytes_max} must fit in one p2p frame ([p2p] frame_bytes_max = {frame})"),
+        (genesis.limits.tx_bytes_max * 2 + FRAME_ENVELOPE_BYTES <= config.rpc.body_bytes_max,
+         f"a transaction (genesis [limits] tx_bytes_max = {genesis.limits.tx_bytes_max}, hex-encoded) must fit "
+         f"in one RPC body ([rpc] body_bytes_max = {config.rpc.body_bytes_max})"),
+    ]
+    for holds, problem in rules:
+        if not holds:
+            raise ConfigError(f"{where}: {problem}")
+
+
+def main(argv: list[str]) -> int:
+    """`python -m runtime.config --markdown`: the README's configuration reference."""
+    if argv != ["--markdown"]:
+        print("usage: python -m runtime.config --markdown", file=sys.stderr)
+        return 2
+    print(markdown(node_tables(), "node.toml") + "\n" + markdown(genesis_tables(), "genesis.toml"), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -46,7 +46,7 @@ from contracts import build_contracts
 from crypto.keys import KeyPair
 from p2p import Network
 from rpc.server import RpcServer
-from runtime.config import NodeConfig
+from runtime.config import TX_BATCH_MAX, NodeConfig, check_limits
 from runtime.ledger_app import LedgerApp
 from runtime.metrics import NodeMetrics
 from vm import Engine
@@ -55,7 +55,6 @@ log = logging.getLogger("gridchain.node")
 
 TX_GOSSIP = "tx"
 TX_BATCH = "txs"  # pending transactions handed to a peer that just connected
-TX_BATCH_MAX = 128  # transactions per batch frame (x tx_bytes_max stays under frame_bytes_max)
 REANNOUNCE_MAX = 1024  # stale pending transactions sent again per status tick
 SYNC_TYPES = ("sync_status", "sync_request", "sync_response")
 GOSSIP_CHUNK_MAX = 256  # gossiped transactions admitted per loop turn (~50 ms of work)
@@ -75,6 +74,7 @@ class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.genesis = Genesis.load(config.genesis)
+        check_limits(config, self.genesis)
         self.key = KeyPair.load(config.key_file)
         self.store = ChainStore(config.data_dir / "chain", config.lmdb_map_bytes)
         self.chain = Chain(self.store, self.genesis, Engine(build_contracts(self.genesis.contracts)))
