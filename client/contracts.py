@@ -17,7 +17,7 @@ from typing import Any
 
 from chain.values import Value
 from client.sdk import DEFAULT_GAS_LIMIT, GridClient, from_hex
-from crypto.keys import Address, KeyPair
+from crypto.keys import Address, KeyPair, address_of
 
 ROLES = ("bookkeeper", "vendor", "supplier", "device", "smartphone", "crew")
 MODES = ("remote", "on-site")
@@ -178,10 +178,12 @@ class Registry:
         return _call("registry", "register", _address(member, "member"), role, bls_key, paillier_n)
 
     @staticmethod
-    def register_device(device: Address, device_type: str, warranty_end_s: int, bls_key: bytes,
-                        paillier_n: bytes) -> ContractCall:
-        return _call("registry", "register_device", _address(device, "device"), device_type,
-                     _int(warranty_end_s, "warranty_end_s"), bls_key, paillier_n)
+    def register_device(device_key: bytes, device_type: str, warranty_end_s: int, bls_key: bytes,
+                        paillier_n: bytes, consent: bytes) -> ContractCall:
+        """`consent` is the device key's signature (contracts.registry.device_consent with
+        the chain id, the registering vendor and the view `consent_nonce(device)`)."""
+        return _call("registry", "register_device", address_of(device_key), device_type,
+                     _int(warranty_end_s, "warranty_end_s"), bls_key, paillier_n, device_key, consent)
 
     @staticmethod
     def bind_smartphone(device: Address, phone: Address) -> ContractCall:

@@ -29,7 +29,7 @@ from contracts.common import check_hash, get_list, parse_address, require
 from contracts.dsc_records import Bid, Request
 from contracts.params import integer
 from contracts.params import require as check
-from contracts.registry import DIAGNOSIS_ROLES
+from contracts.registry import BOOKKEEPER, DIAGNOSIS_ROLES
 from crypto.hashing import keccak256
 from crypto.keys import Address
 from vm import fixedpoint
@@ -51,6 +51,8 @@ class Terms:
     service_ms: int
     bidders_max: int
     messages_max: int
+    rating_period_ms: int  # one counted rating per counterparty per period (credit pump)
+    dispute_ms: int  # how long escrows wait for an arbiter's verdict
 
 
 def parse_params(params: dict[str, Any]) -> Terms:
@@ -83,7 +85,8 @@ def parse_params(params: dict[str, Any]) -> Terms:
     return Terms(prices, number("request_deposit", 100, 1), number("bid_deposit", 50, 1), mechanism,
                  number("commit_ms", 60_000, 1), number("reveal_ms", 60_000, 1),
                  number("service_ms", 86_400_000, 1), number("bidders_max", 64, 1),
-                 number("messages_max", 64, 1))
+                 number("messages_max", 64, 1), number("rating_period_ms", 86_400_000, 0),
+                 number("dispute_ms", 7 * 86_400_000, 1))
 
 
 def validate_params(params: dict[str, Any]) -> None:
@@ -102,6 +105,7 @@ class Dsc(NativeContract):
         self.mechanism = terms.mechanism
         self.commit_ms, self.reveal_ms, self.service_ms = terms.commit_ms, terms.reveal_ms, terms.service_ms
         self.bidders_max, self.messages_max = terms.bidders_max, terms.messages_max
+        self.rating_period_ms, self.dispute_ms = terms.rating_period_ms, terms.dispute_ms
 
     def genesis(self, ctx: CallContext) -> None:
         """Seed bidder state (`bidders` parameter: [{address, w, d, suspect_count}], d in
@@ -353,32 +357,77 @@ class Dsc(NativeContract):
     def expire(self, ctx: CallContext, request_id: int) -> None:
         """After the service deadline (anyone may call): the node defaults, unless it
         reported the repair done, in which case the silent requester defaults and the node
-        is paid."""
-        request = self._assigned(ctx, request_id)
+        is paid. After an unresolved dispute's window every escrow returns to its owner."""
+        request = self._request(ctx, request_id)
+        require(request.status in (rec.ASSIGNED, rec.DISPUTED), "not-assigned", f"request is {request.status}")
         require(ctx.block.timestamp_ms > request.deadline_ms, "deadline-not-reached",
                 f"deadline {request.deadline_ms} ms")
-        if request.node_done:
+        if request.status == rec.DISPUTED:
+            # no verdict in time: nobody is proven at fault, everything returns to its owner
+            self._finish(ctx, request_id, request, rec.DEFAULTED)
+            ctx.emit("Defaulted", request=request_id, party=b"", reason="dispute-unresolved")
+        elif request.node_done:
             self._pay_node(ctx, request_id, request)
             self._requester_defaults(ctx, request_id, request, "no-confirmation")
         else:
             self._node_defaults(ctx, request_id, request, "no-completion")
 
     @method
+    def dispute(self, ctx: CallContext, request_id: int) -> None:
+        """The requester contests a node's `report_done` (the work was not done): nothing
+        is paid or forfeited, every escrow stays held until an arbiter decides or the
+        dispute window `dispute_ms` ends."""
+        request = self._assigned(ctx, request_id)
+        require(self._acts_for(ctx, request.device), "not-requester", "only the device or its smartphone disputes")
+        require(request.node_done, "not-reported", "dispute a repair the node reported done; otherwise refuse")
+        request.status, request.deadline_ms = rec.DISPUTED, ctx.block.timestamp_ms + self.dispute_ms
+        self._put(ctx, request_id, request)
+        ctx.emit("Disputed", request=request_id, by=ctx.sender, node=request.node, until_ms=request.deadline_ms)
+
+    @method
+    def resolve(self, ctx: CallContext, request_id: int, at_fault: str) -> None:
+        """An arbiter (a bookkeeper, the consortium's preselected nodes, neither party)
+        settles a dispute: "node" (the work was not done: the node's bid deposit goes to
+        the payer, the payment returns) or "requester" (it was: the node is paid and the
+        request deposit goes to it)."""
+        request = self._request(ctx, request_id)
+        require(request.status == rec.DISPUTED, "not-disputed", f"request is {request.status}")
+        require(ctx.view(REGISTRY, "role", [ctx.sender]) == BOOKKEEPER, "not-arbiter", "bookkeepers arbitrate")
+        require(at_fault in ("node", "requester"), "bad-verdict", 'at_fault is "node" or "requester"')
+        ctx.emit("Resolved", request=request_id, arbiter=ctx.sender, at_fault=at_fault)
+        if at_fault == "node":
+            self._node_defaults(ctx, request_id, request, "dispute-lost")
+        else:
+            self._pay_node(ctx, request_id, request)
+            self._requester_defaults(ctx, request_id, request, "dispute-lost")
+
+    @method
     def rate(self, ctx: CallContext, request_id: int, rating: int) -> None:
-        """After completion each side rates the other once (0-100, III.D)."""
+        """After completion each side rates the other once (0-100, III.D). Both ratings go
+        into the maintenance record; the credit contract counts one only when it comes from
+        an independent counterparty, at most once per counterparty per rating period
+        (`_counts`: the credit-pump rule, docs/contracts.md)."""
         request = self._request(ctx, request_id)
         require(request.status == rec.COMPLETED, "not-completed", f"request is {request.status}")
+        require(0 <= rating <= 100, "bad-rating", f"{rating} is outside 0-100")
         if ctx.sender == request.node:
             require(not request.rated_by_node, "already-rated", "the node rated already")
             request.rated_by_node, ratee, side = True, request.device, "node"
+            counterparty: Address = request.node
         else:
             require(self._acts_for(ctx, request.device), "not-party", "only the parties rate")
             require(not request.rated_by_requester, "already-rated", "the requester rated already")
             request.rated_by_requester, ratee, side = True, request.node, "requester"
+            counterparty = self._owner(ctx, request.device)
         self._put(ctx, request_id, request)
-        ctx.call(CREDIT, "add_rating", [ratee, rating])
+        why_not = self._why_not_counted(ctx, ratee, counterparty)
+        if why_not:
+            ctx.emit("RatingIgnored", request=request_id, ratee=ratee, rating=rating, reason=why_not)
+        else:
+            ctx.set_value(rec.rated_key(ratee, counterparty), ctx.block.timestamp_ms)
+            ctx.call(CREDIT, "add_rating", [ratee, rating])
         ctx.call(RECORDS, "add_rating", [request_id, side, rating])
-        ctx.emit("Rated", request=request_id, rater=ctx.sender, ratee=ratee, rating=rating)
+        ctx.emit("Rated", request=request_id, rater=ctx.sender, ratee=ratee, rating=rating, counted=not why_not)
 
     @method
     def set_min_requester_credit(self, ctx: CallContext, credit: int) -> None:
@@ -439,6 +488,29 @@ class Dsc(NativeContract):
         assert isinstance(credit, int)
         require(credit >= threshold, "requester-credit-low",
                 f"requester credit {credit} < node threshold {threshold}")
+
+    def _owner(self, ctx: CallContext, device: Address) -> Address:
+        """Who stands behind a device's rating: its bound smartphone (the owner), b"" if none."""
+        record = ctx.view(REGISTRY, "device", [device])
+        assert isinstance(record, list) and isinstance(record[3], bytes)
+        return record[3]
+
+    def _why_not_counted(self, ctx: CallContext, ratee: Address, counterparty: Address) -> str:
+        """"" when a rating of `ratee` backed by `counterparty` counts towards its credit.
+        Independent: the counterparty exists, is not the ratee and was not admitted by the
+        ratee (a vendor's own smartphone rating the vendor is the credit pump). Once per
+        counterparty per `rating_period_ms`, so a pump is bounded by the independent
+        members it can find, not by how many requests it can open."""
+        if not counterparty:
+            return "no-owner"
+        member = ctx.view(REGISTRY, "member", [counterparty])
+        assert isinstance(member, list)
+        if counterparty == ratee or (member and member[3] == ratee):
+            return "not-independent"
+        last = ctx.get_value(rec.rated_key(ratee, counterparty))
+        if isinstance(last, int) and ctx.block.timestamp_ms - last < self.rating_period_ms:
+            return "rated-this-period"
+        return ""
 
     def _acts_for(self, ctx: CallContext, device: Address) -> bool:
         return ctx.view(REGISTRY, "acts_for", [device, ctx.sender]) is True

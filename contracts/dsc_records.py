@@ -15,7 +15,8 @@ BIDDING = "bidding"  # out of warranty: commit and reveal windows (V.B)
 ASSIGNED = "assigned"  # a diagnosis node holds the job (the vendor in warranty, V.A)
 COMPLETED = "completed"
 FAILED = "failed"  # the auction closed without a valid bid
-DEFAULTED = "defaulted"  # a party refused or missed the deadline
+DEFAULTED = "defaulted"  # a party refused or missed the deadline, or lost a dispute
+DISPUTED = "disputed"  # the requester contests report_done; escrows wait for an arbiter
 
 # bid status
 COMMITTED = "committed"
@@ -109,6 +110,11 @@ def bidder_state_key(bidder: Address) -> bytes:
 
 def threshold_key(node: Address) -> bytes:
     return b"t:" + node
+
+
+def rated_key(ratee: Address, counterparty: Address) -> bytes:
+    """When `counterparty` last gave `ratee` a rating that counted (ms)."""
+    return b"r:" + ratee + counterparty
 
 
 def open_key(device: Address) -> bytes:

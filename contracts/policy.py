@@ -18,7 +18,10 @@ report rule fires once for each report that satisfies it. Publishing a new polic
 supersedes the old one: its unfired triggers are dropped. The cost of the hook is bounded:
 at most `timed_max` armed time/height rules are scanned and at most `fires_per_block_max`
 rules fire per block (the rest wait, in order, for the next block); reports are refused
-with "queue-full" when `pending_max` triggers are waiting.
+with "queue-full" when `pending_max` triggers are waiting. Quotas keep one party from
+filling what every owner shares: a smartphone arms at most `timed_per_owner_max`
+time/height rules ("owner-timed-full"), a device has at most `pending_per_device_max`
+report triggers waiting ("device-queue-full").
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ ACTIONS = ("set_mode", "set_limit", "notify")
 NAME_CHARS_MAX = 64
 DEFAULT_MODE = "normal"
 
-TIMED = b"timed"  # armed time/height rules: [[device, version, rule], ...]
+TIMED = b"timed"  # armed time/height rules: [[device, version, rule, owner], ...]
 QUEUE_HEAD = b"qh"
 QUEUE_TAIL = b"qt"
 
@@ -60,6 +63,11 @@ def _limits_key(device: Address) -> bytes:
 
 def _report_key(device: Address, metric: str) -> bytes:
     return b"r:" + device + metric.encode()
+
+
+def _queued_key(device: Address) -> bytes:
+    """How many of the device's report triggers wait in the queue."""
+    return b"n:" + device
 
 
 def _queue_key(position: int) -> bytes:
@@ -130,7 +138,13 @@ class Policy(NativeContract):
             check_rule(rule)
         version = self._version(ctx, device) + 1
         timed = get_list(ctx, TIMED)
-        armed: list[Value] = [[device, version, i] for i, rule in enumerate(rules) if rule[0] in TIMED_TRIGGERS]
+        armed: list[Value] = [[device, version, i, ctx.sender] for i, rule in enumerate(rules)
+                              if rule[0] in TIMED_TRIGGERS]
+        # this device's older rules are superseded now (end_block drops them); the owner's
+        # other devices' rules still count against its quota
+        owned = sum(1 for e in timed if isinstance(e, list) and e[3] == ctx.sender and e[0] != device)
+        require(owned + len(armed) <= self.timed_per_owner_max, "owner-timed-full",
+                f"a smartphone arms at most {self.timed_per_owner_max} time/height rules")
         require(len(timed) + len(armed) <= self.timed_max, "timed-full",
                 f"at most {self.timed_max} time/height rules armed chain-wide")
         if armed:
@@ -160,8 +174,12 @@ class Policy(NativeContract):
         for index, rule in enumerate(rules):
             assert isinstance(rule, list)
             if rule[0] == REPORT and rule[1] == metric and compare(value, rule[2], rule[3]):  # type: ignore[arg-type]
+                queued = ctx.get_int(_queued_key(ctx.sender))
+                require(queued < self.pending_per_device_max, "device-queue-full",
+                        f"{self.pending_per_device_max} of this device's triggers waiting")
                 require(tail - head < self.pending_max, "queue-full", f"{self.pending_max} triggers waiting")
                 ctx.set_value(_queue_key(tail), [ctx.sender, version, index, value])
+                ctx.set_value(_queued_key(ctx.sender), queued + 1)
                 tail += 1
                 ctx.set_value(QUEUE_TAIL, tail)
 
@@ -174,7 +192,7 @@ class Policy(NativeContract):
             kept: list[Value] = []
             for entry in timed:
                 assert isinstance(entry, list)
-                device, version, index = entry
+                device, version, index, _ = entry
                 assert isinstance(device, bytes) and isinstance(version, int) and isinstance(index, int)
                 rule = self._live_rule(ctx, device, version, index)
                 if rule is None:
@@ -194,6 +212,7 @@ class Policy(NativeContract):
             device, version, index, value = queued
             assert isinstance(device, bytes) and isinstance(version, int) and isinstance(index, int)
             ctx.delete(_queue_key(head))
+            ctx.set_value(_queued_key(device), ctx.get_int(_queued_key(device)) - 1)
             head += 1
             rule = self._live_rule(ctx, device, version, index)
             if rule is not None:

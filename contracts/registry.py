@@ -7,8 +7,12 @@ and the Paillier public key N. Consortium rule (docs/contracts.md):
 
 - genesis administrators (the `admins` parameter, bookkeepers) admit bookkeepers, vendors
   V, non-original suppliers NV and smartphones, and may revoke anyone but an administrator;
-- a vendor admits the devices it sold (opaque device ID, type S, warranty end) and may
-  also admit the owner's smartphone; it may revoke its own devices;
+- a vendor admits the devices it sold (opaque device ID, type S, warranty end) with the
+  device key's consent (its signature over `consent_message`), so nobody can claim an
+  address whose key it does not hold; it may also admit the owner's smartphone; it may
+  revoke its own devices;
+- revocation frees the ID: it may be admitted again (a device with a fresh consent, the
+  consent nonce having moved on, so an old consent cannot be replayed);
 - a device's smartphone is bound by the device's vendor or by the device itself;
 - a vendor or supplier admits its own maintenance crews Rep (role `crew`): the crew's
   registrar is the node it works for, which is what a device checks before it accepts
@@ -28,7 +32,8 @@ from chain.values import Value
 from contracts.addresses import REGISTRY
 from contracts.common import check_address, ensure_account, get_list, parse_address, require
 from contracts.params import integer
-from crypto.keys import Address
+from crypto.hashing import keccak256
+from crypto.keys import Address, KeyPair, address_of, is_valid_signature
 from vm.context import CallContext
 from vm.contract import NativeContract, method, view
 
@@ -46,6 +51,8 @@ KEY_BYTES_MAX = 1024  # a 4096-bit Paillier N is 512 bytes; BLS G2 keys are 96
 DEVICE_TYPE_CHARS_MAX = 64
 ENDPOINT_CHARS_MAX = 256  # an http(s) URL of an inbox; longer is not an address anyone needs
 ENDPOINT_SCHEMES = ("http://", "https://")
+CONSENT_DOMAIN = b"gridchain/registry-consent\x00"
+CONSENT_STEPS = 100  # an Ed25519 verification, in loop steps (~10x a storage write)
 
 
 def _member_key(address: Address) -> bytes:
@@ -62,6 +69,21 @@ def _phone_key(address: Address) -> bytes:
 
 def _endpoint_key(address: Address) -> bytes:
     return b"e:" + address
+
+
+def _nonce_key(address: Address) -> bytes:
+    return b"n:" + address
+
+
+def consent_message(chain_id: int, registrar: Address, member: Address, nonce: int) -> bytes:
+    """What a device's key signs to let `registrar` admit it: domain, chain id (8-byte BE),
+    registrar, member, the member's consent nonce (8-byte BE; it grows at each revocation)."""
+    return keccak256(CONSENT_DOMAIN + chain_id.to_bytes(8, "big") + registrar + member + nonce.to_bytes(8, "big"))
+
+
+def device_consent(key: KeyPair, chain_id: int, registrar: Address, nonce: int) -> bytes:
+    """The device's signature that lets `registrar` register it (client side)."""
+    return key.sign(consent_message(chain_id, registrar, key.address, nonce))
 
 
 LIMITS = {"devices_per_phone_max": 64}  # defaults; each is at least 1
@@ -120,11 +142,19 @@ class Registry(NativeContract):
 
     @method
     def register_device(self, ctx: CallContext, device: bytes, device_type: str,
-                        warranty_end_s: int, bls_key: bytes, paillier_n: bytes) -> None:
-        """A vendor registers a device it sold under an opaque ID (III.B)."""
+                        warranty_end_s: int, bls_key: bytes, paillier_n: bytes, device_key: bytes,
+                        consent: bytes) -> None:
+        """A vendor registers a device it sold under an opaque ID (III.B): `device` is the
+        address of `device_key`, and `consent` that key's signature over
+        consent_message(chain id, vendor, device, consent nonce)."""
         require(self._is_role(ctx, ctx.sender, VENDOR), "not-authorized", "only a vendor registers devices")
         require(0 < len(device_type) <= DEVICE_TYPE_CHARS_MAX, "bad-device-type", device_type)
         require(warranty_end_s >= 0, "bad-warranty", "warranty end is a block time in seconds")
+        require(address_of(device_key) == device, "bad-consent", "device is not the address of device_key")
+        ctx.steps(CONSENT_STEPS)
+        message = consent_message(ctx.block.chain_id, ctx.sender, device, self.consent_nonce(ctx, device))
+        require(is_valid_signature(device_key, consent, message), "bad-consent",
+                "the device key did not sign this registration")
         self._admit(ctx, device, DEVICE, bls_key, paillier_n, ctx.sender)
         ctx.set_value(_device_key(device), [device_type, warranty_end_s, ctx.sender, b""])
         ctx.emit("DeviceRegistered", device=device, device_type=device_type,
@@ -153,6 +183,13 @@ class Registry(NativeContract):
         by_registrar = stored[0] in (DEVICE, CREW) and stored[3] == ctx.sender
         require(by_admin or by_registrar, "not-authorized", f"0x{ctx.sender.hex()} may not revoke")
         ctx.set_value(_member_key(member), [*stored[:4], False])
+        ctx.set_value(_nonce_key(member), self.consent_nonce(ctx, member) + 1)  # old consents die
+        record = self._device(ctx, member)
+        if record is not None and record[3]:
+            phone = record[3]
+            assert isinstance(phone, bytes)
+            ctx.set_value(_phone_key(phone), [d for d in get_list(ctx, _phone_key(phone)) if d != member])
+            ctx.set_value(_device_key(member), [*record[:3], b""])
         ctx.emit("MemberRevoked", member=member, by=ctx.sender)
 
     @method
@@ -231,6 +268,11 @@ class Registry(NativeContract):
         return url or ""
 
     @view
+    def consent_nonce(self, ctx: CallContext, member: bytes) -> int:
+        """The nonce a device's next registration consent must sign (revocations so far)."""
+        return ctx.get_int(_nonce_key(member))
+
+    @view
     def devices_of(self, ctx: CallContext, phone: bytes) -> Value:
         return get_list(ctx, _phone_key(phone))
 
@@ -241,7 +283,8 @@ class Registry(NativeContract):
         require(role in ROLES, "bad-role", repr(role))
         self._check_keys(bls_key, paillier_n)
         stored = self._member(ctx, member)
-        require(stored is None, "already-registered", f"0x{member.hex()}")
+        # a revoked ID is free again (its registrar and role may change)
+        require(stored is None or stored[4] is not True, "already-registered", f"0x{member.hex()}")
         ctx.set_value(_member_key(member), [role, bls_key, paillier_n, registrar, True])
         ensure_account(ctx, member)
         ctx.emit("MemberRegistered", member=member, role=role, registrar=registrar)

@@ -22,6 +22,7 @@ from typing import Any
 from client.contracts import Credit, Dsc, Registry, Token
 from client.errors import RpcCallError
 from client.sdk import GridClient
+from contracts.registry import device_consent
 from crypto.keys import KeyPair
 from diagnosis import flows as fl
 from diagnosis.agents import (
@@ -164,6 +165,7 @@ async def build_consortium(urls: list[str], funder: KeyPair, anchor: TrustAnchor
         head = await client.block("latest")
         assert head is not None
         now_s = head["timestampMs"] // 1000
+        chain_id = await client.chain_id()
         if not await Registry.is_member(client, admin.address):
             raise RuntimeError("this cluster's genesis does not list the demo administrator "
                                "(start it with `node.py demo`, or init it with the demo's contract parameters)")
@@ -179,8 +181,10 @@ async def build_consortium(urls: list[str], funder: KeyPair, anchor: TrustAnchor
         for d in DEVICES:
             device, vendor = c.devices[d.name], c.nodes[d.vendor]
             warranty_end_s = now_s + 365 * 86_400 if d.in_warranty else now_s - 86_400
-            call = Registry.register_device(device.address, d.device_type, warranty_end_s,
-                                            device.identity.bls_public, device.identity.paillier_public.to_bytes())
+            consent = device_consent(device.identity.key, chain_id, vendor.address, 0)  # new IDs: nonce 0
+            call = Registry.register_device(device.identity.key.public_key, d.device_type, warranty_end_s,
+                                            device.identity.bls_public, device.identity.paillier_public.to_bytes(),
+                                            consent)
             hashes.append(await call.send(client, vendor.identity.key))
             hashes.append(await Registry.bind_smartphone(device.address, c.phones[d.phone].address)
                           .send(client, vendor.identity.key))
