@@ -1,9 +1,19 @@
-"""Commit certificates: which bookkeepers vote in a view, what they sign, and the check.
+"""Commit certificates and finality proofs: which bookkeepers vote in a view, what they
+sign, and the checks.
 
 XPaxos (XFT.md) rotates views over the C(n, t+1) synchronous groups in a fixed order; a
-block is final once all t+1 members of the view's group signed COMMIT for it. The ledger
-checks certificates itself (block sync, `node.py verify`), so the group rule lives here
-and consensus/ imports it.
+block is *committed* once all t+1 members of the view's group signed COMMIT for it (the
+certificate), and *final* once every member holds that certificate (consensus/replica.py).
+A certificate alone proves only the first: with t = 1 a follower holds one the moment it
+votes, so a Byzantine follower can withhold its COMMIT and show a certified block the group
+never finalized. The finality proof closes that gap (docs/consensus.md says why it is
+sound): signatures on `final_message` by
+  - t = 1: the primary of the view, which signs once the follower's COMMIT arrived; the
+    follower held the certificate before it voted, so both members hold it;
+  - t >= 2: every member of the group, each signing once it logged the certificate
+    (COMMITTED); no member can vouch for another.
+The ledger checks both itself (block sync, `node.py verify`, light clients), so the rules
+live here and consensus/ imports them.
 """
 
 from __future__ import annotations
@@ -42,6 +52,18 @@ def commit_message(chain_id: int, view: int, height: int, block_hash: Hash32) ->
     return b"gridchain/commit\x00" + rlp.encode([chain_id, view, height, block_hash])
 
 
+def final_message(chain_id: int, view: int, height: int, block_hash: Hash32) -> bytes:
+    """The bytes a finality signature signs: "I hold the full certificate of this block"
+    (t >= 2, each member), or "every member holds it" (t = 1, the primary)."""
+    return b"gridchain/final\x00" + rlp.encode([chain_id, view, height, block_hash])
+
+
+def finality_signers(view: int, n: int, t: int) -> tuple[int, ...]:
+    """Whose finality signatures make a certified block of `view` final, in group order."""
+    group = synchronous_group(view, n, t)
+    return group[:1] if t == 1 else group
+
+
 def verify_certificate(
     certificate: CommitCertificate,
     *,
@@ -62,3 +84,28 @@ def verify_certificate(
     for vote in certificate.votes:
         if not is_valid_signature(bookkeepers[vote.replica], vote.signature, message):
             raise InvalidCertificate(f"bad signature from bookkeeper {vote.replica}")
+
+
+def verify_finality(
+    certificate: CommitCertificate,
+    *,
+    chain_id: int,
+    height: int,
+    block_hash: Hash32,
+    bookkeepers: list[bytes],
+    t: int,
+) -> None:
+    """Raise InvalidCertificate unless the certificate verifies and its finality proof
+    holds exactly the signatures `finality_signers` names, each on this block."""
+    verify_certificate(certificate, chain_id=chain_id, height=height, block_hash=block_hash,
+                       bookkeepers=bookkeepers, t=t)
+    signers = finality_signers(certificate.view, len(bookkeepers), t)
+    named = [vote.replica for vote in certificate.finality]
+    if named != list(signers):
+        raise InvalidCertificate(
+            f"finality signed by {named}, view {certificate.view} needs {list(signers)}"
+        )
+    message = final_message(chain_id, certificate.view, height, block_hash)
+    for vote in certificate.finality:
+        if not is_valid_signature(bookkeepers[vote.replica], vote.signature, message):
+            raise InvalidCertificate(f"bad finality signature from bookkeeper {vote.replica}")

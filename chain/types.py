@@ -119,9 +119,14 @@ class Vote(rlp.Serializable):
 
 
 class CommitCertificate(rlp.Serializable):
-    """t+1 votes of the synchronous group of `view` on one block: proof of finality."""
+    """The t+1 votes of the synchronous group of `view` on one block (the commit
+    certificate) and, once the block is final, its finality proof: signatures on
+    `final_message(...)` by the members that vouch every member holds the certificate
+    (chain.certificate.verify_finality says whose). A certificate alone is no proof of
+    finality: with t = 1 a follower holds one as soon as it votes, final or not."""
 
-    fields = [("view", big_endian_int), ("votes", CountableList(Vote))]
+    fields = [("view", big_endian_int), ("votes", CountableList(Vote)),
+              ("finality", CountableList(Vote))]
 
 
 class Block(rlp.Serializable):

@@ -1,6 +1,8 @@
 """Offline audit of a node's store (`node.py verify --data-dir DIR`): every stored block
 is re-checked — hash links, re-execution against its parent's state (so every root is
-recomputed), commit certificates when present, the transaction index and the head pointer.
+recomputed), commit certificates and their finality proofs when present
+(chain.certificate.verify_finality: a certificate alone does not make a block final), the
+transaction index and the head pointer.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from chain.certificate import verify_certificate
+from chain.certificate import verify_finality
 from chain.chain import Chain
 from chain.errors import LedgerError
 
@@ -39,9 +41,9 @@ def verify_chain(chain: Chain, require_certificates: bool = False) -> Iterator[F
             yield Finding(height, f"state transition fails: {exc}")
         if block.certificate:
             try:
-                verify_certificate(block.certificate[0], chain_id=chain.genesis.chain_id, height=height,
-                                   block_hash=block.hash, bookkeepers=chain.genesis.bookkeeper_keys,
-                                   t=chain.genesis.t)
+                verify_finality(block.certificate[0], chain_id=chain.genesis.chain_id, height=height,
+                                block_hash=block.hash, bookkeepers=chain.genesis.bookkeeper_keys,
+                                t=chain.genesis.t)
             except LedgerError as exc:
                 yield Finding(height, f"certificate: {exc}")
         elif require_certificates:

@@ -20,18 +20,21 @@ from consensus.messages import Message, message_from_wire
 from consensus.replica import Replica, Status
 from consensus.storage import ConsensusStorage, LmdbStorage, MemoryStorage
 from consensus.sync import (
+    BadBlock,
     BlockSync,
     PeerId,
+    SyncAction,
     SyncConfig,
     SyncMessage,
+    SyncRejected,
     SyncSend,
     sync_message_from_wire,
 )
 
 __all__ = [
-    "Action", "Application", "BYZANTINE_MODES", "BlockSync", "CatchUp", "ConsensusConfig",
-    "ConsensusError", "ConsensusStorage", "Finalized", "InvalidMessage", "LmdbStorage",
-    "MemoryStorage", "Message", "PeerId", "Rejected", "Replica", "Send", "Status",
-    "Suspected", "SyncConfig", "SyncMessage", "SyncSend", "ViewChanged", "message_from_wire",
-    "sync_message_from_wire",
+    "Action", "Application", "BYZANTINE_MODES", "BadBlock", "BlockSync", "CatchUp",
+    "ConsensusConfig", "ConsensusError", "ConsensusStorage", "Finalized", "InvalidMessage",
+    "LmdbStorage", "MemoryStorage", "Message", "PeerId", "Rejected", "Replica", "Send",
+    "Status", "Suspected", "SyncAction", "SyncConfig", "SyncMessage", "SyncRejected",
+    "SyncSend", "ViewChanged", "message_from_wire", "sync_message_from_wire",
 ]

@@ -91,8 +91,9 @@ class Commit(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class Final(Message):
-    """`block_hash` at `height` is final (certificate = rlp CommitCertificate). `block` is
-    the rlp block for replicas that never saw it (lazy replication), b"" otherwise."""
+    """`block_hash` at `height` is final (certificate = rlp CommitCertificate with its
+    finality proof: chain.certificate.verify_finality). `block` is the rlp block for
+    replicas that never saw it (lazy replication), b"" otherwise."""
 
     TYPE = "final"
     SPEC = (("height", "uint"), ("block_hash", "hash"), ("certificate", "blob"),
@@ -114,7 +115,8 @@ class Suspect(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class ViewChange(Message):
-    """VIEW-CHANGE(view): the sender's final head (with its certificate, b"" at genesis)
+    """VIEW-CHANGE(view): the sender's final head (with its certificate and finality proof,
+    b"" at genesis)
     and its commit log: the block at final_height+1 whose full certificate of
     `entry_view` it holds, if any (`entry_block` and `entry_certificate` b"")."""
 
@@ -159,15 +161,18 @@ class NewView(Message):
 @dataclass(frozen=True, kw_only=True)
 class Committed(Message):
     """t >= 2 only: the sender holds the full certificate (rlp) of `block_hash` at `height`
-    in `view`, i.e. it logged the commit. A block is final once every member does."""
+    in `view`, i.e. it logged the commit. A block is final once every member does; `holds`
+    is the sender's signature on `chain.certificate.final_message(...)`, its part of the
+    finality proof stored with the block."""
 
     TYPE = "committed"
     SPEC = (("view", "uint"), ("height", "uint"), ("block_hash", "hash"),
-            ("certificate", "blob"))
+            ("certificate", "blob"), ("holds", "sig"))
     view: int
     height: int
     block_hash: bytes
     certificate: bytes
+    holds: bytes
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {

@@ -20,6 +20,12 @@ every member of the group holds that certificate, because then any later view ch
     COMMIT, and a COMMIT for a final height is answered with FINAL.
   - t >= 2: a replica holding the certificate tells the other members with COMMITTED
     (which hands them the certificate too); it finalizes when every member did.
+Each final block is stored with its finality proof (chain.certificate.verify_finality):
+t = 1 the primary's signature on final_message, signed when it finalizes and sent in
+FINAL; t >= 2 every member's, each carried in its COMMITTED. A certificate alone never
+makes a block final here (FINAL, VIEW-CHANGE, block sync): with t = 1 a follower holds
+one as soon as it votes, so a Byzantine follower could otherwise pass off a block it
+withheld its COMMIT for.
 Passive replicas get each final block from the primary (FINAL carrying the block: lazy
 replication) and otherwise catch up by block sync (consensus/sync.py, via `CatchUp`).
 Only final blocks reach `app.finalize`, so the ledger never rolls back. A committed but
@@ -51,7 +57,13 @@ from dataclasses import dataclass
 import msgpack
 import rlp
 
-from chain.certificate import commit_message, synchronous_group, verify_certificate
+from chain.certificate import (
+    commit_message,
+    final_message,
+    synchronous_group,
+    verify_certificate,
+    verify_finality,
+)
 from chain.errors import DecodeError, InvalidCertificate, LedgerError
 from chain.types import Block, CommitCertificate, Vote, decode
 from consensus.actions import (
@@ -118,6 +130,7 @@ class Replica:
     _votes: dict[int, bytes]
     _commits: dict[int, Commit]
     _holders: set[int]
+    _finals: dict[int, bytes]
     _outbox: dict[int, Message]
     _early: list[tuple[int, Message]]
     _heard: set[int]
@@ -239,6 +252,7 @@ class Replica:
         self._votes = {}  # votes on the entry in this view, by member
         self._commits = {}  # follower votes for height final+1
         self._holders = set()  # members known to hold the entry's certificate
+        self._finals = {}  # t >= 2: their signatures on final_message (COMMITTED.holds)
         self._outbox = {}  # proposal to retransmit, per follower
         self._early = []
         self._heard = set()
@@ -415,7 +429,7 @@ class Replica:
         self._entry = Entry.create(self.view, raw, vote)
         self._busy_since = now_ms  # proposing is progress (see the follower side)
         self._votes = {self._index: vote}
-        self._holders = set()
+        self._holders, self._finals = set(), {}
         self._persist()  # the PREPARE carries a vote: log before sending it
         for number, follower in enumerate(self._followers()):
             proposal = self._sign(Prepare(sender=self._index, view=self.view, height=height,
@@ -537,13 +551,14 @@ class Replica:
     def _certificate(self, votes: dict[int, bytes]) -> bytes:
         group = self._group(self.view)
         return rlp.encode(CommitCertificate(self.view, [Vote(member, votes[member])
-                                                        for member in group]))
+                                                        for member in group], []))
 
     def _adopt_certificate(self, entry: Entry, certificate: bytes,
                            actions: list[Action]) -> None:
         """t >= 2: log the commit, then tell the members not known to hold it yet."""
         self._entry = entry.with_certificate(certificate)
         self._holders.add(self._index)
+        self._finals[self._index] = self._final_signature(entry)
         self._persist()
         self._send_committed(actions)
 
@@ -552,7 +567,8 @@ class Replica:
         assert entry is not None and entry.certificate
         committed = self._sign(Committed(sender=self._index, view=entry.view,
                                          height=entry.height, block_hash=entry.block_hash,
-                                         certificate=entry.certificate))
+                                         certificate=entry.certificate,
+                                         holds=self._final_signature(entry)))
         for member in self._others(self._group(self.view)):
             if member not in self._holders:
                 self._send(member, committed, actions)
@@ -564,6 +580,10 @@ class Replica:
                                                 message.block_hash)
         if certificate.view != self.view:
             raise Suspicion("COMMITTED with a certificate of another view")
+        if not is_valid_signature(self._bookkeepers[message.sender], message.holds,
+                                  final_message(self._chain_id, message.view, message.height,
+                                                message.block_hash)):
+            raise Suspicion("bad finality signature in COMMITTED")
         if message.height <= self._app.final_height():
             self._send_final(message.sender, message.height, with_block=False,
                              actions=actions)
@@ -572,6 +592,7 @@ class Replica:
         if entry is None or entry.block_hash != message.block_hash:
             return  # it holds our vote, so we logged this entry; a stale duplicate
         self._holders.add(message.sender)
+        self._finals[message.sender] = message.holds
         if not entry.certificate:
             self._adopt_certificate(entry, message.certificate, actions)
         self._check_final(now_ms, actions)
@@ -580,8 +601,9 @@ class Replica:
         entry = self._pending_entry()
         if entry is None or not set(self._group(self.view)) <= self._holders:
             return
-        certificate = entry.certificate or self._certificate(self._votes)
-        self._finalize(entry.block, decode(certificate, CommitCertificate), actions)
+        certificate = decode(entry.certificate or self._certificate(self._votes),
+                             CommitCertificate)
+        self._finalize(entry.block, certificate.copy(finality=self._finality(entry)), actions)
         if self._is_primary():
             for replica in range(self._n):
                 if replica == self._index:
@@ -594,6 +616,17 @@ class Replica:
                                      actions=actions)
         # After the FINALs, so that the next PREPARE does not overtake them.
         self._observe_app(now_ms, actions)
+
+    def _final_signature(self, entry: Entry) -> bytes:
+        return self._key.sign(final_message(self._chain_id, entry.view, entry.height,
+                                            entry.block_hash))
+
+    def _finality(self, entry: Entry) -> list[Vote]:
+        """The finality proof of the entry, every member holding its certificate."""
+        if self._t == 1:
+            assert self._is_primary(), "t = 1: a follower finalizes only on the primary's FINAL"
+            return [Vote(self._index, self._final_signature(entry))]
+        return [Vote(member, self._finals[member]) for member in self._group(entry.view)]
 
     def _send_final(self, to: int, height: int, *, with_block: bool,
                     actions: list[Action]) -> None:
@@ -615,7 +648,7 @@ class Replica:
             return
         try:
             certificate = self._checked_certificate(message.certificate, message.height,
-                                                    message.block_hash)
+                                                    message.block_hash, final=True)
         except Suspicion as exc:
             actions.append(Rejected(message.sender, str(exc)))
             return
@@ -646,13 +679,14 @@ class Replica:
             return entry.block
         return None
 
-    def _checked_certificate(self, raw: bytes, height: int,
-                             block_hash: bytes) -> CommitCertificate:
+    def _checked_certificate(self, raw: bytes, height: int, block_hash: bytes, *,
+                             final: bool = False) -> CommitCertificate:
+        """The decoded certificate; `final`: with its finality proof checked as well."""
+        verify = verify_finality if final else verify_certificate
         try:
             certificate = decode(raw, CommitCertificate)
-            verify_certificate(certificate, chain_id=self._chain_id, height=height,
-                               block_hash=block_hash, bookkeepers=self._bookkeepers,
-                               t=self._t)
+            verify(certificate, chain_id=self._chain_id, height=height,
+                   block_hash=block_hash, bookkeepers=self._bookkeepers, t=self._t)
         except (DecodeError, InvalidCertificate) as exc:
             raise Suspicion(f"bad certificate: {exc}") from exc
         return certificate
@@ -673,6 +707,7 @@ class Replica:
         if not self._current(self._entry):
             self._entry = None
         self._votes, self._commits, self._holders, self._outbox = {}, {}, set(), {}
+        self._finals = {}
         self._busy_since = None
         self._update_busy(now_ms)
         if self.state == NORMAL and self._is_primary() and \
@@ -785,7 +820,10 @@ class Replica:
         if vc.view != view or not vc.verify_signature(self._bookkeepers[vc.sender]):
             raise Suspicion(f"bad VIEW-CHANGE of {vc.sender}")
         if vc.final_height > 0:
-            self._checked_certificate(vc.final_certificate, vc.final_height, vc.final_hash)
+            # A final head, not a certified block: a follower withholding its COMMIT holds
+            # a certificate, and the selection would start from (and sync) its block.
+            self._checked_certificate(vc.final_certificate, vc.final_height, vc.final_hash,
+                                      final=True)
         if not vc.entry_block:
             return
         try:

@@ -3,7 +3,7 @@
 `FakeLedger` implements the Application with real `Block`s whose state root is
 keccak(parent state root ‖ payloads), so `check` catches wrong roots, and it asserts the
 global invariants on every finalize through a shared `FinalityOracle` (one block per
-height across all replicas, hash linkage, a valid certificate). `Simulation` runs n
+height across all replicas, hash linkage, a valid certificate and finality proof). `Simulation` runs n
 replicas and their block sync over a network that is a priority queue of deliveries:
 seeded delay, drop, duplication (hence reordering), per-direction partitions, crashes,
 and restarts (a new Replica on the same storage and ledger). Every message crosses the
@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 import rlp
 
-from chain.certificate import verify_certificate
+from chain.certificate import verify_finality
 from chain.errors import InvalidBlock
 from chain.types import EMPTY_TRIE_ROOT, ZERO_HASH, Block, BlockHeader
 from consensus.actions import Action, CatchUp, Send, Suspected
@@ -28,7 +28,7 @@ from consensus.config import ConsensusConfig
 from consensus.messages import message_from_wire
 from consensus.replica import Replica
 from consensus.storage import MemoryStorage
-from consensus.sync import BlockSync, SyncSend, sync_message_from_wire
+from consensus.sync import BlockSync, SyncAction, SyncRejected, SyncSend, sync_message_from_wire
 from crypto.hashing import Hash32, keccak256
 from crypto.keys import KeyPair
 
@@ -57,8 +57,8 @@ class FinalityOracle:
 
     def record(self, block: Block) -> None:
         assert len(block.certificate) == 1, f"final block {block.number} lacks a certificate"
-        verify_certificate(block.certificate[0], chain_id=CHAIN_ID, height=block.number,
-                           block_hash=block.hash, bookkeepers=self.bookkeepers, t=self.t)
+        verify_finality(block.certificate[0], chain_id=CHAIN_ID, height=block.number,
+                        block_hash=block.hash, bookkeepers=self.bookkeepers, t=self.t)
         known = self.hashes.setdefault(block.number, block.hash)
         assert known == block.hash, f"FORK at height {block.number}"
 
@@ -130,6 +130,7 @@ class SimNode:
     sync: BlockSync
     alive: bool = True
     suspicions: list[Suspected] = field(default_factory=list)
+    sync_rejections: list[SyncRejected] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -278,9 +279,12 @@ class Simulation:
             elif isinstance(action, Suspected):
                 node.suspicions.append(action)
 
-    def _sync_sends(self, node: SimNode, sends: list[SyncSend]) -> None:
+    def _sync_sends(self, node: SimNode, sends: list[SyncAction]) -> None:
         for send in sends:
-            self._transmit(node.index, send.peer[0], ("sync", send.message.to_wire()))
+            if isinstance(send, SyncSend):
+                self._transmit(node.index, send.peer[0], ("sync", send.message.to_wire()))
+            else:
+                node.sync_rejections.append(send)
 
     def _transmit(self, src: int, dst: int, payload: tuple[str, dict[str, Any]]) -> None:
         if (src, dst) in self.blocked or self.rng.random() < self.faults.drop:

@@ -3,20 +3,24 @@
 Between any nodes, bookkeepers or observers, so peers are opaque ids (bytes) that the node
 maps to connections. A node announces its final head (SyncStatus); one that learns a peer
 is ahead asks it for blocks (SyncRequest), and applies the SyncResponse block by block:
-the number follows the head, the parent hash links, the commit certificate verifies, the
-application executes it, and only then `app.finalize`. A certificate is the proof of
-finality, so sync trusts no peer. Everything is bounded: blocks and bytes per response,
-one outstanding request at a time, a deadline on it, and the number of peers remembered.
+the number follows the head, the parent hash links, the certificate and its finality
+proof verify (chain.certificate.verify_finality: a certified block alone may be one the
+group never finalized), the application executes it, and only then `app.finalize`. So
+sync trusts no peer; a peer that serves a block failing any check is reported
+(`SyncRejected`, the node logs and counts it) and not asked again for
+`bad_peer_penalty_ms`. Everything is bounded: blocks and bytes per response, one
+outstanding request at a time, a deadline on it, and the number of peers remembered.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, ClassVar
 
 import rlp
 
-from chain.certificate import verify_certificate
+from chain.certificate import verify_finality
 from chain.errors import DecodeError, InvalidCertificate, LedgerError
 from chain.types import Block, decode
 from consensus.app import Application
@@ -36,6 +40,9 @@ class SyncConfig:
     response_bytes_max: int = 3 * 1024 * 1024
     request_timeout_ms: int = 2_000  # a request unanswered this long goes to another peer
     peers_max: int = 256  # peers whose announced heights are remembered
+    # A peer that served a bad block is not asked again for this long (a restarted honest
+    # node is forgiven; a Byzantine one cannot keep the node busy with bad answers).
+    bad_peer_penalty_ms: int = 60_000
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,30 @@ SyncMessage = SyncStatus | SyncRequest | SyncResponse
 class SyncSend:
     peer: PeerId
     message: SyncMessage
+
+
+class BadBlock(Enum):
+    """Why a served block was refused (metric labels come from these values)."""
+
+    UNDECODABLE = "undecodable"
+    NOT_NEXT = "not-next"  # its number is not the next height
+    CONFLICT = "conflict"  # another block than ours at a height final here
+    PARENT = "parent"  # does not link to the final head
+    NOT_FINAL = "not-final"  # no valid certificate with its finality proof
+    EXECUTION = "execution"  # the application refuses it
+
+
+@dataclass(frozen=True)
+class SyncRejected:
+    """`peer` served a bad block (`reason`, `detail`): log, count, and it is penalized."""
+
+    peer: PeerId
+    height: int
+    reason: BadBlock
+    detail: str
+
+
+SyncAction = SyncSend | SyncRejected
 
 
 def sync_message_from_wire(obj: object) -> SyncMessage:
@@ -122,21 +153,24 @@ class BlockSync:
         self._t = t
         self._config = config or SyncConfig()
         self._peer_heights: dict[PeerId, int] = {}
+        self._penalized: dict[PeerId, int] = {}  # peer -> until (ms), at most peers_max
         self._outstanding: tuple[PeerId, int] | None = None  # (peer, deadline)
         self.blocks_applied = 0
 
     def status(self) -> SyncStatus:
         return SyncStatus(self._app.final_height(), self._app.final_hash())
 
-    def on_message(self, peer: PeerId, message: SyncMessage, now_ms: int) -> list[SyncSend]:
+    def on_message(self, peer: PeerId, message: SyncMessage, now_ms: int) -> list[SyncAction]:
         if isinstance(message, SyncStatus):
             return self.request(peer, message.height, now_ms)
         if isinstance(message, SyncRequest):
             return [SyncSend(peer, self._respond(message))]
         return self._on_response(peer, message, now_ms)
 
-    def request(self, peer: PeerId, height: int, now_ms: int) -> list[SyncSend]:
+    def request(self, peer: PeerId, height: int, now_ms: int) -> list[SyncAction]:
         """`peer` holds final blocks up to `height`: fetch what we miss."""
+        if self._penalized.get(peer, -1) > now_ms:
+            return []
         if height > self._peer_heights.get(peer, -1):
             if peer not in self._peer_heights and \
                     len(self._peer_heights) >= self._config.peers_max:
@@ -144,7 +178,7 @@ class BlockSync:
             self._peer_heights[peer] = height
         return self._next_request(now_ms)
 
-    def on_tick(self, now_ms: int) -> list[SyncSend]:
+    def on_tick(self, now_ms: int) -> list[SyncAction]:
         if self._outstanding is not None and now_ms >= self._outstanding[1]:
             # That peer did not answer in time: forget its claim, ask another.
             self._peer_heights.pop(self._outstanding[0], None)
@@ -154,7 +188,7 @@ class BlockSync:
     def next_deadline(self) -> int | None:
         return self._outstanding[1] if self._outstanding is not None else None
 
-    def _next_request(self, now_ms: int) -> list[SyncSend]:
+    def _next_request(self, now_ms: int) -> list[SyncAction]:
         if self._outstanding is not None:
             return []
         final = self._app.final_height()
@@ -181,36 +215,62 @@ class BlockSync:
                 break
             blocks.append(raw)
             size += len(raw)
-        return SyncResponse(request.from_height, tuple(blocks))
+        return SyncResponse(max(request.from_height, 1), tuple(blocks))
 
     def _on_response(self, peer: PeerId, response: SyncResponse,
-                     now_ms: int) -> list[SyncSend]:
+                     now_ms: int) -> list[SyncAction]:
         if self._outstanding is None or self._outstanding[0] != peer:
             return []  # unsolicited: ignore
         self._outstanding = None
-        for raw in response.blocks:
-            if not self._apply(raw):
-                self._peer_heights.pop(peer, None)  # it served a bad block: stop asking it
+        actions: list[SyncAction] = []
+        for height, raw in enumerate(response.blocks, start=response.from_height):
+            refused = self._apply(raw, height)
+            if refused is not None:
+                actions.append(SyncRejected(peer, height, *refused))
+                self._penalize(peer, now_ms)
                 break
         if self._peer_heights.get(peer, -1) > self._app.final_height() and \
                 not response.blocks:
             self._peer_heights.pop(peer, None)  # claimed more than it serves
-        return self._next_request(now_ms)
+        return actions + self._next_request(now_ms)
 
-    def _apply(self, raw: bytes) -> bool:
-        """Finalize one block on the head; False (and nothing changed) when it is wrong."""
+    def _penalize(self, peer: PeerId, now_ms: int) -> None:
+        self._peer_heights.pop(peer, None)
+        self._penalized = {p: until for p, until in self._penalized.items() if until > now_ms}
+        if len(self._penalized) >= self._config.peers_max:
+            self._penalized.pop(next(iter(self._penalized)))
+        self._penalized[peer] = now_ms + self._config.bad_peer_penalty_ms
+
+    def _apply(self, raw: bytes, height: int) -> tuple[BadBlock, str] | None:
+        """Finalize the block served for `height` on the head; the reason (and nothing
+        changed) when it is wrong. A block we already hold is skipped: our head may have
+        moved (a FINAL) while the request was out."""
         try:
             block = decode(raw, Block)
-            if block.number != self._app.final_height() + 1 or \
-                    block.header.parent_hash != self._app.final_hash() or \
-                    len(block.certificate) != 1:
-                return False
-            verify_certificate(block.certificate[0], chain_id=self._chain_id,
-                               height=block.number, block_hash=block.hash,
-                               bookkeepers=self._bookkeepers, t=self._t)
+        except DecodeError as exc:
+            return BadBlock.UNDECODABLE, str(exc)
+        final = self._app.final_height()
+        if block.number != height or block.number > final + 1:
+            return BadBlock.NOT_NEXT, f"block {block.number} served for {height}, head {final}"
+        if block.number <= final:
+            ours = self._app.final_block(block.number)
+            if ours is None or ours.hash != block.hash:
+                return BadBlock.CONFLICT, f"block {block.number} is not ours"
+            return None
+        if block.header.parent_hash != self._app.final_hash():
+            return BadBlock.PARENT, f"block {block.number} does not link to our head"
+        if len(block.certificate) != 1:
+            return BadBlock.NOT_FINAL, "no certificate"
+        try:
+            verify_finality(block.certificate[0], chain_id=self._chain_id,
+                            height=block.number, block_hash=block.hash,
+                            bookkeepers=self._bookkeepers, t=self._t)
+        except InvalidCertificate as exc:
+            return BadBlock.NOT_FINAL, str(exc)
+        try:
             self._app.check(block.copy(certificate=[]))
-        except (DecodeError, InvalidCertificate, LedgerError):
-            return False
+        except LedgerError as exc:
+            return BadBlock.EXECUTION, str(exc)
         self._app.finalize(block)
         self.blocks_applied += 1
-        return True
+        return None

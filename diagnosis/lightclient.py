@@ -1,8 +1,12 @@
 """Chain state read the light-client way (DESIGN.md decision 2, paper V.A step 3 "inquires
 the state tree"): a storage slot of a contract is fetched with a Merkle proof, the proof
 is checked against a block header, and the header is accepted only with a valid commit
-certificate of the bookkeepers named in genesis (the trust anchor). No answer of the
-serving node is believed on its word.
+certificate of the bookkeepers named in genesis (the trust anchor) and its finality proof
+(chain.certificate.verify_finality: a certified block may be one the group never
+finalized). No answer of the serving node is believed on its word, nor a stale one: the
+client keeps the highest certified height it has seen and refuses state proven against an
+older head (`StaleState`), so a node reporting an old head cannot show a revoked member
+as still active.
 
 `ChainDirectory` is the receiver's `MemberDirectory` (diagnosis/message.py) built on it:
 the sender's BLS key Y, Paillier N, role and status come from the registry contract's
@@ -18,7 +22,7 @@ from typing import Any
 
 import rlp
 
-from chain.certificate import verify_certificate
+from chain.certificate import verify_finality
 from chain.errors import InvalidCertificate
 from chain.genesis import Genesis
 from chain.proofs import InvalidProof, verify_proof
@@ -37,6 +41,15 @@ CERTIFIED_HEIGHT_TRIES_MAX = 3  # the head may not carry its certificate yet: st
 
 class UnprovenState(DiagnosisError):
     """A proof, header or certificate that does not check out."""
+
+
+class StaleState(UnprovenState):
+    """A state read proven against a head below the highest certified height seen."""
+
+    def __init__(self, height: int, highest: int) -> None:
+        super().__init__(f"the node answers from height {height}, this client has seen {highest}")
+        self.height = height
+        self.highest = highest
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,7 @@ class LightClientStats:
     proofs: int = 0
     certificates: int = 0
     rejected: int = 0
+    stale: int = 0
 
 
 class LightClient:
@@ -74,6 +88,7 @@ class LightClient:
         self.anchor = anchor
         self.stats = LightClientStats()
         self._certified: dict[int, BlockHeader] = {}  # height -> certified header
+        self.highest_certified = 0  # never goes down: answers from below it are stale
 
     async def storage(self, contract: Address, key: bytes) -> ProvenValue:
         logical = storage_key(contract, key)
@@ -86,6 +101,9 @@ class LightClient:
             await asyncio.sleep(0.05)
         else:
             raise UnprovenState("no certified header near the head")
+        if header.number < self.highest_certified:
+            self.stats.stale += 1
+            raise StaleState(header.number, self.highest_certified)
         proof = await self.client.rpc.call("proof_state", "0x" + logical.hex(), header.number)
         try:
             if from_hex(proof["key"]) != trie_key(logical):
@@ -144,19 +162,24 @@ class LightClient:
             self.stats.rejected += 1
             raise UnprovenState(f"header {height} does not hash to its block hash")
         commit = block["commit"]
-        certificate = CommitCertificate(commit["view"], [Vote(v["replica"], from_hex(v["signature"]))
-                                                         for v in commit["votes"]])
         try:
-            verify_certificate(certificate, chain_id=self.anchor.chain_id, height=height, block_hash=header.hash,
-                               bookkeepers=list(self.anchor.bookkeepers), t=self.anchor.t)
-        except InvalidCertificate as exc:
+            certificate = CommitCertificate(commit["view"], _votes(commit["votes"]),
+                                            _votes(commit.get("finality") or []))
+            verify_finality(certificate, chain_id=self.anchor.chain_id, height=height, block_hash=header.hash,
+                            bookkeepers=list(self.anchor.bookkeepers), t=self.anchor.t)
+        except (InvalidCertificate, KeyError, TypeError, ValueError) as exc:
             self.stats.rejected += 1
             raise UnprovenState(f"block {height}: {exc}") from exc
         self.stats.certificates += 1
+        self.highest_certified = max(self.highest_certified, height)
         if len(self._certified) > 64:
             self._certified.clear()
         self._certified[height] = header
         return header
+
+
+def _votes(items: list[dict[str, Any]]) -> list[Vote]:
+    return [Vote(item["replica"], from_hex(item["signature"])) for item in items]
 
 
 @dataclass(frozen=True)

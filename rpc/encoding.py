@@ -76,7 +76,9 @@ def block_json(block: Block, full: bool) -> dict[str, Any]:
         certificate = block.certificate[0]
         result["commit"] = {"view": certificate.view,
                             "votes": [{"replica": v.replica, "signature": hex_bytes(v.signature)}
-                                      for v in certificate.votes]}
+                                      for v in certificate.votes],
+                            "finality": [{"replica": v.replica, "signature": hex_bytes(v.signature)}
+                                         for v in certificate.finality]}
     return result
 
 

@@ -38,6 +38,9 @@ class NodeMetrics:
                                     ["reason"], registry=r)
         self.rejected_messages = Counter("gridchain_rejected_messages", "Peer messages refused, by reason",
                                          ["reason"], registry=r)
+        self.bad_blocks = Counter("gridchain_sync_bad_blocks",
+                                  "Blocks refused from a block sync peer (not final, not linking, ...), by reason",
+                                  ["reason"], registry=r)
         self.rpc_requests = Counter("gridchain_rpc_requests", "JSON-RPC calls by method and outcome",
                                     ["method", "outcome"], registry=r)
         self.rpc_connections = Gauge("gridchain_rpc_connections", "Open RPC connections", registry=r)

@@ -35,6 +35,7 @@ from consensus import (
     Replica,
     Send,
     Suspected,
+    SyncAction,
     SyncSend,
     ViewChanged,
     message_from_wire,
@@ -335,9 +336,15 @@ class Node:
             batch = [rlp.encode(tx) for tx in stale[start:start + TX_BATCH_MAX]]
             self.network.broadcast({"type": TX_BATCH, "raw": batch})
 
-    def _send_sync(self, sends: list[SyncSend]) -> None:
-        for send in sends:
-            self.network.send(send.peer, send.message.to_wire())
+    def _send_sync(self, actions: list[SyncAction]) -> None:
+        for action in actions:
+            if isinstance(action, SyncSend):
+                self.network.send(action.peer, action.message.to_wire())
+                continue
+            # Block sync penalizes the peer itself (not asked again for a while).
+            self.metrics.bad_blocks.labels(reason=action.reason.value).inc()
+            log.warning("refused block %d from %s (%s): %s", action.height, self.peer_name(action.peer),
+                        action.reason.value, action.detail)
 
     def _on_final(self, executed: ExecutedBlock) -> None:
         block = executed.block

@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chain.certificate import commit_message, final_message, finality_signers, synchronous_group
 from chain.chain import Chain
 from chain.execution import ExecutedBlock
 from chain.genesis import Genesis
 from chain.store import ChainStore
-from chain.types import Transaction
+from chain.types import Block, CommitCertificate, Transaction, Vote
 from chain.values import Value
 from contracts import build_contracts
 from crypto.keys import KeyPair
@@ -25,7 +26,7 @@ def key(n: int) -> KeyPair:
 
 
 def genesis_dict(accounts: list[KeyPair], t: int = 1, contracts: dict[str, Any] | None = None) -> dict:
-    bookkeepers = [key(10_000 + i) for i in range(2 * t + 1)]
+    bookkeepers = [bookkeeper_key(i) for i in range(2 * t + 1)]
     return {
         "chain_id": CHAIN_ID,
         "timestamp_ms": 1_700_000_000_000,
@@ -35,6 +36,22 @@ def genesis_dict(accounts: list[KeyPair], t: int = 1, contracts: dict[str, Any] 
         "accounts": [{"public_key": k.public_key.hex(), "balance": BALANCE} for k in accounts],
         "contracts": contracts or {},
     }
+
+
+def bookkeeper_key(i: int) -> KeyPair:
+    return key(10_000 + i)
+
+
+def certify(dev: DevChain, block: Block, *, finality: bool = True, view: int = 0) -> Block:
+    """`block` with the certificate of `view`'s group and (unless not `finality`) its
+    finality proof, signed with genesis_dict's bookkeeper keys."""
+    genesis = dev.chain.genesis
+    n, t, chain_id = len(genesis.bookkeepers), genesis.t, genesis.chain_id
+    votes = [Vote(m, bookkeeper_key(m).sign(commit_message(chain_id, view, block.number, block.hash)))
+             for m in synchronous_group(view, n, t)]
+    finals = [Vote(m, bookkeeper_key(m).sign(final_message(chain_id, view, block.number, block.hash)))
+              for m in finality_signers(view, n, t)] if finality else []
+    return block.with_certificate(CommitCertificate(view, votes, finals))
 
 
 def open_chain(directory: Path, genesis: Genesis) -> Chain:

@@ -35,9 +35,8 @@ headers = st.builds(BlockHeader, b32, u64, u64, st.integers(0, 10), u64, b32, b3
 events = st.builds(lambda c, n, f: Event.create(c, n, f), b20, st.text(min_size=1, max_size=10),
                    st.dictionaries(st.text(min_size=1, max_size=8), values, max_size=3))
 receipts = st.builds(Receipt, st.integers(0, 1), u64, st.lists(events, max_size=3), st.binary(max_size=30))
-certificates = st.builds(CommitCertificate, u64,
-                         st.lists(st.builds(Vote, st.integers(0, 6), st.binary(min_size=64, max_size=64)),
-                                  max_size=3))
+votes = st.lists(st.builds(Vote, st.integers(0, 6), st.binary(min_size=64, max_size=64)), max_size=3)
+certificates = st.builds(CommitCertificate, u64, votes, votes)
 KEY = KeyPair.from_seed(b"\x01" * 32)
 
 

@@ -8,13 +8,25 @@ finality proof (chain.certificate.verify_finality) makes a certified block final
 
 from __future__ import annotations
 
+import pytest
 import rlp
 
-from chain.types import Block, CommitCertificate, decode
+from chain.certificate import final_message, synchronous_group, verify_finality
+from chain.errors import InvalidCertificate
+from chain.types import Block, CommitCertificate, Vote, decode
 from consensus.actions import Rejected
-from consensus.messages import Final
+from consensus.messages import Final, ViewChange
+from consensus.replica import Suspicion
 from consensus.simulation import CHAIN_ID, FakeLedger, FinalityOracle, Simulation
-from consensus.sync import BlockSync, SyncRequest, SyncResponse, SyncStatus
+from consensus.sync import (
+    BadBlock,
+    BlockSync,
+    SyncConfig,
+    SyncRejected,
+    SyncRequest,
+    SyncResponse,
+    SyncStatus,
+)
 
 BYZANTINE = b"\x01"  # block sync peer id of bookkeeper 1, the Byzantine follower
 
@@ -58,8 +70,15 @@ def test_observer_refuses_a_certified_block_the_group_never_finalized() -> None:
     assert honest.final_height() >= 4 and honest.blocks[1].hash != withheld.hash
 
     ledger, sync = _observer(sim)
-    _serve(sync, BYZANTINE, 1, [withheld], sim.now)
+    actions = _serve(sync, BYZANTINE, 1, [withheld], sim.now)
     assert ledger.final_height() == 0, "the observer took a block the group never finalized"
+    # the serving peer is reported, and not asked again for a while
+    assert [(a.peer, a.height, a.reason) for a in actions if isinstance(a, SyncRejected)] == \
+        [(BYZANTINE, 1, BadBlock.NOT_FINAL)]
+    assert sync.on_message(BYZANTINE, SyncStatus(9, withheld.hash), sim.now) == []
+    penalty = SyncConfig().bad_peer_penalty_ms
+    assert sync.on_message(BYZANTINE, SyncStatus(9, withheld.hash), sim.now + penalty) != []
+    sync.on_tick(sim.now + penalty + SyncConfig().request_timeout_ms)  # that request times out
     # ... and it still follows the consortium, from an honest peer
     while ledger.final_height() < honest.final_height():
         start = ledger.final_height() + 1
@@ -79,3 +98,91 @@ def test_bookkeeper_refuses_the_withheld_block_by_sync_and_in_a_final() -> None:
     actions = passive.replica.on_message(1, final, sim.now)
     assert passive.ledger.final_height() == 0, "a bookkeeper took the withheld block in a FINAL"
     assert any(isinstance(a, Rejected) for a in actions)
+
+
+def _final_block(t: int, seed: int) -> tuple[Simulation, Block]:
+    sim = Simulation(t=t, seed=seed)
+    sim.submit(3)
+    sim.run_until(sim.now + 1_000)
+    block = sim.nodes[0].ledger.blocks[1]
+    assert len(block.certificate[0].finality) == (1 if t == 1 else t + 1)
+    return sim, block
+
+
+def _with_finality(block: Block, finality: list[Vote]) -> Block:
+    return block.copy(certificate=[block.certificate[0].copy(finality=finality)])
+
+
+def _check(sim: Simulation, block: Block) -> None:
+    verify_finality(block.certificate[0], chain_id=CHAIN_ID, height=block.number, block_hash=block.hash,
+                    bookkeepers=sim.bookkeepers, t=sim.t)
+
+
+def _sign_final(sim: Simulation, signer: int, view: int, height: int, block_hash: bytes) -> Vote:
+    return Vote(signer, sim.nodes[signer].key.sign(final_message(CHAIN_ID, view, height, block_hash)))
+
+
+@pytest.mark.parametrize("t", [1, 2])
+def test_final_blocks_carry_a_proof_that_verifies(t: int) -> None:
+    sim, block = _final_block(t, seed=30 + t)
+    _check(sim, block)
+    with pytest.raises(InvalidCertificate, match="finality signed by"):
+        _check(sim, _with_finality(block, []))
+
+
+def test_attack_finality_signed_for_another_block_hash() -> None:
+    sim, block = _final_block(1, seed=33)
+    view = block.certificate[0].view
+    forged = _with_finality(block, [_sign_final(sim, 0, view, block.number, b"\x07" * 32)])
+    with pytest.raises(InvalidCertificate, match="bad finality signature"):
+        _check(sim, forged)
+
+
+@pytest.mark.parametrize("t", [1, 2])
+def test_attack_finality_signed_by_a_non_member_or_a_follower(t: int) -> None:
+    sim, block = _final_block(t, seed=34 + t)
+    certificate = block.certificate[0]
+    group = synchronous_group(certificate.view, sim.n, t)
+    outsider = next(i for i in range(sim.n) if i not in group)
+    # t = 1: the follower (the one that could withhold its COMMIT) cannot vouch for finality
+    signers = [group[1]] if t == 1 else [*group[:-1], outsider]
+    forged = _with_finality(block, [_sign_final(sim, s, certificate.view, block.number, block.hash)
+                                    for s in signers])
+    with pytest.raises(InvalidCertificate, match="finality signed by"):
+        _check(sim, forged)
+    # the same signatures under the replica numbers the proof needs do not verify either
+    relabelled = _with_finality(block, [Vote(needed.replica, bad.signature) for needed, bad in
+                                        zip(certificate.finality, forged.certificate[0].finality, strict=True)])
+    with pytest.raises(InvalidCertificate, match="bad finality signature"):
+        _check(sim, relabelled)
+
+
+def test_a_view_change_claiming_the_withheld_block_as_final_head_is_refused() -> None:
+    """Else the new group would start from it and fetch it from its sender by sync."""
+    sim = Simulation(t=1, seed=23)
+    withheld = _withheld_block(sim)
+    claim = ViewChange(sender=1, view=1, final_height=1, final_hash=withheld.hash,
+                       final_certificate=rlp.encode(withheld.certificate[0]), entry_view=0,
+                       entry_block=b"", entry_certificate=b"").signed(sim.nodes[1].key)
+    assert isinstance(claim, ViewChange)
+    with pytest.raises(Suspicion, match="finality"):
+        sim.nodes[2].replica._check_view_change(claim, 1)
+
+
+@pytest.mark.parametrize("t", [1, 2])
+def test_a_passive_replica_refuses_a_final_with_a_forged_proof(t: int) -> None:
+    sim = Simulation(t=t, seed=40 + t)
+    _, block = _final_block(t, seed=40 + t)
+    passive = sim.nodes[sim.n - 1]
+    certificate = block.certificate[0]
+    follower = synchronous_group(certificate.view, sim.n, t)[1]
+    forged = certificate.copy(finality=[_sign_final(sim, follower, certificate.view, 1, block.hash)])
+    final = Final(sender=follower, height=1, block_hash=block.hash, certificate=rlp.encode(forged),
+                  block=rlp.encode(block.copy(certificate=[]))).signed(sim.nodes[follower].key)
+    actions = passive.replica.on_message(follower, final, sim.now)
+    assert passive.ledger.final_height() == 0
+    assert any(isinstance(a, Rejected) and "finality" in a.reason for a in actions)
+    genuine = Final(sender=follower, height=1, block_hash=block.hash, certificate=rlp.encode(certificate),
+                    block=rlp.encode(block.copy(certificate=[]))).signed(sim.nodes[follower].key)
+    passive.replica.on_message(follower, genuine, sim.now)
+    assert passive.ledger.final_height() == 1, "a genuine proof is accepted from whoever relays it"

@@ -1,0 +1,105 @@
+"""The light client trusts finality, not a certificate, and refuses stale answers (issue 10).
+
+A node is faked over a real chain (tests/support.DevChain): it answers chain_status,
+chain_getBlock (rpc.encoding.block_json) and proof_state from that chain, up to the height
+it pretends to have, with certificates signed by the genesis bookkeepers' keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import rlp
+
+from chain.proofs import prove_state
+from contracts.addresses import TOKEN
+from contracts.token import _escrow_key
+from diagnosis.lightclient import LightClient, StaleState, TrustAnchor, UnprovenState
+from rpc.encoding import block_json, hex_bytes
+from tests.support import DevChain, certify
+
+ESCROW_ID = b"\x05" * 32
+
+
+@dataclass
+class FakeRpc:
+    node: FakeNode
+
+    async def call(self, method: str, *params: Any) -> Any:
+        assert method == "proof_state"
+        logical, height = bytes.fromhex(params[0][2:]), params[1]
+        assert height <= self.node.height
+        proof = prove_state(self.node.dev.chain, logical, height)
+        return {"blockNumber": proof.header.number, "blockHash": hex_bytes(proof.header.hash),
+                "key": hex_bytes(proof.key), "value": hex_bytes(proof.value),
+                "proof": [hex_bytes(rlp.encode(node)) for node in proof.nodes]}
+
+
+class FakeNode:
+    """Stands in for client.GridClient: a node whose final head is `height`."""
+
+    def __init__(self, dev: DevChain, height: int, *, finality: bool = True) -> None:
+        self.dev = dev
+        self.height = height
+        self.finality = finality
+        self.rpc = FakeRpc(self)
+
+    async def status(self) -> dict[str, Any]:
+        return {"height": self.height}
+
+    async def block(self, number: int) -> dict[str, Any] | None:
+        if number > self.height:
+            return None
+        return block_json(certify(self.dev, self.dev.chain.block(number), finality=self.finality), False)
+
+
+@pytest.fixture
+def escrow_chain(devchain: DevChain) -> DevChain:
+    """Block 1 locks 100 in an escrow, block 2 releases it (the record is deleted): a record
+    that changed, like a member revoked in the registry."""
+    owner = devchain.accounts[0]
+    devchain.commit([devchain.tx(owner, TOKEN, "escrow_lock", [ESCROW_ID, owner.address], value=100)])
+    devchain.commit([devchain.tx(owner, TOKEN, "escrow_release", [ESCROW_ID])])
+    return devchain
+
+
+def _escrow(light: LightClient, dev: DevChain) -> Any:
+    slot = _escrow_key(dev.accounts[0].address, ESCROW_ID)
+    return asyncio.run(light.storage(TOKEN, slot)).value
+
+
+def _light(dev: DevChain, node: FakeNode) -> LightClient:
+    genesis = dev.chain.genesis
+    return LightClient(node, TrustAnchor(genesis.chain_id, genesis.t,  # type: ignore[arg-type]
+                                         tuple(genesis.bookkeeper_keys)))
+
+
+def test_light_client_refuses_a_node_answering_from_an_older_head(escrow_chain: DevChain) -> None:
+    dev = escrow_chain
+    light = _light(dev, FakeNode(dev, 2))
+    assert _escrow(light, dev) is None
+    assert light.highest_certified == 2
+    light.client = FakeNode(dev, 1)  # type: ignore[assignment]  # a lagging (or lying) node
+    with pytest.raises(StaleState) as refused:
+        _escrow(light, dev)  # it would prove the escrow still holding 100
+    assert (refused.value.height, refused.value.highest) == (1, 2)
+    assert light.stats.stale == 1
+    light.client = FakeNode(dev, 2)  # type: ignore[assignment]
+    assert _escrow(light, dev) is None
+
+
+def test_light_client_refuses_a_certified_header_without_finality_proof(escrow_chain: DevChain) -> None:
+    light = _light(escrow_chain, FakeNode(escrow_chain, 2, finality=False))
+    with pytest.raises(UnprovenState, match="finality signed by"):
+        _escrow(light, escrow_chain)
+    assert light.stats.rejected == 1 and light.highest_certified == 0
+
+
+def test_a_fresh_light_client_reads_the_old_value_from_an_old_head(escrow_chain: DevChain) -> None:
+    """What staleness protection can and cannot do: without a higher certified height seen,
+    an old head is all the client knows (docs/diagnosis.md)."""
+    light = _light(escrow_chain, FakeNode(escrow_chain, 1))
+    assert _escrow(light, escrow_chain) == [escrow_chain.accounts[0].address, 100]
