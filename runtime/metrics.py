@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from runtime import logfilter
+from runtime.logfilter import SuppressedCollector
+
 if TYPE_CHECKING:
     from runtime.node import Node
 
@@ -51,8 +54,7 @@ class NodeMetrics:
                                     buckets=LATENCY_BUCKETS_S, registry=r)
         self.loop_stall_max = Gauge("gridchain_loop_stall_max_seconds", "Longest event loop stall seen",
                                     registry=r)
-        self.log_suppressed = Counter("gridchain_log_lines_suppressed", "Repeated log lines not written",
-                                      ["logger"], registry=r)
+        r.register(SuppressedCollector(logfilter.REPEATS))
 
     async def watch_loop_stalls(self) -> None:
         """Run forever: how late a short sleep wakes is how long something held the loop."""

@@ -47,6 +47,7 @@ from contracts import build_contracts
 from crypto.keys import KeyPair
 from p2p import Network
 from rpc.server import RpcServer
+from runtime import logfilter
 from runtime.config import TX_BATCH_MAX, NodeConfig, check_limits
 from runtime.ledger_app import LedgerApp
 from runtime.metrics import NodeMetrics
@@ -99,6 +100,7 @@ class Node:
         self.gossip_backlog: deque[tuple[bytes, dict]] = deque()
         self.submissions: asyncio.Queue[Submission] = asyncio.Queue(config.rpc.submit_queue_max)
         self.metrics = NodeMetrics(config.name)
+        logfilter.install()
         # tx hash -> (admitted, last announced to peers), monotonic seconds; insertion order is
         # announcement order, so the stalest pending transactions come first
         self.pending_since: dict[bytes, tuple[float, float]] = {}
