@@ -44,3 +44,18 @@ class UnknownBlock(LedgerError):
 
 def _show(value: object) -> str:
     return "0x" + value.hex() if isinstance(value, bytes) else repr(value)
+
+
+class StorageFull(Exception):
+    """A write found no space: the LMDB map is full and cannot grow (`map-full`), or the
+    disk is (`disk-full`). Not a LedgerError: nothing is wrong with the block, and the node
+    must not blame whoever sent it. Nothing was written; the write can be retried."""
+
+    def __init__(self, reason: str, detail: str, map_bytes: int, used_bytes: int, disk_free_bytes: int) -> None:
+        super().__init__(f"{reason}: {detail} (LMDB map {used_bytes >> 20} of {map_bytes >> 20} MiB used, "
+                         f"{disk_free_bytes >> 20} MiB free on disk)")
+        self.reason = reason
+        self.detail = detail
+        self.map_bytes = map_bytes
+        self.used_bytes = used_bytes
+        self.disk_free_bytes = disk_free_bytes

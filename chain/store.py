@@ -9,21 +9,42 @@ One environment per node, named databases:
 A block, its trie nodes, its indexes and the head pointer are written in ONE write
 transaction, so a crash leaves either the whole block or none of it. The environment is
 shared: consensus/ keeps its log in its own named database of the same environment.
+
+Space: the map starts at `map_bytes` and, when a write finds it full, doubles (up to
+`map_bytes_max`) as long as the disk keeps `disk_free_bytes_min` free; otherwise the write
+raises StorageFull, having written nothing. `storage_error` turns what LMDB raises when
+the disk itself is full into the same error, for writers of the shared environment.
+Growing remaps the file: reads on other threads hold `reading()` so none is in flight.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import lmdb
 import rlp
 
-from chain.errors import UnknownBlock
+from chain.errors import StorageFull, UnknownBlock
 from chain.types import Block, decode
 from crypto.hashing import Hash32
 
 DBS_MAX = 16
 HEAD_KEY = b"head"
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+@dataclass(frozen=True)
+class StorageUsage:
+    map_bytes: int
+    used_bytes: int
+    disk_free_bytes: int
 
 
 def _height_key(height: int) -> bytes:
@@ -31,8 +52,13 @@ def _height_key(height: int) -> bytes:
 
 
 class ChainStore:
-    def __init__(self, path: Path, map_bytes: int = 8 << 30) -> None:
+    def __init__(self, path: Path, map_bytes: int = 8 << 30, map_bytes_max: int = 64 << 30,
+                 disk_free_bytes_min: int = 64 << 20) -> None:
         path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.map_bytes_max = max(map_bytes, map_bytes_max)
+        self.disk_free_bytes_min = disk_free_bytes_min
+        self._remap = threading.Lock()
         self.env = lmdb.open(str(path), map_size=map_bytes, max_dbs=DBS_MAX, subdir=True)
         self._nodes = self.env.open_db(b"nodes")
         self._blocks = self.env.open_db(b"blocks")
@@ -42,6 +68,48 @@ class ChainStore:
 
     def close(self) -> None:
         self.env.close()
+
+    # space ------------------------------------------------------------------------------
+    def usage(self) -> StorageUsage:
+        info, page_bytes = self.env.info(), self.env.stat()["psize"]
+        return StorageUsage(info["map_size"], (info["last_pgno"] + 1) * page_bytes, self.disk_free_bytes())
+
+    def disk_free_bytes(self) -> int:
+        return shutil.disk_usage(self.path).free
+
+    def grow(self) -> bool:
+        """Double the map (up to map_bytes_max) if the disk can hold the growth and still
+        keep disk_free_bytes_min free; whether it grew."""
+        usage = self.usage()
+        target = min(2 * usage.map_bytes, self.map_bytes_max)
+        file_bytes = os.path.getsize(self.path / "data.mdb")
+        if target <= usage.map_bytes or target - file_bytes > usage.disk_free_bytes - self.disk_free_bytes_min:
+            return False
+        with self._remap:
+            self.env.set_mapsize(target)
+        return True
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Hold while reading on a thread other than the writer's: the map is not remapped
+        under it."""
+        with self._remap:
+            yield
+
+    def storage_error(self, exc: BaseException) -> StorageFull | None:
+        """The StorageFull that `exc`, raised by a write to this environment, means, if any."""
+        usage = self.usage()
+        if isinstance(exc, StorageFull):
+            return exc
+        if isinstance(exc, lmdb.MapFullError):
+            detail = (f"LMDB map full and cannot grow: lmdb_map_bytes_max {self.map_bytes_max >> 20} MiB, "
+                      f"disk_free_bytes_min {self.disk_free_bytes_min >> 20} MiB")
+            return StorageFull("map-full", detail, usage.map_bytes, usage.used_bytes, usage.disk_free_bytes)
+        disk_full = (isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS) or (
+            isinstance(exc, lmdb.Error) and any(os.strerror(code) in str(exc) for code in DISK_FULL_ERRNOS))
+        if disk_full:
+            return StorageFull("disk-full", str(exc), usage.map_bytes, usage.used_bytes, usage.disk_free_bytes)
+        return None
 
     # reads ------------------------------------------------------------------------------
     def node(self, node_hash: bytes) -> bytes | None:
@@ -90,6 +158,18 @@ class ChainStore:
         assert (head is None and block.number == 0) or block.number == (head or 0) + 1, (
             f"append of height {block.number} on head {head}"
         )
+        while True:
+            try:
+                self._write_block(block, nodes)
+                return
+            except (lmdb.Error, OSError) as exc:
+                full = self.storage_error(exc)
+                if full is None:
+                    raise
+                if full.reason != "map-full" or not self.grow():
+                    raise full from exc
+
+    def _write_block(self, block: Block, nodes: dict[bytes, bytes]) -> None:
         with self.env.begin(write=True) as txn:
             for node_hash, node in nodes.items():
                 txn.put(node_hash, node, db=self._nodes)

@@ -78,7 +78,11 @@ class Methods:
         self._reads.shutdown(wait=False, cancel_futures=True)
 
     async def _off_loop(self, work: Callable[[], Any]) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._reads, work)
+        def guarded() -> Any:
+            with self.node.store.reading():
+                return work()
+
+        return await asyncio.get_running_loop().run_in_executor(self._reads, guarded)
 
     async def dispatch(self, handler: Handler, params: Any) -> Any:
         signature = _signature(handler)

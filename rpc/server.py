@@ -165,13 +165,17 @@ class RpcServer:
 
     async def handle_health(self, request: web.Request) -> web.Response:
         synced, reason = self.node.is_synced()
+        usage, full = self.node.store.usage(), self.node.storage_full
         body = {"status": "ok" if synced else "unavailable", "reason": reason, "height": self.node.chain.height,
-                "rpcConnections": len(self.guard.connections)}
+                "rpcConnections": len(self.guard.connections),
+                "storage": {"mapBytes": usage.map_bytes, "usedBytes": usage.used_bytes,
+                            "diskFreeBytes": usage.disk_free_bytes, "full": full.reason if full else None}}
         return _json(body, status=200 if synced else 503)
 
     async def handle_metrics(self, request: web.Request) -> web.Response:
         self.node.metrics.observe_loop(self.node)
         self.node.metrics.rpc_connections.set(len(self.guard.connections))
+        self.node.metrics.observe_storage(self.node.store.usage())
         return web.Response(body=self.node.metrics.render(), content_type="text/plain", charset="utf-8")
 
     # WebSocket ----------------------------------------------------------------------------

@@ -102,6 +102,11 @@ class NodeConfig:
     mempool: MempoolLimits = field(default_factory=MempoolLimits)
     sync: SyncConfig = field(default_factory=SyncConfig)
     lmdb_map_bytes: int = field(default=8 << 30, metadata={"min": 1 << 20})  # LMDB map size (sparse)
+    # a full map doubles up to this while the disk keeps disk_free_bytes_min free; past either, consensus pauses
+    lmdb_map_bytes_max: int = field(default=64 << 30, metadata={"min": 1 << 20})
+    disk_free_bytes_min: int = field(default=64 << 20, metadata={"min": 0})  # disk kept free when the map grows
+    # while paused for space (RPC reads go on, /health says why), retry the write this often
+    storage_retry_ms: int = field(default=1_000, metadata={"min": 1})
     status_interval_ms: int = field(default=500, metadata={"min": 1})  # final head announced to peers (block sync)
     # a transaction pending here this long is announced to the peers again
     rebroadcast_after_ms: int = field(default=3_000, metadata={"min": 1})

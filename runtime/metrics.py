@@ -12,6 +12,7 @@ from runtime import logfilter
 from runtime.logfilter import SuppressedCollector
 
 if TYPE_CHECKING:
+    from chain.store import StorageUsage
     from runtime.node import Node
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -55,6 +56,12 @@ class NodeMetrics:
         self.loop_stall_max = Gauge("gridchain_loop_stall_max_seconds", "Longest event loop stall seen",
                                     registry=r)
         r.register(SuppressedCollector(logfilter.REPEATS))
+        self.storage_map_bytes = Gauge("gridchain_storage_map_bytes", "LMDB map size", registry=r)
+        self.storage_used_bytes = Gauge("gridchain_storage_used_bytes", "LMDB map bytes in use", registry=r)
+        self.storage_disk_free_bytes = Gauge("gridchain_storage_disk_free_bytes", "Free bytes on the data disk",
+                                             registry=r)
+        self.storage_full = Gauge("gridchain_storage_full", "1 while writes are paused for lack of space",
+                                  registry=r)
 
     async def watch_loop_stalls(self) -> None:
         """Run forever: how late a short sleep wakes is how long something held the loop."""
@@ -68,6 +75,11 @@ class NodeMetrics:
             if stall > longest:
                 longest = stall
                 self.loop_stall_max.set(stall)
+
+    def observe_storage(self, usage: StorageUsage) -> None:
+        self.storage_map_bytes.set(usage.map_bytes)
+        self.storage_used_bytes.set(usage.used_bytes)
+        self.storage_disk_free_bytes.set(usage.disk_free_bytes)
 
     def observe_loop(self, node: Node) -> None:
         self.height.set(node.chain.height)

@@ -4,6 +4,12 @@ Only the consensus loop mutates chain, mempool and consensus state (DESIGN.md "H
 transaction flows"): p2p readers fill `network.inbound`, RPC handlers fill
 `submissions`, both bounded; the loop drains them, feeds the XPaxos replica and block
 sync, carries out their actions, and wakes up at the earliest timer deadline.
+
+A write that finds no space (StorageFull: the LMDB map cannot grow, or the disk is full)
+pauses consensus instead of killing the node: nothing was written, RPC reads and /health
+go on (503, with the cause), transactions are refused, and every `storage_retry_ms` the
+node retries: it grows the map if it can and starts its replica again from what is
+stored, as after a restart.
 """
 
 from __future__ import annotations
@@ -12,13 +18,15 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import lmdb
 import rlp
 
 from chain.chain import Chain
-from chain.errors import DecodeError, InvalidTransaction
+from chain.errors import DecodeError, InvalidTransaction, StorageFull
 from chain.execution import ExecutedBlock
 from chain.genesis import Genesis
 from chain.mempool import Mempool
@@ -78,7 +86,9 @@ class Node:
         self.genesis = Genesis.load(config.genesis)
         check_limits(config, self.genesis)
         self.key = KeyPair.load(config.key_file)
-        self.store = ChainStore(config.data_dir / "chain", config.lmdb_map_bytes)
+        self.store = ChainStore(config.data_dir / "chain", config.lmdb_map_bytes, config.lmdb_map_bytes_max,
+                                config.disk_free_bytes_min)
+        self.storage_full: StorageFull | None = None  # consensus paused until there is space
         self.chain = Chain(self.store, self.genesis, Engine(build_contracts(self.genesis.contracts)))
         self.mempool = Mempool(self.genesis.chain_id, self.genesis.limits, config.mempool,
                                self.chain.signatures)
@@ -88,8 +98,7 @@ class Node:
         self.bookkeepers = self.genesis.bookkeeper_keys
         self.index = self.bookkeepers.index(self.key.public_key) if self.key.public_key in self.bookkeepers else None
         self.replica = self._make_replica() if self.index is not None else None
-        self.sync = BlockSync(self.app, chain_id=self.genesis.chain_id, bookkeepers=self.bookkeepers,
-                              t=self.genesis.t, config=config.sync)
+        self.sync = self._make_sync()
         allowed = set(self.bookkeepers) | {peer.public_key for peer in config.peers}
         self.network = Network(config.p2p, self.key, self.genesis.chain_id, allowed, config.p2p_host,
                                config.p2p_port, {p.public_key: (p.host, p.port) for p in config.peers},
@@ -110,6 +119,10 @@ class Node:
         self._stopping = asyncio.Event()
         self.rpc = RpcServer(self)
 
+    def _make_sync(self) -> BlockSync:
+        return BlockSync(self.app, chain_id=self.genesis.chain_id, bookkeepers=self.bookkeepers,
+                         t=self.genesis.t, config=self.config.sync)
+
     def _make_replica(self) -> Replica:
         assert self.index is not None
         return Replica(self.consensus_config, index=self.index, key=self.key, bookkeepers=self.bookkeepers,
@@ -122,9 +135,10 @@ class Node:
         log.info("node %s up: height %d, %s, p2p %s:%d", self.config.name, self.chain.height,
                  f"bookkeeper {self.index}" if self.index is not None else "observer",
                  self.config.p2p_host, self.network.listen_port)
-        if self.replica is not None:
-            self._apply(self.replica.start(monotonic_ms()))
         try:
+            with self._storage_guard():
+                if self.replica is not None:
+                    self._apply(self.replica.start(monotonic_ms()))
             await self._loop()
         finally:
             await self.rpc.stop()
@@ -140,24 +154,62 @@ class Node:
         stop_wait = asyncio.ensure_future(self._stopping.wait())
         try:
             while not self._stopping.is_set():
+                if self.storage_full is not None:
+                    await self._wait_for_space(stop_wait)
+                    continue
                 # With gossip waiting, only look for new input (timeout 0) before admitting
                 # the next chunk of it: RPC handlers and consensus messages get their turn.
                 timeout = 0 if self.gossip_backlog else self._seconds_to_deadline()
                 done, _ = await asyncio.wait({inbound_get, submit_get, stop_wait}, timeout=timeout,
                                              return_when=asyncio.FIRST_COMPLETED)
                 now = monotonic_ms()
-                if inbound_get in done:
-                    self._handle_peer_batch(inbound_get.result(), now)
-                    inbound_get = asyncio.ensure_future(self.network.inbound.get())
-                if submit_get in done:
-                    self._handle_submissions(submit_get.result(), now)
-                    submit_get = asyncio.ensure_future(self.submissions.get())
-                self._admit_gossip_chunk(now)
-                self._on_timers(monotonic_ms())
+                with self._storage_guard():
+                    if inbound_get in done:
+                        self._handle_peer_batch(inbound_get.result(), now)
+                        inbound_get = asyncio.ensure_future(self.network.inbound.get())
+                    if submit_get in done:
+                        self._handle_submissions(submit_get.result(), now)
+                        submit_get = asyncio.ensure_future(self.submissions.get())
+                    self._admit_gossip_chunk(now)
+                    self._on_timers(monotonic_ms())
                 self.metrics.observe_loop(self)
         finally:
             for task in (inbound_get, submit_get, stop_wait):
                 task.cancel()
+
+    @contextmanager
+    def _storage_guard(self) -> Iterator[None]:
+        """A write without space pauses consensus (see the module docstring); any other
+        error still propagates."""
+        try:
+            yield
+        except (StorageFull, lmdb.Error, OSError) as exc:
+            full = self.store.storage_error(exc)
+            if full is None:
+                raise
+            self.storage_full = full
+            self.metrics.storage_full.set(1)
+            log.error("storage full, consensus paused until there is space (RPC reads go on): %s", full)
+
+    async def _wait_for_space(self, stop_wait: asyncio.Future) -> None:
+        """Retry until the store has space, then start consensus again from what is stored."""
+        await asyncio.wait({stop_wait}, timeout=self.config.storage_retry_ms / 1000)
+        full = self.storage_full
+        assert full is not None
+        if full.reason == "map-full" and not self.store.grow():
+            return
+        if full.reason == "disk-full" and self.store.disk_free_bytes() < self.store.disk_free_bytes_min:
+            return
+        self.storage_full = None
+        with self._storage_guard():
+            # As after a restart: what is stored is the truth, in-memory state may be ahead.
+            self.sync = self._make_sync()
+            if self.replica is not None:
+                self.replica = self._make_replica()
+                self._apply(self.replica.start(monotonic_ms()))
+        if self.storage_full is None:
+            self.metrics.storage_full.set(0)
+            log.info("storage has space again (%s): consensus resumed", self.store.usage())
 
     def _seconds_to_deadline(self) -> float:
         deadlines = [self._next_status_ms, self.sync.next_deadline()]
@@ -293,6 +345,8 @@ class Node:
 
     async def submit(self, tx: Transaction) -> None:
         """Called by RPC handlers: queue `tx` for the loop and wait for its admission."""
+        if self.storage_full is not None:
+            raise InvalidTransaction("storage-full", str(self.storage_full))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
             self.submissions.put_nowait(Submission(tx, done))
@@ -384,6 +438,8 @@ class Node:
 
     def is_synced(self) -> tuple[bool, str]:
         """For /health: connected to a quorum and not behind any peer we know of."""
+        if self.storage_full is not None:
+            return False, f"storage full: {self.storage_full}"
         connected = len(self.network.connected_peers())
         if connected < self.genesis.t:
             return False, f"connected to {connected} peers, need at least {self.genesis.t}"
