@@ -37,10 +37,12 @@ class P2PConfig:
     gossip_seen_max: int = 100000
     # Longest accepted gossip item id (a keccak256 hash is 32 bytes).
     gossip_id_bytes_max: int = 64
-    # Inbound connections still in their handshake, in all and from one remote host. When
-    # full, a new connection evicts the oldest one that has not named an allowed key yet
-    # (p2p/admission.py): strangers squatting the slots cannot keep configured peers out.
+    # Inbound connections still in their handshake. When full, a new connection evicts the
+    # oldest one that has not named an allowed key yet (p2p/admission.py): strangers
+    # squatting the slots cannot keep configured peers out.
     pending_handshakes_max: int = 64
+    # Inbound connections in their handshake from one remote host; over it, the host's
+    # oldest connection that has not named an allowed key yet is evicted.
     pending_handshakes_per_host_max: int = 8
     handshake_timeout_ms: int = 5000
     # The other side's HELLO must arrive this soon: a peer sends it on connect, so only a

@@ -62,20 +62,20 @@ class RpcConfig:
     receipt_waiters_max: int = 10_000  # concurrent tx_receipt waits
     submit_queue_max: int = field(default=10_000, metadata={"min": 1})  # transactions waiting for the loop
     blocks_range_max: int = field(default=256, metadata={"min": 1})  # blocks per range request
-    # Open HTTP/WebSocket connections, in all and from one client address; over either, a
-    # new one gets HTTP 503 (-32005) at once. Capped again at start by RLIMIT_NOFILE minus
-    # descriptors_reserved, so RPC clients can never take the descriptors peers need.
-    connections_max: int = 1_024
-    connections_per_client_max: int = 64
-    descriptors_reserved: int = 256  # kept for p2p (peers, handshakes), LMDB and logs
-    # A request's headers must be complete this long after its first byte (slowloris), and
-    # its body read within as long again; a connection with no request is closed after idle.
-    header_timeout_ms: int = 5_000
-    idle_timeout_ms: int = 30_000
-    # JSON bytes of one reply and of a whole batch: a full block (block_bytes_max, 2 MiB) is
-    # ~4 MiB of hex, so one fits; 100 of them (226 MiB) stalled consensus for 15 s.
-    response_bytes_max: int = 8 << 20
-    batch_response_bytes_max: int = 16 << 20
+    # Open HTTP/WebSocket connections; over it a new one gets HTTP 503 (-32005) at once.
+    # Lowered at start to RLIMIT_NOFILE (soft raised to hard) minus descriptors_reserved,
+    # so RPC clients can never take the descriptors peers need.
+    connections_max: int = field(default=1_024, metadata={"min": 1})
+    # open connections from one client address (HTTP 503, -32005 above it)
+    connections_per_client_max: int = field(default=64, metadata={"min": 1})
+    descriptors_reserved: int = 256  # never taken by RPC: p2p peers and handshakes, LMDB, logs
+    # a request's headers must be complete this long after its first byte (slowloris); its body gets as long again
+    header_timeout_ms: int = field(default=5_000, metadata={"min": 1})
+    idle_timeout_ms: int = field(default=30_000, metadata={"min": 1})  # with no request this long: closed
+    # JSON of one reply: a full block (block_bytes_max, 2 MiB) is ~4 MiB of hex, so one fits (-32005 above)
+    response_bytes_max: int = field(default=8 << 20, metadata={"min": 1})
+    # JSON of all replies of one batch: 100 full blocks (226 MiB) once stalled consensus for 15 s (-32005 above)
+    batch_response_bytes_max: int = field(default=16 << 20, metadata={"min": 1})
     view_ms_max: int = 1_000  # wall-clock bound of one contract_call, besides its gas
 
 
