@@ -13,11 +13,19 @@ caller instead of as a reverted transaction. View results come back as JSON from
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Protocol
 
 from chain.values import Value
 from client.sdk import DEFAULT_GAS_LIMIT, GridClient, from_hex
 from crypto.keys import Address, KeyPair, address_of
+
+
+class ViewSource(Protocol):
+    """What a typed reader needs: the SDK client, or any ledger adapter answering views
+    in the node's JSON shapes (diagnosis/ledger.py)."""
+
+    async def view(self, contract: str, method: str, args: list[Value] | None = None) -> Any: ...
+
 
 ROLES = ("bookkeeper", "vendor", "supplier", "device", "smartphone", "crew")
 MODES = ("remote", "on-site")
@@ -204,37 +212,37 @@ class Registry:
         return _call("registry", "set_endpoint", url)
 
     @staticmethod
-    async def is_member(client: GridClient, member: Address) -> bool:
+    async def is_member(client: ViewSource, member: Address) -> bool:
         return bool(await client.view("registry", "is_member", [member]))
 
     @staticmethod
-    async def role(client: GridClient, member: Address) -> str:
+    async def role(client: ViewSource, member: Address) -> str:
         return str(await client.view("registry", "role", [member]))
 
     @staticmethod
-    async def member(client: GridClient, member: Address) -> MemberView | None:
+    async def member(client: ViewSource, member: Address) -> MemberView | None:
         raw = await client.view("registry", "member", [member])
         return _typed(MemberView, raw) if raw else None
 
     @staticmethod
-    async def device(client: GridClient, device: Address) -> DeviceView | None:
+    async def device(client: ViewSource, device: Address) -> DeviceView | None:
         raw = await client.view("registry", "device", [device])
         return _typed(DeviceView, raw) if raw else None
 
     @staticmethod
-    async def in_warranty(client: GridClient, device: Address) -> bool:
+    async def in_warranty(client: ViewSource, device: Address) -> bool:
         return bool(await client.view("registry", "in_warranty", [device]))
 
     @staticmethod
-    async def acts_for(client: GridClient, device: Address, actor: Address) -> bool:
+    async def acts_for(client: ViewSource, device: Address, actor: Address) -> bool:
         return bool(await client.view("registry", "acts_for", [device, actor]))
 
     @staticmethod
-    async def endpoint(client: GridClient, member: Address) -> str:
+    async def endpoint(client: ViewSource, member: Address) -> str:
         return str(await client.view("registry", "endpoint", [member]))
 
     @staticmethod
-    async def devices_of(client: GridClient, phone: Address) -> list[bytes]:
+    async def devices_of(client: ViewSource, phone: Address) -> list[bytes]:
         return [_bytes(d) for d in await client.view("registry", "devices_of", [phone])]
 
 
@@ -264,11 +272,11 @@ class Token:
         return _call("token", "escrow_forfeit", escrow_id, _address(to, "to"))
 
     @staticmethod
-    async def balance_of(client: GridClient, account: Address) -> int:
+    async def balance_of(client: ViewSource, account: Address) -> int:
         return int(await client.view("token", "balance_of", [account]))
 
     @staticmethod
-    async def escrow(client: GridClient, holder: Address, escrow_id: bytes) -> list[Any]:
+    async def escrow(client: ViewSource, holder: Address, escrow_id: bytes) -> list[Any]:
         return list(await client.view("token", "escrow", [holder, escrow_id]))
 
 
@@ -338,33 +346,33 @@ class Dsc:
         return _call("dsc", "set_min_requester_credit", _int(credit, "credit"))
 
     @staticmethod
-    async def request(client: GridClient, request_id: int) -> RequestView:
+    async def request(client: ViewSource, request_id: int) -> RequestView:
         return _typed(RequestView, await client.view("dsc", "request", [request_id]))
 
     @staticmethod
-    async def bids(client: GridClient, request_id: int) -> list[bytes]:
+    async def bids(client: ViewSource, request_id: int) -> list[bytes]:
         return [_bytes(b) for b in await client.view("dsc", "bids", [request_id])]
 
     @staticmethod
-    async def bid(client: GridClient, request_id: int, bidder: Address) -> BidView:
+    async def bid(client: ViewSource, request_id: int, bidder: Address) -> BidView:
         return _typed(BidView, await client.view("dsc", "bid", [request_id, bidder]))
 
     @staticmethod
-    async def bidder_state(client: GridClient, bidder: Address) -> BidderStateView:
+    async def bidder_state(client: ViewSource, bidder: Address) -> BidderStateView:
         return _typed(BidderStateView, await client.view("dsc", "bidder_state", [bidder]))
 
     @staticmethod
-    async def messages(client: GridClient, request_id: int) -> list[tuple[int, bytes, bytes]]:
+    async def messages(client: ViewSource, request_id: int) -> list[tuple[int, bytes, bytes]]:
         """[(step, sender, message_hash)] in logging order."""
         return [(int(step), _bytes(sender), _bytes(h))
                 for step, sender, h in await client.view("dsc", "messages", [request_id])]
 
     @staticmethod
-    async def min_requester_credit(client: GridClient, node: Address) -> int:
+    async def min_requester_credit(client: ViewSource, node: Address) -> int:
         return int(await client.view("dsc", "min_requester_credit", [node]))
 
     @staticmethod
-    async def terms(client: GridClient, device_type: str) -> TermsView:
+    async def terms(client: ViewSource, device_type: str) -> TermsView:
         return _typed(TermsView, await client.view("dsc", "terms", [device_type]))
 
 
@@ -378,12 +386,12 @@ class Credit:
         return _call("credit", "add_rating", _address(member, "member"), _int(rating, "rating"))
 
     @staticmethod
-    async def credit_of(client: GridClient, member: Address) -> int:
+    async def credit_of(client: ViewSource, member: Address) -> int:
         """Fixed point, SCALE 10**6."""
         return int(await client.view("credit", "credit_of", [member]))
 
     @staticmethod
-    async def ratings(client: GridClient, member: Address) -> list[int]:
+    async def ratings(client: ViewSource, member: Address) -> list[int]:
         return [int(r) for r in await client.view("credit", "ratings", [member])]
 
 
@@ -409,21 +417,21 @@ class Policy:
         return _call("policy", "report", metric, _int(value, "value"))
 
     @staticmethod
-    async def policy(client: GridClient, device: Address) -> Any:
+    async def policy(client: ViewSource, device: Address) -> Any:
         return await client.view("policy", "policy", [device])
 
     @staticmethod
-    async def effective(client: GridClient, device: Address) -> tuple[str, list[tuple[str, int]], int]:
+    async def effective(client: ViewSource, device: Address) -> tuple[str, list[tuple[str, int]], int]:
         """(mode, [(metric, limit)], version)."""
         mode, limits, version = await client.view("policy", "effective", [device])
         return mode, [(m, int(v)) for m, v in limits], int(version)
 
     @staticmethod
-    async def last_report(client: GridClient, device: Address, metric: str) -> Any:
+    async def last_report(client: ViewSource, device: Address, metric: str) -> Any:
         return await client.view("policy", "last_report", [device, metric])
 
     @staticmethod
-    async def pending(client: GridClient) -> Any:
+    async def pending(client: ViewSource) -> Any:
         return await client.view("policy", "pending", [])
 
 
@@ -444,24 +452,24 @@ class Records:
         return _call("records", "add_rating", _int(request_id, "request_id"), side, _int(rating, "rating"))
 
     @staticmethod
-    async def record(client: GridClient, request_id: int) -> RecordView | None:
+    async def record(client: ViewSource, request_id: int) -> RecordView | None:
         raw = await client.view("records", "record", [request_id])
         return _typed(RecordView, raw) if raw else None
 
     @staticmethod
-    async def by_device(client: GridClient, device: Address, start: int = 0, count: int = 100) -> list[RecordView]:
+    async def by_device(client: ViewSource, device: Address, start: int = 0, count: int = 100) -> list[RecordView]:
         return [_typed(RecordView, r) for r in await client.view("records", "by_device", [device, start, count])]
 
     @staticmethod
-    async def by_node(client: GridClient, node: Address, start: int = 0, count: int = 100) -> list[RecordView]:
+    async def by_node(client: ViewSource, node: Address, start: int = 0, count: int = 100) -> list[RecordView]:
         return [_typed(RecordView, r) for r in await client.view("records", "by_node", [node, start, count])]
 
     @staticmethod
-    async def count_by_device(client: GridClient, device: Address) -> int:
+    async def count_by_device(client: ViewSource, device: Address) -> int:
         return int(await client.view("records", "count_by_device", [device]))
 
     @staticmethod
-    async def count_by_node(client: GridClient, node: Address) -> int:
+    async def count_by_node(client: ViewSource, node: Address) -> int:
         return int(await client.view("records", "count_by_node", [node]))
 
 

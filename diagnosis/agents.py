@@ -1,14 +1,16 @@
 """The protocol's parties as asyncio services (paper III.B, Fig. 1): the failure device
 k_i, the original vendor v_i, the non-original supplier nv_i, the owner's smartphone and
-the vendor's maintenance crew Rep.
+the node's maintenance crew Rep.
 
 Each agent has its own Ed25519 account key (transactions), BLS key (eq. 1 signatures) and
-Paillier key (eqs. 6-7), its own SDK client to the consortium and its own light client
-(`diagnosis.lightclient`): every key and registry record it relies on is read through a
-state proof checked against a certified header. Unicast messages are sealed
-`C || ID_v || ID_k || T || sigma` over the channel of `diagnosis.channel`; broadcasts are
-transactions. Every send, transaction and cryptographic operation is reported to the
-`Tally`, which the flows turn into the Table 3 / Table 4 comparison.
+Paillier key (eqs. 6-7), and talks to the ledger through its own `Ledger`
+(`diagnosis.ledger`: the RPC client with a light client, or an in-process chain in
+tests). Every record it relies on is read by state proof (`diagnosis.directory`): the
+receiver's Paillier key and published inbox endpoint before sending, the sender's BLS key,
+the request and its assignment before accepting (`diagnosis.authorise`). Unicast messages
+are sealed `C || ID_v || ID_k || T || sigma` over the channel of `diagnosis.channel`;
+broadcasts are transactions. Every send, transaction and cryptographic operation is
+reported to the `Tally`, which the flows turn into the Table 3 / Table 4 comparison.
 """
 
 from __future__ import annotations
@@ -16,32 +18,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-from client.contracts import ContractCall, Dsc, RequestView
+import aiohttp
+
+from client.contracts import ContractCall, Dsc, Registry
 from client.errors import TransactionFailed
-from client.sdk import GridClient
 from crypto import bls
 from crypto.counters import OpCounter, OpCounts, attribute_to
 from crypto.hashing import keccak256
-from crypto.keys import KeyPair
+from crypto.keys import Address, KeyPair
 from crypto.paillier import PaillierPrivateKey, PaillierPublicKey
+from diagnosis.authorise import Facts, authorise
 from diagnosis.channel import BadPayload, Courier, Inbox, Payload, RemoteRejection
-from diagnosis.errors import MalformedMessage, MessageRejected
-from diagnosis.lightclient import ChainDirectory, LightClient, TrustAnchor, UnprovenState
+from diagnosis.directory import ChainDirectory, MemberEntry
+from diagnosis.errors import MalformedMessage, MessageRejected, Refusal, Refused
+from diagnosis.ledger import Ledger
+from diagnosis.lightclient import UnprovenState
 from diagnosis.message import OpenedMessage, Opener, SealedMessage, seal
+from diagnosis.protocol import CREW, DEVICE, PHONE, RULE_OF_KIND, SUPPLIER, VENDOR, Rule
 
-# Paper notation for the roles (Tables 3 and 4).
-DEVICE = "k_i"
-VENDOR = "v_i"
-SUPPLIER = "nv_i"
-PHONE = "smartphone"
-CREW = "Rep"
-REGISTRY_ROLE_LABELS = {"device": DEVICE, "vendor": VENDOR, "supplier": SUPPLIER, "smartphone": PHONE}
+REGISTRY_ROLE_LABELS = {"device": DEVICE, "vendor": VENDOR, "supplier": SUPPLIER, "smartphone": PHONE,
+                        "crew": CREW}
 MAIL_WAIT_S = 30
 POOL_PREFILL = 8  # r^N values computed when a peer's key is first resolved (off the hot path)
+ACCEPTED_STEPS_MAX = 65_536  # (request, kind) pairs remembered to refuse a repeated step
 
 
 def now_ms() -> int:
@@ -84,7 +87,7 @@ class Event:
     kind: str  # "unicast" | "broadcast" | "ops" | "reject"
     role: str
     agent: str
-    step: int
+    step: str  # the step label of diagnosis.protocol ("" outside a figure)
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -104,53 +107,42 @@ class Tally:
         return taken
 
 
-@dataclass(frozen=True)
-class Peer:
-    """Where and who: the member id, its inbox URL and its role label."""
-
-    member_id: bytes
-    url: str
-    role: str
-    name: str
-
-
 class Agent:
     role = ""
 
-    def __init__(self, identity: Identity, urls: list[str], anchor: TrustAnchor, tally: Tally,
-                 node_index: int = 0) -> None:
+    def __init__(self, identity: Identity, ledger: Ledger, credit_initial: int, tally: Tally) -> None:
         self.identity = identity
         self.name = identity.name
-        rotated = urls[node_index % len(urls):] + urls[:node_index % len(urls)]
-        self.client = GridClient(rotated)
-        self.light = LightClient(self.client, anchor)
-        self.directory = ChainDirectory(self.light)
+        self.ledger = ledger
+        self.directory = ChainDirectory(ledger, credit_initial)
         self.opener = Opener(own_id=identity.address, paillier_private=identity.paillier, directory=self.directory)
         self.tally = tally
         self.inbox = Inbox(self._receive)
         self.courier = Courier()
         self._mail: list[tuple[Payload, OpenedMessage]] = []
         self._mail_changed = asyncio.Condition()
-        self.app_rejections: dict[str, int] = {}
+        self._accepted_steps: set[tuple[int, str]] = set()
+        self.refusals: dict[Refusal, int] = {}
 
     @property
     def address(self) -> bytes:
         return self.identity.address
 
-    def peer(self) -> Peer:
-        assert self.inbox.url, "start the agent first"
-        return Peer(self.address, self.inbox.url, self.role, self.name)
-
     async def start(self) -> None:
         await self.inbox.start()
+
+    def endpoint_call(self) -> ContractCall:
+        """The transaction that publishes this agent's inbox in the registry."""
+        assert self.inbox.url, "start the agent first"
+        return Registry.set_endpoint(self.inbox.url)
 
     async def stop(self) -> None:
         await self.inbox.stop()
         await self.courier.close()
-        await self.client.close()
+        await self.ledger.close()
 
     # crypto with accounting ---------------------------------------------------------------
-    def _ops(self, step: int, counterpart: str, operation: str, counter: OpCounter, started: float) -> None:
+    def _ops(self, step: str, counterpart: str, operation: str, counter: OpCounter, started: float) -> None:
         counts: OpCounts = counter.snapshot()
         self.tally.add(Event("ops", self.role, self.name, step,
                              {"counterpart": counterpart, "operation": operation, **counts.as_dict(),
@@ -172,19 +164,30 @@ class Agent:
             await asyncio.to_thread(key.pool.refill, POOL_PREFILL)
         return key
 
-    async def send(self, to: Peer, payload: Payload, receiver_key: PaillierPublicKey | None = None) -> SealedMessage:
-        """Seal for `to` (its Paillier key from proven registry state unless given) and
-        deliver; RemoteRejection when the receiver refuses."""
-        key = receiver_key or await self.paillier_of(to.member_id)
-        sealed = self.seal_for(payload, to.member_id, key, to.role)
-        await self.deliver(to, sealed, payload)
+    async def role_of(self, member_id: bytes) -> str:
+        entry = await self.directory.resolve(member_id)
+        return REGISTRY_ROLE_LABELS.get(entry.role, entry.role) if entry else "unknown"
+
+    async def send(self, to: bytes, payload: Payload, counterpart: str) -> SealedMessage:
+        """Seal for member `to` (its Paillier key from proven registry state) and deliver
+        to the inbox it published; RemoteRejection when the receiver refuses."""
+        key = await self.paillier_of(to)
+        sealed = self.seal_for(payload, to, key, counterpart)
+        await self.deliver(to, sealed, payload, counterpart)
         return sealed
 
-    async def deliver(self, to: Peer, sealed: SealedMessage, payload: Payload | None = None) -> str:
-        detail = {"to": to.name, "to_role": to.role, "hash": "0x" + sealed.hash.hex(),
+    async def deliver(self, to: bytes, sealed: SealedMessage, payload: Payload | None = None,
+                      counterpart: str = "") -> str:
+        """POST to the receiver's published endpoint; a connection failure re-reads the
+        endpoint once (it may have moved) before giving up."""
+        detail = {"to": "0x" + to.hex(), "to_role": counterpart, "hash": "0x" + sealed.hash.hex(),
                   "kind": payload.kind if payload else "raw", "bytes": len(sealed.encode())}
-        self.tally.add(Event("unicast", self.role, self.name, payload.step if payload else 0, detail))
-        return await self.courier.deliver(to.url, sealed.encode())
+        self.tally.add(Event("unicast", self.role, self.name, payload.step if payload else "", detail))
+        url = await self.directory.endpoint(to)
+        try:
+            return await self.courier.deliver(url, sealed.encode())
+        except aiohttp.ClientConnectionError:
+            return await self.courier.deliver(await self.directory.endpoint(to, refresh=True), sealed.encode())
 
     # receiving ---------------------------------------------------------------------------
     async def _receive(self, data: bytes) -> SealedMessage:
@@ -196,35 +199,64 @@ class Agent:
         try:
             entry = await self.directory.resolve(message.sender_id)
         except UnprovenState as exc:
-            raise RemoteRejection("unproven_state", str(exc)) from exc
-        counterpart = CREW if entry is None and self.directory.bls_key(message.sender_id) else (
-            REGISTRY_ROLE_LABELS.get(entry.role, entry.role) if entry else "unknown")
+            raise self._refuse(Refused(Refusal.UNPROVEN_STATE, str(exc))) from exc
+        counterpart = REGISTRY_ROLE_LABELS.get(entry.role, entry.role) if entry else "unknown"
         counter, started = OpCounter(), time.perf_counter()
         try:
             with attribute_to(counter):
                 opened = self.opener.open(message, now_ms=now_ms())
         except MessageRejected as exc:
-            self.tally.add(Event("reject", self.role, self.name, 0,
+            self.tally.add(Event("reject", self.role, self.name, "",
                                  {"reason": str(exc.reason), "from": "0x" + message.sender_id.hex()}))
             raise
         try:
             payload = Payload.from_bytes(opened.plaintext)
         except BadPayload as exc:
-            raise self._refuse("bad_payload", str(exc)) from exc
+            raise self._refuse(Refused(Refusal.BAD_PAYLOAD, str(exc))) from exc
         self._ops(payload.step, counterpart, "open", counter, started)
+        try:
+            await self._authorise(payload, opened.sender_id, entry)
+        except Refused as exc:
+            raise self._refuse(exc) from exc
+        except UnprovenState as exc:
+            raise self._refuse(Refused(Refusal.UNPROVEN_STATE, str(exc))) from exc
         await self.accept(payload, opened)
         async with self._mail_changed:
             self._mail.append((payload, opened))
             self._mail_changed.notify_all()
         return message
 
-    def _refuse(self, reason: str, detail: str) -> RemoteRejection:
-        self.app_rejections[reason] = self.app_rejections.get(reason, 0) + 1
-        self.tally.add(Event("reject", self.role, self.name, 0, {"reason": reason, "detail": detail}))
-        return RemoteRejection(reason, detail)
+    async def _authorise(self, payload: Payload, sender: Address, sender_entry: MemberEntry | None) -> None:
+        """Read by proof what the message's rule needs, check it (diagnosis.authorise),
+        and refuse a step this agent already accepted for the request."""
+        rule = RULE_OF_KIND.get(payload.kind)
+        request = header = sender_device = own = None
+        if rule is not Rule.OWN_DEVICE_IN_WARRANTY:
+            request, _ = await self.directory.request(payload.request_id)
+        if rule in (Rule.BOUND_DEVICE, Rule.OWN_DEVICE_IN_WARRANTY) or (
+                rule is Rule.REQUESTER_TO_ASSIGNED and request is not None and request.in_warranty):
+            sender_device, header = await self.directory.device(sender)
+        if rule is Rule.ASSIGNED_TO_OWN_CREW:
+            own = await self.directory.resolve(self.address)
+        authorise(payload.kind, payload.step, sender, self.address,
+                  Facts(request, sender_entry, sender_device, own, header))
+        if rule is Rule.OWN_DEVICE_IN_WARRANTY:
+            return
+        step = (payload.request_id, payload.kind)
+        if step in self._accepted_steps:
+            raise Refused(Refusal.STEP_REPEATED, f"{payload.kind} of request {payload.request_id} already accepted")
+        if len(self._accepted_steps) >= ACCEPTED_STEPS_MAX:
+            self._accepted_steps.clear()  # requests that old are closed: the request check refuses them
+        self._accepted_steps.add(step)
+
+    def _refuse(self, refused: Refused) -> RemoteRejection:
+        self.refusals[refused.reason] = self.refusals.get(refused.reason, 0) + 1
+        self.tally.add(Event("reject", self.role, self.name, "", {"reason": str(refused.reason),
+                                                                  "detail": refused.detail}))
+        return RemoteRejection(str(refused.reason), refused.detail)
 
     async def accept(self, payload: Payload, opened: OpenedMessage) -> None:
-        """Application checks after the cryptographic ones; raise via `_refuse`."""
+        """What the agent does with an accepted message beyond queueing it."""
 
     async def expect(self, request_id: int, kind: str, timeout_s: float = MAIL_WAIT_S) -> tuple[Payload, OpenedMessage]:
         """The next accepted message of `kind` for the request (TimeoutError otherwise)."""
@@ -243,11 +275,11 @@ class Agent:
                     await asyncio.wait_for(self._mail_changed.wait(), remaining)
 
     # broadcasts --------------------------------------------------------------------------
-    async def tx(self, call: ContractCall, step: int, expect_failure: str | None = None) -> dict[str, Any]:
+    async def tx(self, call: ContractCall, step: str, expect_failure: str | None = None) -> dict[str, Any]:
         """One transaction (a broadcast); `expect_failure` names the revert reason a
         failure path expects, and then the failed receipt is returned."""
         try:
-            receipt = await call.transact(self.client, self.identity.key)
+            receipt = await self.ledger.transact(call, self.identity.key)
         except TransactionFailed as exc:
             receipt = exc.receipt
             error = receipt.get("error") or ""
@@ -260,18 +292,22 @@ class Agent:
             raise AssertionError(f"{call.method} was expected to fail with {expect_failure}")
         return receipt
 
-    def _broadcast(self, call: ContractCall, step: int, receipt: dict[str, Any], error: str | None) -> None:
+    def _broadcast(self, call: ContractCall, step: str, receipt: dict[str, Any], error: str | None) -> None:
         self.tally.add(Event("broadcast", self.role, self.name, step,
                              {"method": f"{call.contract}.{call.method}", "tx": receipt["transactionHash"],
                               "block": receipt["blockNumber"], "status": receipt["status"],
                               **({"error": error} if error else {})}))
 
-    async def log_hash(self, request_id: int, step: int, message_hash: bytes) -> dict[str, Any]:
-        """The message's hash on chain (DSC log_message); the plaintext never goes there."""
-        return await self.tx(Dsc.log_message(request_id, step, message_hash), step)
+    async def log_hash(self, request_id: int, step: str, message_hash: bytes) -> dict[str, Any]:
+        """The message's hash on chain (DSC log_message, with the figure's step number);
+        the plaintext never goes there."""
+        return await self.tx(Dsc.log_message(request_id, int(step.split(".")[0]), message_hash), step)
 
-    async def request(self, request_id: int) -> RequestView:
-        return await Dsc.request(self.client, request_id)
+    async def request(self, request_id: int) -> Any:
+        """The DSC request, proven (diagnosis.directory)."""
+        request, _ = await self.directory.request(request_id)
+        assert request is not None, f"request {request_id} exists"
+        return request
 
 
 class DeviceAgent(Agent):
@@ -285,12 +321,6 @@ class DeviceAgent(Agent):
         self.firmware = "1.0.0"
         self.repairs: list[dict[str, Any]] = []
 
-    async def accept(self, payload: Payload, opened: OpenedMessage) -> None:
-        if payload.kind == "spot" and payload.body.get("crew"):
-            crew = payload.body["crew"]
-            # The vendor vouches for its crew in this signed message (docs/diagnosis.md).
-            self.directory.vouch(bytes.fromhex(crew["id"]), bytes.fromhex(crew["bls_key"]))
-
     def apply_repair(self, policy: dict[str, Any]) -> None:
         """Step 5: follow the repair policy file R (here: a firmware version and settings)."""
         self.firmware = str(policy.get("firmware", self.firmware))
@@ -298,7 +328,8 @@ class DeviceAgent(Agent):
 
 
 class DiagnosisNodeAgent(Agent):
-    """A diagnosis node: the original vendor v_i or a non-original supplier nv_i."""
+    """A diagnosis node: the original vendor v_i or a non-original supplier nv_i. Its
+    crew is a registered member it registered itself (role `crew`)."""
 
     def __init__(self, *args: Any, role: str = VENDOR, prices: dict[str, int] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -310,25 +341,11 @@ class DiagnosisNodeAgent(Agent):
     def salt(self, request_id: int) -> bytes:
         return keccak256(self.salt_seed + request_id.to_bytes(8, "big"))
 
-    async def accept(self, payload: Payload, opened: OpenedMessage) -> None:
-        """V.A step 3 / V.B step 6: the request must be ours to serve, read from chain."""
-        if payload.kind == "free_service":
-            entry, header = await self.directory.device(opened.sender_id)
-            if entry is None or entry.vendor != self.address:
-                raise self._refuse("not_my_device", "0x" + opened.sender_id.hex())
-            if header.timestamp_ms // 1000 > entry.warranty_end_s:
-                raise self._refuse("out_of_warranty", f"warranty ended at {entry.warranty_end_s} s")
-            return
-        if payload.kind in ("fault", "time"):
-            request = await self.request(payload.request_id)
-            if request.device != opened.sender_id or request.node != self.address or request.status != "assigned":
-                raise self._refuse("not_assigned", f"request {payload.request_id} is not ours to serve")
-            if request.in_warranty:
-                entry, header = await self.directory.device(opened.sender_id)
-                if entry is None or entry.vendor != self.address:
-                    raise self._refuse("not_my_device", "0x" + opened.sender_id.hex())
-                if header.timestamp_ms // 1000 > entry.warranty_end_s:
-                    raise self._refuse("out_of_warranty", f"warranty ended at {entry.warranty_end_s} s")
+    def crew_registration(self) -> ContractCall:
+        """The node registers its crew (registrar = this node, docs/contracts.md)."""
+        assert self.crew is not None
+        crew = self.crew.identity
+        return Registry.register(crew.address, "crew", crew.bls_public, crew.paillier_public.to_bytes())
 
     @staticmethod
     def diagnose(fault: dict[str, Any]) -> dict[str, Any]:
@@ -341,7 +358,7 @@ class DiagnosisNodeAgent(Agent):
 
 
 class SmartphoneAgent(Agent):
-    """The owner's app: notified over WebSocket, receives the device's reports, confirms,
+    """The owner's app: notified of chain events, receives the device's reports, confirms,
     rates and publishes the equipment policy."""
 
     role = PHONE
@@ -370,8 +387,8 @@ class SmartphoneAgent(Agent):
         await super().stop()
 
     async def _watch(self, flt: dict[str, Any], ready: asyncio.Event) -> None:
-        stream = cast(AsyncGenerator[dict[str, Any], None], self.client.subscribe("events", flt))
-        first = asyncio.ensure_future(stream.__anext__())
+        stream = self.ledger.events(flt)
+        first = asyncio.ensure_future(anext(stream))
         await asyncio.sleep(0.2)  # the subscription is registered once the socket answered
         ready.set()
         try:
@@ -380,12 +397,12 @@ class SmartphoneAgent(Agent):
                 async with self._notified:
                     self.notifications.append(event)
                     self._notified.notify_all()
-                event = await stream.__anext__()
+                event = await anext(stream)
         finally:
             await stream.aclose()
 
     async def notified(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 20) -> dict[str, Any]:
-        """Wait for a WebSocket event notification matching `predicate`."""
+        """Wait for an event notification matching `predicate`."""
         async with self._notified:
             await asyncio.wait_for(self._notified.wait_for(lambda: any(predicate(e) for e in self.notifications)),
                                    timeout_s)
@@ -393,15 +410,7 @@ class SmartphoneAgent(Agent):
 
 
 class CrewAgent(Agent):
-    """The vendor's maintenance crew Rep: briefed by its vendor, repairs on site. It is not
-    a consortium member; its vendor vouches for its BLS key in the signed Spot message."""
+    """The node's maintenance crew Rep: a member registered by its node, briefed by it
+    (only for requests the DSC assigned to that node), repairs on site."""
 
     role = CREW
-
-    def __init__(self, *args: Any, employer: bytes = b"", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.employer = employer
-
-    async def accept(self, payload: Payload, opened: OpenedMessage) -> None:
-        if payload.kind == "briefing" and opened.sender_id != self.employer:
-            raise self._refuse("not_my_vendor", "0x" + opened.sender_id.hex())

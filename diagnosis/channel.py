@@ -10,7 +10,7 @@ the message (200 with its hash) or why it refused it (400 with the reason): a re
 visible to the sender and counted by the receiver.
 
 The plaintext inside every sealed message is a `Payload`: canonical JSON naming the DSC
-request, the figure step and the kind of message, and its body.
+request, the step label of `diagnosis.protocol` and the kind of message, and its body.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from aiohttp import web
 
 from diagnosis.errors import DiagnosisError, MessageRejected, RejectReason
 from diagnosis.message import SEALED_MESSAGE_BYTES_MAX, SealedMessage
+from diagnosis.protocol import MESSAGES
 
 PAYLOAD_BYTES_MAX = 64 << 10
 SEND_TIMEOUT_S = 20
-KINDS = ("fault", "repair_policy", "spot", "time", "briefing", "onsite_repair", "diagnosis_notice",
-         "maintenance_report", "package", "free_service")
+KINDS = tuple(m.kind for m in MESSAGES)
+STEP_LABEL_CHARS_MAX = 16
 
 
 class BadPayload(DiagnosisError):
@@ -48,7 +49,7 @@ class RemoteRejection(DiagnosisError):
 @dataclass(frozen=True)
 class Payload:
     request_id: int
-    step: int
+    step: str  # label of diagnosis.protocol, e.g. "2" or "6.4"
     kind: str
     body: dict[str, Any]
 
@@ -65,9 +66,11 @@ class Payload:
             raise BadPayload(f"{len(data)} bytes exceeds {PAYLOAD_BYTES_MAX}")
         try:
             raw = json.loads(data)
-            payload = cls(int(raw["request"]), int(raw["step"]), str(raw["kind"]), dict(raw["body"]))
+            payload = cls(int(raw["request"]), str(raw["step"]), str(raw["kind"]), dict(raw["body"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise BadPayload(f"not a diagnosis payload: {exc}") from exc
+        if len(payload.step) > STEP_LABEL_CHARS_MAX:
+            raise BadPayload(f"step label of {len(payload.step)} characters")
         if payload.kind not in KINDS:
             raise BadPayload(f"unknown kind {payload.kind!r}")
         return payload
@@ -134,5 +137,4 @@ class Courier:
             self._session = None
 
 
-APP_REASONS = ("not_my_device", "out_of_warranty", "not_assigned", "unexpected")
-__all__ = ["APP_REASONS", "BadPayload", "Courier", "Inbox", "Payload", "RejectReason", "RemoteRejection"]
+__all__ = ["BadPayload", "Courier", "Inbox", "Payload", "RejectReason", "RemoteRejection"]

@@ -46,3 +46,33 @@ class MessageRejected(DiagnosisError):
         super().__init__(f"{reason}: {detail}" if detail else str(reason))
         self.reason = reason
         self.detail = detail
+
+
+class Refusal(StrEnum):
+    """Why an agent refused a message that opened fine: it is not one the protocol lets
+    this sender send to this receiver at this step (diagnosis/authorise.py)."""
+
+    BAD_PAYLOAD = "bad_payload"
+    UNPROVEN_STATE = "unproven_state"
+    UNKNOWN_REQUEST = "unknown_request"
+    REQUEST_NOT_ACTIVE = "request_not_active"
+    WRONG_STEP = "wrong_step"
+    STEP_REPEATED = "step_repeated"
+    NOT_REQUESTER = "not_requester"  # the sender is not the request's device
+    NOT_MY_REQUEST = "not_my_request"  # the receiving device is not the request's device
+    NOT_ASSIGNED = "not_assigned"  # the receiving node is not assigned to the request
+    SENDER_NOT_ASSIGNED = "sender_not_assigned"  # the sending node is not assigned to the request
+    CREW_NOT_OF_ASSIGNED = "crew_not_of_assigned"  # not a crew registered by the assigned node
+    NOT_MY_NODE = "not_my_node"  # a briefing from a node the crew does not work for
+    NOT_BOUND_DEVICE = "not_bound_device"  # the device is not bound to the receiving smartphone
+    NOT_MY_DEVICE = "not_my_device"  # the vendor did not sell the device
+    OUT_OF_WARRANTY = "out_of_warranty"
+
+
+class Refused(DiagnosisError):
+    """A well-formed, authentic message the protocol does not allow here."""
+
+    def __init__(self, reason: Refusal, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else str(reason))
+        self.reason = reason
+        self.detail = detail

@@ -8,15 +8,14 @@ client keeps the highest certified height it has seen and refuses state proven a
 older head (`StaleState`), so a node reporting an old head cannot show a revoked member
 as still active.
 
-`ChainDirectory` is the receiver's `MemberDirectory` (diagnosis/message.py) built on it:
-the sender's BLS key Y, Paillier N, role and status come from the registry contract's
-storage (`b"m:" + address`, docs/contracts.md), read through a verified proof.
+It is the proof checking of `diagnosis.ledger.RpcLedger`; `diagnosis.directory` reads
+the records agents rely on through it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +29,12 @@ from chain.state import storage_key, trie_key
 from chain.types import BlockHeader, CommitCertificate, Receipt, Vote, decode
 from chain.values import Value, value_from_bytes
 from client.sdk import GridClient, from_hex
-from contracts.addresses import REGISTRY
 from crypto.hashing import keccak256
 from crypto.keys import Address
-from crypto.paillier import PaillierPublicKey
 from diagnosis.errors import DiagnosisError
+from vm import fixedpoint
 
+CREDIT_INITIAL_DEFAULT = 60  # contracts/credit.py's default for `credit_initial`
 CERTIFIED_HEIGHT_TRIES_MAX = 3  # the head may not carry its certificate yet: step back
 
 
@@ -59,11 +58,18 @@ class TrustAnchor:
     chain_id: int
     t: int
     bookkeepers: tuple[bytes, ...]
+    # Genesis parameter needed to read a proven absent credit slot (contracts/credit.py).
+    credit_initial: int
 
     @classmethod
     def from_genesis(cls, path: Path) -> TrustAnchor:
-        genesis = Genesis.load(path)
-        return cls(genesis.chain_id, genesis.t, tuple(genesis.bookkeeper_keys))
+        return cls.of(Genesis.load(path))
+
+    @classmethod
+    def of(cls, genesis: Genesis) -> TrustAnchor:
+        credit = genesis.contracts.get("credit", {})
+        return cls(genesis.chain_id, genesis.t, tuple(genesis.bookkeeper_keys),
+                   fixedpoint.from_int(int(credit.get("credit_initial", CREDIT_INITIAL_DEFAULT))))
 
 
 @dataclass(frozen=True)
@@ -180,81 +186,3 @@ class LightClient:
 
 def _votes(items: list[dict[str, Any]]) -> list[Vote]:
     return [Vote(item["replica"], from_hex(item["signature"])) for item in items]
-
-
-@dataclass(frozen=True)
-class MemberEntry:
-    """The registry's record of a member: [role, bls_key, paillier_n, registrar, active]."""
-
-    role: str
-    bls_key: bytes
-    paillier_n: bytes
-    registrar: bytes
-    active: bool
-
-
-@dataclass(frozen=True)
-class DeviceEntry:
-    """The registry's record of a device: [type S, warranty end (s), vendor, smartphone]."""
-
-    device_type: str
-    warranty_end_s: int
-    vendor: bytes
-    phone: bytes
-
-
-def _entry(cls: type, value: Value | None) -> Any:
-    if value is None:
-        return None
-    if not isinstance(value, list) or len(value) != len(fields(cls)):
-        raise UnprovenState(f"unexpected registry record {value!r}")
-    return cls(*value)
-
-
-@dataclass
-class ChainDirectory:
-    """MemberDirectory backed by proven registry state. `resolve` must run (async) before
-    the Opener asks `bls_key` (sync); it refreshes the entry on every message so a revoked
-    member is refused at once. Keys vouched in-band (a vendor naming its crew in a signed
-    message) are accepted alongside, for that member id only."""
-
-    light: LightClient
-    _members: dict[bytes, MemberEntry | None] = field(default_factory=dict)
-    _vouched: dict[bytes, bytes] = field(default_factory=dict)
-    _paillier: dict[bytes, PaillierPublicKey] = field(default_factory=dict)
-
-    async def resolve(self, member_id: bytes) -> MemberEntry | None:
-        if member_id in self._vouched:
-            return None
-        proven = await self.light.storage(REGISTRY, b"m:" + member_id)
-        entry: MemberEntry | None = _entry(MemberEntry, proven.value)
-        self._members[member_id] = entry
-        return entry
-
-    async def device(self, device_id: bytes) -> tuple[DeviceEntry | None, BlockHeader]:
-        """The registry's device record and the certified header it was proven against."""
-        proven = await self.light.storage(REGISTRY, b"d:" + device_id)
-        return _entry(DeviceEntry, proven.value), proven.header
-
-    def vouch(self, member_id: bytes, bls_key: bytes) -> None:
-        self._vouched[member_id] = bls_key
-
-    def bls_key(self, member_id: bytes) -> bytes | None:
-        if member_id in self._vouched:
-            return self._vouched[member_id]
-        entry = self._members.get(member_id)
-        if entry is None or not entry.active or not entry.bls_key:
-            return None
-        return entry.bls_key
-
-    async def paillier_key(self, member_id: bytes) -> PaillierPublicKey:
-        """The member's Paillier key from proven state; one object per member so its r^N
-        pool is reused."""
-        entry = await self.resolve(member_id)
-        if entry is None or not entry.active or not entry.paillier_n:
-            raise UnprovenState(f"0x{member_id.hex()} is not an active member with a Paillier key")
-        cached = self._paillier.get(member_id)
-        if cached is None or cached.to_bytes() != entry.paillier_n:
-            cached = PaillierPublicKey.from_bytes(entry.paillier_n)
-            self._paillier[member_id] = cached
-        return cached

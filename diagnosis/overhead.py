@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-FLOWS = ("RMW", "SMW", "ROW", "SOW")
-NODE_ROLE = {"RMW": "v_i", "SMW": "v_i", "ROW": "nv_i", "SOW": "nv_i"}
+from diagnosis.protocol import FLOWS as FLOW_DECLARATIONS
+from diagnosis.protocol import Flow, expected_table3
 
-# Table 3: (unicast, broadcast)
+FLOWS = tuple(FLOW_DECLARATIONS)
+
+# The paper's Table 3: (unicast, broadcast)
 PAPER_TABLE3: dict[str, dict[str, tuple[int, int]]] = {
     "RMW": {"k_i": (3, 1), "v_i": (2, 0), "smartphone": (0, 0)},
     "SMW": {"k_i": (4, 0), "v_i": (2, 0), "smartphone": (1, 1)},
@@ -24,7 +26,7 @@ PAPER_TABLE3: dict[str, dict[str, tuple[int, int]]] = {
     "SOW": {"k_i": (6, 0), "nv_i": (3, 0), "smartphone": (1, 1)},
 }
 
-# Table 4: (T_E, T_M, T_P) per role
+# The paper's Table 4: (T_E, T_M, T_P) per role
 PAPER_TABLE4: dict[str, dict[str, tuple[int, int, int]]] = {
     "RMW": {"k_i": (3, 1, 1), "v_i": (3, 1, 1)},
     "SMW": {"k_i": (5, 2, 1), "v_i": (4, 1, 2)},
@@ -33,21 +35,14 @@ PAPER_TABLE4: dict[str, dict[str, tuple[int, int, int]]] = {
 }
 PAPER_TABLE4_TOTAL = {"RMW": (6, 2, 2), "SMW": (9, 3, 3), "ROW": (6, 2, 2), "SOW": (9, 3, 3)}
 
-# Our counts by design (the flows in diagnosis/flows.py): (unicast, broadcast).
-EXPECTED_TABLE3: dict[str, dict[str, tuple[int, int]]] = {
-    # k_i: fault + package; open_request, 2 hashes, complete, rate, the running report that fires the policy.
-    # v_i: repair policy; set_mode, 1 hash, rate. smartphone: publishes the policy.
-    "RMW": {"k_i": (2, 6), "v_i": (1, 3), "smartphone": (0, 1)},
-    # k_i: fault, time, notice and report to the phone; open_request, 4 hashes (Rep's message included).
-    # v_i: Spot, briefing to Rep; set_mode, 2 hashes, report_done, rate. smartphone: complete, rate, hash, policy.
-    "SMW": {"k_i": (4, 5), "v_i": (2, 5), "smartphone": (0, 4), "Rep": (1, 0)},
-    # k_i: fault + package; open_request, close, 2 hashes, complete, rate. nv_i (winner): repair policy;
-    # commit, reveal, set_mode, 1 hash, rate. Four losing bidders: commit + reveal each.
-    "ROW": {"k_i": (2, 6), "nv_i": (1, 5), "smartphone": (0, 1), "bidders": (0, 8)},
-    # k_i: fault, time, notice, report; open_request, close, 4 hashes. nv_i: Spot, briefing; commit, reveal,
-    # set_mode, 2 hashes, report_done, rate. smartphone: complete, rate, hash, policy.
-    "SOW": {"k_i": (4, 6), "nv_i": (2, 7), "smartphone": (0, 4), "Rep": (1, 0), "bidders": (0, 8)},
-}
+# Our counts by design are not written here: they follow from the protocol declaration
+# (diagnosis.protocol.expected_table3), so they cannot drift from what the flows send.
+DEMO_LOSING_BIDDERS = 4  # the demo's ROW/SOW auctions: five bidders, one winner
+
+
+def gridchain_table3(flow: str, losing_bidders: int = DEMO_LOSING_BIDDERS) -> dict[str, tuple[int, int]]:
+    return expected_table3(FLOW_DECLARATIONS[flow], losing_bidders)
+
 
 TABLE3_REASONS = {
     "unicast-credit": "credit evaluations (V.A step 6, V.B step 8) are DSC `rate` transactions, not unicasts: "
@@ -90,20 +85,32 @@ def paper_table4(seals: int, opens: int) -> tuple[int, int, int]:
     return 2 * seals + opens, seals, opens
 
 
-def comparison(flow: str, measured3: dict[str, dict[str, int]], measured4: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The per-role rows of the JSON report: ours next to the paper's."""
+def comparison(flow: Flow, losing_bidders: int, measured3: dict[str, dict[str, int]],
+               measured4: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The per-role rows of the JSON report. Every cell says whose number it is:
+    `gridchain` (measured in this run), `gridchain_by_design` (from the protocol
+    declaration) and `paper_zhang_fan` (the paper's table; null where the paper has no
+    such row)."""
+    design = expected_table3(flow, losing_bidders)
+    paper3 = PAPER_TABLE3[flow.name]
     rows3 = {}
-    for role in sorted(set(PAPER_TABLE3[flow]) | set(EXPECTED_TABLE3[flow]) | set(measured3)):
-        paper = PAPER_TABLE3[flow].get(role)
+    for role in sorted(set(paper3) | set(design) | set(measured3)):
         got = measured3.get(role, {"unicast": 0, "broadcast": 0})
-        rows3[role] = {"unicast": got["unicast"], "broadcast": got["broadcast"],
-                       "paper_unicast": paper[0] if paper else None, "paper_broadcast": paper[1] if paper else None,
-                       "expected": list(EXPECTED_TABLE3[flow].get(role, (0, 0)))}
+        rows3[role] = {"gridchain": {"unicast": got["unicast"], "broadcast": got["broadcast"]},
+                       "gridchain_by_design": dict(zip(("unicast", "broadcast"), design.get(role, (0, 0)),
+                                                       strict=True)),
+                       "paper_zhang_fan": (dict(zip(("unicast", "broadcast"), paper3[role], strict=True))
+                                           if role in paper3 else None)}
     rows4 = {}
-    for role, paper4 in PAPER_TABLE4[flow].items():
+    for role, paper4 in PAPER_TABLE4[flow.name].items():
         got4 = measured4.get(role, {})
-        rows4[role] = {**{k: got4.get(k, 0) for k in ("T_E", "T_M", "T_P")},
-                       "paper": dict(zip(("T_E", "T_M", "T_P"), paper4, strict=True)),
-                       "seals": got4.get("seals", 0), "opens": got4.get("opens", 0)}
-    return {"table3": rows3, "table4": rows4, "table4_paper_total": list(PAPER_TABLE4_TOTAL[flow]),
+        seals, opens = got4.get("seals", 0), got4.get("opens", 0)
+        rows4[role] = {"gridchain": {k: got4.get(k, 0) for k in ("T_E", "T_M", "T_P")},
+                       "gridchain_by_design": dict(zip(("T_E", "T_M", "T_P"), expected_table4(seals, opens),
+                                                       strict=True)),
+                       "paper_zhang_fan": dict(zip(("T_E", "T_M", "T_P"), paper4, strict=True)),
+                       "seals": seals, "opens": opens}
+    return {"table3": rows3, "table4": rows4,
+            "table4_paper_zhang_fan_total": dict(zip(("T_E", "T_M", "T_P"), PAPER_TABLE4_TOTAL[flow.name],
+                                                     strict=True)),
             "reasons": {"table3": TABLE3_REASONS, "table4": TABLE4_REASONS}}

@@ -1,7 +1,8 @@
 """The secure diagnosis protocol end to end on a real 3-process cluster: the whole demo
 (consortium, RMW, SMW, ROW, SOW, failure paths, collusion rounds) runs once on a
 module-scoped cluster, then each test checks one flow or failure path in its report and
-against the chain itself, and the counts against the paper's Tables 3 and 4."""
+against the chain itself, and the counts against the paper's Tables 3 and 4. The same
+logic runs in one process on the in-process ledger in tests/test_diagnosis_agents.py."""
 
 from __future__ import annotations
 
@@ -13,22 +14,23 @@ import pytest
 
 from client import GridClient
 from client.contracts import Dsc, Records
+from diagnosis import protocol as proto
 from diagnosis.demo import demo_contract_params, run_demo
 from diagnosis.overhead import (
-    EXPECTED_TABLE3,
     FLOWS,
     PAPER_TABLE3,
     PAPER_TABLE4,
     TABLE3_REASONS,
     TABLE4_REASONS,
     expected_table4,
+    gridchain_table3,
     paper_table4,
 )
 from tests.cluster_support import rpc_urls, running_cluster
 
 pytestmark = pytest.mark.timeout(240)
 
-FIGURE_STEPS = {"RMW": 8, "SMW": 10, "ROW": 10, "SOW": 11}
+FIGURE_STEPS = {"RMW": 8, "SMW": 10, "ROW": 10, "SOW": 11}  # the figures' last step numbers
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +56,9 @@ def test_demo_is_ok(demo: Any) -> None:
 def test_flow_runs_every_figure_step(demo: Any, name: str) -> None:
     flow = _flow(demo, name)
     assert flow["completed"] and flow["ok"], flow["problems"]
-    assert {s["step"] for s in flow["steps"]} == set(range(1, FIGURE_STEPS[name] + 1))
+    labels = [s["step"] for s in flow["steps"]]
+    assert labels == [s.label for s in proto.FLOWS[name].steps] and len(set(labels)) == len(labels)
+    assert {int(label.split(".")[0]) for label in labels} == set(range(1, FIGURE_STEPS[name] + 1))
     assert all(t["status"] == 1 for t in flow["transactions"])
 
 
@@ -90,7 +94,7 @@ def test_out_of_warranty_flows_pay_the_winner_at_its_price(demo: Any) -> None:
     row, sow = _flow(demo, "ROW"), _flow(demo, "SOW")
     assert row["outcome"]["winner"] == "supplier-1" and row["outcome"]["price"] == 90
     assert sow["outcome"]["winner"] == "supplier-2" and sow["outcome"]["price"] == 230
-    paid = next(s for s in sow["steps"] if s["step"] == 8)
+    paid = next(s for s in sow["steps"] if s["step"] == "8")
     assert paid["price"] == 230
     # SOW exchanged the encrypted Spot and time with the winner, and the crew repaired
     kinds = [u["kind"] for u in sow["unicasts"]]
@@ -105,7 +109,11 @@ def test_smartphone_publishes_policy_and_the_trigger_fires(demo: Any) -> None:
 
 @pytest.mark.parametrize("path", ["forged_message", "tampered_message", "replayed_message", "stale_message",
                                   "unregistered_device", "out_of_warranty_free_service", "bidder_no_reveal",
-                                  "winner_never_completes"])
+                                  "winner_never_completes", "authorisation:losing_bidder_repair",
+                                  "authorisation:crew_of_other_node", "authorisation:package_from_foreign_device",
+                                  "authorisation:package_from_unbound_device", "authorisation:wrong_step",
+                                  "authorisation:replayed_step", "authorisation:replayed_message",
+                                  "authorisation:flow_goes_on"])
 def test_failure_path(demo: Any, path: str) -> None:
     report, _ = demo
     result = report["failure_paths"][path]
@@ -122,10 +130,12 @@ def test_collusion_ring_is_flagged_and_penalised(demo: Any) -> None:
 
 @pytest.mark.parametrize("name", FLOWS)
 def test_table3_counts_match_design_and_every_difference_has_a_reason(demo: Any, name: str) -> None:
-    rows = _flow(demo, name)["paper"]["table3"]
-    for role, row in rows.items():
-        assert (row["unicast"], row["broadcast"]) == EXPECTED_TABLE3[name][role], role
+    rows = _flow(demo, name)["tables"]["table3"]
+    for role, cells in rows.items():
+        row = cells["gridchain"]
+        assert (row["unicast"], row["broadcast"]) == gridchain_table3(name).get(role, (0, 0)), role
         paper = PAPER_TABLE3[name].get(role)
+        assert cells["paper_zhang_fan"] == (None if paper is None else {"unicast": paper[0], "broadcast": paper[1]})
         if paper is None:  # rows the paper has no column for: the crew and the losing bidders
             assert role in ("Rep", "bidders")
             continue
@@ -145,8 +155,9 @@ def test_table4_counts_follow_the_documented_rule(demo: Any, name: str) -> None:
     same messages priced by the paper's rule (2 T_E per encryption, 1 T_P per
     verification) give exactly the paper's Table 4: the flows exchange the messages the
     paper prices, and the differences are only the two documented counting rules."""
-    rows = _flow(demo, name)["paper"]["table4"]
-    for role, row in rows.items():
+    rows = _flow(demo, name)["tables"]["table4"]
+    for role, cells in rows.items():
+        row = {**cells["gridchain"], "seals": cells["seals"], "opens": cells["opens"]}
         assert (row["T_E"], row["T_M"], row["T_P"]) == expected_table4(row["seals"], row["opens"])
         assert paper_table4(row["seals"], row["opens"]) == PAPER_TABLE4[name][role], role
         assert row["T_E"] < PAPER_TABLE4[name][role][0] and "T_E" in TABLE4_REASONS

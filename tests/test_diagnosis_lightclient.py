@@ -73,8 +73,7 @@ def _escrow(light: LightClient, dev: DevChain) -> Any:
 
 def _light(dev: DevChain, node: FakeNode) -> LightClient:
     genesis = dev.chain.genesis
-    return LightClient(node, TrustAnchor(genesis.chain_id, genesis.t,  # type: ignore[arg-type]
-                                         tuple(genesis.bookkeeper_keys)))
+    return LightClient(node, TrustAnchor.of(genesis))  # type: ignore[arg-type]
 
 
 def test_light_client_refuses_a_node_answering_from_an_older_head(escrow_chain: DevChain) -> None:

@@ -1,6 +1,6 @@
 """Unit checks of the diagnosis pieces that need no cluster: payload codec, the typed
 contract builders cover every contract method and view, the DSC accepts the final
-package hash after completion, and the Table 4 counting rules."""
+package hash after completion, the Table 4 counting rules, and the protocol declaration."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from contracts import build_contracts
 from contracts.addresses import DSC
 from contracts.testing import REQUEST_DEPOSIT, address_of, consortium, events, reason
 from crypto.hashing import keccak256
+from diagnosis import protocol as proto
 from diagnosis.channel import BadPayload, Payload
 from diagnosis.overhead import PAPER_TABLE4, PAPER_TABLE4_TOTAL, paper_table4
 
 
 def test_payload_roundtrip_and_refusals() -> None:
-    payload = Payload(7, 2, "fault", {"symptom": "firmware-fault", "n": 3})
+    payload = Payload(7, "2", "fault", {"symptom": "firmware-fault", "n": 3})
     assert Payload.from_bytes(payload.to_bytes()) == payload
     for bad in (b"{", b"[]", b'{"request":1,"step":2,"kind":"nope","body":{}}', b"x" * (65 << 10)):
         with pytest.raises(BadPayload):
@@ -67,3 +68,30 @@ def test_paper_table4_rule_reproduces_the_table() -> None:
     for flow, total in PAPER_TABLE4_TOTAL.items():
         rows = list(PAPER_TABLE4[flow].values())
         assert tuple(sum(r[i] for r in rows) for i in range(3)) == total
+
+
+def test_declared_steps_give_the_design_counts_of_table3() -> None:
+    """The by-design Table 3 (our counts, as the flows were hand-counted before the
+    declaration existed) follows from diagnosis/protocol.py; four losing bidders."""
+    hand_counted = {
+        "RMW": {"k_i": (2, 6), "v_i": (1, 3), "smartphone": (0, 1)},
+        "SMW": {"k_i": (4, 5), "v_i": (2, 5), "smartphone": (0, 4), "Rep": (1, 0)},
+        "ROW": {"k_i": (2, 6), "nv_i": (1, 5), "smartphone": (0, 1), "bidders": (0, 8)},
+        "SOW": {"k_i": (4, 6), "nv_i": (2, 7), "smartphone": (0, 4), "Rep": (1, 0), "bidders": (0, 8)},
+    }
+    for name, flow in proto.FLOWS.items():
+        assert proto.expected_table3(flow, 4) == hand_counted[name], name
+
+
+def test_each_step_is_declared_once_and_each_kind_has_one_rule() -> None:
+    for flow in proto.FLOWS.values():
+        labels = [s.label for s in flow.steps]
+        assert len(labels) == len(set(labels)), flow.name
+        assert [s.number for s in flow.steps] == sorted(s.number for s in flow.steps)
+    kinds = [m.kind for m in proto.MESSAGES]
+    assert len(kinds) == len(set(kinds)) and set(proto.RULE_OF_KIND) == set(kinds)
+    # a message kind arrives at one step per flow, so a request's state names its step
+    assert proto.labels_for("fault", True, "") == {"2"}
+    assert proto.labels_for("fault", False, "") == {"6.2"}
+    assert proto.labels_for("onsite_repair", False, "remote") == set()
+    assert proto.labels_for("package", True, "remote") == {"7"}

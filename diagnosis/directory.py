@@ -1,0 +1,144 @@
+"""The chain records an agent relies on, each read by a verified state proof through its
+`Ledger` (paper V.A step 3 "inquires the state tree", V.B step 2, VI.A.2): members
+(role, Y, N, registrar, active), devices (type S, warranty end, vendor, smartphone),
+published inbox endpoints, DSC requests (status, assigned node, mode), Cred_k and a
+node's requester-credit threshold. Never a node's word.
+
+`ChainDirectory` is also the receiver's `MemberDirectory` (diagnosis/message.py): the
+sender's BLS key comes from its proven member record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from chain.types import BlockHeader
+from chain.values import Value
+from contracts import dsc_records
+from contracts.addresses import CREDIT, DSC, REGISTRY
+from contracts.dsc_records import Request
+from crypto.keys import Address
+from crypto.paillier import PaillierPublicKey
+from diagnosis.errors import DiagnosisError
+from diagnosis.ledger import Ledger
+from diagnosis.lightclient import UnprovenState
+
+ENDPOINTS_CACHED_MAX = 4096
+
+
+class NoEndpoint(DiagnosisError):
+    """The receiver is not an active member or published no inbox endpoint."""
+
+
+@dataclass(frozen=True)
+class MemberEntry:
+    """The registry's record of a member: [role, bls_key, paillier_n, registrar, active]."""
+
+    role: str
+    bls_key: bytes
+    paillier_n: bytes
+    registrar: bytes
+    active: bool
+
+
+@dataclass(frozen=True)
+class DeviceEntry:
+    """The registry's record of a device: [type S, warranty end (s), vendor, smartphone]."""
+
+    device_type: str
+    warranty_end_s: int
+    vendor: bytes
+    phone: bytes
+
+
+def _entry(cls: type, value: Value | None) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != len(fields(cls)):
+        raise UnprovenState(f"unexpected registry record {value!r}")
+    return cls(*value)
+
+
+class ChainDirectory:
+    """Proven reads of registry, DSC and credit state. `resolve` must run (async) before
+    the Opener asks `bls_key` (sync); it refreshes the entry on every message so a revoked
+    member is refused at once."""
+
+    def __init__(self, ledger: Ledger, credit_initial: int) -> None:
+        self.ledger = ledger
+        self.credit_initial = credit_initial
+        self._members: dict[bytes, MemberEntry | None] = {}
+        self._paillier: dict[bytes, PaillierPublicKey] = {}
+        self._endpoints: dict[bytes, str] = {}
+
+    async def resolve(self, member_id: Address) -> MemberEntry | None:
+        proven = await self.ledger.storage(REGISTRY, b"m:" + member_id)
+        entry: MemberEntry | None = _entry(MemberEntry, proven.value)
+        self._members[member_id] = entry
+        return entry
+
+    async def device(self, device_id: Address) -> tuple[DeviceEntry | None, BlockHeader]:
+        """The registry's device record and the header it was proven against."""
+        proven = await self.ledger.storage(REGISTRY, b"d:" + device_id)
+        return _entry(DeviceEntry, proven.value), proven.header
+
+    async def endpoint(self, member_id: Address, *, refresh: bool = False) -> str:
+        """The inbox URL the member published (`registry.set_endpoint`), proven; cached
+        until a delivery fails and the sender asks again with `refresh`."""
+        if not refresh and member_id in self._endpoints:
+            return self._endpoints[member_id]
+        entry = await self.resolve(member_id)
+        if entry is None or not entry.active:
+            raise NoEndpoint(f"0x{member_id.hex()} is not an active member")
+        proven = await self.ledger.storage(REGISTRY, b"e:" + member_id)
+        if not isinstance(proven.value, str) or not proven.value:
+            raise NoEndpoint(f"0x{member_id.hex()} published no inbox endpoint")
+        if len(self._endpoints) >= ENDPOINTS_CACHED_MAX:
+            self._endpoints.clear()
+        self._endpoints[member_id] = proven.value
+        return proven.value
+
+    async def request(self, request_id: int) -> tuple[Request | None, BlockHeader]:
+        """The DSC's request record (status, device, assigned node, mode, ...), proven."""
+        proven = await self.ledger.storage(DSC, dsc_records.request_key(request_id))
+        if proven.value is None:
+            return None, proven.header
+        if not isinstance(proven.value, list) or len(proven.value) != len(fields(Request)):
+            raise UnprovenState(f"unexpected request record {proven.value!r}")
+        return Request.from_value(proven.value), proven.header
+
+    async def credit(self, member_id: Address) -> int:
+        """Cred of a member in fixed point (contracts/credit.py), proven; a member never
+        rated has the genesis `credit_initial` (proof of absence)."""
+        proven = await self.ledger.storage(CREDIT, b"c:" + member_id)
+        if proven.value is None:
+            return self.credit_initial
+        assert isinstance(proven.value, int), "credit slot holds an int"
+        return proven.value
+
+    async def requester_threshold(self, node: Address) -> int:
+        """The minimum requester credit the node set at the DSC (0 if none), proven."""
+        proven = await self.ledger.storage(DSC, dsc_records.threshold_key(node))
+        if proven.value is None:
+            return 0
+        assert isinstance(proven.value, int), "threshold slot holds an int"
+        return proven.value
+
+    def bls_key(self, member_id: Address) -> bytes | None:
+        entry = self._members.get(member_id)
+        if entry is None or not entry.active or not entry.bls_key:
+            return None
+        return entry.bls_key
+
+    async def paillier_key(self, member_id: Address) -> PaillierPublicKey:
+        """The member's Paillier key from proven state; one object per member so its r^N
+        pool is reused."""
+        entry = await self.resolve(member_id)
+        if entry is None or not entry.active or not entry.paillier_n:
+            raise UnprovenState(f"0x{member_id.hex()} is not an active member with a Paillier key")
+        cached = self._paillier.get(member_id)
+        if cached is None or cached.to_bytes() != entry.paillier_n:
+            cached = PaillierPublicKey.from_bytes(entry.paillier_n)
+            self._paillier[member_id] = cached
+        return cached
