@@ -238,6 +238,10 @@ class Registry:
         return bool(await client.view("registry", "acts_for", [device, actor]))
 
     @staticmethod
+    async def consent_nonce(client: ViewSource, member: Address) -> int:
+        return int(await client.view("registry", "consent_nonce", [member]))
+
+    @staticmethod
     async def endpoint(client: ViewSource, member: Address) -> str:
         return str(await client.view("registry", "endpoint", [member]))
 
@@ -330,6 +334,16 @@ class Dsc:
     @staticmethod
     def refuse(request_id: int) -> ContractCall:
         return _call("dsc", "refuse", _int(request_id, "request_id"))
+
+    @staticmethod
+    def dispute(request_id: int) -> ContractCall:
+        return _call("dsc", "dispute", _int(request_id, "request_id"))
+
+    @staticmethod
+    def resolve(request_id: int, at_fault: str) -> ContractCall:
+        if at_fault not in ("node", "requester"):
+            raise ValueError('at_fault is "node" or "requester"')
+        return _call("dsc", "resolve", _int(request_id, "request_id"), at_fault)
 
     @staticmethod
     def expire(request_id: int) -> ContractCall:
