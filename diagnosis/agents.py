@@ -39,6 +39,7 @@ from diagnosis.ledger import Ledger
 from diagnosis.lightclient import UnprovenState
 from diagnosis.message import OpenedMessage, Opener, SealedMessage, seal
 from diagnosis.protocol import CREW, DEVICE, PHONE, RULE_OF_KIND, SUPPLIER, VENDOR, Rule
+from diagnosis.store import AgentStore
 
 REGISTRY_ROLE_LABELS = {"device": DEVICE, "vendor": VENDOR, "supplier": SUPPLIER, "smartphone": PHONE,
                         "crew": CREW}
@@ -123,6 +124,8 @@ class Agent:
         self._mail_changed = asyncio.Condition()
         self._accepted_steps: set[tuple[int, str]] = set()
         self.refusals: dict[Refusal, int] = {}
+        self.store: AgentStore | None = None  # a service's on-disk state (diagnosis/services.py)
+        self.on_accepted: Callable[[Payload], None] | None = None
 
     @property
     def address(self) -> bytes:
@@ -221,9 +224,16 @@ class Agent:
         except UnprovenState as exc:
             raise self._refuse(Refused(Refusal.UNPROVEN_STATE, str(exc))) from exc
         await self.accept(payload, opened)
+        if self.store is not None:  # the service acts on it, after a restart too
+            self.store.log_message(message.hash, "received", payload.request_id, payload.kind, opened.sender_id,
+                                   opened.timestamp_ms)
+            inbox = self.store.request(payload.request_id).get("inbox", {})
+            self.store.update(payload.request_id, inbox={**inbox, payload.kind: payload.body})
         async with self._mail_changed:
             self._mail.append((payload, opened))
             self._mail_changed.notify_all()
+        if self.on_accepted is not None:
+            self.on_accepted(payload)
         return message
 
     async def _authorise(self, payload: Payload, sender: Address, sender_entry: MemberEntry | None) -> None:
@@ -242,9 +252,14 @@ class Agent:
                   Facts(request, sender_entry, sender_device, own, header))
         if rule is Rule.OWN_DEVICE_IN_WARRANTY:
             return
+        repeated = Refused(Refusal.STEP_REPEATED, f"{payload.kind} of request {payload.request_id} already accepted")
+        if self.store is not None:  # remembered across restarts
+            if not self.store.accept_step(payload.request_id, payload.kind):
+                raise repeated
+            return
         step = (payload.request_id, payload.kind)
         if step in self._accepted_steps:
-            raise Refused(Refusal.STEP_REPEATED, f"{payload.kind} of request {payload.request_id} already accepted")
+            raise repeated
         if len(self._accepted_steps) >= ACCEPTED_STEPS_MAX:
             self._accepted_steps.clear()  # requests that old are closed: the request check refuses them
         self._accepted_steps.add(step)

@@ -1,0 +1,81 @@
+"""An agent's own state on disk (sqlite, one file per agent): its identity keys, what it
+has done for each request (so a restarted agent repeats nothing: no second commit, no
+second deposit), the salts of its sealed bids, the (request, kind) steps it accepted and
+the log of sealed messages it sent and received.
+
+Every write is one committed transaction made *before* the action it records is sent
+(persist, then announce: STYLE.md habit 5); an action whose effect is on chain is then
+checked against the chain on restart, so a crash between the write and the send is
+harmless. sqlite with `synchronous=FULL` and WAL: a SIGKILL loses nothing committed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+create table if not exists kv (key text primary key, value text not null);
+create table if not exists requests (id integer primary key, state text not null);
+create table if not exists accepted (request integer not null, kind text not null, primary key (request, kind));
+create table if not exists messages (hash text primary key, direction text not null, request integer not null,
+                                     kind text not null, peer text not null, at_ms integer not null);
+"""
+MESSAGES_KEPT_MAX = 100_000  # the sealed-message log is pruned to this many rows (oldest first)
+
+
+class AgentStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("pragma journal_mode=wal")
+        self._db.execute("pragma synchronous=full")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # key-value (identity, counters) -----------------------------------------------------
+    def get(self, key: str) -> Any:
+        row = self._db.execute("select value from kv where key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def put(self, key: str, value: Any) -> None:
+        self._db.execute("insert or replace into kv (key, value) values (?, ?)", (key, json.dumps(value)))
+
+    # per-request progress ---------------------------------------------------------------
+    def request(self, request_id: int) -> dict[str, Any]:
+        row = self._db.execute("select state from requests where id = ?", (request_id,)).fetchone()
+        return {} if row is None else dict(json.loads(row[0]))
+
+    def update(self, request_id: int, **changes: Any) -> dict[str, Any]:
+        state = {**self.request(request_id), **changes}
+        self._db.execute("insert or replace into requests (id, state) values (?, ?)",
+                         (request_id, json.dumps(state, sort_keys=True)))
+        return state
+
+    def open_requests(self) -> list[int]:
+        """Requests this agent still has something to do for (not marked done)."""
+        rows = self._db.execute("select id, state from requests order by id").fetchall()
+        return [int(i) for i, state in rows if not json.loads(state).get("done")]
+
+    # accepted steps (a repeated step is refused across restarts) ----------------------
+    def accept_step(self, request_id: int, kind: str) -> bool:
+        """Record (request, kind); False when it was already accepted."""
+        cursor = self._db.execute("insert or ignore into accepted (request, kind) values (?, ?)", (request_id, kind))
+        return cursor.rowcount == 1
+
+    # sealed-message log -----------------------------------------------------------------
+    def log_message(self, message_hash: bytes, direction: str, request_id: int, kind: str, peer: bytes,
+                    at_ms: int) -> None:
+        self._db.execute("insert or ignore into messages values (?, ?, ?, ?, ?, ?)",
+                         ("0x" + message_hash.hex(), direction, request_id, kind, "0x" + peer.hex(), at_ms))
+        self._db.execute("delete from messages where rowid <= (select max(rowid) from messages) - ?",
+                         (MESSAGES_KEPT_MAX,))
+
+    def messages(self, request_id: int) -> list[tuple[str, str, str]]:
+        rows = self._db.execute("select direction, kind, hash from messages where request = ? order by rowid",
+                                (request_id,)).fetchall()
+        return [(str(d), str(k), str(h)) for d, k, h in rows]

@@ -1,0 +1,141 @@
+"""The parties as services reacting to the chain (diagnosis/services.py), in one process
+on the in-process ledger: a device's fault opens a request and everything after it
+happens because each service reacts — the vendor serves in warranty; out of warranty the
+nodes bid from their own policy, anyone closes, the winner serves; the smartphone
+publishes the policy. A node restarted from its store between commit and reveal reveals
+and does not commit again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client.contracts import Dsc, Policy
+from contracts.testing import key_of
+from diagnosis.agents import DiagnosisNodeAgent
+from diagnosis.demo import NODES, Consortium, Printer, build_consortium, start_consortium
+from diagnosis.ledger import LocalChain
+from diagnosis.lightclient import TrustAnchor
+from diagnosis.services import DeviceService, NodePolicy, NodeService, PhoneService, Service
+from diagnosis.store import AgentStore
+from tests.test_diagnosis_agents import FUNDER, local_chain
+
+pytestmark = pytest.mark.timeout(120)
+WAIT_S = 60
+
+
+def _rules() -> list[list[Any]]:
+    return [Policy.rule("report", "power_w", ">=", 1500, "set_mode", "power-saving")]
+
+
+class Running:
+    def __init__(self, c: Consortium, local: LocalChain, directory: Path) -> None:
+        self.c, self.local, self.directory = c, local, directory
+        self.services: dict[str, Service] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    def start(self, name: str, make: Callable[[AgentStore], Service]) -> Service:
+        service = make(AgentStore(self.directory / f"{name}.sqlite"))
+        self.services[name] = service
+        self.tasks[name] = asyncio.create_task(service.run())
+        return service
+
+    async def stop(self, name: str) -> None:
+        self.tasks.pop(name).cancel()
+        service = self.services.pop(name)
+        service.store.close()
+
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while not predicate():
+            assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    local = local_chain()
+    admin = local.ledger()
+    c = await build_consortium(lambda _: local.ledger(), admin, key_of(FUNDER), TrustAnchor.of(local.genesis),
+                               Printer(True), paillier_bits=1024)
+    await start_consortium(c, admin, Printer(True))
+    r = Running(c, local, tmp_path)
+    for spec in NODES:
+        node = c.nodes[spec.name]
+        r.start(spec.name, lambda store, node=node, spec=spec: NodeService(node, store, NodePolicy(spec.prices),
+                                                                         poll_ms=200))
+    for name, phone in c.phones.items():
+        r.start(name, lambda store, phone=phone: PhoneService(phone, store, _rules, poll_ms=200))
+    for name, device in c.devices.items():
+        r.start(name, lambda store, device=device: DeviceService(device, store, poll_ms=200))
+    try:
+        yield r
+    finally:
+        for name in list(r.tasks):
+            await r.stop(name)
+        await c.stop()
+        local.close()
+
+
+def _done(service: Service, request_id: int) -> bool:
+    return bool(service.store.request(request_id).get("done"))
+
+
+async def test_in_warranty_fault_is_served_by_the_vendor_without_a_script(running: Running) -> None:
+    device = running.services["meter-A"]
+    assert isinstance(device, DeviceService)
+    request_id = await device.fail("firmware-fault", "metering-firmware")
+    await running.until(lambda: _done(running.services["phone-1"], request_id))
+    request = await Dsc.request(running.local.ledger(), request_id)
+    assert request.status == "completed" and request.node == running.c.nodes["vendor-A"].address
+    assert running.c.devices["meter-A"].firmware == "1.0.1"
+    assert (await Policy.policy(running.local.ledger(), running.c.devices["meter-A"].address))
+    kinds = [k for _, k, _ in device.store.messages(request_id)]
+    assert kinds == ["fault", "repair_policy", "package"]
+
+
+async def test_out_of_warranty_nodes_bid_from_their_policy_and_the_winner_serves(running: Running) -> None:
+    device = running.services["meter-B"]
+    assert isinstance(device, DeviceService)
+    request_id = await device.fail("firmware-fault", "comm-module")
+    await running.until(lambda: _done(running.services["phone-2"], request_id))
+    ledger = running.local.ledger()
+    request = await Dsc.request(ledger, request_id)
+    bidders = await Dsc.bids(ledger, request_id)
+    assert request.status == "completed" and len(bidders) == len(NODES)  # every node serves meters
+    # no coupons yet (d_i = 0): the lowest quotation wins, at its price
+    cheapest = min(NODES, key=lambda spec: spec.prices["meter"])
+    assert request.node == running.c.nodes[cheapest.name].address and request.price == cheapest.prices["meter"]
+    assert all(_done(running.services[spec.name], request_id) for spec in NODES)  # losers stop polling it
+    assert running.c.devices["meter-B"].firmware == "1.0.1"
+
+
+async def test_a_node_restarted_between_commit_and_reveal_reveals_and_never_commits_twice(
+        running: Running) -> None:
+    name = "supplier-1"
+    node = running.c.nodes[name]
+    device = running.services["meter-C"]
+    assert isinstance(device, DeviceService)
+    request_id = await device.fail("firmware-fault", "comm-module")
+    await running.until(lambda: "bid" in running.services[name].store.request(request_id)
+                        and running.services[name].counters.bids == 1)
+    await running.stop(name)  # killed after its commit, before the reveal window
+    spec = next(s for s in NODES if s.name == name)
+    fresh = DiagnosisNodeAgent(node.identity, running.local.ledger(), node.directory.credit_initial,
+                               running.c.tally, role=spec.role, prices=spec.prices)
+    fresh.crew = node.crew
+    await fresh.start()
+    await fresh.tx(fresh.endpoint_call(), "")
+    restarted = running.start(name, lambda store: NodeService(fresh, store, NodePolicy(spec.prices), poll_ms=200))
+    try:
+        await running.until(lambda: _done(running.services["phone-2"], request_id))
+        bid = await Dsc.bid(running.local.ledger(), request_id, node.address)
+        assert bid.status == "valid"  # revealed after the restart with the stored salt
+        assert restarted.counters.bids == 0  # the chain had its commit: none sent again
+    finally:
+        await fresh.inbox.stop()
+        await fresh.courier.close()
