@@ -304,6 +304,11 @@ class Dsc:
         return _call("dsc", "withdraw", _int(request_id, "request_id"))
 
     @staticmethod
+    def requote(request_id: int, commitment: bytes) -> ContractCall:
+        """Replace one's sealed bid during the commit window (no new deposit)."""
+        return _call("dsc", "requote", _int(request_id, "request_id"), _hash(commitment, "commitment"))
+
+    @staticmethod
     def reveal(request_id: int, price: int, credit: int, salt: bytes) -> ContractCall:
         return _call("dsc", "reveal", _int(request_id, "request_id"), _int(price, "price"),
                      _int(credit, "credit"), _hash(salt, "salt"))
@@ -348,6 +353,18 @@ class Dsc:
     @staticmethod
     def expire(request_id: int) -> ContractCall:
         return _call("dsc", "expire", _int(request_id, "request_id"))
+
+    @staticmethod
+    def dispute(request_id: int) -> ContractCall:
+        """The requester contests the node's report_done; escrows wait for an arbiter."""
+        return _call("dsc", "dispute", _int(request_id, "request_id"))
+
+    @staticmethod
+    def resolve(request_id: int, at_fault: str) -> ContractCall:
+        """A bookkeeper's verdict on a dispute: at_fault is "node" or "requester"."""
+        if at_fault not in ("node", "requester"):
+            raise ValueError('at_fault is "node" or "requester"')
+        return _call("dsc", "resolve", _int(request_id, "request_id"), at_fault)
 
     @staticmethod
     def rate(request_id: int, rating: int) -> ContractCall:

@@ -24,23 +24,29 @@ COUNTING: tuple[Counting, ...] = ("every", "consecutive", "decay")
 
 @dataclass(frozen=True)
 class Mechanism:
-    """The auction's tunable rules (genesis [contracts.dsc]; docs/auction.md says why the
-    defaults). The paper's rule as first implemented: beta_percent 100, r 3 with
-    bidders_per_class 0, gap 0, class_min 1, counting "every"."""
+    """The auction's tunable rules (genesis [contracts.dsc]). The defaults are what
+    gridchain ships, chosen by the market simulation (docs/auction.md, bench/market.py):
+    the paper's steps a-e read literally flagged every honest auction's cheapest class and
+    drove honest bidders out, so step d needs a 30 % gap and two members, and step e counts
+    consecutive suspect auctions as the paper's text says. The rule as first implemented
+    is `PAPER_RULE` (beta 100, r 3, h 3, counting "every", no gap, class of one)."""
 
     beta_percent: int = 100  # eq. (11) beta, hundredths of a token per credit point
     clusters_max: int = 3  # r's ceiling
     bidders_per_class: int = 0  # r << n: r = n // this (at least 1); 0 = r is clusters_max
     suspect_threshold: int = 3  # h, eq. (10)
-    suspect_counting: Counting = "every"  # which suspect auctions count towards h
-    suspect_gap_percent: int = 0  # step d: centroid this far below the mean of centroids
-    suspect_class_min: int = 1  # step d: members a suspect class needs
+    suspect_counting: Counting = "consecutive"  # which suspect auctions count towards h
+    suspect_gap_percent: int = 30  # step d: centroid this far below the mean of centroids
+    suspect_class_min: int = 2  # step d: members a suspect class needs
 
     def classes(self, bidders: int) -> int:
         """Step a's r for `bidders` valid bids (k-means lowers it to the distinct prices)."""
         if self.bidders_per_class == 0:
             return self.clusters_max
         return max(1, min(self.clusters_max, bidders // self.bidders_per_class))
+
+
+PAPER_RULE = Mechanism(suspect_counting="every", suspect_gap_percent=0, suspect_class_min=1)
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,24 @@ class Dsc(NativeContract):
         ctx.emit("BidCommitted", request=request_id, bidder=ctx.sender, index=bid.index)
 
     @method
+    def requote(self, ctx: CallContext, request_id: int, commitment: bytes) -> None:
+        """Replace one's own sealed bid during the commit window (no new deposit): a bidder
+        may update its quotation before anything is revealed. After the reveal a price can
+        only be verified, not changed (docs/auction.md, "quotation updates")."""
+        request = self._request(ctx, request_id)
+        require(request.status == rec.BIDDING, "not-bidding", f"request is {request.status}")
+        require(ctx.block.timestamp_ms < request.commit_end_ms, "commit-closed",
+                f"commit window ended at {request.commit_end_ms} ms")
+        check_hash(commitment, "commitment")
+        bid = self._bid(ctx, request_id, ctx.sender)
+        require(bid.status == rec.COMMITTED, "not-committed", f"bid is {bid.status}")
+        credit = ctx.view(CREDIT, "credit_of", [ctx.sender])
+        assert isinstance(credit, int)
+        bid.commitment, bid.credit_at_commit = commitment, credit
+        ctx.set_value(rec.bid_key(request_id, ctx.sender), bid.to_value())
+        ctx.emit("BidRequoted", request=request_id, bidder=ctx.sender, index=bid.index)
+
+    @method
     def withdraw(self, ctx: CallContext, request_id: int) -> None:
         """Leave the auction during the commit window: the deposit comes back, d_i = 0."""
         request = self._request(ctx, request_id)

@@ -454,6 +454,19 @@ async def collusion(c: Consortium, say: Printer) -> dict[str, Any]:
                        "ring_w_raised": w_raised, "honest_w_unchanged": honest_w}}
 
 
+def suspicion(report: dict[str, Any]) -> dict[str, Any]:
+    """Whom the k-means check flagged (docs/auction.md): in the normal auctions (the flows
+    and the failure paths, every bidder honest) nobody should be; in the collusion rounds
+    the ring should be, every round."""
+    reports = [*report["flows"].values(), *report["failure_reports"]]
+    normal = [{"flow": r["name"], "request": step.get("request", r.get("request_id")), "suspects": step["suspects"]}
+              for r in reports for step in r["steps"] if "suspects" in step]
+    flagged = sorted({name for auction in normal for name in auction["suspects"]})
+    ring_flagged = report["collusion"]["checks"]["ring_flagged_every_round"]
+    return {"normal_auctions": normal, "honest_flagged": flagged, "ring": report["collusion"]["ring"],
+            "ring_flagged_every_round": ring_flagged, "ok": not flagged and ring_flagged}
+
+
 # summary -------------------------------------------------------------------------------------
 async def final_state(c: Consortium) -> dict[str, Any]:
     client = c.phones["phone-1"].ledger
@@ -563,6 +576,9 @@ async def demonstrate(make_ledger: LedgerFactory, admin: Ledger, funder: KeyPair
         report["collusion"] = await collusion(c, say)
         say(f"  collusion handled: ok={report['collusion']['ok']} w {report['collusion']['w_before']} -> "
             f"{report['collusion']['w_after']}")
+        report["suspicion"] = suspicion(report)
+        say(f"  k-means check: honest bidders flagged in normal auctions {report['suspicion']['honest_flagged']}; "
+            f"ring flagged every round {report['suspicion']['ring_flagged_every_round']}")
         report["final"] = await final_state(c)
         say("== final balances and credits")
         for name, balance in report["final"]["balances"].items():
@@ -572,7 +588,8 @@ async def demonstrate(make_ledger: LedgerFactory, admin: Ledger, funder: KeyPair
         report["tables_gridchain_by_design"] = {"table3": {name: gridchain_table3(name) for name in FLOWS}}
         report["table_reasons"] = {"table3": TABLE3_REASONS, "table4": TABLE4_REASONS}
         report["ok"] = (all(report["flows"][f]["ok"] for f in FLOWS)
-                        and all(p["ok"] for p in report["failure_paths"].values()) and report["collusion"]["ok"])
+                        and all(p["ok"] for p in report["failure_paths"].values()) and report["collusion"]["ok"]
+                        and report["suspicion"]["ok"])
     finally:
         await c.stop()
     return report

@@ -251,3 +251,33 @@ def test_token_supply_is_conserved(actions: list[tuple[str, str, int]]) -> None:
             assert total_supply(c) == FUNDS * 9
     finally:
         c.close()
+
+
+def test_a_bidder_requotes_its_sealed_bid_within_the_commit_window(chain: TestChain) -> None:
+    """Quotation update (IV.B): the sealed bid may be replaced before the reveal; the old
+    commitment no longer reveals, the new one does, and the commit order is kept."""
+    request_id = open_auction(chain)
+    commit(chain, request_id, {"s1": 150, "s2": 120})
+    lower = bid_commitment(request_id, address_of("s1"), 100, credit(chain, "s1"), salt("s1-lower"))
+    assert reason(chain.send("s3", DSC, "requote", [request_id, lower])) == "no-commit"
+    assert chain.send("s1", DSC, "requote", [request_id, lower]).succeeded
+    chain.advance(60_000)
+    assert reason(chain.send("s1", DSC, "requote", [request_id, lower])) == "commit-closed"
+    stale = chain.send("s1", DSC, "reveal", [request_id, 150, credit(chain, "s1"), salt("s1")])
+    assert events(stale, "BidRevealed")[0]["reason"] == "hash-mismatch"
+    assert chain.view(DSC, "bid", [request_id, address_of("s1")])[1] == 0  # type: ignore[index]
+    chain2 = consortium(SUPPLIERS)
+    try:
+        request2 = open_auction(chain2)
+        commit(chain2, request2, {"s1": 150, "s2": 120})
+        lower2 = bid_commitment(request2, address_of("s1"), 100, credit(chain2, "s1"), salt("s1-lower"))
+        assert chain2.send("s1", DSC, "requote", [request2, lower2]).succeeded
+        chain2.advance(60_000)
+        revealed = chain2.send("s1", DSC, "reveal", [request2, 100, credit(chain2, "s1"), salt("s1-lower")])
+        assert events(revealed, "BidRevealed")[0]["valid"] is True
+        reveal(chain2, request2, {"s2": 120})
+        chain2.advance(60_000)
+        closed = events(chain2.send("stranger", DSC, "close", [request2]), "AuctionClosed")[0]
+        assert closed["winner"] == address_of("s1") and closed["price"] == 100
+    finally:
+        chain2.close()
