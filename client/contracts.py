@@ -355,18 +355,6 @@ class Dsc:
         return _call("dsc", "expire", _int(request_id, "request_id"))
 
     @staticmethod
-    def dispute(request_id: int) -> ContractCall:
-        """The requester contests the node's report_done; escrows wait for an arbiter."""
-        return _call("dsc", "dispute", _int(request_id, "request_id"))
-
-    @staticmethod
-    def resolve(request_id: int, at_fault: str) -> ContractCall:
-        """A bookkeeper's verdict on a dispute: at_fault is "node" or "requester"."""
-        if at_fault not in ("node", "requester"):
-            raise ValueError('at_fault is "node" or "requester"')
-        return _call("dsc", "resolve", _int(request_id, "request_id"), at_fault)
-
-    @staticmethod
     def rate(request_id: int, rating: int) -> ContractCall:
         if not 0 <= _int(rating, "rating") <= 100:
             raise ValueError("a rating is 0-100")
