@@ -2,14 +2,20 @@
 every check a block would (stateless checks, known sender, nonce window) so that bad input
 is refused at the door with a typed reason and changes nothing.
 
-Order: by sender, consecutive nonces only, senders served in arrival order of their oldest
-pending transaction, so a block never holds a nonce gap.
+Order: by sender, consecutive nonces only, so a block never holds a nonce gap; senders take
+turns (one transaction each per round, in arrival order of their oldest pending one), so a
+sender with a thousand pending transactions delays only itself, never the next sender.
+
+Quotas: every sender is bounded in count and bytes; senders that hold no tokens (a device
+account costs nothing to register, so sending from one is free) share a small class quota,
+so that any number of them flooding together can fill at most that share and funded
+senders always find room.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import rlp
 
@@ -27,7 +33,12 @@ class MempoolLimits:
     txs_max: int = 20_000  # pending transactions; above it tx_send answers mempool-full
     bytes_max: int = 64 << 20  # their total size
     nonce_gap_max: int = 64  # how far ahead of the account nonce a transaction may be
-    per_sender_max: int = 1_000  # pending transactions of one sender
+    per_sender_max: int = field(default=1_000, metadata={"min": 1})  # pending transactions of one sender
+    per_sender_bytes_max: int = field(default=1 << 20, metadata={"min": 1})  # their bytes (64 of the largest)
+    # a sender with a zero balance: its pending transactions (sending from one costs nothing)
+    unfunded_sender_txs_max: int = field(default=16, metadata={"min": 1})
+    unfunded_txs_max: int = field(default=2_000, metadata={"min": 1})  # all senders with a zero balance together
+    unfunded_bytes_max: int = field(default=8 << 20, metadata={"min": 1})  # their bytes together
 
 
 class Mempool:
@@ -40,6 +51,10 @@ class Mempool:
         self._by_hash: dict[Hash32, Transaction] = {}
         # sender -> nonce -> tx; OrderedDict keeps senders in arrival order
         self._by_sender: OrderedDict[Address, dict[int, Transaction]] = OrderedDict()
+        self._sender_bytes: dict[Address, int] = {}
+        self._unfunded: set[Address] = set()  # senders admitted while their balance was 0
+        self._unfunded_txs = 0
+        self._unfunded_bytes = 0
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -89,23 +104,51 @@ class Mempool:
         pending = self._by_sender.get(tx.sender_address, {})
         if tx.nonce in pending:
             raise InvalidTransaction("nonce-taken", f"nonce {tx.nonce} already pending for this sender")
-        if len(pending) >= self.limits.per_sender_max:
-            raise InvalidTransaction("sender-full", f"{len(pending)} pending from this sender")
-        self._by_sender.setdefault(tx.sender_address, {})[tx.nonce] = tx
+        self._check_quotas(tx.sender_address, account.balance == 0, len(pending), size)
+        sender = tx.sender_address
+        self._by_sender.setdefault(sender, {})[tx.nonce] = tx
         self._by_hash[tx.hash] = tx
         self._bytes += size
+        self._sender_bytes[sender] = self._sender_bytes.get(sender, 0) + size
+        if account.balance == 0:
+            self._unfunded.add(sender)
+        if sender in self._unfunded:
+            self._unfunded_txs += 1
+            self._unfunded_bytes += size
+
+    def _check_quotas(self, sender: Address, unfunded: bool, pending: int, size: int) -> None:
+        limits = self.limits
+        if pending >= limits.per_sender_max:
+            raise InvalidTransaction("sender-full", f"{pending} pending from this sender")
+        if self._sender_bytes.get(sender, 0) + size > limits.per_sender_bytes_max:
+            raise InvalidTransaction("sender-full", f"{self._sender_bytes[sender]} bytes pending from this sender")
+        if not (unfunded or sender in self._unfunded):
+            return
+        if pending >= limits.unfunded_sender_txs_max:
+            raise InvalidTransaction("sender-full", f"{pending} pending from a sender without balance")
+        if self._unfunded_txs >= limits.unfunded_txs_max or self._unfunded_bytes + size > limits.unfunded_bytes_max:
+            raise InvalidTransaction(
+                "unfunded-full", f"senders without balance hold {self._unfunded_txs} txs, {self._unfunded_bytes} bytes"
+            )
 
     def candidates(self, state: State, count_max: int) -> list[Transaction]:
-        """Up to `count_max` transactions executable in order on `state`."""
-        chosen: list[Transaction] = []
+        """Up to `count_max` transactions executable in order on `state`, senders taking
+        turns: round k holds the k-th executable transaction of every sender that has one."""
+        queues: list[tuple[dict[int, Transaction], int]] = []
         for sender, pending in self._by_sender.items():
             account = state.account(sender)
-            nonce = account.nonce if account else 0
-            while nonce in pending and len(chosen) < count_max:
+            queues.append((pending, account.nonce if account else 0))
+        chosen: list[Transaction] = []
+        while queues and len(chosen) < count_max:
+            still: list[tuple[dict[int, Transaction], int]] = []
+            for pending, nonce in queues:
+                if nonce not in pending:
+                    continue
                 chosen.append(pending[nonce])
-                nonce += 1
-            if len(chosen) >= count_max:
-                break
+                if len(chosen) == count_max:
+                    break
+                still.append((pending, nonce + 1))
+            queues = still
         return chosen
 
     def remove_committed(self, txs: list[Transaction], state: State) -> None:
@@ -125,8 +168,16 @@ class Mempool:
     def _drop(self, tx: Transaction) -> None:
         if self._by_hash.pop(tx.hash, None) is None:
             return
-        self._bytes -= len(rlp.encode(tx))
-        pending = self._by_sender[tx.sender_address]
+        size = len(rlp.encode(tx))
+        sender = tx.sender_address
+        self._bytes -= size
+        self._sender_bytes[sender] -= size
+        if sender in self._unfunded:
+            self._unfunded_txs -= 1
+            self._unfunded_bytes -= size
+        pending = self._by_sender[sender]
         del pending[tx.nonce]
         if not pending:
-            del self._by_sender[tx.sender_address]
+            del self._by_sender[sender]
+            del self._sender_bytes[sender]
+            self._unfunded.discard(sender)

@@ -99,6 +99,7 @@ from crypto.keys import KeyPair, is_valid_signature
 NORMAL = "normal"
 VIEW_CHANGE = "view-change"
 EARLY_MESSAGES_MAX = 64  # current-view messages held until the replica can use them
+TIMEOUT_DOUBLINGS_MAX = 4  # at most 16x the configured commit and view-change timeouts
 
 
 def _decode_suspect(data: bytes) -> Suspect | None:
@@ -167,6 +168,10 @@ class Replica:
         self._last_final = app.final_height()
         self._entry = stored.entry if self._current(stored.entry) else None
         self.view_changes = 0
+        # Views entered since the final head last moved: each one that fails doubles the
+        # commit and view-change timeouts (PBFT's rule), so a machine slower than the
+        # defaults assume gets a view that lasts long enough, instead of churning for ever.
+        self._views_without_final = 0
         self.last_suspect_reason: str | None = None
         self._future: dict[tuple[int, str], Message] = {}
         self._final_message: tuple[tuple[int, bool], Message] | None = None
@@ -335,7 +340,13 @@ class Replica:
         if self.state != NORMAL or not self._is_member(self.view) or self._busy_since is None:
             return None
         allowance = self._config.empty_block_interval_ms if self._config.empty_blocks else 0
-        return self._busy_since + self._config.commit_timeout_ms + allowance
+        return self._busy_since + self._backed_off(self._config.commit_timeout_ms) + allowance
+
+    def _backed_off(self, timeout_ms: int) -> int:
+        """`timeout_ms` doubled for each failed view since the last final block, up to
+        2**TIMEOUT_DOUBLINGS_MAX times (the first view change keeps the base timeout)."""
+        doublings = min(max(self._views_without_final - 1, 0), TIMEOUT_DOUBLINGS_MAX)
+        return timeout_ms << doublings
 
     # ------------------------------------------------------------------ dispatch
 
@@ -703,6 +714,7 @@ class Replica:
         if final == self._last_final:
             return
         self._last_final = final
+        self._views_without_final = 0
         self._join_certified_view(final, actions)
         if not self._current(self._entry):
             self._entry = None
@@ -770,6 +782,7 @@ class Replica:
         if not restarted:
             self.view = view
             self.view_changes += 1
+            self._views_without_final += 1
             actions.append(ViewChanged(view))
         self._reset_view_state()
         self._last_suspect = last_suspect
@@ -781,7 +794,7 @@ class Replica:
         if self._is_member(view):
             self._view_changes[self._index] = my_vc
             self._vc_started_ms = now_ms
-            self._vc_deadline_ms = now_ms + self._config.view_change_timeout_ms
+            self._vc_deadline_ms = now_ms + self._backed_off(self._config.view_change_timeout_ms)
         else:
             self.state = NORMAL  # a passive replica has nothing to wait for
         self._persist()  # never act in an older view again, even after a restart

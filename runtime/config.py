@@ -9,6 +9,7 @@ README's configuration reference: `python -m runtime.config --markdown`.
     [consensus]  ConsensusConfig fields but t (t comes from genesis)
     [mempool]    MempoolLimits fields
     [sync]       SyncConfig fields
+    [relay]      RelayLimits fields (transaction relay between nodes)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from chain.mempool import MempoolLimits
 from chain.schema import SchemaError, Table, build, check_document, document, markdown
 from consensus import ConsensusConfig, SyncConfig
 from p2p import P2PConfig, P2PError
+from runtime.txrelay import TX_BATCH_MAX, RelayLimits
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
@@ -33,7 +35,6 @@ PORT_MAX = 65535
 # Room in one p2p frame around its payload: message fields, a block's header and commit
 # certificate, rlp and msgpack length prefixes (a few KiB in practice).
 FRAME_ENVELOPE_BYTES = 64 * 1024
-TX_BATCH_MAX = 128  # transactions per gossip batch frame (runtime/node.py; x tx_bytes_max fits a frame)
 
 
 class ConfigError(Exception):
@@ -101,6 +102,7 @@ class NodeConfig:
                                       metadata={"schema": ConsensusConfig, "exclude": ("t",)})
     mempool: MempoolLimits = field(default_factory=MempoolLimits)
     sync: SyncConfig = field(default_factory=SyncConfig)
+    relay: RelayLimits = field(default_factory=RelayLimits)  # transactions between nodes (runtime/txrelay.py)
     lmdb_map_bytes: int = field(default=8 << 30, metadata={"min": 1 << 20})  # LMDB map size (sparse)
     # a full map doubles up to this while the disk keeps disk_free_bytes_min free; past either, consensus pauses
     lmdb_map_bytes_max: int = field(default=64 << 30, metadata={"min": 1 << 20})
@@ -108,8 +110,6 @@ class NodeConfig:
     # while paused for space (RPC reads go on, /health says why), retry the write this often
     storage_retry_ms: int = field(default=1_000, metadata={"min": 1})
     status_interval_ms: int = field(default=500, metadata={"min": 1})  # final head announced to peers (block sync)
-    # a transaction pending here this long is announced to the peers again
-    rebroadcast_after_ms: int = field(default=3_000, metadata={"min": 1})
     # a proposer stops adding transactions to a block after this long (every replica re-executes it)
     block_build_ms_max: int = field(default=300, metadata={"min": 1})
     source: Path | None = field(default=None, compare=False, metadata={"toml": False})

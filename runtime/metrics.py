@@ -45,6 +45,16 @@ class NodeMetrics:
         self.bad_blocks = Counter("gridchain_sync_bad_blocks",
                                   "Blocks refused from a block sync peer (not final, not linking, ...), by reason",
                                   ["reason"], registry=r)
+        self.relay_duplicates = Counter("gridchain_relay_duplicates",
+                                        "Relayed transactions recognised by hash and dropped undecoded",
+                                        ["node"], registry=r).labels(**labels)
+        self.relay_backlog = Gauge("gridchain_relay_backlog_transactions",
+                                   "Relayed transactions waiting for admission", ["node"],
+                                   registry=r).labels(**labels)
+        self.relay_backlog_bytes = Gauge("gridchain_relay_backlog_bytes", "Bytes of relayed transactions "
+                                         "waiting for admission", ["node"], registry=r).labels(**labels)
+        self.mempool_bytes = Gauge("gridchain_mempool_bytes", "Bytes of pending transactions", ["node"],
+                                   registry=r).labels(**labels)
         self.rpc_requests = Counter("gridchain_rpc_requests", "JSON-RPC calls by method and outcome",
                                     ["method", "outcome"], registry=r)
         self.rpc_connections = Gauge("gridchain_rpc_connections", "Open RPC connections", registry=r)
@@ -84,6 +94,9 @@ class NodeMetrics:
     def observe_loop(self, node: Node) -> None:
         self.height.set(node.chain.height)
         self.mempool_size.set(len(node.mempool))
+        self.mempool_bytes.set(node.mempool.size_bytes)
+        self.relay_backlog.set(len(node.backlog))
+        self.relay_backlog_bytes.set(node.backlog_bytes)
         self.peers.set(len(node.network.connected_peers()))
         if node.replica is not None:
             self.view.set(node.replica.view)

@@ -52,22 +52,23 @@ from consensus import (
 from consensus.messages import Suspect
 from consensus.sync import SyncStatus
 from contracts import build_contracts
+from crypto.hashing import keccak256
 from crypto.keys import KeyPair
 from p2p import Network
 from rpc.server import RpcServer
 from runtime import logfilter
-from runtime.config import TX_BATCH_MAX, NodeConfig, check_limits
+from runtime.config import NodeConfig, check_limits
 from runtime.ledger_app import LedgerApp
 from runtime.metrics import NodeMetrics
+from runtime.txrelay import RELAY_TYPES, TX_GET, TX_INV, TXS, HashLru, Outgoing, TxRelay
 from vm import Engine
 
 log = logging.getLogger("gridchain.node")
 
-TX_GOSSIP = "tx"
-TX_BATCH = "txs"  # pending transactions handed to a peer that just connected
-REANNOUNCE_MAX = 1024  # stale pending transactions sent again per status tick
 SYNC_TYPES = ("sync_status", "sync_request", "sync_response")
-GOSSIP_CHUNK_MAX = 256  # gossiped transactions admitted per loop turn (~50 ms of work)
+# Relayed transactions admitted per loop turn (~25 ms of decoding and signature checks), so
+# that consensus messages and RPC submissions get a turn in between.
+ADMIT_CHUNK_MAX = 256
 
 
 @dataclass
@@ -105,14 +106,18 @@ class Node:
                                on_peer_up=self._peer_up, on_peer_down=self._peer_down)
         self.peer_names = {p.public_key: p.name for p in config.peers}
         self.peer_heights: dict[bytes, int] = {}  # final heights peers announced
-        # gossiped transactions waiting for admission, bounded by inbound_queue_max
-        self.gossip_backlog: deque[tuple[bytes, dict]] = deque()
+        self.relay = TxRelay(config.relay, config.mempool.txs_max)
+        # relayed transactions waiting for admission: (peer, hash, raw), bounded in count and
+        # bytes (config.relay.backlog_*_max); hashes kept apart to drop copies undecoded
+        self.backlog: deque[tuple[bytes, bytes, bytes]] = deque()
+        self.backlog_hashes: set[bytes] = set()
+        self.backlog_bytes = 0
+        self.rejected_recent = HashLru(config.relay.rejected_recent_max)
         self.submissions: asyncio.Queue[Submission] = asyncio.Queue(config.rpc.submit_queue_max)
         self.metrics = NodeMetrics(config.name)
         logfilter.install()
-        # tx hash -> (admitted, last announced to peers), monotonic seconds; insertion order is
-        # announcement order, so the stalest pending transactions come first
-        self.pending_since: dict[bytes, tuple[float, float]] = {}
+        # tx hash -> when it was admitted here (monotonic seconds), for the commit latency
+        self.pending_since: dict[bytes, float] = {}
         self.final_listeners: list[Callable[[ExecutedBlock], None]] = []
         self.app.on_final.append(self._on_final)
         self._next_status_ms = 0
@@ -157,9 +162,9 @@ class Node:
                 if self.storage_full is not None:
                     await self._wait_for_space(stop_wait)
                     continue
-                # With gossip waiting, only look for new input (timeout 0) before admitting
-                # the next chunk of it: RPC handlers and consensus messages get their turn.
-                timeout = 0 if self.gossip_backlog else self._seconds_to_deadline()
+                # With relayed transactions waiting, only look for new input (timeout 0) before
+                # admitting the next chunk: RPC handlers and consensus messages get their turn.
+                timeout = 0 if self.backlog else self._seconds_to_deadline()
                 done, _ = await asyncio.wait({inbound_get, submit_get, stop_wait}, timeout=timeout,
                                              return_when=asyncio.FIRST_COMPLETED)
                 now = monotonic_ms()
@@ -170,8 +175,9 @@ class Node:
                     if submit_get in done:
                         self._handle_submissions(submit_get.result(), now)
                         submit_get = asyncio.ensure_future(self.submissions.get())
-                    self._admit_gossip_chunk(now)
+                    self._admit_backlog_chunk(now)
                     self._on_timers(monotonic_ms())
+                    self._send_relay(self.relay.flush())
                 self.metrics.observe_loop(self)
         finally:
             for task in (inbound_get, submit_get, stop_wait):
@@ -229,89 +235,111 @@ class Node:
         if now >= self._next_status_ms:
             self._next_status_ms = now + self.config.status_interval_ms
             self.network.broadcast(self.sync.status().to_wire())
-            self._reannounce_stale()
+            self._send_relay(self.relay.due_announcements(now, self.config.relay.reannounce_per_tick_max,
+                                                          self.mempool.__contains__))
 
     # input --------------------------------------------------------------------------------
     def _handle_peer_batch(self, first: tuple[bytes, dict], now: int) -> None:
-        """Drain the inbound queue: consensus and sync messages are handled now, gossiped
-        transactions wait in `gossip_backlog`. A PREPARE must not queue behind thousands of
+        """Drain the inbound queue: consensus and sync messages are handled now, relayed
+        transactions wait in `backlog`. A PREPARE must not queue behind thousands of
         transactions to admit, or a loaded follower looks like a stuck one to the primary."""
         items = [first]
         while len(items) < self.config.p2p.inbound_queue_max and not self.network.inbound.empty():
             items.append(self.network.inbound.get_nowait())
         for peer, message in items:
-            if message["type"] in (TX_GOSSIP, TX_BATCH):
-                if len(self.gossip_backlog) == self.config.p2p.inbound_queue_max:
-                    # Gossip is best effort: the oldest item goes; its sender re-announces
-                    # transactions that stay pending (rebroadcast_after_ms).
-                    self.gossip_backlog.popleft()
-                    self.metrics.rejected_messages.labels(reason="gossip-backlog-full").inc()
-                self.gossip_backlog.append((peer, message))
-            else:
-                self._handle_peer_message(peer, message, now)
+            try:
+                if message["type"] in RELAY_TYPES:
+                    self._handle_relay(peer, message, now)
+                else:
+                    self._handle_peer_message(peer, message, now)
+            except InvalidMessage as exc:
+                self.metrics.rejected_messages.labels(reason=exc.args[0] if exc.args else "invalid").inc()
+                log.warning("rejected %s from %s: %s", message["type"], self.peer_name(peer), exc)
 
-    def _admit_gossip_chunk(self, now: int) -> None:
-        new_transactions = False
-        for _ in range(min(GOSSIP_CHUNK_MAX, len(self.gossip_backlog))):
-            peer, message = self.gossip_backlog.popleft()
-            new_transactions |= self._handle_peer_message(peer, message, now)
-        if new_transactions and self.replica is not None:
+    def _handle_relay(self, peer: bytes, message: dict, now: int) -> None:
+        """Transactions, inventories and requests from a peer: nothing here decodes a
+        transaction; copies of what this node has are recognised by hash and dropped."""
+        kind = message["type"]
+        if kind == TXS:
+            for raw in _byte_strings(message.get("raw"), "raw"):
+                self._queue_relayed(peer, raw)
+        elif kind == TX_INV:
+            self._send_relay(self.relay.wanted(peer, _hashes(message), self._has_transaction, now))
+        elif kind == TX_GET:
+            self._send_relay(self.relay.answer(peer, _hashes(message), self._pending_raw))
+
+    def _has_transaction(self, tx_hash: bytes) -> bool:
+        return (tx_hash in self.mempool or tx_hash in self.backlog_hashes or tx_hash in self.rejected_recent
+                or self.store.has_transaction(tx_hash))
+
+    def _pending_raw(self, tx_hash: bytes) -> bytes | None:
+        tx = self.mempool.get(tx_hash)
+        return rlp.encode(tx) if tx is not None else None
+
+    def _queue_relayed(self, peer: bytes, raw: bytes) -> None:
+        tx_hash = keccak256(raw)  # = Transaction.hash: strict rlp has one encoding per value
+        self.relay.mark_held(peer, tx_hash)
+        if self._has_transaction(tx_hash):
+            self.metrics.relay_duplicates.inc()
+            return
+        limits = self.config.relay
+        while self.backlog and (len(self.backlog) >= limits.backlog_txs_max
+                                or self.backlog_bytes + len(raw) > limits.backlog_bytes_max):
+            # Best effort: the oldest goes; its sender announces it again while it stays pending.
+            self._pop_backlog()
+            self.metrics.rejected_messages.labels(reason="relay-backlog-full").inc()
+        self.backlog.append((peer, tx_hash, raw))
+        self.backlog_hashes.add(tx_hash)
+        self.backlog_bytes += len(raw)
+
+    def _pop_backlog(self) -> tuple[bytes, bytes, bytes]:
+        peer, tx_hash, raw = self.backlog.popleft()
+        self.backlog_hashes.discard(tx_hash)
+        self.backlog_bytes -= len(raw)
+        return peer, tx_hash, raw
+
+    def _admit_backlog_chunk(self, now: int) -> None:
+        admitted = False
+        for _ in range(min(ADMIT_CHUNK_MAX, len(self.backlog))):
+            peer, tx_hash, raw = self._pop_backlog()
+            admitted |= self._admit_from_peer(peer, tx_hash, raw, now)
+        if admitted and self.replica is not None:
             self._apply(self.replica.on_transactions(now))
 
-    def _handle_peer_message(self, peer: bytes, message: dict, now: int) -> bool:
+    def _handle_peer_message(self, peer: bytes, message: dict, now: int) -> None:
         kind = message["type"]
+        if kind in SYNC_TYPES:
+            decoded_sync = sync_message_from_wire(message)
+            if isinstance(decoded_sync, SyncStatus):
+                self.peer_heights[peer] = decoded_sync.height
+            height_before = self.chain.height
+            self._send_sync(self.sync.on_message(peer, decoded_sync, now))
+            if self.replica is not None and self.chain.height != height_before:
+                self._apply(self.replica.on_tick(now))  # react to blocks sync just finalized
+            return
+        if peer not in self.bookkeepers or self.replica is None:
+            raise InvalidMessage("not-a-bookkeeper", kind)
+        decoded = message_from_wire(message)
+        sender = self.bookkeepers.index(peer)
+        # SUSPECT is the one message replicas forward on behalf of its author (the
+        # replica checks the author's signature); anything else must come from its author.
+        if decoded.sender != sender and not isinstance(decoded, Suspect):
+            raise InvalidMessage("sender-mismatch", f"{decoded.sender} from bookkeeper {sender}")
+        self._apply(self.replica.on_message(sender, decoded, now))
+
+    def _admit_from_peer(self, peer: bytes, tx_hash: bytes, raw: bytes, now: int) -> bool:
+        """Admit a transaction a peer sent; the relay pushes it on to the peers without it."""
         try:
-            if kind == TX_GOSSIP:
-                return self._admit_gossiped(peer, message)
-            if kind == TX_BATCH:
-                return self._admit_batch(peer, message)
-            if kind in SYNC_TYPES:
-                decoded_sync = sync_message_from_wire(message)
-                if isinstance(decoded_sync, SyncStatus):
-                    self.peer_heights[peer] = decoded_sync.height
-                height_before = self.chain.height
-                self._send_sync(self.sync.on_message(peer, decoded_sync, now))
-                if self.replica is not None and self.chain.height != height_before:
-                    self._apply(self.replica.on_tick(now))  # react to blocks sync just finalized
-                return False
-            if peer not in self.bookkeepers or self.replica is None:
-                raise InvalidMessage("not-a-bookkeeper", kind)
-            decoded = message_from_wire(message)
-            sender = self.bookkeepers.index(peer)
-            # SUSPECT is the one message replicas forward on behalf of its author (the
-            # replica checks the author's signature); anything else must come from its author.
-            if decoded.sender != sender and not isinstance(decoded, Suspect):
-                raise InvalidMessage("sender-mismatch", f"{decoded.sender} from bookkeeper {sender}")
-            self._apply(self.replica.on_message(sender, decoded, now))
-        except InvalidMessage as exc:
-            self.metrics.rejected_messages.labels(reason=exc.args[0] if exc.args else "invalid").inc()
-            log.warning("rejected %s from %s: %s", kind, self.peer_name(peer), exc)
-        return False
-
-    def _admit_gossiped(self, peer: bytes, message: dict) -> bool:
-        return self._admit_from_peer(peer, message.get("raw"))
-
-    def _admit_batch(self, peer: bytes, message: dict) -> bool:
-        raws = message.get("raw")
-        if not isinstance(raws, list) or len(raws) > TX_BATCH_MAX:
-            raise InvalidMessage("bad-tx-batch", f"expected a list of at most {TX_BATCH_MAX}")
-        admitted = [self._admit_from_peer(peer, raw) for raw in raws]
-        return any(admitted)
-
-    def _admit_from_peer(self, peer: bytes, raw: object) -> bool:
-        """Admit a transaction a peer sent and relay it (gossip) when it is new here."""
-        try:
-            if not isinstance(raw, bytes):
-                raise DecodeError("transaction from a peer without raw bytes")
             tx = decode(raw, Transaction)
             self._admit(tx)
         except (DecodeError, InvalidTransaction) as exc:
             reason = exc.reason if isinstance(exc, InvalidTransaction) else "malformed"
             self.metrics.rejected_txs.labels(reason=reason).inc()
+            self.rejected_recent.add(tx_hash)
             if reason not in ("duplicate", "nonce-replay"):
                 log.info("transaction from %s rejected: %s", self.peer_name(peer), exc)
             return False
-        self.network.gossip(tx.hash, {"type": TX_GOSSIP, "raw": raw}, origin=peer)
+        self.relay.admitted(tx_hash, raw, now, origin=peer)
         return True
 
     def _handle_submissions(self, first: Submission, now: int) -> None:
@@ -328,7 +356,7 @@ class Node:
                     submission.done.set_exception(exc)
                 continue
             accepted = True
-            self.network.gossip(submission.tx.hash, {"type": TX_GOSSIP, "raw": rlp.encode(submission.tx)})
+            self.relay.admitted(submission.tx.hash, rlp.encode(submission.tx), now)
             if not submission.done.done():
                 submission.done.set_result(None)
         if accepted and self.replica is not None:
@@ -338,8 +366,7 @@ class Node:
         if self.store.has_transaction(tx.hash):
             raise InvalidTransaction("duplicate", "already final")
         self.mempool.add(tx, self.chain.state())
-        now = time.monotonic()
-        self.pending_since[tx.hash] = (now, now)
+        self.pending_since[tx.hash] = time.monotonic()
         if len(self.pending_since) > self.config.mempool.txs_max:  # entries of dropped transactions
             del self.pending_since[next(iter(self.pending_since))]
 
@@ -373,24 +400,9 @@ class Node:
             elif isinstance(action, CatchUp):
                 self._send_sync(self.sync.request(self.bookkeepers[action.peer], action.height, monotonic_ms()))
 
-    def _reannounce_stale(self) -> None:
-        """Send again, to every peer, transactions pending here for longer than
-        `rebroadcast_after_ms`: gossip is sent once, and a link that silently lost frames
-        (a partition that kept the TCP connection) would otherwise strand them here."""
-        now = time.monotonic()
-        cutoff = now - self.config.rebroadcast_after_ms / 1000
-        stale: list[Transaction] = []
-        for tx_hash, (admitted, announced) in list(self.pending_since.items()):
-            if announced > cutoff or len(stale) >= REANNOUNCE_MAX:
-                break
-            del self.pending_since[tx_hash]
-            tx = self.mempool.get(tx_hash)
-            if tx is not None:
-                stale.append(tx)
-                self.pending_since[tx_hash] = (admitted, now)  # to the back of the line
-        for start in range(0, len(stale), TX_BATCH_MAX):
-            batch = [rlp.encode(tx) for tx in stale[start:start + TX_BATCH_MAX]]
-            self.network.broadcast({"type": TX_BATCH, "raw": batch})
+    def _send_relay(self, outgoing: Outgoing) -> None:
+        for peer, message in outgoing:
+            self.network.send(peer, message)
 
     def _send_sync(self, actions: list[SyncAction]) -> None:
         for action in actions:
@@ -405,10 +417,11 @@ class Node:
     def _on_final(self, executed: ExecutedBlock) -> None:
         block = executed.block
         now = time.monotonic()
+        self.relay.left(tx.hash for tx in block.transactions)
         for tx in block.transactions:
             since = self.pending_since.pop(tx.hash, None)
             if since is not None:
-                self.metrics.commit_latency.observe(now - since[0])
+                self.metrics.commit_latency.observe(now - since)
         self.metrics.committed_txs.inc(len(block.transactions))
         log.info("final block %d: %d txs, hash 0x%s, view %d", block.number, len(block.transactions),
                  block.hash.hex()[:16], block.certificate[0].view if block.certificate else -1)
@@ -418,14 +431,12 @@ class Node:
     # status -------------------------------------------------------------------------------
     def _peer_up(self, peer: bytes) -> None:
         log.info("peer %s joined", self.peer_name(peer))
-        # Hand the newcomer what is pending here: a transaction admitted while this node
-        # had no peers (isolated, just restarted) would otherwise never leave it.
-        pending = self.mempool.pending()
-        for start in range(0, len(pending), TX_BATCH_MAX):
-            batch = [rlp.encode(tx) for tx in pending[start:start + TX_BATCH_MAX]]
-            self.network.send(peer, {"type": TX_BATCH, "raw": batch})
+        # Announce to the newcomer what is pending here: a transaction admitted while this
+        # node had no peers (isolated, just restarted) would otherwise never leave it.
+        self._send_relay(self.relay.peer_up(peer))
 
     def _peer_down(self, peer: bytes, reason: str) -> None:
+        self.relay.peer_down(peer)
         log.info("peer %s left: %s", self.peer_name(peer), reason)
 
     def peer_name(self, peer: bytes) -> str:
@@ -450,3 +461,16 @@ class Node:
         connected = set(self.network.connected_peers())
         return max([self.chain.height, *(h for p, h in self.peer_heights.items() if p in connected)])
 
+
+
+def _byte_strings(value: object, field: str) -> list[bytes]:
+    if not isinstance(value, list) or not all(isinstance(item, bytes) for item in value):
+        raise InvalidMessage("bad-relay-message", f"{field} is not a list of byte strings")
+    return value
+
+
+def _hashes(message: dict) -> list[bytes]:
+    hashes = _byte_strings(message.get("hashes"), "hashes")
+    if any(len(h) != 32 for h in hashes):
+        raise InvalidMessage("bad-relay-message", "a hash is not 32 bytes")
+    return hashes
