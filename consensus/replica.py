@@ -100,6 +100,7 @@ NORMAL = "normal"
 VIEW_CHANGE = "view-change"
 EARLY_MESSAGES_MAX = 64  # current-view messages held until the replica can use them
 TIMEOUT_DOUBLINGS_MAX = 4  # at most 16x the configured commit and view-change timeouts
+CYCLE_ALLOWANCE_MAX = 4  # the block-cycle allowance adds at most 4x a timeout
 
 
 def _decode_suspect(data: bytes) -> Suspect | None:
@@ -172,6 +173,10 @@ class Replica:
         # commit and view-change timeouts (PBFT's rule), so a machine slower than the
         # defaults assume gets a view that lasts long enough, instead of churning for ever.
         self._views_without_final = 0
+        # How long a block takes here from work pending to final (a moving average): the
+        # timeouts stretch with it, so a loaded or slow machine is not taken for a dead one.
+        self._cycle_ms = 0
+        self._last_final_ms: int | None = None
         self.last_suspect_reason: str | None = None
         self._future: dict[tuple[int, str], Message] = {}
         self._final_message: tuple[tuple[int, bool], Message] | None = None
@@ -343,10 +348,12 @@ class Replica:
         return self._busy_since + self._backed_off(self._config.commit_timeout_ms) + allowance
 
     def _backed_off(self, timeout_ms: int) -> int:
-        """`timeout_ms` doubled for each failed view since the last final block, up to
+        """`timeout_ms` plus twice the recent block cycle (at most CYCLE_ALLOWANCE_MAX times
+        the timeout), doubled for each failed view since the last final block, up to
         2**TIMEOUT_DOUBLINGS_MAX times (the first view change keeps the base timeout)."""
+        stretched = timeout_ms + min(2 * self._cycle_ms, CYCLE_ALLOWANCE_MAX * timeout_ms)
         doublings = min(max(self._views_without_final - 1, 0), TIMEOUT_DOUBLINGS_MAX)
-        return timeout_ms << doublings
+        return stretched << doublings
 
     # ------------------------------------------------------------------ dispatch
 
@@ -715,6 +722,10 @@ class Replica:
             return
         self._last_final = final
         self._views_without_final = 0
+        if self._busy_since is not None:
+            started = max(self._busy_since, self._last_final_ms or self._busy_since)
+            self._cycle_ms = (3 * self._cycle_ms + (now_ms - started)) // 4
+        self._last_final_ms = now_ms
         self._join_certified_view(final, actions)
         if not self._current(self._entry):
             self._entry = None

@@ -29,6 +29,7 @@ from chain.chain import Chain
 from chain.errors import DecodeError, InvalidTransaction, StorageFull
 from chain.execution import ExecutedBlock
 from chain.genesis import Genesis
+from chain.journal import MempoolJournal
 from chain.mempool import Mempool
 from chain.store import ChainStore
 from chain.types import Transaction, decode
@@ -69,6 +70,8 @@ SYNC_TYPES = ("sync_status", "sync_request", "sync_response")
 # Relayed transactions admitted per loop turn (~25 ms of decoding and signature checks), so
 # that consensus messages and RPC submissions get a turn in between.
 ADMIT_CHUNK_MAX = 256
+# The mempool journal is compacted once it holds this many entries beyond twice the mempool.
+JOURNAL_SLACK = 1_000
 
 
 @dataclass
@@ -107,6 +110,7 @@ class Node:
         self.peer_names = {p.public_key: p.name for p in config.peers}
         self.peer_heights: dict[bytes, int] = {}  # final heights peers announced
         self.relay = TxRelay(config.relay, config.mempool.txs_max)
+        self.journal = MempoolJournal(self.store.env)
         # relayed transactions waiting for admission: (peer, hash, raw), bounded in count and
         # bytes (config.relay.backlog_*_max); hashes kept apart to drop copies undecoded
         self.backlog: deque[tuple[bytes, bytes, bytes]] = deque()
@@ -142,6 +146,7 @@ class Node:
                  self.config.p2p_host, self.network.listen_port)
         try:
             with self._storage_guard():
+                self._reload_journal()
                 if self.replica is not None:
                     self._apply(self.replica.start(monotonic_ms()))
             await self._loop()
@@ -237,6 +242,8 @@ class Node:
             self.network.broadcast(self.sync.status().to_wire())
             self._send_relay(self.relay.due_announcements(now, self.config.relay.reannounce_per_tick_max,
                                                           self.mempool.__contains__))
+            if len(self.journal) > 2 * len(self.mempool) + JOURNAL_SLACK:
+                self.journal.compact(self.mempool.__contains__)
 
     # input --------------------------------------------------------------------------------
     def _handle_peer_batch(self, first: tuple[bytes, dict], now: int) -> None:
@@ -346,21 +353,58 @@ class Node:
         batch = [first]
         while not self.submissions.empty():
             batch.append(self.submissions.get_nowait())
-        accepted = False
+        accepted: list[tuple[Submission, bytes]] = []
         for submission in batch:
             try:
                 self._admit(submission.tx)
             except InvalidTransaction as exc:
-                self.metrics.rejected_txs.labels(reason=exc.reason).inc()
-                if not submission.done.done():
-                    submission.done.set_exception(exc)
+                self._refuse(submission, exc)
                 continue
-            accepted = True
-            self.relay.admitted(submission.tx.hash, rlp.encode(submission.tx), now)
+            accepted.append((submission, rlp.encode(submission.tx)))
+        if not accepted:
+            return
+        try:
+            # Durable before acknowledged: a restart of every node keeps these.
+            self.journal.record((s.tx.hash, raw) for s, raw in accepted)
+        except (lmdb.Error, OSError):
+            # Not acknowledged, so not admitted; the storage guard above pauses the node.
+            for submission, _ in accepted:
+                self.mempool.remove(submission.tx)
+                self._refuse(submission, InvalidTransaction("storage-full", "cannot journal the transaction"))
+            raise
+        for submission, raw in accepted:
+            self.relay.admitted(submission.tx.hash, raw, now)
             if not submission.done.done():
                 submission.done.set_result(None)
-        if accepted and self.replica is not None:
+        if self.replica is not None:
             self._apply(self.replica.on_transactions(now))
+
+    def _refuse(self, submission: Submission, exc: InvalidTransaction) -> None:
+        self.metrics.rejected_txs.labels(reason=exc.reason).inc()
+        if not submission.done.done():
+            submission.done.set_exception(exc)
+
+    def _reload_journal(self) -> None:
+        """Admit again what this node acknowledged before it stopped and is not final."""
+        entries: list[Transaction] = []
+        refused: list[bytes] = []
+        for tx_hash, raw in self.journal.entries():
+            try:
+                entries.append(decode(raw, Transaction))
+            except DecodeError:
+                refused.append(tx_hash)
+        now = monotonic_ms()
+        for tx in sorted(entries, key=lambda tx: (tx.sender, tx.nonce)):
+            try:
+                self._admit(tx)
+            except InvalidTransaction:
+                refused.append(tx.hash)  # final meanwhile, or invalid now
+                continue
+            self.relay.admitted(tx.hash, rlp.encode(tx), now)
+        self.journal.forget(refused)
+        if entries:
+            log.info("mempool journal: %d transactions admitted again, %d gone", len(entries) - len(refused),
+                     len(refused))
 
     def _admit(self, tx: Transaction) -> None:
         if self.store.has_transaction(tx.hash):
@@ -418,6 +462,7 @@ class Node:
         block = executed.block
         now = time.monotonic()
         self.relay.left(tx.hash for tx in block.transactions)
+        self.journal.forget(tx.hash for tx in block.transactions)
         for tx in block.transactions:
             since = self.pending_since.pop(tx.hash, None)
             if since is not None:

@@ -1,0 +1,54 @@
+"""MempoolJournal: transactions a node acknowledged to a client, kept on disk until final.
+
+`tx_send` returning a hash is a promise: the transaction will become final unless it turns
+invalid. The mempool lives in memory, so without a journal a restart of every node (a
+power cut at a substation, say) would drop every acknowledged transaction silently. The
+journal is a named database `mempool` in the node's LMDB environment (tx hash -> raw rlp):
+a batch of admissions is written in one transaction before any of them is acknowledged,
+entries leave when their block is final, and a restarted node admits them again.
+
+An entry whose transaction is dropped without becoming final (its nonce was taken by
+another transaction, say) is refused on reload and removed then; `compact` removes such
+entries while the node runs, so the journal stays about the size of the mempool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import lmdb
+
+from crypto.hashing import Hash32
+
+
+class MempoolJournal:
+    def __init__(self, env: lmdb.Environment) -> None:
+        self._env = env
+        self._db = env.open_db(b"mempool")
+
+    def record(self, entries: Iterable[tuple[Hash32, bytes]]) -> None:
+        """Write (hash, raw) pairs in one durable transaction (raises lmdb.Error)."""
+        with self._env.begin(db=self._db, write=True) as txn:
+            for tx_hash, raw in entries:
+                txn.put(tx_hash, raw)
+
+    def forget(self, tx_hashes: Iterable[Hash32]) -> None:
+        with self._env.begin(db=self._db, write=True) as txn:
+            for tx_hash in tx_hashes:
+                txn.delete(tx_hash)
+
+    def __len__(self) -> int:
+        with self._env.begin(db=self._db) as txn:
+            return int(txn.stat(self._db)["entries"])
+
+    def entries(self) -> list[tuple[Hash32, bytes]]:
+        with self._env.begin(db=self._db) as txn:
+            return [(bytes(key), bytes(value)) for key, value in txn.cursor()]
+
+    def compact(self, keep: Callable[[Hash32], bool]) -> int:
+        """Remove the entries `keep` refuses; how many went."""
+        with self._env.begin(db=self._db, write=True) as txn:
+            stale = [bytes(key) for key in txn.cursor().iternext(keys=True, values=False) if not keep(bytes(key))]
+            for key in stale:
+                txn.delete(key)
+        return len(stale)
