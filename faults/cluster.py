@@ -37,12 +37,13 @@ class RpcError(Exception):
 
 class FaultCluster:
     def __init__(self, directory: Path, nodes: int, consensus: dict[str, Any] | None = None,
-                 seed: int = 0, p2p: dict[str, Any] | None = None) -> None:
+                 seed: int = 0, p2p: dict[str, Any] | None = None, rpc: dict[str, Any] | None = None) -> None:
         self.directory = directory
         self.nodes = nodes
         self.t = (nodes - 1) // 2
         self.consensus = dict(consensus or {})
         self.p2p = dict(p2p or {})
+        self.rpc = dict(rpc or {})
         self.layout: ClusterLayout = init_cluster(directory, nodes, free_base_port(), consensus=self.consensus,
                                                   accounts=ACCOUNTS)
         self.proxies = LinkProxies(nodes, seed)
@@ -81,6 +82,7 @@ class FaultCluster:
         for peer in config["p2p"]["peers"]:
             peer["port"] = self.proxies.port(i, int(peer["name"].removeprefix("node")))
         config["p2p"].update(self.p2p)
+        config["rpc"].update(self.rpc)
         consensus = {**self.consensus}
         if i in self.byzantine:
             consensus["byzantine"] = self.byzantine[i]

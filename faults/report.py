@@ -31,7 +31,7 @@ def summary(entry: dict[str, Any]) -> str:
         if lat and lat["count"]:
             lines.append(f"   commit latency {window.split('_')[1]}: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms "
                          f"({lat['count']} txs)")
-    for key in ("double_spend", "crash_loop", "fuzz"):
+    for key in ("double_spend", "crash_loop", "fuzz", "exhaustion"):
         if key in entry:
             lines.append(f"   {key}: {entry[key]}")
     if entry.get("timeline"):

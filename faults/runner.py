@@ -35,6 +35,9 @@ def run_scenario(name: str, seed: int, duration: float, workdir: Path | None = N
     if scenario.kind == "fuzz":
         from faults.fuzz import run_fuzz
         return run_fuzz(name, seed, duration, workdir, keep=keep, log=log)
+    if scenario.kind == "exhaustion":
+        from faults.exhaustion import run_exhaustion
+        return run_exhaustion(name, seed, duration, workdir, keep=keep, log=log)
     base = Path(tempfile.mkdtemp(prefix=f"faults-{name}-", dir=workdir))
     try:
         return asyncio.run(_run(scenario, seed, duration, base, iterations, clients, log))

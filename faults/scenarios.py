@@ -73,7 +73,7 @@ class Scenario:
     schedule: Schedule
     nodes: int = 3
     consensus: dict[str, Any] = field(default_factory=dict)
-    kind: str = "workload"  # "workload" or "fuzz"
+    kind: str = "workload"  # "workload", "fuzz" or "exhaustion"
     byzantine_node: str | None = None  # "primary" when the schedule turns the primary Byzantine
 
 
@@ -342,14 +342,22 @@ def _registry() -> dict[str, Scenario]:
             items.append(Scenario(f"byzantine-{mode}-t{t}", f"the primary turns Byzantine ({mode}), t = {t}",
                                   byzantine(mode), nodes=2 * t + 1, byzantine_node="primary"))
     items.append(Scenario("fuzz-rpc", "hypothesis-generated bad JSON-RPC input against a running node",
-                          _fuzz_placeholder, kind="fuzz"))
+                          _runs_elsewhere, kind="fuzz"))
     items.append(Scenario("fuzz-p2p", "hypothesis-generated bad p2p input (strangers and a valid peer key)",
-                          _fuzz_placeholder, kind="fuzz"))
+                          _runs_elsewhere, kind="fuzz"))
+    items += [
+        Scenario("exhaust-slowloris", "RPC slowloris from one address, then many; a peer restarts meanwhile",
+                 _runs_elsewhere, kind="exhaustion"),
+        Scenario("exhaust-batch", "batches of 100 full 1 MB blocks while /health is timed", _runs_elsewhere,
+                 kind="exhaustion"),
+        Scenario("exhaust-handshakes", "70 silent connections per p2p listener while a bookkeeper restarts",
+                 _runs_elsewhere, kind="exhaustion"),
+    ]
     return {s.name: s for s in items}
 
 
-async def _fuzz_placeholder(ctx: Ctx) -> None:
-    raise AssertionError("fuzz scenarios run through faults.fuzz")
+async def _runs_elsewhere(ctx: Ctx) -> None:
+    raise AssertionError("fuzz and exhaustion scenarios run through faults.fuzz and faults.exhaustion")
 
 
 SCENARIOS = _registry()

@@ -4,17 +4,20 @@ Strangers must not be able to keep a configured peer out (70 idle connections on
 the 64 slots and kept a restarted bookkeeper at 0 peers for 30 s), so a slot is not first
 come, first served:
 
-- a connection that has not yet named an allowed key in its HELLO is *anonymous*; when
-  the slots are full (`pending_handshakes_max` in all, `pending_handshakes_per_host_max`
-  from its host), a new connection evicts the oldest anonymous one (from that host when
-  the host is full) instead of being refused, and anonymous connections must send their
-  HELLO within `hello_timeout_ms`; a squatter holds a slot only until a newer
-  connection needs it, and a real peer names its key within a round trip;
+- a connection that has not sent a byte yet is *silent*; when the slots are full
+  (`pending_handshakes_max` in all, `pending_handshakes_per_host_max` from its host), a
+  new connection evicts the oldest silent one (from that host when the host is full)
+  instead of being refused. A real peer sends its HELLO as soon as it connects, so it is
+  silent for a round trip at most, while a squatter holds a slot only until a newer
+  connection needs it; every connection must send its HELLO within `hello_timeout_ms`;
 - a connection that named an allowed key is *claimed* and is never evicted for an
   anonymous one; a second claim of the same key evicts the older one (the key's owner
   reconnecting), so at most one slot per allowed key is claimed.
 
-A new connection is refused only when every slot it could take is claimed.
+A new connection is refused only when no slot it could take is silent. (A stranger that
+trickles bytes is not silent: it holds its slot for `hello_timeout_ms`, and only the
+per-host cap keeps it from holding them all; on loopback, where every peer shares one
+address, such a stranger can still delay peers by that long.)
 Pure bookkeeping: the caller aborts the evicted connections' transports.
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 class Pending:
     host: str
     transport: asyncio.WriteTransport
+    heard: Callable[[], bool]  # whether any byte arrived from it yet
     claimed: bytes | None = None  # the allowed key its HELLO named, not proven yet
     evicted: bool = False
     order: int = field(default=0)
@@ -46,21 +51,22 @@ class HandshakeSlots:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def admit(self, host: str, transport: asyncio.WriteTransport) -> tuple[Pending | None, list[Pending]]:
+    def admit(self, host: str, transport: asyncio.WriteTransport,
+              heard: Callable[[], bool]) -> tuple[Pending | None, list[Pending]]:
         """A slot for a new connection from `host` (None: refused) and the connections
         evicted to make room for it."""
         evicted: list[Pending] = []
         if self._per_host[host] >= self.per_host_max:
-            victim = self._oldest_anonymous(host)
+            victim = self._oldest_silent(host)
             if victim is None:
                 return None, evicted
             evicted.append(self._evict(victim))
         if len(self._pending) >= self.total_max:
-            victim = self._oldest_anonymous(None)
+            victim = self._oldest_silent(None)
             if victim is None:
                 return None, evicted
             evicted.append(self._evict(victim))
-        pending = Pending(host, transport, order=next(self._order))
+        pending = Pending(host, transport, heard, order=next(self._order))
         self._pending[pending.order] = pending
         self._per_host[host] += 1
         return pending, evicted
@@ -78,9 +84,9 @@ class HandshakeSlots:
             if not self._per_host[pending.host]:
                 del self._per_host[pending.host]
 
-    def _oldest_anonymous(self, host: str | None) -> Pending | None:
+    def _oldest_silent(self, host: str | None) -> Pending | None:
         return next((p for p in self._pending.values()
-                     if p.claimed is None and (host is None or p.host == host)), None)
+                     if p.claimed is None and not p.heard() and (host is None or p.host == host)), None)
 
     def _evict(self, pending: Pending) -> Pending:
         pending.evicted = True

@@ -31,7 +31,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from typing import Any
+from typing import Any, SupportsIndex
 
 from crypto.keys import KeyPair
 from p2p.admission import HandshakeSlots, Pending
@@ -102,9 +102,12 @@ class Network:
 
     async def start(self) -> None:
         assert self._server is None, "Network.start called twice"
-        self._server = await asyncio.start_server(
-            self._accept, self.listen_host, self.listen_port
-        )
+        loop = asyncio.get_running_loop()
+
+        def accepted() -> asyncio.StreamReaderProtocol:  # asyncio.start_server, with our reader
+            return asyncio.StreamReaderProtocol(ListeningReader(), self._accept)
+
+        self._server = await loop.create_server(accepted, self.listen_host, self.listen_port)
         self.listen_port = self._server.sockets[0].getsockname()[1]
         log.info("listening on %s:%d as %s", self.listen_host, self.listen_port,
                  short(self.key.public_key))
@@ -211,7 +214,9 @@ class Network:
             self.counters.count_disconnect(STOPPED)
             return
         peername = writer.get_extra_info("peername")
-        slot, evicted = self._handshakes.admit(str(peername[0]) if peername else "?", writer.transport)
+        assert isinstance(reader, ListeningReader)
+        slot, evicted = self._handshakes.admit(str(peername[0]) if peername else "?", writer.transport,
+                                               lambda: reader.bytes_received > 0)
         self._evict(evicted)
         if slot is None:
             writer.transport.abort()
@@ -373,6 +378,20 @@ class Network:
             self.counters.gossip_duplicates += 1
             return None
         return item
+
+
+class ListeningReader(asyncio.StreamReader):
+    """A StreamReader that counts what arrived, read or not: a connection that has sent
+    nothing yet is the one a handshake slot is taken from (p2p/admission.py)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes_received = 0
+
+    def feed_data(self, data: Iterable[SupportsIndex]) -> None:
+        assert isinstance(data, bytes | bytearray | memoryview)
+        self.bytes_received += len(data)
+        super().feed_data(data)
 
 
 def _remote(writer: asyncio.StreamWriter) -> str:

@@ -33,6 +33,9 @@ def test_scenario_short(name: str, tmp_path: Path) -> None:
     if SCENARIOS[name].kind == "fuzz":
         assert entry["fuzz"]["cases"] >= 300
         return
+    if SCENARIOS[name].kind == "exhaustion":
+        assert entry["wall_s"] < 60, "the short resource-exhaustion runs belong in the default suite"
+        return
     tx = entry["transactions"]
     assert tx["ok"] > 0 and tx["invoked"] == tx["ok"] + tx["fail"] + tx["unknown"]
     assert entry["acknowledged"]["found_final"] == entry["acknowledged"]["of"] == tx["ok"]
