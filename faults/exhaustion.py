@@ -38,7 +38,7 @@ import rlp
 from chain.types import Transaction
 from crypto.keys import KeyPair
 from faults.cluster import FaultCluster
-from faults.fuzz import RSS_GROWTH_MAX, RssMonitor, _inv, _peer_left_count, _transfer
+from faults.fuzz import RSS_GROWTH_MAX, _inv, _peer_left_count, _transfer
 from faults.workload import chain_facts
 
 TARGET = 0
@@ -80,24 +80,26 @@ async def _run(name: str, seed: int, duration: float, directory: Path, log: Any)
         chain_id, token = await chain_facts(cluster)
         log_before = _log_bytes(cluster)
         left_before = _peer_left_count(cluster)
-        monitor = RssMonitor(cluster)
-        rss_start = monitor.peak
+        rss_start = cluster.rss_bytes(TARGET) or 0
+        peak = [rss_start]
+        sampler = asyncio.create_task(_sample_rss(cluster, peak))
         attack = {"exhaust-slowloris": _slowloris, "exhaust-batch": _batch, "exhaust-handshakes": _squat}[name]
-        figures, invariants = await attack(cluster, chain_id, token, duration, monitor)
+        figures, invariants = await attack(cluster, chain_id, token, duration)
+        sampler.cancel()
         live = await _transfer(cluster, chain_id, token)
         log_growth = _log_bytes(cluster) - log_before
         invariants.update({
             "nodes_up": _inv(all(cluster.is_running(i) for i in range(3)), "every node process running"),
             "live_after_attack": _inv(live, "a transfer became final afterwards" if live else "no transfer final"),
-            "rss_bounded": _inv(monitor.peak - rss_start < RSS_GROWTH_MAX,
-                                f"node0 RSS {rss_start >> 20} MiB at start, peak {monitor.peak >> 20} MiB "
+            "rss_bounded": _inv(peak[0] - rss_start < RSS_GROWTH_MAX,
+                                f"node0 RSS {rss_start >> 20} MiB at start, peak {peak[0] >> 20} MiB "
                                 f"(limit +{RSS_GROWTH_MAX >> 20} MiB)"),
             "log_not_flooded": _inv(log_growth < LOG_GROWTH_MAX, f"node0 logged {log_growth} bytes during the attack"),
         })
         if name != "exhaust-handshakes":  # that one restarts node1 on purpose
             left = _peer_left_count(cluster) - left_before
             invariants["honest_peers_kept"] = _inv(left == 0, f"node0<->node1 drops during the attack: {left}")
-        figures.update({"rss_mib": {"start": rss_start >> 20, "peak": monitor.peak >> 20},
+        figures.update({"rss_mib": {"start": rss_start >> 20, "peak": peak[0] >> 20},
                         "log_bytes": log_growth})
         entry.update({"exhaustion": figures, "invariants": invariants,
                       "passed": all(v["passed"] for v in invariants.values())})
@@ -114,6 +116,14 @@ async def _run(name: str, seed: int, duration: float, directory: Path, log: Any)
 
 
 Result = tuple[dict[str, Any], dict[str, dict[str, Any]]]
+RSS_SAMPLE_S = 0.2
+
+
+async def _sample_rss(cluster: FaultCluster, peak: list[int]) -> None:
+    """Until cancelled: node0's peak RSS into peak[0]."""
+    while True:
+        peak[0] = max(peak[0], cluster.rss_bytes(TARGET) or 0)
+        await asyncio.sleep(RSS_SAMPLE_S)
 
 
 # --- slowloris --------------------------------------------------------------------------
@@ -151,17 +161,16 @@ async def _slow_client(port: int, source: str, hold_s: float, counts: Counter[st
         writer.close()
 
 
-async def _fd_count(cluster: FaultCluster, i: int) -> int:
+def _fd_count(cluster: FaultCluster, i: int) -> int:
     pid = cluster.pid(i)
     return len(os.listdir(f"/proc/{pid}/fd")) if pid is not None else 0
 
 
-async def _slowloris(cluster: FaultCluster, chain_id: int, token: bytes, duration: float,
-                     monitor: RssMonitor) -> Result:
+async def _slowloris(cluster: FaultCluster, chain_id: int, token: bytes, duration: float) -> Result:
     port = cluster.layout.rpc_port(TARGET)
     per_client, total = RPC_LIMITS["connections_per_client_max"], RPC_LIMITS["connections_max"]
     hold_s = max(duration, RPC_LIMITS["header_timeout_ms"] / 1000 + 3)
-    fds_before = await _fd_count(cluster, TARGET)
+    fds_before = _fd_count(cluster, TARGET)
     # Phase 1: one attacker address, 3x its cap; a client at another address is still served.
     one = Counter[str]()
     phase1 = [asyncio.create_task(_slow_client(port, "127.0.0.2", hold_s, one)) for _ in range(3 * per_client)]
@@ -172,14 +181,13 @@ async def _slowloris(cluster: FaultCluster, chain_id: int, token: bytes, duratio
     sources = [f"127.0.0.{k}" for k in range(3, 3 + total // per_client + 2)]
     phase2 = [asyncio.create_task(_slow_client(port, s, hold_s, many)) for s in sources for _ in range(per_client)]
     await asyncio.sleep(1.0)
-    fds_peak = await _fd_count(cluster, TARGET)
+    fds_peak = _fd_count(cluster, TARGET)
     cluster.kill(2)
     cluster.start_node(2)
     restarted = time.monotonic()
     rejoined = await _wait_peer(cluster, TARGET, "node2", 30)
     rejoin_s = round(time.monotonic() - restarted, 1)
     await asyncio.gather(*phase1, *phase2)
-    monitor.sample()
     opened = one["opened"] + many["opened"]
     figures = {"phase1_one_address": dict(one), "phase2_many_addresses": dict(many),
                "node0_descriptors": {"before": fds_before, "peak": fds_peak}, "node2_rejoined_s": rejoin_s}
@@ -263,7 +271,7 @@ async def _metric(cluster: FaultCluster, i: int, name: str) -> float:
     return sum(values)
 
 
-async def _batch(cluster: FaultCluster, chain_id: int, token: bytes, duration: float, monitor: RssMonitor) -> Result:
+async def _batch(cluster: FaultCluster, chain_id: int, token: bytes, duration: float) -> Result:
     heights = await _fill_big_blocks(cluster, chain_id, token, rounds=2 if duration < 10 else 4)
     views_before = sum([await _metric(cluster, i, "gridchain_view_changes_total") for i in range(3)])
     stall_before_s = await _metric(cluster, TARGET, "gridchain_loop_stall_max_seconds")
@@ -282,8 +290,7 @@ async def _batch(cluster: FaultCluster, chain_id: int, token: bytes, duration: f
         reply_bytes.append(len(raw))
         for reply in json.loads(raw):
             outcomes["result" if "result" in reply else f"error_{reply['error'].get('data', {}).get('limit')}"] += 1
-        monitor.sample()
-    stop.set()
+        stop.set()
     await prober
     views_after = sum([await _metric(cluster, i, "gridchain_view_changes_total") for i in range(3)])
     loop_stall_s = await _metric(cluster, TARGET, "gridchain_loop_stall_max_seconds")
@@ -334,7 +341,7 @@ async def _squatter(port: int, stop: asyncio.Event, counts: Counter[str]) -> Non
             writer.close()
 
 
-async def _squat(cluster: FaultCluster, chain_id: int, token: bytes, duration: float, monitor: RssMonitor) -> Result:
+async def _squat(cluster: FaultCluster, chain_id: int, token: bytes, duration: float) -> Result:
     stop = asyncio.Event()
     counts: Counter[str] = Counter()
     squatters = [asyncio.create_task(_squatter(cluster.layout.p2p_port(i), stop, counts))
@@ -347,7 +354,6 @@ async def _squat(cluster: FaultCluster, chain_id: int, token: bytes, duration: f
     await asyncio.sleep(duration)
     stop.set()
     await asyncio.gather(*squatters)
-    monitor.sample()
     # Timed from node1's own log: this process also runs the squatters and the link
     # proxies, so its own clock would add its lag to the figure.
     back_s = _peers_back_s(cluster.layout.node_dir(1) / "node.log", ("node0", "node2"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import resource
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 
 from runtime.cluster import free_base_port, init_cluster
 from runtime.config import NodeConfig
+from runtime.descriptors import UNLIMITED_SOFT
 from runtime.node import Node
 
 pytestmark = pytest.mark.timeout(120)
@@ -145,3 +147,9 @@ async def test_views_have_a_time_bound(node: Node) -> None:
     node.config = dataclasses.replace(node.config, rpc=dataclasses.replace(node.config.rpc, view_ms_max=0))
     reply = await _post(node, _call("contract_call", "dsc", "request", [0]))
     assert reply["error"]["code"] == -32002 and reply["error"]["data"]["reason"] == "view-timeout", reply  # type: ignore[index]
+
+
+async def test_descriptor_limit_raised_and_connection_cap_sized_from_it(node: Node) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert soft == (hard if hard != resource.RLIM_INFINITY else UNLIMITED_SOFT)
+    assert node.rpc.connections_max == min(node.config.rpc.connections_max, soft - node.config.rpc.descriptors_reserved)
