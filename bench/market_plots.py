@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,19 @@ STYLES = {"paper": {"ls": "--", "marker": "o"}, "shipped": {"ls": "-", "marker":
 
 
 def _lines(axis: Any, report: dict[str, Any], runs: dict[str, Any], key: str, cumulative: bool = False) -> None:
+    """One line per distinct series; variants with identical series share a line and a
+    legend entry ("paper = shipped"), so no line hides another."""
+    groups: dict[tuple[tuple[int, ...], tuple[float, ...]], list[str]] = {}
     for name, run in runs.items():
         values = run[key]
         if cumulative:
             values = [sum(values[: i + 1]) for i in range(len(values))]
-        style = STYLES.get(name, {"ls": "-", "marker": "."})
-        axis.plot(run["rounds_by_window"], values, ms=4, label=name, lw=2.5 if name in STYLES else 1.2, **style)
+        groups.setdefault((tuple(run["rounds_by_window"]), tuple(values)), []).append(name)
+    for (xs, values), names in groups.items():
+        lead = next((n for n in names if n in STYLES), names[0])
+        style = STYLES.get(lead, {"ls": "-", "marker": "."})
+        label = textwrap.fill(" = ".join(names), 30)
+        axis.plot(xs, values, ms=4, label=label, lw=2.5 if lead in STYLES else 1.2, **style)
     axis.set_xlabel("rounds (auctions) so far")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
 
@@ -78,7 +86,7 @@ def ring_profit(report: dict[str, Any], out: Path) -> Path:
 
 
 def honest(report: dict[str, Any], out: Path) -> Path:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, (left, right) = plt.subplots(2, 1, figsize=(10, 8))  # one legend each: their lines group differently
     _lines(left, report, report["normal"], "honest_active_by_window")
     left.set_ylabel("honest bidders still bidding")
     left.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -86,9 +94,11 @@ def honest(report: dict[str, Any], out: Path) -> Path:
     _lines(right, report, report["normal"], "overpay_percent_by_window")
     right.set_ylabel("price paid over the lowest bid, %")
     right.set_title("No ring: cost of the coupons to devices")
+    _legend_outside(left)
     _legend_outside(right)
     _caption(fig, f"An honest bidder leaves after {report['patience']} auctions lost in a row. Overpayment "
-                  "compares the winner's price with the lowest valid bid of the same auction.")
+                  "compares the winner's price with the lowest valid bid of the same auction: 0 % with one "
+                  "bidder left is a monopoly, not a bargain.")
     return _save(fig, out / "market_honest.png")
 
 
@@ -146,7 +156,7 @@ def ring_price(report: dict[str, Any], out: Path) -> Path:
 
 
 def predation(report: dict[str, Any], out: Path) -> Path:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, (left, right) = plt.subplots(2, 1, figsize=(10, 8))
     _lines(left, report, report["predation"], "ring_win_share_by_window")
     left.set_ylabel("ring's share of wins per window")
     left.set_ylim(-0.05, 1.05)
@@ -155,6 +165,7 @@ def predation(report: dict[str, Any], out: Path) -> Path:
     right.set_ylabel("honest bidders still bidding")
     right.yaxis.set_major_locator(MaxNLocator(integer=True))
     right.set_title("Honest bidders left")
+    _legend_outside(left)
     _legend_outside(right)
     _caption(fig, "The paper's scenario (IV.B): collude low until the others withdraw, then raise. "
                   "beta-0 is a plain lowest-price auction with the same k-means check.")
