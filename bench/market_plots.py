@@ -175,8 +175,8 @@ def predation(report: dict[str, Any], out: Path) -> Path:
 def markdown(report: dict[str, Any]) -> str:
     """The tables of docs/auction.md, from a report."""
     honest = next(iter(report["normal"].values()))["scenario"]["honest"]
-    lines = ["| variant | ring of 2: share of wins | ring w first rose (round) | ring profit | "
-             f"no ring: honest w raised (of {honest}) | honest bids suspected | honest dropouts | "
+    lines = ["| variant | ring of 2: share of wins | ring w first rose (round, from 0: 2 = 3rd auction) | "
+             f"ring profit | no ring: honest w raised (of {honest}) | honest bids suspected | honest dropouts | "
              "overpay vs lowest bid |", "|---|---|---|---|---|---|---|---|"]
     for name, ring in report["variants"].items():
         normal = report["normal"][name]
