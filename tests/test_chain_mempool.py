@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import rlp
 
 from chain.errors import InvalidTransaction
+from chain.genesis import Genesis
 from chain.mempool import Mempool, MempoolLimits
 from chain.types import Transaction
 from contracts.addresses import TOKEN
-from tests.support import DevChain, key
+from tests.support import DevChain, genesis_dict, key, open_chain
 
 
 def _pool(dev: DevChain, **limits: int) -> Mempool:
@@ -78,3 +82,45 @@ def test_candidates_follow_nonce_order_and_committed_ones_leave(devchain: DevCha
     devchain.chain.append(executed.block)
     pool.remove_committed(list(executed.block.transactions), devchain.chain.state())
     assert [tx.nonce for tx in pool.candidates(devchain.chain.state(), 10)] == [2]
+
+
+def test_senders_take_turns_so_a_flooder_delays_only_itself(devchain: DevChain) -> None:
+    cid = devchain.chain.genesis.chain_id
+    pool = _pool(devchain)
+    flooder, other = devchain.accounts[0], devchain.accounts[1]
+    for n in range(50):
+        pool.add(_transfer(flooder, n, cid), devchain.chain.state())
+    late = _transfer(other, 0, cid)
+    pool.add(late, devchain.chain.state())
+    chosen = pool.candidates(devchain.chain.state(), 4)
+    assert late in chosen[:2], "the other sender waits for the flooder's backlog"
+    assert [tx.nonce for tx in chosen if tx.sender == flooder.public_key] == [0, 1, 2]
+
+
+def test_a_sender_is_bounded_in_bytes(devchain: DevChain) -> None:
+    cid = devchain.chain.genesis.chain_id
+    one = len(rlp.encode(_transfer(devchain.accounts[0], 0, cid)))
+    pool = _pool(devchain, per_sender_bytes_max=2 * one + 1)
+    pool.add(_transfer(devchain.accounts[0], 0, cid), devchain.chain.state())
+    pool.add(_transfer(devchain.accounts[0], 1, cid), devchain.chain.state())
+    assert _rejects(pool, _transfer(devchain.accounts[0], 2, cid), devchain) == "sender-full"
+    pool.add(_transfer(devchain.accounts[1], 0, cid), devchain.chain.state())  # others still fit
+
+
+def test_senders_without_balance_share_a_small_quota(tmp_path: Path) -> None:
+    funded = [key(i + 1) for i in range(3)]
+    free_a, free_b = key(501), key(502)  # accounts without tokens, as a free device registration gives
+    raw = genesis_dict(funded)
+    raw["accounts"] += [{"public_key": k.public_key.hex(), "balance": 0} for k in (free_a, free_b)]
+    devchain = DevChain(open_chain(tmp_path / "chain", Genesis.from_dict(raw)), funded)
+    cid = devchain.chain.genesis.chain_id
+    pool = _pool(devchain, unfunded_sender_txs_max=3, unfunded_txs_max=4)
+    for n in range(3):
+        pool.add(_transfer(free_a, n, cid, amount=0), devchain.chain.state())
+    assert _rejects(pool, _transfer(free_a, 3, cid, amount=0), devchain) == "sender-full"
+    pool.add(_transfer(free_b, 0, cid, amount=0), devchain.chain.state())
+    assert _rejects(pool, _transfer(free_b, 1, cid, amount=0), devchain) == "unfunded-full"
+    for n in range(5):  # a funded sender is not held back by them
+        pool.add(_transfer(devchain.accounts[2], n, cid), devchain.chain.state())
+    pool.remove(pool.candidates(devchain.chain.state(), 100)[0])
+    assert len(pool) == 8
