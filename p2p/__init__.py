@@ -2,7 +2,8 @@
 
 Length-prefixed msgpack frames with hard limits (framing), mutual Ed25519 authentication
 of node keys (handshake), bounded per-peer send queues and one bounded inbound queue
-(connection, network), and de-duplicated gossip (gossip). The transport carries
+(connection, network). Which transaction goes to which peer is the node's business
+(runtime/txrelay.py). The transport carries
 messages, dicts with a str "type", and never touches consensus or chain state.
 
 Public face: `Network`, `P2PConfig`, `P2PCounters` and the errors of p2p/errors.py.

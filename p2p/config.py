@@ -33,10 +33,6 @@ class P2PConfig:
     # (peer_id, message) items waiting for the consensus loop; above it readers stop
     # reading, which pushes back on the senders through TCP.
     inbound_queue_max: int = 10000
-    # Gossip item ids remembered for de-duplication (LRU).
-    gossip_seen_max: int = 100000
-    # Longest accepted gossip item id (a keccak256 hash is 32 bytes).
-    gossip_id_bytes_max: int = 64
     # Inbound connections still in their handshake. When full, a new connection evicts the
     # oldest one that has not named an allowed key yet (p2p/admission.py): strangers
     # squatting the slots cannot keep configured peers out.

@@ -5,7 +5,7 @@ peer goes quiet for `idle_timeout_ms`, or the network closes it. Three loops run
 connection, never one task per frame:
 
 - the reader (the task that calls `run`) cuts frames out of large socket reads, passes
-  each message through the network's filter (gossip de-duplication, protocol checks) and
+  each message through the network's filter (protocol checks) and
   puts what remains on the shared inbound queue, waiting while that queue is full;
 - the writer takes every frame queued so far, joins them into one socket write (up to
   `write_batch_bytes_max`) and waits for the socket to drain;

@@ -25,13 +25,12 @@ class P2PCounters:
     frames_out: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
-    # Messages refused by `send`/`broadcast`/`gossip` because the peer's queue was full.
+    # Messages refused by `send`/`broadcast` because the peer's queue was full.
     sends_dropped: int = 0
     # Messages refused by `send` because no connection to the peer was up.
     sends_no_peer: int = 0
     # Times a reader found the inbound queue full and had to wait for the consensus loop.
     inbound_full: int = 0
-    gossip_duplicates: int = 0
     dials: int = 0
     dial_failures: int = 0
     # Post-handshake stream failures.

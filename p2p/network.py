@@ -4,7 +4,7 @@ It listens for peers, dials the configured ones (reconnecting with capped expone
 backoff), authenticates every connection (p2p/handshake.py), keeps exactly one live
 connection per peer, and moves messages:
 
-- `send`, `broadcast` and `gossip` never wait: each peer has a bounded send queue, and a
+- `send` and `broadcast` never wait: each peer has a bounded send queue, and a
   message that does not fit is dropped and counted (consensus retransmits what matters);
 - every message received goes, as (peer_id, message), onto one bounded `inbound` queue that
   the node's consensus loop drains. Readers never call into node state; when the queue is
@@ -16,11 +16,6 @@ connection dialled by the same side as the existing one replaces it: the peer re
 and the old one is dead but not yet noticed. The dial loop of the larger key waits one
 minimum backoff before its first dial so that, at a common start, the smaller key's dial
 usually lands first and no duplicate is made at all.
-
-Gossip items carry an id (a transaction hash, say). Received items are delivered once per
-id; the node relays an item it has checked by calling `gossip(id, msg, origin=sender)`,
-which sends it to every other peer once. The transport never relays by itself, so what
-travels on is only what a node accepted.
 
 Peer joins, departures and refusals are logged, one line each, on "gridchain.p2p".
 """
@@ -38,14 +33,12 @@ from p2p.admission import HandshakeSlots, Pending
 from p2p.config import P2PConfig
 from p2p.connection import Connection
 from p2p.counters import BUSY, DUPLICATE, EVICTED, IO_ERROR, REVOKED, STOPPED, P2PCounters
-from p2p.errors import BadMessage, P2PError, ProtocolViolation
+from p2p.errors import P2PError, ProtocolViolation
 from p2p.framing import FrameDecoder, Message, encode_frame
-from p2p.gossip import GossipSeen
 from p2p.handshake import handshake
 
 log = logging.getLogger("gridchain.p2p")
 
-GOSSIP = "p2p.gossip"
 # Message types starting with this are the transport's own and never reach the node.
 RESERVED_PREFIX = "p2p."
 
@@ -91,7 +84,6 @@ class Network:
         self._on_peer_up = on_peer_up
         self._on_peer_down = on_peer_down
         self._connections: dict[PeerId, Connection] = {}
-        self._seen = GossipSeen(config.gossip_seen_max)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         self._handshakes = HandshakeSlots(config.pending_handshakes_max, config.pending_handshakes_per_host_max)
@@ -148,17 +140,8 @@ class Network:
         """Queue `message` for every connected peer not in `exclude`; how many took it."""
         return self._fan_out(self._encode(message), frozenset(exclude))
 
-    def gossip(self, item_id: bytes, message: Message, origin: PeerId | None = None) -> int:
-        """Send a gossip item to every connected peer but `origin`, the first time this
-        node gossips `item_id`; afterwards a no-op. Returns how many peers took it."""
-        assert 0 < len(item_id) <= self.config.gossip_id_bytes_max, item_id
-        if not self._seen.first_forward(item_id):
-            return 0
-        frame = self._encode({"type": GOSSIP, "id": item_id, "msg": message})
-        return self._fan_out(frame, frozenset() if origin is None else frozenset((origin,)))
-
     def _encode(self, message: Message) -> bytes:
-        assert not message["type"].startswith(RESERVED_PREFIX) or message["type"] == GOSSIP
+        assert not message["type"].startswith(RESERVED_PREFIX), message["type"]
         return encode_frame(message, self.config.frame_bytes_max)
 
     def _fan_out(self, frame: bytes, exclude: frozenset[PeerId]) -> int:
@@ -360,24 +343,12 @@ class Network:
         log.warning("handshake %s refused: %s (%s)", where, reason, detail)
 
     def _filter(self, connection: Connection, message: Message) -> Message | None:
-        """What of a received message reaches the node: gossip unwrapped and
-        de-duplicated, transport messages out of place refused."""
+        """What of a received message reaches the node: everything but transport messages,
+        which are out of place once the handshake is done."""
         kind = message["type"]
-        if not kind.startswith(RESERVED_PREFIX):
-            return message
-        if kind != GOSSIP:
+        if kind.startswith(RESERVED_PREFIX):
             raise ProtocolViolation(f"unexpected {kind!r} after the handshake")
-        item_id, item = message.get("id"), message.get("msg")
-        if not isinstance(item_id, bytes) or not 0 < len(item_id) <= self.config.gossip_id_bytes_max:
-            raise ProtocolViolation("gossip item id is not a short byte string")
-        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
-            raise BadMessage('gossip item is not a map with a str "type"')
-        if item["type"].startswith(RESERVED_PREFIX):
-            raise ProtocolViolation(f"gossip item of transport type {item['type']!r}")
-        if not self._seen.first_delivery(item_id):
-            self.counters.gossip_duplicates += 1
-            return None
-        return item
+        return message
 
 
 class ListeningReader(asyncio.StreamReader):

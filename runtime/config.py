@@ -167,7 +167,7 @@ def check_limits(config: NodeConfig, genesis: Genesis) -> None:
          f"[sync] response_bytes_max = {config.sync.response_bytes_max} plus {FRAME_ENVELOPE_BYTES} bytes of "
          f"envelope must fit in one p2p frame ([p2p] frame_bytes_max = {frame})"),
         (genesis.limits.tx_bytes_max * TX_BATCH_MAX + FRAME_ENVELOPE_BYTES <= frame,
-         f"a gossip batch of {TX_BATCH_MAX} transactions of genesis [limits] tx_bytes_max = "
+         f"a relay batch of {TX_BATCH_MAX} transactions of genesis [limits] tx_bytes_max = "
          f"{genesis.limits.tx_bytes_max} must fit in one p2p frame ([p2p] frame_bytes_max = {frame})"),
         (genesis.limits.tx_bytes_max * 2 + FRAME_ENVELOPE_BYTES <= config.rpc.body_bytes_max,
          f"a transaction (genesis [limits] tx_bytes_max = {genesis.limits.tx_bytes_max}, hex-encoded) must fit "
