@@ -550,7 +550,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, help="open loop: offered transactions per second")
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW,
                         help="closed loop: most transactions sent but not yet final (0: no limit)")
-    parser.add_argument("--kind", choices=KINDS, default="transfer")
+    parser.add_argument("--kind", choices=KINDS, default="transfer", help="what each transaction does")
     parser.add_argument("--json", type=Path, help="write the result here")
     parser.add_argument("--hashes", type=Path, help="write every acknowledged transaction hash here")
     parser.add_argument("--rpc", action="append", help="use this running node (repeatable) instead of a new cluster")
@@ -559,7 +559,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block-txs", type=int, help="genesis block_txs_max (default 2000)")
     parser.add_argument("--profile", type=Path, help="run the nodes under cProfile; node{i}.prof go here")
     parser.add_argument("--kill-node", type=int, help="SIGKILL this node --kill-at seconds into the run")
-    parser.add_argument("--kill-at", type=float, default=2.0)
+    parser.add_argument("--kill-at", type=float, default=2.0, help="seconds into the run of the --kill-node kill")
     parser.add_argument("--timeout", type=float, default=300, help="bound on the timed part, seconds")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 

@@ -1,32 +1,36 @@
 """Verbs of node.py. Node verbs run the node or its files; client verbs talk JSON-RPC to a
-node through the SDK (default http://127.0.0.1:8545, or --rpc URL, repeatable)."""
+node through the SDK (which node: cli/target.py). Expected errors are raised as the typed
+exceptions of cli/errors.py and become one line on stderr (node.py)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
-import logging
 import signal
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from chain.chain import Chain
+from chain.chain import Chain, GenesisMismatch
 from chain.genesis import Genesis
 from chain.state import account_key
 from chain.store import ChainStore
 from chain.verify import verify_chain
-from client import GridClient, RpcCallError
+from cli import target
+from cli.errors import EXIT_FAILED, UserError
+from client import GridClient
+from client.errors import NodeUnavailable
+from client.signatures import check_call
 from contracts import build_contracts
 from crypto.keys import KeyPair
-from runtime.cluster import ClusterProcesses, discover, init_cluster
+from runtime.cluster import ClusterLayout, init_cluster, port_free
 from runtime.config import NodeConfig
+from runtime.logs import configure_logging
 from vm import Engine
 
 DEFAULT_CLUSTER_DIR = Path("var/cluster")
-DEFAULT_RPC = "http://127.0.0.1:8545"
+CHAIN_DIR = "chain"  # a node's store, inside its data_dir
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -36,63 +40,64 @@ def register(verbs: argparse._SubParsersAction) -> None:
         return parser
 
     p = verb("init", cmd_init, "Write keys, genesis and per-node configs for N bookkeepers (n = 2t+1).")
-    p.add_argument("--nodes", type=int, default=3)
-    p.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR)
+    p.add_argument("--nodes", type=int, default=3, help="bookkeepers, n = 2t+1")
+    p.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR, help="cluster directory (must not exist yet)")
     p.add_argument("--base-port", type=int, default=8545, help="node i serves RPC on PORT+i, p2p on PORT+100+i")
     p.add_argument("--observers", type=int, default=0, help="extra non-voting nodes that follow by block sync")
 
     p = verb("start", cmd_start, "Run one node in the foreground until SIGINT/SIGTERM.")
-    p.add_argument("--config", type=Path, required=True)
-
-    p = verb("cluster", cmd_cluster, "Run a local cluster, one OS process per node, until SIGINT/SIGTERM.")
-    p.add_argument("--nodes", type=int, default=3)
-    p.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR)
-    p.add_argument("--base-port", type=int, default=8545)
-    p.add_argument("--observers", type=int, default=0, help="extra non-voting nodes (with a fresh DIR)")
+    p.add_argument("--config", type=Path, required=True, help="the node's node.toml")
 
     p = verb("verify", cmd_verify, "Re-check every stored block of a node: links, roots, certificates, indexes.")
     p.add_argument("--data-dir", type=Path, required=True, help="the node's data_dir (holding chain/)")
-    p.add_argument("--genesis", type=Path, help="genesis.toml (default: ../genesis.toml next to the node)")
+    p.add_argument("--genesis", type=Path,
+                   help="genesis.toml (default: the one two or one levels above DATA_DIR)")
 
     p = verb("status", cmd_status, "Show a node's chain status.")
-    _rpc_args(p)
+    target.add_arguments(p)
 
     p = verb("keys", cmd_keys, "Create a key file, or show the address of one.")
-    p.add_argument("--new", type=Path, help="write a new key to this file")
+    p.add_argument("--new", type=Path, help="write a new key to this file (refuses to overwrite one)")
     p.add_argument("--show", type=Path, help="print the public key and address of this key file")
 
-    p = verb("send", cmd_send, "Sign and send a contract call (a token transfer by default); wait for its receipt.")
-    _rpc_args(p)
+    p = verb("contracts", cmd_contracts, "List every contract with its methods and views and their parameter types.")
+    target.add_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the node's contract_list reply as JSON")
+
+    p = verb("send", cmd_send, "Sign and send a contract call (a token transfer by default); wait for its receipt. "
+             "The method and arguments are checked against the contract's signature first.")
+    target.add_arguments(p)
     p.add_argument("--key", type=Path, required=True, help="sender key file")
     p.add_argument("--to", default="token", help="contract name or 0x address")
-    p.add_argument("--method", default="transfer")
-    p.add_argument("--args", default="[]", help='JSON list; "0x.." strings are bytes')
-    p.add_argument("--value", type=int, default=0)
-    p.add_argument("--no-wait", action="store_true")
+    p.add_argument("--method", default="transfer", help="a method of the contract (node.py contracts lists them)")
+    p.add_argument("--args", default="[]", help='JSON list of arguments; "0x.." strings are bytes')
+    p.add_argument("--value", type=int, default=0, help="tokens sent with the call")
+    p.add_argument("--no-wait", action="store_true", help="print the hash and return without waiting for the receipt")
 
-    p = verb("call", cmd_call, "Read-only contract view.")
-    _rpc_args(p)
-    p.add_argument("contract")
-    p.add_argument("method")
-    p.add_argument("--args", default="[]")
+    p = verb("call", cmd_call, "Read-only contract view (checked against the contract's signature first).")
+    target.add_arguments(p)
+    p.add_argument("contract", help="contract name or 0x address")
+    p.add_argument("method", help="a view of the contract (node.py contracts lists them)")
+    p.add_argument("--args", default="[]", help='JSON list of arguments; "0x.." strings are bytes')
 
     p = verb("receipt", cmd_receipt, "Final receipt of a transaction (waits up to --wait-ms).")
-    _rpc_args(p)
-    p.add_argument("hash")
-    p.add_argument("--wait-ms", type=int, default=0)
+    target.add_arguments(p)
+    p.add_argument("hash", help="0x transaction hash")
+    p.add_argument("--wait-ms", type=int, default=0, help="wait this long for the transaction to be final")
 
     p = verb("block", cmd_block, "A block by number, hash or 'latest'.")
-    _rpc_args(p)
-    p.add_argument("block", nargs="?", default="latest")
-    p.add_argument("--full", action="store_true")
+    target.add_arguments(p)
+    p.add_argument("block", nargs="?", default="latest", help="number, 0x hash or latest")
+    p.add_argument("--full", action="store_true", help="include the raw transactions")
 
     p = verb("proof", cmd_proof, "Fetch a Merkle proof and verify it locally against the block header.")
-    _rpc_args(p)
-    p.add_argument("kind", choices=["transaction", "receipt", "state", "account"])
+    target.add_arguments(p)
+    p.add_argument("kind", choices=["transaction", "receipt", "state", "account"], help="what to prove")
     p.add_argument("subject", help="tx hash, 0x state key, or 0x account address for 'account'")
-    p.add_argument("--header-rpc", help="fetch the header from this other node")
+    p.add_argument("--header-rpc", type=target.rpc_url, metavar="URL",
+                   help="fetch the header from this other node (default: the same node)")
 
-    for extra in ("demo", "bench", "faults"):
+    for extra in ("cluster", "demo", "bench", "faults"):
         _register_optional(verbs, extra)
 
 
@@ -105,108 +110,119 @@ def _register_optional(verbs: argparse._SubParsersAction, name: str) -> None:
     module.register(verbs)
 
 
-def _rpc_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rpc", action="append", help=f"node URL (repeatable; default {DEFAULT_RPC})")
-
-
-def _client(args: argparse.Namespace) -> GridClient:
-    return GridClient(args.rpc or [DEFAULT_RPC])
-
-
 def _print(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-
-
 # node verbs -------------------------------------------------------------------------------
 def cmd_init(args: argparse.Namespace) -> int:
-    init_cluster(args.dir, args.nodes, args.base_port, observers=args.observers)
-    print(f"initialised {args.nodes} bookkeepers (t = {(args.nodes - 1) // 2}) and {args.observers} observers"
-          f" in {args.dir}")
-    print(f"  genesis: {args.dir / 'genesis.toml'}\n  accounts: {args.dir / 'accounts.json'}")
+    initialise(args.dir, args.nodes, args.base_port, args.observers)
     return 0
+
+
+def initialise(directory: Path, nodes: int, base_port: int, observers: int) -> ClusterLayout:
+    if (directory / "genesis.toml").exists():
+        raise UserError(f"{directory} is already initialised (it holds genesis.toml); use another --dir, "
+                        f"or delete {directory} to start a new chain")
+    planned_layout(directory, nodes, base_port, observers)
+    layout = init_cluster(directory, nodes, base_port, observers=observers)
+    print(f"initialised {nodes} bookkeepers (t = {(nodes - 1) // 2}) and {observers} observers in {directory}")
+    print(f"  genesis: {directory / 'genesis.toml'}\n  accounts: {directory / 'accounts.json'}")
+    return layout
+
+
+def planned_layout(directory: Path, nodes: int, base_port: int, observers: int) -> ClusterLayout:
+    """The layout of a new cluster, or UserError when its shape cannot work."""
+    if nodes < 3 or nodes % 2 == 0:
+        raise UserError(f"--nodes {nodes}: XPaxos needs n = 2t+1 bookkeepers: 3, 5, 7, ...")
+    if observers < 0:
+        raise UserError(f"--observers {observers}: must be 0 or more")
+    layout = ClusterLayout(directory, nodes + observers, base_port, bookkeepers=nodes)
+    top = layout.p2p_port(layout.nodes - 1)
+    if base_port < 1 or top > 65535:
+        raise UserError(f"--base-port {base_port}: the cluster needs ports {base_port}..{top}, within 1..65535")
+    return layout
 
 
 def cmd_start(args: argparse.Namespace) -> int:
     from runtime.node import Node
 
     config = NodeConfig.load(args.config)
-    configure_logging(config.log_level)
+    for what, host, port in (("[rpc]", config.rpc.host, config.rpc.port), ("[p2p]", config.p2p_host, config.p2p_port)):
+        if not port_free(port, host):
+            raise _address_in_use(args.config, what, host, port)
+    configure_logging(config.log_level, config.log_format)
+    try:
+        node = Node(config)
+    except GenesisMismatch as exc:
+        raise UserError(f"data_dir {config.data_dir} holds a chain from another genesis than {config.genesis} "
+                        f"({exc}); point [node] data_dir at a fresh directory or genesis at that chain's file",
+                        EXIT_FAILED) from None
 
     async def run() -> None:
-        node = Node(config)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, node.stop)
         await node.run()
 
-    asyncio.run(run())
-    logging.getLogger("gridchain.node").info("stopped cleanly")
-    return 0
-
-
-def cmd_cluster(args: argparse.Namespace) -> int:
-    if not (args.dir / "genesis.toml").exists():
-        cmd_init(args)
-    layout = discover(args.dir)
-    processes = ClusterProcesses(layout)
-    stopping = False
-
-    def request_stop(signum: int, frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    print(f"starting {layout.nodes} nodes from {args.dir} ...", flush=True)
-    processes.start_all()
     try:
-        processes.wait_healthy(progress=True)
-        manifest = processes.write_manifest()
-        print(f"cluster up: {manifest}  (Ctrl-C stops every node)", flush=True)
-        while not stopping:
-            for i, process in processes.processes.items():
-                if process.poll() is not None:
-                    print(f"node{i} exited with {process.returncode}; see {layout.node_dir(i) / 'node.log'}",
-                          flush=True)
-                    stopping = True
-            time.sleep(0.2)
-    finally:
-        print("stopping nodes ...", flush=True)
-        processes.stop_all()
+        asyncio.run(run())
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise UserError(f"{args.config}: cannot listen: {exc.strerror} ({exc}); another process holds a port "
+                        f"of [rpc] or [p2p]", EXIT_FAILED) from None
     return 0
+
+
+def _address_in_use(config: Path, what: str, host: str, port: int) -> UserError:
+    return UserError(f"{config}: {what} port {host}:{port} is in use by another process; stop it or change "
+                     f"{what} port", EXIT_FAILED)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    genesis_path = args.genesis or (args.data_dir.parent.parent / "genesis.toml"
-                                    if (args.data_dir.parent.parent / "genesis.toml").exists()
-                                    else args.data_dir.parent / "genesis.toml")
+    store_dir = args.data_dir / CHAIN_DIR
+    if not (store_dir / "data.mdb").is_file():
+        raise UserError(f"--data-dir {args.data_dir}: no chain store there (expected {store_dir}/data.mdb); "
+                        "give a node's data_dir, e.g. var/cluster/node0/data", EXIT_FAILED)
+    genesis_path = args.genesis or _genesis_beside(args.data_dir)
     genesis = Genesis.load(genesis_path)
-    store = ChainStore(args.data_dir / "chain")
-    chain = Chain(store, genesis, Engine(build_contracts(genesis.contracts)))
-    findings = list(verify_chain(chain))
+    store = ChainStore(store_dir)
+    try:
+        try:
+            chain = Chain(store, genesis, Engine(build_contracts(genesis.contracts)))
+        except GenesisMismatch as exc:
+            raise UserError(f"--data-dir {args.data_dir} holds a chain from another genesis than {genesis_path} "
+                            f"({exc}); give its own with --genesis", EXIT_FAILED) from None
+        findings = list(verify_chain(chain))
+    finally:
+        store.close()
     for finding in findings:
         print(f"block {finding.height}: {finding.problem}")
     print(f"{chain.height + 1} blocks checked, {len(findings)} problems")
-    store.close()
     return 1 if findings else 0
+
+
+def _genesis_beside(data_dir: Path) -> Path:
+    for candidate in (data_dir.parent.parent / "genesis.toml", data_dir.parent / "genesis.toml"):
+        if candidate.exists():
+            return candidate
+    raise UserError(f"no genesis.toml found above {data_dir}; give it with --genesis FILE")
 
 
 # client verbs -----------------------------------------------------------------------------
 def _run_client(args: argparse.Namespace, work: Any) -> int:
+    where = target.resolve(args)
+
     async def run() -> int:
-        async with _client(args) as client:
-            try:
-                return await work(client)
-            except RpcCallError as exc:
-                print(f"error {exc.code}: {exc.message} {json.dumps(exc.data) if exc.data else ''}",
-                      file=sys.stderr)
-                return 1
-    return asyncio.run(run())
+        async with GridClient(where.urls) as client:
+            return int(await work(client))
+
+    try:
+        return asyncio.run(run())
+    except NodeUnavailable as exc:
+        hint = "" if where.origin == "--rpc" else f"; point elsewhere: --rpc URL, --cluster DIR or ${target.ENV_RPC}"
+        raise UserError(f"{exc} (node list from {where.origin}{hint})", EXIT_FAILED) from None
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -218,32 +234,65 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     if args.new:
+        if args.new.exists():
+            raise UserError(f"--new {args.new}: the file exists; a key is never overwritten")
         key = KeyPair.generate()
         key.save(args.new)
         print(f"wrote {args.new}")
+    elif args.show:
+        key = load_key(args.show, "--show")
     else:
-        if not args.show:
-            print("give --new FILE or --show FILE", file=sys.stderr)
-            return 2
-        key = KeyPair.load(args.show)
+        raise UserError("give --new FILE or --show FILE")
     print(json.dumps({"publicKey": "0x" + key.public_key.hex(), "address": "0x" + key.address.hex()}))
     return 0
 
 
+def load_key(path: Path, option: str) -> KeyPair:
+    if not path.is_file():
+        raise UserError(f"{option} {path}: no such key file (create one with `node.py keys --new {path}`; "
+                        "the cluster's funded keys are in DIR/accounts/)")
+    return KeyPair.load(path)
+
+
+def cmd_contracts(args: argparse.Namespace) -> int:
+    async def work(client: GridClient) -> int:
+        listing = await client.contracts()
+        if args.json:
+            _print(listing)
+            return 0
+        for contract in listing:
+            print(f"{contract['name']}  {contract['address']}")
+            for m in contract["methods"]:
+                params = ", ".join(f"{name}: {kind}" for name, kind in m["params"])
+                print(f"  {m['kind']:6} {m['name']}({params})")
+        return 0
+    return _run_client(args, work)
+
+
 def _json_args(text: str) -> list[Any]:
     from rpc.encoding import value_from_json
+    from rpc.errors import RpcError
 
-    values = value_from_json(json.loads(text))
-    if not isinstance(values, list):
-        raise SystemExit("--args must be a JSON list")
-    return values
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--args {text!r} is not JSON ({exc.msg} at column {exc.colno}); write a JSON list, "
+                        "e.g. --args '[\"0x2d0a...\", 12345]'") from None
+    if not isinstance(parsed, list):
+        raise UserError(f"--args {text!r} must be a JSON list, e.g. '[{text}]'")
+    try:
+        return [value_from_json(value) for value in parsed]
+    except RpcError as exc:
+        raise UserError(f"--args {text!r}: {exc.message}") from None
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    key = KeyPair.load(args.key)
+    key = load_key(args.key, "--key")
+    call_args = _json_args(args.args)
 
     async def work(client: GridClient) -> int:
-        tx_hash = await client.send(key, args.to, args.method, _json_args(args.args), args.value)
+        check_call(await client.contracts(), args.to, args.method, call_args, "method")
+        tx_hash = await client.send(key, args.to, args.method, call_args, args.value)
         print(f"sent {tx_hash}")
         if args.no_wait:
             return 0
@@ -254,13 +303,18 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_call(args: argparse.Namespace) -> int:
+    call_args = _json_args(args.args)
+
     async def work(client: GridClient) -> int:
-        _print(await client.view(args.contract, args.method, _json_args(args.args)))
+        check_call(await client.contracts(), args.contract, args.method, call_args, "view")
+        _print(await client.view(args.contract, args.method, call_args))
         return 0
     return _run_client(args, work)
 
 
 def cmd_receipt(args: argparse.Namespace) -> int:
+    _hex_arg(args.hash, "hash", 32)
+
     async def work(client: GridClient) -> int:
         receipt = await client.receipt(args.hash, args.wait_ms)
         _print(receipt)
@@ -270,6 +324,8 @@ def cmd_receipt(args: argparse.Namespace) -> int:
 
 def cmd_block(args: argparse.Namespace) -> int:
     block: int | str = int(args.block) if args.block.isdigit() else args.block
+    if isinstance(block, str) and block != "latest":
+        _hex_arg(block, "block", 32)
 
     async def work(client: GridClient) -> int:
         found = await client.block(block, args.full)
@@ -278,10 +334,27 @@ def cmd_block(args: argparse.Namespace) -> int:
     return _run_client(args, work)
 
 
+def _hex_arg(text: str, name: str, length: int) -> bytes:
+    try:
+        value = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        value = b""
+    if len(value) != length:
+        raise UserError(f"{name} {text!r} is not {length} bytes of 0x-hex ({2 * length} hex digits)")
+    return value
+
+
 def cmd_proof(args: argparse.Namespace) -> int:
     kind, subject = args.kind, args.subject
     if kind == "account":
-        kind, subject = "state", "0x" + account_key(bytes.fromhex(subject.removeprefix("0x"))).hex()
+        kind, subject = "state", "0x" + account_key(_hex_arg(subject, "account address", 20)).hex()
+    elif kind in ("transaction", "receipt"):
+        _hex_arg(subject, "transaction hash", 32)
+    else:
+        try:
+            bytes.fromhex(subject.removeprefix("0x"))
+        except ValueError:
+            raise UserError(f"state key {subject!r} is not 0x-hex") from None
 
     async def work(client: GridClient) -> int:
         header_source = GridClient(args.header_rpc) if args.header_rpc else None
@@ -293,3 +366,4 @@ def cmd_proof(args: argparse.Namespace) -> int:
         print(json.dumps({"verified": True, "kind": kind, "value": "0x" + value.hex()}))
         return 0
     return _run_client(args, work)
+

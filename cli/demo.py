@@ -24,7 +24,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--rpc", action="append", help="attach to this node (repeat); needs --accounts")
     parser.add_argument("--accounts", type=Path,
                         help="accounts.json of the attached cluster (genesis.toml is read beside it)")
-    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--nodes", type=int, default=3, help="bookkeepers of the local cluster (2t+1)")
     parser.add_argument("--base-port", type=int, default=0, help="RPC base port (default: a free range)")
     parser.add_argument("--keep", type=Path, help="keep the cluster directory here instead of a temporary one")
     parser.add_argument("--quiet", action="store_true", help="no progress report, only the JSON")

@@ -38,3 +38,11 @@ class TransactionFailed(ClientError):
 
 class ProofMismatch(ClientError):
     """A proof did not verify against the header."""
+
+
+class BadCall(ClientError):
+    """A contract call that does not match the contract's declared signature (not sent)."""
+
+
+class UnknownContract(ClientError):
+    """No contract has this name on the node."""

@@ -16,7 +16,7 @@ import rlp
 from chain.proofs import verify_proof
 from chain.types import BlockHeader, Transaction, decode
 from chain.values import Value
-from client.errors import NodeUnavailable, ProofMismatch, RpcCallError, TransactionFailed
+from client.errors import NodeUnavailable, ProofMismatch, RpcCallError, TransactionFailed, UnknownContract
 from crypto.hashing import keccak256
 from crypto.keys import KeyPair
 
@@ -70,8 +70,22 @@ class RpcClient:
             try:
                 async with session.post(url, json=body) as response:
                     reply = await response.json(content_type=None)
-            except (TimeoutError, aiohttp.ClientError, json.JSONDecodeError) as exc:
-                last_error = exc
+            except aiohttp.ClientConnectorError as exc:
+                refused = isinstance(exc.os_error, ConnectionRefusedError)
+                last_error = NodeUnavailable(f"{url}: {'connection refused' if refused else exc.os_error}; "
+                                             "is the node running?")
+                continue
+            except TimeoutError:
+                last_error = NodeUnavailable(f"{url}: no answer in {REQUEST_TIMEOUT_S} s")
+                continue
+            except (aiohttp.ClientError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+                # an HTTP server that is not a node, or not HTTP at all (a p2p port)
+                last_error = NodeUnavailable(f"{url}: not a gridchain JSON-RPC endpoint "
+                                             f"({type(exc).__name__}); is it the RPC port?")
+                continue
+            if not isinstance(reply, dict) or not ("result" in reply or "error" in reply):
+                last_error = NodeUnavailable(f"{url}: answered HTTP {response.status} without a JSON-RPC "
+                                             "reply; is it the RPC port?")
                 continue
             self._current = (self._current + attempt) % len(self.urls)
             if "error" in reply:
@@ -86,7 +100,8 @@ class GridClient:
         self.rpc = RpcClient([urls] if isinstance(urls, str) else urls, session)
         self._chain_id: int | None = None
         self._nonces: dict[bytes, int] = {}
-        self._contracts: dict[str, bytes] = {}
+        self._listing: list[dict[str, Any]] | None = None
+        self._addresses: dict[str, bytes] = {}
 
     async def __aenter__(self) -> GridClient:
         return self
@@ -115,15 +130,22 @@ class GridClient:
     async def view(self, contract: str, method: str, args: list[Value] | None = None) -> Any:
         return await self.rpc.call("contract_call", contract, method, [to_json_value(a) for a in args or []])
 
+    async def contracts(self) -> list[dict[str, Any]]:
+        """contract_list, fetched once: every contract with its methods, views and their types."""
+        if self._listing is None:
+            self._listing = await self.rpc.call("contract_list")
+        return self._listing
+
     async def contract_address(self, contract: str | bytes) -> bytes:
         if isinstance(contract, bytes):
             return contract
         if contract.startswith("0x"):
             return from_hex(contract)
-        if not self._contracts:
-            listing = await self.rpc.call("contract_list")
-            self._contracts = {c["name"]: from_hex(c["address"]) for c in listing}
-        return self._contracts[contract]
+        if not self._addresses:
+            self._addresses = {c["name"]: from_hex(c["address"]) for c in await self.contracts()}
+        if contract not in self._addresses:
+            raise UnknownContract(f"no contract named {contract!r}; known: {', '.join(sorted(self._addresses))}")
+        return self._addresses[contract]
 
     # transactions -------------------------------------------------------------------------
     async def build(self, key: KeyPair, contract: str | bytes, method: str, args: list[Value] | None = None,

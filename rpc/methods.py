@@ -36,6 +36,7 @@ from rpc.encoding import (
 )
 from rpc.errors import CONTRACT_ERROR, LIMIT_EXCEEDED, NOT_FOUND, TX_REJECTED, RpcError, invalid_params
 from rpc.subscriptions import WaitersFull
+from vm.contract import type_name
 from vm.errors import BadArguments, ContractError
 
 if TYPE_CHECKING:
@@ -274,7 +275,7 @@ class Methods:
     async def contract_list(self) -> list[dict[str, Any]]:
         return [{"name": c.name, "address": hex_bytes(c.address),
                  "methods": [{"name": name, "kind": spec.kind,
-                              "params": [[p, getattr(t, "__name__", str(t))] for p, t in spec.parameters]}
+                              "params": [[p, type_name(t)] for p, t in spec.parameters]}
                              for name, spec in c.methods().items()]}
                 for _, c in sorted(self.node.chain.engine.contracts.items())]
 

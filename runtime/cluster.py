@@ -1,14 +1,16 @@
-"""Local clusters: `init` writes keys, genesis and per-node configuration; `run_cluster`
-starts every node as its own OS process, waits until each serves /health, writes
-cluster.json, and stops them all on SIGINT/SIGTERM. Started again on the same directory,
-the chain continues where it was (each node's LMDB is under its own directory).
+"""Local clusters: `init_cluster` writes keys, genesis and per-node configuration;
+`ClusterProcesses` starts every node as its own OS process, waits until each serves /health
+for this cluster's chain, writes cluster.json, and stops them (`node.py cluster`, in
+cli/cluster.py, supervises them). Started again on the same directory, the chain continues
+where it was (each node's LMDB is under its own directory).
 
 Layout of DIR:
     genesis.toml                 shared by all nodes
     node{i}/node.toml, node.key  one per bookkeeper; data in node{i}/data
     accounts/account{j}.key      funded development accounts (hex Ed25519 seeds)
     accounts.json                [{name, address, key_file}]
-    cluster.json                 written once the nodes are up
+    cluster.json                 written once the nodes are up: URLs, pids, states
+    control/node{i}.request      `node.py node ACTION` asks the supervisor (cli/cluster.py)
 """
 
 from __future__ import annotations
@@ -69,9 +71,10 @@ def init_cluster(directory: Path, nodes: int, base_port: int, *, chain_id: int |
     bookkeepers and `observers` non-voting nodes that follow the chain by block sync."""
     if nodes < 3 or nodes % 2 == 0:
         raise ValueError("XPaxos needs n = 2t+1 bookkeepers: 3, 5, 7, ...")
+    if (directory / "genesis.toml").exists():  # a real check: under python -O an assert would overwrite the keys
+        raise FileExistsError(f"{directory} is already initialised (it holds genesis.toml)")
     layout = ClusterLayout(directory, nodes + observers, base_port, bookkeepers=nodes)
     directory.mkdir(parents=True, exist_ok=True)
-    assert not (directory / "genesis.toml").exists(), "cluster already initialised"
     template = tomllib.loads(TEMPLATE.read_text())
     node_keys = [KeyPair.generate() for _ in range(layout.nodes)]
     account_keys = [KeyPair.generate() for _ in range(accounts)]
@@ -160,11 +163,11 @@ class ClusterProcesses:
 
     def start_node(self, i: int) -> subprocess.Popen[bytes]:
         node_dir = self.layout.node_dir(i)
-        log_file = open(node_dir / "node.log", "ab")  # noqa: SIM115 - owned by the child
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "node.py"), "start", "--config", str(node_dir / "node.toml"),
-             *self.extra_args],
-            stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        with open(node_dir / "node.log", "ab") as log_file:  # the child holds its own descriptor
+            process = subprocess.Popen(
+                [sys.executable, str(ROOT / "node.py"), "start", "--config", str((node_dir / "node.toml").resolve()),
+                 *self.extra_args],
+                stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.processes[i] = process
         return process
 
@@ -177,16 +180,40 @@ class ClusterProcesses:
         pending = set(self.processes)
         while pending:
             for i in sorted(pending):
-                if self.processes[i].poll() is not None:
-                    raise RuntimeError(f"node{i} exited with {self.processes[i].returncode}; "
-                                       f"see {self.layout.node_dir(i) / 'node.log'}")
-                if rpc_health(self.layout.rpc_port(i))[0] is not None:
+                if self.ready(i):
                     pending.discard(i)
                     if progress:
                         print(f"  node{i} up at http://127.0.0.1:{self.layout.rpc_port(i)}", flush=True)
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nodes {sorted(pending)} did not answer /health in {timeout_s}s")
+                raise TimeoutError(f"nodes {sorted(pending)} did not answer /health in {timeout_s}s; "
+                                   f"see {self.layout.directory}/node*/node.log")
             time.sleep(0.1)
+
+    def ready(self, i: int) -> bool:
+        """Node i's process runs and its RPC port answers /health for this cluster's chain.
+        Raises RuntimeError when the process has exited or another chain answers the port."""
+        process = self.processes[i]
+        if process.poll() is not None:
+            raise RuntimeError(f"node{i} exited with {describe_exit(process.returncode)}; "
+                               f"see {self.layout.node_dir(i) / 'node.log'}")
+        if rpc_health(self.layout.rpc_port(i))[0] is None:
+            return False
+        identity = node_identity(self.layout.rpc_port(i))
+        if identity is None:
+            return False
+        expected = self.identity()
+        if identity != expected:
+            raise RuntimeError(f"port {self.layout.rpc_port(i)} answers for another chain (chain id {identity[0]}, "
+                               f"genesis 0x{identity[1][:16]}...), not node{i} of {self.layout.directory} "
+                               f"(chain id {expected[0]}, genesis 0x{expected[1][:16]}...)")
+        return True
+
+    def identity(self) -> tuple[int, str]:
+        """(chain id, genesis digest hex): what every node of this cluster reports for block 0."""
+        from chain.genesis import Genesis
+
+        genesis = Genesis.load(self.layout.directory / "genesis.toml")
+        return genesis.chain_id, genesis.digest().hex()
 
     def stop_node(self, i: int, sig: int = signal.SIGTERM, timeout_s: float = 10) -> None:
         process = self.processes.get(i)
@@ -206,22 +233,38 @@ class ClusterProcesses:
         for i in list(self.processes):
             self.stop_node(i)
 
-    def write_manifest(self) -> Path:
+    def write_manifest(self, states: dict[int, str] | None = None, supervisor: int | None = None) -> Path:
+        """cluster.json: the nodes' URLs and pids (and, under `node.py cluster`, each node's
+        state and the supervisor's pid), replaced atomically: client verbs read it any time."""
         genesis = tomllib.loads((self.layout.directory / "genesis.toml").read_text())
-        manifest = {
+        manifest: dict[str, Any] = {
             "chain_id": genesis["chain_id"],
             "t": genesis["t"],
             "nodes": [{"name": f"node{i}", "role": self.layout.role(i),
                        "rpc": f"http://127.0.0.1:{self.layout.rpc_port(i)}",
                        "p2p": f"127.0.0.1:{self.layout.p2p_port(i)}",
                        "pid": self.processes[i].pid if i in self.processes else None,
+                       **({"state": states[i]} if states and i in states else {}),
                        "data_dir": str((self.layout.node_dir(i) / "data").resolve())}
                       for i in range(self.layout.nodes)],
             "accounts": str((self.layout.directory / "accounts.json").resolve()),
         }
+        if supervisor is not None:
+            manifest["supervisor"] = supervisor
         path = self.layout.directory / "cluster.json"
-        path.write_text(json.dumps(manifest, indent=2) + "\n")
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(manifest, indent=2) + "\n")
+        partial.replace(path)
         return path
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"status {returncode}"
 
 
 def free_base_port() -> int:
@@ -230,15 +273,18 @@ def free_base_port() -> int:
     rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
     for _ in range(200):
         base = rng.randrange(20_000, 55_000)
-        if all(_port_free(base + offset) for offset in (*range(10), *range(P2P_PORT_OFFSET, P2P_PORT_OFFSET + 10))):
+        if all(port_free(base + offset) for offset in (*range(10), *range(P2P_PORT_OFFSET, P2P_PORT_OFFSET + 10))):
             return base
     raise RuntimeError("no free port range on loopback")
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Nothing listens on host:port (SO_REUSEADDR as the node's own listeners: a port a
+    stopped node left in TIME_WAIT counts as free)."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("127.0.0.1", port))
+            probe.bind((host, port))
         except OSError:
             return False
     return True
@@ -253,3 +299,20 @@ def rpc_health(port: int) -> tuple[int | None, dict[str, Any] | None]:
         return exc.code, json.loads(exc.read() or b"{}")
     except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
         return None, None
+
+
+def node_identity(port: int) -> tuple[int, str] | None:
+    """(chain id, block 0's extra = genesis digest, hex) of the node on this RPC port, or None."""
+    try:
+        status = _rpc(port, "chain_status")
+        block = _rpc(port, "chain_getBlock", 0, False)
+        return int(status["chainId"]), str(block["extra"]).removeprefix("0x")
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _rpc(port: int, method: str, *params: Any) -> Any:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())["result"]

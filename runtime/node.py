@@ -260,8 +260,10 @@ class Node:
                 else:
                     self._handle_peer_message(peer, message, now)
             except InvalidMessage as exc:
-                self.metrics.rejected_messages.labels(reason=exc.args[0] if exc.args else "invalid").inc()
-                log.warning("rejected %s from %s: %s", message["type"], self.peer_name(peer), exc)
+                reason = exc.args[0] if exc.args else "invalid"
+                self.metrics.rejected_messages.labels(reason=reason).inc()
+                log.warning("rejected %s from %s: %s", message["type"], self.peer_name(peer), exc,
+                            extra={"reason": reason})
 
     def _handle_relay(self, peer: bytes, message: dict, now: int) -> None:
         """Transactions, inventories and requests from a peer: nothing here decodes a
@@ -344,7 +346,7 @@ class Node:
             self.metrics.rejected_txs.labels(reason=reason).inc()
             self.rejected_recent.add(tx_hash)
             if reason not in ("duplicate", "nonce-replay"):
-                log.info("transaction from %s rejected: %s", self.peer_name(peer), exc)
+                log.info("transaction from %s rejected: %s", self.peer_name(peer), exc, extra={"reason": reason})
             return False
         self.relay.admitted(tx_hash, raw, now, origin=peer)
         return True
@@ -381,6 +383,9 @@ class Node:
 
     def _refuse(self, submission: Submission, exc: InvalidTransaction) -> None:
         self.metrics.rejected_txs.labels(reason=exc.reason).inc()
+        if exc.reason not in ("duplicate", "nonce-replay"):  # client retries, not mistakes
+            log.info("transaction 0x%s from RPC rejected: %s", submission.tx.hash.hex(), exc,
+                     extra={"reason": exc.reason})
         if not submission.done.done():
             submission.done.set_exception(exc)
 
@@ -422,6 +427,8 @@ class Node:
         try:
             self.submissions.put_nowait(Submission(tx, done))
         except asyncio.QueueFull as exc:
+            log.warning("transaction 0x%s from RPC rejected: submission queue full", tx.hash.hex(),
+                        extra={"reason": "node-busy"})
             raise InvalidTransaction("node-busy", "submission queue full") from exc
         await done
 
@@ -439,8 +446,10 @@ class Node:
                 self.metrics.suspects.inc()
                 log.warning("suspected view %d: %s", action.view, action.reason)
             elif isinstance(action, Rejected):
-                self.metrics.rejected_messages.labels(reason=action.reason.split(":")[0]).inc()
-                log.warning("rejected message from bookkeeper %d: %s", action.sender, action.reason)
+                reason = action.reason.split(":")[0]
+                self.metrics.rejected_messages.labels(reason=reason).inc()
+                log.warning("rejected message from bookkeeper %d: %s", action.sender, action.reason,
+                            extra={"reason": reason})
             elif isinstance(action, CatchUp):
                 self._send_sync(self.sync.request(self.bookkeepers[action.peer], action.height, monotonic_ms()))
 

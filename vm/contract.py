@@ -47,7 +47,7 @@ class MethodSpec:
             raise BadArguments(f"{self.name} takes {len(self.parameters)} arguments, got {len(args)}")
         for (name, annotation), arg in zip(self.parameters, args, strict=True):
             if not _matches(arg, annotation):
-                raise BadArguments(f"{self.name}: {name} must be {_type_name(annotation)}")
+                raise BadArguments(f"{self.name}: {name} must be {type_name(annotation)}")
 
 
 class NativeContract:
@@ -93,5 +93,12 @@ def _matches(arg: Value, annotation: Any) -> bool:
     return isinstance(arg, annotation)
 
 
-def _type_name(annotation: Any) -> str:
+def type_name(annotation: Any) -> str:
+    """A parameter type as contract_list shows it (`int`, `bytes`, `list[bytes]`) and as
+    client/signatures.py reads it back."""
+    if typing.get_origin(annotation) is list:
+        args = typing.get_args(annotation)
+        return f"list[{type_name(args[0])}]" if args else "list"
+    if annotation is Any:
+        return "any"
     return getattr(annotation, "__name__", str(annotation))

@@ -1,0 +1,390 @@
+"""Every mistake an operator was seen making (issue 12), made through `python node.py ...`:
+one clear line on stderr, a non-zero exit status, no traceback, and nothing changed or
+left running. The cluster is a real `node.py cluster` (its supervisor is under test too)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from chain.chain import Chain
+from chain.genesis import Genesis
+from chain.store import ChainStore
+from contracts import build_contracts
+from runtime.cluster import free_base_port, init_cluster, port_free, rpc_health
+from vm import Engine
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_PY = str(ROOT / "node.py")
+START_TIMEOUT_S = 120
+VERB_TIMEOUT_S = 120
+
+
+@dataclass
+class Cluster:
+    work: Path  # the cwd of the verbs: its var/cluster is the cluster
+    directory: Path
+    base_port: int
+    supervisor: subprocess.Popen[bytes]
+    output: Path
+
+    def manifest(self) -> dict:
+        return json.loads((self.directory / "cluster.json").read_text())
+
+    def said(self, text: str, timeout_s: float = 60) -> str:
+        """Wait until the supervisor's output holds `text`; return the output."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            out = self.output.read_text()
+            if text in out:
+                return out
+            time.sleep(0.2)
+        raise AssertionError(f"supervisor never said {text!r}:\n{self.output.read_text()}")
+
+
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None, flags: tuple[str, ...] = ()
+        ) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "GRIDCHAIN_RPC"}
+    return subprocess.run([sys.executable, *flags, NODE_PY, *args], cwd=cwd, capture_output=True, text=True,
+                          env={**environment, **(env or {})}, timeout=VERB_TIMEOUT_S)
+
+
+def refused(result: subprocess.CompletedProcess[str], verb: str, *texts: str, status: int) -> str:
+    """The one-line error contract: exit status, one line on stderr naming the verb, the texts."""
+    assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("usage:")]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"node.py {verb}: "), lines[0]
+    for text in texts:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]
+
+
+def nonce(cluster: Cluster, address: str) -> int:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "account_get", "params": [address]}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{cluster.base_port}/", body,
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return int(json.loads(response.read())["result"]["pendingNonce"])
+
+
+def processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if text.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    work = tmp_path_factory.mktemp("operator")
+    base_port = free_base_port()
+    output = work / "supervisor.out"
+    with output.open("wb") as out:
+        supervisor = subprocess.Popen([sys.executable, NODE_PY, "cluster", "--dir", "var/cluster", "--base-port",
+                                       str(base_port)], cwd=work, stdout=out, stderr=subprocess.STDOUT)
+    running = Cluster(work, work / "var" / "cluster", base_port, supervisor, output)
+    try:
+        running.said("cluster up:", START_TIMEOUT_S)
+        yield running
+    finally:
+        supervisor.send_signal(signal.SIGINT)
+        supervisor.wait(60)
+
+
+@pytest.fixture(scope="module")
+def accounts(cluster: Cluster) -> list[dict]:
+    return json.loads((cluster.directory / "accounts.json").read_text())
+
+
+# finding the cluster ---------------------------------------------------------------------
+def test_client_verbs_find_the_cluster_from_its_directory_and_below(cluster: Cluster) -> None:
+    for cwd in (cluster.work, cluster.directory, cluster.directory / "node1"):
+        result = run("status", cwd=cwd)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["height"] >= 0
+
+
+def test_cluster_option_and_environment_variable(cluster: Cluster, tmp_path: Path) -> None:
+    result = run("status", "--cluster", str(cluster.directory), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    node1 = f"http://127.0.0.1:{cluster.base_port + 1}"
+    result = run("status", cwd=tmp_path, env={"GRIDCHAIN_RPC": node1})
+    assert json.loads(result.stdout)["name"] == "node1"
+    refused(run("status", cwd=tmp_path, env={"GRIDCHAIN_RPC": "127.0.0.1:1"}), "status",
+            "GRIDCHAIN_RPC", "write it as http://127.0.0.1:1", status=2)
+    refused(run("status", "--cluster", str(tmp_path), cwd=tmp_path), "status", "no cluster.json", status=2)
+
+
+def test_the_readme_send_works_on_any_base_port(cluster: Cluster, accounts: list[dict]) -> None:
+    result = run("send", "--key", "var/cluster/accounts/account0.key", "--to", "token", "--method", "transfer",
+                 "--args", json.dumps([accounts[1]["address"], 12345]), cwd=cluster.work)
+    assert result.returncode == 0, result.stderr
+    assert '"status": 1' in result.stdout
+
+
+# malformed or unreachable --rpc ----------------------------------------------------------
+def test_rpc_without_scheme_with_a_path_or_out_of_range(cluster: Cluster) -> None:
+    port = cluster.base_port
+    refused(run("status", "--rpc", f"127.0.0.1:{port}", cwd=cluster.work), "status",
+            f"write it as http://127.0.0.1:{port}", status=2)
+    refused(run("status", "--rpc", f"http://127.0.0.1:{port}/abc", cwd=cluster.work), "status",
+            f"a node URL has no path; use http://127.0.0.1:{port}", status=2)
+    refused(run("status", "--rpc", "http://127.0.0.1:99999", cwd=cluster.work), "status", "0..65535", status=2)
+
+
+def test_rpc_on_the_p2p_port_or_where_nothing_listens(cluster: Cluster) -> None:
+    p2p = cluster.base_port + 100
+    refused(run("status", "--rpc", f"http://127.0.0.1:{p2p}", cwd=cluster.work), "status",
+            f"http://127.0.0.1:{p2p}: not a gridchain JSON-RPC endpoint", "is it the RPC port?", status=1)
+    closed = free_base_port()
+    refused(run("block", "--rpc", f"http://127.0.0.1:{closed}", cwd=cluster.work), "block",
+            "connection refused", "is the node running?", status=1)
+
+
+# send and call ---------------------------------------------------------------------------
+TO = '"0x' + "11" * 20 + '"'
+
+
+@pytest.mark.parametrize("args, texts", [
+    (["--args", '["0x12", 5'], ["--args", "is not JSON"]),
+    (["--args", '{"to": 1}'], ["must be a JSON list"]),
+    (["--args", '["0xzz", 5]'], ["--args", "hex"]),
+    (["--to", "tokn"], ["no contract named 'tokn' (did you mean 'token'?)", "known: "]),
+    (["--method", "tranfer"], ["token has no method 'tranfer' (did you mean 'transfer'?)"]),
+    (["--method", "balance_of", "--args", f"[{TO}]"], ["token.balance_of is a view (use `call`)"]),
+    (["--args", f'[{TO}, "many"]'], ["token.transfer(to: bytes, amount: int): amount must be int"]),
+    (["--args", f"[{TO}]"], ["takes 2 arguments, got 1"]),
+])
+def test_bad_sends_are_refused_before_signing(cluster: Cluster, accounts: list[dict], args: list[str],
+                                              texts: list[str]) -> None:
+    before = nonce(cluster, accounts[2]["address"])
+    default_args = [] if "--args" in args else ["--args", json.dumps([accounts[1]["address"], 1])]
+    result = run("send", "--key", accounts[2]["key_file"], *args, *default_args, cwd=cluster.work)
+    refused(result, "send", *texts, status=2)
+    assert nonce(cluster, accounts[2]["address"]) == before, "a refused send spent a nonce"
+
+
+def test_a_view_with_the_wrong_name_is_refused_with_the_right_one(cluster: Cluster, accounts: list[dict]) -> None:
+    refused(run("call", "token", "balanceOf", "--args", json.dumps([accounts[0]["address"]]), cwd=cluster.work),
+            "call", "token has no view 'balanceOf' (did you mean 'balance_of'?)", status=2)
+
+
+def test_contracts_lists_methods_views_and_types(cluster: Cluster) -> None:
+    result = run("contracts", cwd=cluster.work)
+    assert result.returncode == 0, result.stderr
+    assert "  method transfer(to: bytes, amount: int)" in result.stdout
+    assert "  view   balance_of(" in result.stdout
+    listing = json.loads(run("contracts", "--json", cwd=cluster.work).stdout)
+    assert {c["name"] for c in listing} >= {"token", "registry", "dsc", "credit", "policy", "records"}
+
+
+def test_missing_key_file_and_bad_proof_subject(cluster: Cluster, tmp_path: Path) -> None:
+    refused(run("send", "--key", str(tmp_path / "nope.key"), cwd=cluster.work), "send",
+            f"--key {tmp_path / 'nope.key'}: no such key file", "keys --new", status=2)
+    refused(run("keys", "--show", str(tmp_path / "nope.key"), cwd=cluster.work), "keys", "no such key file", status=2)
+    assert not (tmp_path / "nope.key").exists()
+    refused(run("proof", "account", "0xnothex", cwd=cluster.work), "proof",
+            "account address '0xnothex' is not 20 bytes of 0x-hex", status=2)
+    refused(run("receipt", "0x1234", cwd=cluster.work), "receipt", "is not 32 bytes", status=2)
+
+
+def test_an_unknown_sender_is_refused_and_the_node_logs_why(cluster: Cluster, tmp_path: Path) -> None:
+    key = tmp_path / "stranger.key"
+    assert run("keys", "--new", str(key), cwd=tmp_path).returncode == 0
+    refused(run("keys", "--new", str(key), cwd=tmp_path), "keys", "the file exists", status=2)
+    result = run("send", "--key", str(key), "--args", json.dumps(["0x" + "22" * 20, 1]), cwd=cluster.work)
+    refused(result, "send", "the node refused it: error -32000", "unknown-sender", status=1)
+    logs = "".join((cluster.directory / f"node{i}" / "node.log").read_text() for i in range(3))
+    assert "from RPC rejected" in logs and "unknown-sender" in logs
+
+
+# node verbs ------------------------------------------------------------------------------
+def test_start_on_a_port_in_use_says_which(cluster: Cluster) -> None:
+    config = cluster.directory / "node0" / "node.toml"
+    refused(run("start", "--config", str(config), cwd=cluster.work), "start",
+            f"[rpc] port 127.0.0.1:{cluster.base_port} is in use by another process", status=1)
+    assert rpc_health(cluster.base_port)[0] == 200
+
+
+def test_a_config_mistake_is_one_line(cluster: Cluster, tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text((cluster.directory / "node0" / "node.toml").read_text().replace("[rpc]", "[rcp]"))
+    refused(run("start", "--config", str(config), cwd=tmp_path), "start", f"{config}: table [rcp]: unknown",
+            status=1)
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_data_dir_of_another_chain_is_named(tmp_path: Path) -> None:
+    ours = init_cluster(tmp_path / "ours", 3, free_base_port())
+    theirs = init_cluster(tmp_path / "theirs", 3, free_base_port())
+    genesis = Genesis.load(theirs.directory / "genesis.toml")
+    store = ChainStore(theirs.node_dir(0) / "data" / "chain")
+    Chain(store, genesis, Engine(build_contracts(genesis.contracts)))
+    store.close()
+    data = ours.node_dir(0) / "data"
+    shutil.copytree(theirs.node_dir(0) / "data", data)
+    before = (data / "chain" / "data.mdb").read_bytes()
+    refused(run("start", "--config", str(ours.node_dir(0) / "node.toml"), cwd=tmp_path), "start",
+            f"data_dir {data} holds a chain from another genesis", status=1)
+    refused(run("verify", "--data-dir", str(data), cwd=tmp_path), "verify",
+            f"--data-dir {data} holds a chain from another genesis", status=1)
+    assert (data / "chain" / "data.mdb").read_bytes() == before
+
+
+def test_verify_without_a_store_creates_nothing(tmp_path: Path) -> None:
+    empty = tmp_path / "node0" / "data"
+    refused(run("verify", "--data-dir", str(empty), cwd=tmp_path), "verify",
+            f"--data-dir {empty}: no chain store there", status=1)
+    assert not empty.exists()
+
+
+@pytest.mark.parametrize("flags", [(), ("-O",)])
+def test_init_on_an_initialised_directory_keeps_its_keys(tmp_path: Path, flags: tuple[str, ...]) -> None:
+    directory = tmp_path / "c"
+    assert run("init", "--dir", str(directory), "--base-port", str(free_base_port()), cwd=tmp_path).returncode == 0
+    keys = {p: p.read_bytes() for p in directory.rglob("*.key")}
+    genesis = (directory / "genesis.toml").read_bytes()
+    refused(run("init", "--dir", str(directory), cwd=tmp_path, flags=flags), "init",
+            f"{directory} is already initialised", status=2)
+    assert {p: p.read_bytes() for p in directory.rglob("*.key")} == keys
+    assert (directory / "genesis.toml").read_bytes() == genesis
+
+
+def test_init_refuses_an_even_cluster_and_ports_out_of_range(tmp_path: Path) -> None:
+    refused(run("init", "--dir", str(tmp_path / "a"), "--nodes", "4", cwd=tmp_path), "init", "2t+1", status=2)
+    refused(run("init", "--dir", str(tmp_path / "b"), "--base-port", "65500", cwd=tmp_path), "init",
+            "within 1..65535", status=2)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_cluster_on_taken_ports_starts_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    refused(run("cluster", "--dir", str(other), "--base-port", str(cluster.base_port), cwd=tmp_path), "cluster",
+            f"ports in use by another process: {cluster.base_port} (node0 RPC)", status=1)
+    assert not other.exists()
+    assert processes_mentioning(str(other)) == []
+
+
+def test_cluster_refuses_a_second_supervisor_and_a_new_shape(cluster: Cluster) -> None:
+    refused(run("cluster", "--dir", "var/cluster", cwd=cluster.work), "cluster", "already running", status=2)
+    refused(run("cluster", "--dir", "var/cluster", "--nodes", "5", cwd=cluster.work), "cluster",
+            "refusing --nodes 5 (it has 3)", "new --dir", status=2)
+    other_port = cluster.base_port + 10
+    refused(run("cluster", "--dir", "var/cluster", "--base-port", str(other_port), cwd=cluster.work), "cluster",
+            f"refusing --base-port {other_port} (it has {cluster.base_port})", status=2)
+
+
+def test_another_chain_on_the_ports_is_not_reported_up(tmp_path: Path) -> None:
+    """A stranger answers on node0's RPC port once our nodes start (the port was free at the
+    check): the supervisor must not call it up, and must leave nothing running."""
+    from runtime.cluster import ClusterProcesses
+
+    base = free_base_port()
+    ours = init_cluster(tmp_path / "ours", 3, base)
+    stranger = init_cluster(tmp_path / "stranger", 3, free_base_port())
+    config = stranger.node_dir(0) / "node.toml"
+    config.write_text(config.read_text().replace(f"port = {stranger.rpc_port(0)}", f"port = {base}"))
+    processes = ClusterProcesses(stranger)
+    processes.start_node(0)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while rpc_health(base)[0] is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        checker = ClusterProcesses(ours)
+        checker.start_node(0)
+        try:
+            with pytest.raises(RuntimeError, match=f"port {base} answers for another chain|node0 exited"):
+                deadline = time.monotonic() + START_TIMEOUT_S
+                while not checker.ready(0) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+        finally:
+            checker.stop_all()
+    finally:
+        processes.stop_all()
+    assert port_free(base)
+
+
+def test_help_documents_every_option_with_its_default() -> None:
+    sys.path.insert(0, str(ROOT))
+    import argparse
+
+    import node
+
+    parser = argparse.ArgumentParser(formatter_class=node.HelpFormatter)
+    verbs = parser.add_subparsers(parser_class=node.VerbParser)
+    from cli import commands
+
+    commands.register(verbs)
+    missing = []
+    for name, sub in verbs.choices.items():
+        text = sub.format_help()
+        for action in sub._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            if not action.help:
+                missing.append(f"{name} {action.option_strings[0]}: no help")
+            elif action.default not in (None, False) and f"(default: {action.default})" not in " ".join(text.split()):
+                missing.append(f"{name} {action.option_strings[0]}: default {action.default} not shown")
+    assert missing == []
+    assert {"init", "start", "cluster", "node", "verify", "status", "keys", "contracts", "send", "call",
+            "receipt", "block", "proof"} <= set(verbs.choices)
+
+
+# the supervisor ---------------------------------------------------------------------------
+def test_sigkill_of_one_node_leaves_the_others_and_says_how_to_restart(cluster: Cluster) -> None:
+    pid = cluster.manifest()["nodes"][2]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    out = cluster.said(f"node2 (pid {pid}) exited with signal SIGKILL; the other nodes keep running")
+    assert "node.py node restart --cluster var/cluster --node 2" in out
+    assert cluster.supervisor.poll() is None
+    for i in (0, 1):
+        assert rpc_health(cluster.base_port + i)[0] is not None
+    deadline = time.monotonic() + 30
+    while cluster.manifest()["nodes"][2].get("state") != "exited" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert cluster.manifest()["nodes"][2]["state"] == "exited"
+    result = run("node", "restart", "--node", "2", cwd=cluster.work)
+    assert result.returncode == 0, result.stderr
+    assert "node2 up" in result.stdout
+    assert cluster.manifest()["nodes"][2]["pid"] != pid
+
+
+def test_node_verbs_stop_kill_and_restart_one_node(cluster: Cluster, accounts: list[dict]) -> None:
+    result = run("node", "kill", "--cluster", "var/cluster", "--node", "0", cwd=cluster.work)
+    assert result.returncode == 0 and "node0 killed (signal SIGKILL)" in result.stdout, result.stderr
+    assert cluster.manifest()["nodes"][0]["state"] == "killed"
+    # the primary is gone: the survivors change view and commit
+    sent = run("send", "--key", accounts[3]["key_file"], "--args", json.dumps([accounts[4]["address"], 7]),
+               cwd=cluster.work, env={"GRIDCHAIN_RPC": f"http://127.0.0.1:{cluster.base_port + 1}"})
+    assert sent.returncode == 0 and '"status": 1' in sent.stdout, sent.stderr
+    assert run("node", "restart", "--node", "0", cwd=cluster.work).returncode == 0
+    result = run("node", "stop", "--node", "1", cwd=cluster.work)
+    assert result.returncode == 0 and "node1 stopped" in result.stdout
+    assert run("node", "restart", "--node", "1", cwd=cluster.work).returncode == 0
+    assert [n["state"] for n in cluster.manifest()["nodes"]] == ["up", "up", "up"]
+    refused(run("node", "stop", "--node", "7", cwd=cluster.work), "node", "has nodes 0..2", status=2)
+
+
+def test_node_verbs_without_a_supervisor(tmp_path: Path) -> None:
+    init_cluster(tmp_path / "idle", 3, free_base_port())
+    refused(run("node", "stop", "--cluster", str(tmp_path / "idle"), "--node", "0", cwd=tmp_path), "node",
+            "no `node.py cluster` runs", status=1)
