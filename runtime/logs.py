@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 
-from runtime import logfilter
+from runtime.logfilter import install
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -46,4 +46,4 @@ def configure_logging(level: str, log_format: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper()))
-    logfilter.install()
+    install()

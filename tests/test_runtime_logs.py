@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from runtime import logfilter
+from runtime.logfilter import REPEATS
 from runtime.logs import configure_logging
 
 
@@ -41,5 +41,5 @@ def test_one_handler_with_the_repeat_limit(restore_root) -> None:
     configure_logging("warning", "text")
     configure_logging("warning", "text")  # twice: still one handler
     root = logging.getLogger()
-    assert len(root.handlers) == 1 and logfilter.REPEATS in root.handlers[0].filters
+    assert len(root.handlers) == 1 and REPEATS in root.handlers[0].filters
     assert root.level == logging.WARNING
