@@ -16,7 +16,8 @@ venv: $(VENV_STAMP)
 demo: $(VENV_STAMP)
 	$(PY) node.py demo --json out/demo.json
 
-test: $(VENV_STAMP)
+# ruff and mypy first (seconds), then the suite: CI (.ci/run) keeps all three clean.
+test: lint
 	$(PY) -m pytest -q
 
 test-all: $(VENV_STAMP)

@@ -23,25 +23,48 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after the backend choice
 
 LABELS = {"n3_transfer": "n=3 transfer", "n5_transfer": "n=5 transfer", "n3_dsc": "n=3 DSC",
-          "n5_dsc": "n=5 DSC", "n3_transfer_open": "n=3 transfer\nopen loop"}
+          "n5_dsc": "n=5 DSC", "n3_dsc_2000_tx_blocks": "n=3 DSC\n2000-tx blocks",
+          "n3_transfer_open": "n=3 transfer\nopen loop"}
+LEGEND_BELOW = -0.2  # axes fraction: under the tick labels and the axis label, off the data
 
 
-def _subtitle(report: dict[str, Any]) -> str:
+def _label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def _cases(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every load case of the report, the known ones in LABELS order, then any other."""
+    known = [n for n in LABELS if n in report["load"]]
+    return [(n, report["load"][n]) for n in known + sorted(set(report["load"]) - set(known))]
+
+
+def _legend(axis: Any, *twins: Any, below: float = LEGEND_BELOW) -> None:
+    """One legend for the series of an axis and its twins, under the axis (never on the data)."""
+    handles, labels = axis.get_legend_handles_labels()
+    for twin in twins:
+        more = twin.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    axis.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, below), ncol=min(3, len(labels)),
+                fontsize=8, frameon=False)
+
+
+def _caption(fig: Any, report: dict[str, Any]) -> None:
     m = report.get("machine", {})
-    return f"{m.get('cpus')} cores ({m.get('cpu_model', '')}), 1-min load at start {m.get('load_1m_at_start')}"
+    fig.supxlabel(f"{m.get('cpus')} cores ({m.get('cpu_model', '')}), 1-min load at start "
+                  f"{m.get('load_1m_at_start')}", fontsize=8)
 
 
 def throughput(report: dict[str, Any], out: Path) -> Path:
-    cases = [(name, report["load"][name]) for name in LABELS if name in report["load"]]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    names = [LABELS[n] for n, _ in cases]
+    cases = _cases(report)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    names = [_label(n) for n, _ in cases]
     tps = [c["tps"] for _, c in cases]
     bars = left.bar(names, tps, color=["#4c72b0" if "open" not in n else "#8c8c8c" for n, _ in cases])
     left.bar_label(bars, fmt="%.0f")
     left.axhline(1000, color="red", ls="--", lw=1, label="goal 1,000 tx/s (n=3)")
     left.set_ylabel("committed tx/s")
     left.set_title("Throughput (closed loop unless noted)")
-    left.legend(loc="upper right", fontsize=8)
+    _legend(left, below=-0.25)
     xs = range(len(cases))
     p50 = [c["latency_ms"]["p50"] or 0 for _, c in cases]
     p99 = [c["latency_ms"]["p99"] or 0 for _, c in cases]
@@ -51,34 +74,33 @@ def throughput(report: dict[str, Any], out: Path) -> Path:
     right.set_yscale("log")
     right.set_ylabel("latency, ms (send -> final block seen)")
     right.set_title("Latency")
-    right.legend(fontsize=8)
+    _legend(right, below=-0.25)
     for axis in (left, right):
         axis.tick_params(axis="x", labelsize=8)
-    fig.suptitle(_subtitle(report), fontsize=8, y=0.02)
+    _caption(fig, report)
     return _save(fig, out / "throughput.png")
 
 
 def latency_cdf(report: dict[str, Any], out: Path) -> Path:
-    fig, axis = plt.subplots(figsize=(6.5, 4))
-    for name in ("n3_transfer", "n3_transfer_open", "n5_transfer", "n3_dsc"):
-        case = report["load"].get(name)
-        if not case or not case.get("latency_percentiles_ms"):
+    fig, axis = plt.subplots(figsize=(7, 5), layout="constrained")
+    for name, case in _cases(report):
+        if not case.get("latency_percentiles_ms"):
             continue
         points = sorted((float(p), v) for p, v in case["latency_percentiles_ms"].items() if v is not None)
-        axis.plot([v for _, v in points], [p for p, _ in points], marker=".", label=LABELS[name].replace("\n", " "))
+        axis.plot([v for _, v in points], [p for p, _ in points], marker=".", label=_label(name).replace("\n", " "))
     axis.set_xscale("log")
     axis.set_xlabel("latency, ms")
     axis.set_ylabel("percentile")
     axis.axvline(1000, color="red", ls="--", lw=1, label="1 s")
     axis.set_title("Latency distribution")
-    axis.legend(fontsize=8)
-    fig.suptitle(_subtitle(report), fontsize=8, y=0.02)
+    _legend(axis, below=-0.14)
+    _caption(fig, report)
     return _save(fig, out / "latency_cdf.png")
 
 
 def latency_vs_rate(report: dict[str, Any], out: Path) -> Path:
     cases = report.get("rate_sweep", [])
-    fig, left = plt.subplots(figsize=(6.5, 4))
+    fig, left = plt.subplots(figsize=(7, 4.8), layout="constrained")
     offered = [c["offered_rate"] for c in cases]
     left.plot(offered, [c["latency_ms"]["p50"] for c in cases], marker="o", label="p50")
     left.plot(offered, [c["latency_ms"]["p99"] for c in cases], marker="s", label="p99")
@@ -90,15 +112,15 @@ def latency_vs_rate(report: dict[str, Any], out: Path) -> Path:
     right.plot(offered, [c["tps"] for c in cases], color="#55a868", marker="^", ls=":", label="achieved tx/s")
     right.set_ylabel("achieved committed tx/s", color="#55a868")
     right.set_ylim(bottom=0)
-    left.legend(loc="upper left", fontsize=8)
+    _legend(left, right, below=-0.16)
     left.set_title("Latency vs offered rate")
-    fig.suptitle(_subtitle(report), fontsize=8, y=0.02)
+    _caption(fig, report)
     return _save(fig, out / "latency_vs_rate.png")
 
 
 def state_growth(report: dict[str, Any], out: Path) -> Path:
     cases = report.get("state_growth", [])
-    fig, left = plt.subplots(figsize=(6.5, 4))
+    fig, left = plt.subplots(figsize=(7, 4.8), layout="constrained")
     accounts = [c["accounts"] for c in cases]
     left.plot(accounts, [c["tps"] for c in cases], marker="o", color="#4c72b0", label="tx/s")
     left.set_xscale("log")
@@ -110,14 +132,16 @@ def state_growth(report: dict[str, Any], out: Path) -> Path:
     right.set_ylabel("p99 latency, ms", color="#dd8452")
     right.set_ylim(bottom=0)
     left.set_title("Transfers (n=3, closed loop) as the state grows")
-    fig.suptitle(_subtitle(report), fontsize=8, y=0.02)
+    _legend(left, right, below=-0.16)
+    _caption(fig, report)
     return _save(fig, out / "state_growth.png")
 
 
 def timeline(report: dict[str, Any], out: Path) -> Path:
     case = report["load"]["n3_transfer"]
     log = case.get("block_log", [])
-    fig, axis = plt.subplots(figsize=(7, 4))
+    fig, axis = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+    twins = []
     if log:
         times = [b[0] for b in log]
         sizes = [b[2] for b in log]
@@ -131,15 +155,17 @@ def timeline(report: dict[str, Any], out: Path) -> Path:
         twin.plot(times, cumulative, color="#55a868", label="committed (cumulative)")
         twin.set_ylabel("committed transactions", color="#55a868")
         twin.set_ylim(bottom=0)
+        twins.append(twin)
     axis.set_xlabel("seconds since the first send")
     axis.set_ylabel("transactions in the block")
     axis.set_title(f"n=3 closed loop, {case['committed']} transfers: blocks as they became final")
-    fig.suptitle(_subtitle(report), fontsize=8, y=0.02)
+    _legend(axis, *twins, below=-0.16)
+    _caption(fig, report)
     return _save(fig, out / "timeline.png")
 
 
 def consensus_plot(report: dict[str, Any], out: Path) -> Path:
-    fig, (rates, views, sync) = plt.subplots(1, 3, figsize=(13, 4))
+    fig, (rates, views, sync) = plt.subplots(1, 3, figsize=(14, 5), layout="constrained")
     empty = report["empty_blocks"]["blocks_per_s"] or 0
     full = report["full_blocks"]["blocks_per_s"] or 0
     bars = rates.bar(["empty blocks\n(1 ms interval)", f"{report['full_blocks']['block_txs']}-tx blocks"],
@@ -147,33 +173,42 @@ def consensus_plot(report: dict[str, Any], out: Path) -> Path:
     rates.bar_label(bars, fmt="%.1f")
     rates.axhline(100, color="red", ls="--", lw=1, label="goal 100 empty blocks/s")
     rates.set_ylabel("final blocks per second (n=3)")
-    rates.legend(fontsize=8)
+    _legend(rates, below=-0.22)
     rates.set_title("Block rate")
+    trial_count = 0
     for key, label, offset in (("view_change", "default timeouts", -0.2), ("view_change_tight", "tight", 0.2)):
         trials = report.get(key, {}).get("trials", [])
+        trial_count = max(trial_count, len(trials))
         views.bar([i + offset for i in range(len(trials))], [t["seconds"] or 0 for t in trials], width=0.4,
-                  label=f"{label}: {report[key].get('timeouts')}" if trials else label)
+                  label=f"{label}: {_timeouts(report[key].get('timeouts'))}" if trials else label)
+    views.set_xticks(range(trial_count), [str(i + 1) for i in range(trial_count)])  # trials are counted
     views.axhline(3, color="red", ls="--", lw=1, label="goal 3 s")
     views.set_xlabel("trial (SIGKILL of the current primary)")
     views.set_ylabel("seconds to the first final block of a new view")
     views.set_title("View change")
-    views.legend(fontsize=6)
+    _legend(views, below=-0.14)
     trace = report["catch_up"].get("trace", [])
     if trace:
-        sync.plot([p[0] for p in trace], [p[1] for p in trace], color="#55a868")
+        sync.plot([p[0] for p in trace], [p[1] for p in trace], color="#55a868", label="restarted node")
         sync.axhline(report["catch_up"]["target_height"], color="grey", ls=":", lw=1, label="cluster height")
     sync.set_xlabel("seconds since the restart")
     sync.set_ylabel("restarted node's final height")
     sync.set_title(f"Catch-up: {report['catch_up'].get('blocks_per_s')} blocks/s")
-    sync.legend(fontsize=8)
-    fig.suptitle(_subtitle(report), fontsize=8, y=0.02)
+    _legend(sync, below=-0.14)
+    _caption(fig, report)
     return _save(fig, out / "consensus.png")
+
+
+def _timeouts(timeouts: Any) -> str:
+    if isinstance(timeouts, dict):
+        return ", ".join(f"{k} {v}" for k, v in timeouts.items())
+    return str(timeouts)
 
 
 def _save(fig: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=110)
+    # the whole figure, legends and caption included: nothing is clipped at the edges
+    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
     return path
 

@@ -88,7 +88,7 @@ class NodeConfig:
     genesis: Path = Path("genesis.toml")  # relative to the file
     # one line per event: final blocks, view changes, peers, rejected input
     log_level: str = field(default="info", metadata={"choices": LOG_LEVELS})
-    # text: one readable line per event; json: one JSON object per line (ts, level, logger, msg)
+    # text: one readable line per event; json: one JSON object per line (ts, level, logger, msg, reason)
     log_format: str = field(default="text", metadata={"choices": LOG_FORMATS})
     p2p_host: str = field(default="127.0.0.1", metadata={"table": "p2p", "key": "host",
                                                          "doc": "peers connect here"})
