@@ -151,7 +151,7 @@ class TermsView:
     p_max: int
     request_deposit: int
     bid_deposit: int
-    beta: int
+    beta_percent: int  # eq. (11) beta in hundredths of a token per credit point
     clusters_max: int
     suspect_threshold: int
     commit_ms: int
