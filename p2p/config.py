@@ -34,11 +34,11 @@ class P2PConfig:
     # reading, which pushes back on the senders through TCP.
     inbound_queue_max: int = 10000
     # Inbound connections still in their handshake. When full, a new connection evicts the
-    # oldest one that has not named an allowed key yet (p2p/admission.py): strangers
-    # squatting the slots cannot keep configured peers out.
+    # oldest one that has sent nothing yet (p2p/admission.py): strangers squatting the
+    # slots cannot keep configured peers out (a peer sends its HELLO on connect).
     pending_handshakes_max: int = 64
     # Inbound connections in their handshake from one remote host; over it, the host's
-    # oldest connection that has not named an allowed key yet is evicted.
+    # oldest connection that has sent nothing yet is evicted.
     pending_handshakes_per_host_max: int = 8
     handshake_timeout_ms: int = 5000
     # The other side's HELLO must arrive this soon: a peer sends it on connect, so only a

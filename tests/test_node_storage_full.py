@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from chain.store import ChainStore
 from client import GridClient
 from crypto.keys import KeyPair
 from runtime.cluster import free_base_port, init_cluster
@@ -27,7 +28,7 @@ MAP_BYTES = 512 << 10  # node0's map: a few blocks of 4 KB transactions fill it
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[tuple[list[Node], list[KeyPair]]]:
+async def cluster(tmp_path: Path) -> AsyncIterator[tuple[list[Node], list[KeyPair], list[asyncio.Task]]]:
     layout = init_cluster(tmp_path / "cluster", 3, free_base_port(), consensus={"commit_timeout_ms": 1500})
     configs = [NodeConfig.load(layout.node_dir(i) / "node.toml") for i in range(3)]
     configs[0] = dataclasses.replace(configs[0], lmdb_map_bytes=MAP_BYTES, lmdb_map_bytes_max=64 << 20,
@@ -38,7 +39,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[tuple[list[Node], list[KeyPai
                                                                        .read_text())]
     try:
         await _until(lambda: all(len(n.network.connected_peers()) == 2 for n in nodes), "a connected cluster")
-        yield nodes, accounts
+        yield nodes, accounts, tasks
     finally:
         for node in nodes:
             node.stop()
@@ -67,9 +68,9 @@ async def _health(node: Node) -> tuple[int, dict]:
 
 
 async def test_full_map_pauses_the_node_and_it_catches_up_once_it_can_grow(cluster, monkeypatch) -> None:
-    nodes, accounts = cluster
+    nodes, accounts, tasks = cluster
     node0 = nodes[0]
-    monkeypatch.setattr(node0.store, "disk_free_bytes", lambda: 0)  # the map cannot grow
+    monkeypatch.setattr(ChainStore, "disk_free_bytes", lambda self: 0)  # the map cannot grow
     async with GridClient(f"http://127.0.0.1:{nodes[1].rpc.port}") as client:
         for _ in range(40):
             if node0.storage_full is not None:
@@ -86,6 +87,14 @@ async def test_full_map_pauses_the_node_and_it_catches_up_once_it_can_grow(clust
                 await client0.send(accounts[9], "token", "transfer", [accounts[9].address, 1])
         await _fill_blocks(client, accounts[:4], 1)  # the others go on without node0
         assert nodes[1].chain.height > stalled_at and node0.chain.height == stalled_at
+        # restarted with its map still full, node0 comes up and waits instead of dying
+        node0.stop()
+        await asyncio.wait_for(tasks[0], 30)
+        node0 = nodes[0] = Node(node0.config)
+        tasks[0] = asyncio.create_task(node0.run())
+        await _until(lambda: node0.rpc._listener is not None, "node0 serving again")
+        status, health = await _health(node0)
+        assert health["height"] == stalled_at and not tasks[0].done()
         monkeypatch.undo()  # disk space again: the map grows, node0 resumes and catches up
         await _until(lambda: node0.storage_full is None and node0.chain.height >= nodes[1].chain.height,
                      "node0 caught up")
@@ -96,7 +105,7 @@ async def test_full_map_pauses_the_node_and_it_catches_up_once_it_can_grow(clust
 
 
 async def test_full_disk_pauses_the_node_and_the_write_is_retried(cluster, monkeypatch) -> None:
-    nodes, accounts = cluster
+    nodes, accounts, _ = cluster
     node0 = nodes[0]
 
     def no_space(*args: object) -> None:
