@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chain.types import Block
+from consensus.errors import RejectReason
 from consensus.messages import Message
 
 
@@ -38,10 +39,12 @@ class Suspected:
 
 @dataclass(frozen=True)
 class Rejected:
-    """A message from `sender` was dropped as invalid (logs and metrics)."""
+    """A message from `sender` was dropped as invalid: `reason` labels the metric (a
+    fixed set), `detail` is for the log line."""
 
     sender: int
-    reason: str
+    reason: RejectReason
+    detail: str = ""
 
 
 @dataclass(frozen=True)

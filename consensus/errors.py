@@ -1,20 +1,60 @@
-"""Expected rejections raised by consensus/ (STYLE.md habit 2).
+"""Expected rejections raised by consensus/ (STYLE.md habits 2 and 12).
 
-A peer can send anything: a malformed or badly signed message is an `InvalidMessage`
-carrying a short stable `reason`; the replica decides whether it is grounds for SUSPECT.
+A peer can send anything: a malformed message is an `InvalidMessage` carrying a
+`DecodeReason` (a fixed set: metric labels come from it) and a free-text detail for logs.
+A well-formed message that does not fit the protocol state is dropped by the replica with
+a `RejectReason` (consensus/actions.py `Rejected`); the replica decides whether it is
+grounds for SUSPECT.
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 
 class ConsensusError(Exception):
     """Base class of every expected consensus rejection."""
 
 
-class InvalidMessage(ConsensusError):
-    """A message that is malformed, badly signed or does not fit the protocol state."""
+class DecodeReason(StrEnum):
+    """Why a peer's message did not decode (consensus and sync messages, and the node's
+    own checks of who may send what)."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
+    NOT_A_MAP = "not-a-map"
+    UNKNOWN_TYPE = "unknown-type"
+    BAD_FIELDS = "bad-fields"  # missing or extra keys
+    BAD_TYPE = "bad-type"  # a field of the wrong wire type
+    OUT_OF_RANGE = "out-of-range"  # a number above its bound (view, height, count)
+    BAD_LENGTH = "bad-length"  # bytes or a list of the wrong size
+    UNKNOWN_SENDER = "unknown-sender"  # a sender or voter index not below n
+    BAD_RECORD = "bad-record"  # a nested block or certificate that does not decode
+    INCONSISTENT = "inconsistent"  # fields that contradict each other
+    NOT_A_BOOKKEEPER = "not-a-bookkeeper"
+    SENDER_MISMATCH = "sender-mismatch"
+    BAD_RELAY_MESSAGE = "bad-relay-message"
+
+
+class RejectReason(StrEnum):
+    """Why a replica or block sync dropped a well-formed message."""
+
+    UNKNOWN_SENDER = "unknown-sender"
+    BAD_SIGNATURE = "bad-signature"
+    NOT_FROM_PRIMARY = "not-from-primary"
+    NOT_A_MEMBER = "not-a-member"
+    BAD_VIEW_CHANGE = "bad-view-change"
+    BAD_VC_FINAL = "bad-vc-final"
+    BAD_CERTIFICATE = "bad-certificate"
+    BAD_VOTE = "bad-vote"
+    BAD_BLOCK = "bad-block"  # undecodable, or its number is not the sequence number
+    INVALID_BLOCK = "invalid-block"  # does not execute on the final head
+    CONFLICT = "conflict"  # two proposals or votes for one height
+    OUT_OF_SEQUENCE = "out-of-sequence"
+
+
+class InvalidMessage(ConsensusError):
+    """A message that is malformed or may not come from this peer."""
+
+    def __init__(self, reason: DecodeReason, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else str(reason))
         self.reason = reason
         self.detail = detail

@@ -31,9 +31,11 @@ class Entry:
 
     @classmethod
     def create(cls, view: int, block_raw: bytes, prepare_vote: bytes,
-               certificate: bytes = b"") -> Entry:
-        """Raises DecodeError when `block_raw` is not a block."""
-        block = decode(block_raw, Block)
+               certificate: bytes = b"", *, block: Block | None = None) -> Entry:
+        """`block` is `block_raw` decoded when the caller has it (the wire decoder did it:
+        big blocks are slow to decode). Raises DecodeError when `block_raw` is not a block."""
+        if block is None:
+            block = decode(block_raw, Block)
         return cls(view, block.number, block_raw, prepare_vote, certificate, block)
 
     def with_certificate(self, certificate: bytes) -> Entry:

@@ -2,9 +2,14 @@
 
 Every message is a frozen dataclass signed by its `sender` (a bookkeeper index) with
 Ed25519 over a domain-separated rlp encoding of its type and fields, sender included.
-`to_wire()` gives a msgpack-able dict with a "type" key; `message_from_wire` checks every
-field's type and bounds and raises only `InvalidMessage`. Signatures are checked by the
-receiver (`verify_signature`), which knows the bookkeepers' keys.
+`to_wire()` gives a msgpack-able dict with a "type" key; `message_from_wire(obj, n)` checks
+every field of every nested message and record and raises only `InvalidMessage` with a
+`DecodeReason`: types, lengths, views and heights below VIEW_MAX / HEIGHT_MAX, every
+sender and voter index below n, nested VIEW-CHANGEs, and the blocks and certificates
+inside (decoded here, once, and kept for the handlers: `decoded_block`). Whatever passes
+can be indexed and computed with safely; whether it fits the protocol state is the
+replica's business. Signatures are checked by the receiver (`verify_signature`), which
+knows the bookkeepers' keys.
 
 The votes carried by PREPARE, COMMIT and NEW-VIEW are separate signatures on
 `chain.certificate.commit_message(...)`: they are what a `CommitCertificate` collects.
@@ -18,17 +23,27 @@ from typing import Any, ClassVar
 
 import rlp
 
-from consensus.errors import InvalidMessage
+from chain.errors import DecodeError
+from chain.types import RECORD, Block, CommitCertificate, decode
+from consensus.errors import DecodeReason, InvalidMessage
 from crypto.keys import KeyPair, is_valid_signature
 
 SIGNING_DOMAIN = b"gridchain/xpaxos\x00"
 UINT_MAX = 2**64 - 1
+# Views and heights stay far below the uint64 of the wire (msgpack) so that view + 1 and
+# height + 1 always encode: a SUSPECT for view 2**64 - 1 once made every replica build a
+# VIEW-CHANGE it could not send.
+VIEW_MAX = 2**63 - 1
+HEIGHT_MAX = 2**63 - 1
 BLOB_BYTES_MAX = 16 * 1024 * 1024  # a block on the wire; the p2p frame limit is lower
-VIEW_CHANGES_MAX = 255  # a VC-FINAL carries at most one VIEW-CHANGE per bookkeeper
+SIGNATURE_BYTES = 64
 
-# Field kinds: "uint" 0..2**64-1, "hash" 32 bytes, "sig" 64 bytes, "sig?" 64 or 0 bytes,
-# "blob" bytes up to BLOB_BYTES_MAX (b"" means absent), "vcs" a list of ViewChange.
+# Field kinds: "view" 0..VIEW_MAX, "height" 0..HEIGHT_MAX, "hash" 32 bytes, "sig" 64
+# bytes, "sig?" 64 or 0 bytes, "block" an rlp Block, "cert" an rlp CommitCertificate
+# ("block?" and "cert?": or b"", absent), "vcs" a list of at most n ViewChange.
 Spec = tuple[tuple[str, str], ...]
+RECORD_KINDS = {"block": Block, "block?": Block, "cert": CommitCertificate,
+                "cert?": CommitCertificate}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,13 +79,39 @@ class Message:
             wire[name] = [vc.to_wire() for vc in value] if kind == "vcs" else value
         return wire
 
+    def decoded_block(self, name: str) -> Block | None:
+        """Field `name` (a "block" kind) as a Block, None when absent. Decoded once and
+        kept: `message_from_wire` already did it, and a 2,000-transaction block costs
+        ~160 ms to decode. Raises DecodeError on a message that skipped the decoder."""
+        return self._decoded(name, Block)
+
+    def decoded_certificate(self, name: str) -> CommitCertificate | None:
+        """Field `name` (a "cert" kind) as a CommitCertificate, None when absent."""
+        return self._decoded(name, CommitCertificate)
+
+    def _decoded(self, name: str, record: type[RECORD]) -> RECORD | None:
+        assert RECORD_KINDS[dict(self.SPEC)[name]] is record, f"{name} holds no {record}"
+        raw = getattr(self, name)
+        return cached_decode(self, (name, 0), raw, record) if raw else None
+
+
+def cached_decode(owner: object, key: tuple[str, int], raw: bytes,
+                  record: type[RECORD]) -> RECORD:
+    """`decode(raw, record)` once per (owner, key): in the owner's instance dict, which a
+    frozen dataclass allows, and which is neither signed, sent nor compared."""
+    cache: dict[tuple[str, int], Any] = owner.__dict__.setdefault("_records", {})
+    if key not in cache:
+        cache[key] = decode(raw, record)
+    value: RECORD = cache[key]
+    return value
+
 
 @dataclass(frozen=True, kw_only=True)
 class Prepare(Message):
     """The primary's proposal of `block` (rlp) at `height`; `vote` is its commit vote."""
 
     TYPE = "prepare"
-    SPEC = (("view", "uint"), ("height", "uint"), ("block", "blob"), ("vote", "sig"))
+    SPEC = (("view", "view"), ("height", "height"), ("block", "block"), ("vote", "sig"))
     view: int
     height: int
     block: bytes
@@ -82,7 +123,7 @@ class Commit(Message):
     """A follower's vote for the block `block_hash` at `height` in `view`."""
 
     TYPE = "commit"
-    SPEC = (("view", "uint"), ("height", "uint"), ("block_hash", "hash"), ("vote", "sig"))
+    SPEC = (("view", "view"), ("height", "height"), ("block_hash", "hash"), ("vote", "sig"))
     view: int
     height: int
     block_hash: bytes
@@ -96,8 +137,8 @@ class Final(Message):
     replicas that never saw it (lazy replication), b"" otherwise."""
 
     TYPE = "final"
-    SPEC = (("height", "uint"), ("block_hash", "hash"), ("certificate", "blob"),
-            ("block", "blob"))
+    SPEC = (("height", "height"), ("block_hash", "hash"), ("certificate", "cert"),
+            ("block", "block?"))
     height: int
     block_hash: bytes
     certificate: bytes
@@ -109,7 +150,7 @@ class Suspect(Message):
     """SUSPECT(view): the sender, a member of sg_view, asks to leave `view`."""
 
     TYPE = "suspect"
-    SPEC = (("view", "uint"),)
+    SPEC = (("view", "view"),)
     view: int
 
 
@@ -121,9 +162,9 @@ class ViewChange(Message):
     `entry_view` it holds, if any (`entry_block` and `entry_certificate` b"")."""
 
     TYPE = "view_change"
-    SPEC = (("view", "uint"), ("final_height", "uint"), ("final_hash", "hash"),
-            ("final_certificate", "blob"), ("entry_view", "uint"), ("entry_block", "blob"),
-            ("entry_certificate", "blob"))
+    SPEC = (("view", "view"), ("final_height", "height"), ("final_hash", "hash"),
+            ("final_certificate", "cert?"), ("entry_view", "view"), ("entry_block", "block?"),
+            ("entry_certificate", "cert?"))
     view: int
     final_height: int
     final_hash: bytes
@@ -138,7 +179,7 @@ class VcFinal(Message):
     """VC-FINAL(view): the VIEW-CHANGE messages this new active replica collected."""
 
     TYPE = "vc_final"
-    SPEC = (("view", "uint"), ("view_changes", "vcs"))
+    SPEC = (("view", "view"), ("view_changes", "vcs"))
     view: int
     view_changes: tuple[ViewChange, ...]
 
@@ -149,8 +190,8 @@ class NewView(Message):
     re-prepared pick at final_height+1 (`block` b"" and `vote` b"" when there is none)."""
 
     TYPE = "new_view"
-    SPEC = (("view", "uint"), ("final_height", "uint"), ("final_hash", "hash"),
-            ("block", "blob"), ("vote", "sig?"))
+    SPEC = (("view", "view"), ("final_height", "height"), ("final_hash", "hash"),
+            ("block", "block?"), ("vote", "sig?"))
     view: int
     final_height: int
     final_hash: bytes
@@ -166,8 +207,8 @@ class Committed(Message):
     finality proof stored with the block."""
 
     TYPE = "committed"
-    SPEC = (("view", "uint"), ("height", "uint"), ("block_hash", "hash"),
-            ("certificate", "blob"), ("holds", "sig"))
+    SPEC = (("view", "view"), ("height", "height"), ("block_hash", "hash"),
+            ("certificate", "cert"), ("holds", "sig"))
     view: int
     height: int
     block_hash: bytes
@@ -189,47 +230,140 @@ def view_of(message: Message) -> int:
     return -1
 
 
-def message_from_wire(obj: object) -> Message:
-    """Decode a wire dict strictly; raise InvalidMessage on anything malformed."""
+def message_from_wire(obj: object, n: int) -> Message:
+    """Decode a wire dict strictly for a cluster of n bookkeepers; raise InvalidMessage
+    on anything malformed or out of range."""
     if not isinstance(obj, dict):
-        raise InvalidMessage("not-a-map", type(obj).__name__)
+        raise InvalidMessage(DecodeReason.NOT_A_MAP, type(obj).__name__)
     kind = obj.get("type")
     if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
-        raise InvalidMessage("unknown-type", repr(kind)[:40])
+        raise InvalidMessage(DecodeReason.UNKNOWN_TYPE, repr(kind)[:40])
     cls = MESSAGE_TYPES[kind]
     expected = {"type", "sender", "signature"} | {name for name, _ in cls.SPEC}
     if set(obj) != expected:
-        raise InvalidMessage("bad-fields", f"{kind}: {sorted(map(str, obj))[:12]}")
+        raise InvalidMessage(DecodeReason.BAD_FIELDS, f"{kind}: {sorted(map(str, obj))[:12]}")
     values: dict[str, Any] = {
-        "sender": _field(obj, "sender", "uint"),
-        "signature": _field(obj, "signature", "sig"),
+        "sender": _sender(_uint(obj, "sender", UINT_MAX), n, "sender"),
+        "signature": _bytes(obj, "signature", "sig"),
     }
     for name, field_kind in cls.SPEC:
-        values[name] = _field(obj, name, field_kind)
-    return cls(**values)
+        values[name] = _field(obj, name, field_kind, n)
+    message = cls(**values)
+    for name, field_kind in cls.SPEC:
+        if field_kind in RECORD_KINDS:
+            _check_record(message, name, field_kind, n)
+    _check_consistent(message)
+    return message
 
 
-def _field(obj: dict[Any, Any], name: str, kind: str) -> Any:
-    value = obj[name]
-    if kind == "uint":
-        if type(value) is not int or not 0 <= value <= UINT_MAX:
-            raise InvalidMessage("bad-field", f"{name} is not a uint")
-        return value
+def check_block(block: Block, n: int) -> None:
+    """Every number of the header in range, the proposer and any certificate's voters
+    below n. Transactions are the ledger's to check (`app.check` executes them)."""
+    header = block.header
+    _in_range(header.number, HEIGHT_MAX, "block number")
+    _in_range(header.view, VIEW_MAX, "block view")
+    _in_range(header.timestamp_ms, UINT_MAX, "block timestamp")
+    _in_range(header.gas_used, UINT_MAX, "block gas")
+    _sender(header.proposer, n, "block proposer")
+    for certificate in block.certificate:
+        check_certificate(certificate, n)
+
+
+def check_certificate(certificate: CommitCertificate, n: int) -> None:
+    _in_range(certificate.view, VIEW_MAX, "certificate view")
+    # Every certificate holds the t + 1 votes of one synchronous group (n = 2t + 1).
+    if len(certificate.votes) != (n - 1) // 2 + 1:
+        raise InvalidMessage(DecodeReason.BAD_LENGTH,
+                             f"certificate with {len(certificate.votes)} votes")
+    # The finality proof: none yet, one (t = 1, the primary) or every member's.
+    if len(certificate.finality) > (n - 1) // 2 + 1:
+        raise InvalidMessage(DecodeReason.BAD_LENGTH,
+                             f"finality proof with {len(certificate.finality)} signatures")
+    for vote in [*certificate.votes, *certificate.finality]:
+        _sender(vote.replica, n, "voter")
+        if len(vote.signature) != SIGNATURE_BYTES:
+            raise InvalidMessage(DecodeReason.BAD_LENGTH, "vote signature")
+
+
+def _check_record(message: Message, name: str, kind: str, n: int) -> None:
+    try:
+        if RECORD_KINDS[kind] is Block:
+            block = message.decoded_block(name)
+            if block is not None:
+                check_block(block, n)
+        else:
+            certificate = message.decoded_certificate(name)
+            if certificate is not None:
+                check_certificate(certificate, n)
+    except DecodeError as exc:
+        raise InvalidMessage(DecodeReason.BAD_RECORD, f"{name}: {str(exc)[:120]}") from exc
+
+
+def _check_consistent(message: Message) -> None:
+    """Fields that come in pairs: present together or absent together."""
+    pairs: list[tuple[str, bool, bool]] = []
+    if isinstance(message, ViewChange):
+        pairs = [("final_certificate", message.final_height == 0, not message.final_certificate),
+                 ("entry_certificate", not message.entry_block, not message.entry_certificate),
+                 ("entry_view", not message.entry_block,
+                  not message.entry_block and message.entry_view == 0)]
+    elif isinstance(message, NewView):
+        pairs = [("vote", not message.block, not message.vote)]
+    for name, absent, expected_absent in pairs:
+        if absent != expected_absent:
+            raise InvalidMessage(DecodeReason.INCONSISTENT, f"{message.TYPE}.{name}")
+
+
+def _field(obj: dict[Any, Any], name: str, kind: str, n: int) -> Any:
+    if kind == "view":
+        return _uint(obj, name, VIEW_MAX)
+    if kind == "height":
+        return _uint(obj, name, HEIGHT_MAX)
     if kind == "vcs":
-        if not isinstance(value, list | tuple) or len(value) > VIEW_CHANGES_MAX:
-            raise InvalidMessage("bad-field", f"{name} is not a list of view changes")
-        decoded = tuple(message_from_wire(item) for item in value)
+        value = obj[name]
+        if not isinstance(value, list | tuple):
+            raise InvalidMessage(DecodeReason.BAD_TYPE, f"{name} is not a list")
+        if len(value) > n:  # one VIEW-CHANGE per bookkeeper at most
+            raise InvalidMessage(DecodeReason.BAD_LENGTH, f"{name} holds {len(value)} > n")
+        decoded = tuple(message_from_wire(item, n) for item in value)
         if not all(isinstance(vc, ViewChange) for vc in decoded):
-            raise InvalidMessage("bad-field", f"{name} holds a non view-change")
+            raise InvalidMessage(DecodeReason.BAD_TYPE, f"{name} holds a non view-change")
         return decoded
+    return _bytes(obj, name, kind)
+
+
+def _uint(obj: dict[Any, Any], name: str, maximum: int) -> int:
+    value = obj[name]
+    if type(value) is not int:
+        raise InvalidMessage(DecodeReason.BAD_TYPE, f"{name} is not an int")
+    _in_range(value, maximum, name)
+    return value
+
+
+def _in_range(value: int, maximum: int, name: str) -> None:
+    if not 0 <= value <= maximum:
+        raise InvalidMessage(DecodeReason.OUT_OF_RANGE, f"{name} {value} not in 0..{maximum}")
+
+
+def _sender(value: int, n: int, name: str) -> int:
+    if not 0 <= value < n:
+        raise InvalidMessage(DecodeReason.UNKNOWN_SENDER, f"{name} {value} of {n} bookkeepers")
+    return value
+
+
+def _bytes(obj: dict[Any, Any], name: str, kind: str) -> bytes:
+    value = obj[name]
     if not isinstance(value, bytes):
-        raise InvalidMessage("bad-field", f"{name} is not bytes")
+        raise InvalidMessage(DecodeReason.BAD_TYPE, f"{name} is not bytes")
     length_ok = {
         "hash": len(value) == 32,
-        "sig": len(value) == 64,
-        "sig?": len(value) in (0, 64),
-        "blob": len(value) <= BLOB_BYTES_MAX,
+        "sig": len(value) == SIGNATURE_BYTES,
+        "sig?": len(value) in (0, SIGNATURE_BYTES),
+        "block": 0 < len(value) <= BLOB_BYTES_MAX,
+        "cert": 0 < len(value) <= BLOB_BYTES_MAX,
+        "block?": len(value) <= BLOB_BYTES_MAX,
+        "cert?": len(value) <= BLOB_BYTES_MAX,
     }[kind]
     if not length_ok:
-        raise InvalidMessage("bad-field", f"{name} has length {len(value)}")
+        raise InvalidMessage(DecodeReason.BAD_LENGTH, f"{name} has length {len(value)}")
     return value

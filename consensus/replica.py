@@ -77,6 +77,7 @@ from consensus.actions import (
 )
 from consensus.app import Application
 from consensus.config import ConsensusConfig
+from consensus.errors import RejectReason
 from consensus.log import Entry
 from consensus.messages import (
     Commit,
@@ -103,16 +104,30 @@ TIMEOUT_DOUBLINGS_MAX = 4  # at most 16x the configured commit and view-change t
 CYCLE_ALLOWANCE_MAX = 4  # the block-cycle allowance adds at most 4x a timeout
 
 
-def _decode_suspect(data: bytes) -> Suspect | None:
+def _decode_suspect(data: bytes, n: int) -> Suspect | None:
     if not data:
         return None
-    message = message_from_wire(msgpack.unpackb(data, raw=False))
+    message = message_from_wire(msgpack.unpackb(data, raw=False), n)
     assert isinstance(message, Suspect), "storage holds the SUSPECT this replica acted on"
     return message
 
 
 class Suspicion(Exception):
-    """Raised inside a handler when a group member misbehaved; the replica suspects."""
+    """Raised inside a handler when a group member misbehaved; the replica suspects.
+    `reason` labels the rejection (metrics), the text says what happened (logs)."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _block_field(message: Message, name: str) -> Block | None:
+    """The block a message carries, decoded once (message_from_wire did it)."""
+    try:
+        return message.decoded_block(name)
+    except DecodeError as exc:
+        raise Suspicion(RejectReason.BAD_BLOCK, f"undecodable block: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -181,7 +196,7 @@ class Replica:
         self._future: dict[tuple[int, str], Message] = {}
         self._final_message: tuple[tuple[int, bool], Message] | None = None
         self._reset_view_state()
-        self._last_suspect = _decode_suspect(stored.suspect)
+        self._last_suspect = _decode_suspect(stored.suspect, self._n)
 
     # ------------------------------------------------------------------ public API
 
@@ -360,10 +375,11 @@ class Replica:
     def _handle(self, sender: int, message: Message, now_ms: int,
                 actions: list[Action]) -> None:
         if not 0 <= message.sender < self._n or not 0 <= sender < self._n:
-            actions.append(Rejected(sender, "unknown sender"))
+            actions.append(Rejected(sender, RejectReason.UNKNOWN_SENDER,
+                                    f"sender {message.sender} via {sender}"))
             return
         if not message.verify_signature(self._bookkeepers[message.sender]):
-            actions.append(Rejected(sender, "bad signature"))
+            actions.append(Rejected(sender, RejectReason.BAD_SIGNATURE, message.TYPE))
             # Only a direct sender is to blame: a forwarder may relay a forgery.
             if sender == message.sender:
                 self._suspect_member(sender, "bad signature", now_ms, actions)
@@ -371,7 +387,7 @@ class Replica:
         try:
             self._dispatch(sender, message, now_ms, actions)
         except Suspicion as suspicion:
-            actions.append(Rejected(sender, str(suspicion)))
+            actions.append(Rejected(sender, suspicion.reason, suspicion.detail))
             self._suspect_member(message.sender, str(suspicion), now_ms, actions)
 
     def _dispatch(self, sender: int, message: Message, now_ms: int,
@@ -469,42 +485,44 @@ class Replica:
     def _on_prepare(self, sender: int, message: Prepare, now_ms: int,
                     actions: list[Action]) -> None:
         if message.sender != self._group(self.view)[0] or self._is_primary():
-            raise Suspicion("PREPARE not from the primary")
+            raise Suspicion(RejectReason.NOT_FROM_PRIMARY, "PREPARE not from the primary")
         pending = self._pending_entry()
         if pending is not None and message.height == pending.height + 1:
             # The FINAL of the pending height was lost: ask again, use this one after.
             self._hold_early(sender, message)
             self._send_my_commit(pending, actions)
             return
-        self._accept_proposal(message.height, message.block, message.vote, now_ms, actions)
+        self._accept_proposal(message.height, message, now_ms, actions)
 
-    def _accept_proposal(self, height: int, raw: bytes, vote: bytes, now_ms: int,
+    def _accept_proposal(self, height: int, proposal: Prepare | NewView, now_ms: int,
                          actions: list[Action]) -> None:
+        raw, vote = proposal.block, proposal.vote
         final = self._app.final_height()
         pending = self._pending_entry()
         if height <= final:
             return
         if pending is not None and pending.height == height:
             if raw != pending.block_raw:
-                raise Suspicion(f"two proposals for height {height}")
+                raise Suspicion(RejectReason.CONFLICT, f"two proposals for height {height}")
             self._send_my_commit(pending, actions)
             return
         if height != final + 1:
-            raise Suspicion(f"sequence number {height} skips past {final + 1}")
-        try:
-            entry = Entry.create(self.view, raw, vote)
-        except DecodeError as exc:
-            raise Suspicion(f"undecodable block: {exc}") from exc
+            raise Suspicion(RejectReason.OUT_OF_SEQUENCE,
+                            f"sequence number {height} skips past {final + 1}")
+        block = _block_field(proposal, "block")
+        if block is None:
+            raise Suspicion(RejectReason.BAD_BLOCK, "a proposal without a block")
+        entry = Entry.create(self.view, raw, vote, block=block)
         if entry.height != height:
-            raise Suspicion("block number differs from the sequence number")
+            raise Suspicion(RejectReason.BAD_BLOCK, "block number differs from the sequence number")
         primary = self._group(self.view)[0]
         if not self._valid_vote(primary, vote, self.view, height, entry.block_hash):
-            raise Suspicion("bad vote of the primary")
+            raise Suspicion(RejectReason.BAD_VOTE, "bad vote of the primary")
         if self._config.byzantine != "wrong-roots":
             try:
                 self._app.check(entry.block)
             except LedgerError as exc:
-                raise Suspicion(f"invalid block: {exc}") from exc
+                raise Suspicion(RejectReason.INVALID_BLOCK, f"invalid block: {exc}") from exc
         my_vote = self._vote(self.view, height, entry.block_hash)
         self._votes = {primary: vote, self._index: my_vote}
         if self._t == 1:
@@ -532,10 +550,10 @@ class Replica:
 
     def _on_commit(self, message: Commit, now_ms: int, actions: list[Action]) -> None:
         if message.sender not in self._followers():
-            raise Suspicion("COMMIT from a replica that is no follower")
+            raise Suspicion(RejectReason.NOT_A_MEMBER, "COMMIT from a replica that is no follower")
         if not self._valid_vote(message.sender, message.vote, message.view, message.height,
                                 message.block_hash):
-            raise Suspicion("bad vote in COMMIT")
+            raise Suspicion(RejectReason.BAD_VOTE, "bad vote in COMMIT")
         final = self._app.final_height()
         if message.height <= final:
             self._send_final(message.sender, message.height, with_block=False,
@@ -553,7 +571,7 @@ class Replica:
             if commit.height != entry.height:
                 continue
             if commit.block_hash != entry.block_hash:
-                raise Suspicion(f"COMMIT of {member} is for another block")
+                raise Suspicion(RejectReason.CONFLICT, f"COMMIT of {member} is for another block")
             self._votes[member] = commit.vote
         if not set(self._group(self.view)) <= set(self._votes):
             return
@@ -593,15 +611,16 @@ class Replica:
 
     def _on_committed(self, message: Committed, now_ms: int, actions: list[Action]) -> None:
         if not self._is_member(self.view, message.sender) or self._t == 1:
-            raise Suspicion("COMMITTED from a non-member")
+            raise Suspicion(RejectReason.NOT_A_MEMBER, "COMMITTED from a non-member")
         certificate = self._checked_certificate(message.certificate, message.height,
                                                 message.block_hash)
         if certificate.view != self.view:
-            raise Suspicion("COMMITTED with a certificate of another view")
+            raise Suspicion(RejectReason.BAD_CERTIFICATE,
+                            "COMMITTED with a certificate of another view")
         if not is_valid_signature(self._bookkeepers[message.sender], message.holds,
                                   final_message(self._chain_id, message.view, message.height,
                                                 message.block_hash)):
-            raise Suspicion("bad finality signature in COMMITTED")
+            raise Suspicion(RejectReason.BAD_CERTIFICATE, "bad finality signature in COMMITTED")
         if message.height <= self._app.final_height():
             self._send_final(message.sender, message.height, with_block=False,
                              actions=actions)
@@ -668,7 +687,7 @@ class Replica:
             certificate = self._checked_certificate(message.certificate, message.height,
                                                     message.block_hash, final=True)
         except Suspicion as exc:
-            actions.append(Rejected(message.sender, str(exc)))
+            actions.append(Rejected(message.sender, exc.reason, exc.detail))
             return
         if message.height > final + 1:
             actions.append(CatchUp(message.sender, message.height))
@@ -680,7 +699,8 @@ class Replica:
         try:
             self._app.check(block)
         except LedgerError as exc:
-            actions.append(Rejected(message.sender, f"certified block fails: {exc}"))
+            actions.append(Rejected(message.sender, RejectReason.INVALID_BLOCK,
+                                    f"certified block fails: {exc}"))
             return
         self._finalize(block, certificate, actions)
         self._observe_app(now_ms, actions)
@@ -688,10 +708,10 @@ class Replica:
     def _final_block_of(self, message: Final) -> Block | None:
         if message.block:
             try:
-                block = decode(message.block, Block)
-            except DecodeError:
+                block = _block_field(message, "block")
+            except Suspicion:
                 return None
-            return block if block.hash == message.block_hash else None
+            return block if block is not None and block.hash == message.block_hash else None
         entry = self._entry
         if entry is not None and entry.block_hash == message.block_hash:
             return entry.block
@@ -706,7 +726,7 @@ class Replica:
             verify(certificate, chain_id=self._chain_id, height=height,
                    block_hash=block_hash, bookkeepers=self._bookkeepers, t=self._t)
         except (DecodeError, InvalidCertificate) as exc:
-            raise Suspicion(f"bad certificate: {exc}") from exc
+            raise Suspicion(RejectReason.BAD_CERTIFICATE, f"bad certificate: {exc}") from exc
         return certificate
 
     def _finalize(self, block: Block, certificate: CommitCertificate,
@@ -778,7 +798,8 @@ class Replica:
     def _on_suspect(self, sender: int, message: Suspect, now_ms: int,
                     actions: list[Action]) -> None:
         if not self._is_member(message.view, message.sender):
-            actions.append(Rejected(sender, "SUSPECT from outside the view's group"))
+            actions.append(Rejected(sender, RejectReason.NOT_A_MEMBER,
+                                    f"SUSPECT({message.view}) of {message.sender}"))
             return
         if message.view < self.view:
             return
@@ -841,24 +862,26 @@ class Replica:
         return rlp.encode(block.certificate[0])
 
     def _check_view_change(self, vc: ViewChange, view: int) -> None:
-        if vc.view != view or not vc.verify_signature(self._bookkeepers[vc.sender]):
-            raise Suspicion(f"bad VIEW-CHANGE of {vc.sender}")
+        # The sender is checked here too: the replica's API takes Message objects, and a
+        # VIEW-CHANGE nested in a VC-FINAL naming sender 99 once took down every replica.
+        if vc.view != view or not 0 <= vc.sender < self._n or \
+                not vc.verify_signature(self._bookkeepers[vc.sender]):
+            raise Suspicion(RejectReason.BAD_VIEW_CHANGE, f"bad VIEW-CHANGE of {vc.sender}")
         if vc.final_height > 0:
             # A final head, not a certified block: a follower withholding its COMMIT holds
             # a certificate, and the selection would start from (and sync) its block.
             self._checked_certificate(vc.final_certificate, vc.final_height, vc.final_hash,
                                       final=True)
-        if not vc.entry_block:
+        block = _block_field(vc, "entry_block")
+        if block is None:
             return
-        try:
-            entry = Entry.create(vc.entry_view, vc.entry_block, b"", vc.entry_certificate)
-        except DecodeError as exc:
-            raise Suspicion(f"undecodable log entry of {vc.sender}") from exc
+        entry = Entry.create(vc.entry_view, vc.entry_block, b"", vc.entry_certificate,
+                             block=block)
         certificate = self._checked_certificate(vc.entry_certificate, entry.height,
                                                 entry.block_hash)
         if certificate.view != vc.entry_view or vc.entry_view >= view or \
                 entry.height != vc.final_height + 1:
-            raise Suspicion(f"log entry of {vc.sender} does not fit")
+            raise Suspicion(RejectReason.BAD_VIEW_CHANGE, f"log entry of {vc.sender} does not fit")
 
     def _on_view_change(self, message: ViewChange, now_ms: int,
                         actions: list[Action]) -> None:
@@ -894,10 +917,11 @@ class Replica:
 
     def _on_vc_final(self, message: VcFinal, now_ms: int, actions: list[Action]) -> None:
         if not self._is_member(self.view, message.sender):
-            raise Suspicion("VC-FINAL from a non-member")
+            raise Suspicion(RejectReason.NOT_A_MEMBER, "VC-FINAL from a non-member")
         if len(message.view_changes) < self._n - self._t or \
                 len({vc.sender for vc in message.view_changes}) != len(message.view_changes):
-            raise Suspicion("VC-FINAL with too few or repeated view changes")
+            raise Suspicion(RejectReason.BAD_VC_FINAL,
+                            "VC-FINAL with too few or repeated view changes")
         for vc in message.view_changes:
             self._check_view_change(vc, self.view)
         if self.state == NORMAL:
@@ -941,7 +965,7 @@ class Replica:
         self._entry = None  # an entry the selection did not pick is rolled back
         if pick is not None:
             vote = self._vote(self.view, pick.height, pick.block_hash)
-            self._entry = Entry.create(self.view, pick.block_raw, vote)
+            self._entry = Entry.create(self.view, pick.block_raw, vote, block=pick.block)
             self._votes = {self._index: vote}
         new_view = self._sign(NewView(sender=self._index, view=self.view,
                                       final_height=start.final_height,
@@ -964,7 +988,7 @@ class Replica:
 
     def _on_new_view(self, message: NewView, now_ms: int, actions: list[Action]) -> None:
         if message.sender != self._group(self.view)[0] or self._is_primary():
-            raise Suspicion("NEW-VIEW not from the new primary")
+            raise Suspicion(RejectReason.NOT_FROM_PRIMARY, "NEW-VIEW not from the new primary")
         if self.state == NORMAL:
             pending = self._pending_entry()
             if pending is not None and message.block == pending.block_raw:
@@ -985,8 +1009,7 @@ class Replica:
         self._entry = None  # an entry the selection did not pick is rolled back
         self._enter_normal(now_ms)
         if message.block:
-            self._accept_proposal(message.final_height + 1, message.block, message.vote,
-                                  now_ms, actions)
+            self._accept_proposal(message.final_height + 1, message, now_ms, actions)
         self._replay_early(now_ms, actions)
 
     # ------------------------------------------------------------------ retransmission

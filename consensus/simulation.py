@@ -304,9 +304,9 @@ class Simulation:
             return
         wire = msgpack.unpackb(data, raw=False)
         if kind == "xpaxos":
-            self._act(node, node.replica.on_message(src, message_from_wire(wire), self.now))
+            self._act(node, node.replica.on_message(src, message_from_wire(wire, self.n), self.now))
         else:
-            sends = node.sync.on_message(bytes([src]), sync_message_from_wire(wire), self.now)
+            sends = node.sync.on_message(bytes([src]), sync_message_from_wire(wire, self.n), self.now)
             self._sync_sends(node, sends)
             # Sync may have moved the final head: let the replica react now.
             self._act(node, node.replica.on_tick(self.now))

@@ -22,12 +22,21 @@ import rlp
 
 from chain.certificate import verify_finality
 from chain.errors import DecodeError, InvalidCertificate, LedgerError
-from chain.types import Block, decode
+from chain.types import Block
 from consensus.app import Application
-from consensus.errors import InvalidMessage
-from consensus.messages import BLOB_BYTES_MAX, UINT_MAX
+from consensus.errors import DecodeReason, InvalidMessage
+from consensus.messages import (
+    BLOB_BYTES_MAX,
+    HEIGHT_MAX,
+    UINT_MAX,
+    cached_decode,
+    check_block,
+)
 
 PeerId = bytes
+# Blocks in one SyncResponse on the wire; what a node asks for is far less
+# (blocks_per_response_max).
+RESPONSE_BLOCKS_MAX = 256
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,12 @@ class SyncResponse:
     def to_wire(self) -> dict[str, Any]:
         return {"type": self.TYPE, "from_height": self.from_height, "blocks": list(self.blocks)}
 
+    def decoded_blocks(self) -> tuple[Block, ...]:
+        """The blocks decoded once (sync_message_from_wire did it). Raises DecodeError on
+        a response that skipped the decoder."""
+        return tuple(cached_decode(self, ("blocks", i), raw, Block)
+                     for i, raw in enumerate(self.blocks))
+
 
 SyncMessage = SyncStatus | SyncRequest | SyncResponse
 
@@ -110,37 +125,50 @@ class SyncRejected:
 SyncAction = SyncSend | SyncRejected
 
 
-def sync_message_from_wire(obj: object) -> SyncMessage:
-    """Decode strictly; raise InvalidMessage on anything malformed."""
+def sync_message_from_wire(obj: object, n: int) -> SyncMessage:
+    """Decode strictly for a cluster of n bookkeepers (the certificates inside blocks
+    name voters); raise InvalidMessage on anything malformed or out of range."""
     if not isinstance(obj, dict):
-        raise InvalidMessage("not-a-map", type(obj).__name__)
+        raise InvalidMessage(DecodeReason.NOT_A_MAP, type(obj).__name__)
     kind = obj.get("type")
     fields = {"sync_status": {"type", "height", "block_hash"},
               "sync_request": {"type", "from_height", "count"},
               "sync_response": {"type", "from_height", "blocks"}}.get(
         kind if isinstance(kind, str) else "")
     if fields is None:
-        raise InvalidMessage("unknown-type", repr(kind)[:40])
+        raise InvalidMessage(DecodeReason.UNKNOWN_TYPE, repr(kind)[:40])
     if set(obj) != fields:
-        raise InvalidMessage("bad-fields", str(kind))
+        raise InvalidMessage(DecodeReason.BAD_FIELDS, str(kind))
     if kind == "sync_status":
         block_hash = obj["block_hash"]
         if not isinstance(block_hash, bytes) or len(block_hash) != 32:
-            raise InvalidMessage("bad-field", "block_hash")
-        return SyncStatus(_uint(obj, "height"), block_hash)
+            raise InvalidMessage(DecodeReason.BAD_LENGTH, "block_hash")
+        return SyncStatus(_uint(obj, "height", HEIGHT_MAX), block_hash)
     if kind == "sync_request":
-        return SyncRequest(_uint(obj, "from_height"), _uint(obj, "count"))
+        return SyncRequest(_uint(obj, "from_height", HEIGHT_MAX), _uint(obj, "count", UINT_MAX))
     blocks = obj["blocks"]
-    if not isinstance(blocks, list | tuple) or len(blocks) > 4096 or not all(
-            isinstance(raw, bytes) and len(raw) <= BLOB_BYTES_MAX for raw in blocks):
-        raise InvalidMessage("bad-field", "blocks")
-    return SyncResponse(_uint(obj, "from_height"), tuple(blocks))
+    if not isinstance(blocks, list | tuple) or not all(isinstance(raw, bytes) for raw in blocks):
+        raise InvalidMessage(DecodeReason.BAD_TYPE, "blocks is not a list of bytes")
+    if len(blocks) > RESPONSE_BLOCKS_MAX or any(len(raw) > BLOB_BYTES_MAX for raw in blocks):
+        raise InvalidMessage(DecodeReason.BAD_LENGTH, f"{len(blocks)} blocks")
+    response = SyncResponse(_uint(obj, "from_height", HEIGHT_MAX), tuple(blocks))
+    try:
+        decoded = response.decoded_blocks()
+    except DecodeError as exc:
+        raise InvalidMessage(DecodeReason.BAD_RECORD, str(exc)[:120]) from exc
+    for block in decoded:
+        check_block(block, n)
+        if len(block.certificate) != 1:
+            raise InvalidMessage(DecodeReason.BAD_RECORD, "a final block carries one certificate")
+    return response
 
 
-def _uint(obj: dict[Any, Any], name: str) -> int:
+def _uint(obj: dict[Any, Any], name: str, maximum: int) -> int:
     value = obj[name]
-    if type(value) is not int or not 0 <= value <= UINT_MAX:
-        raise InvalidMessage("bad-field", f"{name} is not a uint")
+    if type(value) is not int:
+        raise InvalidMessage(DecodeReason.BAD_TYPE, f"{name} is not an int")
+    if not 0 <= value <= maximum:
+        raise InvalidMessage(DecodeReason.OUT_OF_RANGE, f"{name} {value} not in 0..{maximum}")
     return value
 
 
@@ -223,8 +251,14 @@ class BlockSync:
             return []  # unsolicited: ignore
         self._outstanding = None
         actions: list[SyncAction] = []
-        for height, raw in enumerate(response.blocks, start=response.from_height):
-            refused = self._apply(raw, height)
+        try:
+            blocks = response.decoded_blocks()
+        except DecodeError as exc:  # a response that skipped sync_message_from_wire
+            blocks = ()
+            actions.append(SyncRejected(peer, response.from_height, BadBlock.UNDECODABLE, str(exc)))
+            self._penalize(peer, now_ms)
+        for height, block in enumerate(blocks, start=response.from_height):
+            refused = self._apply(block, height)
             if refused is not None:
                 actions.append(SyncRejected(peer, height, *refused))
                 self._penalize(peer, now_ms)
@@ -241,14 +275,10 @@ class BlockSync:
             self._penalized.pop(next(iter(self._penalized)))
         self._penalized[peer] = now_ms + self._config.bad_peer_penalty_ms
 
-    def _apply(self, raw: bytes, height: int) -> tuple[BadBlock, str] | None:
+    def _apply(self, block: Block, height: int) -> tuple[BadBlock, str] | None:
         """Finalize the block served for `height` on the head; the reason (and nothing
         changed) when it is wrong. A block we already hold is skipped: our head may have
         moved (a FINAL) while the request was out."""
-        try:
-            block = decode(raw, Block)
-        except DecodeError as exc:
-            return BadBlock.UNDECODABLE, str(exc)
         final = self._app.final_height()
         if block.number != height or block.number > final + 1:
             return BadBlock.NOT_NEXT, f"block {block.number} served for {height}, head {final}"

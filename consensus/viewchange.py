@@ -54,9 +54,11 @@ def select(view_changes: dict[int, ViewChange]) -> Start:
     best = max(view_changes.values(), key=lambda vc: (vc.final_height, -vc.sender))
     candidates = []
     for vc in view_changes.values():
-        if not vc.entry_block:
+        block = vc.decoded_block("entry_block")  # checked: _check_view_change decoded it
+        if block is None:
             continue
-        entry = Entry.create(vc.entry_view, vc.entry_block, b"", vc.entry_certificate)
+        entry = Entry.create(vc.entry_view, vc.entry_block, b"", vc.entry_certificate,
+                             block=block)
         parent = entry.block.header.parent_hash
         if entry.height == best.final_height + 1 and parent == best.final_hash:
             candidates.append(entry)

@@ -17,6 +17,7 @@ STOPPED = "stopped"
 BUSY = "busy"
 EVICTED = "evicted"
 IO_ERROR = "io_error"
+PEER_ERROR = "peer_error"  # handling one of its messages raised: the node drops the peer
 
 
 @dataclass
@@ -51,12 +52,13 @@ class P2PCounters:
     disconnect_handshake_timeout: int = 0
     # Local decisions: the losing one of two connections to a peer, a key removed from
     # the allowed set, too many handshakes in progress (refused, or evicted for a newer
-    # connection: p2p/admission.py), shutdown.
+    # connection: p2p/admission.py), shutdown, a message the node could not handle.
     disconnect_duplicate: int = 0
     disconnect_revoked: int = 0
     disconnect_busy: int = 0
     disconnect_evicted: int = 0
     disconnect_stopped: int = 0
+    disconnect_peer_error: int = 0
 
     def count_disconnect(self, reason: str) -> None:
         field = f"disconnect_{reason}"

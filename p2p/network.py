@@ -169,6 +169,15 @@ class Network:
             for peer_id, connection in self._connections.items()
         }
 
+    def disconnect(self, peer_id: PeerId, reason: str) -> bool:
+        """Close the connection to `peer_id` now (a p2p/counters.py reason); it may dial
+        again after its backoff. False when it was not connected."""
+        connection = self._connections.get(peer_id)
+        if connection is None:
+            return False
+        connection.close(reason)
+        return True
+
     def set_allowed_keys(self, keys: Iterable[PeerId]) -> None:
         """Replace the allowed set (e.g. an observer was registered or removed); connected
         peers no longer in it are disconnected."""

@@ -55,6 +55,9 @@ class NodeMetrics:
                                          "waiting for admission", ["node"], registry=r).labels(**labels)
         self.mempool_bytes = Gauge("gridchain_mempool_bytes", "Bytes of pending transactions", ["node"],
                                    registry=r).labels(**labels)
+        # A peer's message whose handling raised (a bug it found): by message type, from a fixed set.
+        self.peer_message_errors = Counter("gridchain_peer_message_errors", "Peer messages whose handling raised",
+                                           ["kind"], registry=r)
         self.rpc_requests = Counter("gridchain_rpc_requests", "JSON-RPC calls by method and outcome",
                                     ["method", "outcome"], registry=r)
         self.rpc_connections = Gauge("gridchain_rpc_connections", "Open RPC connections", registry=r)

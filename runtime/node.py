@@ -50,12 +50,14 @@ from consensus import (
     message_from_wire,
     sync_message_from_wire,
 )
-from consensus.messages import Suspect
+from consensus.errors import DecodeReason
+from consensus.messages import MESSAGE_TYPES, Suspect
 from consensus.sync import SyncStatus
 from contracts import build_contracts
 from crypto.hashing import keccak256
 from crypto.keys import KeyPair
 from p2p import Network
+from p2p.counters import PEER_ERROR
 from rpc.server import RpcServer
 from runtime import logfilter
 from runtime.config import NodeConfig, check_limits
@@ -72,6 +74,8 @@ SYNC_TYPES = ("sync_status", "sync_request", "sync_response")
 ADMIT_CHUNK_MAX = 256
 # The mempool journal is compacted once it holds this many entries beyond twice the mempool.
 JOURNAL_SLACK = 1_000
+# The `kind` label of gridchain_peer_message_errors_total: a message type, or "other".
+PEER_MESSAGE_KINDS = frozenset((*MESSAGE_TYPES, *SYNC_TYPES, *RELAY_TYPES))
 
 
 @dataclass
@@ -109,6 +113,7 @@ class Node:
                                on_peer_up=self._peer_up, on_peer_down=self._peer_down)
         self.peer_names = {p.public_key: p.name for p in config.peers}
         self.peer_heights: dict[bytes, int] = {}  # final heights peers announced
+        self._traced_kinds: set[str] = set()  # peer message kinds whose error traceback was logged
         self.relay = TxRelay(config.relay, config.mempool.txs_max)
         self.journal = MempoolJournal(self.store.env)
         # relayed transactions waiting for admission: (peer, hash, raw), bounded in count and
@@ -254,16 +259,34 @@ class Node:
         while len(items) < self.config.p2p.inbound_queue_max and not self.network.inbound.empty():
             items.append(self.network.inbound.get_nowait())
         for peer, message in items:
-            try:
-                if message["type"] in RELAY_TYPES:
-                    self._handle_relay(peer, message, now)
-                else:
-                    self._handle_peer_message(peer, message, now)
-            except InvalidMessage as exc:
-                reason = exc.args[0] if exc.args else "invalid"
-                self.metrics.rejected_messages.labels(reason=reason).inc()
-                log.warning("rejected %s from %s: %s", message["type"], self.peer_name(peer), exc,
-                            extra={"reason": reason})
+            self._handle_guarded(peer, message, now)
+
+    def _handle_guarded(self, peer: bytes, message: dict, now: int) -> None:
+        """Nothing a peer sends gets past here (docs/consensus.md "A peer's error"): a
+        malformed message is counted by reason and dropped; any other exception is a bug
+        the message found: counted by kind, logged (with its traceback the first time for
+        that kind), and the peer is disconnected. A full store is no peer's fault: it goes
+        on to _storage_guard."""
+        kind = message["type"]
+        try:
+            if kind in RELAY_TYPES:
+                self._handle_relay(peer, message, now)
+            else:
+                self._handle_peer_message(peer, message, now)
+        except InvalidMessage as exc:
+            self.metrics.rejected_messages.labels(reason=exc.reason).inc()
+            log.warning("rejected %s from %s: %s", kind, self.peer_name(peer), exc,
+                        extra={"reason": str(exc.reason)})
+        except (StorageFull, lmdb.Error, OSError):
+            raise
+        except Exception:  # noqa: BLE001 - see the docstring: the node outlives it
+            label = kind if kind in PEER_MESSAGE_KINDS else "other"
+            self.metrics.peer_message_errors.labels(kind=label).inc()
+            first = label not in self._traced_kinds
+            self._traced_kinds.add(label)
+            log.warning("handling %s from %s raised; peer disconnected", label, self.peer_name(peer),
+                        exc_info=first)
+            self.network.disconnect(peer, PEER_ERROR)
 
     def _handle_relay(self, peer: bytes, message: dict, now: int) -> None:
         """Transactions, inventories and requests from a peer: nothing here decodes a
@@ -318,7 +341,7 @@ class Node:
     def _handle_peer_message(self, peer: bytes, message: dict, now: int) -> None:
         kind = message["type"]
         if kind in SYNC_TYPES:
-            decoded_sync = sync_message_from_wire(message)
+            decoded_sync = sync_message_from_wire(message, len(self.bookkeepers))
             if isinstance(decoded_sync, SyncStatus):
                 self.peer_heights[peer] = decoded_sync.height
             height_before = self.chain.height
@@ -327,13 +350,13 @@ class Node:
                 self._apply(self.replica.on_tick(now))  # react to blocks sync just finalized
             return
         if peer not in self.bookkeepers or self.replica is None:
-            raise InvalidMessage("not-a-bookkeeper", kind)
-        decoded = message_from_wire(message)
+            raise InvalidMessage(DecodeReason.NOT_A_BOOKKEEPER, kind)
+        decoded = message_from_wire(message, len(self.bookkeepers))
         sender = self.bookkeepers.index(peer)
         # SUSPECT is the one message replicas forward on behalf of its author (the
         # replica checks the author's signature); anything else must come from its author.
         if decoded.sender != sender and not isinstance(decoded, Suspect):
-            raise InvalidMessage("sender-mismatch", f"{decoded.sender} from bookkeeper {sender}")
+            raise InvalidMessage(DecodeReason.SENDER_MISMATCH, f"{decoded.sender} from bookkeeper {sender}")
         self._apply(self.replica.on_message(sender, decoded, now))
 
     def _admit_from_peer(self, peer: bytes, tx_hash: bytes, raw: bytes, now: int) -> bool:
@@ -446,10 +469,9 @@ class Node:
                 self.metrics.suspects.inc()
                 log.warning("suspected view %d: %s", action.view, action.reason)
             elif isinstance(action, Rejected):
-                reason = action.reason.split(":")[0]
-                self.metrics.rejected_messages.labels(reason=reason).inc()
-                log.warning("rejected message from bookkeeper %d: %s", action.sender, action.reason,
-                            extra={"reason": reason})
+                self.metrics.rejected_messages.labels(reason=action.reason).inc()
+                log.warning("rejected message from bookkeeper %d: %s: %s", action.sender, action.reason,
+                            action.detail, extra={"reason": str(action.reason)})
             elif isinstance(action, CatchUp):
                 self._send_sync(self.sync.request(self.bookkeepers[action.peer], action.height, monotonic_ms()))
 
@@ -519,12 +541,12 @@ class Node:
 
 def _byte_strings(value: object, field: str) -> list[bytes]:
     if not isinstance(value, list) or not all(isinstance(item, bytes) for item in value):
-        raise InvalidMessage("bad-relay-message", f"{field} is not a list of byte strings")
+        raise InvalidMessage(DecodeReason.BAD_RELAY_MESSAGE, f"{field} is not a list of byte strings")
     return value
 
 
 def _hashes(message: dict) -> list[bytes]:
     hashes = _byte_strings(message.get("hashes"), "hashes")
     if any(len(h) != 32 for h in hashes):
-        raise InvalidMessage("bad-relay-message", "a hash is not 32 bytes")
+        raise InvalidMessage(DecodeReason.BAD_RELAY_MESSAGE, "a hash is not 32 bytes")
     return hashes

@@ -9,10 +9,13 @@ import rlp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chain.types import Block, CommitCertificate, Vote
+from consensus.errors import DecodeReason as D
 from consensus.errors import InvalidMessage
 from consensus.log import Entry
 from consensus.messages import (
     Commit,
+    Final,
     NewView,
     Prepare,
     Suspect,
@@ -28,6 +31,7 @@ from crypto.keys import KeyPair
 KEY = KeyPair.from_seed(b"\x01" * 32)
 OTHER = KeyPair.from_seed(b"\x02" * 32)
 BLOCK = rlp.encode(genesis_block())
+N = 3  # bookkeepers: senders and voters are 0..2
 
 
 def _view_change(sender: int = 0) -> ViewChange:
@@ -51,7 +55,7 @@ SAMPLES = [
 def test_wire_round_trip_through_msgpack_keeps_message_and_signature(message):
     signed = message.signed(KEY)
     wire = msgpack.unpackb(msgpack.packb(signed.to_wire(), use_bin_type=True), raw=False)
-    decoded = message_from_wire(wire)
+    decoded = message_from_wire(wire, N)
     assert decoded == signed
     assert decoded.verify_signature(KEY.public_key)
     assert not decoded.verify_signature(OTHER.public_key)
@@ -59,26 +63,78 @@ def test_wire_round_trip_through_msgpack_keeps_message_and_signature(message):
 
 def test_signature_covers_every_field_and_the_sender():
     signed = SAMPLES[0].signed(KEY)
-    for changed in ({"height": 3}, {"view": 2}, {"block": BLOCK + b"x"}, {"sender": 1}):
+    for changed in ({"height": 3}, {"view": 2}, {"block": rlp.encode(genesis_block().copy(transactions=[]).copy(
+        header=genesis_block().header.copy(timestamp_ms=1)))}, {"sender": 1}):
         wire = signed.to_wire() | changed
-        assert not message_from_wire(wire).verify_signature(KEY.public_key), changed
+        assert not message_from_wire(wire, N).verify_signature(KEY.public_key), changed
+
+
+def _with_view_changes(*senders: int) -> dict:
+    wire = SAMPLES[4].signed(KEY).to_wire()
+    return wire | {"view_changes": [_view_change(s).signed(KEY).to_wire() for s in senders]}
+
+
+def _certificate(view: int, votes: list[tuple[int, bytes]]) -> bytes:
+    return rlp.encode(CommitCertificate(view, [Vote(r, sig) for r, sig in votes], []))
+
+
+SIG = b"\x05" * 64
+FINAL = Final(sender=0, height=1, block_hash=b"\x01" * 32,
+              certificate=_certificate(0, [(0, SIG), (1, SIG)]), block=b"").signed(KEY).to_wire()
+HEADER = genesis_block().header
 
 
 @pytest.mark.parametrize("wire, reason", [
-    ([], "not-a-map"),
-    ({"type": "nope"}, "unknown-type"),
-    (SAMPLES[2].signed(KEY).to_wire() | {"extra": 1}, "bad-fields"),
-    (SAMPLES[2].signed(KEY).to_wire() | {"view": -1}, "bad-field"),
-    (SAMPLES[2].signed(KEY).to_wire() | {"view": True}, "bad-field"),
-    (SAMPLES[2].signed(KEY).to_wire() | {"signature": b"short"}, "bad-field"),
-    (SAMPLES[1].signed(KEY).to_wire() | {"block_hash": "0x00"}, "bad-field"),
-    (SAMPLES[4].signed(KEY).to_wire() | {"view_changes": [SAMPLES[2].to_wire()]},
-     "bad-field"),
+    ([], D.NOT_A_MAP),
+    ({"type": "nope"}, D.UNKNOWN_TYPE),
+    (SAMPLES[2].signed(KEY).to_wire() | {"extra": 1}, D.BAD_FIELDS),
+    (SAMPLES[2].signed(KEY).to_wire() | {"view": -1}, D.OUT_OF_RANGE),
+    (SAMPLES[2].signed(KEY).to_wire() | {"view": 2**64 - 1}, D.OUT_OF_RANGE),
+    (SAMPLES[2].signed(KEY).to_wire() | {"view": True}, D.BAD_TYPE),
+    (SAMPLES[2].signed(KEY).to_wire() | {"sender": 3}, D.UNKNOWN_SENDER),
+    (SAMPLES[2].signed(KEY).to_wire() | {"signature": b"short"}, D.BAD_LENGTH),
+    (SAMPLES[1].signed(KEY).to_wire() | {"block_hash": "0x00"}, D.BAD_TYPE),
+    (SAMPLES[4].signed(KEY).to_wire() | {"view_changes": [SAMPLES[2].signed(KEY).to_wire()]}, D.BAD_TYPE),
+    (_with_view_changes(0, 99), D.UNKNOWN_SENDER),
+    (_with_view_changes(0, 1, 2, 0), D.BAD_LENGTH),
+    (SAMPLES[0].signed(KEY).to_wire() | {"block": b""}, D.BAD_LENGTH),
+    (SAMPLES[0].signed(KEY).to_wire() | {"block": b"\xc0"}, D.BAD_RECORD),
+    (SAMPLES[0].signed(KEY).to_wire() | {"block": rlp.encode(Block(HEADER.copy(proposer=7), [], []))},
+     D.UNKNOWN_SENDER),
+    (SAMPLES[0].signed(KEY).to_wire() | {"block": rlp.encode(Block(HEADER.copy(number=2**64), [], []))},
+     D.OUT_OF_RANGE),
+    (FINAL | {"certificate": _certificate(0, [(0, SIG), (5, SIG)])}, D.UNKNOWN_SENDER),
+    (FINAL | {"certificate": _certificate(0, [(0, SIG)] * 200)}, D.BAD_LENGTH),
+    (FINAL | {"certificate": _certificate(0, [(0, SIG), (1, b"x")])}, D.BAD_LENGTH),
+    (FINAL | {"certificate": _certificate(2**64, [(0, SIG), (1, SIG)])}, D.OUT_OF_RANGE),
+    (SAMPLES[3].signed(KEY).to_wire() | {"final_height": 3}, D.INCONSISTENT),
+    (SAMPLES[3].signed(KEY).to_wire() | {"entry_block": BLOCK}, D.INCONSISTENT),
+    (SAMPLES[5].signed(KEY).to_wire() | {"vote": SIG}, D.INCONSISTENT),
 ])
 def test_malformed_wire_is_rejected_with_a_reason(wire, reason):
     with pytest.raises(InvalidMessage) as info:
-        message_from_wire(wire)
-    assert info.value.reason == reason
+        message_from_wire(wire, N)
+    assert info.value.reason is reason
+
+
+@pytest.mark.parametrize("wire, reason", [
+    ({"type": "sync_status", "height": 2**63, "block_hash": b"\x01" * 32}, D.OUT_OF_RANGE),
+    ({"type": "sync_response", "from_height": 1, "blocks": [BLOCK]}, D.BAD_RECORD),  # no certificate
+    ({"type": "sync_response", "from_height": 1, "blocks": [b"\x01\x02"]}, D.BAD_RECORD),
+    ({"type": "sync_response", "from_height": 1, "blocks": [BLOCK] * 300}, D.BAD_LENGTH),
+    ({"type": "sync_response", "from_height": 1, "blocks": "x"}, D.BAD_TYPE),
+])
+def test_malformed_sync_wire_is_rejected_with_a_reason(wire, reason):
+    with pytest.raises(InvalidMessage) as info:
+        sync_message_from_wire(wire, N)
+    assert info.value.reason is reason
+
+
+def test_decoded_block_is_kept_for_the_handlers():
+    wire = msgpack.unpackb(msgpack.packb(SAMPLES[0].signed(KEY).to_wire(), use_bin_type=True), raw=False)
+    message = message_from_wire(wire, N)
+    assert message.decoded_block("block") is message.decoded_block("block")
+    assert message.decoded_block("block") == genesis_block()
 
 
 wire_values = st.recursive(
@@ -101,7 +157,7 @@ def test_garbage_raises_only_invalid_message(garbage, kind, fields):
     for candidate in (garbage, {"type": kind, **fields}):
         for decode in (message_from_wire, sync_message_from_wire):
             try:
-                decode(candidate)
+                decode(candidate, N)
             except InvalidMessage:
                 pass
 
@@ -115,16 +171,18 @@ def test_one_corrupted_field_raises_only_invalid_message(message, name, value):
     if name in wire:
         wire[name] = value
         try:
-            message_from_wire(wire)
+            message_from_wire(wire, N)
         except InvalidMessage:
             pass
 
 
 def test_sync_messages_round_trip():
+    certified = rlp.encode(genesis_block().with_certificate(
+        CommitCertificate(0, [Vote(0, b"\x05" * 64), Vote(1, b"\x05" * 64)], [])))
     for message in (SyncStatus(3, b"\x01" * 32), SyncRequest(4, 10),
-                    SyncResponse(4, (BLOCK, BLOCK))):
+                    SyncResponse(4, (certified, certified))):
         wire = msgpack.unpackb(msgpack.packb(message.to_wire(), use_bin_type=True), raw=False)
-        assert sync_message_from_wire(wire) == message
+        assert sync_message_from_wire(wire, N) == message
 
 
 def _state() -> StoredState:

@@ -1,0 +1,66 @@
+"""The node loop outlives anything a peer sends (docs/consensus.md "A peer's error"):
+malformed messages are counted by reason, and a message whose handling raises is counted
+by kind, logged (its traceback the first time), and gets its peer disconnected."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from consensus.messages import Suspect
+from p2p.counters import PEER_ERROR
+from runtime.cluster import free_base_port, init_cluster
+from runtime.config import NodeConfig
+from runtime.node import Node
+
+
+@pytest.fixture
+def node(tmp_path: Path):
+    layout = init_cluster(tmp_path / "cluster", 3, free_base_port(), accounts=1)
+    node = Node(NodeConfig.load(layout.node_dir(0) / "node.toml"))
+    yield node
+    node.store.close()
+
+
+def _metric(node: Node, name: str) -> dict[str, float]:
+    values = {}
+    for line in node.metrics.render().decode().splitlines():
+        if line.startswith(name + "{"):
+            labels, value = line.rsplit(" ", 1)
+            values[labels[len(name):]] = float(value)
+    return values
+
+
+def test_a_handler_exception_disconnects_the_peer_and_the_node_goes_on(node, monkeypatch, caplog):
+    peer = node.bookkeepers[1]
+    disconnected: list[tuple[bytes, str]] = []
+    monkeypatch.setattr(node.network, "disconnect", lambda p, reason: disconnected.append((p, reason)))
+
+    def broken(*args: object) -> list:
+        raise RuntimeError("a handler bug")
+
+    assert node.replica is not None
+    monkeypatch.setattr(node.replica, "on_message", broken)
+    suspect = Suspect(sender=1, view=0).signed(node.key).to_wire()  # signature is the replica's job
+    with caplog.at_level(logging.WARNING, logger="gridchain.node"):
+        for _ in range(3):
+            node._handle_guarded(peer, suspect, 0)
+    assert disconnected == [(peer, PEER_ERROR)] * 3
+    assert _metric(node, "gridchain_peer_message_errors_total") == {'{kind="suspect"}': 3.0}
+    lines = [r for r in caplog.records if "raised" in r.getMessage()]
+    assert len(lines) == 3 and [bool(r.exc_info) for r in lines] == [True, False, False], \
+        "the traceback once per kind (runtime/logfilter.py rate-limits the lines)"
+
+
+def test_malformed_messages_are_counted_by_a_bounded_reason(node):
+    peer = node.bookkeepers[1]
+    for height in range(5):  # free text (heights) must not become label values
+        node._handle_guarded(peer, {"type": "sync_status", "height": 2**63 + height,
+                                         "block_hash": bytes(32)}, 0)
+    node._handle_guarded(peer, {"type": "suspect", "sender": 99, "view": 0, "signature": bytes(64)}, 0)
+    node._handle_guarded(peer, {"type": "zzz"}, 0)
+    assert _metric(node, "gridchain_rejected_messages_total") == {
+        '{reason="out-of-range"}': 5.0, '{reason="unknown-sender"}': 1.0, '{reason="unknown-type"}': 1.0}
+    assert _metric(node, "gridchain_peer_message_errors_total") == {}
