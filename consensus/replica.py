@@ -80,6 +80,7 @@ from consensus.config import ConsensusConfig
 from consensus.errors import RejectReason
 from consensus.log import Entry
 from consensus.messages import (
+    VIEW_MAX,
     Commit,
     Committed,
     Final,
@@ -800,6 +801,11 @@ class Replica:
         if not self._is_member(message.view, message.sender):
             actions.append(Rejected(sender, RejectReason.NOT_A_MEMBER,
                                     f"SUSPECT({message.view}) of {message.sender}"))
+            return
+        if message.view >= VIEW_MAX:
+            # Its next view would not decode anywhere: a member could freeze the cluster.
+            actions.append(Rejected(sender, RejectReason.OUT_OF_SEQUENCE,
+                                    f"SUSPECT({message.view}) leads past VIEW_MAX"))
             return
         if message.view < self.view:
             return

@@ -297,6 +297,13 @@ class Simulation:
             heapq.heappush(self._queue, (self.now + delay, self._seq, src, dst,
                                          (payload[0], data)))
 
+    def inject(self, src: int, dst: int, wire: dict[str, Any]) -> None:
+        """Deliver `wire` from bookkeeper `src` to `dst` now, as if it had arrived: through
+        msgpack and the strict decoders (InvalidMessage propagates), then the replica or
+        block sync, whose actions are carried out. For crafted messages (faults/craft.py)."""
+        kind = "sync" if str(wire.get("type", "")).startswith("sync_") else "xpaxos"
+        self._deliver((self.now, 0, src, dst, (kind, msgpack.packb(wire, use_bin_type=True))))
+
     def _deliver(self, item: tuple[int, int, int, int, Any]) -> None:
         _, _, src, dst, (kind, data) = item
         node = self.nodes[dst]
