@@ -26,7 +26,7 @@ from typing import Any
 import rlp
 from hypothesis import strategies as st
 
-from chain.certificate import commit_message, synchronous_group
+from chain.certificate import commit_message, final_message, finality_signers, synchronous_group
 from chain.types import EMPTY_TRIE_ROOT, Block, BlockHeader, CommitCertificate, Transaction, Vote
 from consensus.messages import (
     HEIGHT_MAX,
@@ -66,6 +66,11 @@ class Insider:
         if view < 0 or height < 0:
             return bytes(64)  # rlp has no negative numbers: nothing to sign
         return self.key.sign(commit_message(self.chain_id, view, height, block_hash))
+
+    def final_signature(self, view: int, height: int, block_hash: bytes) -> bytes:
+        if view < 0 or height < 0:
+            return bytes(64)
+        return self.key.sign(final_message(self.chain_id, view, height, block_hash))
 
 
 @dataclass
@@ -188,7 +193,15 @@ def certificate_for(rng: random.Random, insider: Insider, situation: Situation, 
         votes = votes * 40
     elif choice == "duplicate-voter":
         votes = [votes[0]] * len(votes)
-    return f"cert-{choice}", rlp.encode(CommitCertificate(cert_view, votes))
+    # The finality proof: none, or the signers' with the insider's real one among forged ones.
+    proof = rng.choice(["none", *["forged"] * 6, "too-long"])
+    finality = [] if proof == "none" else [
+        Vote(member, insider.final_signature(cert_view, height, block_hash) if member == insider.index
+             else rng.randbytes(64)) for member in finality_signers(cert_view, insider.n, insider.t)]
+    if proof == "too-long":
+        finality = finality * (insider.n + 1)
+    tag = _tags(f"cert-{choice}", "" if proof == "forged" else f"finality-{proof}")
+    return tag, rlp.encode(CommitCertificate(cert_view, votes, finality))
 
 
 def _signed(message: Message, insider: Insider, rng: random.Random) -> tuple[str, Message]:
@@ -264,8 +277,9 @@ def _consensus(rng: random.Random, insider: Insider, situation: Situation, kind:
                              vote=insider.vote(view, height, block_hash))
         else:
             cert_tag, certificate = certificate_for(rng, insider, situation, view, height, block_hash)
+            holds = insider.final_signature(view, height, block_hash) if rng.random() < 0.8 else rng.randbytes(64)
             message = Committed(sender=sender, view=view, height=height, block_hash=block_hash,
-                                certificate=certificate)
+                                certificate=certificate, holds=holds)
             tags.append(cert_tag)
     elif kind == "final":
         with_block = (rng.random() < 0.5)
