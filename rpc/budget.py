@@ -1,5 +1,7 @@
 """Byte budgets of replies: `response_bytes_max` for one reply, `batch_response_bytes_max`
-for all replies of a batch. A reply over budget becomes JSON-RPC -32005 with data.limit.
+for all replies of a batch, `replies_bytes_max` for all replies being built at once (many
+connections each sending a batch). A reply over budget becomes JSON-RPC -32005 with
+data.limit.
 
 Methods whose answer can be large reserve their size estimate before doing the work
 (`reserve`), so a batch of 100 full blocks does the work of the few that fit, not of all
@@ -18,16 +20,38 @@ def over_budget(limit: str, detail: str) -> RpcError:
 
 
 @dataclass
+class ServerBudget:
+    """Bytes every reply being built may still take, across requests."""
+
+    left: int
+
+
+@dataclass
 class BatchBudget:
     response_bytes_max: int
     left: int  # bytes the batch's replies may still take
+    server: ServerBudget
+    taken: int = 0  # from `server`, given back by `close` once the request is answered
 
     def take(self, size: int) -> None:
         if size > self.response_bytes_max:
             raise over_budget("response_bytes_max", f"reply of {size} bytes > {self.response_bytes_max}")
         if size > self.left:
             raise over_budget("batch_response_bytes_max", f"reply of {size} bytes, {self.left} left in the batch")
+        if size > self.server.left:
+            raise over_budget("replies_bytes_max", f"reply of {size} bytes, {self.server.left} left for all replies")
         self.left -= size
+        self.server.left -= size
+        self.taken += size
+
+    def give_back(self, size: int) -> None:
+        self.left += size
+        self.server.left += size
+        self.taken -= size
+
+    def close(self) -> None:
+        self.server.left += self.taken
+        self.taken = 0
 
 
 @dataclass
@@ -42,7 +66,7 @@ class CallBudget:
         self.reserved += estimate
 
     def charge(self, size: int) -> None:
-        self.batch.left += self.reserved
+        self.batch.give_back(self.reserved)
         self.reserved = 0
         self.batch.take(size)
 

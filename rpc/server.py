@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
@@ -48,6 +50,7 @@ class RpcServer:
         self.guard = ConnectionGuard(self.connections_max, self.config.connections_per_client_max,
                                      self.config.header_timeout_ms, self.config.idle_timeout_ms,
                                      lambda reason: node.metrics.rpc_connections_closed.labels(reason=reason).inc())
+        self._replies = budget.ServerBudget(self.config.replies_bytes_max)
         self.app = web.Application(client_max_size=self.config.body_bytes_max, middlewares=[self._track])
         self.app.router.add_post("/", self.handle_post)
         self.app.router.add_get("/health", self.handle_health)
@@ -116,14 +119,23 @@ class RpcServer:
             if len(payload) > self.config.batch_max:
                 too_long = f"batch of {len(payload)} > {self.config.batch_max}"
                 return _json(_error(None, limit_error("batch_max", too_long)))
-            shared = self._budget()
-            replies = [r for r in await asyncio.gather(*(self.call(item, shared) for item in payload)) if r]
-            return _raw_json("[" + ",".join(replies) + "]") if replies else web.Response(status=204)
-        reply = await self.call(payload, self._budget())
-        return _raw_json(reply) if reply is not None else web.Response(status=204)
+            with self._budget() as shared:
+                replies = [r for r in await asyncio.gather(*(self.call(item, shared) for item in payload)) if r]
+                return _raw_json("[" + ",".join(replies) + "]") if replies else web.Response(status=204)
+        with self._budget() as shared:
+            reply = await self.call(payload, shared)
+            return _raw_json(reply) if reply is not None else web.Response(status=204)
 
-    def _budget(self) -> budget.BatchBudget:
-        return budget.BatchBudget(self.config.response_bytes_max, self.config.batch_response_bytes_max)
+    @contextmanager
+    def _budget(self) -> Iterator[budget.BatchBudget]:
+        """A request's reply budget; its bytes count against replies_bytes_max until the
+        reply is built."""
+        batch = budget.BatchBudget(self.config.response_bytes_max, self.config.batch_response_bytes_max,
+                                   self._replies)
+        try:
+            yield batch
+        finally:
+            batch.close()
 
     async def call(self, request: Any, shared: budget.BatchBudget) -> str | None:
         """One JSON-RPC request object -> its encoded response (None for a notification),
@@ -219,7 +231,8 @@ class RpcServer:
                         "result": socket.subscriptions.pop(params[0], None) is not None}
         except RpcError as exc:
             return _error(request_id, exc)
-        reply = await self.call(request, self._budget())
+        with self._budget() as shared:
+            reply = await self.call(request, shared)
         return reply or {"jsonrpc": "2.0", "id": request_id, "result": None}
 
     def _subscribe(self, socket: Any, params: Any) -> str:

@@ -77,6 +77,8 @@ class RpcConfig:
     response_bytes_max: int = field(default=8 << 20, metadata={"min": 1})
     # JSON of all replies of one batch: 100 full blocks (226 MiB) once stalled consensus for 15 s (-32005 above)
     batch_response_bytes_max: int = field(default=16 << 20, metadata={"min": 1})
+    # JSON of every reply being built at once, over all connections (-32005 above): memory stays bounded
+    replies_bytes_max: int = field(default=64 << 20, metadata={"min": 1})
     view_ms_max: int = 1_000  # wall-clock bound of one contract_call, besides its gas
 
 

@@ -29,7 +29,8 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
     config = NodeConfig.load(layout.node_dir(0) / "node.toml")
     rpc = dataclasses.replace(config.rpc, connections_per_client_max=8, connections_max=12,
                               header_timeout_ms=600, idle_timeout_ms=1_500,
-                              response_bytes_max=5_000, batch_response_bytes_max=20_000)
+                              response_bytes_max=5_000, batch_response_bytes_max=20_000,
+                              replies_bytes_max=25_000)
     running = Node(dataclasses.replace(config, rpc=rpc))
     task = asyncio.create_task(running.run())
     await _until(lambda: running.rpc.port != 0 and running.rpc._listener is not None, "RPC listening")
@@ -130,6 +131,19 @@ async def test_reply_and_batch_byte_budgets(node: Node) -> None:
     assert all(r["error"]["code"] == -32005 and r["error"]["data"]["limit"] == "batch_response_bytes_max"
                for r in over)
     assert sum(len(json.dumps(r)) for r in ok) <= 20_000
+
+
+async def test_replies_being_built_share_one_budget(node: Node) -> None:
+    blocks = [_call("chain_getBlock", 0, True, request_id=k) for k in range(8)]
+    # A holds ~7 KB of replies_bytes_max (25,000) while its receipt wait lasts
+    waiting = asyncio.create_task(_post(node, [*blocks[:6], _call("tx_receipt", "0x" + "11" * 32, 3000,
+                                                                    request_id=99)]))
+    await _until(lambda: node.rpc._replies.left < 25_000, "the first batch holding its replies")
+    during = await _post(node, blocks)
+    assert any(r.get("error", {}).get("data", {}).get("limit") == "replies_bytes_max" for r in during), during
+    assert all("result" in r for r in await waiting)
+    after = await _post(node, blocks)
+    assert all("result" in r for r in after) and node.rpc._replies.left == 25_000
 
 
 async def test_out_of_range_integers_are_invalid_params(node: Node) -> None:
