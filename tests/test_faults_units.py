@@ -65,14 +65,15 @@ async def test_proxy_passes_cuts_one_way_drops_and_delays() -> None:
         proxies.set(1, 0, LinkFault(blackhole=True))  # replies cut, requests still arrive
         writer.write(frame(b"c"))
         assert await _read_frames(reader, 1, 0.5) == []
-        await asyncio.sleep(0.1)
-        assert received[-1] == b"c"
+        async with asyncio.timeout(10):  # the request side still delivers, however loaded the machine
+            while not received or received[-1] != b"c":
+                await asyncio.sleep(0.01)
 
         proxies.heal()
         proxies.set(0, 1, LinkFault(drop_p=0.5))
         before = len(received)
         writer.write(b"".join(frame(bytes([i])) for i in range(200)))
-        echoed = await _read_frames(reader, 200, 1.0)
+        echoed = await _read_frames(reader, 200, 3.0)  # waits it out: some frames are dropped
         assert 40 < len(echoed) < 160 and echoed == sorted(echoed)  # whole frames dropped, order kept
         assert len(received) - before == len(echoed)
 

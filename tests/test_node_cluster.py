@@ -63,10 +63,15 @@ async def test_websocket_notifies_new_heads_and_events(cluster) -> None:
                                              "fields": {"to": "0x" + accounts[7].address.hex()}})
         head_task = asyncio.ensure_future(heads.__anext__())
         event_task = asyncio.ensure_future(events.__anext__())
-        await asyncio.sleep(0.5)  # let both subscriptions register
+        # The subscriptions register some time after these tasks start (later on a loaded
+        # machine): send until both have seen something instead of guessing how long that is.
         async with GridClient(url) as sender:
             await sender.transact(accounts[3], "token", "transfer", [accounts[6].address, 1])
-            await sender.transact(accounts[3], "token", "transfer", [accounts[7].address, 2])
+            for _ in range(10):
+                await sender.transact(accounts[3], "token", "transfer", [accounts[7].address, 2])
+                await asyncio.wait({head_task, event_task}, timeout=2)
+                if head_task.done() and event_task.done():
+                    break
         head = await asyncio.wait_for(head_task, 20)
         event = await asyncio.wait_for(event_task, 20)
         assert head["number"] >= 1

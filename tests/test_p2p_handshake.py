@@ -176,7 +176,8 @@ async def test_handshake_not_finished_in_time_is_refused() -> None:
     server_seen, _ = await exchange(lambda r, w: authenticate(r, w, BOB), silent)
     elapsed = loop.time() - started
     assert isinstance(server_seen, HandshakeTimeout)
-    assert CONFIG.handshake_timeout_ms / 1000 <= elapsed < CONFIG.handshake_timeout_ms / 1000 + 2
+    # never before the timeout; the upper bound only catches a timeout that does not fire
+    assert CONFIG.handshake_timeout_ms / 1000 <= elapsed < CONFIG.handshake_timeout_ms / 1000 + 20
 
 
 def raw_client(payload: bytes) -> Client:
