@@ -393,3 +393,21 @@ async def test_squatters_on_the_handshake_slots_do_not_keep_a_peer_out() -> None
         for task in squatters:
             task.cancel()
         await asyncio.gather(*squatters, return_exceptions=True)
+
+
+async def test_a_silent_stranger_is_closed_after_hello_timeout() -> None:
+    config = replace(CONFIG, handshake_timeout_ms=10_000, hello_timeout_ms=300)
+    port = free_ports(1)[0]
+    a = Network(config, KEYS[0], CHAIN, IDS, "127.0.0.1", port, {})
+    await a.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(5):
+            while await reader.read(65536):  # our HELLO, then the close
+                pass
+        assert asyncio.get_running_loop().time() - started < 5  # well before handshake_timeout_ms
+        await eventually(lambda: a.counters.disconnect_handshake_timeout == 1)
+        writer.close()
+    finally:
+        await a.stop()
