@@ -37,7 +37,8 @@ class RpcError(Exception):
 
 class FaultCluster:
     def __init__(self, directory: Path, nodes: int, consensus: dict[str, Any] | None = None,
-                 seed: int = 0, p2p: dict[str, Any] | None = None, rpc: dict[str, Any] | None = None) -> None:
+                 seed: int = 0, p2p: dict[str, Any] | None = None, rpc: dict[str, Any] | None = None,
+                 unfunded: int = 0) -> None:
         self.directory = directory
         self.nodes = nodes
         self.t = (nodes - 1) // 2
@@ -46,6 +47,11 @@ class FaultCluster:
         self.rpc = dict(rpc or {})
         self.layout: ClusterLayout = init_cluster(directory, nodes, free_base_port(), consensus=self.consensus,
                                                   accounts=ACCOUNTS)
+        # Accounts that exist with a zero balance, as a device registration makes them.
+        self.unfunded = [KeyPair.generate() for _ in range(unfunded)]
+        with open(directory / "genesis.toml", "a") as genesis:
+            for key in self.unfunded:
+                genesis.write(f'\n[[accounts]]\npublic_key = "{key.public_key.hex()}"\nbalance = 0\n')
         self.proxies = LinkProxies(nodes, seed)
         self.processes = ClusterProcesses(self.layout)
         self.paused: set[int] = set()

@@ -51,7 +51,7 @@ async def _run(scenario: Scenario, seed: int, duration: float, directory: Path, 
     rng = random.Random(f"{scenario.name}/{seed}")
     began = time.monotonic()
     cluster = FaultCluster(directory / "cluster", scenario.nodes, {**CONSENSUS, **scenario.consensus},
-                           seed=rng.getrandbits(32))
+                           seed=rng.getrandbits(32), unfunded=scenario.unfunded)
     history = History()
     sampler = Sampler(cluster, history)
     result: dict[str, Any] = {"name": scenario.name, "summary": scenario.summary, "seed": seed,

@@ -19,6 +19,7 @@ import rlp
 from chain.certificate import synchronous_group
 from chain.types import Transaction
 from consensus.config import BYZANTINE_MODES
+from crypto.keys import KeyPair
 from faults.cluster import FaultCluster, RpcError
 from faults.history import FAIL, INFO, OK, History
 from faults.proxy import LinkFault
@@ -74,6 +75,7 @@ class Scenario:
     nodes: int = 3
     consensus: dict[str, Any] = field(default_factory=dict)
     kind: str = "workload"  # "workload", "fuzz" or "exhaustion"
+    unfunded: int = 0  # genesis accounts with a zero balance (what a free device registration gives)
     byzantine_node: str | None = None  # "primary" when the schedule turns the primary Byzantine
 
 
@@ -319,6 +321,77 @@ async def crash_loop(ctx: Ctx) -> None:
                   + (f"; {results['problems'][:3]}" if results["problems"] else "")}
 
 
+FLOOD_SENDERS = 48
+FLOOD_TXS_PER_SENDER = 65
+FLOOD_JUNK_BYTES = 15_000  # with the envelope, just under genesis tx_bytes_max (16 KiB)
+FLOOD_RSS_BYTES_MAX = 1 << 30  # a node's memory bound during the flood (it was 2.7 GB and growing)
+FLOOD_HONEST_P99_S_MAX = 20.0  # honest transfers invoked during the flood: p99 to final receipt
+
+
+async def junk_flood(ctx: Ctx) -> None:
+    """Accounts without tokens (free to register) flood every node with 16 KiB junk calls:
+    the chain keeps making blocks, honest transfers stay final with bounded latency, memory
+    stays bounded, and the flooders are held to their quota."""
+    c = ctx.cluster
+    heights_before = [s["height"] for s in await asyncio.gather(*(c.status(i) for i in range(c.nodes))) if s]
+    junk = bytes(ctx.rng.getrandbits(8) for _ in range(FLOOD_JUNK_BYTES))
+    reasons: Counter[str] = Counter()
+    rss_peak = [0] * c.nodes
+    deadline = asyncio.get_running_loop().time() + ctx.duration
+    ctx.history.fault("junk flood", senders=len(c.unfunded), txs_each=FLOOD_TXS_PER_SENDER,
+                      tx_bytes=FLOOD_JUNK_BYTES)
+    flood_started = ctx.history.now()
+
+    async def flooder(k: int, key: KeyPair) -> None:
+        for nonce in range(FLOOD_TXS_PER_SENDER):
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            tx = Transaction.create(key, chain_id=ctx.chain_id, nonce=nonce, to=ctx.token, method="transfer",
+                                    args=[junk, 0], gas_limit=1_000_000)
+            try:
+                await c.call((k + nonce) % c.nodes, "tx_send", "0x" + rlp.encode(tx).hex())
+                reasons["accepted"] += 1
+            except RpcError as exc:
+                reasons[exc.reason or "error"] += 1
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                reasons[type(exc).__name__] += 1
+
+    async def watch_memory() -> None:
+        while True:
+            for i in range(c.nodes):
+                rss_peak[i] = max(rss_peak[i], c.rss_bytes(i) or 0)
+            await asyncio.sleep(0.5)
+
+    watcher = asyncio.create_task(watch_memory())
+    try:
+        await asyncio.gather(*(flooder(k, key) for k, key in enumerate(c.unfunded)))
+        await ctx.sleep(deadline - asyncio.get_running_loop().time())
+    finally:
+        watcher.cancel()
+    flood_ended = ctx.history.now()
+    ctx.history.heal("flood over", **dict(reasons))
+    heights_after = [s["height"] for s in await asyncio.gather(*(c.status(i) for i in range(c.nodes))) if s]
+    honest = sorted(latency for op in ctx.history.ops
+                    if op.outcome == OK and flood_started <= op.invoke <= flood_ended
+                    and (latency := op.latency()) is not None)
+    p99 = honest[min(len(honest) - 1, int(len(honest) * 0.99))] if honest else None
+    invariants = ctx.extra.setdefault("invariants", {})
+    invariants["flood_chain_advanced"] = {
+        "passed": bool(heights_after) and min(heights_after) > max(heights_before, default=0),
+        "detail": f"heights {heights_before} before the flood, {heights_after} after"}
+    invariants["flood_honest_final_bounded"] = {
+        "passed": p99 is not None and p99 <= FLOOD_HONEST_P99_S_MAX,
+        "detail": f"{len(honest)} honest transfers invoked during the flood final, p99 "
+                  f"{'-' if p99 is None else f'{p99:.2f}'} s (bound {FLOOD_HONEST_P99_S_MAX} s)"}
+    invariants["flood_memory_bounded"] = {
+        "passed": max(rss_peak) <= FLOOD_RSS_BYTES_MAX,
+        "detail": f"peak RSS per node {[f'{r / 2**20:.0f} MiB' for r in rss_peak]} "
+                  f"(bound {FLOOD_RSS_BYTES_MAX / 2**20:.0f} MiB)"}
+    ctx.extra.setdefault("figures", {})["flood"] = {
+        "outcomes": dict(reasons), "honest_final_during_flood": len(honest), "honest_p99_s": p99,
+        "rss_peak_mib": [round(r / 2**20) for r in rss_peak]}
+
+
 # --- the registry -----------------------------------------------------------------------
 def _registry() -> dict[str, Scenario]:
     items = [
@@ -336,6 +409,8 @@ def _registry() -> dict[str, Scenario]:
                  crash_majority),
         Scenario("double-spend", "same nonce, two different transfers, sent at once to two nodes", double_spend),
         Scenario("crash-loop", "kill -9 during block commits, `verify` clean after each, restart", crash_loop),
+        Scenario("junk-flood", f"{FLOOD_SENDERS} accounts without tokens send 16 KiB junk calls as fast as "
+                 "they can", junk_flood, unfunded=FLOOD_SENDERS),
     ]
     for mode in BYZANTINE_MODES:
         for t in (1, 2):
