@@ -97,7 +97,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--header-rpc", type=target.rpc_url, metavar="URL",
                    help="fetch the header from this other node (default: the same node)")
 
-    for extra in ("cluster", "demo", "bench", "faults"):
+    for extra in ("cluster", "demo", "bench", "faults", "agent"):
         _register_optional(verbs, extra)
 
 

@@ -82,19 +82,28 @@ Handler = Callable[[bytes], Awaitable[SealedMessage]]
 class Inbox:
     """The agent's listening side: one route, bounded body, the handler decides."""
 
-    def __init__(self, handler: Handler, host: str = "127.0.0.1") -> None:
+    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0) -> None:
         assert host in ("127.0.0.1", "::1"), "loopback only"
         self._handler = handler
         self._host = host
+        self._port = port  # 0: any free port (in-process agents); a process agent's config names one
         self._runner: web.AppRunner | None = None
+        self._routes: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = []
         self.url = ""
+
+    def add_route(self, method: str, path: str,
+                  handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> None:
+        """More routes on the same server (a process agent's /health, /metrics, /fail)."""
+        self._routes.append((method, path, handler))
 
     async def start(self) -> str:
         app = web.Application(client_max_size=SEALED_MESSAGE_BYTES_MAX)
         app.router.add_post("/sealed", self._post)
+        for method, path, handler in self._routes:
+            app.router.add_route(method, path, handler)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, 0)
+        site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
         port = self._runner.addresses[0][1]
         self.url = f"http://{self._host}:{port}/sealed"

@@ -66,9 +66,12 @@ class ClusterLayout:
 
 def init_cluster(directory: Path, nodes: int, base_port: int, *, chain_id: int | None = None,
                  contracts: dict[str, Any] | None = None, consensus: dict[str, Any] | None = None,
-                 accounts: int = DEV_ACCOUNTS, observers: int = 0) -> ClusterLayout:
+                 accounts: int = DEV_ACCOUNTS, observers: int = 0,
+                 funded: list[tuple[bytes, int]] | None = None) -> ClusterLayout:
     """Write a fresh cluster into `directory` (which must hold no genesis yet): `nodes`
-    bookkeepers and `observers` non-voting nodes that follow the chain by block sync."""
+    bookkeepers and `observers` non-voting nodes that follow the chain by block sync;
+    `funded` adds genesis accounts (Ed25519 public key, balance), e.g. a consortium's
+    agents (diagnosis/agentconfig.py)."""
     if nodes < 3 or nodes % 2 == 0:
         raise ValueError("XPaxos needs n = 2t+1 bookkeepers: 3, 5, 7, ...")
     if (directory / "genesis.toml").exists():  # a real check: under python -O an assert would overwrite the keys
@@ -92,8 +95,8 @@ def init_cluster(directory: Path, nodes: int, base_port: int, *, chain_id: int |
                      f"timestamp_ms = {int(time.time() * 1000)}", f"t = {(nodes - 1) // 2}", ""]
     for i, key in enumerate(bookkeeper_keys):
         genesis_lines += ["[[bookkeepers]]", f'name = "node{i}"', f'public_key = "{key.public_key.hex()}"', ""]
-    for key in account_keys:
-        genesis_lines += ["[[accounts]]", f'public_key = "{key.public_key.hex()}"', f"balance = {DEV_BALANCE}", ""]
+    for public_key, balance in [*((key.public_key, DEV_BALANCE) for key in account_keys), *(funded or [])]:
+        genesis_lines += ["[[accounts]]", f'public_key = "{public_key.hex()}"', f"balance = {balance}", ""]
     genesis_lines += _toml_tables({"limits": template.get("limits", {})})
     contract_params = {**template.get("contracts", {}), **(contracts or {})}
     registry = contract_params.setdefault("registry", {})
@@ -120,7 +123,8 @@ def init_cluster(directory: Path, nodes: int, base_port: int, *, chain_id: int |
 
 
 def toml_value(value: Any) -> str:
-    """A scalar or list as a TOML value (config files written by init and by the fault harness)."""
+    """A scalar, list or table as a TOML value (config files written by init, the fault
+    harness and `consortium init`); a table inside a list is written inline."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -129,6 +133,8 @@ def toml_value(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 

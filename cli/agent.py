@@ -1,0 +1,81 @@
+"""`node.py agent ROLE --config FILE`: run one party of the consortium as its own process
+(diagnosis/process.py); `node.py agent device --config FILE fail --kind K --detail D`
+reports a fault to that running device agent. `node.py consortium init DIR` writes a
+cluster whose genesis admits the founding vendors and suppliers and funds every party,
+and one agent config per party (diagnosis/agentconfig.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+import aiohttp
+
+ROLES = ("device", "vendor", "supplier", "smartphone")
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    parser = verbs.add_parser("agent", help="Run one consortium party (device, vendor, supplier, smartphone).",
+                              description=__doc__)
+    parser.add_argument("role", choices=ROLES)
+    parser.add_argument("--config", type=Path, required=True)
+    actions = parser.add_subparsers(dest="action")
+    fail = actions.add_parser("fail", help="report a fault to the running device agent")
+    fail.add_argument("--kind", required=True)
+    fail.add_argument("--detail", default="")
+    parser.set_defaults(run=run_agent)
+
+    parser = verbs.add_parser("consortium", help="Write a cluster and one agent config per party.",
+                              description=__doc__)
+    parser.add_argument("action", choices=["init"])
+    parser.add_argument("dir", type=Path)
+    parser.add_argument("--vendors", type=int, default=2)
+    parser.add_argument("--suppliers", type=int, default=3)
+    parser.add_argument("--devices", type=int, default=4)
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--base-port", type=int, default=0, help="RPC base port (default: a free range)")
+    parser.set_defaults(run=run_consortium)
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    from diagnosis.agentconfig import AgentConfig
+    from diagnosis.process import run_agent as serve
+
+    config = AgentConfig.load(args.config)
+    if config.role != args.role:
+        raise SystemExit(f"{args.config} configures a {config.role}, not a {args.role}")
+    if args.action == "fail":
+        if args.role != "device":
+            raise SystemExit("only a device reports faults")
+        print(json.dumps(asyncio.run(_fail(config.inbox_host, config.inbox_port, args.kind, args.detail))))
+        return 0
+    asyncio.run(serve(config))
+    return 0
+
+
+async def _fail(host: str, port: int, kind: str, detail: str) -> dict[str, object]:
+    async with aiohttp.ClientSession() as session, \
+            session.post(f"http://{host}:{port}/fail", json={"kind": kind, "detail": detail}) as response:
+        reply: dict[str, object] = await response.json()
+    if response.status != 200:
+        raise SystemExit(str(reply.get("error", response.status)))
+    return reply
+
+
+def run_consortium(args: argparse.Namespace) -> int:
+    from diagnosis.agentconfig import consortium_init
+    from diagnosis.demo import demo_contract_params
+
+    if args.vendors < 1 or args.devices < 1 or args.suppliers < 0:
+        raise SystemExit("at least one vendor and one device")
+    params = demo_contract_params()
+    params.pop("registry")  # the cluster's bookkeepers administer this consortium
+    paths = consortium_init(args.dir, vendors=args.vendors, suppliers=args.suppliers, devices=args.devices,
+                            nodes=args.nodes, base_port=args.base_port, contracts=params)
+    print(f"cluster in {args.dir / 'cluster'} (start it: node.py cluster --dir {args.dir / 'cluster'})")
+    for path in paths:
+        role = path.stem.split("-")[0].replace("phone", "smartphone")
+        print(f"  node.py agent {role} --config {path}")
+    return 0
