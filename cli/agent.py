@@ -13,6 +13,8 @@ from pathlib import Path
 
 import aiohttp
 
+from cli.errors import UserError
+
 ROLES = ("device", "vendor", "supplier", "smartphone")
 
 
@@ -40,15 +42,18 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def run_agent(args: argparse.Namespace) -> int:
-    from diagnosis.agentconfig import AgentConfig
+    from diagnosis.agentconfig import AgentConfig, BadAgentConfig
     from diagnosis.process import run_agent as serve
 
-    config = AgentConfig.load(args.config)
+    try:
+        config = AgentConfig.load(args.config)
+    except BadAgentConfig as exc:
+        raise UserError(str(exc)) from exc
     if config.role != args.role:
-        raise SystemExit(f"{args.config} configures a {config.role}, not a {args.role}")
+        raise UserError(f"{args.config} configures a {config.role}, not a {args.role}")
     if args.action == "fail":
         if args.role != "device":
-            raise SystemExit("only a device reports faults")
+            raise UserError("only a device reports faults")
         print(json.dumps(asyncio.run(_fail(config.inbox_host, config.inbox_port, args.kind, args.detail))))
         return 0
     asyncio.run(serve(config))
@@ -60,7 +65,7 @@ async def _fail(host: str, port: int, kind: str, detail: str) -> dict[str, objec
             session.post(f"http://{host}:{port}/fail", json={"kind": kind, "detail": detail}) as response:
         reply: dict[str, object] = await response.json()
     if response.status != 200:
-        raise SystemExit(str(reply.get("error", response.status)))
+        raise UserError(f"the device agent refused: {reply.get('error', response.status)}", status=1)
     return reply
 
 
@@ -69,12 +74,14 @@ def run_consortium(args: argparse.Namespace) -> int:
     from diagnosis.demo import demo_contract_params
 
     if args.vendors < 1 or args.devices < 1 or args.suppliers < 0:
-        raise SystemExit("at least one vendor and one device")
+        raise UserError("at least one vendor and one device")
+    if (args.dir / "cluster" / "genesis.toml").exists():
+        raise UserError(f"{args.dir} already holds a consortium")
     params = demo_contract_params()
     params.pop("registry")  # the cluster's bookkeepers administer this consortium
     paths = consortium_init(args.dir, vendors=args.vendors, suppliers=args.suppliers, devices=args.devices,
                             nodes=args.nodes, base_port=args.base_port, contracts=params)
-    print(f"cluster in {args.dir / 'cluster'} (start it: node.py cluster --dir {args.dir / 'cluster'})")
+    print(f"cluster in {args.dir / 'cluster'} (start it: node.py cluster --dir {args.dir / 'cluster'}), then:")
     for path in paths:
         role = path.stem.split("-")[0].replace("phone", "smartphone")
         print(f"  node.py agent {role} --config {path}")
