@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -388,3 +389,40 @@ def test_node_verbs_without_a_supervisor(tmp_path: Path) -> None:
     init_cluster(tmp_path / "idle", 3, free_base_port())
     refused(run("node", "stop", "--cluster", str(tmp_path / "idle"), "--node", "0", cwd=tmp_path), "node",
             "no `node.py cluster` runs", status=1)
+
+
+# the README ------------------------------------------------------------------------------
+def readme_walkthrough() -> list[str]:
+    """The commands of the README's cluster walkthrough, after the one that starts it."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## A cluster, a transaction"):readme.index("## CLI")]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    commands = [line for block in blocks[1:] for line in block.splitlines()
+                if line.startswith(".venv/bin/python node.py ") or re.match(r"[A-Z0-9]+=\$\(", line)]
+    assert commands and all(" cluster " not in c for c in commands)
+    return commands
+
+
+def test_the_readme_walkthrough_works_by_copy_and_paste_on_this_base_port(cluster: Cluster) -> None:
+    script = "set -euo pipefail\n" + "\n".join(
+        line.replace(".venv/bin/python node.py", f"{sys.executable} {NODE_PY}") for line in readme_walkthrough())
+    result = subprocess.run(["bash", "-c", script], cwd=cluster.work, capture_output=True, text=True,
+                            timeout=600, env={k: v for k, v in os.environ.items() if k != "GRIDCHAIN_RPC"})
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    assert '"verified": true' in result.stdout and "node0 up" in result.stdout
+    assert "blocks checked, 0 problems" in result.stdout
+    assert [n["state"] for n in cluster.manifest()["nodes"]] == ["up", "up", "up"]
+
+
+def test_a_node_that_fails_to_start_fails_the_cluster_and_stops_the_rest(tmp_path: Path) -> None:
+    layout = init_cluster(tmp_path / "broken", 3, free_base_port())
+    config = layout.node_dir(1) / "node.toml"
+    config.write_text(config.read_text().replace('log_level = "info"', 'log_level = "verbose"'))
+    result = run("cluster", "--dir", str(layout.directory), "--health-timeout", "90", cwd=tmp_path)
+    refused(result, "cluster", "cluster did not start: node1 exited with status 1",
+            str(layout.node_dir(1) / "node.log"), status=1)
+    assert "cluster up" not in result.stdout
+    assert "log_level: 'verbose' is not one of" in (layout.node_dir(1) / "node.log").read_text()
+    assert processes_mentioning(str(layout.directory)) == []
+    assert [n["state"] for n in json.loads((layout.directory / "cluster.json").read_text())["nodes"]] == \
+        ["stopped"] * 3
