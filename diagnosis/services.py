@@ -9,8 +9,11 @@ devices open requests from a fault source, vendors and suppliers decide from the
 policy whether and what to bid, commit and reveal inside the windows by chain time,
 anyone closes once the reveal window is over, the assigned node serves, the device
 applies the repair, completes, rates and sends the package to its smartphone, which
-verifies the completion and publishes the policy. On-site flows (crew) are not reactive
-yet: they run in `diagnosis/flows.py`.
+verifies the completion and publishes the policy. Deadlines go through the contract's
+expiry paths: past the service deadline the device (a winner that never serves) or the
+assigned node (a requester that never confirms) sends `expire`; a bidder that never
+reveals is settled by `close`. On-site flows (crew) are not reactive yet: they run in
+`diagnosis/flows.py`.
 
 Restart safety: a bid's salt is stored before its commit is sent; before sending a
 commit, a reveal or a request the service reads the chain for it (a proven bid record,
@@ -31,7 +34,16 @@ from client.contracts import Dsc, Policy
 from client.errors import ClientError, TransactionFailed
 from contracts import dsc_records
 from contracts.addresses import DSC
-from contracts.dsc_records import ASSIGNED, BIDDING, COMPLETED, DEFAULTED, FAILED, Request, bid_commitment
+from contracts.dsc_records import (
+    ASSIGNED,
+    BIDDING,
+    COMPLETED,
+    DEFAULTED,
+    DISPUTED,
+    FAILED,
+    Request,
+    bid_commitment,
+)
 from crypto.hashing import keccak256
 from diagnosis.agents import Agent, DeviceAgent, DiagnosisNodeAgent, SmartphoneAgent, now_ms
 from diagnosis.channel import Payload, RemoteRejection
@@ -161,6 +173,16 @@ class Service:
         with contextlib.suppress(TransactionFailed):  # someone else closed it first
             await self.agent.tx(Dsc.close(request_id), "4")
 
+    async def expire_if_due(self, request_id: int, request: Request, now: int) -> None:
+        """Past the service deadline anyone may settle a request through the contract's
+        expiry path (the node defaults, or the silent requester if the node reported the
+        repair done; a dispute's window returns every escrow). Before it: wake then."""
+        if now <= request.deadline_ms:
+            self.wake_at(request_id, request.deadline_ms, now)
+            return
+        with contextlib.suppress(TransactionFailed):  # someone else settled it first
+            await self.agent.tx(Dsc.expire(request_id), "")
+
     async def deliver_once(self, to: bytes, payload: Payload, counterpart: str) -> None:
         """Send a step's message; a `step_repeated` refusal means it arrived before a
         restart, which is what we wanted."""
@@ -216,6 +238,9 @@ class NodeService(Service):
                 self.counters.flows_started += 1
                 state = self.store.update(request_id, serving=True)
             await self._serve(request_id, request, state)
+            await self.expire_if_due(request_id, request, now)
+        elif request.status == DISPUTED and request.node == me:
+            await self.expire_if_due(request_id, request, now)
         elif request.status == COMPLETED and request.node == me and not state.get("done"):
             if not request.rated_by_node:
                 await self.agent.tx(Dsc.rate(request_id, 90), LABELS[request.in_warranty]["rate"])
@@ -346,6 +371,10 @@ class DeviceService(Service):
                                               labels["complete"])
                 self.store.update(request_id, complete_tx=receipt["transactionHash"])
                 self.kick(request_id)
+            else:
+                await self.expire_if_due(request_id, request, now)  # a winner that never serves
+        elif request.status == DISPUTED:
+            await self.expire_if_due(request_id, request, now)
         elif request.status == COMPLETED:
             await self._after_completion(request_id, request, state, labels)
         elif request.status in TERMINAL:

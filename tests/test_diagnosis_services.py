@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from client.contracts import Dsc, Policy
+from client.contracts import Dsc, Policy, Token
+from contracts import dsc_records
+from contracts.addresses import DSC
 from contracts.testing import key_of
 from diagnosis.agents import DiagnosisNodeAgent
 from diagnosis.demo import NODES, Consortium, Printer, build_consortium, start_consortium
@@ -139,3 +141,30 @@ async def test_a_node_restarted_between_commit_and_reveal_reveals_and_never_comm
     finally:
         await fresh.inbox.stop()
         await fresh.courier.close()
+
+
+async def test_a_winner_that_never_serves_is_expired_by_the_device_and_nothing_stays_in_escrow(
+        running: Running) -> None:
+    """supplier-1 (cheapest, so it wins) cannot do remote repairs by its policy: it never
+    serves, the device settles through the contract's expiry path after the deadline."""
+    name = "supplier-1"
+    await running.stop(name)
+    spec = next(s for s in NODES if s.name == name)
+    running.start(name, lambda store: NodeService(running.c.nodes[name], store,
+                                                  NodePolicy(spec.prices, remote=False), poll_ms=200))
+    ledger = running.local.ledger()
+    device = running.services["meter-D"]
+    assert isinstance(device, DeviceService)
+    address = running.c.devices["meter-D"].address
+    before = await Token.balance_of(ledger, address)
+    request_id = await device.fail("firmware-fault", "comm-module")
+    await running.until(lambda: _done(device, request_id))
+    request = await Dsc.request(ledger, request_id)
+    terms = await Dsc.terms(ledger, "meter")
+    assert request.status == "defaulted" and request.node == running.c.nodes[name].address
+    assert device.counters.flows_failed == {"defaulted": 1}
+    # deposit and payment guarantee back, plus the defaulting winner's bid deposit
+    assert await Token.balance_of(ledger, address) == before + terms.bid_deposit
+    for escrow in (dsc_records.deposit_escrow(request_id), dsc_records.payment_escrow(request_id),
+                   *(dsc_records.bid_escrow(request_id, n.address) for n in running.c.nodes.values())):
+        assert not await Token.escrow(ledger, DSC, escrow)
