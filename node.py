@@ -22,8 +22,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if (action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text
-                and (action.option_strings or action.nargs in ("?", "*"))):
+        documented = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if not documented and "%(default)" not in text and (action.option_strings or action.nargs in ("?", "*")):
             text += " (default: %(default)s)"
         return text
 

@@ -343,7 +343,8 @@ def test_help_documents_every_option_with_its_default() -> None:
                 continue
             if not action.help:
                 missing.append(f"{name} {action.option_strings[0]}: no help")
-            elif action.default not in (None, False) and f"(default: {action.default})" not in " ".join(text.split()):
+            elif action.default is not None and action.default is not False and \
+                    f"(default: {action.default})" not in " ".join(text.split()):
                 missing.append(f"{name} {action.option_strings[0]}: default {action.default} not shown")
     assert missing == []
     assert {"init", "start", "cluster", "node", "verify", "status", "keys", "contracts", "send", "call",
