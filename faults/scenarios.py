@@ -22,6 +22,7 @@ from consensus.config import BYZANTINE_MODES
 from crypto.keys import KeyPair
 from faults.cluster import FaultCluster, RpcError
 from faults.history import FAIL, INFO, OK, History
+from faults.insider import insider_fuzz
 from faults.proxy import LinkFault
 
 
@@ -411,6 +412,8 @@ def _registry() -> dict[str, Scenario]:
         Scenario("crash-loop", "kill -9 during block commits, `verify` clean after each, restart", crash_loop),
         Scenario("junk-flood", f"{FLOOD_SENDERS} accounts without tokens send 16 KiB junk calls as fast as "
                  "they can", junk_flood, unfunded=FLOOD_SENDERS),
+        Scenario("insider-fuzz", "a bookkeeper's key sends crafted, signed consensus and sync messages of every "
+                 "type and nesting to every node under load", insider_fuzz),
     ]
     for mode in BYZANTINE_MODES:
         for t in (1, 2):
