@@ -17,10 +17,13 @@ import rlp
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from chain.types import EMPTY_TRIE_ROOT, Block, BlockHeader
-from consensus.errors import DecodeReason, InvalidMessage
-from consensus.messages import VcFinal, ViewChange, message_from_wire
+from chain.certificate import commit_message
+from chain.types import EMPTY_TRIE_ROOT, Block, BlockHeader, CommitCertificate, Vote
+from consensus.actions import CatchUp, Rejected
+from consensus.errors import DecodeReason, InvalidMessage, RejectReason
+from consensus.messages import HEIGHT_MAX, Commit, Final, NewView, VcFinal, ViewChange, message_from_wire
 from consensus.simulation import CHAIN_ID, Simulation, state_root_after
+from consensus.sync import SyncResponse, SyncStatus
 from crypto.hashing import keccak256
 from faults.craft import CONSENSUS_TYPES, SYNC_TYPES, Insider, Situation, crafted
 
@@ -131,3 +134,79 @@ def test_thousands_of_insider_messages_take_only_the_rejection_path():
         # Many crafted messages are well formed: they get past the decoder to the handlers
         # (a VC-FINAL is refused when any of its view changes is).
         assert outcomes[f"{kind}:handled"] >= outcomes[f"{kind}:sent"] // 6, (kind, sorted(outcomes.items()))
+
+
+# --- attacks tried after the fixes, one test each ----------------------------------------
+
+def _settled(t: int = 1, seed: int = 31) -> Simulation:
+    sim = Simulation(t=t, seed=seed)
+    for _ in range(3):
+        sim.submit(3)
+        sim.run_until(sim.now + 400)
+    assert min(sim.final_heights()) >= 2
+    return sim
+
+
+def test_sync_response_of_blocks_that_decode_but_do_not_link_is_refused_and_its_peer_penalized():
+    sim = _settled()
+    target = sim.nodes[2]
+    head = target.ledger.final_height()
+    # The insider claims a higher head, gets asked, and serves certified-looking blocks whose
+    # parent is wrong (certificate: its own real vote and a forged one).
+    sim.inject(1, 2, SyncStatus(head + 5, bytes(32)).to_wire())
+    wrong = [block.copy(header=block.header.copy(parent_hash=keccak256(b"elsewhere")))
+             for block in target.ledger.blocks[-2:]]
+    sim.inject(1, 2, SyncResponse(head + 1, tuple(rlp.encode(b) for b in wrong)).to_wire())
+    assert [r.reason.value for r in target.sync_rejections] in (["parent"], ["not-next"]), target.sync_rejections
+    assert target.ledger.final_height() == head
+    assert target.sync.request(bytes([1]), head + 5, sim.now) == [], "penalized: not asked again"
+    sim.run_until(sim.now + 5_000)
+    sim.check_consistency()
+
+
+def test_commits_for_views_far_ahead_are_held_in_bounded_memory():
+    sim = _settled()
+    follower = sim.nodes[1]
+    replica = sim.nodes[0].replica
+    for k in range(1_000):
+        view = replica.view + 10 + k * 10**9
+        commit = Commit(sender=1, view=view, height=k, block_hash=bytes(32),
+                        vote=follower.key.sign(commit_message(CHAIN_ID, view, k, bytes(32))))
+        sim.inject(1, 0, commit.signed(follower.key).to_wire())
+    assert len(replica._future) <= sim.n * len(CONSENSUS_TYPES), "one stashed message per sender and type"
+    sim.run_until(sim.now + 5_000)
+    sim.check_consistency()
+
+
+def test_final_for_a_far_future_height_with_a_forged_certificate_moves_nothing():
+    sim = _settled()
+    insider = Insider(1, sim.nodes[1].key, sim.n, CHAIN_ID)
+    head = sim.nodes[2].ledger.final_height()
+    for height in (head + 2, head + 10**6, HEIGHT_MAX):
+        block_hash = keccak256(b"%d" % height)
+        votes = [Vote(0, bytes(64)), Vote(1, insider.vote(0, height, block_hash))]
+        certificate = CommitCertificate(0, votes, [Vote(0, insider.final_signature(0, height, block_hash))])
+        final = Final(sender=1, height=height, block_hash=block_hash, certificate=rlp.encode(certificate),
+                      block=b"").signed(insider.key)
+        actions = sim.nodes[2].replica.on_message(1, final, sim.now)
+        assert [a.reason for a in actions if isinstance(a, Rejected)] == [RejectReason.BAD_CERTIFICATE]
+        assert not any(isinstance(a, CatchUp) for a in actions), "no catch-up towards a forged head"
+    sim.run_until(sim.now + 3_000)
+    sim.check_consistency()
+
+
+def test_new_view_with_a_giant_block_is_handled_without_an_exception():
+    sim = _settled()
+    insider = sim.nodes[0]  # the primary of views 0 and 1 (n = 3)
+    node = sim.nodes[1]
+    head = node.ledger.blocks[-1]
+    extra = bytes(3 * 1024 * 1024)  # about the p2p frame limit
+    header = head.header.copy(parent_hash=head.hash, number=head.number + 1, extra=extra,
+                              state_root=state_root_after(head.header.state_root, extra))
+    raw = rlp.encode(Block(header, [], []))
+    vote = insider.key.sign(commit_message(CHAIN_ID, node.replica.view, head.number + 1, header.hash))
+    new_view = NewView(sender=0, view=node.replica.view, final_height=head.number, final_hash=head.hash,
+                       block=raw, vote=vote).signed(insider.key)
+    node.replica.on_message(0, message_from_wire(_wire(new_view.to_wire()), sim.n), sim.now)
+    sim.run_until(sim.now + 5_000)
+    sim.check_consistency()
