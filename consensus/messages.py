@@ -79,6 +79,18 @@ class Message:
             wire[name] = [vc.to_wire() for vc in value] if kind == "vcs" else value
         return wire
 
+    def payload_bytes(self) -> int:
+        """The bytes its fields hold (blocks, certificates, nested messages): what keeping
+        it costs."""
+        total = 0
+        for name, kind in self.SPEC:
+            value = getattr(self, name)
+            if kind == "vcs":
+                total += sum(vc.payload_bytes() for vc in value)
+            elif isinstance(value, bytes):
+                total += len(value)
+        return total
+
     def decoded_block(self, name: str) -> Block | None:
         """Field `name` (a "block" kind) as a Block, None when absent. Decoded once and
         kept: `message_from_wire` already did it, and a 2,000-transaction block costs

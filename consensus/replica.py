@@ -101,6 +101,9 @@ from crypto.keys import KeyPair, is_valid_signature
 NORMAL = "normal"
 VIEW_CHANGE = "view-change"
 EARLY_MESSAGES_MAX = 64  # current-view messages held until the replica can use them
+# ... and their bytes: 64 PREPAREs near the frame limit from a Byzantine primary would hold
+# 256 MB.
+EARLY_BYTES_MAX = 16 * 1024 * 1024
 TIMEOUT_DOUBLINGS_MAX = 4  # at most 16x the configured commit and view-change timeouts
 CYCLE_ALLOWANCE_MAX = 4  # the block-cycle allowance adds at most 4x a timeout
 
@@ -429,7 +432,9 @@ class Replica:
             self._future[key] = message
 
     def _hold_early(self, sender: int, message: Message) -> None:
-        if len(self._early) < EARLY_MESSAGES_MAX:
+        held = sum(early.payload_bytes() for _, early in self._early)
+        if len(self._early) < EARLY_MESSAGES_MAX and \
+                held + message.payload_bytes() <= EARLY_BYTES_MAX:
             self._early.append((sender, message))
 
     def _replay_early(self, now_ms: int, actions: list[Action]) -> None:

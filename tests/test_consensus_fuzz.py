@@ -17,11 +17,22 @@ import rlp
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from chain.certificate import commit_message
+from chain.certificate import commit_message, synchronous_group
 from chain.types import EMPTY_TRIE_ROOT, Block, BlockHeader, CommitCertificate, Vote
 from consensus.actions import CatchUp, Rejected
 from consensus.errors import DecodeReason, InvalidMessage, RejectReason
-from consensus.messages import HEIGHT_MAX, Commit, Final, NewView, VcFinal, ViewChange, message_from_wire
+from consensus.messages import (
+    HEIGHT_MAX,
+    Commit,
+    Final,
+    NewView,
+    Prepare,
+    Suspect,
+    VcFinal,
+    ViewChange,
+    message_from_wire,
+)
+from consensus.replica import EARLY_BYTES_MAX, EARLY_MESSAGES_MAX
 from consensus.simulation import CHAIN_ID, Simulation, state_root_after
 from consensus.sync import SyncResponse, SyncStatus
 from crypto.hashing import keccak256
@@ -209,4 +220,28 @@ def test_new_view_with_a_giant_block_is_handled_without_an_exception():
                        block=raw, vote=vote).signed(insider.key)
     node.replica.on_message(0, message_from_wire(_wire(new_view.to_wire()), sim.n), sim.now)
     sim.run_until(sim.now + 5_000)
+    sim.check_consistency()
+
+
+def test_prepares_held_during_a_view_change_are_bounded_in_bytes():
+    sim = _settled()
+    view = sim.nodes[0].replica.view
+    current, following = synchronous_group(view, sim.n, sim.t), synchronous_group(view + 1, sim.n, sim.t)
+    follower, primary = sim.nodes[following[1]], sim.nodes[following[0]]
+    replica = follower.replica
+    suspect = Suspect(sender=current[0], view=view).signed(sim.nodes[current[0]].key)
+    replica.on_message(current[0], suspect, sim.now)
+    assert replica.state == "view-change" and replica.view == view + 1
+    head = follower.ledger.blocks[-1]
+    for k in range(EARLY_MESSAGES_MAX):
+        extra = bytes([k]) * (1024 * 1024)
+        header = head.header.copy(parent_hash=head.hash, number=head.number + 1, extra=extra)
+        block = Block(header, [], [])
+        vote = primary.key.sign(commit_message(CHAIN_ID, replica.view, head.number + 1, block.hash))
+        prepare = Prepare(sender=primary.index, view=replica.view, height=head.number + 1,
+                          block=rlp.encode(block), vote=vote).signed(primary.key)
+        replica.on_message(primary.index, prepare, sim.now)
+    held = sum(message.payload_bytes() for _, message in replica._early)
+    assert 0 < held <= EARLY_BYTES_MAX
+    sim.run_until(sim.now + 10_000)
     sim.check_consistency()
