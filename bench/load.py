@@ -43,6 +43,10 @@ from crypto.keys import KeyPair
 POLL_S = 0.01  # final-block polling period of the watcher
 NODE_RETRY_S = 1.0  # a node that failed is skipped this long
 RETRY_REASONS = ("node-busy", "mempool-full", "nonce-gap", "sender-full")  # back-pressure: try again
+# The node is full: retried until the run's deadline, the pause doubling up to the max, so a
+# backlog far beyond the mempool waits at the client instead of spinning refused requests.
+BACKPRESSURE_REASONS = ("node-busy", "mempool-full")
+BACKPRESSURE_BACKOFF_S_MAX = 1.0
 KNOWN_REASONS = ("duplicate", "nonce-replay")  # the network already has it
 RETRY_BACKOFF_S = 0.05
 ATTEMPTS_MAX = 200
@@ -87,6 +91,8 @@ class LoadRun:
     node_pids: list[int] = field(default_factory=list)
     down_until: dict[str, float] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
+    views: list[int | None] = field(default_factory=lambda: [None, None])  # at the start and the end
+    pushed_back: int = 0  # batch attempts the node answered with back-pressure (mempool-full, node-busy)
     height: int = 0
     blocks: list[tuple[float, int, int]] = field(default_factory=list)  # (seen, height, txs)
     sending_done: bool = False
@@ -136,6 +142,7 @@ class LoadRun:
                 self.sent_n += 1
         pending = hashes
         deadline = self.started + self.spec.timeout_s
+        backoff_s = RETRY_BACKOFF_S
         while pending and time.monotonic() < deadline:
             body = [self.request("tx_send", self.txs[h].raw) for h in pending]
             try:
@@ -144,6 +151,7 @@ class LoadRun:
                 await asyncio.sleep(RETRY_BACKOFF_S * 4)
                 continue
             retry = []
+            pushed_back = False
             for h, reply in zip(pending, replies, strict=True):
                 tracked = self.txs[h]
                 tracked.attempts += 1
@@ -153,13 +161,18 @@ class LoadRun:
                 reason = (reply["error"].get("data") or {}).get("reason", str(reply["error"].get("code")))
                 if reason in KNOWN_REASONS:
                     tracked.acked, tracked.acked_at = True, time.monotonic()
+                elif reason in BACKPRESSURE_REASONS:
+                    retry.append(h)
+                    pushed_back = True
                 elif reason in RETRY_REASONS and tracked.attempts < ATTEMPTS_MAX:
                     retry.append(h)
                 else:
                     self.rejected[reason] = self.rejected.get(reason, 0) + 1
             pending = retry
             if pending:
-                await asyncio.sleep(RETRY_BACKOFF_S)
+                backoff_s = min(backoff_s * 2, BACKPRESSURE_BACKOFF_S_MAX) if pushed_back else RETRY_BACKOFF_S
+                self.pushed_back += pushed_back
+                await asyncio.sleep(backoff_s)
 
     async def closed_loop(self, session: aiohttp.ClientSession) -> None:
         batches: asyncio.Queue[list[str]] = asyncio.Queue()
@@ -259,6 +272,7 @@ class LoadRun:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             status = await self.post(session, 0, [self.request("chain_status")])
             self.height = status[0]["result"]["height"]
+            self.views[0] = status[0]["result"]["view"]
             cpu_nodes = [cpu_seconds(pid) for pid in self.node_pids]
             cpu_client = time.process_time()
             self.started = time.monotonic()
@@ -279,6 +293,8 @@ class LoadRun:
             cpu = cpu_report(wall, time.process_time() - cpu_client, cpu_nodes,
                              [cpu_seconds(pid) for pid in self.node_pids])
             receipts = await self.check_receipts(session)
+            status = await self.post(session, 0, [self.request("chain_status")])
+            self.views[1] = status[0]["result"]["view"]
         return self.report(cpu, receipts)
 
     async def check_receipts(self, session: aiohttp.ClientSession) -> dict[str, Any]:
@@ -326,6 +342,9 @@ class LoadRun:
             "window": self.spec.window,
             "batch": self.spec.batch,
             "rejected": self.rejected,
+            "pushed_back_batches": self.pushed_back,
+            "view_at_start": self.views[0],
+            "view_at_end": self.views[1],
             "blocks": len(blocks),
             "txs_per_block_mean": round(sum(b[2] for b in blocks) / len(blocks), 1) if blocks else 0,
             # final blocks per second once every transaction was in (full blocks from the backlog)
@@ -462,6 +481,7 @@ class LoadOptions:
     timeout_s: float = 300
     progress: bool = True
     window: int | None = DEFAULT_WINDOW
+    cpus: set[int] | None = None  # pin every node process to these CPUs (a slower machine)
 
 
 def say(message: str, progress: bool = True) -> None:
@@ -513,6 +533,9 @@ def run_load(options: LoadOptions) -> tuple[dict[str, Any], list[str]]:
         with bench_cluster(options.nodes, senders=senders, extra_accounts=options.extra_accounts,
                            dsc_devices=devices, consensus=options.consensus, limits=options.limits,
                            profile_dir=options.profile_dir) as cluster:
+            if options.cpus is not None:
+                for pid in cluster.pids():
+                    os.sched_setaffinity(pid, options.cpus)
             killer = None
             if options.kill_node is not None:
                 killer = _killer(cluster, options.kill_node, options.progress)

@@ -2,7 +2,9 @@
 (t = 1, 2) with token transfers and DSC operations, an open-loop run at a fixed rate, the
 same load as the state grows (10^3 .. 10^5 genesis accounts), then consensus speed: empty
 and full blocks per second, view change after a primary SIGKILL (default and tightened
-timeouts) and the catch-up speed of a restarted node. Writes one JSON and the PNG plots.
+timeouts) and the catch-up speed of a restarted node, and the overload figures of
+bench/overload.py (backlogs up to 100,000 against one core's ledger speed, nodes pinned to
+one core). Writes one JSON and the PNG plots.
 
     python -m bench.suite --json bench/results/suite.json --plots bench/results [--quick]
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import consensus
+from bench import consensus, overload
 from bench.harness import load_average, machine
 from bench.load import LoadOptions, run_load, say
 
@@ -48,11 +50,15 @@ class Sizes:
     view_trials: int
     catch_up_txs: int
     catch_up_idle_s: float
+    overload_backlogs: tuple[int, ...]
+    overload_steady_txs: int
+    overload_pinned_txs: int
 
 
 FULL = Sizes(30_000, 15_000, 8_000, 500, 20, (250, 500, 1000, 1500, 2000), 10, (1_000, 10_000, 100_000), 8_000, 10,
-             500, 20, 3, 10_000, 10)
-QUICK = Sizes(600, 400, 200, 100, 3, (100,), 2, (100, 1_000), 300, 2, 100, 3, 1, 300, 1)
+             500, 20, 3, 10_000, 10, overload.BACKLOGS, overload.STEADY_TXS, overload.PINNED_TXS)
+QUICK = Sizes(600, 400, 200, 100, 3, (100,), 2, (100, 1_000), 300, 2, 100, 3, 1, 300, 1, overload.QUICK_BACKLOGS, 500,
+              500)
 
 
 def load_case(name: str, options: LoadOptions) -> dict[str, Any]:
@@ -106,6 +112,8 @@ def run_suite(sizes: Sizes) -> dict[str, Any]:
     say(f"[consensus] view change ({TIGHT_TIMEOUTS}): median {report['view_change_tight']['seconds_median']} s")
     report["catch_up"] = consensus.catch_up(3, sizes.catch_up_txs, sizes.catch_up_idle_s)
     say(f"[consensus] catch-up: {report['catch_up']['blocks_per_s']} blocks/s")
+    report["overload"] = overload.run(sizes.overload_backlogs, sizes.overload_steady_txs, sizes.state_txs,
+                                      sizes.overload_pinned_txs)
     report["load_1m_at_end"] = round(load_average(), 2)
     return report
 

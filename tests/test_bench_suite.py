@@ -12,12 +12,12 @@ from bench.load import LoadOptions, run_load
 from bench.plots import write_plots
 from bench.suite import Sizes, run_suite
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(480)
 
 TINY = Sizes(load_txs=120, load_txs_n5=60, dsc_txs=40, open_rate=50, open_seconds=1, sweep_rates=(40,),
              sweep_seconds=1, state_accounts=(50,),
              state_txs=60, empty_seconds=1, full_block_txs=20, full_blocks=3, view_trials=1, catch_up_txs=60,
-             catch_up_idle_s=0.5)
+             catch_up_idle_s=0.5, overload_backlogs=(50, 200), overload_steady_txs=60, overload_pinned_txs=60)
 
 
 def test_dsc_load_commits_every_operation() -> None:
@@ -44,6 +44,10 @@ def test_suite_quick_mode_and_plots(tmp_path: Path) -> None:
     assert report["empty_blocks"]["blocks_per_s"] > 0
     assert report["view_change"]["trials"][0]["new_view"] > report["view_change"]["trials"][0]["old_view"]
     assert report["catch_up"]["blocks_per_s"] > 0
+    overload = report["overload"]
+    assert [b["committed"] for b in overload["backlog"].values()] == [110, 260]
+    assert overload["ledger"]["tps"] > 0 and overload["pinned"]["committed"] == 60
+    assert set(overload["ratios"]) == {"backlog_largest_vs_smallest", "cluster_vs_ledger", "pinned_view_changes"}
     paths = write_plots(report, tmp_path)
     assert {p.name for p in paths} == {"throughput.png", "latency_cdf.png", "latency_vs_rate.png",
                                        "state_growth.png", "timeline.png", "consensus.png"}
