@@ -19,6 +19,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=20, help="seconds of the fault phase per scenario")
     p.add_argument("--iterations", type=int, default=50, help="kill -9 count of crash-loop")
     p.add_argument("--clients", type=int, default=4, help="concurrent workload clients")
+    p.add_argument("--rate", type=float, default=0,
+                   help="also an open-loop load of this many transfers per second (0: none); the long runs "
+                        "use half the saturating figure of `node.py bench`")
     p.add_argument("--json", type=Path, help="write the report here")
     p.add_argument("--workdir", type=Path, help="where cluster directories go (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep cluster directories (node logs) after the run")
@@ -38,12 +41,12 @@ def cmd_faults(args: argparse.Namespace) -> int:
         return 2
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
-    report = {"seed": args.seed, "duration_s": args.duration, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "scenarios": []}
+    report = {"seed": args.seed, "duration_s": args.duration, "rate": args.rate,
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "scenarios": []}
     for name in names:
         print(f"-- running {name} (seed {args.seed}, {args.duration} s) ...", flush=True)
         entry = run_scenario(name, args.seed, args.duration, args.workdir, iterations=args.iterations,
-                             clients=args.clients, keep=args.keep)
+                             clients=args.clients, keep=args.keep, rate=args.rate)
         report["scenarios"].append(entry)
         print(summary(entry), flush=True)
         if args.json:

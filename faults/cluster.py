@@ -38,7 +38,7 @@ class RpcError(Exception):
 class FaultCluster:
     def __init__(self, directory: Path, nodes: int, consensus: dict[str, Any] | None = None,
                  seed: int = 0, p2p: dict[str, Any] | None = None, rpc: dict[str, Any] | None = None,
-                 unfunded: int = 0) -> None:
+                 unfunded: int = 0, extra_accounts: int = 0) -> None:
         self.directory = directory
         self.nodes = nodes
         self.t = (nodes - 1) // 2
@@ -46,7 +46,7 @@ class FaultCluster:
         self.p2p = dict(p2p or {})
         self.rpc = dict(rpc or {})
         self.layout: ClusterLayout = init_cluster(directory, nodes, free_base_port(), consensus=self.consensus,
-                                                  accounts=ACCOUNTS)
+                                                  accounts=ACCOUNTS + extra_accounts)
         # Accounts that exist with a zero balance, as a device registration makes them.
         self.unfunded = [KeyPair.generate() for _ in range(unfunded)]
         with open(directory / "genesis.toml", "a") as genesis:
@@ -176,12 +176,19 @@ class FaultCluster:
         return reply["result"]
 
     async def batch(self, i: int, calls: list[tuple[str, list[Any]]], timeout_s: float = 20) -> list[Any]:
+        """The results of a JSON-RPC batch, in call order (None for a call that failed)."""
+        return [reply.get("result") for reply in await self.batch_replies(i, calls, timeout_s)]
+
+    async def batch_replies(self, i: int, calls: list[tuple[str, list[Any]]], timeout_s: float = 20) -> list[dict]:
+        """The whole replies of a JSON-RPC batch (result or error), in call order."""
         session = await self.session()
         body = [{"jsonrpc": "2.0", "id": k, "method": m, "params": p} for k, (m, p) in enumerate(calls)]
         async with session.post(self.url(i), json=body, timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
             replies = await response.json(content_type=None)
+        if not isinstance(replies, list):  # the whole batch refused (a limit): every call failed alike
+            return [replies] * len(calls)
         by_id = {r["id"]: r for r in replies}
-        return [by_id[k].get("result") for k in range(len(calls))]
+        return [by_id[k] for k in range(len(calls))]
 
     async def status(self, i: int, timeout_s: float = 2) -> dict[str, Any] | None:
         try:

@@ -14,6 +14,10 @@ def summary(entry: dict[str, Any]) -> str:
     tx = entry.get("transactions")
     if tx:
         acked = entry.get("acknowledged", {})
+        if "rate_load" in entry:
+            load = entry["rate_load"]
+            lines.append(f"   open-loop load: {load['offered_tx_s']:g} tx/s offered, {load['acknowledged']} "
+                         f"acknowledged, send lag up to {load['send_lag_max_s']} s")
         lines.append(f"   transactions: {tx['invoked']} invoked, {tx['ok']} ok, {tx['fail']} fail, "
                      f"{tx['unknown']} unknown ({entry.get('unknown_committed', 0)} of those final); "
                      f"acknowledged final {acked.get('found_final')} of {acked.get('of')}, "

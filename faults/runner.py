@@ -20,7 +20,7 @@ from faults.checker import check, read_chains
 from faults.cluster import FaultCluster, RpcError
 from faults.history import History
 from faults.scenarios import SCENARIOS, Ctx, Scenario
-from faults.workload import NETWORK_ERRORS, Sampler, Workload, chain_facts
+from faults.workload import NETWORK_ERRORS, RATE_SENDERS, RateLoad, Sampler, Workload, chain_facts
 
 # Timing for a loopback cluster: short enough for fast view changes, long enough not to
 # suspect a healthy primary on two busy shared cores.
@@ -30,7 +30,7 @@ PROBE_TIMEOUT_S = 40
 
 
 def run_scenario(name: str, seed: int, duration: float, workdir: Path | None = None, iterations: int = 50,
-                 clients: int = 4, keep: bool = False, log: Any = print) -> dict[str, Any]:
+                 clients: int = 4, keep: bool = False, log: Any = print, rate: float = 0) -> dict[str, Any]:
     scenario = SCENARIOS[name]
     if scenario.kind == "fuzz":
         from faults.fuzz import run_fuzz
@@ -40,23 +40,25 @@ def run_scenario(name: str, seed: int, duration: float, workdir: Path | None = N
         return run_exhaustion(name, seed, duration, workdir, keep=keep, log=log)
     base = Path(tempfile.mkdtemp(prefix=f"faults-{name}-", dir=workdir))
     try:
-        return asyncio.run(_run(scenario, seed, duration, base, iterations, clients, log))
+        return asyncio.run(_run(scenario, seed, duration, base, iterations, clients, log, rate))
     finally:
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
 
 
 async def _run(scenario: Scenario, seed: int, duration: float, directory: Path, iterations: int, clients: int,
-               log: Any) -> dict[str, Any]:
+               log: Any, rate: float = 0) -> dict[str, Any]:
     rng = random.Random(f"{scenario.name}/{seed}")
     began = time.monotonic()
     cluster = FaultCluster(directory / "cluster", scenario.nodes, {**CONSENSUS, **scenario.consensus},
-                           seed=rng.getrandbits(32), unfunded=scenario.unfunded)
+                           seed=rng.getrandbits(32), unfunded=scenario.unfunded,
+                           extra_accounts=RATE_SENDERS if rate else 0)
     history = History()
     sampler = Sampler(cluster, history)
     result: dict[str, Any] = {"name": scenario.name, "summary": scenario.summary, "seed": seed,
                               "n": cluster.nodes, "t": cluster.t, "duration_s": duration, "passed": False}
     workload: Workload | None = None
+    rate_load: RateLoad | None = None
     try:
         cluster.start()
         await cluster.wait_serving()
@@ -72,17 +74,28 @@ async def _run(scenario: Scenario, seed: int, duration: float, directory: Path, 
                             receipt_timeout_s=10)
         load_deadline = warmup + duration * 3 + settle_load + 120  # a hard stop if a schedule overruns
         workload.start(load_deadline)
-        history.note("load started", clients=clients)
+        if rate:
+            rate_load = RateLoad(cluster, history, random.Random(rng.getrandbits(64)), rate,
+                                 cluster.accounts[clients:clients + RATE_SENDERS], chain_id, token,
+                                 cluster.accounts[-1].address)
+            rate_load.start(load_deadline)
+        history.note("load started", clients=clients, rate=rate)
         await asyncio.sleep(warmup)
         await scenario.schedule(ctx)
         await _heal_everything(ctx)
         history.close_windows()
         await asyncio.sleep(settle_load)
         await workload.stop()
+        if rate_load is not None:
+            await rate_load.stop()
         history.note("load stopped")
         probe_final = await _probe(ctx)
         converged_s = await _converge(cluster, history, honest=_honest(ctx))
         history.note("settled", converged_after_s=converged_s)
+        if rate_load is not None:
+            await rate_load.resolve(_honest(ctx)[0])
+            result["rate_load"] = {"offered_tx_s": rate, "acknowledged": len(rate_load.acked),
+                                   "send_lag_max_s": round(rate_load.lag_s_max, 2)}
         await sampler.sample_once()
         await sampler.stop()
         running = [i for i in range(cluster.nodes) if cluster.is_running(i)]
@@ -112,6 +125,8 @@ async def _run(scenario: Scenario, seed: int, duration: float, directory: Path, 
     finally:
         if workload is not None:
             await workload.stop()
+        if rate_load is not None:
+            await rate_load.stop()
         await sampler.stop()
         await cluster.aclose()
         result["logs"] = str(directory / "cluster")

@@ -177,3 +177,122 @@ class Sampler:
         while True:
             await self.sample_once()
             await asyncio.sleep(self.interval_s)
+
+
+RATE_TICK_S = 0.05  # the open-loop load sends one batch per tick
+RATE_SENDERS = 32  # accounts of the open-loop load (each keeps its own nonce sequence)
+RECEIPT_BATCH = 100  # receipts asked per request when the load is resolved
+
+
+class RateLoad:
+    """Open-loop token transfers at `rate` tx/s (a fault run at a real load, not the closed
+    loop's few dozen per second). Each tick sends one JSON-RPC batch to a random node; every
+    transfer is an op in the History like the clients'. Receipts are not awaited one by one:
+    after the run settles, `resolve` reads them in batches, and an op completes OK in the
+    block its receipt names, at the first moment a sampled node reached that height, or as
+    admitted-without-receipt, which the checker's stranded and lost rules then judge."""
+
+    def __init__(self, cluster: FaultCluster, history: History, rng: random.Random, rate: float,
+                 senders: list[Any], chain_id: int, token: bytes, recipient: bytes) -> None:
+        self.cluster = cluster
+        self.history = history
+        self.rng = rng
+        self.rate = rate
+        self.senders = senders
+        self.chain_id = chain_id
+        self.token = token
+        self.recipient = recipient
+        self.acked: list[Op] = []
+        self.lag_s_max = 0.0
+        self._nonces: dict[int, int | None] = dict.fromkeys(range(len(senders)))
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._amounts = iter(range(10**9, 2 * 10**9))  # apart from the clients' amounts
+
+    def start(self, deadline_s: float) -> None:
+        self._task = asyncio.ensure_future(self._run(deadline_s))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self, deadline_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        sent = 0
+        turn = 0
+        while not self._stop.is_set() and loop.time() - started < deadline_s:
+            turn += 1
+            due = int(self.rate * turn * RATE_TICK_S) - sent
+            if due > 0:
+                await self._send_batch(due)
+                sent += due
+            lag = loop.time() - (started + turn * RATE_TICK_S)
+            self.lag_s_max = max(self.lag_s_max, lag)
+            await asyncio.sleep(max(0.0, -lag))
+
+    async def _send_batch(self, count: int) -> None:
+        node = self.rng.randrange(self.cluster.nodes)
+        if not self.cluster.is_running(node) or node in self.cluster.paused:
+            node = self.rng.randrange(self.cluster.nodes)
+        ops: list[tuple[Op, Transaction, int]] = []
+        for _ in range(count):
+            s = self.rng.randrange(len(self.senders))
+            nonce = self._nonces[s]
+            if nonce is None:
+                nonce = await self._pending_nonce(s)
+                if nonce is None:
+                    continue
+            key = self.senders[s]
+            tx = Transaction.create(key, chain_id=self.chain_id, nonce=nonce, to=self.token, method="transfer",
+                                    args=[self.recipient, next(self._amounts)], gas_limit=GAS_LIMIT)
+            self._nonces[s] = nonce + 1
+            ops.append((self.history.invoke(-2, node, "0x" + tx.hash.hex(), "0x" + key.address.hex(), nonce), tx, s))
+        if not ops:
+            return
+        try:
+            replies = await self.cluster.batch_replies(node, [("tx_send", ["0x" + rlp.encode(tx).hex()])
+                                                              for _, tx, _ in ops], timeout_s=SEND_TIMEOUT_S)
+        except (RpcError, *NETWORK_ERRORS) as exc:
+            for op, _, s in ops:
+                self.history.complete(op, INFO, f"send: {type(exc).__name__}")
+                self._nonces[s] = None  # ask a node for the nonce again
+            return
+        for (op, _, s), reply in zip(ops, replies, strict=True):
+            if "error" in reply:
+                data = reply["error"].get("data")
+                reason = data.get("reason") if isinstance(data, dict) else None
+                self.history.complete(op, FAIL, f"rejected: {reason or reply['error'].get('message')}")
+                self._nonces[s] = None
+            else:
+                self.acked.append(op)
+
+    async def _pending_nonce(self, s: int) -> int | None:
+        for i in self.rng.sample(range(self.cluster.nodes), self.cluster.nodes):
+            try:
+                account = await self.cluster.call(i, "account_get", "0x" + self.senders[s].address.hex(),
+                                                  timeout_s=SEND_TIMEOUT_S)
+                return int(account["pendingNonce"])
+            except (RpcError, *NETWORK_ERRORS):
+                continue
+        return None
+
+    async def resolve(self, node: int) -> None:
+        """Complete every acknowledged op from its final receipt, read from `node`."""
+        for start in range(0, len(self.acked), RECEIPT_BATCH):
+            chunk = self.acked[start:start + RECEIPT_BATCH]
+            replies = await self.cluster.batch(node, [("tx_receipt", [op.tx, 0]) for op in chunk], timeout_s=30)
+            for op, reply in zip(chunk, replies, strict=True):
+                receipt = reply
+                if receipt is None:
+                    self.history.complete(op, INFO, ADMITTED_NO_RECEIPT)
+                    continue
+                self.history.complete(op, OK, f"status {receipt['status']}", receipt["blockNumber"],
+                                      receipt["blockHash"])
+                op.complete = self._first_seen(receipt["blockNumber"], op.invoke)
+
+    def _first_seen(self, height: int, after: float) -> float:
+        """When a sampled node first reported `height` (the commit time, within a sample)."""
+        return min((s.time for s in self.history.samples if s.height >= height and s.time >= after),
+                   default=self.history.now())

@@ -46,3 +46,11 @@ def test_scenario_short(name: str, tmp_path: Path) -> None:
         assert entry["crash_loop"]["kills"] == CRASH_LOOP_KILLS
     if name == "double-spend":
         assert entry["double_spend"]["both_final"] == 0 and entry["double_spend"]["rounds"] >= 3
+
+
+def test_a_scenario_under_an_open_loop_load(tmp_path: Path) -> None:
+    """`--rate`: the faults also meet a real load; its transfers are checked like the clients'."""
+    entry = run_scenario("kill-primary", seed=3, duration=DURATION_S, workdir=tmp_path, rate=80)
+    _check(entry)
+    assert entry["rate_load"]["acknowledged"] > 100
+    assert entry["transactions"]["invoked"] > entry["rate_load"]["acknowledged"]  # in the checked history
