@@ -262,17 +262,22 @@ class Node:
             self._handle_guarded(peer, message, now)
 
     def _handle_guarded(self, peer: bytes, message: dict, now: int) -> None:
+        kind = message["type"]
+        with self._peer_guard(peer, kind):
+            if kind in RELAY_TYPES:
+                self._handle_relay(peer, message, now)
+            else:
+                self._handle_peer_message(peer, message, now)
+
+    @contextmanager
+    def _peer_guard(self, peer: bytes, kind: str) -> Iterator[None]:
         """Nothing a peer sends gets past here (docs/consensus.md "A peer's error"): a
         malformed message is counted by reason and dropped; any other exception is a bug
         the message found: counted by kind, logged (with its traceback the first time for
         that kind), and the peer is disconnected. A full store is no peer's fault: it goes
         on to _storage_guard."""
-        kind = message["type"]
         try:
-            if kind in RELAY_TYPES:
-                self._handle_relay(peer, message, now)
-            else:
-                self._handle_peer_message(peer, message, now)
+            yield
         except InvalidMessage as exc:
             self.metrics.rejected_messages.labels(reason=exc.reason).inc()
             log.warning("rejected %s from %s: %s", kind, self.peer_name(peer), exc,
@@ -334,7 +339,8 @@ class Node:
         admitted = False
         for _ in range(min(ADMIT_CHUNK_MAX, len(self.backlog))):
             peer, tx_hash, raw = self._pop_backlog()
-            admitted |= self._admit_from_peer(peer, tx_hash, raw, now)
+            with self._peer_guard(peer, TXS):  # a relayed transaction is a peer's message too
+                admitted |= self._admit_from_peer(peer, tx_hash, raw, now)
         if admitted and self.replica is not None:
             self._apply(self.replica.on_transactions(now))
 

@@ -8,8 +8,11 @@ import logging
 from pathlib import Path
 
 import pytest
+import rlp
 
+from chain.types import Transaction
 from consensus.messages import Suspect
+from crypto.keys import KeyPair
 from p2p.counters import PEER_ERROR
 from runtime.cluster import free_base_port, init_cluster
 from runtime.config import NodeConfig
@@ -64,3 +67,21 @@ def test_malformed_messages_are_counted_by_a_bounded_reason(node):
     assert _metric(node, "gridchain_rejected_messages_total") == {
         '{reason="out-of-range"}': 5.0, '{reason="unknown-sender"}': 1.0, '{reason="unknown-type"}': 1.0}
     assert _metric(node, "gridchain_peer_message_errors_total") == {}
+
+
+def test_a_relayed_transaction_whose_admission_raises_is_a_peer_error_too(node, monkeypatch):
+    peer = node.bookkeepers[2]
+    disconnected: list[bytes] = []
+    monkeypatch.setattr(node.network, "disconnect", lambda p, reason: disconnected.append(p))
+
+    def broken(tx: Transaction) -> None:
+        raise KeyError("an admission bug")
+
+    monkeypatch.setattr(node, "_admit", broken)
+    key = KeyPair.generate()
+    for nonce in range(2):
+        tx = Transaction.create(key, chain_id=node.genesis.chain_id, nonce=nonce, to=bytes(20), method="transfer")
+        node._queue_relayed(peer, rlp.encode(tx))
+    node._admit_backlog_chunk(0)  # the loop's turn: nothing escapes
+    assert disconnected == [peer, peer]
+    assert _metric(node, "gridchain_peer_message_errors_total") == {'{kind="txs"}': 2.0}
