@@ -132,11 +132,11 @@ def _junk_transactions(rng: random.Random, chain_id: int) -> list[Transaction]:
     return txs
 
 
-def block_at(rng: random.Random, insider: Insider, situation: Situation, height: int, view: int,
-             *, certificate: list[CommitCertificate] | None = None) -> tuple[str, Block]:
+def block_at(rng: random.Random, insider: Insider, situation: Situation, height: int,
+             view: int) -> tuple[str, Block]:
     """A valid-looking block on the final head, or one with a bad part."""
     mutation = rng.choice(["", "", "", "parent", "number", "state-root", "proposer", "timestamp-max",
-                                     "timestamp-past", "view", "extra-big", "transactions", "gas"])
+                           "timestamp-past", "view", "extra-big", "transactions", "gas"])
     transactions = _junk_transactions(rng, insider.chain_id) if mutation == "transactions" else []
     header = BlockHeader(
         rng.randbytes(32) if mutation == "parent" else situation.head_hash,
@@ -149,7 +149,7 @@ def block_at(rng: random.Random, insider: Insider, situation: Situation, height:
         EMPTY_TRIE_ROOT, EMPTY_TRIE_ROOT,
         UINT_MAX if mutation == "gas" else 0,
         rng.randbytes(200_000) if mutation == "extra-big" else rng.randbytes(rng.randrange(16)))
-    return (f"block-{mutation}" if mutation else ""), Block(header, transactions, certificate or [])
+    return (f"block-{mutation}" if mutation else ""), Block(header, transactions, [])
 
 
 def _raw_block(rng: random.Random, insider: Insider, situation: Situation, height: int, view: int) -> tuple[str, bytes]:
@@ -172,7 +172,8 @@ def certificate_for(rng: random.Random, insider: Insider, situation: Situation, 
                     block_hash: bytes) -> tuple[str, bytes]:
     """A real certificate of the situation, or one the insider forged around its own real vote."""
     choice = rng.choice(["forged"] * 12 + ["real"] * 8 + ["real-other-height", "voter-out-of-range",
-                                   "too-many-votes", "duplicate-voter", "view-max", "garbage", "empty"])
+                                                          "too-many-votes", "duplicate-voter", "view-max",
+                                                          "garbage", "empty"])
     if choice.startswith("real") and situation.finals:
         heights = sorted(situation.finals)
         pick = situation.finals[height] if choice == "real" and height in situation.finals else \
@@ -265,7 +266,7 @@ def _consensus(rng: random.Random, insider: Insider, situation: Situation, kind:
     elif kind == "prepare":
         block_tag, raw = _raw_block(rng, insider, situation, height, view)
         block_hash = _hash_of(raw)
-        vote = insider.vote(view, height, block_hash) if (rng.random() < 0.5) else rng.randbytes(64)
+        vote = insider.vote(view, height, block_hash) if rng.random() < 0.5 else rng.randbytes(64)
         message = Prepare(sender=sender, view=view, height=height, block=raw, vote=vote)
         tags.append(block_tag)
     elif kind in ("commit", "committed"):
@@ -282,7 +283,7 @@ def _consensus(rng: random.Random, insider: Insider, situation: Situation, kind:
                                 certificate=certificate, holds=holds)
             tags.append(cert_tag)
     elif kind == "final":
-        with_block = (rng.random() < 0.5)
+        with_block = rng.random() < 0.5
         block_tag, block = block_at(rng, insider, situation, height, view)
         cert_tag, certificate = certificate_for(rng, insider, situation, view, height, block.hash)
         message = Final(sender=sender, height=height, block_hash=block.hash, certificate=certificate,
@@ -304,7 +305,7 @@ def _consensus(rng: random.Random, insider: Insider, situation: Situation, kind:
         message = VcFinal(sender=sender, view=view, view_changes=tuple(view_changes))
     else:
         assert kind == "new_view"
-        block_tag, raw = ("no-pick", b"") if (rng.random() < 0.5) else \
+        block_tag, raw = ("no-pick", b"") if rng.random() < 0.5 else \
             _raw_block(rng, insider, situation, situation.height + 1, view)
         vote = b"" if not raw else insider.vote(view, situation.height + 1, _hash_of(raw))
         if rng.randint(0, 9) == 0:
@@ -333,8 +334,8 @@ def _sync(rng: random.Random, insider: Insider, situation: Situation, kind: str)
         count = rng.choice([1, 8, 10**6, UINT_MAX, 0])
         return _tags(tag and f"from-{tag}", f"count-{count}" if count > 8 else ""), \
             {"type": kind, "from_height": from_height, "count": count}
-    choice = rng.choice(["crafted"] * 3 + ["replayed"] * 2 + ["wrong-parent"] * 2 + ["uncertified", "garbage",
-                                   "limit", "past-limit"])
+    choice = rng.choice(["crafted"] * 3 + ["replayed"] * 2 + ["wrong-parent"] * 2 +
+                        ["uncertified", "garbage", "limit", "past-limit"])
     blocks: list[bytes] = []
     if choice == "replayed" and situation.finals:
         blocks = [raw for _, raw in sorted(situation.finals.items())]

@@ -101,6 +101,10 @@ class Link:
             raise ConnectionError("handshake refused")
         self.sock.settimeout(None)
         self.status: tuple[int, bytes] | None = None
+        # The highest view of a consensus message the node sent us: after one of our
+        # SUSPECTs it is ahead of what RPC said a moment ago, and that view's messages are
+        # the ones that reach the deep handlers (VC-FINAL, NEW-VIEW while it waits for us).
+        self.view = 0
         self.blocks: dict[int, bytes] = {}
         self.received = 0
         self.closed = False
@@ -114,6 +118,9 @@ class Link:
                 self.closed = True
                 return
             self.received += 1
+            view = frame.get("view")
+            if type(view) is int and frame.get("type") != "suspect":
+                self.view = max(self.view, view)
             if frame.get("type") in ("sync_status", "sync_response"):
                 self._inbox.put(frame)
 
@@ -194,6 +201,7 @@ def fuzz_insider(cluster: FaultCluster, insider: Insider, targets: list[int], ca
         counts[f"cases_{target}"] += 1
         if target not in situations or counts[f"cases_{target}"] % REFRESH_CASES == 0:
             situations[target] = refresh(target, connection)
+        situations[target].view = max(situations[target].view, connection.view)
         name, wire = data.draw(crafted(insider, situations[target]))
         if connection.send(wire):
             counts[f"sent_{name.split('/')[0]}"] += 1
