@@ -15,11 +15,11 @@ import aiohttp
 
 from cli.errors import UserError
 
-ROLES = ("device", "vendor", "supplier", "smartphone")
+ROLES = ("device", "vendor", "supplier", "smartphone", "crew")
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
-    parser = verbs.add_parser("agent", help="Run one consortium party (device, vendor, supplier, smartphone).",
+    parser = verbs.add_parser("agent", help="Run one consortium party (device, vendor, supplier, smartphone, crew).",
                               description=__doc__)
     parser.add_argument("role", choices=ROLES, help="which party this process is")
     parser.add_argument("--config", type=Path, required=True, help="the party's config (consortium init writes them)")

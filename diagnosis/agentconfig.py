@@ -3,7 +3,7 @@
 
 An agent config is TOML:
 
-    role = "vendor"                   # device | vendor | supplier | smartphone
+    role = "vendor"                   # device | vendor | supplier | smartphone | crew
     name = "vendor-A"
     rpc = ["http://127.0.0.1:8545", ...]   # its nodes, in failover order
     genesis = ".../genesis.toml"     # the light client's trust anchor
@@ -17,6 +17,7 @@ An agent config is TOML:
     requester_credit_min = 0
     [[devices]]                       # vendor: the devices it sold, registered on first start
     [[phones]]                        # vendor: the owners' smartphones it admits on first start
+    [crew]                            # vendor, supplier: its crew Rep, registered on first start
     [faults]                          # device: simulated sensor feed
     seed = 7
     mean_interval_s = 0               # 0: no spontaneous faults, only `fail`
@@ -24,7 +25,8 @@ An agent config is TOML:
 Registration follows the registry's rules: vendors and suppliers are the consortium's
 founding members (in genesis, admitted by its administrators); a vendor registers the
 devices it sold (with each device key's consent, signed at init) and admits their
-owners' smartphones on its first start; every agent publishes its own endpoint.
+owners' smartphones on its first start; a vendor or supplier registers its crew; every
+agent publishes its own endpoint.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from diagnosis.agents import Identity
 from diagnosis.errors import DiagnosisError
 from runtime.cluster import free_base_port, init_cluster, toml_value
 
-ROLES = ("device", "vendor", "supplier", "smartphone")
+ROLES = ("device", "vendor", "supplier", "smartphone", "crew")
 POLL_MS_RANGE = (50, 60_000)
 AGENT_FUNDS = 1_000_000
 PORT_MAX = 65_535
@@ -73,6 +75,7 @@ class AgentConfig:
     devices: list[dict[str, Any]] = field(default_factory=list)
     phones: list[dict[str, Any]] = field(default_factory=list)
     faults: dict[str, Any] = field(default_factory=dict)
+    crew: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> AgentConfig:
@@ -106,7 +109,7 @@ class AgentConfig:
         return cls(raw["role"], str(raw["name"]), list(raw["rpc"]), base / raw["genesis"], base / raw["keys"],
                    base / raw["state"], raw.get("inbox_host", "127.0.0.1"), port, poll_ms,
                    dict(raw.get("policy", {})), list(raw.get("devices", [])), list(raw.get("phones", [])),
-                   dict(raw.get("faults", {})))
+                   dict(raw.get("faults", {})), dict(raw.get("crew", {})))
 
 
 def save_identity(identity: Identity, path: Path) -> None:
@@ -146,8 +149,9 @@ def consortium_init(directory: Path, *, vendors: int, suppliers: int, devices: i
     between the two types and the vendors, the first half in warranty, each with its own
     smartphone. Returns the config paths."""
     base_port = base_port or free_base_port()
-    names = ([f"vendor-{chr(65 + i)}" for i in range(vendors)] + [f"supplier-{i + 1}" for i in range(suppliers)]
-             + [f"device-{i + 1}" for i in range(devices)] + [f"phone-{i + 1}" for i in range(devices)])
+    nodes_names = [f"vendor-{chr(65 + i)}" for i in range(vendors)] + [f"supplier-{i + 1}" for i in range(suppliers)]
+    names = (nodes_names + [f"device-{i + 1}" for i in range(devices)] + [f"phone-{i + 1}" for i in range(devices)]
+             + [f"crew-{n}" for n in nodes_names])
     ids = {name: Identity.from_seed(name, os.urandom(32), paillier_bits) for name in names}
     founders = [{**_public(ids[n]), "role": "vendor" if n.startswith("vendor") else "supplier"}
                 for n in names if n.startswith(("vendor", "supplier"))]
@@ -170,6 +174,7 @@ def consortium_init(directory: Path, *, vendors: int, suppliers: int, devices: i
     paths = []
     for port_offset, name in enumerate(names):
         role = name.split("-")[0].replace("phone", "smartphone")
+        crew_of = f"crew-{name}"
         save_identity(ids[name], agents / f"{name}.keys.json")
         lines = [f"role = {toml_value(role)}", f"name = {toml_value(name)}", f"rpc = {toml_value(rpc)}",
                  'genesis = "../cluster/genesis.toml"', f'keys = "{name}.keys.json"', f'state = "{name}.sqlite"',
@@ -182,6 +187,8 @@ def consortium_init(directory: Path, *, vendors: int, suppliers: int, devices: i
             lines += ["[[devices]]", *(f"{k} = {toml_value(v)}" for k, v in entry.items()), ""]
         for entry in owners.get(name, []):
             lines += ["[[phones]]", *(f"{k} = {toml_value(v)}" for k, v in entry.items()), ""]
+        if crew_of in ids:
+            lines += ["[crew]", *(f"{k} = {toml_value(v)}" for k, v in _public(ids[crew_of]).items()), ""]
         if role == "device":
             lines += ["[faults]", f"seed = {port_offset}", "mean_interval_s = 0", ""]
         path = agents / f"{name}.toml"

@@ -6,8 +6,9 @@ a device, `POST /fail` (an operator's fault report: `node.py agent device --conf
 fail --kind K --detail D`). Logs are one JSON object per line.
 
 On first start the agent does what the registry lets it do itself: a vendor registers
-the devices it sold and admits their smartphones and binds them; every agent publishes
-its endpoint (again whenever it differs from the proven one). Each step is checked
+the devices it sold and admits their smartphones and binds them; a vendor or supplier
+registers its crew; every agent publishes its endpoint (again whenever it differs from
+the proven one). Each step is checked
 against proven state first, so a restart repeats none of them.
 """
 
@@ -30,13 +31,13 @@ from client.contracts import ContractCall, Policy, Registry
 from client.errors import TransactionFailed
 from crypto.keys import address_of
 from diagnosis.agentconfig import WARRANTY_S, AgentConfig, load_identity
-from diagnosis.agents import Agent, DeviceAgent, DiagnosisNodeAgent, SmartphoneAgent, Tally
+from diagnosis.agents import Agent, CrewAgent, DeviceAgent, DiagnosisNodeAgent, SmartphoneAgent, Tally
 from diagnosis.channel import Inbox
 from diagnosis.directory import ChainDirectory, DeviceEntry, NoEndpoint
 from diagnosis.ledger import RpcLedger
 from diagnosis.lightclient import TrustAnchor, UnprovenState
 from diagnosis.protocol import SUPPLIER, VENDOR
-from diagnosis.services import DeviceService, NodePolicy, NodeService, PhoneService, Service
+from diagnosis.services import CrewService, DeviceService, NodePolicy, NodeService, PhoneService, Service
 from diagnosis.store import AgentStore
 
 log = logging.getLogger("gridchain.agent")
@@ -74,7 +75,11 @@ def build(config: AgentConfig) -> tuple[Agent, Service]:
                                   role=VENDOR if config.role == "vendor" else SUPPLIER, prices=prices)
         policy = NodePolicy(prices, int(config.policy.get("requester_credit_min", 0)),
                             bool(config.policy.get("remote", True)), bool(config.policy.get("onsite", True)))
-        agent, service = node, NodeService(node, store, policy, config.poll_ms)
+        crew = bytes.fromhex(config.crew["address"][2:]) if config.crew else None
+        agent, service = node, NodeService(node, store, policy, config.poll_ms, crew=crew)
+    elif config.role == "crew":
+        member = CrewAgent(identity, ledger, anchor.credit_initial, tally)
+        agent, service = member, CrewService(member, store, config.poll_ms)
     elif config.role == "device":
         device = DeviceAgent(identity, ledger, anchor.credit_initial, tally)
         agent, service = device, DeviceService(device, store, config.poll_ms)
@@ -90,6 +95,11 @@ async def first_start(config: AgentConfig, agent: Agent) -> None:
     has it; on a chain with no certified block yet nothing can be proven, so it is sent
     and the registry's own `already-registered` refusal makes a repeat harmless."""
     directory = agent.directory
+    if config.crew:  # a vendor or supplier registers its own crew (registrar = itself)
+        crew = bytes.fromhex(config.crew["address"][2:])
+        if await _unless_proven(functools.partial(directory.resolve, crew)) is None:
+            await _register(agent, Registry.register(crew, "crew", bytes.fromhex(config.crew["bls_key"]),
+                                                     bytes.fromhex(config.crew["paillier_n"])))
     if config.role == "vendor":
         for phone in config.phones:
             address = bytes.fromhex(phone["address"][2:])
@@ -139,8 +149,8 @@ async def _register(agent: Agent, call: ContractCall) -> None:
 
 
 async def _until_member(config: AgentConfig, agent: Agent) -> None:
-    """Devices and smartphones are admitted by their vendor's agent: wait (polling the
-    proven member record) until that has happened."""
+    """Devices, smartphones and crews are admitted by their vendor's (node's) agent: wait
+    (polling the proven member record) until that has happened."""
     waiting_logged = False
     while True:
         entry = await _unless_proven(functools.partial(agent.directory.resolve, agent.address))

@@ -230,6 +230,22 @@ SOW = Flow("SOW", 8, False, "on-site", SUPPLIER, (
 FLOWS = {flow.name: flow for flow in (RMW, SMW, ROW, SOW)}
 
 
+def flow_for(in_warranty: bool, mode: str) -> Flow:
+    """The figure a request follows once its mode is chosen."""
+    return next(f for f in FLOWS.values() if f.in_warranty == in_warranty and f.mode == mode)
+
+
+def label_of(flow: Flow, sender: str, what: str) -> str:
+    """The step at which `sender` (a role of the flow, e.g. k_i or NODE) sends `what` (a
+    message kind or a "contract.method"): the reacting services take their step labels
+    from here."""
+    for step in flow.steps:
+        if any(m.kind == what and m.sender == sender for m in step.messages) or any(
+                t.method == what and t.sender == sender for t in step.txs):
+            return step.label
+    raise KeyError(f"{flow.name}: {sender} sends no {what}")
+
+
 def labels_for(kind: str, in_warranty: bool, mode: str) -> set[str]:
     """The step labels at which `kind` may arrive for a request in this state (mode ""
     while the node has not chosen)."""

@@ -45,10 +45,11 @@ from contracts.dsc_records import (
     bid_commitment,
 )
 from crypto.hashing import keccak256
-from diagnosis.agents import Agent, DeviceAgent, DiagnosisNodeAgent, SmartphoneAgent, now_ms
+from diagnosis import protocol as proto
+from diagnosis.agents import Agent, CrewAgent, DeviceAgent, DiagnosisNodeAgent, SmartphoneAgent, now_ms
 from diagnosis.channel import Payload, RemoteRejection
 from diagnosis.errors import DiagnosisError, Refusal
-from diagnosis.protocol import PHONE
+from diagnosis.protocol import CREW, DEVICE, NODE, PHONE
 from diagnosis.store import AgentStore
 from vm import fixedpoint
 
@@ -60,9 +61,8 @@ EVENT_RECONNECT_MS = 500
 REQUEST_COUNTER_KEY = b"n"  # contracts/dsc.py REQUEST_COUNTER
 SCAN_REQUESTS_MAX = 64  # new request ids a node looks at per poll
 TERMINAL = (FAILED, DEFAULTED)  # a request that ended without a completion
-LABELS = {True: {"fault": "2", "repair_policy": "4", "complete": "6", "rate": "6", "package": "7", "policy": "8.1"},
-          False: {"fault": "6.2", "repair_policy": "6.4", "complete": "7", "rate": "8", "package": "9",
-                  "policy": "10"}}  # RMW (in warranty) and ROW step labels, diagnosis/protocol.py
+VISIT_DELAY_MS = 2_000  # the maintenance time t_k a device proposes, from now
+CREW_STEP = 7  # SMW / SOW: Rep's on-site repair, whose hash the device logs
 
 
 @dataclass
@@ -171,7 +171,7 @@ class Service:
             self.wake_at(request_id, request.reveal_end_ms, now)
             return
         with contextlib.suppress(TransactionFailed):  # someone else closed it first
-            await self.agent.tx(Dsc.close(request_id), "4")
+            await self.agent.tx(Dsc.close(request_id), proto.label_of(proto.ROW, DEVICE, "dsc.close"))
 
     async def expire_if_due(self, request_id: int, request: Request, now: int) -> None:
         """Past the service deadline anyone may settle a request through the contract's
@@ -183,9 +183,10 @@ class Service:
         with contextlib.suppress(TransactionFailed):  # someone else settled it first
             await self.agent.tx(Dsc.expire(request_id), "")
 
-    async def deliver_once(self, to: bytes, payload: Payload, counterpart: str) -> None:
-        """Send a step's message; a `step_repeated` refusal means it arrived before a
-        restart, which is what we wanted."""
+    async def deliver_once(self, to: bytes, payload: Payload, counterpart: str, *, log_hash: bool = True) -> None:
+        """Send a step's message and log its hash on chain (a crew logs nothing: it sends
+        no transactions); a `step_repeated` refusal means it arrived before a restart,
+        which is what we wanted."""
         try:
             sealed = await self.agent.send(to, payload, counterpart)
         except RemoteRejection as exc:
@@ -193,7 +194,20 @@ class Service:
                 raise
             return
         self.store.log_message(sealed.hash, "sent", payload.request_id, payload.kind, to, sealed.timestamp_ms)
-        await self.agent.log_hash(payload.request_id, payload.step, sealed.hash)
+        if log_hash:
+            await self.agent.log_hash(payload.request_id, payload.step, sealed.hash)
+
+    def received_hash(self, request_id: int, kind: str) -> bytes:
+        """The hash of the message of `kind` this agent accepted for the request."""
+        found = [h for direction, k, h in self.store.messages(request_id) if direction == "received" and k == kind]
+        assert found, f"no {kind} received for request {request_id}"
+        return bytes.fromhex(found[-1][2:])
+
+    async def device_logged(self, request_id: int, step: int, device: bytes) -> bool:
+        """Whether the device logged a message hash at `step` (DSC log, proven)."""
+        proven = await self.agent.ledger.storage(DSC, dsc_records.messages_key(request_id))
+        entries = proven.value if isinstance(proven.value, list) else []
+        return any(isinstance(e, list) and e[0] == step and e[1] == device for e in entries)
 
 
 @dataclass(frozen=True)
@@ -206,13 +220,20 @@ class NodePolicy:
     onsite: bool = True  # capable of on-site repairs (with its crew)
 
 
+def _flow(request: Request) -> proto.Flow:
+    """The figure the request follows; before the node chose, both modes share the label
+    of every message sent so far (the fault)."""
+    return proto.flow_for(request.in_warranty, request.mode or "remote")
+
+
 class NodeService(Service):
     agent: DiagnosisNodeAgent
 
     def __init__(self, agent: DiagnosisNodeAgent, store: AgentStore, policy: NodePolicy,
-                 poll_ms: int = POLL_MS_DEFAULT) -> None:
+                 poll_ms: int = POLL_MS_DEFAULT, crew: bytes | None = None) -> None:
         super().__init__(agent, store, poll_ms)
         self.policy = policy
+        self.crew = crew  # the registered crew it sends on site (None: no on-site repairs)
 
     def concerns(self, event: dict[str, Any]) -> bool:
         return event["name"] in ("RequestOpened", "Assigned", "AuctionClosed") or super().concerns(event)
@@ -243,7 +264,7 @@ class NodeService(Service):
             await self.expire_if_due(request_id, request, now)
         elif request.status == COMPLETED and request.node == me and not state.get("done"):
             if not request.rated_by_node:
-                await self.agent.tx(Dsc.rate(request_id, 90), LABELS[request.in_warranty]["rate"])
+                await self.agent.tx(Dsc.rate(request_id, 90), proto.label_of(_flow(request), NODE, "dsc.rate"))
             self.counters.flows_finished += 1
             self.store.update(request_id, done=True)
         elif state and not state.get("done"):
@@ -279,41 +300,87 @@ class NodeService(Service):
         if bid is None:
             return
         salt = bytes.fromhex(bid["salt"])
+        label = proto.label_of(proto.ROW, NODE, "dsc.commit")
         on_chain = await self.agent.ledger.storage(DSC, dsc_records.bid_key(request_id, self.agent.address))
         if now < request.commit_end_ms:
             if on_chain.value is None:
                 terms = await Dsc.terms(self.agent.ledger, request.device_type)
                 commitment = bid_commitment(request_id, self.agent.address, bid["price"], bid["credit"], salt)
-                await self.agent.tx(Dsc.commit(request_id, commitment).with_value(terms.bid_deposit), "3")
+                await self.agent.tx(Dsc.commit(request_id, commitment).with_value(terms.bid_deposit), label)
                 self.counters.bids += 1
             self.wake_at(request_id, request.commit_end_ms, now)
         elif now < request.reveal_end_ms:
             committed = on_chain.value is not None and \
                 dsc_records.Bid.from_value(on_chain.value).status == dsc_records.COMMITTED
             if committed:
-                await self.agent.tx(Dsc.reveal(request_id, bid["price"], bid["credit"], salt), "3")
+                await self.agent.tx(Dsc.reveal(request_id, bid["price"], bid["credit"], salt), label)
             self.wake_at(request_id, request.reveal_end_ms, now)
         else:
             await self.close_if_due(request_id, request, now)
 
     async def _serve(self, request_id: int, request: Request, state: dict[str, Any]) -> None:
-        """Steps 3-4 (ROW 6.3-6.4): the fault message, the diagnosis, the repair policy."""
-        if state.get("policy_sent"):
+        """Steps 3-4 (ROW/SOW 6.3-6.4): the fault, the diagnosis, the repair policy or the
+        Spot; on site also 6 (6.6): the crew's briefing once the device chose t_k, and 7:
+        `report_done` once the device logged the crew's message."""
+        inbox = state.get("inbox", {})
+        if "decision" not in state:
+            if "fault" not in inbox:
+                return  # the device's message arrives later and kicks us
+            decision = self.agent.diagnose(inbox["fault"])
+            capable = self.policy.remote if decision["mode"] == "remote" else self.policy.onsite and bool(self.crew)
+            if not capable:
+                # it cannot serve this: the service deadline settles it (the node defaults)
+                self.store.update(request_id, decision=decision, unsupported=True)
+                return
+            state = self.store.update(request_id, decision=decision)
+        decision = state["decision"]
+        if state.get("unsupported"):
             return
-        fault = state.get("inbox", {}).get("fault")
-        if fault is None:
-            return  # the device's message arrives later and kicks us
-        decision = self.agent.diagnose(fault)
-        if decision["mode"] != "remote" or not self.policy.remote:
-            # on-site repairs are not reactive yet (module docstring): leave it to the deadline
-            self.store.update(request_id, policy_sent=True, unsupported=decision["mode"])
-            return
-        labels = LABELS[request.in_warranty]
+        flow = proto.flow_for(request.in_warranty, decision["mode"])
         if request.mode == "":
-            await self.agent.tx(Dsc.set_mode(request_id, "remote"), labels["repair_policy"])
-        await self.deliver_once(request.device, Payload(request_id, labels["repair_policy"], "repair_policy",
-                                                        decision["policy"]), "k_i")
-        self.store.update(request_id, policy_sent=True)
+            await self.agent.tx(Dsc.set_mode(request_id, decision["mode"]), proto.label_of(flow, NODE, "dsc.set_mode"))
+        if decision["mode"] == "remote":
+            if not state.get("policy_sent"):
+                await self.deliver_once(request.device, Payload(request_id, proto.label_of(flow, NODE, "repair_policy"),
+                                                                "repair_policy", decision["policy"]), DEVICE)
+                self.store.update(request_id, policy_sent=True)
+            return
+        assert self.crew is not None
+        if not state.get("spot_sent"):
+            spot = {"spot": f"site-of-{request.device.hex()[:8]}/{request.device_type}",
+                    "window": "next maintenance slot", "crew": "0x" + self.crew.hex()}
+            await self.deliver_once(request.device, Payload(request_id, proto.label_of(flow, NODE, "spot"), "spot",
+                                                            spot), DEVICE)
+            state = self.store.update(request_id, spot_sent=True, spot=spot["spot"])
+        if "time" in inbox and not state.get("briefed"):
+            briefing = {"device": "0x" + request.device.hex(), "fault": inbox["fault"], "policy": decision["policy"],
+                        "spot": state["spot"], "t_ms": int(inbox["time"]["t_ms"])}
+            await self.deliver_once(self.crew, Payload(request_id, proto.label_of(flow, NODE, "briefing"), "briefing",
+                                                       briefing), CREW)
+            state = self.store.update(request_id, briefed=True)
+        if state.get("briefed") and not request.node_done \
+                and await self.device_logged(request_id, CREW_STEP, request.device):
+            await self.agent.tx(Dsc.report_done(request_id), proto.label_of(flow, NODE, "dsc.report_done"))
+
+
+class CrewService(Service):
+    """The crew Rep: briefed by its node (authorised by proof), it goes on site at t_k and
+    sends the device the on-site repair (SMW / SOW step 7)."""
+
+    agent: CrewAgent
+
+    async def react(self, request_id: int) -> None:
+        state = self.store.request(request_id)
+        briefing = state.get("inbox", {}).get("briefing")
+        if briefing is None or state.get("done"):
+            return
+        if now_ms() < int(briefing["t_ms"]):
+            self.wake_at(request_id, int(briefing["t_ms"]), now_ms())
+            return
+        repair = Payload(request_id, str(CREW_STEP), "onsite_repair", {"policy": briefing["policy"], "at_ms": now_ms()})
+        await self.deliver_once(bytes.fromhex(briefing["device"][2:]), repair, DEVICE, log_hash=False)
+        self.counters.flows_finished += 1
+        self.store.update(request_id, done=True)
 
 
 class DeviceService(Service):
@@ -333,12 +400,14 @@ class DeviceService(Service):
             self.kick(existing.value)
             return existing.value
         record, header = await self.agent.directory.device(self.agent.address)
-        assert record is not None, "a registered device"
+        if record is None:
+            raise NotRegistered(f"0x{self.agent.address.hex()} is not a registered device yet")
         terms = await Dsc.terms(self.agent.ledger, record.device_type)
         in_warranty = header.timestamp_ms // 1000 <= record.warranty_end_s
         value = terms.request_deposit + (0 if in_warranty else terms.p_max)
+        flow = proto.flow_for(in_warranty, "remote")
         receipt = await self.agent.tx(Dsc.open_request(self.agent.address).with_value(value),
-                                      "2" if in_warranty else "1")
+                                      proto.label_of(flow, DEVICE, "dsc.open_request"))
         request_id = int(next(e for e in receipt["events"] if e["name"] == "RequestOpened")["fields"]["request"])
         fault = {"device": "0x" + self.agent.address.hex(), "type": record.device_type, "symptom": symptom,
                  "component": component}
@@ -349,71 +418,149 @@ class DeviceService(Service):
 
     async def react(self, request_id: int) -> None:
         state = self.store.request(request_id)
-        if not state or state.get("done"):
+        if not state or state.get("done") or "fault" not in state:
             return
         request, now = await self.proven_request(request_id)
         if request is None:
             return
-        labels = LABELS[request.in_warranty]
-        fault = Payload(request_id, labels["fault"], "fault", state["fault"])
+        flow = _flow(request)
+        fault = Payload(request_id, proto.label_of(flow, DEVICE, "fault"), "fault", state["fault"])
         if request.status == BIDDING:
             await self.close_if_due(request_id, request, now)
         elif request.status == ASSIGNED:
             if not state.get("fault_sent"):
-                await self.deliver_once(request.node, fault, "v_i" if request.in_warranty else "nv_i")
-                state = self.store.update(request_id, fault_sent=True)
-            policy = state.get("inbox", {}).get("repair_policy")
-            if policy is not None and not state.get("repaired"):
-                self.agent.apply_repair(policy)
-                state = self.store.update(request_id, repaired=True, firmware=self.agent.firmware)
-            if state.get("repaired"):
-                receipt = await self.agent.tx(Dsc.complete(request_id, keccak256(fault.to_bytes())),
-                                              labels["complete"])
-                self.store.update(request_id, complete_tx=receipt["transactionHash"])
-                self.kick(request_id)
-            else:
+                await self.deliver_once(request.node, fault, flow.node_role)
+                state = self.store.update(request_id, fault_sent=True, failure_hash=keccak256(fault.to_bytes()).hex())
+            if request.mode == "remote":
+                await self._remote(request_id, request, state, flow)
+            elif request.mode == "on-site":
+                await self._onsite(request_id, request, state, flow, now)
+            if not self.store.request(request_id).get("repaired"):
                 await self.expire_if_due(request_id, request, now)  # a winner that never serves
         elif request.status == DISPUTED:
             await self.expire_if_due(request_id, request, now)
         elif request.status == COMPLETED:
-            await self._after_completion(request_id, request, state, labels)
+            await self._after_completion(request_id, request, state, flow)
         elif request.status in TERMINAL:
             self.counters.flows_failed[request.status] = self.counters.flows_failed.get(request.status, 0) + 1
             self.store.update(request_id, done=True)
 
+    def _phone(self, state: dict[str, Any]) -> bytes:
+        return bytes.fromhex(state["phone"][2:])
+
+    async def _remote(self, request_id: int, request: Request, state: dict[str, Any], flow: proto.Flow) -> None:
+        """RMW / ROW 5-6: apply the repair policy, confirm (complete)."""
+        policy = state.get("inbox", {}).get("repair_policy")
+        if policy is not None and not state.get("repaired"):
+            self.agent.apply_repair(policy)
+            state = self.store.update(request_id, repaired=True, firmware=self.agent.firmware)
+        if state.get("repaired"):
+            receipt = await self.agent.tx(Dsc.complete(request_id, bytes.fromhex(state["failure_hash"])),
+                                          proto.label_of(flow, DEVICE, "dsc.complete"))
+            self.store.update(request_id, complete_tx=receipt["transactionHash"])
+            self.kick(request_id)
+
+    async def _onsite(self, request_id: int, request: Request, state: dict[str, Any], flow: proto.Flow,
+                      now: int) -> None:
+        """SMW / SOW 5-8: choose t_k, tell the smartphone, accept the crew's repair (the
+        crew of the assigned node, by proof), log it; in warranty report to the phone."""
+        inbox = state.get("inbox", {})
+        if "spot" in inbox and not state.get("time_sent"):
+            visit_ms = now + VISIT_DELAY_MS
+            await self.deliver_once(request.node, Payload(request_id, proto.label_of(flow, DEVICE, "time"), "time",
+                                                          {"t_ms": visit_ms}), flow.node_role)
+            notice = {"spot": inbox["spot"]["spot"], "t_ms": visit_ms, "node": "0x" + request.node.hex(),
+                      "fault": state["fault"]["symptom"], "failure_hash": state["failure_hash"]}
+            await self.deliver_once(self._phone(state), Payload(request_id, proto.label_of(flow, DEVICE,
+                                                                                         "diagnosis_notice"),
+                                                                "diagnosis_notice", notice), PHONE)
+            state = self.store.update(request_id, time_sent=True)
+        if "onsite_repair" in inbox and not state.get("repaired"):
+            self.agent.apply_repair(inbox["onsite_repair"]["policy"])
+            await self.agent.log_hash(request_id, str(CREW_STEP), self.received_hash(request_id, "onsite_repair"))
+            state = self.store.update(request_id, repaired=True, repaired_at_ms=inbox["onsite_repair"]["at_ms"])
+        if state.get("repaired") and request.in_warranty and not state.get("reported"):
+            await self._report(request_id, state, flow)
+
+    async def _report(self, request_id: int, state: dict[str, Any], flow: proto.Flow) -> None:
+        report = {"repaired_at_ms": state.get("repaired_at_ms"), "failure_hash": state["failure_hash"]}
+        await self.deliver_once(self._phone(state), Payload(request_id, proto.label_of(flow, DEVICE,
+                                                                                     "maintenance_report"),
+                                                            "maintenance_report", report), PHONE, log_hash=False)
+        self.store.update(request_id, reported=True)
+
     async def _after_completion(self, request_id: int, request: Request, state: dict[str, Any],
-                                labels: dict[str, str]) -> None:
-        """RMW 6-7 / ROW 8-9: rate the node, package the maintenance to the smartphone."""
-        if not request.rated_by_requester:
-            await self.agent.tx(Dsc.rate(request_id, self.rating), labels["rate"])
-        body = {"request": request_id, "node": "0x" + request.node.hex(), "price": request.price,
-                "firmware": state.get("firmware", self.agent.firmware), "complete_tx": state.get("complete_tx", "")}
-        await self.deliver_once(bytes.fromhex(state["phone"][2:]), Payload(request_id, labels["package"], "package",
-                                                                          body), PHONE)
+                                flow: proto.Flow) -> None:
+        """Remote: rate the node, package the maintenance to the smartphone (RMW 6-7, ROW
+        8-9). Out of warranty on site: the report to the phone follows completion (SOW 9)."""
+        if request.mode == "on-site":
+            if not state.get("reported"):
+                await self._report(request_id, state, flow)
+        else:
+            if not request.rated_by_requester:
+                await self.agent.tx(Dsc.rate(request_id, self.rating), proto.label_of(flow, DEVICE, "dsc.rate"))
+            body = {"request": request_id, "node": "0x" + request.node.hex(), "price": request.price,
+                    "firmware": state.get("firmware", self.agent.firmware),
+                    "complete_tx": state.get("complete_tx", "")}
+            await self.deliver_once(self._phone(state), Payload(request_id, proto.label_of(flow, DEVICE, "package"),
+                                                                "package", body), PHONE)
         self.counters.flows_finished += 1
         self.store.update(request_id, done=True)
 
 
+class NotRegistered(DiagnosisError):
+    """A device asked to open a request before its vendor registered it."""
+
+
 class PhoneService(Service):
-    """The smartphone: a package from its bound device (authorised by proof) is checked
-    against the chain (the request is proven completed) and answered with the equipment
-    policy."""
+    """The smartphone: messages from its bound device (authorised by proof) are checked
+    against the chain. Remote flows: a package for a proven completed request is answered
+    with the equipment policy. On site it acts for the device (Figs. 6, 8): in warranty it
+    confirms on the maintenance report; out of warranty it confirms once the device logged
+    the crew's message, then rates on the report; then it publishes the policy."""
 
     agent: SmartphoneAgent
 
     def __init__(self, agent: SmartphoneAgent, store: AgentStore, rules: Callable[[], list[list[Any]]],
-                 poll_ms: int = POLL_MS_DEFAULT) -> None:
+                 poll_ms: int = POLL_MS_DEFAULT, rating: int = 92) -> None:
         super().__init__(agent, store, poll_ms)
         self.rules = rules
+        self.rating = rating
 
     async def react(self, request_id: int) -> None:
         state = self.store.request(request_id)
-        if state.get("done") or "package" not in state.get("inbox", {}):
+        inbox = state.get("inbox", {})
+        if state.get("done") or not inbox:
             return
         request, _ = await self.proven_request(request_id)
-        if request is None or request.status != COMPLETED:
+        if request is None or request.mode == "":
             return
-        label = LABELS[request.in_warranty]["policy"]
-        await self.agent.tx(Policy.publish(request.device, self.rules()), label)
+        flow = _flow(request)
+        if request.mode == "on-site":
+            if not await self._onsite(request_id, request, inbox, flow):
+                return
+        elif "package" not in inbox or request.status != COMPLETED:
+            return
+        await self.agent.tx(Policy.publish(request.device, self.rules()), proto.label_of(flow, PHONE, "policy.publish"))
         self.counters.flows_finished += 1
         self.store.update(request_id, done=True, device="0x" + request.device.hex())
+
+    async def _onsite(self, request_id: int, request: Request, inbox: dict[str, Any], flow: proto.Flow) -> bool:
+        """True once its part before the policy is done."""
+        failure_hash = (inbox.get("maintenance_report") or inbox.get("diagnosis_notice") or {}).get("failure_hash")
+        if request.status == ASSIGNED and failure_hash:
+            confirm = "maintenance_report" in inbox if request.in_warranty else \
+                await self.device_logged(request_id, CREW_STEP, request.device)
+            if confirm:
+                await self.agent.tx(Dsc.complete(request_id, bytes.fromhex(failure_hash)),
+                                    proto.label_of(flow, PHONE, "dsc.complete"))
+            return False
+        if request.status != COMPLETED or "maintenance_report" not in inbox:
+            return False
+        label = proto.label_of(flow, PHONE, "dsc.rate")
+        if not request.rated_by_requester:
+            await self.agent.tx(Dsc.rate(request_id, self.rating), label)
+        if not self.store.request(request_id).get("logged"):
+            await self.agent.log_hash(request_id, label, self.received_hash(request_id, "maintenance_report"))
+            self.store.update(request_id, logged=True)
+        return True

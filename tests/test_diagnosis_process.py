@@ -1,9 +1,10 @@
 """Agents as OS processes (`node.py agent ROLE --config FILE`) on a real 3-node cluster:
 `consortium init` writes the cluster and the configs, each party runs in its own process,
 registers what the registry lets it register, publishes its endpoint, and the flows
-happen because the processes react — an in-warranty fault served by the vendor, an
-out-of-warranty fault auctioned. A supplier SIGKILLed right after its sealed bid is
-restarted, reveals from its store and never commits again. Plus config validation."""
+happen because the processes react — an in-warranty damage repaired on site by the
+vendor's crew (SMW), an out-of-warranty fault auctioned and repaired remotely (ROW). A
+supplier SIGKILLed right after its sealed bid is restarted, reveals from its store and
+never commits again. Plus config validation."""
 
 from __future__ import annotations
 
@@ -117,15 +118,17 @@ async def test_consortium_of_processes_reacts_and_a_killed_bidder_resumes(tmp_pa
     cluster.start_all()
     try:
         cluster.wait_healthy()
-        for name in ("vendor-A", "supplier-1", "supplier-2", "device-1", "device-2", "phone-1", "phone-2"):
+        for name in ("vendor-A", "crew-vendor-A", "supplier-1", "supplier-2", "device-1", "device-2", "phone-1",
+                     "phone-2"):
             agents.start(name)
         for name in list(agents.processes):
             await agents.until(f"{name} ready", lambda name=name: _ready(agents.get(name, "/health")))
         async with aiohttp.ClientSession() as session:
             requests = {}
-            for device in ("device-1", "device-2"):  # device-1 in warranty (meter), device-2 not (relay)
-                async with session.post(agents.url(device, "/fail"),
-                                        json={"kind": "firmware-fault", "detail": "E42"}) as response:
+            # device-1 in warranty, damaged: on site by vendor-A's crew (SMW); device-2 out of warranty,
+            # a firmware fault: auctioned, repaired remotely (ROW)
+            for device, kind in (("device-1", "physical-damage"), ("device-2", "firmware-fault")):
+                async with session.post(agents.url(device, "/fail"), json={"kind": kind, "detail": "E42"}) as response:
                     requests[device] = (await response.json())["request"]
         await agents.until("supplier-1 committed", lambda: _ge(agents.metric("supplier-1", "bids_total"), 1))
         agents.kill("supplier-1")  # SIGKILL inside the commit window, after its sealed bid
@@ -142,6 +145,7 @@ async def test_consortium_of_processes_reacts_and_a_killed_bidder_resumes(tmp_pa
         async with GridClient(config["rpc"]) as client:
             for device, request_id in requests.items():
                 assert (await Dsc.request(client, request_id)).status == "completed", device
+            assert (await Dsc.request(client, requests["device-1"])).mode == "on-site"
             bid = await Dsc.bid(client, requests["device-2"], supplier)
             assert bid.status == "valid"  # revealed by the restarted process with the stored salt
     finally:

@@ -22,7 +22,7 @@ from diagnosis.agents import DiagnosisNodeAgent
 from diagnosis.demo import NODES, Consortium, Printer, build_consortium, start_consortium
 from diagnosis.ledger import LocalChain
 from diagnosis.lightclient import TrustAnchor
-from diagnosis.services import DeviceService, NodePolicy, NodeService, PhoneService, Service
+from diagnosis.services import CrewService, DeviceService, NodePolicy, NodeService, PhoneService, Service
 from diagnosis.store import AgentStore
 from tests.test_diagnosis_agents import FUNDER, local_chain
 
@@ -68,8 +68,11 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     r = Running(c, local, tmp_path)
     for spec in NODES:
         node = c.nodes[spec.name]
+        assert node.crew is not None
         r.start(spec.name, lambda store, node=node, spec=spec: NodeService(node, store, NodePolicy(spec.prices),
-                                                                         poll_ms=200))
+                                                                         poll_ms=200, crew=node.crew.address))
+    for name, crew in c.crews.items():
+        r.start(name, lambda store, crew=crew: CrewService(crew, store, poll_ms=200))
     for name, phone in c.phones.items():
         r.start(name, lambda store, phone=phone: PhoneService(phone, store, _rules, poll_ms=200))
     for name, device in c.devices.items():
@@ -132,7 +135,9 @@ async def test_a_node_restarted_between_commit_and_reveal_reveals_and_never_comm
     fresh.crew = node.crew
     await fresh.start()
     await fresh.tx(fresh.endpoint_call(), "")
-    restarted = running.start(name, lambda store: NodeService(fresh, store, NodePolicy(spec.prices), poll_ms=200))
+    assert node.crew is not None
+    restarted = running.start(name, lambda store: NodeService(fresh, store, NodePolicy(spec.prices), poll_ms=200,
+                                                              crew=node.crew.address))
     try:
         await running.until(lambda: _done(running.services["phone-2"], request_id))
         bid = await Dsc.bid(running.local.ledger(), request_id, node.address)
@@ -151,7 +156,7 @@ async def test_a_winner_that_never_serves_is_expired_by_the_device_and_nothing_s
     await running.stop(name)
     spec = next(s for s in NODES if s.name == name)
     running.start(name, lambda store: NodeService(running.c.nodes[name], store,
-                                                  NodePolicy(spec.prices, remote=False), poll_ms=200))
+                                                  NodePolicy(spec.prices, remote=False), poll_ms=200))  # no crew
     ledger = running.local.ledger()
     device = running.services["meter-D"]
     assert isinstance(device, DeviceService)
@@ -168,3 +173,32 @@ async def test_a_winner_that_never_serves_is_expired_by_the_device_and_nothing_s
     for escrow in (dsc_records.deposit_escrow(request_id), dsc_records.payment_escrow(request_id),
                    *(dsc_records.bid_escrow(request_id, n.address) for n in running.c.nodes.values())):
         assert not await Token.escrow(ledger, DSC, escrow)
+
+
+@pytest.mark.parametrize(("device_name", "phone_name", "symptom", "flow"),
+                         [("relay-A", "phone-1", "physical-damage", "SMW"),
+                          ("relay-B", "phone-2", "burnt-terminal", "SOW")])
+async def test_on_site_repairs_happen_by_reaction(running: Running, device_name: str, phone_name: str,
+                                                  symptom: str, flow: str) -> None:
+    """SMW and SOW: the node sends Spot, the device picks t_k and tells its smartphone, the
+    node briefs its registered crew, the crew repairs at t_k, the device logs it, the node
+    reports done, the smartphone confirms, both rate, the smartphone publishes the policy."""
+    device = running.services[device_name]
+    assert isinstance(device, DeviceService)
+    request_id = await device.fail(symptom, "trip-coil")
+    await running.until(lambda: _done(running.services[phone_name], request_id))
+    ledger = running.local.ledger()
+    request = await Dsc.request(ledger, request_id)
+    assert request.status == "completed" and request.mode == "on-site" and request.node_done
+    assert request.rated_by_requester and request.rated_by_node
+    winner = next(n for n in running.c.nodes.values() if n.address == request.node)
+    assert winner.crew is not None
+    crew = running.services[winner.crew.name]
+    assert _done(crew, request_id)
+    assert running.c.devices[device_name].repairs[-1] == {"action": "replace-module", "module": "trip-coil"}
+    sent = {(d, k) for d, k, _ in device.store.messages(request_id)}
+    assert sent == {("sent", "fault"), ("received", "spot"), ("sent", "time"), ("sent", "diagnosis_notice"),
+                    ("received", "onsite_repair"), ("sent", "maintenance_report")}
+    logged_steps = sorted({step for step, _, _ in await Dsc.messages(ledger, request_id)})
+    expected = [2, 4, 5, 6, 7, 9] if flow == "SMW" else [6, 7, 10]
+    assert logged_steps == expected
