@@ -53,6 +53,11 @@ class SyncConfig:
     # node is forgiven; a Byzantine one cannot keep the node busy with bad answers).
     bad_peer_penalty_ms: int = 60_000
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.blocks_per_response_max <= RESPONSE_BLOCKS_MAX:
+            # More would make every peer's decoder refuse this node's answers.
+            raise ValueError(f"blocks_per_response_max must be in 1..{RESPONSE_BLOCKS_MAX}")
+
 
 @dataclass(frozen=True)
 class SyncStatus:

@@ -25,7 +25,14 @@ from consensus.messages import (
 )
 from consensus.simulation import genesis_block
 from consensus.storage import INITIAL_STATE, LmdbStorage, MemoryStorage, StoredState
-from consensus.sync import SyncRequest, SyncResponse, SyncStatus, sync_message_from_wire
+from consensus.sync import (
+    RESPONSE_BLOCKS_MAX,
+    SyncConfig,
+    SyncRequest,
+    SyncResponse,
+    SyncStatus,
+    sync_message_from_wire,
+)
 from crypto.keys import KeyPair
 
 KEY = KeyPair.from_seed(b"\x01" * 32)
@@ -206,3 +213,9 @@ def test_lmdb_storage_survives_reopening(tmp_path):
     reopened = lmdb.open(str(tmp_path), max_dbs=8)
     assert LmdbStorage(reopened).load() == _state()
     reopened.close()
+
+
+def test_a_node_never_answers_with_more_blocks_than_its_peers_decode():
+    with pytest.raises(ValueError, match="blocks_per_response_max"):
+        SyncConfig(blocks_per_response_max=RESPONSE_BLOCKS_MAX + 1)
+    assert SyncConfig(blocks_per_response_max=RESPONSE_BLOCKS_MAX).blocks_per_response_max == RESPONSE_BLOCKS_MAX
