@@ -1,7 +1,7 @@
 """Commit certificates and finality proofs: which bookkeepers vote in a view, what they
 sign, and the checks.
 
-XPaxos (XFT.md) rotates views over the C(n, t+1) synchronous groups in a fixed order; a
+XPaxos (docs/consensus.md) rotates views over the C(n, t+1) synchronous groups in a fixed order; a
 block is *committed* once all t+1 members of the view's group signed COMMIT for it (the
 certificate), and *final* once every member holds that certificate (consensus/replica.py).
 A certificate alone proves only the first: with t = 1 a follower holds one the moment it
@@ -31,7 +31,7 @@ from crypto.keys import is_valid_signature
 
 @lru_cache(maxsize=64)
 def _groups(n: int, t: int) -> tuple[tuple[int, ...], ...]:
-    # Lexicographic combinations: for n=3, t=1 this is (0,1), (0,2), (1,2) as in XFT.md;
+    # Lexicographic combinations: for n=3, t=1 this is (0,1), (0,2), (1,2) as in docs/consensus.md;
     # the first member of a group is its primary.
     return tuple(combinations(range(n), t + 1))
 

@@ -1,4 +1,4 @@
-"""Expected rejections raised by the ledger (STYLE.md habit 2).
+"""Expected rejections raised by the ledger (style habit 2).
 
 Each carries data a caller can show; a broken invariant is an `assert`, not one of these.
 """

@@ -1,4 +1,4 @@
-"""The state transition (STYLE.md habit 1): validate the header, apply every transaction,
+"""The state transition (style habit 1): validate the header, apply every transaction,
 run the end-of-block hooks, then compare each root with the header one by one.
 
 `build_block` is the proposer's side of the same code: it applies candidate transactions,

@@ -1,4 +1,4 @@
-"""Genesis: the chain's constitution, read from TOML (DESIGN.md; `config/genesis.toml`).
+"""Genesis: the chain's constitution, read from TOML (docs/architecture.md; `config/genesis.toml`).
 
 It fixes the chain id, the bookkeepers (n = 2t+1 Ed25519 keys, in index order), the funded
 accounts, ledger limits that validity depends on, and the contracts' parameters. The

@@ -1,5 +1,5 @@
 """Merkle proofs a light client (the smartphone) checks with nothing but a block header
-(DESIGN.md decision 2): the list of trie nodes from the root to the key, verified with a
+(architecture decision 2): the list of trie nodes from the root to the key, verified with a
 plain `HexaryTrie.get_from_proof(root, key, nodes)`.
 """
 

@@ -1,8 +1,8 @@
 """World state: accounts and contract storage over the state Merkle Patricia trie.
 
-Writes go to an in-memory overlay with a journal (STYLE.md habit 4): `snapshot()` marks a
+Writes go to an in-memory overlay with a journal (style habit 4): `snapshot()` marks a
 point, `revert(mark)` undoes every write after it. `flush()` moves the overlay into the
-trie once per block (DESIGN.md decision 4) and returns the new root; it may only run when
+trie once per block (architecture decision 4) and returns the new root; it may only run when
 no snapshot is open. Trie keys are keccak256 of the logical key (a "secure trie", as in
 Ethereum), so no caller can make the trie deep by choosing keys.
 

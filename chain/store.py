@@ -1,4 +1,4 @@
-"""LMDB persistence of final blocks (DESIGN.md decision 3).
+"""LMDB persistence of final blocks (architecture decision 3).
 
 One environment per node, named databases:
   nodes   trie node hash -> rlp node (state, transaction and receipt tries share it)

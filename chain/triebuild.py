@@ -1,5 +1,5 @@
 """Batch updates of the hexary Merkle Patricia trie, node for node what `trie.HexaryTrie`
-makes, without its per-key cost (DESIGN.md decisions 2 and 4).
+makes, without its per-key cost (architecture decisions 2 and 4).
 
 `HexaryTrie` stays the reference: proofs are served by `HexaryTrie.get_proof` over the same
 node store and checked with `HexaryTrie.get_from_proof`, so every node written here is the

@@ -1,4 +1,4 @@
-"""The hashed records of the ledger, as rlp.Serializable (DESIGN.md decision 1).
+"""The hashed records of the ledger, as rlp.Serializable (architecture decision 1).
 
 Transaction, BlockHeader, Block, Receipt, Event and the commit certificate. Hashes are
 keccak256 of the rlp encoding: a block's hash covers its header only, a transaction's hash

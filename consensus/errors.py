@@ -1,4 +1,4 @@
-"""Expected rejections raised by consensus/ (STYLE.md habits 2 and 12).
+"""Expected rejections raised by consensus/ (style habits 2 and 12).
 
 A peer can send anything: a malformed message is an `InvalidMessage` carrying a
 `DecodeReason` (a fixed set: metric labels come from it) and a free-text detail for logs.

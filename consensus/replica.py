@@ -2,7 +2,7 @@
 
 The node feeds it messages, transactions and the time, carries out the returned actions
 (consensus/actions.py) and calls `on_tick` at `next_deadline()`. The paper's reference is
-arXiv 1502.05831 (Algorithms 1-6); XFT.md in the project notes sums it up.
+arXiv 1502.05831 (Algorithms 1-6); docs/consensus.md sums it up.
 
 Common case (sequence number = block height, D(req) = block hash, one block per height,
 no pipelining). The primary of view v proposes block h+1 only once h is final at the

@@ -1,4 +1,4 @@
-"""The native token (the paper's "ETH", DESIGN.md decision 10): transfers between accounts
+"""The native token (the paper's "ETH", architecture decision 10): transfers between accounts
 and escrow for deposits.
 
 Escrow: a contract that received value (a deposit sent with a transaction) locks it here

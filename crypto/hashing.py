@@ -1,4 +1,4 @@
-"""keccak256, the one hash of the ledger (DESIGN.md decision 1)."""
+"""keccak256, the one hash of the ledger (architecture decision 1)."""
 
 from eth_hash.auto import keccak as _keccak
 

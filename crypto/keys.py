@@ -1,4 +1,4 @@
-"""Ed25519 keys for accounts and bookkeepers (DESIGN.md decision 5).
+"""Ed25519 keys for accounts and bookkeepers (architecture decision 5).
 
 An account address is the last 20 bytes of keccak256(public key), as in Ethereum.
 """

@@ -1,4 +1,4 @@
-"""Expected rejections raised by diagnosis/ (STYLE.md habit 2).
+"""Expected rejections raised by diagnosis/ (style habit 2).
 
 Each carries data a caller can show or count; a broken invariant is an `assert`.
 """

@@ -1,4 +1,4 @@
-"""Chain state read the light-client way (DESIGN.md decision 2, paper V.A step 3 "inquires
+"""Chain state read the light-client way (architecture decision 2, paper V.A step 3 "inquires
 the state tree"): a storage slot of a contract is fetched with a Merkle proof, the proof
 is checked against a block header, and the header is accepted only with a valid commit
 certificate of the bookkeepers named in genesis (the trust anchor) and its finality proof

@@ -4,7 +4,7 @@ second deposit), the salts of its sealed bids, the (request, kind) steps it acce
 the log of sealed messages it sent and received.
 
 Every write is one committed transaction made *before* the action it records is sent
-(persist, then announce: STYLE.md habit 5); an action whose effect is on chain is then
+(persist, then announce: style habit 5); an action whose effect is on chain is then
 checked against the chain on restart, so a crash between the write and the send is
 harmless. sqlite with `synchronous=FULL` and WAL: a SIGKILL loses nothing committed.
 """

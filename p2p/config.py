@@ -1,4 +1,4 @@
-"""P2PConfig: every limit of the transport, named with its unit last (STYLE.md habit 8).
+"""P2PConfig: every limit of the transport, named with its unit last (style habit 8).
 
 The defaults suit a handful of bookkeepers and observers on one host or a LAN. The node
 builds one from its TOML configuration; tests shrink the timeouts.

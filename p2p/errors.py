@@ -1,4 +1,4 @@
-"""Expected rejections raised by p2p/ (STYLE.md habit 2).
+"""Expected rejections raised by p2p/ (style habit 2).
 
 Every error that ends a connection names the reason it is counted and logged under
 (`reason`, a short stable code); `P2PCounters` has one `disconnect_<reason>` field per

@@ -1,4 +1,4 @@
-"""Wire frames: a 4-byte big-endian body length, then a msgpack body (DESIGN.md decision 1).
+"""Wire frames: a 4-byte big-endian body length, then a msgpack body (architecture decision 1).
 
 `encode_frame` turns a message into frame bytes; `FrameDecoder` cuts frames out of a byte
 stream fed in arbitrary chunks. The length prefix is checked against the limit as soon as

@@ -1,6 +1,6 @@
 """One gridchain node: the consensus loop and everything it drives.
 
-Only the consensus loop mutates chain, mempool and consensus state (DESIGN.md "How a
+Only the consensus loop mutates chain, mempool and consensus state (docs/architecture.md "How a
 transaction flows"): p2p readers fill `network.inbound`, RPC handlers fill
 `submissions`, both bounded; the loop drains them, feeds the XPaxos replica and block
 sync, carries out their actions, and wakes up at the earliest timer deadline.

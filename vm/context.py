@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class BlockEnv:
     """What a contract may know about the block: its number, its time, and the hash of its
-    parent (the only source of unpredictability, DESIGN.md decision 7)."""
+    parent (the only source of unpredictability, architecture decision 7)."""
 
     number: int
     timestamp_ms: int

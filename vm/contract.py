@@ -1,4 +1,4 @@
-"""How a native contract plugs in (STYLE.md habit 7): a class with a name, a fixed address
+"""How a native contract plugs in (style habit 7): a class with a name, a fixed address
 and methods marked @method (may change state; called by transactions or other contracts)
 or @view (read-only; called over RPC). Arguments are typed values checked against the
 method's type hints before the call.

@@ -1,4 +1,4 @@
-"""Deterministic fixed-point arithmetic for contracts (DESIGN.md decision 7).
+"""Deterministic fixed-point arithmetic for contracts (architecture decision 7).
 
 Numbers are ints scaled by SCALE = 10**6 ("micro units"). Division truncates toward zero
 (as Python's int() of a quotient would, never toward minus infinity) so results do not
