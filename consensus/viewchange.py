@@ -2,7 +2,8 @@
 
 Pure functions over already verified messages. Every new active replica merges the
 VIEW-CHANGE sets of all VC-FINALs of its group and runs the same selection, so the
-primary's NEW-VIEW can be checked by each follower against its own (docs/consensus.md, "The protocol, condensed", view change steps 3-4).
+primary's NEW-VIEW can be checked by each follower against its own (docs/consensus.md,
+"The protocol, condensed", view change steps 3-4).
 
 The start F is the highest final head reported (its certificate was checked). A sender's
 commit log holds at most its committed entry at its own final+1 (consensus/log.py), so a
