@@ -5,14 +5,18 @@ by kind, logged (its traceback the first time), and gets its peer disconnected."
 from __future__ import annotations
 
 import logging
+import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import rlp
 
+from chain.errors import LedgerError
 from chain.types import Transaction
 from consensus.messages import Suspect
 from crypto.keys import KeyPair
+from faults.craft import Insider, Situation, block_at
 from p2p.counters import PEER_ERROR
 from runtime.cluster import free_base_port, init_cluster
 from runtime.config import NodeConfig
@@ -85,3 +89,22 @@ def test_a_relayed_transaction_whose_admission_raises_is_a_peer_error_too(node, 
     node._admit_backlog_chunk(0)  # the loop's turn: nothing escapes
     assert disconnected == [peer, peer]
     assert _metric(node, "gridchain_peer_message_errors_total") == {'{kind="txs"}': 2.0}
+
+
+def test_crafted_blocks_meet_only_ledger_errors_in_the_real_ledger(node):
+    # What a Byzantine primary's PREPARE or NEW-VIEW hands app.check: valid-looking blocks on
+    # the head with one bad part, junk transactions among them (faults/craft.py).
+    insider = Insider(0, node.key, len(node.bookkeepers), node.genesis.chain_id)
+    head = node.chain.block(node.chain.height)
+    situation = Situation(view=0, height=node.chain.height, head_hash=head.hash,
+                          state_root=head.header.state_root, timestamp_ms=head.header.timestamp_ms)
+    outcomes: Counter[str] = Counter()
+    for seed in range(200):
+        tag, block = block_at(random.Random(seed), insider, situation, situation.height + 1, 0)
+        try:
+            node.app.check(block)
+            outcomes["executes"] += 1
+        except LedgerError:
+            outcomes[tag or "well-formed"] += 1
+    assert outcomes["block-transactions"] > 0, outcomes  # junk transactions were executed, and refused
+    assert node.chain.height == situation.height
