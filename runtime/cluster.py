@@ -15,6 +15,7 @@ Layout of DIR:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -286,13 +287,14 @@ def free_base_port() -> int:
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
     """Nothing listens on host:port (SO_REUSEADDR as the node's own listeners: a port a
-    stopped node left in TIME_WAIT counts as free)."""
+    stopped node left in TIME_WAIT counts as free). Any other bind error (an address not of
+    this host) is not "in use": the node's own bind reports it."""
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
-        except OSError:
-            return False
+        except OSError as exc:
+            return exc.errno != errno.EADDRINUSE
     return True
 
 
