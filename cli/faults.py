@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+from cli.errors import UserError
+
 FAULT_SCENARIOS_HELP = "a scenario name, or 'all'; 'list' prints them"
 
 
@@ -37,8 +39,7 @@ def cmd_faults(args: argparse.Namespace) -> int:
     names = list(SCENARIOS) if args.scenario == "all" else args.scenario.split(",")
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
-        print(f"unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}")
-        return 2
+        raise UserError(f"unknown scenario(s) {', '.join(unknown)}; `node.py faults --scenario list` names them")
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
     report = {"seed": args.seed, "duration_s": args.duration, "rate": args.rate,

@@ -427,3 +427,9 @@ def test_a_node_that_fails_to_start_fails_the_cluster_and_stops_the_rest(tmp_pat
     assert processes_mentioning(str(layout.directory)) == []
     assert [n["state"] for n in json.loads((layout.directory / "cluster.json").read_text())["nodes"]] == \
         ["stopped"] * 3
+
+
+def test_an_unknown_fault_scenario_is_one_line(tmp_path: Path) -> None:
+    refused(run("faults", "--scenario", "nope", "--workdir", str(tmp_path / "w"), cwd=tmp_path), "faults",
+            "unknown scenario(s) nope", status=2)
+    assert not (tmp_path / "w").exists()
