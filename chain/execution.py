@@ -117,7 +117,9 @@ class Executor:
         `full` is the proposer's own policy (e.g. a time budget): once it says so, no more
         transactions are taken. Validity never depends on it, so chain/ stays clock-free."""
         limits = self.genesis.limits
-        timestamp_ms = max(timestamp_ms, parent.timestamp_ms)
+        # Block time strictly increases, and follows the proposer's clock once that is ahead
+        # of the parent: after a block dated in the future, chain time still advances.
+        timestamp_ms = max(timestamp_ms, parent.timestamp_ms + 1)
         draft = BlockHeader(parent.hash, parent.number + 1, timestamp_ms, proposer, view,
                             EMPTY_TRIE_ROOT, EMPTY_TRIE_ROOT, EMPTY_TRIE_ROOT, 0, b"")
         nodes = NodeOverlay(source)
@@ -160,8 +162,8 @@ class Executor:
         limits = self.genesis.limits
         _compare("parent_hash", parent.hash, header.parent_hash)
         _compare("number", parent.number + 1, header.number)
-        if header.timestamp_ms < parent.timestamp_ms:
-            raise InvalidBlock("timestamp before parent", parent.timestamp_ms, header.timestamp_ms)
+        if header.timestamp_ms <= parent.timestamp_ms:
+            raise InvalidBlock("timestamp not after parent", parent.timestamp_ms, header.timestamp_ms)
         if header.proposer >= len(self.genesis.bookkeepers):
             raise InvalidBlock("proposer is not a bookkeeper", len(self.genesis.bookkeepers),
                                header.proposer)

@@ -18,8 +18,9 @@ class Application(Protocol):
         """Mempool size: to decide proposing and to detect a primary that does not."""
         ...
 
-    def propose(self, height: int, view: int, proposer: int, now_ms: int) -> Block | None:
-        """A new executed block at final_height()+1 from the mempool, or None when idle."""
+    def propose(self, height: int, view: int, proposer: int, clock_ms: int) -> Block | None:
+        """A new executed block at final_height()+1 from the mempool, or None when idle,
+        dated max(parent time + 1, clock_ms) (the node's wall clock)."""
         ...
 
     def check(self, block: Block) -> None:

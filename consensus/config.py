@@ -22,6 +22,9 @@ class ConsensusConfig:
     view_change_timeout_ms: int = 1_000
     empty_blocks: bool = False  # an idle chain makes no blocks unless set
     empty_block_interval_ms: int = 1_000  # with empty_blocks: one block at least this often
+    # A member refuses (and suspects) a proposal whose block time is further ahead of its
+    # own wall clock than this; at least delta_ms (docs/consensus.md "Block time").
+    clock_drift_ms_max: int = 1_000
     # Test-only misbehaviour, one of BYZANTINE_MODES; None for an honest replica.
     byzantine: str | None = None
 
@@ -32,3 +35,5 @@ class ConsensusConfig:
             raise ValueError(f"unknown byzantine mode {self.byzantine!r}")
         if self.view_change_timeout_ms <= 2 * self.delta_ms:
             raise ValueError("view_change_timeout_ms must exceed 2 * delta_ms")
+        if self.clock_drift_ms_max < self.delta_ms:
+            raise ValueError("clock_drift_ms_max must be at least delta_ms")

@@ -49,6 +49,7 @@ class RejectReason(StrEnum):
     INVALID_BLOCK = "invalid-block"  # does not execute on the final head
     CONFLICT = "conflict"  # two proposals or votes for one height
     OUT_OF_SEQUENCE = "out-of-sequence"
+    CLOCK_AHEAD = "clock-ahead"  # block time beyond clock_drift_ms_max ahead of our clock
 
 
 class InvalidMessage(ConsensusError):

@@ -1,7 +1,12 @@
 """One XPaxos (XFT) replica as a sans-IO state machine: no sockets, no clock, no threads.
 
 The node feeds it messages, transactions and the time, carries out the returned actions
-(consensus/actions.py) and calls `on_tick` at `next_deadline()`. The paper's reference is
+(consensus/actions.py) and calls `on_tick` at `next_deadline()`. Time comes in twice with
+every input: `now_ms`, a monotonic clock for every timer, and `clock_ms`, the node's wall
+clock, for block time only: a primary stamps its proposal with it (chain/ keeps block time
+strictly increasing: max(parent + 1, clock)), and a member refuses (suspects) a block
+stamped more than `clock_drift_ms_max` ahead of its own clock, so a primary with a clock
+far ahead cannot date the chain into the future. The paper's reference is
 arXiv 1502.05831 (Algorithms 1-6); docs/consensus.md sums it up.
 
 Common case (sequence number = block height, D(req) = block hash, one block per height,
@@ -198,13 +203,15 @@ class Replica:
         self._last_final_ms: int | None = None
         self.last_suspect_reason: str | None = None
         self._future: dict[tuple[int, str], Message] = {}
+        self._clock_ms = 0  # the wall clock of the input being handled (set by each entry)
         self._final_message: tuple[tuple[int, bool], Message] | None = None
         self._reset_view_state()
         self._last_suspect = _decode_suspect(stored.suspect, self._n)
 
     # ------------------------------------------------------------------ public API
 
-    def start(self, now_ms: int) -> list[Action]:
+    def start(self, now_ms: int, clock_ms: int) -> list[Action]:
+        self._clock_ms = clock_ms
         actions: list[Action] = []
         if self.state == VIEW_CHANGE:
             self._enter_view(self.view, now_ms, actions, restarted=True)
@@ -223,21 +230,25 @@ class Replica:
             self._schedule_proposal(now_ms)
         return self._output(actions)
 
-    def on_message(self, sender: int, message: Message, now_ms: int) -> list[Action]:
+    def on_message(self, sender: int, message: Message, now_ms: int,
+                   clock_ms: int) -> list[Action]:
+        self._clock_ms = clock_ms
         actions: list[Action] = []
         self._observe_app(now_ms, actions)
         self._handle(sender, message, now_ms, actions)
         self._update_busy(now_ms)
         return self._output(actions)
 
-    def on_transactions(self, now_ms: int) -> list[Action]:
+    def on_transactions(self, now_ms: int, clock_ms: int) -> list[Action]:
+        self._clock_ms = clock_ms
         actions: list[Action] = []
         self._observe_app(now_ms, actions)
         self._update_busy(now_ms)
         self._schedule_proposal(now_ms)
         return self._output(actions)
 
-    def on_tick(self, now_ms: int) -> list[Action]:
+    def on_tick(self, now_ms: int, clock_ms: int) -> list[Action]:
+        self._clock_ms = clock_ms
         actions: list[Action] = []
         self._observe_app(now_ms, actions)
         self._update_busy(now_ms)
@@ -458,7 +469,7 @@ class Replica:
         if self.state != NORMAL or not self._is_primary() or self._current(self._entry):
             return
         height = self._app.final_height() + 1
-        block = self._app.propose(height, self.view, self._index, now_ms)
+        block = self._app.propose(height, self.view, self._index, self._clock_ms)
         if block is None:
             self._schedule_proposal(now_ms)
             return
@@ -521,6 +532,12 @@ class Replica:
         entry = Entry.create(self.view, raw, vote, block=block)
         if entry.height != height:
             raise Suspicion(RejectReason.BAD_BLOCK, "block number differs from the sequence number")
+        ahead_ms = entry.block.header.timestamp_ms - self._clock_ms
+        if ahead_ms > self._config.clock_drift_ms_max:
+            # Refused before voting: the block time is what contracts read as "now".
+            raise Suspicion(RejectReason.CLOCK_AHEAD,
+                            f"block time {ahead_ms} ms ahead of this replica's clock "
+                            f"(clock_drift_ms_max {self._config.clock_drift_ms_max})")
         primary = self._group(self.view)[0]
         if not self._valid_vote(primary, vote, self.view, height, entry.block_hash):
             raise Suspicion(RejectReason.BAD_VOTE, "bad vote of the primary")

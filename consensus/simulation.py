@@ -6,7 +6,8 @@ global invariants on every finalize through a shared `FinalityOracle` (one block
 height across all replicas, hash linkage, a valid certificate and finality proof). `Simulation` runs n
 replicas and their block sync over a network that is a priority queue of deliveries:
 seeded delay, drop, duplication (hence reordering), per-direction partitions, crashes,
-and restarts (a new Replica on the same storage and ledger). Every message crosses the
+and restarts (a new Replica on the same storage and ledger), and per-replica wall clocks
+(`clock_offsets`: skew against CLOCK_EPOCH_MS + virtual time). Every message crosses the
 real wire codec (to_wire, msgpack, *_from_wire).
 """
 
@@ -35,6 +36,7 @@ from crypto.keys import KeyPair
 CHAIN_ID = 7
 BATCH_MAX = 16
 STATUS_INTERVAL_MS = 500
+CLOCK_EPOCH_MS = 1_700_000_000_000  # a correct replica's wall clock at virtual time 0
 
 
 def genesis_block() -> Block:
@@ -81,14 +83,14 @@ class FakeLedger:
     def pending_transactions(self) -> int:
         return len(self.mempool)
 
-    def propose(self, height: int, view: int, proposer: int, now_ms: int) -> Block | None:
+    def propose(self, height: int, view: int, proposer: int, clock_ms: int) -> Block | None:
         assert height == self.final_height() + 1
         if not self.mempool and not self.empty_blocks:
             return None
         payloads = list(self.mempool)[:BATCH_MAX]
         extra = rlp.encode(payloads)
         parent = self.blocks[-1].header
-        header = BlockHeader(parent.hash, height, now_ms, proposer, view,
+        header = BlockHeader(parent.hash, height, max(parent.timestamp_ms + 1, clock_ms), proposer, view,
                              state_root_after(parent.state_root, extra), keccak256(extra),
                              EMPTY_TRIE_ROOT, 0, extra)
         return Block(header, [], [])
@@ -100,6 +102,8 @@ class FakeLedger:
             raise InvalidBlock("number", parent.number + 1, header.number)
         if header.parent_hash != parent.hash:
             raise InvalidBlock("parent_hash", parent.hash, header.parent_hash)
+        if header.timestamp_ms <= parent.timestamp_ms:
+            raise InvalidBlock("timestamp not after parent", parent.timestamp_ms, header.timestamp_ms)
         expected = state_root_after(parent.state_root, header.extra)
         if header.state_root != expected:
             raise InvalidBlock("state_root", expected, header.state_root)
@@ -143,13 +147,15 @@ class NetworkFaults:
 class Simulation:
     def __init__(self, *, t: int, seed: int, config: ConsensusConfig | None = None,
                  byzantine: dict[int, str] | None = None,
-                 faults: NetworkFaults | None = None) -> None:
+                 faults: NetworkFaults | None = None,
+                 clock_offsets: dict[int, int] | None = None) -> None:
         self.t = t
         self.n = 2 * t + 1
         self.seed = seed
         self.rng = random.Random(seed)
         self.now = 0
         self.faults = faults or NetworkFaults()
+        self.clock_offsets = dict(clock_offsets or {})
         self.blocked: set[tuple[int, int]] = set()
         self._queue: list[tuple[int, int, int, int, Any]] = []
         self._seq = 0
@@ -168,7 +174,7 @@ class Simulation:
                                       self._replica(i, key, node_config, ledger, storage),
                                       self._sync(ledger)))
         for node in self.nodes:
-            self._act(node, node.replica.start(0))
+            self._act(node, node.replica.start(0, self.clock_ms(node.index)))
 
     def _replica(self, index: int, key: KeyPair, config: ConsensusConfig, ledger: FakeLedger,
                  storage: MemoryStorage) -> Replica:
@@ -177,6 +183,10 @@ class Simulation:
 
     def _sync(self, ledger: FakeLedger) -> BlockSync:
         return BlockSync(ledger, chain_id=CHAIN_ID, bookkeepers=self.bookkeepers, t=self.t)
+
+    def clock_ms(self, index: int) -> int:
+        """Replica `index`'s wall clock now."""
+        return CLOCK_EPOCH_MS + self.now + self.clock_offsets.get(index, 0)
 
     # ------------------------------------------------------------------ faults
 
@@ -189,7 +199,7 @@ class Simulation:
         node.replica = self._replica(index, node.key, node.config, node.ledger, node.storage)
         node.sync = self._sync(node.ledger)
         node.alive = True
-        self._act(node, node.replica.start(self.now))
+        self._act(node, node.replica.start(self.now, self.clock_ms(index)))
 
     def cut(self, src: int, dst: int) -> None:
         self.blocked.add((src, dst))
@@ -214,7 +224,7 @@ class Simulation:
                 node.ledger.mempool[payload] = None
         for node in self.nodes:
             if node.alive:
-                self._act(node, node.replica.on_transactions(self.now))
+                self._act(node, node.replica.on_transactions(self.now, self.clock_ms(node.index)))
 
     @property
     def submitted(self) -> int:
@@ -253,7 +263,7 @@ class Simulation:
         return best
 
     def _tick(self, node: SimNode) -> None:
-        self._act(node, node.replica.on_tick(self.now))
+        self._act(node, node.replica.on_tick(self.now, self.clock_ms(node.index)))
         self._sync_sends(node, node.sync.on_tick(self.now))
         # A deadline that did not move would spin the loop: that is a replica bug.
         for deadline in (node.replica.next_deadline(), node.sync.next_deadline()):
@@ -311,12 +321,13 @@ class Simulation:
             return
         wire = msgpack.unpackb(data, raw=False)
         if kind == "xpaxos":
-            self._act(node, node.replica.on_message(src, message_from_wire(wire, self.n), self.now))
+            self._act(node, node.replica.on_message(src, message_from_wire(wire, self.n), self.now,
+                                                    self.clock_ms(dst)))
         else:
             sends = node.sync.on_message(bytes([src]), sync_message_from_wire(wire, self.n), self.now)
             self._sync_sends(node, sends)
             # Sync may have moved the final head: let the replica react now.
-            self._act(node, node.replica.on_tick(self.now))
+            self._act(node, node.replica.on_tick(self.now, self.clock_ms(dst)))
 
     # ------------------------------------------------------------------ checks
 

@@ -114,6 +114,9 @@ class NodeConfig:
     status_interval_ms: int = field(default=500, metadata={"min": 1})  # final head announced to peers (block sync)
     # a proposer stops adding transactions to a block after this long (every replica re-executes it)
     block_build_ms_max: int = field(default=300, metadata={"min": 1})
+    # Test-only: added to this node's wall clock (block time, the clock_drift_ms_max check),
+    # for the clock-skew fault scenarios; 0 on a real node, which keeps its clock by NTP.
+    clock_offset_ms: int = field(default=0, metadata={"min": -(1 << 62), "max": 1 << 62})
     source: Path | None = field(default=None, compare=False, metadata={"toml": False})
 
     @classmethod

@@ -38,19 +38,19 @@ class LedgerApp:
     def pending_transactions(self) -> int:
         return len(self.mempool)
 
-    def propose(self, height: int, view: int, proposer: int, now_ms: int) -> Block | None:
+    def propose(self, height: int, view: int, proposer: int, clock_ms: int) -> Block | None:
         assert height == self.chain.height + 1, "proposal above a non-final block"
         limits = self.chain.genesis.limits
         state = self.chain.state()
         candidates = self.mempool.candidates(state, limits.block_txs_max)
         if not candidates and not self.empty_blocks:
             return None
-        # Block time is wall-clock milliseconds (the replica's now_ms is a monotonic timer
-        # clock); Executor.build keeps it non-decreasing along the chain.
+        # Block time is the node's wall clock as the replica passed it; Executor.build keeps
+        # it strictly increasing along the chain.
         # A time budget for building: every replica executes the block again, and a block
         # cycle longer than the commit timeout looks like a stuck primary.
         deadline = time.monotonic() + self.build_ms_max / 1000
-        executed, rejected = self.chain.build(candidates, timestamp_ms=int(time.time() * 1000),
+        executed, rejected = self.chain.build(candidates, timestamp_ms=clock_ms,
                                               proposer=proposer, view=view,
                                               full=lambda: time.monotonic() > deadline)
         for tx, error in rejected:

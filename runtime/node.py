@@ -88,6 +88,10 @@ def monotonic_ms() -> int:
     return int(time.monotonic() * 1000)
 
 
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
@@ -133,6 +137,11 @@ class Node:
         self._stopping = asyncio.Event()
         self.rpc = RpcServer(self)
 
+    def clock_ms(self) -> int:
+        """This node's wall clock for block time (the replica reads no clock); shifted by the
+        test-only `clock_offset_ms` in clock-skew fault scenarios."""
+        return wall_clock_ms() + self.config.clock_offset_ms
+
     def _make_sync(self) -> BlockSync:
         return BlockSync(self.app, chain_id=self.genesis.chain_id, bookkeepers=self.bookkeepers,
                          t=self.genesis.t, config=self.config.sync)
@@ -153,7 +162,7 @@ class Node:
             with self._storage_guard():
                 self._reload_journal()
                 if self.replica is not None:
-                    self._apply(self.replica.start(monotonic_ms()))
+                    self._apply(self.replica.start(monotonic_ms(), self.clock_ms()))
             await self._loop()
         finally:
             await self.rpc.stop()
@@ -222,7 +231,7 @@ class Node:
             self.sync = self._make_sync()
             if self.replica is not None:
                 self.replica = self._make_replica()
-                self._apply(self.replica.start(monotonic_ms()))
+                self._apply(self.replica.start(monotonic_ms(), self.clock_ms()))
         if self.storage_full is None:
             self.metrics.storage_full.set(0)
             log.info("storage has space again (%s): consensus resumed", self.store.usage())
@@ -238,7 +247,7 @@ class Node:
         if self.replica is not None:
             deadline = self.replica.next_deadline()
             if deadline is not None and now >= deadline:
-                self._apply(self.replica.on_tick(now))
+                self._apply(self.replica.on_tick(now, self.clock_ms()))
         deadline = self.sync.next_deadline()
         if deadline is not None and now >= deadline:
             self._send_sync(self.sync.on_tick(now))
@@ -342,7 +351,7 @@ class Node:
             with self._peer_guard(peer, TXS):  # a relayed transaction is a peer's message too
                 admitted |= self._admit_from_peer(peer, tx_hash, raw, now)
         if admitted and self.replica is not None:
-            self._apply(self.replica.on_transactions(now))
+            self._apply(self.replica.on_transactions(now, self.clock_ms()))
 
     def _handle_peer_message(self, peer: bytes, message: dict, now: int) -> None:
         kind = message["type"]
@@ -353,7 +362,7 @@ class Node:
             height_before = self.chain.height
             self._send_sync(self.sync.on_message(peer, decoded_sync, now))
             if self.replica is not None and self.chain.height != height_before:
-                self._apply(self.replica.on_tick(now))  # react to blocks sync just finalized
+                self._apply(self.replica.on_tick(now, self.clock_ms()))  # react to blocks sync just finalized
             return
         if peer not in self.bookkeepers or self.replica is None:
             raise InvalidMessage(DecodeReason.NOT_A_BOOKKEEPER, kind)
@@ -363,7 +372,7 @@ class Node:
         # replica checks the author's signature); anything else must come from its author.
         if decoded.sender != sender and not isinstance(decoded, Suspect):
             raise InvalidMessage(DecodeReason.SENDER_MISMATCH, f"{decoded.sender} from bookkeeper {sender}")
-        self._apply(self.replica.on_message(sender, decoded, now))
+        self._apply(self.replica.on_message(sender, decoded, now, self.clock_ms()))
 
     def _admit_from_peer(self, peer: bytes, tx_hash: bytes, raw: bytes, now: int) -> bool:
         """Admit a transaction a peer sent; the relay pushes it on to the peers without it."""
@@ -408,7 +417,7 @@ class Node:
             if not submission.done.done():
                 submission.done.set_result(None)
         if self.replica is not None:
-            self._apply(self.replica.on_transactions(now))
+            self._apply(self.replica.on_transactions(now, self.clock_ms()))
 
     def _refuse(self, submission: Submission, exc: InvalidTransaction) -> None:
         self.metrics.rejected_txs.labels(reason=exc.reason).inc()

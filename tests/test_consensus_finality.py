@@ -95,7 +95,7 @@ def test_bookkeeper_refuses_the_withheld_block_by_sync_and_in_a_final() -> None:
     final = Final(sender=1, height=1, block_hash=withheld.hash,
                   certificate=rlp.encode(withheld.certificate[0]),
                   block=rlp.encode(withheld.copy(certificate=[]))).signed(sim.nodes[1].key)
-    actions = passive.replica.on_message(1, final, sim.now)
+    actions = passive.replica.on_message(1, final, sim.now, sim.clock_ms(2))
     assert passive.ledger.final_height() == 0, "a bookkeeper took the withheld block in a FINAL"
     assert any(isinstance(a, Rejected) for a in actions)
 
@@ -179,10 +179,10 @@ def test_a_passive_replica_refuses_a_final_with_a_forged_proof(t: int) -> None:
     forged = certificate.copy(finality=[_sign_final(sim, follower, certificate.view, 1, block.hash)])
     final = Final(sender=follower, height=1, block_hash=block.hash, certificate=rlp.encode(forged),
                   block=rlp.encode(block.copy(certificate=[]))).signed(sim.nodes[follower].key)
-    actions = passive.replica.on_message(follower, final, sim.now)
+    actions = passive.replica.on_message(follower, final, sim.now, sim.clock_ms(passive.index))
     assert passive.ledger.final_height() == 0
     assert any(isinstance(a, Rejected) and "finality" in a.reason for a in actions)
     genuine = Final(sender=follower, height=1, block_hash=block.hash, certificate=rlp.encode(certificate),
                     block=rlp.encode(block.copy(certificate=[]))).signed(sim.nodes[follower].key)
-    passive.replica.on_message(follower, genuine, sim.now)
+    passive.replica.on_message(follower, genuine, sim.now, sim.clock_ms(passive.index))
     assert passive.ledger.final_height() == 1, "a genuine proof is accepted from whoever relays it"

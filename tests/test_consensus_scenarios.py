@@ -115,7 +115,7 @@ def test_wrong_roots_follower_does_not_hurt_an_honest_primary():
 
 def _follower_and_prepare(sim: Simulation, height: int) -> Prepare:
     primary = sim.nodes[0]
-    block = primary.ledger.propose(primary.ledger.final_height() + 1, 0, 0, sim.now)
+    block = primary.ledger.propose(primary.ledger.final_height() + 1, 0, 0, sim.clock_ms(0))
     assert block is not None
     block = block.copy(header=block.header.copy(number=height))
     vote = primary.key.sign(commit_message(CHAIN_ID, 0, height, block.hash))
@@ -129,7 +129,7 @@ def test_skipped_sequence_number_triggers_suspect():
     sim = Simulation(t=1, seed=9)
     sim.nodes[0].ledger.mempool[b"tx"] = None
     follower = sim.nodes[1].replica
-    actions = follower.on_message(0, _follower_and_prepare(sim, 3), sim.now)
+    actions = follower.on_message(0, _follower_and_prepare(sim, 3), sim.now, sim.clock_ms(1))
     suspected = [a for a in actions if isinstance(a, Suspected)]
     assert suspected and "skips" in suspected[0].reason
     assert follower.view == 1
@@ -141,11 +141,11 @@ def test_bad_signature_of_the_primary_triggers_suspect():
     prepare = _follower_and_prepare(sim, 1)
     forged = Prepare(sender=0, view=0, height=1, block=prepare.block, vote=prepare.vote,
                      signature=bytes(64))
-    actions = sim.nodes[1].replica.on_message(0, forged, sim.now)
+    actions = sim.nodes[1].replica.on_message(0, forged, sim.now, sim.clock_ms(1))
     assert any(isinstance(a, Suspected) and a.reason == "bad signature" for a in actions)
     # the passive replica is not in sg_0: it must not suspect
     assert not any(isinstance(a, Suspected)
-                   for a in sim.nodes[2].replica.on_message(0, forged, sim.now))
+                   for a in sim.nodes[2].replica.on_message(0, forged, sim.now, sim.clock_ms(2)))
 
 
 def test_new_primary_omitting_a_committed_entry_is_suspected():
