@@ -14,7 +14,7 @@ from consensus.actions import (
     ViewChanged,
 )
 from consensus.app import Application
-from consensus.config import BYZANTINE_MODES, ConsensusConfig
+from consensus.config import BYZANTINE_MODES, FORKING_MODES, ConsensusConfig
 from consensus.errors import ConsensusError, InvalidMessage
 from consensus.messages import Message, message_from_wire
 from consensus.replica import Replica, Status
@@ -33,7 +33,7 @@ from consensus.sync import (
 
 __all__ = [
     "Action", "Application", "BYZANTINE_MODES", "BadBlock", "BlockSync", "CatchUp",
-    "ConsensusConfig", "ConsensusError", "ConsensusStorage", "Finalized", "InvalidMessage",
+    "ConsensusConfig", "ConsensusError", "ConsensusStorage", "FORKING_MODES", "Finalized", "InvalidMessage",
     "LmdbStorage", "MemoryStorage", "Message", "PeerId", "Rejected", "Replica", "Send",
     "Status", "Suspected", "SyncAction", "SyncConfig", "SyncMessage", "SyncRejected",
     "SyncSend", "ViewChanged", "message_from_wire", "sync_message_from_wire",

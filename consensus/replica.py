@@ -204,6 +204,7 @@ class Replica:
         self.last_suspect_reason: str | None = None
         self._future: dict[tuple[int, str], Message] = {}
         self._clock_ms = 0  # the wall clock of the input being handled (set by each entry)
+        self._withheld = False  # test-only "withhold-commit": it left the protocol
         self._final_message: tuple[tuple[int, bool], Message] | None = None
         self._reset_view_state()
         self._last_suspect = _decode_suspect(stored.suspect, self._n)
@@ -357,7 +358,7 @@ class Replica:
         actions.append(Send(to, message))
 
     def _output(self, actions: list[Action]) -> list[Action]:
-        if self._config.byzantine == "silent":
+        if self._config.byzantine == "silent" or self._withheld:
             return [action for action in actions if not isinstance(action, Send)]
         return actions
 
@@ -552,6 +553,10 @@ class Replica:
             # Both votes are here: the follower has committed (holds the certificate).
             entry = entry.with_certificate(self._certificate(self._votes))
             self._holders = {self._index}
+            if self._config.byzantine == "withhold-commit":
+                self._withheld = True
+                self._finalize(entry.block, decode(entry.certificate, CommitCertificate), actions)
+                return
         if self._entry is None or self._entry.block_hash != entry.block_hash:
             # A new valid proposal is progress: the stall clock restarts, so a block that
             # takes long to execute under load is not mistaken for a stuck primary.

@@ -200,9 +200,13 @@ class BlockSync:
             return [SyncSend(peer, self._respond(message))]
         return self._on_response(peer, message, now_ms)
 
+    def penalized(self, peer: PeerId, now_ms: int) -> bool:
+        """Whether `peer` served a bad block within the last `bad_peer_penalty_ms`."""
+        return self._penalized.get(peer, -1) > now_ms
+
     def request(self, peer: PeerId, height: int, now_ms: int) -> list[SyncAction]:
         """`peer` holds final blocks up to `height`: fetch what we miss."""
-        if self._penalized.get(peer, -1) > now_ms:
+        if self.penalized(peer, now_ms):
             return []
         if height > self._peer_heights.get(peer, -1):
             if peer not in self._peer_heights and \

@@ -5,6 +5,8 @@ report.
 Invariants (docs/faults.md says why each matters):
     no_fork                one block hash per height across every honest node
     state_roots_agree      equal state roots at equal heights
+    chain_time_sane        block time strictly increases and no block is dated further ahead
+                           of the harness's clock than clock_drift_ms_max (clock-skew scenarios)
     acknowledged_final     every ok transaction is in the final chain, in the block its
                            receipt named, on every node that reached that height
     no_duplicates          no transaction hash appears twice in the final chain
@@ -21,12 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
+from consensus.config import ConsensusConfig
 from faults.cluster import FaultCluster, RpcError
 from faults.history import ADMITTED_NO_RECEIPT, FAIL, INFO, OK, History
 
@@ -52,7 +56,8 @@ async def read_chain(cluster: FaultCluster, i: int) -> NodeChain | None:
             for n, block in zip(numbers, blocks, strict=True):
                 if block is not None:
                     chain.blocks[n] = {"hash": block["hash"], "stateRoot": block["stateRoot"],
-                                       "parentHash": block["parentHash"], "txs": block["transactions"]}
+                                       "parentHash": block["parentHash"], "txs": block["transactions"],
+                                       "time": block["timestampMs"]}
         return chain
     except (aiohttp.ClientError, TimeoutError, RpcError, ValueError, KeyError):
         return None
@@ -64,7 +69,8 @@ async def read_chains(cluster: FaultCluster, nodes: list[int]) -> dict[int, Node
 
 
 def check(history: History, chains: dict[int, NodeChain], honest: list[int], running: list[int],
-          probe_final: bool | None, down_windows: list[tuple[float, float]] | None = None) -> dict[str, Any]:
+          probe_final: bool | None, down_windows: list[tuple[float, float]] | None = None,
+          clock_drift_ms_max: int = ConsensusConfig(t=1).clock_drift_ms_max) -> dict[str, Any]:
     """Judge the run; returns {"invariants": {...}, "figures": {...}}."""
     inv: dict[str, dict[str, Any]] = {}
     figures: dict[str, Any] = {}
@@ -84,6 +90,7 @@ def check(history: History, chains: dict[int, NodeChain], honest: list[int], run
     inv["state_roots_agree"] = _inv(not root_splits, f"heights with two roots: {root_splits[:10]}"
                                     if root_splits else "equal roots at every shared height")
     figures["forks"] = len(forks)
+    inv["chain_time_sane"] = _chain_time(honest_chains, clock_drift_ms_max)
     byzantine = [chains[i] for i in chains if i not in honest]
     if byzantine:
         figures["byzantine_node_forks"] = sum(
@@ -232,3 +239,20 @@ def timing_figures(history: History) -> dict[str, Any]:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
+
+
+def _chain_time(chains: list[NodeChain], clock_drift_ms_max: int) -> dict[str, Any]:
+    now_ms = int(time.time() * 1000)
+    problems: list[str] = []
+    heads: list[int] = []
+    for chain in chains:
+        times = [chain.blocks[n]["time"] for n in sorted(chain.blocks)]
+        if any(later <= earlier for earlier, later in zip(times, times[1:], strict=False)):
+            problems.append(f"node{chain.node}: block time not increasing")
+        if times:
+            heads.append(times[-1])
+            if times[-1] > now_ms + clock_drift_ms_max:
+                problems.append(f"node{chain.node}: head dated {times[-1] - now_ms} ms ahead")
+    newest = f"newest head {max(heads) - now_ms} ms from the harness clock" if heads else "no blocks"
+    return _inv(not problems, "; ".join(problems) if problems else
+                f"strictly increasing; {newest} (bound {clock_drift_ms_max} ms)")

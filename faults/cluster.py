@@ -4,7 +4,9 @@ Byzantine mode, plus RSS readings from /proc.
 
 `init_cluster` writes the usual layout; this module then rewrites each node's
 `[[p2p.peers]]` ports to the proxy of that link (faults/proxy.py) and adds per-node
-`[consensus]` settings, so nothing in runtime/ needs to know about the harness.
+`[consensus]` settings and the test-only `[node] clock_offset_ms`, so nothing in runtime/
+needs to know about the harness. Observers (indices `nodes` and up; `nodes` counts the
+bookkeepers) follow by block sync; `start` leaves them stopped, a schedule starts them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,35 +41,38 @@ class RpcError(Exception):
 class FaultCluster:
     def __init__(self, directory: Path, nodes: int, consensus: dict[str, Any] | None = None,
                  seed: int = 0, p2p: dict[str, Any] | None = None, rpc: dict[str, Any] | None = None,
-                 unfunded: int = 0, extra_accounts: int = 0) -> None:
+                 unfunded: int = 0, extra_accounts: int = 0, observers: int = 0) -> None:
         self.directory = directory
         self.nodes = nodes
         self.t = (nodes - 1) // 2
         self.consensus = dict(consensus or {})
         self.p2p = dict(p2p or {})
         self.rpc = dict(rpc or {})
+        self.observers = list(range(nodes, nodes + observers))
         self.layout: ClusterLayout = init_cluster(directory, nodes, free_base_port(), consensus=self.consensus,
-                                                  accounts=ACCOUNTS + extra_accounts)
+                                                  accounts=ACCOUNTS + extra_accounts, observers=observers)
         # Accounts that exist with a zero balance, as a device registration makes them.
         self.unfunded = [KeyPair.generate() for _ in range(unfunded)]
         with open(directory / "genesis.toml", "a") as genesis:
             for key in self.unfunded:
                 genesis.write(f'\n[[accounts]]\npublic_key = "{key.public_key.hex()}"\nbalance = 0\n')
-        self.proxies = LinkProxies(nodes, seed)
+        self.proxies = LinkProxies(self.layout.nodes, seed)
         self.processes = ClusterProcesses(self.layout)
         self.paused: set[int] = set()
         self.byzantine: dict[int, str] = {}
+        self.clock_offsets: dict[int, int] = {}  # node -> test-only clock_offset_ms
         self.accounts = [KeyPair.load(Path(a["key_file"]))
                          for a in json.loads((directory / "accounts.json").read_text())]
-        self.node_keys = [KeyPair.load(self.layout.node_dir(i) / "node.key") for i in range(nodes)]
+        self.node_keys = [KeyPair.load(self.layout.node_dir(i) / "node.key") for i in range(self.layout.nodes)]
         self._session: aiohttp.ClientSession | None = None
 
     # lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        self.proxies.start([self.layout.p2p_port(i) for i in range(self.nodes)])
-        for i in range(self.nodes):
+        self.proxies.start([self.layout.p2p_port(i) for i in range(self.layout.nodes)])
+        for i in range(self.layout.nodes):
             self._write_config(i)
-        self.processes.start_all()
+        for i in range(self.nodes):
+            self.processes.start_node(i)
 
     def close(self) -> None:
         for i in list(self.paused):
@@ -89,6 +95,10 @@ class FaultCluster:
             peer["port"] = self.proxies.port(i, int(peer["name"].removeprefix("node")))
         config["p2p"].update(self.p2p)
         config["rpc"].update(self.rpc)
+        if i in self.clock_offsets:
+            config["node"]["clock_offset_ms"] = self.clock_offsets[i]
+        else:
+            config["node"].pop("clock_offset_ms", None)
         consensus = {**self.consensus}
         if i in self.byzantine:
             consensus["byzantine"] = self.byzantine[i]
@@ -126,15 +136,26 @@ class FaultCluster:
             os.kill(pid, signal.SIGCONT)
         self.paused.discard(i)
 
-    def start_node(self, i: int, byzantine: str | None = None) -> None:
-        """(Re)start node i; `byzantine` sets or clears its test-only fault mode."""
+    def start_node(self, i: int, byzantine: str | None = None, clock_offset_ms: int = 0) -> None:
+        """(Re)start node i; `byzantine` and `clock_offset_ms` set or clear its test-only
+        fault mode and clock skew."""
         assert not self.is_running(i), f"node{i} is running"
         if byzantine is None:
             self.byzantine.pop(i, None)
         else:
             self.byzantine[i] = byzantine
+        if clock_offset_ms:
+            self.clock_offsets[i] = clock_offset_ms
+        else:
+            self.clock_offsets.pop(i, None)
         self._write_config(i)
         self.processes.start_node(i)
+
+    def wipe(self, i: int) -> None:
+        """Delete stopped node i's store: it restarts empty and catches up by block sync
+        (a Byzantine node replaced by a fresh honest one)."""
+        assert not self.is_running(i), f"node{i} is running"
+        shutil.rmtree(self.layout.node_dir(i) / "data", ignore_errors=True)
 
     def rss_bytes(self, i: int) -> int | None:
         pid = self.pid(i)
@@ -189,6 +210,18 @@ class FaultCluster:
             return [replies] * len(calls)
         by_id = {r["id"]: r for r in replies}
         return [by_id[k] for k in range(len(calls))]
+
+    async def metric(self, i: int, name: str, label: str = "", timeout_s: float = 5) -> float:
+        """The sum of node i's Prometheus samples `name` (whose labels contain `label`)."""
+        session = await self.session()
+        async with session.get(self.url(i) + "/metrics", timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
+            text = await response.text()
+        total = 0.0
+        for line in text.splitlines():
+            sample, _, value = line.rpartition(" ")
+            if sample.split("{")[0] == name and label in sample:
+                total += float(value)
+        return total
 
     async def status(self, i: int, timeout_s: float = 2) -> dict[str, Any] | None:
         try:

@@ -16,6 +16,7 @@ from typing import Any
 import rlp
 
 from chain.types import Transaction
+from consensus.config import ConsensusConfig
 from faults.checker import check, read_chains
 from faults.cluster import FaultCluster, RpcError
 from faults.history import History
@@ -50,9 +51,10 @@ async def _run(scenario: Scenario, seed: int, duration: float, directory: Path, 
                log: Any, rate: float = 0) -> dict[str, Any]:
     rng = random.Random(f"{scenario.name}/{seed}")
     began = time.monotonic()
-    cluster = FaultCluster(directory / "cluster", scenario.nodes, {**CONSENSUS, **scenario.consensus},
-                           seed=rng.getrandbits(32), unfunded=scenario.unfunded,
-                           extra_accounts=RATE_SENDERS if rate else 0)
+    consensus = {**CONSENSUS, **scenario.consensus}
+    cluster = FaultCluster(directory / "cluster", scenario.nodes, consensus, seed=rng.getrandbits(32),
+                           unfunded=scenario.unfunded, extra_accounts=RATE_SENDERS if rate else 0,
+                           observers=scenario.observers)
     history = History()
     sampler = Sampler(cluster, history)
     result: dict[str, Any] = {"name": scenario.name, "summary": scenario.summary, "seed": seed,
@@ -60,18 +62,24 @@ async def _run(scenario: Scenario, seed: int, duration: float, directory: Path, 
     workload: Workload | None = None
     rate_load: RateLoad | None = None
     try:
+        cluster.byzantine.update(scenario.byzantine_start)
         cluster.start()
         await cluster.wait_serving()
         await cluster.wait_connected()
         chain_id, token = await chain_facts(cluster)
         ctx = Ctx(cluster, history, rng, duration, iterations, chain_id, token)
         history = ctx.history = History()  # time zero: cluster up
+        for node, mode in scenario.byzantine_start.items():
+            ctx.extra["byzantine_node"] = node
+            history.fault("byzantine from the start", node=node, mode=mode)
         sampler.history = history
         sampler.start()
         warmup = max(2.0, duration * 0.2)
         settle_load = max(3.0, duration * 0.2)
+        # Clients ask honest nodes only: a receipt from a Byzantine one may name a block the
+        # consortium never finalized (the observer-fork scenario's withheld block).
         workload = Workload(cluster, history, random.Random(rng.getrandbits(64)), clients, chain_id, token,
-                            receipt_timeout_s=10)
+                            receipt_timeout_s=10, targets=_honest(ctx))
         load_deadline = warmup + duration * 3 + settle_load + 120  # a hard stop if a schedule overruns
         workload.start(load_deadline)
         if rate:
@@ -100,13 +108,15 @@ async def _run(scenario: Scenario, seed: int, duration: float, directory: Path, 
         await sampler.stop()
         running = [i for i in range(cluster.nodes) if cluster.is_running(i)]
         chains = await read_chains(cluster, running)
-        verdict = check(history, chains, _honest(ctx), running, probe_final, ctx.down_windows)
+        verdict = check(history, chains, _honest(ctx), running, probe_final, ctx.down_windows,
+                        consensus.get("clock_drift_ms_max", ConsensusConfig(t=1).clock_drift_ms_max))
         invariants = {**verdict["invariants"], **ctx.extra.get("invariants", {})}
         figures = {**verdict["figures"], **ctx.extra.get("figures", {})}
         if "byzantine_node" in ctx.extra:
             figures["byzantine_node"] = ctx.extra["byzantine_node"]
         await cluster.aclose()
-        stores = await asyncio.gather(*(asyncio.to_thread(cluster.verify_store, i) for i in range(cluster.nodes)))
+        stores = await asyncio.gather(*(asyncio.to_thread(cluster.verify_store, i)
+                                        for i in range(cluster.layout.nodes)))
         invariants["stores_verified"] = {"passed": all(ok for ok, _ in stores),
                                          "detail": "; ".join(f"node{i}: {s}" for i, (_, s) in enumerate(stores))}
         result.update(figures)
@@ -143,17 +153,18 @@ async def _heal_everything(ctx: Ctx) -> None:
     """Whatever a schedule left behind: clean links, running, honest nodes."""
     c = ctx.cluster
     left = {"links": c.proxies.describe(), "paused": sorted(c.paused),
-            "stopped": [i for i in range(c.nodes) if not c.is_running(i)], "byzantine": dict(c.byzantine)}
+            "stopped": [i for i in range(c.layout.nodes) if not c.is_running(i)], "byzantine": dict(c.byzantine),
+            "clock_offsets": dict(c.clock_offsets)}
     c.proxies.heal()
     for i in list(c.paused):
         c.resume(i)
-    for i in list(c.byzantine):
+    for i in {*c.byzantine, *c.clock_offsets}:
         c.kill(i)
-    for i in range(c.nodes):
+    for i in range(c.layout.nodes):
         if not c.is_running(i):
             c.start_node(i)
             ctx.history.restarts.append((ctx.history.now(), i))
-    await c.wait_serving()
+    await c.wait_serving(list(range(c.layout.nodes)))
     if any(left.values()):
         ctx.history.heal("final heal", **{k: v for k, v in left.items() if v})
 

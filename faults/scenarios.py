@@ -58,11 +58,36 @@ class Ctx:
         self.history.fault("kill -9", node=i)
         self.cluster.kill(i)
 
-    async def restart(self, i: int, byzantine: str | None = None) -> None:
-        self.cluster.start_node(i, byzantine)
+    async def restart(self, i: int, byzantine: str | None = None, clock_offset_ms: int = 0) -> None:
+        self.cluster.start_node(i, byzantine, clock_offset_ms)
         self.history.restarts.append((self.history.now(), i))
         await self.cluster.wait_serving([i])
-        self.history.note("restarted", node=i, **({"byzantine": byzantine} if byzantine else {}))
+        self.history.note("restarted", node=i, **({"byzantine": byzantine} if byzantine else {}),
+                          **({"clock_offset_ms": clock_offset_ms} if clock_offset_ms else {}))
+
+    async def heights(self, nodes: list[int]) -> dict[int, int]:
+        statuses = await asyncio.gather(*(self.cluster.status(i) for i in nodes))
+        return {i: s["height"] for i, s in zip(nodes, statuses, strict=True) if s is not None}
+
+    async def wait_until(self, condition: Callable[[], Awaitable[bool]], timeout_s: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            if await condition():
+                return True
+            await asyncio.sleep(0.25)
+        return False
+
+    def log_count(self, i: int, text: str) -> int:
+        """Lines of node i's log containing `text` (its whole log: restarts append)."""
+        path = self.cluster.layout.node_dir(i) / "node.log"
+        return sum(text in line for line in path.read_text(errors="replace").splitlines()) if path.exists() else 0
+
+    def invariant(self, name: str, passed: bool, detail: str) -> None:
+        self.extra.setdefault("invariants", {})[name] = {"passed": bool(passed), "detail": detail}
+
+    def figure(self, name: str, value: Any) -> None:
+        self.extra.setdefault("figures", {})[name] = value
 
 
 Schedule = Callable[[Ctx], Awaitable[None]]
@@ -78,6 +103,8 @@ class Scenario:
     kind: str = "workload"  # "workload", "fuzz" or "exhaustion"
     unfunded: int = 0  # genesis accounts with a zero balance (what a free device registration gives)
     byzantine_node: str | None = None  # "primary" when the schedule turns the primary Byzantine
+    observers: int = 0  # observer nodes (indices n, n+1, ...): stopped until the schedule starts them
+    byzantine_start: dict[int, str] = field(default_factory=dict)  # node -> mode, from the cluster's start
 
 
 # --- schedules --------------------------------------------------------------------------
@@ -393,6 +420,152 @@ async def junk_flood(ctx: Ctx) -> None:
         "rss_peak_mib": [round(r / 2**20) for r in rss_peak]}
 
 
+CLOCK_AHEAD_MS = 10 * 365 * 24 * 3600 * 1000  # the issue's primary: ten years ahead
+CLOCK_BEHIND_MS = -10 * 60 * 1000  # ten minutes behind: far past clock_drift_ms_max
+REFUSED_AHEAD = "ahead of this replica's clock"  # the suspicion a refused block time logs
+
+
+ROTATIONS_MAX = 4  # primaries paused to bring the skewed node into its role
+
+
+def _refused(ctx: Ctx) -> int:
+    return sum(ctx.log_count(i, REFUSED_AHEAD) for i in range(ctx.cluster.nodes))
+
+
+async def _until_refused(ctx: Ctx, victim: int, as_primary: bool, before: int) -> None:
+    """Rotate views (SIGSTOP the primary until the view moves) until the skewed node is in
+    its role (the primary when ahead, a follower when behind) and a block time was refused:
+    its restart alone usually moves it out of the group."""
+    async def refused() -> bool:
+        return _refused(ctx) > before
+    for _ in range(ROTATIONS_MAX):
+        if await ctx.wait_until(refused, 3):
+            return
+        group = await ctx.group()
+        if (group[0] == victim) if as_primary else (victim in group[1:]):
+            continue
+        await _rotate(ctx, group[0])
+        ctx.cluster.resume(group[0])
+        ctx.history.heal("SIGCONT", node=group[0])
+
+
+async def _rotate(ctx: Ctx, primary: int) -> None:
+    view = await ctx.view()
+    ctx.history.fault("SIGSTOP to rotate the view", node=primary, view=view)
+    ctx.cluster.pause(primary)
+
+    async def moved() -> bool:
+        return await ctx.view() != view
+    await ctx.wait_until(moved, 15)
+
+
+def clock_skew(offset_ms: int) -> Schedule:
+    """Restart one node with its wall clock shifted (test-only [node] clock_offset_ms): the
+    primary when ahead (its proposals must be refused and it rotated out), a follower when
+    behind (it refuses honest blocks as too far ahead; the chain must still advance). The
+    generic chain_time_sane invariant checks every final block's time."""
+    ahead = offset_ms > 0
+
+    async def schedule(ctx: Ctx) -> None:
+        c = ctx.cluster
+        group = await ctx.group()
+        victim = group[0] if ahead else group[1]
+        others = [i for i in range(c.nodes) if i != victim]
+        refused_before = _refused(ctx)
+        before = await ctx.heights(others)
+        ctx.history.fault("clock skew", node=victim, role="primary" if ahead else "follower",
+                          offset_ms=offset_ms)
+        c.kill(victim)
+        await ctx.restart(victim, clock_offset_ms=offset_ms)
+        await _until_refused(ctx, victim, ahead, refused_before)
+        await ctx.sleep(ctx.duration * 0.7)
+        after = await ctx.heights(others)
+        primary = (await ctx.group())[0]
+        refused = _refused(ctx) - refused_before
+        c.kill(victim)
+        await ctx.restart(victim)
+        ctx.history.heal("clock reset", node=victim)
+        await ctx.sleep(ctx.duration * 0.3)
+        progress = min(after.get(i, 0) - before.get(i, 0) for i in others)
+        ctx.figure("clock_skew", {"node": victim, "offset_ms": offset_ms, "refused_proposals": refused,
+                                  "blocks_during_skew": progress, "primary_at_end_of_skew": primary})
+        ctx.invariant("skewed_block_times_refused", refused > 0,
+                      f"{refused} proposals refused as dated more than clock_drift_ms_max ahead")
+        if ahead:
+            ctx.invariant("fast_clock_rotated_out", primary != victim,
+                          f"primary at the end of the skew: node{primary}")
+        ctx.invariant("chain_advanced_during_skew", progress > 0,
+                      f"{progress} blocks final on every other node while node{victim} was skewed")
+    return schedule
+
+
+OBSERVER_CATCH_UP_TIMEOUT_S = 30
+
+
+async def observer_fork(ctx: Ctx) -> None:
+    """Node 1, the follower of view 0, runs "withhold-commit" from the cluster's start: it
+    holds the certificate of the first block (the primary's PREPARE vote and its own), never
+    sends its COMMIT, appends the block itself and announces a head far ahead to non-
+    bookkeepers. The group finalizes another block at that height. A catching-up observer
+    first reaches node 1 only, then everyone: it must refuse the withheld block, report
+    node 1, and follow the consortium's chain."""
+    c = ctx.cluster
+    observer, byzantine = c.observers[0], 1
+    honest = [i for i in range(c.nodes) if i != byzantine]
+
+    async def forked() -> bool:
+        status = await c.status(byzantine)
+        heights = await ctx.heights(honest)
+        if status is None or len(heights) < len(honest) or min(heights.values()) < status["height"] + 2:
+            return False
+        block = await c.call(honest[0], "chain_getBlock", status["height"])
+        return block is not None and block["hash"] != status["headHash"]
+    if not await ctx.wait_until(forked, 30):
+        ctx.invariant("withheld_block_exists", False, "node1 never forked off (the mode did not act)")
+        return
+    status = await c.status(byzantine)
+    assert status is not None
+    fork_height, withheld = status["height"], status["headHash"]
+    ctx.history.fault("observer reaches the withholding node only", node=observer, fork_height=fork_height)
+    c.proxies.set_many([(a, b) for a in (observer,) for b in honest] + [(b, observer) for b in honest],
+                       LinkFault(blackhole=True))
+    c.start_node(observer)
+    await c.wait_serving([observer])
+
+    async def served() -> bool:
+        refused = await c.metric(observer, "gridchain_sync_bad_blocks_total")
+        status = await c.status(observer)
+        return refused > 0 or (status is not None and status["height"] >= fork_height)
+    ctx.history.note("observer served by node1", served=await ctx.wait_until(served, 20))
+    c.proxies.heal()
+    ctx.history.heal("heal links")
+    target = max((await ctx.heights(honest)).values())
+
+    async def caught_up() -> bool:
+        status = await c.status(observer)
+        return status is not None and status["height"] >= target
+    caught = await ctx.wait_until(caught_up, OBSERVER_CATCH_UP_TIMEOUT_S)
+    block = await c.call(observer, "chain_getBlock", fork_height)
+    final = await c.call(honest[0], "chain_getBlock", fork_height)
+    reported = await c.metric(observer, "gridchain_sync_bad_blocks_total", 'reason="not-final"')
+    observer_status = await c.status(observer)
+    ctx.figure("observer_fork", {"fork_height": fork_height, "withheld_block": withheld,
+                                 "observer_height": observer_status["height"] if observer_status else None,
+                                 "target_height": target, "refused_not_final": reported})
+    ctx.invariant("observer_refused_withheld_block", block is not None and block["hash"] == final["hash"],
+                  f"observer block {fork_height}: {block['hash'] if block else None}, final "
+                  f"{final['hash']}, withheld {withheld}")
+    ctx.invariant("observer_caught_up", caught, f"observer at {observer_status and observer_status['height']}"
+                  f", consortium at {target} or more")
+    ctx.invariant("withholding_peer_reported", reported > 0, f"{reported:.0f} blocks refused as not final")
+    # Node 1's store holds the withheld block: replace it with a fresh honest node (block sync).
+    c.kill(byzantine)
+    c.wipe(byzantine)
+    await ctx.restart(byzantine)
+    ctx.history.heal("node1 replaced by a fresh honest node", node=byzantine)
+    await ctx.sleep(ctx.duration * 0.3)
+
+
 # --- the registry -----------------------------------------------------------------------
 def _registry() -> dict[str, Scenario]:
     items = [
@@ -414,6 +587,12 @@ def _registry() -> dict[str, Scenario]:
                  "they can", junk_flood, unfunded=FLOOD_SENDERS),
         Scenario("insider-fuzz", "a bookkeeper's key sends crafted, signed consensus and sync messages of every "
                  "type and nesting to every node under load", insider_fuzz),
+        Scenario("clock-ahead", "the primary's clock ten years ahead: proposals refused, rotated out",
+                 clock_skew(CLOCK_AHEAD_MS)),
+        Scenario("clock-behind", "a follower's clock ten minutes behind: the chain still advances",
+                 clock_skew(CLOCK_BEHIND_MS)),
+        Scenario("observer-fork", "a follower withholds its COMMIT and serves the certified block to a "
+                 "catching-up observer", observer_fork, observers=1, byzantine_start={1: "withhold-commit"}),
     ]
     for mode in BYZANTINE_MODES:
         for t in (1, 2):

@@ -142,7 +142,7 @@ class Workload:
                     return receipt
             except (RpcError, *NETWORK_ERRORS):
                 await asyncio.sleep(0.1)
-                node = rng.randrange(self.cluster.nodes)  # that node is gone or stuck: ask another
+                node = rng.choice(self.targets)  # that node is gone or stuck: ask another
         return None
 
 

@@ -76,6 +76,7 @@ ADMIT_CHUNK_MAX = 256
 JOURNAL_SLACK = 1_000
 # The `kind` label of gridchain_peer_message_errors_total: a message type, or "other".
 PEER_MESSAGE_KINDS = frozenset((*MESSAGE_TYPES, *SYNC_TYPES, *RELAY_TYPES))
+BYZANTINE_HEAD_LEAD = 1_000  # test-only "withhold-commit": blocks its announced head lies ahead
 
 
 @dataclass
@@ -253,7 +254,7 @@ class Node:
             self._send_sync(self.sync.on_tick(now))
         if now >= self._next_status_ms:
             self._next_status_ms = now + self.config.status_interval_ms
-            self.network.broadcast(self.sync.status().to_wire())
+            self._announce_status()
             self._send_relay(self.relay.due_announcements(now, self.config.relay.reannounce_per_tick_max,
                                                           self.mempool.__contains__))
             if len(self.journal) > 2 * len(self.mempool) + JOURNAL_SLACK:
@@ -357,7 +358,7 @@ class Node:
         kind = message["type"]
         if kind in SYNC_TYPES:
             decoded_sync = sync_message_from_wire(message, len(self.bookkeepers))
-            if isinstance(decoded_sync, SyncStatus):
+            if isinstance(decoded_sync, SyncStatus) and not self.sync.penalized(peer, now):
                 self.peer_heights[peer] = decoded_sync.height
             height_before = self.chain.height
             self._send_sync(self.sync.on_message(peer, decoded_sync, now))
@@ -494,12 +495,27 @@ class Node:
         for peer, message in outgoing:
             self.network.send(peer, message)
 
+    def _announce_status(self) -> None:
+        status = self.sync.status()
+        if self.consensus_config.byzantine != "withhold-commit":
+            self.network.broadcast(status.to_wire())
+            return
+        # Test-only (consensus.config.FORKING_MODES): hide from the bookkeepers, and claim a
+        # head far ahead to the others, so that an observer catching up asks this node first
+        # and is served its withheld block.
+        lie = SyncStatus(status.height + BYZANTINE_HEAD_LEAD, status.block_hash).to_wire()
+        for peer in self.network.connected_peers():
+            if peer not in self.bookkeepers:
+                self.network.send(peer, lie)
+
     def _send_sync(self, actions: list[SyncAction]) -> None:
         for action in actions:
             if isinstance(action, SyncSend):
                 self.network.send(action.peer, action.message.to_wire())
                 continue
-            # Block sync penalizes the peer itself (not asked again for a while).
+            # Block sync penalizes the peer itself (not asked again for a while); its claimed
+            # height no longer counts for /health either.
+            self.peer_heights.pop(action.peer, None)
             self.metrics.bad_blocks.labels(reason=action.reason.value).inc()
             log.warning("refused block %d from %s (%s): %s", action.height, self.peer_name(action.peer),
                         action.reason.value, action.detail)

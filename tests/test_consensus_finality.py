@@ -186,3 +186,22 @@ def test_a_passive_replica_refuses_a_final_with_a_forged_proof(t: int) -> None:
                     block=rlp.encode(block.copy(certificate=[]))).signed(sim.nodes[follower].key)
     passive.replica.on_message(follower, genuine, sim.now, sim.clock_ms(passive.index))
     assert passive.ledger.final_height() == 1, "a genuine proof is accepted from whoever relays it"
+
+
+def test_withhold_commit_mode_forks_only_its_own_ledger_and_its_sync_is_refused() -> None:
+    """The test-only mode the observer-fork fault scenario runs: what it serves is refused."""
+    sim = Simulation(t=1, seed=24, byzantine={1: "withhold-commit"})
+    for _ in range(10):
+        sim.submit(2)
+        sim.run_until(sim.now + 400)
+    sim.run_until(sim.now + 5_000)
+    sim.check_consistency()
+    byzantine, honest = sim.nodes[1].ledger, sim.nodes[0].ledger
+    assert byzantine.final_height() == 1 and byzantine.blocks[1].hash != honest.blocks[1].hash
+    assert sim.all_done([0, 2]) and honest.final_height() >= 4
+    ledger, sync = _observer(sim)
+    request = sync.on_message(BYZANTINE, SyncStatus(byzantine.final_height(), byzantine.final_hash()), sim.now)
+    answer = sim.nodes[1].sync.on_message(b"\x03", request[0].message, sim.now)
+    actions = sync.on_message(BYZANTINE, answer[0].message, sim.now)
+    assert ledger.final_height() == 0
+    assert [a.reason for a in actions if isinstance(a, SyncRejected)] == [BadBlock.NOT_FINAL]

@@ -107,10 +107,13 @@ def _history_with(*ops: tuple[str, str, int | None, str | None]) -> History:
     return history
 
 
-def _chain(node: int, blocks: dict[int, tuple[str, list[str]]]) -> NodeChain:
+T0_MS = 1_700_000_000_000
+
+
+def _chain(node: int, blocks: dict[int, tuple[str, list[str]]], step_ms: int = 1_000) -> NodeChain:
     height = max(blocks)
     chain = NodeChain(node, height, blocks[height][0])
-    chain.blocks = {n: {"hash": h, "stateRoot": "r" + h, "parentHash": "", "txs": txs}
+    chain.blocks = {n: {"hash": h, "stateRoot": "r" + h, "parentHash": "", "txs": txs, "time": T0_MS + n * step_ms}
                     for n, (h, txs) in blocks.items()}
     return chain
 
@@ -128,11 +131,18 @@ def test_checker_names_every_violation() -> None:
                             ("t4", INFO, None, None))
     history.samples += [Sample(1.0, 1, 5, "x", 0, "node0"), Sample(2.0, 1, 3, "y", 0, "node0")]
     chains = {0: _chain(0, {1: ("h1", ["t1", "t3"]), 2: ("h2", ["t1"])}),
-              1: _chain(1, {1: ("h1", ["t1", "t3"]), 2: ("FORK", ["t2"])})}
+              1: _chain(1, {1: ("h1", ["t1", "t3"]), 2: ("FORK", ["t2"])}, step_ms=0)}  # time stopped
     inv = check(history, chains, [0, 1], [0, 1], probe_final=False)["invariants"]
     failed = {name for name, v in inv.items() if not v["passed"]}
     assert failed == {"no_fork", "state_roots_agree", "no_duplicates", "acknowledged_final", "failed_not_committed",
-                      "heights_monotonic", "converged", "live_after_heal", "admitted_not_stranded"}
+                      "heights_monotonic", "converged", "live_after_heal", "admitted_not_stranded", "chain_time_sane"}
+
+
+def test_checker_refuses_a_chain_dated_in_the_future() -> None:
+    history = _history_with(("t1", OK, 1, "h1"))
+    chains = {i: _chain(i, {1: ("h1", ["t1"])}, step_ms=10 * 365 * 24 * 3600 * 1000 + 10**12) for i in range(2)}
+    inv = check(history, chains, [0, 1], [0, 1], probe_final=True, clock_drift_ms_max=1_000)["invariants"]
+    assert not inv["chain_time_sane"]["passed"] and "ahead" in inv["chain_time_sane"]["detail"]
 
 
 def test_checker_no_progress_while_down_and_byzantine_excluded() -> None:
