@@ -136,18 +136,15 @@ class FaultCluster:
             os.kill(pid, signal.SIGCONT)
         self.paused.discard(i)
 
-    def start_node(self, i: int, byzantine: str | None = None, clock_offset_ms: int = 0) -> None:
-        """(Re)start node i; `byzantine` and `clock_offset_ms` set or clear its test-only
-        fault mode and clock skew."""
+    def start_node(self, i: int, byzantine: str | None = None) -> None:
+        """(Re)start node i with a true clock; `byzantine` sets or clears its test-only fault
+        mode (a clock skew is set before `start`: `clock_offsets`)."""
         assert not self.is_running(i), f"node{i} is running"
         if byzantine is None:
             self.byzantine.pop(i, None)
         else:
             self.byzantine[i] = byzantine
-        if clock_offset_ms:
-            self.clock_offsets[i] = clock_offset_ms
-        else:
-            self.clock_offsets.pop(i, None)
+        self.clock_offsets.pop(i, None)
         self._write_config(i)
         self.processes.start_node(i)
 

@@ -63,6 +63,7 @@ async def _run(scenario: Scenario, seed: int, duration: float, directory: Path, 
     rate_load: RateLoad | None = None
     try:
         cluster.byzantine.update(scenario.byzantine_start)
+        cluster.clock_offsets.update(scenario.clock_start)
         cluster.start()
         await cluster.wait_serving()
         await cluster.wait_connected()
@@ -72,6 +73,8 @@ async def _run(scenario: Scenario, seed: int, duration: float, directory: Path, 
         for node, mode in scenario.byzantine_start.items():
             ctx.extra["byzantine_node"] = node
             history.fault("byzantine from the start", node=node, mode=mode)
+        for node, offset_ms in scenario.clock_start.items():
+            history.fault("clock skewed from the start", node=node, offset_ms=offset_ms)
         sampler.history = history
         sampler.start()
         warmup = max(2.0, duration * 0.2)
