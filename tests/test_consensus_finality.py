@@ -15,6 +15,7 @@ from chain.certificate import final_message, synchronous_group, verify_finality
 from chain.errors import InvalidCertificate
 from chain.types import Block, CommitCertificate, Vote, decode
 from consensus.actions import Rejected
+from consensus.errors import RejectReason
 from consensus.messages import Final, ViewChange
 from consensus.replica import Suspicion
 from consensus.simulation import CHAIN_ID, FakeLedger, FinalityOracle, Simulation
@@ -181,7 +182,8 @@ def test_a_passive_replica_refuses_a_final_with_a_forged_proof(t: int) -> None:
                   block=rlp.encode(block.copy(certificate=[]))).signed(sim.nodes[follower].key)
     actions = passive.replica.on_message(follower, final, sim.now, sim.clock_ms(passive.index))
     assert passive.ledger.final_height() == 0
-    assert any(isinstance(a, Rejected) and "finality" in a.reason for a in actions)
+    assert any(isinstance(a, Rejected) and a.reason is RejectReason.BAD_CERTIFICATE and "finality" in a.detail
+               for a in actions)
     genuine = Final(sender=follower, height=1, block_hash=block.hash, certificate=rlp.encode(certificate),
                     block=rlp.encode(block.copy(certificate=[]))).signed(sim.nodes[follower].key)
     passive.replica.on_message(follower, genuine, sim.now, sim.clock_ms(passive.index))

@@ -69,7 +69,7 @@ def test_vc_final_nesting_a_view_change_of_sender_99_crashes_no_replica():
     # A caller that skipped the decoder (the replica's API takes Message objects) still
     # gets a rejection, not an exception.
     for index in (0, 2):
-        sim.nodes[index].replica.on_message(INSIDER, vc_final, sim.now)
+        sim.nodes[index].replica.on_message(INSIDER, vc_final, sim.now, sim.clock_ms(index))
     sim.run_until(sim.now + 5_000)
     sim.check_consistency()
 
