@@ -199,7 +199,7 @@ def test_final_for_a_far_future_height_with_a_forged_certificate_moves_nothing()
         certificate = CommitCertificate(0, votes, [Vote(0, insider.final_signature(0, height, block_hash))])
         final = Final(sender=1, height=height, block_hash=block_hash, certificate=rlp.encode(certificate),
                       block=b"").signed(insider.key)
-        actions = sim.nodes[2].replica.on_message(1, final, sim.now)
+        actions = sim.nodes[2].replica.on_message(1, final, sim.now, sim.clock_ms(2))
         assert [a.reason for a in actions if isinstance(a, Rejected)] == [RejectReason.BAD_CERTIFICATE]
         assert not any(isinstance(a, CatchUp) for a in actions), "no catch-up towards a forged head"
     sim.run_until(sim.now + 3_000)
@@ -218,7 +218,7 @@ def test_new_view_with_a_giant_block_is_handled_without_an_exception():
     vote = insider.key.sign(commit_message(CHAIN_ID, node.replica.view, head.number + 1, header.hash))
     new_view = NewView(sender=0, view=node.replica.view, final_height=head.number, final_hash=head.hash,
                        block=raw, vote=vote).signed(insider.key)
-    node.replica.on_message(0, message_from_wire(_wire(new_view.to_wire()), sim.n), sim.now)
+    node.replica.on_message(0, message_from_wire(_wire(new_view.to_wire()), sim.n), sim.now, sim.clock_ms(1))
     sim.run_until(sim.now + 5_000)
     sim.check_consistency()
 
@@ -230,7 +230,7 @@ def test_prepares_held_during_a_view_change_are_bounded_in_bytes():
     follower, primary = sim.nodes[following[1]], sim.nodes[following[0]]
     replica = follower.replica
     suspect = Suspect(sender=current[0], view=view).signed(sim.nodes[current[0]].key)
-    replica.on_message(current[0], suspect, sim.now)
+    replica.on_message(current[0], suspect, sim.now, sim.clock_ms(follower.index))
     assert replica.state == "view-change" and replica.view == view + 1
     head = follower.ledger.blocks[-1]
     for k in range(EARLY_MESSAGES_MAX):
@@ -240,7 +240,7 @@ def test_prepares_held_during_a_view_change_are_bounded_in_bytes():
         vote = primary.key.sign(commit_message(CHAIN_ID, replica.view, head.number + 1, block.hash))
         prepare = Prepare(sender=primary.index, view=replica.view, height=head.number + 1,
                           block=rlp.encode(block), vote=vote).signed(primary.key)
-        replica.on_message(primary.index, prepare, sim.now)
+        replica.on_message(primary.index, prepare, sim.now, sim.clock_ms(follower.index))
     held = sum(message.payload_bytes() for _, message in replica._early)
     assert 0 < held <= EARLY_BYTES_MAX
     sim.run_until(sim.now + 10_000)
