@@ -255,7 +255,7 @@ class Supervisor:
     def _answer(self, i: int, ok: bool, message: str, waiting: bool = False) -> None:
         self._manifest()  # the states first: the asking verb reads them once answered
         done = self.control / f"node{i}.done"
-        partial = done.with_suffix(".partial")
+        partial = done.with_name(done.name + ".partial")
         partial.write_text(json.dumps({"ok": ok, "message": message, "waiting": waiting}))
         partial.replace(done)
 
@@ -292,7 +292,7 @@ def cmd_node(args: argparse.Namespace) -> int:
     done = control / f"node{args.node}.done"
     done.unlink(missing_ok=True)
     request = control / f"node{args.node}.request"
-    partial = request.with_suffix(".partial")
+    partial = request.with_name(request.name + ".partial")
     partial.write_text(args.action + "\n")
     partial.replace(request)
     answer = _wait_answer(done, args.timeout)
