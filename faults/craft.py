@@ -84,6 +84,10 @@ class Situation:
     # Final blocks it can replay (rlp, certificate inside), by height; the head among them.
     finals: dict[int, bytes] = field(default_factory=dict)
     timestamp_ms: int = 0
+    # VIEW-CHANGEs other bookkeepers sent the insider (it is in their new view's group), by
+    # sender: replayed inside a VC-FINAL they make one that verifies, and the handlers go
+    # on to the selection and NEW-VIEW.
+    view_changes: dict[int, ViewChange] = field(default_factory=dict)
 
 
 # --- small pieces -------------------------------------------------------------------------
@@ -301,7 +305,15 @@ def _consensus(rng: random.Random, insider: Insider, situation: Situation, kind:
             _, signed = _signed(vc, insider, rng)
             assert isinstance(signed, ViewChange)
             view_changes.append(signed)
-        tags += [f"{count}-vcs", *sorted({tag for tag, _ in nested if tag != "well-formed"})[:3]]
+        replayed = [vc for vc in situation.view_changes.values() if vc.view == view]
+        if replayed and rng.random() < 0.5:
+            # The insider's own VIEW-CHANGE and the real ones it received: a VC-FINAL that
+            # holds, from the primary of the new view the others wait in.
+            own = _view_change(rng, insider, situation, view, tame=True)[1].signed(insider.key)
+            assert isinstance(own, ViewChange)
+            view_changes = [own, *replayed]
+            tags.append("replayed-vcs")
+        tags += [f"{len(view_changes)}-vcs", *sorted({tag for tag, _ in nested if tag != "well-formed"})[:3]]
         message = VcFinal(sender=sender, view=view, view_changes=tuple(view_changes))
     else:
         assert kind == "new_view"

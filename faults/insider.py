@@ -33,6 +33,8 @@ from hypothesis import strategies as st
 
 from chain.errors import DecodeError
 from chain.types import Block, decode
+from consensus.errors import InvalidMessage
+from consensus.messages import ViewChange, message_from_wire
 from faults.cluster import FaultCluster
 from faults.craft import Insider, Situation, crafted
 from faults.fuzz import _frame, _handshake, _read_frame
@@ -105,6 +107,8 @@ class Link:
         # SUSPECTs it is ahead of what RPC said a moment ago, and that view's messages are
         # the ones that reach the deep handlers (VC-FINAL, NEW-VIEW while it waits for us).
         self.view = 0
+        self.view_changes: dict[int, ViewChange] = {}
+        self._n = insider.n
         self.blocks: dict[int, bytes] = {}
         self.received = 0
         self.closed = False
@@ -121,7 +125,7 @@ class Link:
             view = frame.get("view")
             if type(view) is int and frame.get("type") != "suspect":
                 self.view = max(self.view, view)
-            if frame.get("type") in ("sync_status", "sync_response"):
+            if frame.get("type") in ("sync_status", "sync_response", "view_change"):
                 self._inbox.put(frame)
 
     def take_updates(self) -> None:
@@ -129,6 +133,14 @@ class Link:
             frame = self._inbox.get()
             if frame["type"] == "sync_status":
                 self.status = (frame["height"], frame["block_hash"])
+                continue
+            if frame["type"] == "view_change":
+                try:
+                    vc = message_from_wire(frame, self._n)
+                except InvalidMessage:
+                    continue
+                assert isinstance(vc, ViewChange)
+                self.view_changes[vc.sender] = vc
                 continue
             for raw in frame["blocks"]:
                 try:
@@ -201,7 +213,9 @@ def fuzz_insider(cluster: FaultCluster, insider: Insider, targets: list[int], ca
         counts[f"cases_{target}"] += 1
         if target not in situations or counts[f"cases_{target}"] % REFRESH_CASES == 0:
             situations[target] = refresh(target, connection)
+        connection.take_updates()
         situations[target].view = max(situations[target].view, connection.view)
+        situations[target].view_changes = dict(connection.view_changes)
         name, wire = data.draw(crafted(insider, situations[target]))
         if connection.send(wire):
             counts[f"sent_{name.split('/')[0]}"] += 1
