@@ -395,6 +395,7 @@ class DeviceService(Service):
         """The fault source: open a request with its deposit (in warranty the vendor is
         assigned at once, otherwise the auction opens). A device has one open request
         at a time (the DSC's rule), so an existing one is resumed, never paid twice."""
+        fault_ms = now_ms()
         existing = await self.agent.ledger.storage(DSC, b"o:" + self.agent.address)
         if isinstance(existing.value, int) and existing.value > 0:
             self.kick(existing.value)
@@ -411,7 +412,8 @@ class DeviceService(Service):
         request_id = int(next(e for e in receipt["events"] if e["name"] == "RequestOpened")["fields"]["request"])
         fault = {"device": "0x" + self.agent.address.hex(), "type": record.device_type, "symptom": symptom,
                  "component": component}
-        self.store.update(request_id, fault=fault, phone="0x" + record.phone.hex())
+        self.store.update(request_id, fault=fault, phone="0x" + record.phone.hex(), fault_ms=fault_ms,
+                          in_warranty=in_warranty)
         self.counters.flows_started += 1
         self.kick(request_id)
         return request_id
@@ -453,7 +455,7 @@ class DeviceService(Service):
         policy = state.get("inbox", {}).get("repair_policy")
         if policy is not None and not state.get("repaired"):
             self.agent.apply_repair(policy)
-            state = self.store.update(request_id, repaired=True, firmware=self.agent.firmware)
+            state = self.store.update(request_id, repaired=True, firmware=self.agent.firmware, repaired_ms=now_ms())
         if state.get("repaired"):
             receipt = await self.agent.tx(Dsc.complete(request_id, bytes.fromhex(state["failure_hash"])),
                                           proto.label_of(flow, DEVICE, "dsc.complete"))
@@ -478,7 +480,8 @@ class DeviceService(Service):
         if "onsite_repair" in inbox and not state.get("repaired"):
             self.agent.apply_repair(inbox["onsite_repair"]["policy"])
             await self.agent.log_hash(request_id, str(CREW_STEP), self.received_hash(request_id, "onsite_repair"))
-            state = self.store.update(request_id, repaired=True, repaired_at_ms=inbox["onsite_repair"]["at_ms"])
+            state = self.store.update(request_id, repaired=True, repaired_at_ms=inbox["onsite_repair"]["at_ms"],
+                                      repaired_ms=now_ms())
         if state.get("repaired") and request.in_warranty and not state.get("reported"):
             await self._report(request_id, state, flow)
 

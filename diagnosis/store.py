@@ -56,6 +56,9 @@ class AgentStore:
                          (request_id, json.dumps(state, sort_keys=True)))
         return state
 
+    def all_requests(self) -> list[int]:
+        return [int(i) for (i,) in self._db.execute("select id from requests order by id").fetchall()]
+
     def open_requests(self) -> list[int]:
         """Requests this agent still has something to do for (not marked done)."""
         rows = self._db.execute("select id, state from requests order by id").fetchall()
