@@ -36,7 +36,8 @@ FUNDER = "funder"
 
 def local_chain() -> LocalChain:
     params = demo_contract_params()
-    params["dsc"].update(commit_ms=600, reveal_ms=600)  # auctions in about 1.5 s
+    # auction windows long enough that a loaded box still commits and reveals inside them
+    params["dsc"].update(commit_ms=2_000, reveal_ms=1_500, service_ms=15_000)
     return LocalChain(Genesis.from_dict({
         "chain_id": 7, "t": 1, "timestamp_ms": 1_700_000_000_000,
         "bookkeepers": [{"name": f"b{i}", "public_key": key_of(f"bookkeeper-{i}").public_key.hex()}
