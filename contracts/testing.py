@@ -83,11 +83,13 @@ class TestChain:
 
     def block(self, calls: list[Call]) -> list[Receipt]:
         """One block at the current clock holding `calls` in order; returns their receipts
-        followed by the end-of-block receipt."""
+        followed by the end-of-block receipt. Block time strictly increases (chain/), so a
+        block at the clock of the last one is 1 ms later, and the clock follows it."""
         txs = [self.transaction(call) for call in calls]
         executed, rejected = self.chain.build(txs, timestamp_ms=self.now_ms, proposer=0, view=0)
         assert not rejected, f"transactions rejected: {rejected}"
         self.chain.append(executed.block)
+        self.now_ms = executed.block.header.timestamp_ms
         return list(executed.receipts)
 
     def send(self, sender: str, to: Address, method: str, args: list[Value], value: int = 0) -> Receipt:
@@ -114,6 +116,7 @@ class DirectChain:
         self.engine = self._genesis.chain.engine
         self.state = self._genesis.chain.state()  # writes stay in its overlay, never flushed
         self.now_ms = start_ms
+        self._last_block_ms = start_ms  # the genesis block's time
         self.number = 0
         self._public_keys: dict[str, bytes] = {}
 
@@ -125,8 +128,11 @@ class DirectChain:
 
     def block(self, calls: list[Call]) -> list[Receipt]:
         """One block at the current clock: `calls` in order, then the end-of-block hooks;
-        returns the calls' receipts followed by the end-of-block receipt."""
+        returns the calls' receipts followed by the end-of-block receipt. Block time as in
+        TestChain: 1 ms after the last block's when the clock has not moved past it."""
         self.number += 1
+        self.now_ms = max(self.now_ms, self._last_block_ms + 1)
+        self._last_block_ms = self.now_ms
         env = BlockEnv(self.number, self.now_ms, ZERO_HASH, CHAIN_ID)
         receipts = [self.engine.execute(self.state, self._transaction(call), env) for call in calls]
         return [*receipts, self.engine.end_block(self.state, env)]
