@@ -21,6 +21,10 @@ An agent config is TOML:
     [faults]                          # device: simulated sensor feed
     seed = 7
     mean_interval_s = 0               # 0: no spontaneous faults, only `fail`
+    [operation]                       # device: simulated draw, run by the policy in force
+    power_w = 1600
+    power_saving_w = 900
+    report_s = 10                     # 0: no operating reports
 
 Registration follows the registry's rules: vendors and suppliers are the consortium's
 founding members (in genesis, admitted by its administrators); a vendor registers the
@@ -76,6 +80,7 @@ class AgentConfig:
     phones: list[dict[str, Any]] = field(default_factory=list)
     faults: dict[str, Any] = field(default_factory=dict)
     crew: dict[str, Any] = field(default_factory=dict)
+    operation: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> AgentConfig:
@@ -109,7 +114,7 @@ class AgentConfig:
         return cls(raw["role"], str(raw["name"]), list(raw["rpc"]), base / raw["genesis"], base / raw["keys"],
                    base / raw["state"], raw.get("inbox_host", "127.0.0.1"), port, poll_ms,
                    dict(raw.get("policy", {})), list(raw.get("devices", [])), list(raw.get("phones", [])),
-                   dict(raw.get("faults", {})), dict(raw.get("crew", {})))
+                   dict(raw.get("faults", {})), dict(raw.get("crew", {})), dict(raw.get("operation", {})))
 
 
 def save_identity(identity: Identity, path: Path) -> None:
@@ -190,7 +195,8 @@ def consortium_init(directory: Path, *, vendors: int, suppliers: int, devices: i
         if crew_of in ids:
             lines += ["[crew]", *(f"{k} = {toml_value(v)}" for k, v in _public(ids[crew_of]).items()), ""]
         if role == "device":
-            lines += ["[faults]", f"seed = {port_offset}", "mean_interval_s = 0", ""]
+            lines += ["[faults]", f"seed = {port_offset}", "mean_interval_s = 0", "",
+                      "[operation]", "power_w = 1600", "power_saving_w = 900", "report_s = 10", ""]
         path = agents / f"{name}.toml"
         path.write_text("\n".join(lines) + "\n")
         paths.append(path)

@@ -37,7 +37,7 @@ from diagnosis.directory import ChainDirectory, DeviceEntry, NoEndpoint
 from diagnosis.ledger import RpcLedger
 from diagnosis.lightclient import TrustAnchor, UnprovenState
 from diagnosis.protocol import SUPPLIER, VENDOR
-from diagnosis.services import CrewService, DeviceService, NodePolicy, NodeService, PhoneService, Service
+from diagnosis.services import CrewService, DeviceService, NodePolicy, NodeService, Operation, PhoneService, Service
 from diagnosis.store import AgentStore
 
 log = logging.getLogger("gridchain.agent")
@@ -82,7 +82,9 @@ def build(config: AgentConfig) -> tuple[Agent, Service]:
         agent, service = member, CrewService(member, store, config.poll_ms)
     elif config.role == "device":
         device = DeviceAgent(identity, ledger, anchor.credit_initial, tally)
-        agent, service = device, DeviceService(device, store, config.poll_ms)
+        operation = Operation(**{k: config.operation[k] for k in ("power_w", "power_saving_w", "report_s")
+                                 if k in config.operation})
+        agent, service = device, DeviceService(device, store, config.poll_ms, operation=operation)
     else:
         phone = SmartphoneAgent(identity, ledger, anchor.credit_initial, tally)
         agent, service = phone, PhoneService(phone, store, default_rules, config.poll_ms)
@@ -176,6 +178,9 @@ def metrics_text(agent: Agent, service: Service) -> str:
     metric("flows_failed_total", "counter", "Requests that ended without completion, by status",
            [(f',reason="{k}"', v) for k, v in sorted(c.flows_failed.items())])
     metric("bids_total", "counter", "Sealed bids committed", [("", c.bids)])
+    metric("fault_to_repair_seconds_sum", "counter", "Device: fault to applied repair, summed",
+           [("", int(c.repair_ms_sum / 1000))])
+    metric("repairs_total", "counter", "Device: repairs applied", [("", c.repairs)])
     metric("reactions_failed_total", "counter", "Reactions that raised and will be retried",
            [("", c.reactions_failed)])
     metric("messages_refused_total", "counter", "Authentic messages refused by the protocol rules, by reason",

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,7 @@ SCAN_REQUESTS_MAX = 64  # new request ids a node looks at per poll
 TERMINAL = (FAILED, DEFAULTED)  # a request that ended without a completion
 VISIT_DELAY_MS = 2_000  # the maintenance time t_k a device proposes, from now
 CREW_STEP = 7  # SMW / SOW: Rep's on-site repair, whose hash the device logs
+POWER_SAVING = "power-saving"  # the policy mode the smartphone's default rule sets
 
 
 @dataclass
@@ -74,6 +75,8 @@ class Counters:
     flows_failed: dict[str, int] = field(default_factory=dict)
     bids: int = 0
     reactions_failed: int = 0
+    repairs: int = 0  # a device's applied repairs, and their fault-to-repair time
+    repair_ms_sum: int = 0
 
 
 class Service:
@@ -106,7 +109,7 @@ class Service:
 
     async def run(self) -> None:
         """Until cancelled."""
-        tasks = [asyncio.create_task(t) for t in (self._events(), self._poll(), self._work())]
+        tasks = [asyncio.create_task(t) for t in (self._events(), self._poll(), self._work(), *self.loops())]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -145,6 +148,10 @@ class Service:
                 # the next event or poll retries; the store says what is already done
                 self.counters.reactions_failed += 1
                 log.warning("request %d: %s: %s", request_id, type(exc).__name__, exc)
+
+    def loops(self) -> list[Coroutine[Any, Any, None]]:
+        """More long-running loops of a role (a device's operation)."""
+        return []
 
     def concerns(self, event: dict[str, Any]) -> bool:
         """Whether a DSC event is worth a look for this role."""
@@ -383,13 +390,42 @@ class CrewService(Service):
         self.store.update(request_id, done=True)
 
 
+@dataclass(frozen=True)
+class Operation:
+    """A device's simulated operation: its power draw, which the policy in force changes
+    (IV.A: "once the power consumption reaches the upper limit, it enters power saving"),
+    reported every `report_s` seconds (0: no reports)."""
+
+    power_w: int = 1_600
+    power_saving_w: int = 900
+    report_s: float = 0.0
+
+
 class DeviceService(Service):
     agent: DeviceAgent
 
     def __init__(self, agent: DeviceAgent, store: AgentStore, poll_ms: int = POLL_MS_DEFAULT,
-                 rating: int = 90) -> None:
+                 rating: int = 90, operation: Operation | None = None) -> None:
         super().__init__(agent, store, poll_ms)
         self.rating = rating
+        self.operation = operation or Operation()
+
+    def loops(self) -> list[Coroutine[Any, Any, None]]:
+        return [self._operate()] if self.operation.report_s > 0 else []
+
+    async def _operate(self) -> None:
+        """Run by the policy in force: read it, draw power by its mode, report the draw
+        (a report rule the draw meets fires at the end of that block, so the next report
+        shows what the rule changed)."""
+        while True:
+            try:
+                mode, _, version = await Policy.effective(self.agent.ledger, self.agent.address)
+                power = self.operation.power_saving_w if mode == POWER_SAVING else self.operation.power_w
+                await self.agent.tx(Policy.report("power_w", power), "")
+                self.store.put("operation", {"mode": mode, "policy_version": version, "power_w": power})
+            except (ClientError, OSError, DiagnosisError) as exc:
+                log.warning("operation report failed: %s", exc)
+            await asyncio.sleep(self.operation.report_s)
 
     async def fail(self, symptom: str, component: str) -> int:
         """The fault source: open a request with its deposit (in warranty the vendor is
@@ -447,6 +483,10 @@ class DeviceService(Service):
             self.counters.flows_failed[request.status] = self.counters.flows_failed.get(request.status, 0) + 1
             self.store.update(request_id, done=True)
 
+    def _count_repair(self, state: dict[str, Any]) -> None:
+        self.counters.repairs += 1
+        self.counters.repair_ms_sum += int(state["repaired_ms"]) - int(state.get("fault_ms", state["repaired_ms"]))
+
     def _phone(self, state: dict[str, Any]) -> bytes:
         return bytes.fromhex(state["phone"][2:])
 
@@ -456,6 +496,7 @@ class DeviceService(Service):
         if policy is not None and not state.get("repaired"):
             self.agent.apply_repair(policy)
             state = self.store.update(request_id, repaired=True, firmware=self.agent.firmware, repaired_ms=now_ms())
+            self._count_repair(state)
         if state.get("repaired"):
             receipt = await self.agent.tx(Dsc.complete(request_id, bytes.fromhex(state["failure_hash"])),
                                           proto.label_of(flow, DEVICE, "dsc.complete"))
@@ -482,6 +523,7 @@ class DeviceService(Service):
             await self.agent.log_hash(request_id, str(CREW_STEP), self.received_hash(request_id, "onsite_repair"))
             state = self.store.update(request_id, repaired=True, repaired_at_ms=inbox["onsite_repair"]["at_ms"],
                                       repaired_ms=now_ms())
+            self._count_repair(state)
         if state.get("repaired") and request.in_warranty and not state.get("reported"):
             await self._report(request_id, state, flow)
 

@@ -22,7 +22,15 @@ from diagnosis.agents import DiagnosisNodeAgent
 from diagnosis.demo import NODES, Consortium, Printer, build_consortium, start_consortium
 from diagnosis.ledger import LocalChain
 from diagnosis.lightclient import TrustAnchor
-from diagnosis.services import CrewService, DeviceService, NodePolicy, NodeService, PhoneService, Service
+from diagnosis.services import (
+    CrewService,
+    DeviceService,
+    NodePolicy,
+    NodeService,
+    Operation,
+    PhoneService,
+    Service,
+)
 from diagnosis.store import AgentStore
 from tests.test_diagnosis_agents import FUNDER, local_chain
 
@@ -202,3 +210,21 @@ async def test_on_site_repairs_happen_by_reaction(running: Running, device_name:
     logged_steps = sorted({step for step, _, _ in await Dsc.messages(ledger, request_id)})
     expected = [2, 4, 5, 6, 7, 9] if flow == "SMW" else [6, 7, 10]
     assert logged_steps == expected
+
+
+async def test_the_device_runs_by_the_policy_in_force(running: Running) -> None:
+    """After RMW the smartphone's policy is in force: the device's next draw report (1.6 kW)
+    meets the power rule, which switches it to power saving at block end; the report after
+    that shows the lower draw."""
+    name = "meter-A"
+    await running.stop(name)
+    device_agent = running.c.devices[name]
+    device = running.start(name, lambda store: DeviceService(device_agent, store, poll_ms=200,
+                                                           operation=Operation(report_s=0.3)))
+    assert isinstance(device, DeviceService)
+    request_id = await device.fail("firmware-fault", "metering-firmware")
+    await running.until(lambda: _done(running.services["phone-1"], request_id))
+    await running.until(lambda: (device.store.get("operation") or {}).get("power_w") == 900)
+    assert device.store.get("operation")["mode"] == "power-saving"
+    ledger = running.local.ledger()
+    assert await Policy.last_report(ledger, device_agent.address, "power_w") == [900]
