@@ -18,7 +18,7 @@ from client.contracts import Dsc, Policy, Token
 from contracts import dsc_records
 from contracts.addresses import DSC
 from contracts.testing import key_of
-from diagnosis.agents import DiagnosisNodeAgent
+from diagnosis.agents import DeviceAgent, DiagnosisNodeAgent
 from diagnosis.demo import NODES, Consortium, Printer, build_consortium, start_consortium
 from diagnosis.ledger import LocalChain
 from diagnosis.lightclient import TrustAnchor
@@ -228,3 +228,56 @@ async def test_the_device_runs_by_the_policy_in_force(running: Running) -> None:
     assert device.store.get("operation")["mode"] == "power-saving"
     ledger = running.local.ledger()
     assert await Policy.last_report(ledger, device_agent.address, "power_w") == [900]
+
+
+def _clone(agent: Any) -> Any:
+    """The same party with a fresh process's memory: same identity, new objects."""
+    kwargs: dict[str, Any] = {}
+    if isinstance(agent, DiagnosisNodeAgent):
+        kwargs = {"role": agent.role, "prices": agent.prices}
+    elif isinstance(agent, DeviceAgent):
+        kwargs = {"device_type": agent.device_type}
+    fresh = type(agent)(agent.identity, agent.ledger, agent.directory.credit_initial, agent.tally, **kwargs)
+    if isinstance(agent, DiagnosisNodeAgent):
+        fresh.crew = agent.crew
+    return fresh
+
+
+@pytest.mark.parametrize(("name", "progress"), [("relay-A", "fault_sent"), ("vendor-A", "spot_sent"),
+                                                 ("crew-vendor-A", "inbox"), ("phone-1", "inbox")])
+async def test_each_role_stopped_mid_flow_resumes_from_its_store(running: Running, name: str,
+                                                                 progress: str) -> None:
+    """An on-site repair in warranty (SMW) involves every role; one of them loses its
+    memory mid-flow (its service stops, a new agent object starts on the same store and
+    publishes its new endpoint): the flow completes, and nothing is paid or sent twice."""
+    ledger = running.local.ledger()
+    device = running.services["relay-A"]
+    assert isinstance(device, DeviceService)
+    address = running.c.devices["relay-A"].address
+    before = await Token.balance_of(ledger, address)
+    request_id = await device.fail("physical-damage", "trip-coil")
+    await running.until(lambda: bool(running.services[name].store.request(request_id).get(progress)))
+    old = running.services[name]
+    make = {NodeService: lambda agent, store: NodeService(agent, store, old.policy, poll_ms=200,  # type: ignore[attr-defined]
+                                                          crew=old.crew),  # type: ignore[attr-defined]
+            DeviceService: lambda agent, store: DeviceService(agent, store, poll_ms=200),
+            CrewService: lambda agent, store: CrewService(agent, store, poll_ms=200),
+            PhoneService: lambda agent, store: PhoneService(agent, store, _rules, poll_ms=200)}[type(old)]
+    await old.agent.inbox.stop()  # the process dies: its inbox and its service at once
+    await running.stop(name)
+    fresh = _clone(old.agent)
+    await fresh.start()
+    await fresh.tx(fresh.endpoint_call(), "")
+    if name == "relay-A":
+        running.c.devices[name] = fresh
+    running.start(name, lambda store: make(fresh, store))
+    try:
+        await running.until(lambda: _done(running.services["phone-1"], request_id))
+        request = await Dsc.request(ledger, request_id)
+        assert request.status == "completed" and request.node_done
+        assert await Token.balance_of(ledger, address) == before  # one deposit, returned
+        logged = [step for step, _, _ in await Dsc.messages(ledger, request_id)]
+        assert sorted(logged) == [2, 4, 5, 6, 6, 7, 9]  # each step's hash once
+    finally:
+        await fresh.inbox.stop()
+        await fresh.courier.close()
