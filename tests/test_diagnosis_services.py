@@ -281,3 +281,26 @@ async def test_each_role_stopped_mid_flow_resumes_from_its_store(running: Runnin
     finally:
         await fresh.inbox.stop()
         await fresh.courier.close()
+
+
+async def test_a_collusion_ring_is_a_policy_and_the_auction_flags_it(running: Running) -> None:
+    """Two suppliers whose policies bid far below the market (IV.B "some nodes may conspire
+    to bid low for several auction rounds"): over three auctions that happen by reaction,
+    k-means puts them in the suspect class each time and their suspect index w rises at
+    the threshold; the honest bidders' does not."""
+    ring = {"supplier-2": 15, "supplier-3": 16}
+    for name, price in ring.items():
+        await running.stop(name)
+        node = running.c.nodes[name]
+        assert node.crew is not None
+        running.start(name, lambda store, node=node, price=price: NodeService(
+            node, store, NodePolicy({"meter": price, "relay": 250}), poll_ms=200, crew=node.crew.address))
+    device = running.services["meter-D"]
+    assert isinstance(device, DeviceService)
+    ledger = running.local.ledger()
+    for _ in range(3):
+        request_id = await device.fail("firmware-fault", "comm-module")
+        await running.until(lambda request_id=request_id: _done(device, request_id))
+    states = {name: await Dsc.bidder_state(ledger, running.c.nodes[name].address) for name in running.c.nodes}
+    assert all(states[name].w == 1 for name in ring), states
+    assert all(state.w == 0 for name, state in states.items() if name not in ring), states
