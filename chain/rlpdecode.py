@@ -93,3 +93,37 @@ def _long_length(data: bytes, pos: int, length_bytes: int, limit: int) -> tuple[
     if length < LONG_FORM_MIN:
         raise RlpDecodeError("a long-form prefix for a short length")
     return start, length
+
+
+def list_item_spans(data: bytes, start: int = 0) -> list[tuple[int, int]]:
+    """The (start, end) offsets of the items of the canonical list encoded at `data[start:]`
+    (which decode_strict accepted): where each one's own encoding lies, without decoding."""
+    items_start, end = _list_payload(data, start)
+    spans = []
+    while items_start < end:
+        item_end = _item_end(data, items_start)
+        spans.append((items_start, item_end))
+        items_start = item_end
+    return spans
+
+
+def _list_payload(data: bytes, pos: int) -> tuple[int, int]:
+    prefix = data[pos]
+    assert prefix >= 0xC0, "not a list"
+    if prefix < 0xF8:
+        return pos + 1, pos + 1 + prefix - 0xC0
+    length_bytes = prefix - 0xF7
+    start = pos + 1 + length_bytes
+    return start, start + int.from_bytes(data[pos + 1:start], "big")
+
+
+def _item_end(data: bytes, pos: int) -> int:
+    prefix = data[pos]
+    if prefix < 0x80:
+        return pos + 1
+    if prefix < 0xB8:
+        return pos + 1 + prefix - 0x80
+    if prefix < 0xC0:
+        length_bytes = prefix - 0xB7
+        return pos + 1 + length_bytes + int.from_bytes(data[pos + 1:pos + 1 + length_bytes], "big")
+    return _list_payload(data, pos)[1]

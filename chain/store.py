@@ -173,7 +173,7 @@ class ChainStore:
         with self.env.begin(write=True) as txn:
             for node_hash, node in nodes.items():
                 txn.put(node_hash, node, db=self._nodes)
-            txn.put(_height_key(block.number), rlp.encode(block), db=self._blocks)
+            txn.put(_height_key(block.number), block.encoded(), db=self._blocks)
             txn.put(block.hash, _height_key(block.number), db=self._hashes)
             for index, tx in enumerate(block.transactions):
                 txn.put(tx.hash, rlp.encode([block.number, index]), db=self._txs)

@@ -18,6 +18,7 @@ The votes carried by PREPARE, COMMIT and NEW-VIEW are separate signatures on
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -26,6 +27,7 @@ import rlp
 from chain.errors import DecodeError
 from chain.types import RECORD, Block, CommitCertificate, decode
 from consensus.errors import DecodeReason, InvalidMessage
+from crypto.hashing import keccak256
 from crypto.keys import KeyPair, is_valid_signature
 
 SIGNING_DOMAIN = b"gridchain/xpaxos\x00"
@@ -111,12 +113,45 @@ class Message:
 def cached_decode(owner: object, key: tuple[str, int], raw: bytes,
                   record: type[RECORD]) -> RECORD:
     """`decode(raw, record)` once per (owner, key): in the owner's instance dict, which a
-    frozen dataclass allows, and which is neither signed, sent nor compared."""
+    frozen dataclass allows, and which is neither signed, sent nor compared. Blocks are
+    also remembered by content across messages (RECENT_BLOCKS)."""
     cache: dict[tuple[str, int], Any] = owner.__dict__.setdefault("_records", {})
     if key not in cache:
-        cache[key] = decode(raw, record)
+        cache[key] = RECENT_BLOCKS.decode(raw) if record is Block else decode(raw, record)
     value: RECORD = cache[key]
     return value
+
+
+class RecentBlocks:
+    """The last few blocks decoded, by the hash of their bytes. The same block arrives many
+    times — a PREPARE retransmitted while the follower is still executing it, the FINAL
+    that carries it again, a NEW-VIEW re-preparing it — and decoding one of 2,000
+    transactions costs 30-500 ms: decoded again on every copy, a loaded follower fell further
+    behind with each retransmission (congestion collapse, issue 10). Decoding is a pure
+    function of the bytes, so a copy may take the earlier result."""
+
+    def __init__(self, count_max: int, bytes_max: int) -> None:
+        self.count_max = count_max
+        self.bytes_max = bytes_max
+        self._blocks: OrderedDict[bytes, tuple[Block, int]] = OrderedDict()
+        self._bytes = 0
+
+    def decode(self, raw: bytes) -> Block:
+        key = keccak256(raw)
+        hit = self._blocks.get(key)
+        if hit is not None:
+            self._blocks.move_to_end(key)
+            return hit[0]
+        block = decode(raw, Block)
+        self._blocks[key] = (block, len(raw))
+        self._bytes += len(raw)
+        while len(self._blocks) > self.count_max or self._bytes > self.bytes_max:
+            _, (_, size) = self._blocks.popitem(last=False)
+            self._bytes -= size
+        return block
+
+
+RECENT_BLOCKS = RecentBlocks(count_max=16, bytes_max=32 << 20)
 
 
 @dataclass(frozen=True, kw_only=True)

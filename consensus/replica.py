@@ -109,6 +109,7 @@ EARLY_MESSAGES_MAX = 64  # current-view messages held until the replica can use 
 # ... and their bytes: 64 PREPAREs near the frame limit from a Byzantine primary would hold
 # 256 MB.
 EARLY_BYTES_MAX = 16 * 1024 * 1024
+RETRANSMIT_DOUBLINGS_MAX = 3  # retransmissions back off to 8x retransmit_ms at most
 TIMEOUT_DOUBLINGS_MAX = 4  # at most 16x the configured commit and view-change timeouts
 CYCLE_ALLOWANCE_MAX = 4  # the block-cycle allowance adds at most 4x a timeout
 
@@ -167,6 +168,7 @@ class Replica:
     _start: Start | None
     _new_view: NewView | None
     _retransmit_at: int | None
+    _retransmits: int
     _propose_at: int | None
     _busy_since: int | None
     _last_suspect: Suspect | None
@@ -270,6 +272,8 @@ class Replica:
 
     def next_deadline(self) -> int | None:
         deadlines = [self._retransmit_at, self._propose_at, self._stall_deadline()]
+        if self._busy_since is None and self.state == NORMAL and self._is_member(self.view) and self._busy():
+            deadlines.append(0)  # start the stall clock at once, with the caller's fresh time
         if self.state == VIEW_CHANGE and self._is_member(self.view):
             deadlines.append(self._vc_deadline_ms)
             # The 2Δ wait matters only once n - t VIEW-CHANGEs are in; before, a message
@@ -306,6 +310,7 @@ class Replica:
         self._vc_started_ms = 0
         self._vc_deadline_ms = 0
         self._retransmit_at = None
+        self._retransmits = 0  # retransmissions since the last progress (they back off)
         self._propose_at = None
         self._busy_since = None
         self._last_suspect = None
@@ -362,12 +367,14 @@ class Replica:
             return [action for action in actions if not isinstance(action, Send)]
         return actions
 
-    def _update_busy(self, now_ms: int) -> None:
+    def _busy(self) -> bool:
         # With empty blocks on, a block is always due: a silent primary must be suspected
         # even when no transaction is pending.
-        busy = self._config.empty_blocks or self._app.pending_transactions() > 0 or \
+        return self._config.empty_blocks or self._app.pending_transactions() > 0 or \
             self._pending_entry() is not None
-        if not busy:
+
+    def _update_busy(self, now_ms: int) -> None:
+        if not self._busy():
             self._busy_since = None
         elif self._busy_since is None:
             self._busy_since = now_ms
@@ -476,9 +483,9 @@ class Replica:
             return
         if self._config.byzantine == "wrong-roots":
             block = block.copy(header=block.header.copy(state_root=keccak256(b"wrong")))
-        raw = rlp.encode(block)
+        raw = block.encoded()
         vote = self._vote(self.view, height, block.hash)
-        self._entry = Entry.create(self.view, raw, vote)
+        self._entry = Entry.create(self.view, raw, vote, block=block)
         self._busy_since = now_ms  # proposing is progress (see the follower side)
         self._votes = {self._index: vote}
         self._holders, self._finals = set(), {}
@@ -558,9 +565,10 @@ class Replica:
                 self._finalize(entry.block, decode(entry.certificate, CommitCertificate), actions)
                 return
         if self._entry is None or self._entry.block_hash != entry.block_hash:
-            # A new valid proposal is progress: the stall clock restarts, so a block that
-            # takes long to execute under load is not mistaken for a stuck primary.
-            self._busy_since = now_ms
+            # A new valid proposal is progress: the stall clock restarts at the next tick,
+            # whose time comes after this replica executed the block (`now_ms` is from
+            # before), so its own slowness under load is not counted against the primary.
+            self._busy_since = None
         self._entry = entry
         self._persist()  # log before the COMMIT leaves
         self._send_my_commit(entry, actions)
@@ -701,7 +709,7 @@ class Replica:
             # block per passive replica cost a fifth of the primary's CPU under load.
             block = self._app.final_block(height)
             assert block is not None and block.certificate, "a final block has a certificate"
-            bare = rlp.encode(block.copy(certificate=[])) if with_block else b""
+            bare = block.with_certificate(None).encoded() if with_block else b""
             final = self._sign(Final(sender=self._index, height=height, block_hash=block.hash,
                                      certificate=rlp.encode(block.certificate[0]), block=bare))
             self._final_message = (key, final)
@@ -759,7 +767,7 @@ class Replica:
 
     def _finalize(self, block: Block, certificate: CommitCertificate,
                   actions: list[Action]) -> None:
-        final_block = block.copy(certificate=[certificate])
+        final_block = block.with_certificate(certificate)
         self._app.finalize(final_block)
         actions.append(Finalized(final_block))
 
@@ -770,6 +778,7 @@ class Replica:
             return
         self._last_final = final
         self._views_without_final = 0
+        self._retransmits = 0
         if self._busy_since is not None:
             started = max(self._busy_since, self._last_final_ms or self._busy_since)
             self._cycle_ms = (3 * self._cycle_ms + (now_ms - started)) // 4
@@ -779,12 +788,13 @@ class Replica:
             self._entry = None
         self._votes, self._commits, self._holders, self._outbox = {}, {}, set(), {}
         self._finals = {}
+        # The stall clock restarts at the next tick (its time is fresh; `now_ms` is from
+        # before this block was executed and stored).
         self._busy_since = None
-        self._update_busy(now_ms)
-        if self.state == NORMAL and self._is_primary() and \
-                self._app.pending_transactions() > 0:
-            # Transactions queued while the last block was in flight form the next batch.
-            self._propose(now_ms, actions)
+        # Transactions queued while the last block was in flight form the next batch. It is
+        # proposed at a later tick, not here: building it takes up to block_build_ms_max,
+        # and the FINALs of this block must leave first, or a follower waiting for one
+        # while the primary builds takes it for stuck (seen under load, issue 10).
         self._schedule_proposal(now_ms)
         if self.state == VIEW_CHANGE:
             self._maybe_select(now_ms, actions)
@@ -1048,7 +1058,11 @@ class Replica:
     # ------------------------------------------------------------------ retransmission
 
     def _retransmit(self, now_ms: int, actions: list[Action]) -> None:
-        self._retransmit_at = now_ms + self._config.retransmit_ms
+        # Each retransmission without progress waits twice as long as the last: a follower
+        # still executing a large block gets one copy, not one per retransmit_ms.
+        self._retransmit_at = now_ms + (self._config.retransmit_ms << min(self._retransmits,
+                                                                          RETRANSMIT_DOUBLINGS_MAX))
+        self._retransmits += 1
         if self._last_suspect is not None and self.state == VIEW_CHANGE:
             for replica in self._others(tuple(range(self._n))):
                 self._send(replica, self._last_suspect, actions)

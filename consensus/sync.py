@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar
 
-import rlp
-
 from chain.certificate import verify_finality
 from chain.errors import DecodeError, InvalidCertificate, LedgerError
 from chain.types import Block
@@ -247,7 +245,7 @@ class BlockSync:
         for height in range(max(request.from_height, 1), last):
             block = self._app.final_block(height)
             assert block is not None, "the store holds every block up to its final head"
-            raw = rlp.encode(block)
+            raw = block.encoded()
             if size + len(raw) > self._config.response_bytes_max and blocks:
                 break
             blocks.append(raw)
@@ -307,7 +305,7 @@ class BlockSync:
         except InvalidCertificate as exc:
             return BadBlock.NOT_FINAL, str(exc)
         try:
-            self._app.check(block.copy(certificate=[]))
+            self._app.check(block.with_certificate(None))
         except LedgerError as exc:
             return BadBlock.EXECUTION, str(exc)
         self._app.finalize(block)

@@ -187,15 +187,17 @@ class Node:
                 timeout = 0 if self.backlog else self._seconds_to_deadline()
                 done, _ = await asyncio.wait({inbound_get, submit_get, stop_wait}, timeout=timeout,
                                              return_when=asyncio.FIRST_COMPLETED)
-                now = monotonic_ms()
                 with self._storage_guard():
                     if inbound_get in done:
-                        self._handle_peer_batch(inbound_get.result(), now)
+                        self._handle_peer_batch(inbound_get.result())
                         inbound_get = asyncio.ensure_future(self.network.inbound.get())
+                        # Let the connections' writers send what that queued (a FINAL, a
+                        # COMMIT) before a timer builds the next block.
+                        await asyncio.sleep(0)
                     if submit_get in done:
-                        self._handle_submissions(submit_get.result(), now)
+                        self._handle_submissions(submit_get.result(), monotonic_ms())
                         submit_get = asyncio.ensure_future(self.submissions.get())
-                    self._admit_backlog_chunk(now)
+                    self._admit_backlog_chunk(monotonic_ms())
                     self._on_timers(monotonic_ms())
                     self._send_relay(self.relay.flush())
                 self.metrics.observe_loop(self)
@@ -261,15 +263,17 @@ class Node:
                 self.journal.compact(self.mempool.__contains__)
 
     # input --------------------------------------------------------------------------------
-    def _handle_peer_batch(self, first: tuple[bytes, dict], now: int) -> None:
+    def _handle_peer_batch(self, first: tuple[bytes, dict]) -> None:
         """Drain the inbound queue: consensus and sync messages are handled now, relayed
         transactions wait in `backlog`. A PREPARE must not queue behind thousands of
-        transactions to admit, or a loaded follower looks like a stuck one to the primary."""
+        transactions to admit, or a loaded follower looks like a stuck one to the primary.
+        Each message gets the time it is handled at: a block executed for one of them may
+        take a second, and the replica's timers must not run on a clock left behind."""
         items = [first]
         while len(items) < self.config.p2p.inbound_queue_max and not self.network.inbound.empty():
             items.append(self.network.inbound.get_nowait())
         for peer, message in items:
-            self._handle_guarded(peer, message, now)
+            self._handle_guarded(peer, message, monotonic_ms())
 
     def _handle_guarded(self, peer: bytes, message: dict, now: int) -> None:
         kind = message["type"]
