@@ -524,6 +524,14 @@ async def observer_fork(ctx: Ctx) -> None:
                   f"{final['hash']}, withheld {withheld}")
     ctx.invariant("observer_caught_up", caught, f"observer at {observer_status and observer_status['height']}"
                   f", consortium at {target} or more")
+    # The withholder still claims a head far ahead: a penalized peer's claim must not keep the
+    # observer "catching up" for ever (/health); under load it may trail by a block at times.
+
+    async def in_sync() -> bool:
+        status = await c.status(observer)
+        return status is not None and not status["syncing"]
+    ctx.invariant("observer_in_sync", await ctx.wait_until(in_sync, OBSERVER_CATCH_UP_TIMEOUT_S),
+                  f"observer reported itself in sync within {OBSERVER_CATCH_UP_TIMEOUT_S} s")
     ctx.invariant("withholding_peer_reported", reported > 0, f"{reported:.0f} blocks refused as not final")
     # Node 1's store holds the withheld block: replace it with a fresh honest node (block sync).
     c.kill(byzantine)
