@@ -2,7 +2,11 @@
 
 Public face: sealed messages C || ID_v || ID_k || T || sigma (`seal`, `SealedMessage`) and
 their receiver (`Opener`, fed by a `MemberDirectory`), with the rejections of
-`diagnosis.errors`.
+`diagnosis.errors`. Around them: `protocol` (Figs. 5-8 as data), `authorise` (who may send
+what), `ledger` / `lightclient` / `directory` (the chain, read by proof), `agents` and
+`channel` (the parties and their inboxes), `services` / `store` / `process` /
+`agentconfig` (the parties reacting to the chain, as processes), `flows` / `demo` (the
+scripted demonstration), `overhead` (Tables 3 and 4); docs/diagnosis.md.
 """
 
 from diagnosis.errors import (
