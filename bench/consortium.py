@@ -11,7 +11,8 @@ measures the mechanism and the chain, not OS isolation. `--nodes` counts every n
 largest odd number of them are bookkeepers (XPaxos n = 2t+1), the rest observers.
 `--kill` stops one service of each role halfway and restarts it from its store.
 
-Reports: requests opened / completed / ended by expiry, served per minute, fault to
+Reports: requests opened and how they ended (completed; `defaulted` through an expiry
+path; `failed`: the auction closed without a valid bid), served per minute, fault to
 applied repair (p50/p99, with the chain windows — commit + reveal, service deadline —
 reported apart), messages refused by reason, stuck deposits (escrows of ended requests
 still held: must be 0), lost flows (requests neither completed nor expired after the
@@ -43,7 +44,8 @@ from runtime.cluster import ClusterProcesses, discover
 
 FAULTS = (("firmware-fault", "comm-module"), ("physical-damage", "current-transformer"))
 DRAIN_S_MAX = 300  # after the fault schedule ends, wait at most this long for open requests
-COMPLETED, EXPIRED = "completed", "defaulted"
+COMPLETED, EXPIRED, NO_VALID_BID = "completed", "defaulted", "failed"
+ENDED = (COMPLETED, EXPIRED, NO_VALID_BID)  # the contract's documented ends of a request
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -114,7 +116,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     directory = Path(tempfile.mkdtemp(prefix="gridchain-consortium-"))
     params = demo_contract_params()
     params.pop("registry")
-    params["dsc"].update(service_ms=args.service_ms)
+    params["dsc"].update(service_ms=args.service_ms, commit_ms=args.commit_ms, reveal_ms=args.reveal_ms)
     bookkeepers = args.nodes if args.nodes % 2 else args.nodes - 1
     started = time.perf_counter()
     configs = consortium_init(directory, vendors=args.vendors, suppliers=args.suppliers, devices=args.devices,
@@ -170,7 +172,7 @@ async def _report(run: Run, devices: list[str], args: argparse.Namespace, report
             state = store.request(request_id)
             request = await Dsc.request(ledger, request_id)
             outcomes[request.status] = outcomes.get(request.status, 0) + 1
-            if request.status not in (COMPLETED, EXPIRED):
+            if request.status not in ENDED:
                 lost.append(request_id)
                 continue
             if state.get("repaired_ms") and state.get("fault_ms"):
@@ -188,8 +190,7 @@ async def _report(run: Run, devices: list[str], args: argparse.Namespace, report
             refused[str(reason)] = refused.get(str(reason), 0) + count
         for why, count in service.agent.opener.rejections.items():
             rejected[str(why)] = rejected.get(str(why), 0) + count
-    params = demo_contract_params()["dsc"]
-    ended = outcomes.get(COMPLETED, 0) + outcomes.get(EXPIRED, 0)
+    ended = sum(outcomes.get(status, 0) for status in ENDED)
     total = sum(outcomes.values())
     return {
         "benchmark": "consortium", "machine": machine(), "load_average_1m": load_average(),
@@ -203,7 +204,7 @@ async def _report(run: Run, devices: list[str], args: argparse.Namespace, report
         "ended_percent": round(100 * ended / total, 2) if total else None,
         "fault_to_repair_s": {k: {"p50": _percentile(v, 0.5), "p99": _percentile(v, 0.99), "n": len(v)}
                               for k, v in latencies.items()},
-        "chain_windows_s": {"auction_commit_plus_reveal": (params["commit_ms"] + params["reveal_ms"]) / 1000,
+        "chain_windows_s": {"auction_commit_plus_reveal": (args.commit_ms + args.reveal_ms) / 1000,
                             "service_deadline": args.service_ms / 1000},
         "messages_refused": refused, "messages_rejected": rejected,
         "stuck_deposits": len(set(stuck)), "lost_flows": len(lost), "restarted": run.restarts,
@@ -222,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10, help="how long devices keep failing")
     parser.add_argument("--fault-rate", type=float, default=0.2, help="faults per device per minute (mean)")
     parser.add_argument("--service-ms", type=int, default=60_000, help="DSC service deadline")
+    parser.add_argument("--commit-ms", type=int, default=5_000, help="DSC sealed-bid window")
+    parser.add_argument("--reveal-ms", type=int, default=5_000, help="DSC public-offer window")
     parser.add_argument("--seed", type=int, default=7, help="fault schedule seed")
     parser.add_argument("--paillier-bits", type=int, default=2048, help="Paillier modulus of every party")
     parser.add_argument("--kill", action="store_true", help="stop and restart one service of each role halfway")

@@ -181,7 +181,9 @@ def consortium_init(directory: Path, *, vendors: int, suppliers: int, devices: i
         role = name.split("-")[0].replace("phone", "smartphone")
         crew_of = f"crew-{name}"
         save_identity(ids[name], agents / f"{name}.keys.json")
-        lines = [f"role = {toml_value(role)}", f"name = {toml_value(name)}", f"rpc = {toml_value(rpc)}",
+        first = port_offset % len(rpc)  # parties spread over the nodes (each node bounds connections per client)
+        lines = [f"role = {toml_value(role)}", f"name = {toml_value(name)}",
+                 f"rpc = {toml_value(rpc[first:] + rpc[:first])}",
                  'genesis = "../cluster/genesis.toml"', f'keys = "{name}.keys.json"', f'state = "{name}.sqlite"',
                  'inbox_host = "127.0.0.1"', f"inbox_port = {base_port + 200 + port_offset}", "poll_ms = 1000", ""]
         if role in ("vendor", "supplier"):

@@ -270,8 +270,9 @@ class NodeService(Service):
         elif request.status == DISPUTED and request.node == me:
             await self.expire_if_due(request_id, request, now)
         elif request.status == COMPLETED and request.node == me and not state.get("done"):
-            if not request.rated_by_node:
+            if not request.rated_by_node and not state.get("rated"):
                 await self.agent.tx(Dsc.rate(request_id, 90), proto.label_of(_flow(request), NODE, "dsc.rate"))
+                self.store.update(request_id, rated=True)
             self.counters.flows_finished += 1
             self.store.update(request_id, done=True)
         elif state and not state.get("done"):
@@ -365,9 +366,10 @@ class NodeService(Service):
             await self.deliver_once(self.crew, Payload(request_id, proto.label_of(flow, NODE, "briefing"), "briefing",
                                                        briefing), CREW)
             state = self.store.update(request_id, briefed=True)
-        if state.get("briefed") and not request.node_done \
+        if state.get("briefed") and not request.node_done and not state.get("done_reported") \
                 and await self.device_logged(request_id, CREW_STEP, request.device):
             await self.agent.tx(Dsc.report_done(request_id), proto.label_of(flow, NODE, "dsc.report_done"))
+            self.store.update(request_id, done_reported=True)
 
 
 class CrewService(Service):
@@ -497,7 +499,8 @@ class DeviceService(Service):
             self.agent.apply_repair(policy)
             state = self.store.update(request_id, repaired=True, firmware=self.agent.firmware, repaired_ms=now_ms())
             self._count_repair(state)
-        if state.get("repaired"):
+        # a proof may trail the last block by one: the store says whether complete was sent
+        if state.get("repaired") and not state.get("complete_tx"):
             receipt = await self.agent.tx(Dsc.complete(request_id, bytes.fromhex(state["failure_hash"])),
                                           proto.label_of(flow, DEVICE, "dsc.complete"))
             self.store.update(request_id, complete_tx=receipt["transactionHash"])
@@ -542,8 +545,9 @@ class DeviceService(Service):
             if not state.get("reported"):
                 await self._report(request_id, state, flow)
         else:
-            if not request.rated_by_requester:
+            if not request.rated_by_requester and not state.get("rated"):
                 await self.agent.tx(Dsc.rate(request_id, self.rating), proto.label_of(flow, DEVICE, "dsc.rate"))
+                self.store.update(request_id, rated=True)
             body = {"request": request_id, "node": "0x" + request.node.hex(), "price": request.price,
                     "firmware": state.get("firmware", self.agent.firmware),
                     "complete_tx": state.get("complete_tx", "")}
@@ -596,15 +600,17 @@ class PhoneService(Service):
         if request.status == ASSIGNED and failure_hash:
             confirm = "maintenance_report" in inbox if request.in_warranty else \
                 await self.device_logged(request_id, CREW_STEP, request.device)
-            if confirm:
+            if confirm and not self.store.request(request_id).get("confirmed"):
                 await self.agent.tx(Dsc.complete(request_id, bytes.fromhex(failure_hash)),
                                     proto.label_of(flow, PHONE, "dsc.complete"))
+                self.store.update(request_id, confirmed=True)
             return False
         if request.status != COMPLETED or "maintenance_report" not in inbox:
             return False
         label = proto.label_of(flow, PHONE, "dsc.rate")
-        if not request.rated_by_requester:
+        if not request.rated_by_requester and not self.store.request(request_id).get("rated"):
             await self.agent.tx(Dsc.rate(request_id, self.rating), label)
+            self.store.update(request_id, rated=True)
         if not self.store.request(request_id).get("logged"):
             await self.agent.log_hash(request_id, label, self.received_hash(request_id, "maintenance_report"))
             self.store.update(request_id, logged=True)
