@@ -781,7 +781,9 @@ class Replica:
         self._retransmits = 0
         if self._busy_since is not None:
             started = max(self._busy_since, self._last_final_ms or self._busy_since)
-            self._cycle_ms = (3 * self._cycle_ms + (now_ms - started)) // 4
+            # Up at once, down slowly: one long cycle already says this machine is slow now.
+            cycle = now_ms - started
+            self._cycle_ms = max(cycle, (3 * self._cycle_ms + cycle) // 4)
         self._last_final_ms = now_ms
         self._join_certified_view(final, actions)
         if not self._current(self._entry):
