@@ -52,7 +52,9 @@ def test_percentile_and_sender_count() -> None:
 def test_a_burst_of_3000_transfers_goes_through_without_a_view_change() -> None:
     """Marked slow: whether a view changes depends on the machine's load (two busy loops
     beside it made it fail one run in two), so it is a regression check for `make
-    test-all` and bench.overload reports the same count, not a default test. Issue 12's `bench --nodes 3 --txs 3000` at 47-61 tx/s with a 57 s gap after block 1:
+    test-all` and bench.overload reports the same count, not a default test.
+
+    Issue 12's `bench --nodes 3 --txs 3000` ran at 47-61 tx/s with a 57 s gap after block 1:
     the followers suspected a working primary (its FINAL left only after it built the next
     block, and their stall clocks ran on a time from before their own execution), so views
     churned. A burst must now leave the view alone."""
