@@ -10,6 +10,9 @@ entries leave when their block is final, and a restarted node admits them again.
 An entry whose transaction is dropped without becoming final (its nonce was taken by
 another transaction, say) is refused on reload and removed then; `compact` removes such
 entries while the node runs, so the journal stays about the size of the mempool.
+
+The hashes held are also kept in memory (loaded once at open): most final blocks carry
+none of this node's acknowledged transactions, and `forget` then writes nothing.
 """
 
 from __future__ import annotations
@@ -25,21 +28,28 @@ class MempoolJournal:
     def __init__(self, env: lmdb.Environment) -> None:
         self._env = env
         self._db = env.open_db(b"mempool")
+        with env.begin(db=self._db) as txn:
+            self._held = {bytes(key) for key in txn.cursor().iternext(keys=True, values=False)}
 
     def record(self, entries: Iterable[tuple[Hash32, bytes]]) -> None:
         """Write (hash, raw) pairs in one durable transaction (raises lmdb.Error)."""
+        entries = list(entries)
         with self._env.begin(db=self._db, write=True) as txn:
             for tx_hash, raw in entries:
                 txn.put(tx_hash, raw)
+        self._held.update(tx_hash for tx_hash, _ in entries)
 
     def forget(self, tx_hashes: Iterable[Hash32]) -> None:
+        held = [tx_hash for tx_hash in tx_hashes if tx_hash in self._held]
+        if not held:
+            return
         with self._env.begin(db=self._db, write=True) as txn:
-            for tx_hash in tx_hashes:
+            for tx_hash in held:
                 txn.delete(tx_hash)
+        self._held.difference_update(held)
 
     def __len__(self) -> int:
-        with self._env.begin(db=self._db) as txn:
-            return int(txn.stat(self._db)["entries"])
+        return len(self._held)
 
     def entries(self) -> list[tuple[Hash32, bytes]]:
         with self._env.begin(db=self._db) as txn:
@@ -47,8 +57,6 @@ class MempoolJournal:
 
     def compact(self, keep: Callable[[Hash32], bool]) -> int:
         """Remove the entries `keep` refuses; how many went."""
-        with self._env.begin(db=self._db, write=True) as txn:
-            stale = [bytes(key) for key in txn.cursor().iternext(keys=True, values=False) if not keep(bytes(key))]
-            for key in stale:
-                txn.delete(key)
+        stale = [tx_hash for tx_hash in self._held if not keep(tx_hash)]
+        self.forget(stale)
         return len(stale)

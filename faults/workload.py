@@ -11,6 +11,7 @@ when asked.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import random
 from typing import Any
 
@@ -280,6 +281,7 @@ class RateLoad:
 
     async def resolve(self, node: int) -> None:
         """Complete every acknowledged op from its final receipt, read from `node`."""
+        reached = self._first_reached()
         for start in range(0, len(self.acked), RECEIPT_BATCH):
             chunk = self.acked[start:start + RECEIPT_BATCH]
             replies = await self.cluster.batch(node, [("tx_receipt", [op.tx, 0]) for op in chunk], timeout_s=30)
@@ -290,9 +292,14 @@ class RateLoad:
                     continue
                 self.history.complete(op, OK, f"status {receipt['status']}", receipt["blockNumber"],
                                       receipt["blockHash"])
-                op.complete = self._first_seen(receipt["blockNumber"], op.invoke)
+                seen = bisect.bisect_left(reached, (receipt["blockNumber"], -1.0))
+                op.complete = max(op.invoke, reached[seen][1] if seen < len(reached) else self.history.now())
 
-    def _first_seen(self, height: int, after: float) -> float:
-        """When a sampled node first reported `height` (the commit time, within a sample)."""
-        return min((s.time for s in self.history.samples if s.height >= height and s.time >= after),
-                   default=self.history.now())
+    def _first_reached(self) -> list[tuple[int, float]]:
+        """(height, when a sampled node first reported it or more), heights rising: the
+        commit time of a block, within a sample; one pass over the samples, not one per op."""
+        reached: list[tuple[int, float]] = []
+        for sample in sorted(self.history.samples, key=lambda s: s.time):
+            if not reached or sample.height > reached[-1][0]:
+                reached.append((sample.height, sample.time))
+        return reached

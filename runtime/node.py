@@ -63,7 +63,17 @@ from runtime import logfilter
 from runtime.config import NodeConfig, check_limits
 from runtime.ledger_app import LedgerApp
 from runtime.metrics import NodeMetrics
-from runtime.txrelay import RELAY_TYPES, TX_GET, TX_INV, TXS, HashLru, Outgoing, TxRelay
+from runtime.txrelay import (
+    INV_HASHES_MAX,
+    RELAY_TYPES,
+    TX_BATCH_MAX,
+    TX_GET,
+    TX_INV,
+    TXS,
+    HashLru,
+    Outgoing,
+    TxRelay,
+)
 from vm import Engine
 
 log = logging.getLogger("gridchain.node")
@@ -312,7 +322,7 @@ class Node:
         transaction; copies of what this node has are recognised by hash and dropped."""
         kind = message["type"]
         if kind == TXS:
-            for raw in _byte_strings(message.get("raw"), "raw"):
+            for raw in _byte_strings(message.get("raw"), "raw", TX_BATCH_MAX):
                 self._queue_relayed(peer, raw)
         elif kind == TX_INV:
             self._send_relay(self.relay.wanted(peer, _hashes(message), self._has_transaction, now))
@@ -328,6 +338,10 @@ class Node:
         return rlp.encode(tx) if tx is not None else None
 
     def _queue_relayed(self, peer: bytes, raw: bytes) -> None:
+        if len(raw) > self.genesis.limits.tx_bytes_max:
+            # No block may hold it: refused before even hashing (a 4 MiB string costs ~10 ms).
+            self.metrics.rejected_txs.labels(reason="oversize").inc()
+            return
         tx_hash = keccak256(raw)  # = Transaction.hash: strict rlp has one encoding per value
         self.relay.mark_held(peer, tx_hash)
         if self._has_transaction(tx_hash):
@@ -574,14 +588,20 @@ class Node:
 
 
 
-def _byte_strings(value: object, field: str) -> list[bytes]:
+def _byte_strings(value: object, field: str, count_max: int) -> list[bytes]:
+    """A list of byte strings no longer than a sender following TxRelay ever makes: a
+    longer one (a `tx_get` of 65,536 hashes, say) would make this node do and send far more
+    than the message cost its author."""
     if not isinstance(value, list) or not all(isinstance(item, bytes) for item in value):
         raise InvalidMessage(DecodeReason.BAD_RELAY_MESSAGE, f"{field} is not a list of byte strings")
+    if len(value) > count_max:
+        raise InvalidMessage(DecodeReason.BAD_RELAY_MESSAGE,
+                             f"{len(value)} {field} in one message, at most {count_max}")
     return value
 
 
 def _hashes(message: dict) -> list[bytes]:
-    hashes = _byte_strings(message.get("hashes"), "hashes")
+    hashes = _byte_strings(message.get("hashes"), "hashes", INV_HASHES_MAX)
     if any(len(h) != 32 for h in hashes):
         raise InvalidMessage(DecodeReason.BAD_RELAY_MESSAGE, "a hash is not 32 bytes")
     return hashes

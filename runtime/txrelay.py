@@ -185,11 +185,9 @@ class TxRelay:
                 for i in range(0, len(ask), INV_HASHES_MAX)]
 
     def answer(self, peer: PeerId, hashes: Iterable[bytes], raw_of: Callable[[bytes], bytes | None]) -> Outgoing:
-        """A peer asked for `hashes`: send those still pending here (`raw_of` gives them)."""
-        hashes = list(hashes)
+        """A peer asked for `hashes`: send those still pending here (`raw_of` gives them).
+        Sending is no proof the peer holds them (a lossy link), so they stay unmarked."""
         raws = [raw for h in hashes if (raw := raw_of(h)) is not None]
-        for h in hashes:
-            self.mark_held(peer, h)
         return [(peer, message) for message in _txs_messages(raws)]
 
     def _expire_requests(self, now_ms: int) -> None:

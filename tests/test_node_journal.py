@@ -28,6 +28,7 @@ def test_journal_records_forgets_and_compacts(tmp_path: Path) -> None:
     assert sorted(raw for _, raw in journal.entries()) == [b"three", b"two"]
     assert journal.compact(lambda tx_hash: tx_hash == b"\x02" * 32) == 1
     assert journal.entries() == [(b"\x02" * 32, b"two")]
+    assert len(MempoolJournal(env)) == 1  # reopened: what is held is read back from disk
     env.close()
 
 

@@ -108,3 +108,17 @@ def test_crafted_blocks_meet_only_ledger_errors_in_the_real_ledger(node):
             outcomes[tag or "well-formed"] += 1
     assert outcomes["block-transactions"] > 0, outcomes  # junk transactions were executed, and refused
     assert node.chain.height == situation.height
+
+
+def test_relay_messages_beyond_what_txrelay_sends_are_refused_without_work(node, monkeypatch) -> None:
+    """A `tx_get` of 65,536 hashes (amplification), a `txs` of 10,000 entries, and a 1 MiB
+    string posing as a transaction: refused or dropped before any decoding or hashing."""
+    peer = node.bookkeepers[1]
+    sent: list = []
+    monkeypatch.setattr(node.network, "send", lambda p, message: sent.append(message) or True)
+    node._handle_guarded(peer, {"type": "tx_get", "hashes": [b"\x01" * 32] * 65_536}, 0)
+    node._handle_guarded(peer, {"type": "txs", "raw": [b"\x80"] * 10_000}, 0)
+    assert _metric(node, "gridchain_rejected_messages_total") == {'{reason="bad-relay-message"}': 2.0}
+    node._handle_guarded(peer, {"type": "txs", "raw": [b"\x00" * (1 << 20)]}, 0)
+    assert not node.backlog and not sent
+    assert _metric(node, "gridchain_rejected_transactions_total") == {'{reason="oversize"}': 1.0}
