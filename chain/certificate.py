@@ -24,7 +24,7 @@ from itertools import combinations
 import rlp
 
 from chain.errors import InvalidCertificate
-from chain.types import CommitCertificate
+from chain.types import CommitCertificate, Vote
 from crypto.hashing import Hash32
 from crypto.keys import is_valid_signature
 
@@ -80,10 +80,8 @@ def verify_certificate(
         raise InvalidCertificate(
             f"votes from {sorted(voters)}, view {certificate.view} needs {list(group)}"
         )
-    message = commit_message(chain_id, certificate.view, height, block_hash)
-    for vote in certificate.votes:
-        if not is_valid_signature(bookkeepers[vote.replica], vote.signature, message):
-            raise InvalidCertificate(f"bad signature from bookkeeper {vote.replica}")
+    _check_signatures(certificate.votes, commit_message(chain_id, certificate.view, height, block_hash),
+                      bookkeepers, "signature")
 
 
 def verify_finality(
@@ -105,7 +103,11 @@ def verify_finality(
         raise InvalidCertificate(
             f"finality signed by {named}, view {certificate.view} needs {list(signers)}"
         )
-    message = final_message(chain_id, certificate.view, height, block_hash)
-    for vote in certificate.finality:
+    _check_signatures(certificate.finality, final_message(chain_id, certificate.view, height, block_hash),
+                      bookkeepers, "finality signature")
+
+
+def _check_signatures(votes: list[Vote], message: bytes, bookkeepers: list[bytes], what: str) -> None:
+    for vote in votes:
         if not is_valid_signature(bookkeepers[vote.replica], vote.signature, message):
-            raise InvalidCertificate(f"bad finality signature from bookkeeper {vote.replica}")
+            raise InvalidCertificate(f"bad {what} from bookkeeper {vote.replica}")
