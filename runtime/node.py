@@ -321,13 +321,16 @@ class Node:
         """Transactions, inventories and requests from a peer: nothing here decodes a
         transaction; copies of what this node has are recognised by hash and dropped."""
         kind = message["type"]
+        over_rate = self.relay.over_rate
         if kind == TXS:
             for raw in _byte_strings(message.get("raw"), "raw", TX_BATCH_MAX):
                 self._queue_relayed(peer, raw)
         elif kind == TX_INV:
             self._send_relay(self.relay.wanted(peer, _hashes(message), self._has_transaction, now))
         elif kind == TX_GET:
-            self._send_relay(self.relay.answer(peer, _hashes(message), self._pending_raw))
+            self._send_relay(self.relay.answer(peer, _hashes(message), self._pending_raw, now))
+        if self.relay.over_rate > over_rate:
+            self.metrics.rejected_messages.labels(reason="relay-rate").inc(self.relay.over_rate - over_rate)
 
     def _has_transaction(self, tx_hash: bytes) -> bool:
         return (tx_hash in self.mempool or tx_hash in self.backlog_hashes or tx_hash in self.rejected_recent

@@ -8,6 +8,11 @@ with the interval doubling each time, and a peer that lacks it asks for it (`tx_
 a backlog costs 32 bytes per transaction and announcement, never a decode: the re-sent
 whole transactions that made a backlog collapse the chain (issue 10) are gone.
 
+Each frame is bounded in count and bytes, and so is each peer's *rate*: the hashes it may
+announce or ask for and the bytes of answers it may draw per second (token buckets). Past
+them its requests are dropped (counted), so a peer repeating `tx_get` as fast as it can
+write costs this node no more than its budget; an honest peer never comes near it.
+
 What a peer holds is learnt from what it sent us (a transaction, or a hash in its
 inventory). What we pushed to it is not proof: a link may lose frames and keep the TCP
 connection (a partition), which is why announcements go on until the peer shows it.
@@ -22,6 +27,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from runtime.ratelimit import TokenBucket
 
 TXS = "txs"  # {"raw": [rlp bytes]}: whole transactions
 TX_INV = "tx_inv"  # {"hashes": [32 bytes]}: transactions the sender holds
@@ -55,6 +62,13 @@ class RelayLimits:
     request_timeout_ms: int = field(default=5_000, metadata=POSITIVE)  # then another peer may be asked
     # refused transactions remembered by hash, so a copy from another peer is not checked again
     rejected_recent_max: int = field(default=16_384, metadata=POSITIVE)
+    # hashes one peer may announce (tx_inv) or ask for (tx_get) per second, and at once (its
+    # first inventory after connecting lists everything pending there: up to the mempool's size)
+    peer_hashes_per_s_max: int = field(default=16_384, metadata=POSITIVE)
+    peer_hashes_burst_max: int = field(default=65_536, metadata=POSITIVE)
+    # bytes of transactions sent per second in answer to one peer's tx_get, and at once
+    peer_answer_bytes_per_s_max: int = field(default=8 << 20, metadata=POSITIVE)
+    peer_answer_bytes_burst_max: int = field(default=32 << 20, metadata=POSITIVE)
 
     def __post_init__(self) -> None:
         if self.reannounce_first_ms > self.reannounce_max_ms:
@@ -97,6 +111,9 @@ class TxRelay:
         self._pending: OrderedDict[bytes, _Pending] = OrderedDict()
         self._push: list[tuple[bytes, bytes, PeerId | None]] = []  # (hash, raw, origin) admitted this turn
         self._requested: OrderedDict[bytes, int] = OrderedDict()  # hash -> when asked, ms
+        self._hash_budget: dict[PeerId, TokenBucket] = {}
+        self._answer_budget: dict[PeerId, TokenBucket] = {}
+        self.over_rate = 0  # requests dropped because their peer was over its budget (metrics)
 
     # --- peers -----------------------------------------------------------------------------
     def peer_up(self, peer: PeerId) -> Outgoing:
@@ -106,6 +123,8 @@ class TxRelay:
 
     def peer_down(self, peer: PeerId) -> None:
         self._known.pop(peer, None)
+        self._hash_budget.pop(peer, None)
+        self._answer_budget.pop(peer, None)
 
     def peers(self) -> int:
         return len(self._known)
@@ -171,6 +190,9 @@ class TxRelay:
                now_ms: int) -> Outgoing:
         """A peer announced `hashes`: ask it for those this node lacks (`have(h)` false) and
         has not asked of anyone in the last request_timeout_ms."""
+        hashes = list(hashes)
+        if not self._within_hash_budget(peer, len(hashes), now_ms):
+            return []
         self._expire_requests(now_ms)
         ask: list[bytes] = []
         for tx_hash in hashes:
@@ -184,11 +206,38 @@ class TxRelay:
         return [(peer, {"type": TX_GET, "hashes": ask[i:i + INV_HASHES_MAX]})
                 for i in range(0, len(ask), INV_HASHES_MAX)]
 
-    def answer(self, peer: PeerId, hashes: Iterable[bytes], raw_of: Callable[[bytes], bytes | None]) -> Outgoing:
-        """A peer asked for `hashes`: send those still pending here (`raw_of` gives them).
-        Sending is no proof the peer holds them (a lossy link), so they stay unmarked."""
-        raws = [raw for h in hashes if (raw := raw_of(h)) is not None]
+    def answer(self, peer: PeerId, hashes: Iterable[bytes], raw_of: Callable[[bytes], bytes | None],
+               now_ms: int) -> Outgoing:
+        """A peer asked for `hashes`: send those still pending here (`raw_of` gives them),
+        as far as the peer's answer budget goes. Sending is no proof the peer holds them (a
+        lossy link), so they stay unmarked."""
+        hashes = list(hashes)
+        if not self._within_hash_budget(peer, len(hashes), now_ms):
+            return []
+        budget = self._answer_budget.get(peer)
+        if budget is None:
+            budget = self._answer_budget[peer] = TokenBucket(
+                self.limits.peer_answer_bytes_per_s_max, self.limits.peer_answer_bytes_burst_max, now_ms)
+        raws: list[bytes] = []
+        for tx_hash in hashes:
+            raw = raw_of(tx_hash)
+            if raw is None:
+                continue
+            if not budget.take(len(raw), now_ms):
+                self.over_rate += 1
+                break  # the rest waits for the peer's next request (it asks again after a timeout)
+            raws.append(raw)
         return [(peer, message) for message in _txs_messages(raws)]
+
+    def _within_hash_budget(self, peer: PeerId, count: int, now_ms: int) -> bool:
+        budget = self._hash_budget.get(peer)
+        if budget is None:
+            budget = self._hash_budget[peer] = TokenBucket(
+                self.limits.peer_hashes_per_s_max, self.limits.peer_hashes_burst_max, now_ms)
+        if budget.take(count, now_ms):
+            return True
+        self.over_rate += 1
+        return False
 
     def _expire_requests(self, now_ms: int) -> None:
         cutoff = now_ms - self.limits.request_timeout_ms

@@ -122,3 +122,18 @@ def test_relay_messages_beyond_what_txrelay_sends_are_refused_without_work(node,
     node._handle_guarded(peer, {"type": "txs", "raw": [b"\x00" * (1 << 20)]}, 0)
     assert not node.backlog and not sent
     assert _metric(node, "gridchain_rejected_transactions_total") == {'{reason="oversize"}': 1.0}
+
+
+def test_a_peer_repeating_tx_get_is_held_to_its_budget(node, monkeypatch) -> None:
+    """Each `tx_get` is bounded (4,096 hashes), but a peer may repeat it as fast as it
+    writes: past its per-second budget the requests are dropped and counted, unanswered."""
+    peer = node.bookkeepers[1]
+    looked_up: list[bytes] = []
+    monkeypatch.setattr(node, "_pending_raw", lambda h: looked_up.append(h) or b"\xc0")
+    monkeypatch.setattr(node.network, "send", lambda p, message: True)
+    request = {"type": "tx_get", "hashes": [bytes([i % 256]) * 32 for i in range(4_096)]}
+    for _ in range(100):
+        node._handle_guarded(peer, request, 0)
+    limits = node.config.relay
+    assert len(looked_up) == limits.peer_hashes_burst_max  # 16 requests; the other 84 cost nothing
+    assert _metric(node, "gridchain_rejected_messages_total") == {'{reason="relay-rate"}': 84.0}

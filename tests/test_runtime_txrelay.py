@@ -88,7 +88,7 @@ def test_a_peer_that_announced_a_transaction_is_not_pushed_it() -> None:
 def test_answers_carry_only_pending_transactions() -> None:
     relay = _relay()
     pending = {_hash(1): b"raw1"}
-    assert relay.answer(A, [_hash(1), _hash(2)], pending.get) == [(A, {"type": TXS, "raw": [b"raw1"]})]
+    assert relay.answer(A, [_hash(1), _hash(2)], pending.get, now_ms=0) == [(A, {"type": TXS, "raw": [b"raw1"]})]
 
 
 def test_a_new_peer_gets_the_inventory_in_bounded_frames() -> None:
@@ -98,3 +98,34 @@ def test_a_new_peer_gets_the_inventory_in_bounded_frames() -> None:
     frames = relay.peer_up(C)
     assert [len(m["hashes"]) for _, m in frames] == [INV_HASHES_MAX, 1]
     assert {peer for peer, _ in frames} == {C}
+
+
+def test_a_peer_repeating_requests_is_held_to_its_hash_budget() -> None:
+    relay = _relay(peer_hashes_per_s_max=1_000, peer_hashes_burst_max=2_000)
+    pending = {_hash(i): b"r" for i in range(1_000)}
+    asked = list(pending)
+    answered = sum(bool(relay.answer(A, asked, pending.get, now_ms=0)) for _ in range(10))
+    assert answered == 2 and relay.over_rate == 8  # the burst holds two requests of 1,000
+    assert relay.answer(B, asked, pending.get, now_ms=0) != []  # another peer has its own budget
+    assert relay.answer(A, asked, pending.get, now_ms=999) == []  # 999 hashes refilled: short of 1,000
+    assert relay.answer(A, asked, pending.get, now_ms=1_000) != []
+    assert relay.wanted(A, asked, lambda h: False, now_ms=1_000) == []  # announcing draws on it too
+
+
+def test_answers_stop_at_the_peers_byte_budget() -> None:
+    relay = _relay(peer_answer_bytes_per_s_max=1_000, peer_answer_bytes_burst_max=2_500)
+    pending = {_hash(i): bytes(1_000) for i in range(5)}
+    first = relay.answer(A, list(pending), pending.get, now_ms=0)
+    assert [len(m["raw"]) for _, m in first] == [2] and relay.over_rate == 1
+    assert relay.answer(A, list(pending), pending.get, now_ms=1) == []  # 501 bytes: not one more
+    later = relay.answer(A, list(pending), pending.get, now_ms=2_000)
+    assert [len(m["raw"]) for _, m in later] == [2]
+
+
+def test_a_reconnected_peer_starts_with_a_full_budget() -> None:
+    relay = _relay(peer_hashes_per_s_max=1, peer_hashes_burst_max=10)
+    assert relay.wanted(A, [_hash(i) for i in range(10)], lambda h: True, now_ms=0) == []
+    assert relay.wanted(A, [_hash(11)], lambda h: False, now_ms=0) == [] and relay.over_rate == 1
+    relay.peer_down(A)
+    relay.peer_up(A)
+    assert relay.wanted(A, [_hash(11)], lambda h: False, now_ms=0) == [(A, {"type": TX_GET, "hashes": [_hash(11)]})]
