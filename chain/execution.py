@@ -24,7 +24,7 @@ from chain.validation import SignatureCache, check_transaction
 from chain.values import big_endian
 from crypto.hashing import Hash32
 from vm.context import BlockEnv
-from vm.engine import Engine
+from vm.engine import CallOutput, Engine
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,17 @@ def encode_receipt(receipt: Receipt) -> bytes:
     return encode_raw([big_endian(receipt.status), big_endian(receipt.gas_used), events, receipt.error])
 
 
+def make_receipt(output: CallOutput) -> Receipt:
+    """The ledger's record of a call (execution-specs' make_receipt): the engine reports
+    what the call did, the ledger decides how that is recorded and hashed."""
+    return Receipt(int(output.succeeded), output.gas_used, output.events, output.error)
+
+
 def apply_transaction(state: State, tx: Transaction, engine: Engine, env: BlockEnv,
                       block_gas_left: int) -> Receipt:
     """Stateful checks, nonce bump, then the call. Raises InvalidTransaction (the block is
-    invalid) before any write; a failing call gives a receipt with status 0 instead."""
+    invalid) before any write; a reverted call gives a receipt with status 0 instead, and a
+    bug in a contract raises InternalError (vm/errors.py): the block is not applied."""
     account = state.account(tx.sender_address)
     if account is None:
         raise InvalidTransaction("unknown-sender", f"0x{tx.sender_address.hex()} has no account")
@@ -66,7 +73,7 @@ def apply_transaction(state: State, tx: Transaction, engine: Engine, env: BlockE
     if tx.gas_limit > block_gas_left:
         raise InvalidTransaction("block-gas", f"gas limit {tx.gas_limit} > {block_gas_left} left")
     state.set_account(tx.sender_address, Account(account.nonce + 1, account.balance))
-    return engine.execute(state, tx, env)
+    return make_receipt(engine.execute(state, tx, env))
 
 
 class Executor:
@@ -98,7 +105,7 @@ class Executor:
                 raise InvalidBlock(f"transaction {index} invalid ({exc})") from exc
             gas_used += receipt.gas_used
             receipts.append(receipt)
-        receipts.append(self.engine.end_block(state, env))
+        receipts.append(make_receipt(self.engine.end_block(state, env)))
         state_root = state.flush()
         tx_root = ordered_trie_root(nodes, [rlp.encode(tx) for tx in block.transactions])
         receipt_root = ordered_trie_root(nodes, [encode_receipt(r) for r in receipts])
@@ -147,7 +154,7 @@ class Executor:
             receipts.append(receipt)
             gas_used += receipt.gas_used
             body_bytes += size
-        receipts.append(self.engine.end_block(state, env))
+        receipts.append(make_receipt(self.engine.end_block(state, env)))
         header = draft.copy(
             state_root=state.flush(),
             transaction_root=ordered_trie_root(nodes, [rlp.encode(tx) for tx in included]),

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from chain.chain import Chain
+from chain.execution import make_receipt
 from chain.genesis import Genesis
 from chain.store import ChainStore
 from chain.types import ZERO_HASH, Receipt, Transaction
@@ -134,8 +135,8 @@ class DirectChain:
         self.now_ms = max(self.now_ms, self._last_block_ms + 1)
         self._last_block_ms = self.now_ms
         env = BlockEnv(self.number, self.now_ms, ZERO_HASH, CHAIN_ID)
-        receipts = [self.engine.execute(self.state, self._transaction(call), env) for call in calls]
-        return [*receipts, self.engine.end_block(self.state, env)]
+        outputs = [self.engine.execute(self.state, self._transaction(call), env) for call in calls]
+        return [make_receipt(output) for output in [*outputs, self.engine.end_block(self.state, env)]]
 
     def send(self, sender: str, to: Address, method: str, args: list[Value], value: int = 0) -> Receipt:
         return self.block([Call(sender, to, method, args, value)])[0]

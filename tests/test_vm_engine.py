@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts.addresses import TOKEN
-from tests.support import BALANCE, DevChain
+from chain.chain import Chain
+from chain.genesis import Genesis
+from chain.store import ChainStore
+from contracts import build_contracts
+from contracts.addresses import DSC, TOKEN
+from tests.support import BALANCE, DevChain, genesis_dict, key
+from vm import CallContext, Engine, NativeContract, method
 from vm import fixedpoint as fp
+from vm.contract import well_known_address
+from vm.errors import InternalError, Revert
 
 
 def test_bad_arguments_and_unknown_method_fail_the_receipt(devchain: DevChain) -> None:
@@ -23,6 +32,51 @@ def test_bad_arguments_and_unknown_method_fail_the_receipt(devchain: DevChain) -
     reasons = [r.error.decode().split(":")[0] for r in executed.receipts[:4]]
     assert reasons == ["bad-arguments", "unknown-method", "unknown-contract", "read-only"]
     assert all(r.status == 0 for r in executed.receipts[:4])
+
+
+class Faulty(NativeContract):
+    """A contract with a revert (its own rule) and a bug (an exception no rule raises)."""
+
+    name = "faulty"
+    address = well_known_address(99)
+
+    @method
+    def refuse(self, ctx: CallContext) -> None:
+        ctx.set(b"k", b"1")
+        raise Revert("refused", "by rule")
+
+    @method
+    def crash(self, ctx: CallContext) -> None:
+        ctx.set(b"k", b"1")
+        {}["missing"]  # a bug: KeyError
+
+
+def faulty_devchain(directory: Path) -> DevChain:
+    keys = [key(1)]
+    genesis = Genesis.from_dict(genesis_dict(keys))
+    engine = Engine([*build_contracts(genesis.contracts), Faulty()])
+    return DevChain(Chain(ChainStore(directory), genesis, engine), keys)
+
+
+def test_a_revert_fails_the_receipt_but_a_bug_fails_the_block(tmp_path: Path) -> None:
+    dev = faulty_devchain(tmp_path)
+    a = dev.accounts[0]
+    executed = dev.commit([dev.tx(a, Faulty.address, "refuse", [])])
+    assert executed.receipts[0].status == 0 and executed.receipts[0].error == b"refused: by rule"
+    height = dev.chain.height
+    with pytest.raises(InternalError) as info:
+        dev.commit([dev.tx(a, Faulty.address, "crash", [])])
+    assert (info.value.contract, info.value.method) == ("faulty", "crash")
+    assert isinstance(info.value.__cause__, KeyError)
+    assert dev.chain.height == height  # nothing was applied
+
+
+def test_an_integer_argument_out_of_range_is_the_callers_error(devchain: DevChain) -> None:
+    a = devchain.accounts[0]
+    # DSC keys a request by its id as 8 bytes: 2**70 cannot be one
+    executed = devchain.commit([devchain.tx(a, DSC, "withdraw", [2**70])])
+    assert executed.receipts[0].status == 0
+    assert executed.receipts[0].error.startswith(b"bad-arguments: integer argument out of range")
 
 
 def test_out_of_gas_reverts_and_charges_the_limit(devchain: DevChain) -> None:

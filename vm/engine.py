@@ -1,29 +1,45 @@
 """Runs native contract calls: intrinsic gas, value transfer, dispatch by method name with
-typed arguments, and all-or-nothing writes (a failing call is reverted whole and its
-receipt carries the reason). Also runs the end-of-block hooks and read-only views.
+typed arguments, and all-or-nothing writes (a reverted call is undone whole and its output
+carries the reason). Also runs the end-of-block hooks and read-only views.
+
+The engine returns a `CallOutput`; the ledger makes its receipt of it (chain/execution.py
+`make_receipt`), so vm/ knows the records below it (values, state, events) and nothing of
+the transition above it. A contract's expected failure (`ContractError`) is a revert; any
+other exception is a bug and escapes as `InternalError` (vm/errors.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import rlp
 
 from chain.errors import DecodeError
 from chain.state import State
-from chain.types import Receipt, Transaction
+from chain.types import Event, Transaction
 from chain.values import Value
 from crypto.keys import Address
 from vm import gas
 from vm.context import BlockEnv, CallContext, GasMeter, TimedGasMeter, move_balance
 from vm.contract import NativeContract
-from vm.errors import BadArguments, ContractError, ReadOnly, UnknownContract, UnknownMethod
+from vm.errors import BadArguments, ContractError, InternalError, ReadOnly, UnknownContract, UnknownMethod
 
 log = logging.getLogger("gridchain.vm")
 
 CALL_DEPTH_MAX = 8
 VIEW_GAS_MAX = 50_000_000
+
+
+@dataclass(frozen=True)
+class CallOutput:
+    """What a transaction's call (or the end-of-block hooks) did."""
+
+    succeeded: bool
+    gas_used: int
+    events: list[Event]
+    error: bytes  # the revert reason, b"" when it succeeded
 
 
 class Engine:
@@ -41,9 +57,9 @@ class Engine:
         return contract
 
     # transactions -------------------------------------------------------------------------
-    def execute(self, state: State, tx: Transaction, block: BlockEnv) -> Receipt:
-        """Run `tx` (already checked and nonce-bumped by the ledger). Never raises for a
-        contract's failure: the receipt says what went wrong."""
+    def execute(self, state: State, tx: Transaction, block: BlockEnv) -> CallOutput:
+        """Run `tx` (already checked and nonce-bumped by the ledger). A revert is an output
+        that says what went wrong; a bug raises InternalError."""
         meter = GasMeter(tx.gas_limit)
         ctx = CallContext(self, state, block, tx.to, tx.sender_address, tx.sender_address,
                           tx.value, meter)
@@ -51,11 +67,13 @@ class Engine:
         try:
             meter.charge(gas.TX_BASE + gas.TX_BYTE * len(rlp.encode(tx)))
             self._dispatch(ctx, tx.method_name, tx.decoded_args)
-        except Exception as exc:  # noqa: BLE001 - any failure reverts the call (vm contract)
+        except REVERTS as exc:
             state.revert(mark)
-            return Receipt(0, meter.used, [], _reason(exc).encode())
+            return CallOutput(False, meter.used, [], _revert_reason(exc))
+        except Exception as exc:
+            raise InternalError(self._name(tx.to), tx.method_name, exc) from exc
         state.commit(mark)
-        return Receipt(1, meter.used, ctx.events, b"")
+        return CallOutput(True, meter.used, ctx.events, b"")
 
     def call(self, parent: CallContext, contract: Address, method: str, args: list[Value],
              value: int) -> Value:
@@ -88,9 +106,7 @@ class Engine:
         try:
             return self._run_view(ctx, name, args)
         except OverflowError as exc:
-            # Contracts turn integer arguments into fixed-width keys (int.to_bytes): an
-            # argument out of that range is the caller's error, not the contract's.
-            raise BadArguments(f"{name}: integer argument out of range ({exc})") from exc
+            raise BadArguments(f"{name}: {_out_of_range(exc)}") from exc
 
     def view(self, parent: CallContext, contract: Address, name: str, args: list[Value]) -> Value:
         """Another contract's view from inside a call, on the caller's state and gas meter."""
@@ -111,34 +127,47 @@ class Engine:
         return spec.function(target, ctx, *args)
 
     # end of block -----------------------------------------------------------------------
-    def end_block(self, state: State, block: BlockEnv) -> Receipt:
+    def end_block(self, state: State, block: BlockEnv) -> CallOutput:
         """Run every contract's end-of-block hook (policy triggers, deadlines) in address
         order. Its events form the block's last receipt, after the transactions'."""
         meter = GasMeter(gas.END_BLOCK_BUDGET)
-        events = []
-        status = 1
+        events: list[Event] = []
+        succeeded = True
         error = b""
         for address in sorted(self.contracts):
             ctx = CallContext(self, state, block, address, address, address, 0, meter)
             mark = state.snapshot()
             try:
                 self.contracts[address].end_block(ctx)
-            except Exception as exc:  # noqa: BLE001 - a hook failure reverts that hook only
+            except REVERTS as exc:  # a revert undoes that hook only
                 state.revert(mark)
-                status, error = 0, _reason(exc).encode()
+                succeeded, error = False, _revert_reason(exc)
                 log.warning("end-of-block hook of %s failed: %s", self.contracts[address].name, exc)
                 continue
+            except Exception as exc:
+                raise InternalError(self.contracts[address].name, "end_block", exc) from exc
             state.commit(mark)
             events.extend(ctx.events)
-        return Receipt(status, meter.used, events, error)
+        return CallOutput(succeeded, meter.used, events, error)
+
+    def _name(self, address: Address) -> str:
+        contract = self.contracts.get(address)
+        return contract.name if contract is not None else f"0x{address.hex()}"
 
 
-def _reason(exc: Exception) -> str:
+# What reverts a call: the contract's own errors, and arguments the engine could not take
+# (undecodable values, or integers a contract cannot turn into its fixed-width keys with
+# int.to_bytes: the caller's error, not the contract's).
+REVERTS = (ContractError, DecodeError, OverflowError)
+
+
+def _revert_reason(exc: Exception) -> bytes:
     if isinstance(exc, ContractError):
-        return str(exc)
-    if isinstance(exc, DecodeError):
-        return f"{BadArguments.reason}: {exc}"
-    # A bug in contract code: deterministic on every replica, so it fails the call rather
-    # than the node; the log says loudly that it happened.
-    log.error("contract raised %s: %s", type(exc).__name__, exc)
-    return f"internal-error: {type(exc).__name__}: {exc}"
+        return str(exc).encode()
+    if isinstance(exc, OverflowError):
+        return f"{BadArguments.reason}: {_out_of_range(exc)}".encode()
+    return f"{BadArguments.reason}: {exc}".encode()
+
+
+def _out_of_range(exc: OverflowError) -> str:
+    return f"integer argument out of range ({exc})"

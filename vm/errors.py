@@ -1,5 +1,7 @@
-"""Errors of the contract engine. Every one of them reverts the call that raised it and
-becomes the receipt's error reason; they never escape a block."""
+"""Errors of the contract engine. A `ContractError` is an expected failure: it reverts the
+call that raised it and becomes the receipt's error reason, it never escapes a block. An
+`InternalError` is a bug (Sawtooth's InternalError beside InvalidTransaction, style habit 2):
+it escapes, and the block is not applied."""
 
 from __future__ import annotations
 
@@ -50,3 +52,14 @@ class ReadOnly(ContractError):
 
 class InsufficientFunds(ContractError):
     reason = "insufficient-funds"
+
+
+class InternalError(Exception):
+    """A contract raised something no contract rule raises (a bug in contract or engine
+    code). Not a revert: a failed receipt would hide the bug, so the block that ran into it
+    is not applied and the node says so loudly."""
+
+    def __init__(self, contract: str, method: str, cause: BaseException) -> None:
+        super().__init__(f"{contract}.{method} raised {type(cause).__name__}: {cause}")
+        self.contract = contract
+        self.method = method
