@@ -54,6 +54,8 @@ class Chain:
         self.signatures = SignatureCache()
         self.executor = Executor(genesis, engine, self.signatures)
         self._executed: OrderedDict[Hash32, ExecutedBlock] = OrderedDict()
+        self._head_state: State | None = None
+        self._head_state_root = b""
         if store.head_height() is None:
             executed = self._genesis_block()
             store.append(executed.block, executed.nodes)
@@ -127,7 +129,17 @@ class Chain:
 
     def state(self, height: int | None = None) -> State:
         header = self.head.header if height is None else self.block(height).header
-        return State(NodeOverlay(self.store), header.state_root)
+        return State(NodeOverlay(self.store), header.state_root, self.executor.trie_nodes)
+
+    def head_state(self) -> State:
+        """The head's state for reads only (admission checks, proposal candidates), kept
+        until the head moves: a sender's account is walked down the trie once per block,
+        not once per transaction (0.5 ms each, as much as a signature check, issue 10).
+        Whoever may write (a view call, a block) takes `state()`, a fresh one."""
+        if self._head_state is None or self._head_state_root != self.head.header.state_root:
+            self._head_state = self.state()
+            self._head_state_root = self.head.header.state_root
+        return self._head_state
 
     def account(self, address: bytes) -> Account | None:
         return self.state().account(address)

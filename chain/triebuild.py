@@ -21,6 +21,7 @@ as in HexaryTrie. Decoded nodes are never mutated once made: they may sit in a s
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
@@ -44,12 +45,15 @@ _HEX = "0123456789abcdef"
 
 
 class DecodedNodes:
-    """Decoded trie nodes by hash, at most `entries_max` (oldest dropped first)."""
+    """Decoded trie nodes by hash, at most `entries_max` (oldest dropped first). Nodes are
+    content-addressed, so one cache serves every state of a chain; RPC reads on worker
+    threads share it with the node loop, hence an OrderedDict: each of get, set and
+    popitem is one C call under the GIL, where `del d[next(iter(d))]` is not."""
 
     def __init__(self, entries_max: int = DECODED_NODES_MAX) -> None:
         assert entries_max > 0
         self.entries_max = entries_max
-        self._nodes: dict[bytes, list] = {}
+        self._nodes: OrderedDict[bytes, list] = OrderedDict()
 
     def get(self, node_hash: bytes) -> list | None:
         return self._nodes.get(node_hash)
@@ -58,7 +62,7 @@ class DecodedNodes:
         nodes = self._nodes
         nodes[node_hash] = node
         if len(nodes) > self.entries_max:
-            del nodes[next(iter(nodes))]
+            nodes.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._nodes)

@@ -41,8 +41,7 @@ class LedgerApp:
     def propose(self, height: int, view: int, proposer: int, clock_ms: int) -> Block | None:
         assert height == self.chain.height + 1, "proposal above a non-final block"
         limits = self.chain.genesis.limits
-        state = self.chain.state()
-        candidates = self.mempool.candidates(state, limits.block_txs_max)
+        candidates = self.mempool.candidates(self.chain.head_state(), limits.block_txs_max)
         if not candidates and not self.empty_blocks:
             return None
         # Block time is the node's wall clock as the replica passed it; Executor.build keeps
@@ -66,7 +65,7 @@ class LedgerApp:
     def finalize(self, block: Block) -> None:
         executed = self.chain.append(block)
         self._last_final = block
-        self.mempool.remove_committed(list(block.transactions), self.chain.state())
+        self.mempool.remove_committed(list(block.transactions), self.chain.head_state())
         for hook in self.on_final:
             hook(executed)
 

@@ -474,7 +474,7 @@ class Node:
     def _admit(self, tx: Transaction) -> None:
         if self.store.has_transaction(tx.hash):
             raise InvalidTransaction("duplicate", "already final")
-        self.mempool.add(tx, self.chain.state())
+        self.mempool.add(tx, self.chain.head_state())
         self.pending_since[tx.hash] = time.monotonic()
         if len(self.pending_since) > self.config.mempool.txs_max:  # entries of dropped transactions
             del self.pending_since[next(iter(self.pending_since))]
