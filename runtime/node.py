@@ -79,9 +79,11 @@ from vm import Engine
 log = logging.getLogger("gridchain.node")
 
 SYNC_TYPES = ("sync_status", "sync_request", "sync_response")
-# Relayed transactions admitted per loop turn (~25 ms of decoding and signature checks), so
-# that consensus messages and RPC submissions get a turn in between.
-ADMIT_CHUNK_MAX = 256
+# Admission work per loop turn (decoding, signature and mempool checks of relayed or
+# submitted transactions), in wall time, not in transactions: on a machine of any speed
+# consensus messages and timers get a turn at least this often. A count (256 per turn)
+# took 25 ms here and 0.5 s on a starved machine, where followers then looked stuck.
+ADMIT_TURN_MS_MAX = 20
 # The mempool journal is compacted once it holds this many entries beyond twice the mempool.
 JOURNAL_SLACK = 1_000
 # The `kind` label of gridchain_peer_message_errors_total: a message type, or "other".
@@ -97,6 +99,10 @@ class Submission:
 
 def monotonic_ms() -> int:
     return int(time.monotonic() * 1000)
+
+
+def _turn_deadline() -> float:
+    return time.monotonic() + ADMIT_TURN_MS_MAX / 1000
 
 
 def wall_clock_ms() -> int:
@@ -368,7 +374,8 @@ class Node:
 
     def _admit_backlog_chunk(self, now: int) -> None:
         admitted = False
-        for _ in range(min(ADMIT_CHUNK_MAX, len(self.backlog))):
+        deadline = _turn_deadline()
+        while self.backlog and time.monotonic() < deadline:
             peer, tx_hash, raw = self._pop_backlog()
             with self._peer_guard(peer, TXS):  # a relayed transaction is a peer's message too
                 admitted |= self._admit_from_peer(peer, tx_hash, raw, now)
@@ -412,17 +419,18 @@ class Node:
         return True
 
     def _handle_submissions(self, first: Submission, now: int) -> None:
-        batch = [first]
-        while not self.submissions.empty():
-            batch.append(self.submissions.get_nowait())
         accepted: list[tuple[Submission, bytes]] = []
-        for submission in batch:
+        deadline = _turn_deadline()
+        submission: Submission | None = first
+        while submission is not None:
             try:
                 self._admit(submission.tx)
+                accepted.append((submission, rlp.encode(submission.tx)))
             except InvalidTransaction as exc:
                 self._refuse(submission, exc)
-                continue
-            accepted.append((submission, rlp.encode(submission.tx)))
+            # The rest waits in the queue for the next turn.
+            more = not self.submissions.empty() and time.monotonic() < deadline
+            submission = self.submissions.get_nowait() if more else None
         if not accepted:
             return
         try:
