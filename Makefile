@@ -16,7 +16,7 @@ venv: $(VENV_STAMP)
 demo: $(VENV_STAMP)
 	$(PY) node.py demo --json out/demo.json
 
-# ruff and mypy first (seconds), then the suite: CI (.ci/run) keeps all three clean.
+# ruff, mypy and the package graph first (seconds), then the suite: CI (.ci/run) keeps all clean.
 test: lint
 	$(PY) -m pytest -q
 
@@ -29,6 +29,7 @@ bench: $(VENV_STAMP)
 lint: $(VENV_STAMP)
 	.venv/bin/ruff check .
 	.venv/bin/mypy chain vm contracts consensus p2p rpc crypto client runtime cli diagnosis faults bench
+	.venv/bin/lint-imports
 
 clean:
 	rm -rf .venv var out

@@ -1,7 +1,8 @@
 """Genesis: the chain's constitution, read from TOML (docs/architecture.md; `config/genesis.toml`).
 
 It fixes the chain id, the bookkeepers (n = 2t+1 Ed25519 keys, in index order), the funded
-accounts, ledger limits that validity depends on, and the contracts' parameters. The
+accounts, ledger limits that validity depends on, and the contracts' parameters (raw
+tables here; contracts.load_genesis checks them, since chain/ knows no contract). The
 genesis header's `extra` is keccak256 of the canonical encoding of all of it, so nodes
 started from different files disagree on block 0 and never join the same chain.
 """
@@ -130,7 +131,6 @@ class Genesis:
                 limits=build(LedgerLimits, values["limits"], f"{source}: [limits]"),
                 contracts=top.get("contracts", {}),
             )
-            check_contract_params(genesis.contracts, source)
         except SchemaError as exc:
             raise GenesisError(str(exc)) from exc
         if len(genesis.bookkeepers) != 2 * genesis.t + 1:
@@ -142,20 +142,3 @@ def genesis_tables() -> list[Table]:
     return document(Genesis, "")
 
 
-def check_contract_params(tables: dict[str, Any], source: str) -> None:
-    """Every [contracts.<name>] table names a known contract and passes that contract's own
-    checks (contracts.validate_params: each module's `validate_params`, ParamError naming the
-    rule). Imported here, not at the top: the ledger does not otherwise depend on contracts."""
-    from contracts import CONTRACT_TYPES, validate_params
-
-    known = sorted(kind.name for kind in CONTRACT_TYPES)
-    for name, params in tables.items():
-        where = f"{source}: [contracts.{name}]"
-        if name not in known:
-            raise SchemaError(where, f"unknown contract; known: {', '.join(known)}")
-        if not isinstance(params, dict):
-            raise SchemaError(where, f"must be a table, got {params!r}")
-    try:
-        validate_params(tables)
-    except ValueError as exc:  # ParamError, or a contract's own ValueError
-        raise SchemaError(source, f"contract parameter refused: {exc}") from exc

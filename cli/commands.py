@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from chain.chain import Chain, GenesisMismatch
-from chain.genesis import Genesis
 from chain.state import account_key
 from chain.store import ChainStore
 from chain.verify import verify_chain
@@ -22,7 +21,7 @@ from cli.errors import EXIT_FAILED, UserError
 from client import GridClient
 from client.errors import NodeUnavailable
 from client.signatures import check_call
-from contracts import build_contracts
+from contracts import build_contracts, load_genesis
 from crypto.keys import KeyPair
 from runtime.cluster import ClusterLayout, init_cluster, port_free
 from runtime.config import NodeConfig
@@ -186,7 +185,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise UserError(f"--data-dir {args.data_dir}: no chain store there (expected {store_dir}/data.mdb); "
                         "give a node's data_dir, e.g. var/cluster/node0/data", EXIT_FAILED)
     genesis_path = args.genesis or _genesis_beside(args.data_dir)
-    genesis = Genesis.load(genesis_path)
+    genesis = load_genesis(genesis_path)
     store = ChainStore(store_dir)
     try:
         try:

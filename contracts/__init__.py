@@ -3,7 +3,8 @@
 Public face: `build_contracts(params)` returns the contract instances the engine runs,
 configured from the genesis file's [contracts.*] tables; `validate_params(params)` checks
 those tables first (each module's own `validate_params`) and raises ParamError naming the
-broken rule.
+broken rule; `load_genesis(path)` / `genesis_from_dict(raw)` read a genesis file with its
+contract tables checked (contracts/genesis.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from contracts.credit import Credit
 from contracts.dsc import Dsc
+from contracts.genesis import genesis_from_dict, load_genesis
 from contracts.params import ParamError
 from contracts.policy import Policy
 from contracts.records import Records
@@ -51,4 +53,4 @@ def build_contracts(params: dict[str, Any]) -> list[NativeContract]:
 
 
 __all__ = ["CONTRACT_TYPES", "Credit", "Dsc", "ParamError", "Policy", "Records", "Registry", "Token", "build_contracts",
-           "validate_params"]
+           "genesis_from_dict", "load_genesis", "validate_params"]

@@ -14,11 +14,10 @@ from typing import Any
 
 from chain.chain import Chain
 from chain.execution import make_receipt
-from chain.genesis import Genesis
 from chain.store import ChainStore
 from chain.types import ZERO_HASH, Receipt, Transaction
 from chain.values import Value, encode_values
-from contracts import build_contracts
+from contracts import build_contracts, genesis_from_dict
 from crypto.hashing import keccak256
 from crypto.keys import Address, KeyPair
 from vm.context import BlockEnv
@@ -58,7 +57,7 @@ class TestChain:
                        for i in range(BOOKKEEPERS)]
         accounts = [{"public_key": key_of(name).public_key.hex(), "balance": balance}
                     for name, balance in funded.items()]
-        self.genesis = Genesis.from_dict({"chain_id": CHAIN_ID, "t": 1, "timestamp_ms": start_ms,
+        self.genesis = genesis_from_dict({"chain_id": CHAIN_ID, "t": 1, "timestamp_ms": start_ms,
                                           "bookkeepers": bookkeepers, "accounts": accounts,
                                           "contracts": params})
         self._directory = tempfile.TemporaryDirectory(prefix="gridchain-contracts-")

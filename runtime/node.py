@@ -28,7 +28,6 @@ import rlp
 from chain.chain import Chain
 from chain.errors import DecodeError, InvalidTransaction, StorageFull
 from chain.execution import ExecutedBlock
-from chain.genesis import Genesis
 from chain.journal import MempoolJournal
 from chain.mempool import Mempool
 from chain.store import ChainStore
@@ -53,7 +52,7 @@ from consensus import (
 from consensus.errors import DecodeReason
 from consensus.messages import MESSAGE_TYPES, Suspect
 from consensus.sync import SyncStatus
-from contracts import build_contracts
+from contracts import build_contracts, load_genesis
 from crypto.hashing import keccak256
 from crypto.keys import KeyPair
 from p2p import Network
@@ -112,7 +111,7 @@ def wall_clock_ms() -> int:
 class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
-        self.genesis = Genesis.load(config.genesis)
+        self.genesis = load_genesis(config.genesis)
         check_limits(config, self.genesis)
         self.key = KeyPair.load(config.key_file)
         self.store = ChainStore(config.data_dir / "chain", config.lmdb_map_bytes, config.lmdb_map_bytes_max,

@@ -13,7 +13,7 @@ from chain.genesis import Genesis
 from chain.store import ChainStore
 from chain.types import Block, CommitCertificate, Transaction, Vote
 from chain.values import Value
-from contracts import build_contracts
+from contracts import build_contracts, genesis_from_dict
 from crypto.keys import KeyPair
 from vm import Engine
 
@@ -68,7 +68,7 @@ class DevChain:
     @classmethod
     def create(cls, directory: Path, accounts: int = 8, **genesis_args: Any) -> DevChain:
         keys = [key(i + 1) for i in range(accounts)]
-        genesis = Genesis.from_dict(genesis_dict(keys, **genesis_args))
+        genesis = genesis_from_dict(genesis_dict(keys, **genesis_args))
         return cls(open_chain(directory, genesis), keys)
 
     def tx(self, sender: KeyPair, to: bytes, method: str, args: list[Value], value: int = 0,

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from chain.genesis import Genesis, GenesisError
+from contracts import genesis_from_dict
 from runtime.cluster import init_cluster
 from runtime.config import ConfigError, NodeConfig, check_limits, genesis_tables, node_tables
 
@@ -96,7 +97,7 @@ def test_genesis_mistakes_are_refused_by_name(cluster: Path, edit, message: str)
     raw = genesis_raw(cluster)
     edit(raw)
     with pytest.raises(GenesisError) as info:
-        Genesis.from_dict(raw, source="genesis.toml")
+        genesis_from_dict(raw, source="genesis.toml")
     assert message in str(info.value)
 
 
@@ -104,7 +105,7 @@ def test_contract_tables_go_through_the_contracts_own_checks(cluster: Path) -> N
     raw = genesis_raw(cluster)
     raw["contracts"]["credit"]["alpha_percent"] = 100  # crashed the credit contract on a second rating
     with pytest.raises(GenesisError) as info:
-        Genesis.from_dict(raw, source="genesis.toml")
+        genesis_from_dict(raw, source="genesis.toml")
     assert "genesis.toml: contract parameter refused: [contracts.credit] alpha_percent = 100" in str(info.value)
 
 

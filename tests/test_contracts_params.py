@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from chain.genesis import Genesis, GenesisError
-from contracts import Credit, ParamError, build_contracts
+from chain.genesis import GenesisError
+from contracts import Credit, ParamError, build_contracts, genesis_from_dict
 from contracts.credit import credit_from_ratings
 from tests.support import genesis_dict, key
 
@@ -17,7 +17,7 @@ METER = {"meter": {"p_min": 10, "p_max": 200}}
 
 def refused(contracts: dict[str, Any]) -> str:
     with pytest.raises(GenesisError) as caught:
-        Genesis.from_dict(genesis_dict([key(1)], contracts=contracts))
+        genesis_from_dict(genesis_dict([key(1)], contracts=contracts))
     return str(caught.value)
 
 
@@ -55,7 +55,7 @@ def test_constructor_checks_too_and_valid_values_pass() -> None:
     assert caught.value.rule == "alpha_percent in [0, 100)"
     fine = {"credit": {"alpha_percent": 99}, "dsc": {"prices": {"meter": {"p_min": 10, "p_max": 12}},
                                                      "beta_percent": 0, "suspect_counting": "decay"}}
-    Genesis.from_dict(genesis_dict([key(1)], contracts=fine))
+    genesis_from_dict(genesis_dict([key(1)], contracts=fine))
     assert len(build_contracts(fine)) == 6
 
 

@@ -1,0 +1,44 @@
+"""The genesis file as a node reads it: chain/'s schema (chain.genesis.Genesis), then every
+[contracts.<name>] table checked by the contract it configures. The check lives here, not
+in chain/: the ledger runs whatever contracts its engine is given and knows none of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from chain.genesis import Genesis, GenesisError
+
+
+def load_genesis(path: Path) -> Genesis:
+    """Genesis.load, and the contract tables checked (GenesisError names the broken rule)."""
+    genesis = Genesis.load(path)
+    check_contract_params(genesis.contracts, str(path))
+    return genesis
+
+
+def genesis_from_dict(raw: dict[str, Any], source: str = "genesis") -> Genesis:
+    genesis = Genesis.from_dict(raw, source)
+    check_contract_params(genesis.contracts, source)
+    return genesis
+
+
+def check_contract_params(tables: dict[str, Any], source: str) -> None:
+    """Every [contracts.<name>] table names a known contract and passes that contract's own
+    checks (contracts.validate_params: each module's `validate_params`, ParamError naming the
+    rule)."""
+    from contracts import CONTRACT_TYPES, validate_params  # contracts/__init__ imports this module
+
+
+    known = sorted(kind.name for kind in CONTRACT_TYPES)
+    for name, params in tables.items():
+        where = f"{source}: [contracts.{name}]"
+        if name not in known:
+            raise GenesisError(f"{where}: unknown contract; known: {', '.join(known)}")
+        if not isinstance(params, dict):
+            raise GenesisError(f"{where}: must be a table, got {params!r}")
+    try:
+        validate_params(tables)
+    except ValueError as exc:  # ParamError, or a contract's own ValueError
+        raise GenesisError(f"{source}: contract parameter refused: {exc}") from exc
