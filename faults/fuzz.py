@@ -7,8 +7,10 @@ fuzz-rpc  POST bodies to node0's JSON-RPC: random bytes, random JSON, request ob
 fuzz-p2p  TCP connections to node0's p2p port: garbage before the handshake, huge length
           prefixes, truncated frames, a HELLO from an unknown key or another chain, idle
           connections, and, through a completed handshake with a real bookkeeper key
-          (node2's, whose process is kept down so the fuzzer stands in for it), garbage
-          frames and consensus messages with bad signatures, stale views or wrong fields.
+          (node2's, whose process is kept down so the fuzzer stands in for it; the link
+          is encrypted, so every case is sealed and reaches the node's decoder), garbage
+          frame bodies and consensus messages with bad signatures, stale views or wrong
+          fields.
 
 Checked after the cases: node0 (and node1) still up and serving, RSS bounded (peak growth
 under RSS_GROWTH_MAX), the honest link node0 <-> node1 never dropped, nothing committed
@@ -41,7 +43,9 @@ from consensus.messages import MESSAGE_TYPES
 from crypto.keys import KeyPair
 from faults.cluster import FaultCluster
 from faults.workload import chain_facts
-from p2p.handshake import HELLO, PROOF, PROTOCOL_VERSION, proof_message
+from p2p.errors import FrameForged, HandshakeError
+from p2p.handshake import HELLO, PROOF, PROTOCOL_VERSION, agree, key_message, proof_message
+from p2p.secure import Ephemeral, Session
 
 RSS_GROWTH_MAX = 150 << 20
 TARGET = 0  # the fuzzed node
@@ -238,12 +242,13 @@ def _frame(message: dict[str, Any]) -> bytes:
     return len(body).to_bytes(4, "big") + body
 
 
-def _read_frame(sock: socket.socket) -> dict[str, Any] | None:
+def _read_frame(sock: socket.socket) -> tuple[bytes, bytes] | None:
+    """The next frame's length prefix and body (sealed or not), None at the end or an error."""
     header = _recv_exactly(sock, 4)
     if header is None:
         return None
     body = _recv_exactly(sock, int.from_bytes(header, "big"))
-    return None if body is None else msgpack.unpackb(body, raw=False)
+    return None if body is None else (header, body)
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
@@ -259,17 +264,59 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
     return data
 
 
+class RawLink:
+    """A blocking p2p connection driven by hand: the node's encrypted handshake
+    (p2p/handshake.py), then sealed frames. One thread may send while another reads."""
+
+    def __init__(self, sock: socket.socket, session: Session) -> None:
+        self.sock = sock
+        self._session = session
+
+    @classmethod
+    def open(cls, sock: socket.socket, key: KeyPair, chain_id: int) -> RawLink | None:
+        """Authenticate as `key` on chain `chain_id`; None when the node refuses."""
+        ephemeral = Ephemeral()
+        sock.sendall(_frame(key_message(ephemeral)))
+        first = _read_frame(sock)
+        if first is None:
+            return None
+        try:
+            link = cls(sock, agree(ephemeral, msgpack.unpackb(first[1], raw=False)))
+        except HandshakeError:
+            return None
+        link.send({"type": HELLO, "version": PROTOCOL_VERSION, "chain_id": chain_id, "key": key.public_key,
+                   "challenge": random.randbytes(32), "port": 0})
+        hello = link.read()
+        if hello is None or hello.get("type") != HELLO:
+            return None
+        transcript = link._session.transcript
+        signature = key.sign(proof_message(chain_id, hello["challenge"], key.public_key, hello["key"], transcript))
+        link.send({"type": PROOF, "signature": signature})
+        proof = link.read()
+        return link if proof is not None and proof.get("type") == PROOF else None
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.sock.sendall(self._session.sealer.seal(_frame(message)))
+
+    def send_body(self, body: bytes) -> None:
+        """Any bytes, sealed as one frame's body: they reach the node's decoder."""
+        self.sock.sendall(self._session.sealer.seal(len(body).to_bytes(4, "big") + body))
+
+    def read(self) -> dict[str, Any] | None:
+        frame = _read_frame(self.sock)
+        if frame is None:
+            return None
+        try:
+            body = self._session.opener.open(memoryview(frame[0]), memoryview(frame[1]))
+        except FrameForged:
+            return None
+        message = msgpack.unpackb(body, raw=False)
+        assert isinstance(message, dict)
+        return message
+
+
 def _handshake(sock: socket.socket, key: KeyPair, chain_id: int) -> bool:
-    challenge = random.randbytes(32)
-    sock.sendall(_frame({"type": HELLO, "version": PROTOCOL_VERSION, "chain_id": chain_id, "key": key.public_key,
-                         "challenge": challenge, "port": 0}))
-    hello = _read_frame(sock)
-    if hello is None or hello.get("type") != HELLO:
-        return False
-    signature = key.sign(proof_message(chain_id, hello["challenge"], key.public_key, hello["key"]))
-    sock.sendall(_frame({"type": PROOF, "signature": signature}))
-    proof = _read_frame(sock)
-    return proof is not None and proof.get("type") == PROOF
+    return RawLink.open(sock, key, chain_id) is not None
 
 
 def _closed_by_peer(sock: socket.socket, wait_s: float) -> bool:
@@ -374,12 +421,16 @@ def fuzz_p2p(cluster: FaultCluster, chain_id: int, seed: int, cases: int, monito
             elif kind == "wrong-chain":
                 counts["refused_wrong-chain"] += not _handshake(sock, peer_key, chain_id + 1)
             else:
-                if not _handshake(sock, peer_key, chain_id):
+                link = RawLink.open(sock, peer_key, chain_id)
+                if link is None:
                     counts["handshake_failed"] += 1
                     return
                 counts["handshakes"] += 1
                 for item_ in payload:
-                    sock.sendall(item_ if isinstance(item_, bytes) else _frame(item_))
+                    if isinstance(item_, bytes):
+                        link.send_body(item_)
+                    else:
+                        link.send(item_)
                 time.sleep(0.005)
         except OSError:
             counts["reset_by_node"] += 1

@@ -37,7 +37,7 @@ from consensus.errors import InvalidMessage
 from consensus.messages import ViewChange, message_from_wire
 from faults.cluster import FaultCluster
 from faults.craft import Insider, Situation, crafted
-from faults.fuzz import _frame, _handshake, _read_frame
+from faults.fuzz import RawLink
 
 if TYPE_CHECKING:
     from faults.scenarios import Ctx
@@ -98,9 +98,11 @@ class Link:
 
     def __init__(self, port: int, insider: Insider) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        if not _handshake(self.sock, insider.key, insider.chain_id):
+        link = RawLink.open(self.sock, insider.key, insider.chain_id)
+        if link is None:
             self.sock.close()
             raise ConnectionError("handshake refused")
+        self.link = link
         self.sock.settimeout(None)
         self.status: tuple[int, bytes] | None = None
         # The highest view of a consensus message the node sent us: after one of our
@@ -117,7 +119,7 @@ class Link:
 
     def _read(self) -> None:
         while True:
-            frame = _read_frame(self.sock)
+            frame = self.link.read()
             if frame is None:
                 self.closed = True
                 return
@@ -152,7 +154,7 @@ class Link:
 
     def send(self, wire: dict[str, Any]) -> bool:
         try:
-            self.sock.sendall(_frame(wire))
+            self.link.send(wire)
             return True
         except OSError:
             self.closed = True

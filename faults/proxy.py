@@ -15,6 +15,12 @@ resumes. Faults of a direction:
     drop        each frame is swallowed with probability drop_p
     delay       each frame is held delay_ms (+ uniform jitter_ms), order kept
     reset       `reset(src, dst)` closes the current connections of the link
+    tamper      each frame is changed with probability tamper_p, as a man in the middle
+                would: "flip" one byte of its body, "insert" a byte, "delete" a byte, or
+                "replay" it (sent twice)
+
+On encrypted links (the default, p2p/secure.py) the proxy sees only sealed frames: every
+fault but delay and reset then ends the link at its next frame, and the nodes redial.
 
 The proxies run on their own asyncio loop in a daemon thread, so the harness can block
 (process control, the checker) without stalling traffic. State changes from the harness
@@ -33,6 +39,7 @@ from dataclasses import dataclass, field
 LENGTH_BYTES = 4
 FRAME_BYTES_MAX = 64 << 20  # beyond any node limit: a longer prefix is passed through raw
 HOST = "127.0.0.1"
+TAMPERS = ("flip", "insert", "delete", "replay")
 
 
 @dataclass(frozen=True)
@@ -41,10 +48,16 @@ class LinkFault:
     drop_p: float = 0.0
     delay_ms: int = 0
     jitter_ms: int = 0
+    tamper: str = "flip"  # one of TAMPERS, applied with probability tamper_p
+    tamper_p: float = 0.0
+
+    def __post_init__(self) -> None:
+        assert self.tamper in TAMPERS, self.tamper
 
     @property
     def healthy(self) -> bool:
-        return not self.blackhole and self.drop_p == 0 and self.delay_ms == 0 and self.jitter_ms == 0
+        return (not self.blackhole and self.drop_p == 0 and self.delay_ms == 0 and self.jitter_ms == 0
+                and self.tamper_p == 0)
 
     def describe(self) -> str:
         if self.blackhole:
@@ -52,6 +65,8 @@ class LinkFault:
         parts = []
         if self.drop_p:
             parts.append(f"drop {self.drop_p:.0%}")
+        if self.tamper_p:
+            parts.append(f"{self.tamper} {self.tamper_p:.0%}")
         if self.delay_ms or self.jitter_ms:
             parts.append(f"delay {self.delay_ms}+{self.jitter_ms}ms")
         return ", ".join(parts) or "ok"
@@ -65,6 +80,7 @@ class LinkCounters:
     frames: int = 0
     dropped: int = 0
     delayed: int = 0
+    tampered: int = 0
     connections: int = 0
 
 
@@ -228,6 +244,9 @@ class LinkProxies:
                 if fault.blackhole or (fault.drop_p and self._random.random() < fault.drop_p):
                     counters.dropped += 1
                     continue
+                if fault.tamper_p and self._random.random() < fault.tamper_p:
+                    counters.tampered += 1
+                    frame = self._tampered(frame, fault.tamper)
                 due = 0.0
                 if fault.delay_ms or fault.jitter_ms:
                     counters.delayed += 1
@@ -243,6 +262,19 @@ class LinkProxies:
                 await asyncio.wait_for(sender, 5)
             except (TimeoutError, ConnectionError, OSError):
                 sender.cancel()
+
+    def _tampered(self, frame: bytes, how: str) -> bytes:
+        """`frame` as a man in the middle changes it; the length prefix is left alone so that
+        the change lands inside this frame (a changed prefix would shift every later one)."""
+        if how == "replay":
+            return frame + frame
+        assert len(frame) > LENGTH_BYTES, "a frame body is never empty (a msgpack map, or a tag)"
+        at = self._random.randrange(LENGTH_BYTES, len(frame))
+        if how == "flip":
+            return frame[:at] + bytes([frame[at] ^ self._random.randrange(1, 256)]) + frame[at + 1:]
+        if how == "delete":
+            return frame[:at] + frame[at + 1:]
+        return frame[:at] + bytes([self._random.randrange(256)]) + frame[at:]  # insert
 
     @staticmethod
     async def _send_in_order(queue: asyncio.Queue[tuple[float, bytes] | None], writer: asyncio.StreamWriter) -> None:

@@ -55,11 +55,17 @@ class P2PConfig:
     reconnect_backoff_ms_max: int = 5000
     # Longest wait for a closing socket to flush before it is aborted.
     close_timeout_ms: int = 1000
+    # Seal every frame after the key agreement (p2p/secure.py). false sends frames in the
+    # clear with no MAC, for benchmarks that measure the cost; both ends must agree.
+    encryption: bool = True
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if f.type == "bool":
+                if not isinstance(value, bool):
+                    raise P2PConfigError(f.name, value, "must be true or false")
+            elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise P2PConfigError(f.name, value, "must be a positive integer")
         if self.reconnect_backoff_ms_min > self.reconnect_backoff_ms_max:
             raise P2PConfigError(

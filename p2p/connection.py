@@ -7,8 +7,11 @@ connection, never one task per frame:
 - the reader (the task that calls `run`) cuts frames out of large socket reads, passes
   each message through the network's filter (protocol checks) and
   puts what remains on the shared inbound queue, waiting while that queue is full;
-- the writer takes every frame queued so far, joins them into one socket write (up to
-  `write_batch_bytes_max`) and waits for the socket to drain;
+- the writer takes every frame queued so far, seals each on an encrypted link
+  (p2p/secure.py: the nonce is the frame's place in the stream, so sealing happens here, in
+  write order, and a frame broadcast to many peers is encoded once but sealed per link),
+  joins them into one socket write (up to `write_batch_bytes_max`) and waits for the
+  socket to drain;
 - the keepalive sends a PING when nothing else was sent for `idle_timeout_ms / 3` and
   closes the connection when nothing was received for `idle_timeout_ms`.
 
@@ -26,6 +29,7 @@ from p2p.config import P2PConfig
 from p2p.counters import IDLE, IO_ERROR, STOPPED, P2PCounters
 from p2p.errors import P2PError, PeerClosed
 from p2p.framing import FrameDecoder, Message, encode_frame
+from p2p.secure import FrameSealer
 
 PING = "p2p.ping"
 # Sent often and always the same: encode it once.
@@ -50,6 +54,7 @@ class Connection:
         counters: P2PCounters,
         message_filter: MessageFilter,
         inbound: Inbound,
+        sealer: FrameSealer | None,
     ) -> None:
         assert decoder.frame_bytes_max == config.frame_bytes_max
         self.peer_id = peer_id
@@ -65,6 +70,7 @@ class Connection:
         self._counters = counters
         self._filter = message_filter
         self._inbound = inbound
+        self._sealer = sealer
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(config.peer_send_queue_max)
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -155,12 +161,13 @@ class Connection:
     async def _write_loop(self) -> None:
         queue, writer, counters = self._queue, self._writer, self._counters
         batch_max = self._config.write_batch_bytes_max
+        seal = (lambda frame: frame) if self._sealer is None else self._sealer.seal
         try:
             while True:
-                batch = [await queue.get()]
+                batch = [seal(await queue.get())]
                 size = len(batch[0])
                 while size < batch_max and not queue.empty():
-                    frame = queue.get_nowait()
+                    frame = seal(queue.get_nowait())
                     batch.append(frame)
                     size += len(frame)
                 writer.write(b"".join(batch) if len(batch) > 1 else batch[0])

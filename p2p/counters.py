@@ -39,6 +39,7 @@ class P2PCounters:
     disconnect_frame_oversize: int = 0
     disconnect_frame_truncated: int = 0
     disconnect_frame_decode: int = 0
+    disconnect_frame_forged: int = 0
     disconnect_bad_message: int = 0
     disconnect_protocol: int = 0
     disconnect_io_error: int = 0
@@ -50,6 +51,7 @@ class P2PCounters:
     disconnect_bad_proof: int = 0
     disconnect_handshake_malformed: int = 0
     disconnect_handshake_timeout: int = 0
+    disconnect_encryption_mismatch: int = 0
     # Local decisions: the losing one of two connections to a peer, a key removed from
     # the allowed set, too many handshakes in progress (refused, or evicted for a newer
     # connection: p2p/admission.py), shutdown, a message the node could not handle.

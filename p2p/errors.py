@@ -76,6 +76,17 @@ class BadMessage(FrameError):
         self.detail = detail
 
 
+class FrameForged(FrameError):
+    """A sealed frame whose tag fails (p2p/secure.py): changed, injected, replayed, or one
+    after a frame that went missing. Nothing of it is decoded."""
+
+    reason = "frame_forged"
+
+    def __init__(self, index: int) -> None:
+        super().__init__(f"frame {index} of the link fails authentication")
+        self.index = index
+
+
 class ProtocolViolation(P2PError):
     """A well-formed message that the transport protocol does not allow at this point."""
 
@@ -139,6 +150,17 @@ class MalformedHandshake(HandshakeError):
     def __init__(self, detail: str) -> None:
         super().__init__(f"malformed handshake: {detail}")
         self.detail = detail
+
+
+class EncryptionMismatch(HandshakeError):
+    """One side speaks the encrypted protocol and the other the plain one ([p2p] encryption)."""
+
+    reason = "encryption_mismatch"
+
+    def __init__(self, ours: bool) -> None:
+        theirs = "plain" if ours else "encrypted"
+        super().__init__(f"peer speaks the {theirs} protocol; this node's [p2p] encryption = {str(ours).lower()}")
+        self.ours = ours
 
 
 class HandshakeTimeout(HandshakeError):

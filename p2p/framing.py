@@ -7,13 +7,17 @@ length limits, so a hostile peer can make us hold at most one frame limit of its
 Every failure is one of the FrameError subclasses of p2p/errors.py; the caller closes the
 connection it came from.
 
+On an encrypted link the decoder is given the link's opener (p2p/secure.py) once the keys
+are agreed: every later frame is opened (its tag checked) before any byte of it is
+unpacked, and the length limit allows for the tag.
+
 A message is a dict with a str "type"; the rest of its contents belong to whoever sends it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 
@@ -24,6 +28,14 @@ LENGTH_BYTES = 4
 LENGTH_MAX = 2**32 - 1
 
 Message = dict[str, Any]
+
+
+class Opener(Protocol):
+    """Turns a sealed frame into its body, or raises a FrameError (p2p/secure.py)."""
+
+    overhead_bytes: int
+
+    def open(self, header: memoryview, sealed: memoryview) -> bytes: ...
 
 
 def encode_frame(message: Message, frame_bytes_max: int) -> bytes:
@@ -71,11 +83,19 @@ class FrameDecoder:
         self.frame_bytes_max = frame_bytes_max
         self.container_len_max = container_len_max
         self._buffer = bytearray()
+        self._opener: Opener | None = None
+        self._overhead_bytes = 0
 
     def set_limit(self, frame_bytes_max: int) -> None:
         """Raise or lower the frame limit (the handshake uses a smaller one)."""
         assert 0 < frame_bytes_max <= LENGTH_MAX
         self.frame_bytes_max = frame_bytes_max
+
+    def set_opener(self, opener: Opener) -> None:
+        """Open every frame not yet cut out with `opener` (the link is now encrypted)."""
+        assert self._opener is None
+        self._opener = opener
+        self._overhead_bytes = opener.overhead_bytes
 
     def feed(self, data: bytes) -> None:
         self._buffer += data
@@ -89,19 +109,26 @@ class FrameDecoder:
         if len(buffer) < LENGTH_BYTES:
             return None
         length = int.from_bytes(buffer[:LENGTH_BYTES], "big")
-        if length > self.frame_bytes_max:
-            raise FrameTooLarge(length, self.frame_bytes_max)
+        if length > self.frame_bytes_max + self._overhead_bytes:
+            raise FrameTooLarge(length, self.frame_bytes_max + self._overhead_bytes)
         end = LENGTH_BYTES + length
         if len(buffer) < end:
             return None
-        # Unpack straight from the buffer (no copy of the body); the view must be
-        # released before the buffer can shrink. Dropping a bytearray's head is cheap in
-        # CPython (it moves a start offset), so a chunk of many small frames stays linear.
-        body = memoryview(buffer)[LENGTH_BYTES:end]
+        # Unpack (or open) straight from the buffer, without copying the frame; the views
+        # must be released before the buffer can shrink. Dropping a bytearray's head is
+        # cheap in CPython (it moves a start offset), so a chunk of many small frames
+        # stays linear.
+        view = memoryview(buffer)
         try:
-            message = decode_body(body, self.container_len_max)
+            if self._opener is None:
+                with view[LENGTH_BYTES:end] as body:
+                    message = decode_body(body, self.container_len_max)
+            else:
+                with view[:LENGTH_BYTES] as header, view[LENGTH_BYTES:end] as sealed:
+                    opened = self._opener.open(header, sealed)
+                message = decode_body(opened, self.container_len_max)
         finally:
-            body.release()
+            view.release()
         del buffer[:end]
         return message
 

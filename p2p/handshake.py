@@ -1,26 +1,33 @@
 """Mutual authentication of two nodes' Ed25519 keys when a TCP connection opens.
 
-Both sides speak at once, so the exchange costs one round trip after the connect:
+Both sides speak at once. On an encrypted link (`[p2p] encryption`, the default) they first
+agree on session keys (p2p/secure.py) and everything after is sealed:
 
+    -> KEY   {ephemeral X25519 key, version}                     in the clear
+    <- KEY   (the other side's)
     -> HELLO {chain_id, key, challenge (32 fresh random bytes), listen port, version}
     <- HELLO (the other side's)
-    -> PROOF {sign(DOMAIN | chain_id | other's challenge | own key | other's key)}
+    -> PROOF {sign(DOMAIN | chain_id | other's challenge | own key | other's key | transcript)}
     <- PROOF (the other side's), verified with the key from its HELLO
 
 The signature binds the chain, a challenge the verifier chose a moment ago (no replay of
-an old handshake), and both keys in signer-then-verifier order (a proof made for one
-connection or one direction is useless on another). A side refuses, with a typed
-HandshakeError, a wrong chain id, its own key (a dial to itself), a key outside the allowed
-set (genesis bookkeepers plus registered observers, read at handshake time so run-time
-updates apply), a bad signature, a malformed message, a HELLO that does not arrive within
-`hello_timeout_ms`, and a handshake that does not end within `handshake_timeout_ms`. Until it ends frames are capped at
+an old handshake), both keys in signer-then-verifier order (a proof made for one
+connection or one direction is useless on another) and the transcript of the key
+agreement (a man in the middle who agreed keys with each side separately cannot pass one
+side's proof to the other). A side refuses, with a typed HandshakeError, a wrong chain id,
+its own key (a dial to itself), a key outside the allowed set (genesis bookkeepers plus
+registered observers, read at handshake time so run-time updates apply), a bad
+signature, a malformed message, a peer of the other encryption setting, a HELLO that does
+not arrive within `hello_timeout_ms` of the connect, and a handshake that does not end
+within `handshake_timeout_ms`. A key outside the set gets nothing but our KEY and HELLO
+(no PROOF, no frame after), and no frame of the peer reaches the node before both
+proofs are checked. Until the handshake ends frames are capped at
 `handshake_frame_bytes_max`, so an unauthenticated stranger cannot make us buffer much.
 
-The channel is authenticated, not encrypted, and later frames carry no MAC: someone who
-can rewrite TCP traffic could inject frames after the handshake. That is acceptable here
-because every consensus message and transaction is signed end to end by its author and
-checked by the consensus layer, and the project's traffic stays on loopback. A deployment
-across an untrusted network would put this transport inside TLS or a Noise channel.
+With `encryption = false` (kept for benchmarks that measure its cost) the KEY exchange is
+skipped, the transcript is empty and frames travel in the clear without a MAC: the peer
+is still authenticated, but someone who can rewrite TCP traffic could change or inject
+frames after the handshake.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from crypto.keys import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, KeyPair, verify
 from p2p.config import P2PConfig
 from p2p.errors import (
     BadProof,
+    EncryptionMismatch,
     HandshakeTimeout,
     MalformedHandshake,
     SelfConnection,
@@ -42,10 +50,12 @@ from p2p.errors import (
     WrongChain,
 )
 from p2p.framing import FrameDecoder, Message, encode_frame, read_message
+from p2p.secure import Ephemeral, FrameSealer, Session
 
 PROTOCOL_VERSION = 1
 CHALLENGE_BYTES = 32
 DOMAIN = b"gridchain/p2p-handshake/v1\x00"
+KEY = "p2p.key"
 HELLO = "p2p.hello"
 PROOF = "p2p.proof"
 PORT_MAX = 65535
@@ -96,14 +106,74 @@ class PeerIdentity:
     listen_port: int
 
 
-def proof_message(chain_id: int, challenge: bytes, signer_key: bytes, verifier_key: bytes) -> bytes:
-    """The bytes a side signs to prove its key to the verifier that sent `challenge`."""
-    return DOMAIN + chain_id.to_bytes(8, "big", signed=True) + challenge + signer_key + verifier_key
+def proof_message(
+    chain_id: int, challenge: bytes, signer_key: bytes, verifier_key: bytes, transcript: bytes = b""
+) -> bytes:
+    """The bytes a side signs to prove its key to the verifier that sent `challenge`, on
+    the link whose key agreement has `transcript` (empty on a plain link)."""
+    return (DOMAIN + chain_id.to_bytes(8, "big", signed=True) + challenge + signer_key + verifier_key
+            + transcript)
 
 
-async def _send(writer: asyncio.StreamWriter, message: Message, config: P2PConfig) -> None:
-    writer.write(encode_frame(message, config.handshake_frame_bytes_max))
+def key_message(ephemeral: Ephemeral) -> Message:
+    return {"type": KEY, "version": PROTOCOL_VERSION, "ephemeral": ephemeral.public_key}
+
+
+def agree(ephemeral: Ephemeral, message: Message) -> Session:
+    """The session agreed with the side whose first message is `message` (its KEY)."""
+    if message.get("type") == HELLO:
+        raise EncryptionMismatch(True)
+    if message.get("type") != KEY:
+        raise MalformedHandshake(f"expected {KEY}, got {message.get('type')!r}")
+    if message.get("version") != PROTOCOL_VERSION:
+        raise MalformedHandshake(f"unsupported version {message.get('version')!r}")
+    their_key = message.get("ephemeral")
+    if not isinstance(their_key, bytes):
+        raise MalformedHandshake("ephemeral key is not bytes")
+    return ephemeral.agree(their_key)
+
+
+def check_proof(message: Message, expected: bytes, public_key: bytes) -> None:
+    """Raise unless `message` is a PROOF carrying `public_key`'s signature on `expected`."""
+    if message.get("type") != PROOF:
+        raise MalformedHandshake(f"expected {PROOF}, got {message.get('type')!r}")
+    signature = message.get("signature")
+    if not isinstance(signature, bytes) or len(signature) != SIGNATURE_BYTES:
+        raise MalformedHandshake("signature is not 64 bytes")
+    try:
+        verify(public_key, signature, expected)
+    except BadSignature as exc:
+        raise BadProof(public_key) from exc
+
+
+async def _send(
+    writer: asyncio.StreamWriter, message: Message, config: P2PConfig, sealer: FrameSealer | None
+) -> None:
+    frame = encode_frame(message, config.handshake_frame_bytes_max)
+    writer.write(frame if sealer is None else sealer.seal(frame))
     await writer.drain()
+
+
+async def _hello(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    decoder: FrameDecoder,
+    hello: Hello,
+    config: P2PConfig,
+) -> tuple[Message, Session | None]:
+    """Agree on keys (encrypted links), send our HELLO and return the first message after
+    the agreement, which should be the peer's HELLO."""
+    session = None
+    if config.encryption:
+        ephemeral = Ephemeral()
+        await _send(writer, key_message(ephemeral), config, None)
+        session = agree(ephemeral, await read_message(reader, decoder, config.read_bytes_max))
+        decoder.set_opener(session.opener)
+    await _send(writer, hello.to_wire(), config, None if session is None else session.sealer)
+    first = await read_message(reader, decoder, config.read_bytes_max)
+    if session is None and first.get("type") == KEY:
+        raise EncryptionMismatch(False)
+    return first, session
 
 
 async def _exchange(
@@ -116,12 +186,12 @@ async def _exchange(
     is_allowed: Callable[[bytes], bool],
     config: P2PConfig,
     on_hello: Callable[[bytes], None] | None,
-) -> PeerIdentity:
+) -> tuple[PeerIdentity, FrameSealer | None]:
     challenge = os.urandom(CHALLENGE_BYTES)
-    await _send(writer, Hello(chain_id, key.public_key, challenge, listen_port).to_wire(), config)
+    ours = Hello(chain_id, key.public_key, challenge, listen_port)
     try:
         async with asyncio.timeout(config.hello_timeout_ms / 1000):
-            first = await read_message(reader, decoder, config.read_bytes_max)
+            first, session = await _hello(reader, writer, decoder, ours, config)
     except TimeoutError as exc:
         raise HandshakeTimeout(config.hello_timeout_ms) from exc
     hello = Hello.from_wire(first)
@@ -134,20 +204,13 @@ async def _exchange(
     if on_hello is not None:
         on_hello(hello.public_key)
 
-    signature = key.sign(proof_message(chain_id, hello.challenge, key.public_key, hello.public_key))
-    await _send(writer, {"type": PROOF, "signature": signature}, config)
-    proof = await read_message(reader, decoder, config.read_bytes_max)
-    if proof.get("type") != PROOF:
-        raise MalformedHandshake(f"expected {PROOF}, got {proof.get('type')!r}")
-    their_signature = proof.get("signature")
-    if not isinstance(their_signature, bytes) or len(their_signature) != SIGNATURE_BYTES:
-        raise MalformedHandshake("signature is not 64 bytes")
-    expected = proof_message(chain_id, challenge, hello.public_key, key.public_key)
-    try:
-        verify(hello.public_key, their_signature, expected)
-    except BadSignature as exc:
-        raise BadProof(hello.public_key) from exc
-    return PeerIdentity(hello.public_key, hello.listen_port)
+    transcript = b"" if session is None else session.transcript
+    sealer = None if session is None else session.sealer
+    signature = key.sign(proof_message(chain_id, hello.challenge, key.public_key, hello.public_key, transcript))
+    await _send(writer, {"type": PROOF, "signature": signature}, config, sealer)
+    check_proof(await read_message(reader, decoder, config.read_bytes_max),
+                proof_message(chain_id, challenge, hello.public_key, key.public_key, transcript), hello.public_key)
+    return PeerIdentity(hello.public_key, hello.listen_port), sealer
 
 
 async def handshake(
@@ -160,9 +223,11 @@ async def handshake(
     is_allowed: Callable[[bytes], bool],
     config: P2PConfig,
     on_hello: Callable[[bytes], None] | None = None,
-) -> PeerIdentity:
+) -> tuple[PeerIdentity, FrameSealer | None]:
     """Authenticate the peer on a fresh connection, or raise a HandshakeError/FrameError.
-    `on_hello` learns the allowed key the other side named, before it proved it.
+    Returns what was proven and, on an encrypted link, the sealer for every later frame we
+    send (the decoder already opens the peer's). `on_hello` learns the allowed key the
+    other side named, before it proved it.
 
     `decoder` must be the connection's decoder, set to the handshake frame limit; frames the
     peer pipelines after its PROOF stay buffered in it for the connection to read. The

@@ -1,7 +1,8 @@
 """Network: the node's peer-to-peer transport over asyncio TCP.
 
 It listens for peers, dials the configured ones (reconnecting with capped exponential
-backoff), authenticates every connection (p2p/handshake.py), keeps exactly one live
+backoff), authenticates and (by default) encrypts every connection (p2p/handshake.py,
+p2p/secure.py), keeps exactly one live
 connection per peer, and moves messages:
 
 - `send` and `broadcast` never wait: each peer has a bounded send queue, and a
@@ -263,7 +264,7 @@ class Network:
         config = self.config
         decoder = FrameDecoder(config.handshake_frame_bytes_max, config.frame_container_len_max)
         try:
-            identity = await handshake(
+            identity, sealer = await handshake(
                 reader, writer, decoder, self.key, self.chain_id, self.listen_port,
                 # Read at handshake time, so set_allowed_keys applies to the next one.
                 lambda k: k in self._allowed and dialled_peer in (None, k),
@@ -294,6 +295,7 @@ class Network:
             counters=self.counters,
             message_filter=self._filter,
             inbound=self.inbound,
+            sealer=sealer,
         )
         if not self._adopt(connection, remote):
             writer.transport.abort()

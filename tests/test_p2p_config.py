@@ -23,9 +23,10 @@ def test_config_defaults_are_valid_and_frozen() -> None:
         ({"reconnect_backoff_ms_min": 10, "reconnect_backoff_ms_max": 5}, "reconnect_backoff_ms_min"),
         ({"frame_bytes_max": 100, "handshake_frame_bytes_max": 200}, "handshake_frame_bytes_max"),
         ({"read_bytes_max": True}, "read_bytes_max"),
+        ({"encryption": 1}, "encryption"),
     ],
 )
-def test_config_rejects_out_of_range_values(kwargs: dict[str, int], field: str) -> None:
+def test_config_rejects_out_of_range_values(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(P2PConfigError) as info:
         P2PConfig(**kwargs)
     assert info.value.field == field

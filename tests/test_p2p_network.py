@@ -16,6 +16,7 @@ from crypto.keys import KeyPair
 from p2p import FrameTooLarge, Network, P2PConfig
 from p2p.framing import FrameDecoder, Message, encode_frame
 from p2p.handshake import handshake
+from p2p.secure import FrameSealer
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -91,13 +92,15 @@ async def mesh(
 
 async def raw_peer(
     network: Network, key: KeyPair
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A hand-driven peer that authenticates honestly and then does what the test says."""
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, FrameSealer]:
+    """A hand-driven peer that authenticates honestly and then does what the test says,
+    sealing its frames with the sealer returned."""
     reader, writer = await asyncio.open_connection("127.0.0.1", network.listen_port)
     decoder = FrameDecoder(CONFIG.handshake_frame_bytes_max, CONFIG.frame_container_len_max)
-    await handshake(reader, writer, decoder, key, CHAIN, 0, lambda _: True, CONFIG)
+    _, sealer = await handshake(reader, writer, decoder, key, CHAIN, 0, lambda _: True, CONFIG)
+    assert sealer is not None
     await eventually(lambda: key.public_key in network.connected_peers())
-    return reader, writer
+    return reader, writer, sealer
 
 
 async def test_two_networks_exchange_messages_both_ways_in_order() -> None:
@@ -235,8 +238,11 @@ async def test_garbage_before_the_handshake_drops_only_that_connection() -> None
         assert a.connected_peers() == [IDS[1]] and b.connected_peers() == [IDS[0]]
 
 
+# Each stream is sealed before it is sent, but for the huge prefix, which is refused before
+# any opening, and the forgery, which is made to fail it.
 BAD_STREAMS = [
     ("huge length prefix", b"\xff\xff\xff\xf0", "disconnect_frame_oversize"),
+    ("forged frame", b"\x00\x00\x00\x20" + b"\x07" * 32, "disconnect_frame_forged"),
     ("msgpack decode error", b"\x00\x00\x00\x02\xc1\xc1", "disconnect_frame_decode"),
     ("body not a map", msgpack.packb([1, 2]), None),
     ("transport message out of place", encode_frame({"type": "p2p.hello"}, 64), "disconnect_protocol"),
@@ -252,10 +258,11 @@ async def test_bad_frames_after_the_handshake_drop_only_the_bad_peer(
     if counter is None:  # a valid msgpack body that is not a message
         payload = len(payload).to_bytes(4, "big") + payload
         counter = "disconnect_bad_message"
+    raw = counter in ("disconnect_frame_oversize", "disconnect_frame_forged")
     async with mesh(3) as (a, b, c):
-        reader, writer = await raw_peer(a, KEYS[3])
+        reader, writer, sealer = await raw_peer(a, KEYS[3])
         # A good frame first: it is delivered, then the bad one ends the connection.
-        writer.write(encode_frame({"type": "fine"}, 64) + payload)
+        writer.write(sealer.seal(encode_frame({"type": "fine"}, 64)) + (payload if raw else sealer.seal(payload)))
         assert await receive(a) == (IDS[3], {"type": "fine"})
         await eventually(lambda: IDS[3] not in a.connected_peers())
         assert getattr(a.counters, counter) == 1, what
@@ -269,8 +276,8 @@ async def test_bad_frames_after_the_handshake_drop_only_the_bad_peer(
 
 async def test_truncated_frame_drops_the_peer() -> None:
     async with mesh(2) as (a, _):
-        reader, writer = await raw_peer(a, KEYS[3])
-        frame = encode_frame({"type": "cut", "data": b"\x00" * 100}, 1024)
+        reader, writer, sealer = await raw_peer(a, KEYS[3])
+        frame = sealer.seal(encode_frame({"type": "cut", "data": b"\x00" * 100}, 1024))
         writer.write(frame[:50])
         writer.write_eof()  # half-close: the frame can never be finished
         await eventually(lambda: IDS[3] not in a.connected_peers())
@@ -319,9 +326,11 @@ async def test_idle_peer_is_closed_while_pinging_peers_stay_connected() -> None:
     # a pinging peer could look idle (300 ms made this test fail on a busy machine).
     config = replace(CONFIG, idle_timeout_ms=600)
     async with mesh(2, config) as (a, b):
-        reader, writer = await raw_peer(a, KEYS[3])  # authenticates, then says nothing
         loop = asyncio.get_running_loop()
+        # Before the handshake: the node's connection (and its idle clock) starts later,
+        # and raw_peer notices it joined only at its next poll.
         joined = loop.time()
+        reader, writer, _ = await raw_peer(a, KEYS[3])  # authenticates, then says nothing
         await eventually(lambda: IDS[3] not in a.connected_peers(), timeout_s=10)
         assert loop.time() - joined >= 0.6  # never before the idle timeout; late is only load
         assert a.counters.disconnect_idle == 1
