@@ -9,6 +9,8 @@ $(VENV_STAMP): requirements.txt requirements-dev.txt
 	python3 -m venv .venv || (apt-get update && apt-get install -y python3-venv && python3 -m venv .venv)
 	.venv/bin/pip install --quiet --upgrade pip
 	.venv/bin/pip install --quiet -r requirements.txt -r requirements-dev.txt
+	@# Debian's Chromium for the browser tests (tests/browser_support.py); Playwright uses it, downloads none
+	@test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	touch $(VENV_STAMP)
 
 venv: $(VENV_STAMP)
@@ -28,7 +30,7 @@ bench: $(VENV_STAMP)
 
 lint: $(VENV_STAMP)
 	.venv/bin/ruff check .
-	.venv/bin/mypy chain vm contracts consensus p2p rpc crypto client runtime cli diagnosis faults bench
+	.venv/bin/mypy chain vm contracts consensus p2p rpc crypto client runtime cli diagnosis faults bench explorer
 	.venv/bin/lint-imports
 
 clean:

@@ -96,7 +96,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--header-rpc", type=target.rpc_url, metavar="URL",
                    help="fetch the header from this other node (default: the same node)")
 
-    for extra in ("cluster", "demo", "bench", "faults", "agent"):
+    for extra in ("cluster", "demo", "bench", "faults", "agent", "explorer"):
         _register_optional(verbs, extra)
 
 
@@ -144,6 +144,7 @@ def planned_layout(directory: Path, nodes: int, base_port: int, observers: int) 
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    from explorer import serve_in
     from runtime.node import Node
 
     config = NodeConfig.load(args.config)
@@ -157,6 +158,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         raise UserError(f"data_dir {config.data_dir} holds a chain from another genesis than {config.genesis} "
                         f"({exc}); point [node] data_dir at a fresh directory or genesis at that chain's file",
                         EXIT_FAILED) from None
+    serve_in(node)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

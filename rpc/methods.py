@@ -64,6 +64,8 @@ class Methods:
         self.table: dict[str, Handler] = {
             "chain_status": self.chain_status,
             "chain_getBlock": self.chain_get_block,
+            "chain_getBlockReceipts": self.chain_get_block_receipts,
+            "chain_genesis": self.chain_genesis,
             "account_get": self.account_get,
             "tx_send": self.tx_send,
             "tx_get": self.tx_get,
@@ -149,6 +151,38 @@ class Methods:
         if full:  # reserve before the work: what does not fit is never decoded
             budget.current.get().reserve(2 * len(raw) + FULL_BLOCK_JSON_OVERHEAD)
         return await self._off_loop(lambda: block_json(recent or decode(raw, Block), full))
+
+    async def chain_get_block_receipts(self, block: Any) -> list[dict[str, Any]] | None:
+        """Every receipt of a final block in order, the end-of-block receipt (policy hooks;
+        `transactionHash` null) last: what an indexer needs that tx_receipt cannot reach."""
+        if not isinstance(block, int) or isinstance(block, bool) or block < 0:
+            raise invalid_params("block number must be an integer >= 0")
+        chain = self.node.chain
+        if block > chain.height:
+            return None
+        cached = self._final_blocks.get(block)
+
+        def read() -> list[dict[str, Any]]:
+            found = cached if cached is not None else chain.block(block)
+            receipts = []
+            # the genesis block has no receipts; every later one ends with the end-of-block one
+            count = len(found.transactions) + 1 if block > 0 else 0
+            for index in range(count):
+                tx_hash = hex_bytes(found.transactions[index].hash) if index < len(found.transactions) else None
+                receipts.append({**receipt_json(chain.receipt_at(found.header, index)),
+                                 "transactionHash": tx_hash, "blockNumber": block, "index": index})
+            return receipts
+
+        return await self._off_loop(read)
+
+    async def chain_genesis(self) -> dict[str, Any]:
+        """The genesis document as the node read it: chain id, t, bookkeepers, time and the
+        contracts' parameters (the members and devices admitted at genesis emit no event)."""
+        genesis = self.node.genesis
+        return {"chainId": genesis.chain_id, "t": genesis.t, "timestampMs": genesis.timestamp_ms,
+                "bookkeepers": [{"index": i, "name": b.name, "publicKey": hex_bytes(b.public_key),
+                                 "address": hex_bytes(b.address)} for i, b in enumerate(genesis.bookkeepers)],
+                "contracts": genesis.contracts}
 
     async def account_get(self, address: str) -> dict[str, Any]:
         account = self.node.chain.account(parse_hex(address, "address", 20))

@@ -137,6 +137,18 @@ class RpcServer:
         finally:
             batch.close()
 
+    async def local_call(self, method: str, *params: Any) -> Any:
+        """One method called from inside this process (the explorer), with the same checks,
+        budgets and metrics as over HTTP; an error reply raises its RpcError."""
+        with self._budget() as shared:
+            text = await self.call({"jsonrpc": "2.0", "id": 0, "method": method, "params": list(params)}, shared)
+        assert text is not None, "a request with an id gets a reply"
+        reply = json.loads(text)
+        if "error" in reply:
+            error = reply["error"]
+            raise RpcError(error["code"], error["message"], error.get("data"))
+        return reply["result"]
+
     async def call(self, request: Any, shared: budget.BatchBudget) -> str | None:
         """One JSON-RPC request object -> its encoded response (None for a notification),
         within the byte budget `shared` (its batch's)."""

@@ -117,6 +117,8 @@ def init_cluster(directory: Path, nodes: int, base_port: int, *, chain_id: int |
         for peer in peers:
             lines += ["[[p2p.peers]]", *(f"{k} = {toml_value(v)}" for k, v in peer.items()), ""]
         lines += ["[rpc]", 'host = "127.0.0.1"', f"port = {layout.rpc_port(i)}", ""]
+        # the explorer's proof page checks against a header of the next node (another one)
+        lines += ["[explorer]", f'header_rpc = "http://127.0.0.1:{layout.rpc_port((i + 1) % layout.nodes)}"', ""]
         if consensus:
             lines += ["[consensus]", *(f"{k} = {toml_value(v)}" for k, v in consensus.items()), ""]
         (layout.node_dir(i) / "node.toml").write_text("\n".join(lines) + "\n")

@@ -83,6 +83,14 @@ class RpcConfig:
 
 
 @dataclass(frozen=True)
+class ExplorerConfig:
+    enabled: bool = True  # GET / on the RPC listener serves the explorer (explorer/)
+    index_file: Path = Path("explorer.sqlite")  # its SQLite index, relative to data_dir; rebuilt from the chain
+    # another node's RPC URL (http://host:port): the proof page checks proofs against headers it serves
+    header_rpc: str = ""
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     name: str  # the node's name in logs and metrics
     data_dir: Path = Path("data")  # LMDB store, relative to the file
@@ -99,6 +107,7 @@ class NodeConfig:
     peers: tuple[PeerAddress, ...] = field(default=(), metadata={"table": "p2p", "schema": PeerAddress})
     p2p: P2PConfig = field(default_factory=P2PConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
+    explorer: ExplorerConfig = field(default_factory=ExplorerConfig)
     # ConsensusConfig fields but t (t comes from genesis)
     consensus: dict[str, Any] = field(default_factory=dict,
                                       metadata={"schema": ConsensusConfig, "exclude": ("t",)})

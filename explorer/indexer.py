@@ -1,0 +1,133 @@
+"""Keeps the index level with the chain: after each final block (poked by the node, or by a
+newHeads subscription when standalone) and every `poll_ms` anyway, it reads the blocks it
+lacks from the source and appends them, `batch_blocks_max` per SQLite transaction. SQLite
+work runs on the explorer's own writer thread, never on the node's loop.
+
+The index is rebuilt from block 0 when it belongs to another chain or schema, or when the
+block it holds at its height is not the chain's (a wiped node, a different cluster on the
+same port): the chain is the source of truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from chain.types import Transaction, decode
+from client.errors import ClientError
+from explorer.index import Index, IndexedBlock
+from explorer.source import ChainSource
+from rpc.encoding import transaction_json
+
+log = logging.getLogger("gridchain.explorer")
+BATCH_BLOCKS_MAX = 64  # blocks read and written per SQLite transaction during a catch-up
+POLL_MS = 2_000  # catch up at least this often even without a poke (a lost notification)
+WAIT_MS_MAX = 10_000  # the longest a page's request waits for a block to be indexed
+
+
+class Indexer:
+    def __init__(self, path: Path, source: ChainSource, poll_ms: int = POLL_MS) -> None:
+        self.path = path
+        self.source = source
+        self.poll_ms = poll_ms
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="explorer-index")
+        self._index = Index(path)  # used on the writer thread only
+        self._poke = asyncio.Event()
+        self._indexed = asyncio.Condition()
+        self.height = -1
+        self.contract_names: dict[str, str] = {}
+        self.last_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def load(self) -> None:
+        """Serve the index as it is, without following the chain (an archived copy)."""
+        await self._advance(await self._on_writer(self._index.height))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._on_writer(self._index.close)
+        self._writer.shutdown(wait=True)
+
+    def poke(self, *_: Any) -> None:
+        """A block became final (a node's final listener or a newHeads notification)."""
+        self._poke.set()
+
+    async def wait_for(self, height: int, wait_ms: int) -> bool:
+        """True once block `height` is indexed, False after `wait_ms` (at most WAIT_MS_MAX)."""
+        async with self._indexed:
+            try:
+                async with asyncio.timeout(min(wait_ms, WAIT_MS_MAX) / 1000):
+                    await self._indexed.wait_for(lambda: self.height >= height)
+            except TimeoutError:
+                return False
+        return True
+
+    async def _on_writer(self, work: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, work, *args)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.catch_up()
+                self.last_error = None
+            except ClientError as exc:  # the node is down or refused: try again next round
+                if self.last_error != str(exc):
+                    log.warning("explorer index behind: %s", exc)
+                self.last_error = str(exc)
+            self._poke.clear()
+            try:
+                async with asyncio.timeout(self.poll_ms / 1000):
+                    await self._poke.wait()
+            except TimeoutError:
+                pass
+
+    async def catch_up(self) -> None:
+        status = await self.source.call("chain_status")
+        if not self.contract_names:
+            contracts = await self.source.call("contract_list")
+            self.contract_names = {c["address"]: c["name"] for c in contracts}
+        await self._check_identity(status["chainId"])
+        while self.height < status["height"]:
+            first = self.height + 1
+            last = min(status["height"], first + BATCH_BLOCKS_MAX - 1)
+            blocks = [await self._read(n) for n in range(first, last + 1)]
+            await self._on_writer(self._index.add, blocks, self.contract_names)
+            await self._advance(last)
+
+    async def _check_identity(self, chain_id: int) -> None:
+        genesis = await self.source.call("chain_getBlock", 0)
+        index = self._index
+        height = await self._on_writer(index.height)
+        held = await self._on_writer(index.block_hash, height) if height >= 0 else None
+        matches = await self._on_writer(index.matches, chain_id, genesis["hash"])
+        if matches and height >= 0:
+            chain_block = await self.source.call("chain_getBlock", height)
+            matches = chain_block is not None and chain_block["hash"] == held
+        if not matches:
+            if height >= 0:
+                log.warning("explorer index %s does not match the chain: rebuilt from block 0", self.path)
+            await self._on_writer(index.reset, chain_id, genesis["hash"])
+            height = -1
+        await self._advance(height)
+
+    async def _advance(self, height: int) -> None:
+        async with self._indexed:
+            self.height = height
+            self._indexed.notify_all()
+
+    async def _read(self, number: int) -> IndexedBlock:
+        block = await self.source.call("chain_getBlock", number, True)
+        receipts = await self.source.call("chain_getBlockReceipts", number)
+        assert block is not None and receipts is not None, f"block {number} is final: the node has it"
+        transactions = [transaction_json(decode(bytes.fromhex(raw[2:]), Transaction))
+                        for raw in block["transactions"]]
+        block["transactions"] = [tx["hash"] for tx in transactions]
+        return IndexedBlock(block, transactions, receipts)

@@ -1,0 +1,301 @@
+"""The explorer on a live 3-process cluster, in headless Chromium (tests/browser_support.py):
+a device fails and its auction appears and updates live over the node's WebSocket (sealed
+commits, reveals, the k-means classes, the winner, the deposits returned and the price
+paid), a transaction hash typed into the search finds its page, and its Merkle proof,
+checked by the browser against a header fetched from another node, shows verified.
+Accessibility basics and a phone-width viewport are checked on every page; the index is
+rebuilt when it belongs to another chain, and a standalone explorer relays the node's
+WebSocket. The first meaningful render is measured on a synthetic index of 10,000 blocks
+and 1,000 auctions (bounded, made by the test: a real chain of that length takes too long
+to make on the shared box)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from client import GridClient
+from client.contracts import Credit, Dsc, Registry
+from client.errors import TransactionFailed
+from contracts.dsc_records import bid_commitment
+from contracts.registry import device_consent
+from crypto.hashing import keccak256
+from crypto.keys import KeyPair
+from diagnosis.demo import demo_contract_params
+from explorer.index import Index, IndexedBlock
+from explorer.standalone import StandaloneExplorer
+from tests.browser_support import (
+    CONTRAST_JS,
+    UNLABELLED_JS,
+    browser_page,
+    require_chromium,
+    screenshot,
+)
+from tests.cluster_support import rpc_urls, running_cluster
+
+pytestmark = pytest.mark.timeout(300)
+COMMIT_MS, REVEAL_MS = 6_000, 4_000  # auction windows wide enough for a loaded box
+BIDS = (120, 90, 95)  # vendor, supplier-1, supplier-2 (meter: P_min 10, P_max 200)
+RENDER_BLOCKS, RENDER_AUCTIONS = 10_000, 1_000
+PAGES = ("#/", "#/auctions", "#/consortium", "#/policies", "#/consensus")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    params = demo_contract_params()
+    params["dsc"] = {**params["dsc"], "commit_ms": COMMIT_MS, "reveal_ms": REVEAL_MS}
+    with running_cluster(tmp_path_factory.mktemp("explorer"), contracts=params) as (processes, accounts):
+        yield rpc_urls(processes), accounts
+
+
+async def _consortium(client: GridClient, accounts: list[KeyPair]) -> tuple[list[KeyPair], KeyPair, KeyPair]:
+    """A vendor and two suppliers admitted by the demo administrator, a smartphone, and an
+    out-of-warranty meter the vendor sold, bound to that smartphone."""
+    from diagnosis.demo import admin_key
+
+    admin, (vendor, supplier1, supplier2, phone) = admin_key(), accounts[:4]
+    for member, role in ((vendor, "vendor"), (supplier1, "supplier"), (supplier2, "supplier"),
+                         (phone, "smartphone")):
+        await Registry.register(member.address, role, b"", b"").transact(client, admin)
+    device = KeyPair.from_seed(keccak256(b"explorer-test-meter"))
+    consent = device_consent(device, await client.chain_id(), vendor.address, 0)
+    await Registry.register_device(device.public_key, "meter", 0, b"", b"", consent).transact(client, vendor)
+    await Registry.bind_smartphone(device.address, phone.address).transact(client, vendor)
+    return [vendor, supplier1, supplier2], phone, device
+
+
+async def _when_open(send: Any, after_ms: int, deadline_s: float = 60) -> dict[str, Any]:
+    """Send a call whose window opens at block time `after_ms` (block time is a proposer's
+    wall clock): refused while early, so it is sent again until it lands."""
+    await asyncio.sleep(max(0.0, (after_ms - time.time() * 1000) / 1000))
+    give_up = time.monotonic() + deadline_s
+    while True:
+        try:
+            receipt: dict[str, Any] = await send()
+            return receipt
+        except TransactionFailed:
+            if time.monotonic() > give_up:
+                raise
+            await asyncio.sleep(0.5)
+
+
+def _fields(receipt: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(e["fields"] for e in receipt["events"] if e["name"] == name)
+
+
+async def test_a_failing_device_is_auctioned_live_and_its_proof_verifies(cluster) -> None:
+    require_chromium()
+    urls, accounts = cluster
+    async with GridClient(urls[0]) as client:
+        bidders, phone, device = await _consortium(client, accounts)
+        terms = await Dsc.terms(client, "meter")
+        async with browser_page() as page:
+            await page.goto(urls[0] + "/#/auctions")
+            await page.wait_for_selector("#requests")
+            # the device fails: its smartphone opens the request (deposit + P_max escrowed)
+            opened = await Dsc.open_request(device.address).with_value(terms.request_deposit + terms.p_max) \
+                .transact(client, phone)
+            request = _fields(opened, "RequestOpened")
+            request_id = request["request"]
+            row = page.get_by_role("link", name=f"request {request_id}", exact=True)
+            await row.wait_for()  # appeared without a reload: the dsc events subscription
+            await row.click()
+            await page.wait_for_selector("#timeline")
+            credits = [await Credit.credit_of(client, b.address) for b in bidders]
+            salts = [keccak256(b"salt" + bytes([i])) for i in range(len(bidders))]
+            await asyncio.gather(*(
+                Dsc.commit(request_id, bid_commitment(request_id, b.address, price, credit, salt))
+                .with_value(terms.bid_deposit).transact(client, b)
+                for b, price, credit, salt in zip(bidders, BIDS, credits, salts, strict=True)))
+            await page.locator("#timeline li", has_text="BidCommitted").nth(len(bidders) - 1).wait_for()
+            for b, price, credit, salt in zip(bidders, BIDS, credits, salts, strict=True):
+                reveal = Dsc.reveal(request_id, price, credit, salt)
+                await _when_open(lambda r=reveal, b=b: r.transact(client, b), request["commit_end_ms"])
+            await page.locator("#timeline li", has_text="BidRevealed").nth(len(bidders) - 1).wait_for()
+            closed = await _when_open(lambda: Dsc.close(request_id).transact(client, phone), request["reveal_end_ms"])
+            winner = page.locator("#winner")
+            await winner.wait_for()
+            assert "winner at 90" in await winner.text_content()
+            assert _fields(closed, "AuctionClosed")["winner"] == "0x" + bidders[1].address.hex()
+            settlement = page.locator("#settlement")
+            await settlement.get_by_text("returned").first.wait_for()  # the losers' bid deposits
+            await page.get_by_text("k-means classes").wait_for()
+            await screenshot(page, "explorer-auction.png")
+            await Dsc.set_mode(request_id, "remote").transact(client, bidders[1])
+            await Dsc.complete(request_id, keccak256(b"meter fault")).transact(client, phone)
+            await page.locator("#timeline li", has_text="ServiceCompleted").wait_for()
+            await settlement.get_by_text("paid").first.wait_for()  # the agreed price to the winner
+            assert await page.text_content("#auction-status") == "completed"
+
+            close_hash = closed["transactionHash"]
+            await page.fill("#q", close_hash)
+            await page.press("#q", "Enter")
+            await page.wait_for_url(f"**#/tx/{close_hash}")
+            assert await page.text_content("main h1") == "Transaction"
+            for kind in ("tx", "receipt"):
+                await page.select_option("#proof-kind", kind)
+                assert (await page.input_value("#header-rpc")) != urls[0]  # another node's header
+                await page.click("#check-proof")
+                result = page.locator("#proof-result")
+                await result.wait_for()
+                assert await result.text_content() == "Proof verified", await page.text_content("#proof")
+            await screenshot(page, "explorer-proof.png")
+            await page.goto(urls[0] + f"/#/address/0x{device.address.hex()}")
+            await page.get_by_text("out of warranty").first.wait_for()
+            await screenshot(page, "explorer-device.png")
+
+
+async def test_pages_have_labels_contrast_keyboard_and_fit_a_phone(cluster) -> None:
+    require_chromium()
+    urls, _ = cluster
+    async with browser_page() as page:
+        for route in PAGES:
+            await page.goto(urls[0] + "/" + route)
+            await page.wait_for_selector("main h1")
+            assert await page.evaluate(UNLABELLED_JS) == [], route
+            low = [c for c in await page.evaluate(CONTRAST_JS, "main, main *, header a, header label, footer, .live")
+                   if c["ratio"] < 4.5]
+            assert not low, f"{route}: text below WCAG AA contrast: {low[:5]}"
+        await page.goto(urls[0] + "/#/")
+        await page.wait_for_selector("#blocks tbody tr")
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
+        for _ in range(8):  # brand, then the section links in order
+            await page.keyboard.press("Tab")
+            if await page.evaluate("document.activeElement.textContent") == "Consensus & health":
+                break
+        else:
+            raise AssertionError("the section links are not reachable by Tab")
+        await page.keyboard.press("Enter")
+        await page.wait_for_url("**#/consensus")
+        await page.wait_for_selector("figure svg")
+        await screenshot(page, "explorer-consensus.png")
+    async with browser_page(width=375, height=740) as phone:
+        for route in PAGES:
+            await phone.goto(urls[0] + "/" + route)
+            await phone.wait_for_selector("main h1")
+            overflow = await phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{route} is {overflow} px wider than a phone"
+        await phone.goto(urls[0] + "/#/")
+        await phone.wait_for_selector("#blocks tbody tr")
+        await screenshot(phone, "explorer-phone.png")
+
+
+async def test_standalone_explorer_rebuilds_a_foreign_index_and_relays_the_websocket(cluster, tmp_path) -> None:
+    urls, accounts = cluster
+    index_path = tmp_path / "explorer.sqlite"
+    foreign = Index(index_path)  # an index of another chain (id 7) left in the file
+    foreign.reset(7, "0x" + "ab" * 32)
+    foreign.close()
+    standalone = StandaloneExplorer(urls[1:2], index_path, header_rpc=urls[2])
+    runner = web.AppRunner(standalone.app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        async with GridClient(urls[0]) as client, aiohttp.ClientSession() as session:
+            async with session.ws_connect(base + "/ws") as ws:
+                await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": ["newHeads"]})
+                assert "result" in await ws.receive_json(timeout=30)
+                sent = await client.send(accounts[5], "token", "transfer", [accounts[6].address, 1])
+                head = json.loads((await ws.receive(timeout=60)).data)["params"]["result"]
+            receipt = await client.wait_receipt(sent)
+            assert head["number"] <= receipt["blockNumber"]
+            async with session.get(f"{base}/explorer/api/tx/{sent}?after={receipt['blockNumber']}") as response:
+                found = await response.json()
+            assert found["transaction"]["block"] == receipt["blockNumber"]
+            async with session.get(base + "/explorer/api/status") as response:
+                status = await response.json()
+        assert status["index"]["height"] >= receipt["blockNumber"]
+        rebuilt = Index(index_path)
+        assert rebuilt.meta("chain_id") == str(status["chain"]["chainId"]) and rebuilt.block_hash(0) is not None
+        rebuilt.close()
+    finally:
+        await runner.cleanup()
+
+
+def _hex(value: int, size: int) -> str:
+    return "0x" + value.to_bytes(size, "big").hex()
+
+
+def _synthetic_index(path: Path, blocks: int, auctions: int) -> None:
+    """`blocks` blocks of one transfer each and `auctions` DSC requests with their
+    reveals and close, written through Index.add as the indexer writes real ones."""
+    index = Index(path)
+    index.reset(1337, "0x" + "00" * 32)
+    every = blocks // auctions
+    batch: list[IndexedBlock] = []
+    for number in range(blocks):
+        digest = _hex(number + 1, 32)
+        block = {"number": number, "hash": digest, "parentHash": _hex(number, 32), "timestampMs": 1_000 * number,
+                 "proposer": number % 3, "view": 0, "stateRoot": digest, "transactionRoot": digest,
+                 "receiptRoot": digest, "gasUsed": 5_700, "rawHeader": "0x", "commit": {
+                     "view": 0, "votes": [{"replica": 0, "signature": "0x"}, {"replica": 1, "signature": "0x"}],
+                     "finality": []}}
+        sender, to = _hex(1 + number % 7, 20), _hex(2 + number % 5, 20)
+        txs: list[dict[str, Any]] = [{"hash": _hex(number << 16, 32), "from": sender, "to": "0x" + "00" * 19 + "02",
+                                      "method": "transfer", "args": [to, 1], "value": 0}]
+        receipts: list[dict[str, Any]] = [{
+            "status": 1, "gasUsed": 1_900, "error": None, "index": 0, "transactionHash": txs[0]["hash"],
+            "events": [{"contract": "0x" + "00" * 19 + "02", "name": "Transfer",
+                        "fields": {"sender": sender, "to": to, "amount": 1}}]}]
+        if number % every == 0 and number // every < auctions:
+            request, dsc = number // every, "0x" + "00" * 19 + "03"
+            bidders = [_hex(100 + b, 20) for b in range(3)]
+            events = [{"contract": dsc, "name": "RequestOpened", "fields": {
+                "request": request, "device": _hex(1000 + request % 50, 20), "device_type": "meter",
+                "in_warranty": False, "payer": _hex(9, 20), "commit_end_ms": 0, "reveal_end_ms": 0}}]
+            events += [{"contract": dsc, "name": "BidRevealed", "fields": {
+                "request": request, "bidder": b, "price": 90 + i, "credit": 60_000_000, "valid": True, "reason": ""}}
+                for i, b in enumerate(bidders)]
+            events.append({"contract": dsc, "name": "AuctionClosed", "fields": {
+                "request": request, "winner": bidders[0], "price": 90, "suspects": [],
+                "ranking": [[b, 90 + i, (90 + i) * 10**6] for i, b in enumerate(bidders)],
+                "centroids": [90_000_000, 91_000_000, 92_000_000]}})
+            events.append({"contract": dsc, "name": "Assigned", "fields": {
+                "request": request, "node": bidders[0], "price": 90, "deadline_ms": 0}})
+            receipts.append({"status": 1, "gasUsed": 0, "error": None, "index": len(txs), "transactionHash": None,
+                             "events": events})
+        batch.append(IndexedBlock(block, txs, receipts))
+        if len(batch) == 500:
+            index.add(batch, {"0x" + "00" * 19 + "02": "token", "0x" + "00" * 19 + "03": "dsc"})
+            batch = []
+    index.add(batch, {"0x" + "00" * 19 + "02": "token", "0x" + "00" * 19 + "03": "dsc"})
+    assert index.counts()["requests"] == auctions and index.height() == blocks - 1
+    index.close()
+
+
+async def test_first_meaningful_render_with_10k_blocks_and_1k_auctions(cluster, tmp_path) -> None:
+    require_chromium()
+    urls, _ = cluster
+    index_path = tmp_path / "synthetic.sqlite"
+    _synthetic_index(index_path, RENDER_BLOCKS, RENDER_AUCTIONS)
+    standalone = StandaloneExplorer(urls[:1], index_path, follow=False)  # the index served as it is
+    runner = web.AppRunner(standalone.app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    figures: dict[str, float] = {}
+    try:
+        async with browser_page() as page:
+            await page.goto(base + "/explorer/static/style.css")  # a started browser: not its cold start
+            for route, ready in (("#/", "#blocks tbody tr"), ("#/auctions", "#requests tbody tr")):
+                await page.goto("about:blank")
+                await page.goto(base + "/" + route)
+                await page.wait_for_selector(ready)
+                figures[route] = await page.evaluate("performance.getEntriesByName('rendered')[0].startTime")
+                assert await page.locator(ready).count() >= 20
+    finally:
+        await runner.cleanup()
+    print(f"first meaningful render, synthetic index of {RENDER_BLOCKS} blocks and {RENDER_AUCTIONS} auctions: "
+          + ", ".join(f"{route} {ms:.0f} ms" for route, ms in figures.items()))
+    assert all(ms < 1_000 for ms in figures.values()), figures
