@@ -1,15 +1,15 @@
 """The state transition (style habit 1): validate the header, apply every transaction,
 run the end-of-block hooks, then compare each root with the header one by one.
 
-`build_block` is the proposer's side of the same code: it applies candidate transactions,
-skips those that are invalid at this point (stale nonce, unknown sender) and fills the
-header's roots in. Nothing here touches the store: the result (block, receipts, new trie
-nodes) is persisted by the caller in one write.
+`build` is the proposer's side of the same code (one apply loop, `_apply_body`, for both):
+it applies candidate transactions, skips those that are invalid at this point (stale
+nonce, unknown sender) and fills the header's roots in. Nothing here touches the store:
+the result (block, receipts, new trie nodes) is persisted by the caller in one write.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import rlp
@@ -25,6 +25,16 @@ from chain.values import big_endian
 from crypto.hashing import Hash32
 from vm.context import BlockEnv
 from vm.engine import CallOutput, Engine
+
+
+@dataclass
+class AppliedBody:
+    """What applying a block body gave: the transactions taken, their receipts and then the
+    end-of-block receipt, and the gas the transactions used."""
+
+    included: list[Transaction]
+    receipts: list[Receipt]
+    gas_used: int
 
 
 @dataclass(frozen=True)
@@ -93,28 +103,20 @@ class Executor:
         self._check_header(parent, block)
         nodes = NodeOverlay(source)
         state = State(nodes, parent.state_root, self.trie_nodes)
-        env = _block_env(self.genesis.chain_id, header)
-        receipts: list[Receipt] = []
-        gas_used = 0
-        for index, tx in enumerate(block.transactions):
-            try:
-                check_transaction(tx, self.genesis.chain_id, self.genesis.limits, self.signatures)
-                receipt = apply_transaction(state, tx, self.engine, env,
-                                            self.genesis.limits.block_gas_max - gas_used)
-            except InvalidTransaction as exc:
-                raise InvalidBlock(f"transaction {index} invalid ({exc})") from exc
-            gas_used += receipt.gas_used
-            receipts.append(receipt)
-        receipts.append(make_receipt(self.engine.end_block(state, env)))
+
+        def invalid(index: int, tx: Transaction, exc: InvalidTransaction) -> None:
+            raise InvalidBlock(f"transaction {index} invalid ({exc})") from exc
+
+        body = self._apply_body(state, _block_env(self.genesis.chain_id, header), block.transactions, invalid)
         state_root = state.flush()
         tx_root = ordered_trie_root(nodes, [rlp.encode(tx) for tx in block.transactions])
-        receipt_root = ordered_trie_root(nodes, [encode_receipt(r) for r in receipts])
+        receipt_root = ordered_trie_root(nodes, [encode_receipt(r) for r in body.receipts])
         # expected = what executing the body gives, got = what the header claims
-        _compare("gas_used", gas_used, header.gas_used)
+        _compare("gas_used", body.gas_used, header.gas_used)
         _compare("transaction_root", tx_root, header.transaction_root)
         _compare("receipt_root", receipt_root, header.receipt_root)
         _compare("state_root", state_root, header.state_root)
-        return ExecutedBlock(block, tuple(receipts), nodes.written)
+        return ExecutedBlock(block, tuple(body.receipts), nodes.written)
 
     def build(self, parent: BlockHeader, candidates: list[Transaction], source: NodeSource, *,
               timestamp_ms: int, proposer: int, view: int, full: Callable[[], bool] | None = None,
@@ -131,38 +133,57 @@ class Executor:
                             EMPTY_TRIE_ROOT, EMPTY_TRIE_ROOT, EMPTY_TRIE_ROOT, 0, b"")
         nodes = NodeOverlay(source)
         state = State(nodes, parent.state_root, self.trie_nodes)
-        env = _block_env(self.genesis.chain_id, draft)
-        included: list[Transaction] = []
-        receipts: list[Receipt] = []
         rejected: list[tuple[Transaction, InvalidTransaction]] = []
-        gas_used = 0
-        body_bytes = 0
-        for tx in candidates:
+        body_bytes = size = 0
+
+        def fits(tx: Transaction, included: int) -> bool:
+            nonlocal body_bytes, size
             size = len(rlp.encode(tx))
-            if len(included) == limits.block_txs_max or body_bytes + size > limits.block_bytes_max:
-                break
+            if included == limits.block_txs_max or body_bytes + size > limits.block_bytes_max:
+                return False
             if full is not None and included and full():
+                return False
+            body_bytes += size  # counted now, given back if the transaction is rejected
+            return True
+
+        def reject(index: int, tx: Transaction, exc: InvalidTransaction) -> None:
+            nonlocal body_bytes
+            body_bytes -= size  # the size fits() just counted, of this same transaction
+            rejected.append((tx, exc))
+
+        body = self._apply_body(state, _block_env(self.genesis.chain_id, draft), candidates, reject, fits)
+        header = draft.copy(
+            state_root=state.flush(),
+            transaction_root=ordered_trie_root(nodes, [rlp.encode(tx) for tx in body.included]),
+            receipt_root=ordered_trie_root(nodes, [encode_receipt(r) for r in body.receipts]),
+            gas_used=body.gas_used,
+        )
+        block = Block(header, body.included, [])
+        return ExecutedBlock(block, tuple(body.receipts), nodes.written), rejected
+
+    def _apply_body(self, state: State, env: BlockEnv, txs: Sequence[Transaction],
+                    invalid: Callable[[int, Transaction, InvalidTransaction], None],
+                    fits: Callable[[Transaction, int], bool] | None = None) -> AppliedBody:
+        """The one apply loop of the replica (`state_transition`) and the proposer (`build`):
+        check and apply each transaction in order, then the end-of-block hooks. An invalid
+        transaction goes to `invalid` (the replica raises, the proposer skips it); `fits`,
+        the proposer's, stops the loop before a transaction that would overfill the block."""
+        limits = self.genesis.limits
+        body = AppliedBody([], [], 0)
+        for index, tx in enumerate(txs):
+            if fits is not None and not fits(tx, len(body.included)):
                 break
             try:
                 check_transaction(tx, self.genesis.chain_id, limits, self.signatures)
-                receipt = apply_transaction(state, tx, self.engine, env,
-                                            limits.block_gas_max - gas_used)
+                receipt = apply_transaction(state, tx, self.engine, env, limits.block_gas_max - body.gas_used)
             except InvalidTransaction as exc:
-                rejected.append((tx, exc))
+                invalid(index, tx, exc)
                 continue
-            included.append(tx)
-            receipts.append(receipt)
-            gas_used += receipt.gas_used
-            body_bytes += size
-        receipts.append(make_receipt(self.engine.end_block(state, env)))
-        header = draft.copy(
-            state_root=state.flush(),
-            transaction_root=ordered_trie_root(nodes, [rlp.encode(tx) for tx in included]),
-            receipt_root=ordered_trie_root(nodes, [encode_receipt(r) for r in receipts]),
-            gas_used=gas_used,
-        )
-        block = Block(header, included, [])
-        return ExecutedBlock(block, tuple(receipts), nodes.written), rejected
+            body.included.append(tx)
+            body.receipts.append(receipt)
+            body.gas_used += receipt.gas_used
+        body.receipts.append(make_receipt(self.engine.end_block(state, env)))
+        return body
 
     def _check_header(self, parent: BlockHeader, block: Block) -> None:
         header = block.header
