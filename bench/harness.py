@@ -132,8 +132,8 @@ def bench_cluster(nodes: int, *, senders: int, extra_accounts: int = 0, dsc_devi
 
 
 class ProfiledProcesses(ClusterProcesses):
-    """Node processes run under cProfile; node{i}.prof is written when a node stops cleanly
-    (SIGTERM), readable with `python -m pstats`."""
+    """Node processes run under cProfile, timed by their own CPU clock (bench.cpuprofile);
+    node{i}.prof is written when a node stops cleanly (SIGTERM), readable with `python -m pstats`."""
 
     def __init__(self, layout: ClusterLayout, profile_dir: Path) -> None:
         super().__init__(layout)
@@ -144,7 +144,7 @@ class ProfiledProcesses(ClusterProcesses):
         node_dir = self.layout.node_dir(i)
         log_file = open(node_dir / "node.log", "ab")  # noqa: SIM115 - owned by the child
         process = subprocess.Popen(
-            [sys.executable, "-m", "cProfile", "-o", str(self.profile_dir / f"node{i}.prof"),
+            [sys.executable, "-m", "bench.cpuprofile", str(self.profile_dir / f"node{i}.prof"),
              str(ROOT / "node.py"), "start", "--config", str(node_dir / "node.toml")],
             stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.processes[i] = process
