@@ -35,6 +35,7 @@ import aiohttp
 import rlp
 
 from bench.harness import DSC_REQUEST_DEPOSIT, BenchCluster, bench_cluster, cpu_seconds, load_average, machine
+from chain.errors import TxReason
 from chain.types import Transaction
 from contracts.addresses import DSC, TOKEN
 from crypto.hashing import keccak256
@@ -42,12 +43,13 @@ from crypto.keys import KeyPair
 
 POLL_S = 0.01  # final-block polling period of the watcher
 NODE_RETRY_S = 1.0  # a node that failed is skipped this long
-RETRY_REASONS = ("node-busy", "mempool-full", "nonce-gap", "sender-full")  # back-pressure: try again
+# back-pressure: try again
+RETRY_REASONS = (TxReason.NODE_BUSY, TxReason.MEMPOOL_FULL, TxReason.NONCE_GAP, TxReason.SENDER_FULL)
 # The node is full: retried until the run's deadline, the pause doubling up to the max, so a
 # backlog far beyond the mempool waits at the client instead of spinning refused requests.
-BACKPRESSURE_REASONS = ("node-busy", "mempool-full")
+BACKPRESSURE_REASONS = (TxReason.NODE_BUSY, TxReason.MEMPOOL_FULL)
 BACKPRESSURE_BACKOFF_S_MAX = 1.0
-KNOWN_REASONS = ("duplicate", "nonce-replay")  # the network already has it
+KNOWN_REASONS = (TxReason.DUPLICATE, TxReason.NONCE_REPLAY)  # the network already has it
 RETRY_BACKOFF_S = 0.05
 ATTEMPTS_MAX = 200
 NONCE_WINDOW = 48  # transactions per sender: below the mempool's nonce_gap_max (64)

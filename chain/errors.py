@@ -5,6 +5,8 @@ Each carries data a caller can show; a broken invariant is an `assert`, not one 
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 
 class LedgerError(Exception):
     """Base class of every expected ledger rejection."""
@@ -14,10 +16,36 @@ class DecodeError(LedgerError):
     """Bytes that do not decode to the declared type."""
 
 
-class InvalidTransaction(LedgerError):
-    """A transaction that may not enter a block. `reason` is a short stable code."""
+class TxReason(StrEnum):
+    """Why a transaction was refused (style habit 12): one set for the ledger, the node, the
+    RPC reply's `reason`, the SDK and the benchmarks; metric labels are these values."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    # anywhere (chain/validation.py): the transaction itself
+    MALFORMED = "malformed"  # its bytes do not decode
+    OVERSIZE = "oversize"  # above tx_bytes_max
+    WRONG_CHAIN_ID = "wrong-chain-id"
+    GAS_LIMIT = "gas-limit"  # above tx_gas_max
+    BAD_SIGNATURE = "bad-signature"
+    # against the state (chain/execution.py, chain/mempool.py)
+    UNKNOWN_SENDER = "unknown-sender"  # the sender has no account
+    NONCE_MISMATCH = "nonce-mismatch"  # in a block: not the account's next nonce
+    BLOCK_GAS = "block-gas"  # above the gas the block has left
+    NONCE_REPLAY = "nonce-replay"  # below the account nonce: already final
+    NONCE_GAP = "nonce-gap"  # too far above the account nonce (nonce_gap_max)
+    NONCE_TAKEN = "nonce-taken"  # another transaction with this nonce is pending
+    DUPLICATE = "duplicate"  # this transaction is pending or final already
+    # back-pressure (chain/mempool.py, runtime/node.py): try again later
+    MEMPOOL_FULL = "mempool-full"
+    SENDER_FULL = "sender-full"  # the sender's quota (per_sender_*, unfunded_sender_txs_max)
+    UNFUNDED_FULL = "unfunded-full"  # the quota all senders without balance share
+    NODE_BUSY = "node-busy"  # the node's submission queue is full
+    STORAGE_FULL = "storage-full"  # the node cannot journal it (docs/architecture.md decision 3)
+
+
+class InvalidTransaction(LedgerError):
+    """A transaction that may not enter a block: a `TxReason` and a free-text detail."""
+
+    def __init__(self, reason: TxReason, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import rlp
 from rlp.codec import encode_raw
 
-from chain.errors import InvalidBlock, InvalidTransaction
+from chain.errors import InvalidBlock, InvalidTransaction, TxReason
 from chain.genesis import Genesis
 from chain.state import Account, NodeOverlay, NodeSource, State
 from chain.triebuild import DecodedNodes, ordered_root
@@ -77,11 +77,11 @@ def apply_transaction(state: State, tx: Transaction, engine: Engine, env: BlockE
     bug in a contract raises InternalError (vm/errors.py): the block is not applied."""
     account = state.account(tx.sender_address)
     if account is None:
-        raise InvalidTransaction("unknown-sender", f"0x{tx.sender_address.hex()} has no account")
+        raise InvalidTransaction(TxReason.UNKNOWN_SENDER, f"0x{tx.sender_address.hex()} has no account")
     if tx.nonce != account.nonce:
-        raise InvalidTransaction("nonce-mismatch", f"expected {account.nonce}, got {tx.nonce}")
+        raise InvalidTransaction(TxReason.NONCE_MISMATCH, f"expected {account.nonce}, got {tx.nonce}")
     if tx.gas_limit > block_gas_left:
-        raise InvalidTransaction("block-gas", f"gas limit {tx.gas_limit} > {block_gas_left} left")
+        raise InvalidTransaction(TxReason.BLOCK_GAS, f"gas limit {tx.gas_limit} > {block_gas_left} left")
     state.set_account(tx.sender_address, Account(account.nonce + 1, account.balance))
     return make_receipt(engine.execute(state, tx, env))
 

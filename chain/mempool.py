@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import rlp
 
-from chain.errors import InvalidTransaction
+from chain.errors import InvalidTransaction, TxReason
 from chain.genesis import LedgerLimits
 from chain.state import State
 from chain.types import Transaction
@@ -85,25 +85,25 @@ class Mempool:
     def add(self, tx: Transaction, state: State) -> None:
         """Admit `tx` or raise InvalidTransaction with the reason; nothing changes on failure."""
         if tx.hash in self._by_hash:
-            raise InvalidTransaction("duplicate", f"0x{tx.hash.hex()} already pending")
+            raise InvalidTransaction(TxReason.DUPLICATE, f"0x{tx.hash.hex()} already pending")
         size = len(rlp.encode(tx))
         if len(self._by_hash) >= self.limits.txs_max:
-            raise InvalidTransaction("mempool-full", f"{len(self)} transactions pending")
+            raise InvalidTransaction(TxReason.MEMPOOL_FULL, f"{len(self)} transactions pending")
         if self._bytes + size > self.limits.bytes_max:
-            raise InvalidTransaction("mempool-full", f"{self._bytes} bytes pending")
+            raise InvalidTransaction(TxReason.MEMPOOL_FULL, f"{self._bytes} bytes pending")
         check_transaction(tx, self.chain_id, self.ledger_limits, self.signatures)
         account = state.account(tx.sender_address)
         if account is None:
-            raise InvalidTransaction("unknown-sender", f"0x{tx.sender_address.hex()} has no account")
+            raise InvalidTransaction(TxReason.UNKNOWN_SENDER, f"0x{tx.sender_address.hex()} has no account")
         if tx.nonce < account.nonce:
-            raise InvalidTransaction("nonce-replay", f"nonce {tx.nonce} < account nonce {account.nonce}")
+            raise InvalidTransaction(TxReason.NONCE_REPLAY, f"nonce {tx.nonce} < account nonce {account.nonce}")
         if tx.nonce > account.nonce + self.limits.nonce_gap_max:
             raise InvalidTransaction(
-                "nonce-gap", f"nonce {tx.nonce} > account nonce {account.nonce} + {self.limits.nonce_gap_max}"
+                TxReason.NONCE_GAP, f"nonce {tx.nonce} > account nonce {account.nonce} + {self.limits.nonce_gap_max}"
             )
         pending = self._by_sender.get(tx.sender_address, {})
         if tx.nonce in pending:
-            raise InvalidTransaction("nonce-taken", f"nonce {tx.nonce} already pending for this sender")
+            raise InvalidTransaction(TxReason.NONCE_TAKEN, f"nonce {tx.nonce} already pending for this sender")
         self._check_quotas(tx.sender_address, account.balance == 0, len(pending), size)
         sender = tx.sender_address
         self._by_sender.setdefault(sender, {})[tx.nonce] = tx
@@ -119,17 +119,17 @@ class Mempool:
     def _check_quotas(self, sender: Address, unfunded: bool, pending: int, size: int) -> None:
         limits = self.limits
         if pending >= limits.per_sender_max:
-            raise InvalidTransaction("sender-full", f"{pending} pending from this sender")
+            raise InvalidTransaction(TxReason.SENDER_FULL, f"{pending} pending from this sender")
         if self._sender_bytes.get(sender, 0) + size > limits.per_sender_bytes_max:
-            raise InvalidTransaction("sender-full", f"{self._sender_bytes[sender]} bytes pending from this sender")
+            raise InvalidTransaction(TxReason.SENDER_FULL,
+                                     f"{self._sender_bytes[sender]} bytes pending from this sender")
         if not (unfunded or sender in self._unfunded):
             return
         if pending >= limits.unfunded_sender_txs_max:
-            raise InvalidTransaction("sender-full", f"{pending} pending from a sender without balance")
+            raise InvalidTransaction(TxReason.SENDER_FULL, f"{pending} pending from a sender without balance")
         if self._unfunded_txs >= limits.unfunded_txs_max or self._unfunded_bytes + size > limits.unfunded_bytes_max:
-            raise InvalidTransaction(
-                "unfunded-full", f"senders without balance hold {self._unfunded_txs} txs, {self._unfunded_bytes} bytes"
-            )
+            raise InvalidTransaction(TxReason.UNFUNDED_FULL, f"senders without balance hold {self._unfunded_txs} txs, "
+                                                             f"{self._unfunded_bytes} bytes")
 
     def candidates(self, state: State, count_max: int) -> list[Transaction]:
         """Up to `count_max` transactions executable in order on `state`, senders taking

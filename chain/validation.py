@@ -8,7 +8,7 @@ from collections import OrderedDict
 
 import rlp
 
-from chain.errors import DecodeError, InvalidTransaction
+from chain.errors import DecodeError, InvalidTransaction, TxReason
 from chain.genesis import LedgerLimits
 from chain.types import Transaction
 from crypto.errors import BadSignature
@@ -29,7 +29,7 @@ class SignatureCache:
         try:
             verify(tx.sender, tx.signature, tx.signing_payload())
         except BadSignature as exc:
-            raise InvalidTransaction("bad-signature", str(exc)) from exc
+            raise InvalidTransaction(TxReason.BAD_SIGNATURE, str(exc)) from exc
         self._verified[tx.hash] = None
         if len(self._verified) > self.entries_max:
             self._verified.popitem(last=False)
@@ -40,13 +40,13 @@ def check_transaction(tx: Transaction, chain_id: int, limits: LedgerLimits,
     """Raise InvalidTransaction unless `tx` is well formed for this chain."""
     size = len(rlp.encode(tx))
     if size > limits.tx_bytes_max:
-        raise InvalidTransaction("oversize", f"{size} bytes > tx_bytes_max {limits.tx_bytes_max}")
+        raise InvalidTransaction(TxReason.OVERSIZE, f"{size} bytes > tx_bytes_max {limits.tx_bytes_max}")
     if tx.chain_id != chain_id:
-        raise InvalidTransaction("wrong-chain-id", f"{tx.chain_id} != {chain_id}")
+        raise InvalidTransaction(TxReason.WRONG_CHAIN_ID, f"{tx.chain_id} != {chain_id}")
     if tx.gas_limit > limits.tx_gas_max:
-        raise InvalidTransaction("gas-limit", f"{tx.gas_limit} > tx_gas_max {limits.tx_gas_max}")
+        raise InvalidTransaction(TxReason.GAS_LIMIT, f"{tx.gas_limit} > tx_gas_max {limits.tx_gas_max}")
     try:
         _ = (tx.method_name, tx.decoded_args)  # both decode lazily; force it here
     except DecodeError as exc:
-        raise InvalidTransaction("malformed", str(exc)) from exc
+        raise InvalidTransaction(TxReason.MALFORMED, str(exc)) from exc
     signatures.check(tx)

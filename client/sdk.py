@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import rlp
 
+from chain.errors import TxReason
 from chain.proofs import verify_proof
 from chain.types import BlockHeader, Transaction, decode
 from chain.values import Value
@@ -163,7 +164,7 @@ class GridClient:
         try:
             return await self.rpc.call("tx_send", "0x" + rlp.encode(tx).hex())
         except RpcCallError as exc:
-            if exc.reason in ("nonce-replay", "nonce-gap", "nonce-taken"):
+            if exc.reason in (TxReason.NONCE_REPLAY, TxReason.NONCE_GAP, TxReason.NONCE_TAKEN):
                 self._nonces.pop(tx.sender_address, None)  # resynchronise on the next build
             raise
 

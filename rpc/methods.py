@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import rlp
 
-from chain.errors import DecodeError, InvalidTransaction, UnknownBlock
+from chain.errors import DecodeError, InvalidTransaction, TxReason, UnknownBlock
 from chain.proofs import Proof, prove_receipt, prove_state, prove_transaction
 from chain.types import Block, Transaction, decode
 from rpc import budget
@@ -198,7 +198,8 @@ class Methods:
             tx = decode(data, Transaction)
             await self.node.submit(tx)
         except DecodeError as exc:
-            raise RpcError(TX_REJECTED, "transaction rejected", {"reason": "malformed", "detail": str(exc)}) from exc
+            raise RpcError(TX_REJECTED, "transaction rejected",
+                           {"reason": TxReason.MALFORMED, "detail": str(exc)}) from exc
         except InvalidTransaction as exc:
             raise RpcError(TX_REJECTED, "transaction rejected",
                            {"reason": exc.reason, "detail": exc.detail}) from exc

@@ -26,7 +26,7 @@ import lmdb
 import rlp
 
 from chain.chain import Chain
-from chain.errors import DecodeError, InvalidTransaction, StorageFull
+from chain.errors import DecodeError, InvalidTransaction, StorageFull, TxReason
 from chain.execution import ExecutedBlock
 from chain.journal import MempoolJournal
 from chain.mempool import Mempool
@@ -348,7 +348,7 @@ class Node:
     def _queue_relayed(self, peer: bytes, raw: bytes) -> None:
         if len(raw) > self.genesis.limits.tx_bytes_max:
             # No block may hold it: refused before even hashing (a 4 MiB string costs ~10 ms).
-            self.metrics.rejected_txs.labels(reason="oversize").inc()
+            self.metrics.rejected_txs.labels(reason=TxReason.OVERSIZE).inc()
             return
         tx_hash = keccak256(raw)  # = Transaction.hash: strict rlp has one encoding per value
         self.relay.mark_held(peer, tx_hash)
@@ -408,10 +408,10 @@ class Node:
             tx = decode(raw, Transaction)
             self._admit(tx)
         except (DecodeError, InvalidTransaction) as exc:
-            reason = exc.reason if isinstance(exc, InvalidTransaction) else "malformed"
+            reason = exc.reason if isinstance(exc, InvalidTransaction) else TxReason.MALFORMED
             self.metrics.rejected_txs.labels(reason=reason).inc()
             self.rejected_recent.add(tx_hash)
-            if reason not in ("duplicate", "nonce-replay"):
+            if reason not in (TxReason.DUPLICATE, TxReason.NONCE_REPLAY):
                 log.info("transaction from %s rejected: %s", self.peer_name(peer), exc, extra={"reason": reason})
             return False
         self.relay.admitted(tx_hash, raw, now, origin=peer)
@@ -439,7 +439,7 @@ class Node:
             # Not acknowledged, so not admitted; the storage guard above pauses the node.
             for submission, _ in accepted:
                 self.mempool.remove(submission.tx)
-                self._refuse(submission, InvalidTransaction("storage-full", "cannot journal the transaction"))
+                self._refuse(submission, InvalidTransaction(TxReason.STORAGE_FULL, "cannot journal the transaction"))
             raise
         for submission, raw in accepted:
             self.relay.admitted(submission.tx.hash, raw, now)
@@ -450,7 +450,7 @@ class Node:
 
     def _refuse(self, submission: Submission, exc: InvalidTransaction) -> None:
         self.metrics.rejected_txs.labels(reason=exc.reason).inc()
-        if exc.reason not in ("duplicate", "nonce-replay"):  # client retries, not mistakes
+        if exc.reason not in (TxReason.DUPLICATE, TxReason.NONCE_REPLAY):  # client retries, not mistakes
             log.info("transaction 0x%s from RPC rejected: %s", submission.tx.hash.hex(), exc,
                      extra={"reason": exc.reason})
         if not submission.done.done():
@@ -480,7 +480,7 @@ class Node:
 
     def _admit(self, tx: Transaction) -> None:
         if self.store.has_transaction(tx.hash):
-            raise InvalidTransaction("duplicate", "already final")
+            raise InvalidTransaction(TxReason.DUPLICATE, "already final")
         self.mempool.add(tx, self.chain.head_state())
         self.pending_since[tx.hash] = time.monotonic()
         if len(self.pending_since) > self.config.mempool.txs_max:  # entries of dropped transactions
@@ -489,14 +489,14 @@ class Node:
     async def submit(self, tx: Transaction) -> None:
         """Called by RPC handlers: queue `tx` for the loop and wait for its admission."""
         if self.storage_full is not None:
-            raise InvalidTransaction("storage-full", str(self.storage_full))
+            raise InvalidTransaction(TxReason.STORAGE_FULL, str(self.storage_full))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
             self.submissions.put_nowait(Submission(tx, done))
         except asyncio.QueueFull as exc:
             log.warning("transaction 0x%s from RPC rejected: submission queue full", tx.hash.hex(),
-                        extra={"reason": "node-busy"})
-            raise InvalidTransaction("node-busy", "submission queue full") from exc
+                        extra={"reason": TxReason.NODE_BUSY})
+            raise InvalidTransaction(TxReason.NODE_BUSY, "submission queue full") from exc
         await done
 
     # output -------------------------------------------------------------------------------
