@@ -121,7 +121,8 @@ class NodeConfig:
     # while paused for space (RPC reads go on, /health says why), retry the write this often
     storage_retry_ms: int = field(default=1_000, metadata={"min": 1})
     status_interval_ms: int = field(default=500, metadata={"min": 1})  # final head announced to peers (block sync)
-    # a proposer stops adding transactions to a block after this long (every replica re-executes it)
+    # a proposer stops adding transactions to a block after this much CPU time of its loop
+    # (every replica re-executes it); CPU, not wall time, so a starved machine still builds full blocks
     block_build_ms_max: int = field(default=300, metadata={"min": 1})
     # Test-only: added to this node's wall clock (block time, the clock_drift_ms_max check),
     # for the clock-skew fault scenarios; 0 on a real node, which keeps its clock by NTP.

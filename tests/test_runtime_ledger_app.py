@@ -1,0 +1,50 @@
+"""LedgerApp.propose: the build budget counts the loop's CPU time, never the wall clock."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from chain.mempool import Mempool, MempoolLimits
+from chain.types import Transaction
+from contracts.addresses import TOKEN
+from runtime.ledger_app import LedgerApp
+from tests.support import DevChain, key
+
+PENDING = 50
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> LedgerApp:
+    dev = DevChain.create(tmp_path / "chain", accounts=PENDING)
+    genesis = dev.chain.genesis
+    mempool = Mempool(genesis.chain_id, genesis.limits, MempoolLimits(), dev.chain.signatures)
+    for sender in dev.accounts:
+        mempool.add(Transaction.create(sender, chain_id=genesis.chain_id, nonce=0, to=TOKEN, method="transfer",
+                                       args=[key(999).address, 1]), dev.chain.head_state())
+    return LedgerApp(dev.chain, mempool, empty_blocks=False, build_ms_max=100)
+
+
+def _clock_that_jumps(step_s: float):
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += step_s
+        return now[0]
+    return clock
+
+
+def test_a_starved_machine_still_builds_a_full_block(app: LedgerApp, monkeypatch) -> None:
+    """Each look at the wall clock says a second went by (the process waited for a core):
+    the block still takes every pending transaction."""
+    monkeypatch.setattr(time, "monotonic", _clock_that_jumps(1.0))
+    block = app.propose(1, view=0, proposer=0, clock_ms=1_700_000_001_000)
+    assert block is not None and len(block.transactions) == PENDING
+
+
+def test_the_budget_stops_a_block_that_costs_too_much_cpu(app: LedgerApp, monkeypatch) -> None:
+    monkeypatch.setattr(time, "thread_time", _clock_that_jumps(0.03))  # 30 ms of CPU per look
+    block = app.propose(1, view=0, proposer=0, clock_ms=1_700_000_001_000)
+    assert block is not None and 0 < len(block.transactions) < PENDING
