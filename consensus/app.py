@@ -18,9 +18,11 @@ class Application(Protocol):
         """Mempool size: to decide proposing and to detect a primary that does not."""
         ...
 
-    def propose(self, height: int, view: int, proposer: int, clock_ms: int) -> Block | None:
+    def propose(self, height: int, view: int, proposer: int, clock_ms: int,
+                budget_ms: int | None = None) -> Block | None:
         """A new executed block at final_height()+1 from the mempool, or None when idle,
-        dated max(parent time + 1, clock_ms) (the node's wall clock)."""
+        dated max(parent time + 1, clock_ms) (the node's wall clock); built within
+        `budget_ms` of CPU time when given (the replica's slow start), else the app's own."""
         ...
 
     def check(self, block: Block) -> None:

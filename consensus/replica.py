@@ -110,6 +110,7 @@ EARLY_MESSAGES_MAX = 64  # current-view messages held until the replica can use 
 # 256 MB.
 EARLY_BYTES_MAX = 16 * 1024 * 1024
 RETRANSMIT_DOUBLINGS_MAX = 3  # retransmissions back off to 8x retransmit_ms at most
+SLOW_START_SHARE = 8  # before any measured block cycle, a proposal's budget is commit_timeout_ms / 8
 TIMEOUT_DOUBLINGS_MAX = 4  # at most 16x the configured commit and view-change timeouts
 CYCLE_ALLOWANCE_MAX = 4  # the block-cycle allowance adds at most 4x a timeout
 
@@ -203,6 +204,11 @@ class Replica:
         # timeouts stretch with it, so a loaded or slow machine is not taken for a dead one.
         self._cycle_ms = 0
         self._last_final_ms: int | None = None
+        # The primary's own proposal: when building started, and how long it took (measured
+        # at the next tick, whose time is fresh). The followers execute the same block, so
+        # the wait for their votes allows twice that on top of the commit timeout.
+        self._proposed_at_ms: int | None = None
+        self._build_ms: int | None = None
         self.last_suspect_reason: str | None = None
         self._future: dict[tuple[int, str], Message] = {}
         self._clock_ms = 0  # the wall clock of the input being handled (set by each entry)
@@ -295,6 +301,7 @@ class Replica:
 
     def _reset_view_state(self) -> None:
         self._votes = {}  # votes on the entry in this view, by member
+        self._proposed_at_ms, self._build_ms = None, None
         self._commits = {}  # follower votes for height final+1
         self._holders = set()  # members known to hold the entry's certificate
         self._finals = {}  # t >= 2: their signatures on final_message (COMMITTED.holds)
@@ -378,11 +385,14 @@ class Replica:
             self._busy_since = None
         elif self._busy_since is None:
             self._busy_since = now_ms
+            if self._proposed_at_ms is not None and self._build_ms is None:
+                self._build_ms = now_ms - self._proposed_at_ms
 
     def _stall_deadline(self) -> int | None:
         if self.state != NORMAL or not self._is_member(self.view) or self._busy_since is None:
             return None
         allowance = self._config.empty_block_interval_ms if self._config.empty_blocks else 0
+        allowance += 2 * (self._build_ms or 0)
         return self._busy_since + self._backed_off(self._config.commit_timeout_ms) + allowance
 
     def _backed_off(self, timeout_ms: int) -> int:
@@ -477,7 +487,11 @@ class Replica:
         if self.state != NORMAL or not self._is_primary() or self._current(self._entry):
             return
         height = self._app.final_height() + 1
-        block = self._app.propose(height, self.view, self._index, self._clock_ms)
+        # Slow start: until one block cycle has been measured here (a fresh start), a small
+        # block, so that a machine much slower than the timeouts assume shows it on a block
+        # that fits them; the timeouts then stretch with the cycle (_backed_off).
+        budget_ms = None if self._cycle_ms else self._config.commit_timeout_ms // SLOW_START_SHARE
+        block = self._app.propose(height, self.view, self._index, self._clock_ms, budget_ms)
         if block is None:
             self._schedule_proposal(now_ms)
             return
@@ -486,9 +500,12 @@ class Replica:
         raw = block.encoded()
         vote = self._vote(self.view, height, block.hash)
         self._entry = Entry.create(self.view, raw, vote, block=block)
-        self._busy_since = now_ms  # proposing is progress (see the follower side)
         self._votes = {self._index: vote}
         self._holders, self._finals = set(), {}
+        # Proposing is progress: the stall clock restarts at the next tick, after this
+        # build (which may have taken seconds on a starved machine; now_ms is from before).
+        self._busy_since = None
+        self._proposed_at_ms, self._build_ms = now_ms, None
         self._persist()  # the PREPARE carries a vote: log before sending it
         for number, follower in enumerate(self._followers()):
             proposal = self._sign(Prepare(sender=self._index, view=self.view, height=height,
@@ -779,8 +796,13 @@ class Replica:
         self._last_final = final
         self._views_without_final = 0
         self._retransmits = 0
-        if self._busy_since is not None:
+        if self._proposed_at_ms is not None:  # the primary's cycle includes building the block
+            started: int | None = self._proposed_at_ms
+        elif self._busy_since is not None:
             started = max(self._busy_since, self._last_final_ms or self._busy_since)
+        else:
+            started = None
+        if started is not None:
             # Up at once, down slowly: one long cycle already says this machine is slow now.
             cycle = now_ms - started
             self._cycle_ms = max(cycle, (3 * self._cycle_ms + cycle) // 4)
@@ -790,6 +812,7 @@ class Replica:
             self._entry = None
         self._votes, self._commits, self._holders, self._outbox = {}, {}, set(), {}
         self._finals = {}
+        self._proposed_at_ms, self._build_ms = None, None
         # The stall clock restarts at the next tick (its time is fresh; `now_ms` is from
         # before this block was executed and stored).
         self._busy_since = None

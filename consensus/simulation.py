@@ -85,7 +85,8 @@ class FakeLedger:
     def pending_transactions(self) -> int:
         return len(self.mempool)
 
-    def propose(self, height: int, view: int, proposer: int, clock_ms: int) -> Block | None:
+    def propose(self, height: int, view: int, proposer: int, clock_ms: int,
+                budget_ms: int | None = None) -> Block | None:
         assert height == self.final_height() + 1
         if not self.mempool and not self.empty_blocks:
             return None
@@ -269,6 +270,11 @@ class Simulation:
     def _tick(self, node: SimNode) -> None:
         self._act(node, node.replica.on_tick(self.now, self.clock_ms(node.index)))
         self._sync_sends(node, node.sync.on_tick(self.now))
+        again = node.replica.next_deadline()
+        if again is not None and again <= self.now:
+            # A replica may ask for one more tick at once (after proposing, its stall clock
+            # restarts with the fresh time of the next tick); a second would spin the loop.
+            self._act(node, node.replica.on_tick(self.now, self.clock_ms(node.index)))
         # A deadline that did not move would spin the loop: that is a replica bug.
         for deadline in (node.replica.next_deadline(), node.sync.next_deadline()):
             assert deadline is None or deadline > self.now, \

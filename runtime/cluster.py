@@ -16,6 +16,7 @@ Layout of DIR:
 from __future__ import annotations
 
 import errno
+import http.client
 import json
 import os
 import random
@@ -307,8 +308,8 @@ def rpc_health(port: int) -> tuple[int | None, dict[str, Any] | None]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
-    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
-        return None, None
+    except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, ValueError):
+        return None, None  # HTTPException: something else answers on that port (not HTTP)
 
 
 def node_identity(port: int) -> tuple[int, str] | None:

@@ -38,7 +38,8 @@ class LedgerApp:
     def pending_transactions(self) -> int:
         return len(self.mempool)
 
-    def propose(self, height: int, view: int, proposer: int, clock_ms: int) -> Block | None:
+    def propose(self, height: int, view: int, proposer: int, clock_ms: int,
+                budget_ms: int | None = None) -> Block | None:
         assert height == self.chain.height + 1, "proposal above a non-final block"
         limits = self.chain.genesis.limits
         candidates = self.mempool.candidates(self.chain.head_state(), limits.block_txs_max)
@@ -52,7 +53,7 @@ class LedgerApp:
         # shared core) a wall-time budget built blocks of 18 transactions where it built
         # 2,000, the per-block costs took over and throughput fell with the square of the
         # slowdown (issue 10); the replicas' timeouts follow the measured block cycle instead.
-        deadline = time.thread_time() + self.build_ms_max / 1000
+        deadline = time.thread_time() + min(budget_ms or self.build_ms_max, self.build_ms_max) / 1000
         executed, rejected = self.chain.build(candidates, timestamp_ms=clock_ms,
                                               proposer=proposer, view=view,
                                               full=lambda: time.thread_time() > deadline)

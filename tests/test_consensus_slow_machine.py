@@ -1,0 +1,56 @@
+"""A primary on a starved machine: the time it spent building a block is not counted
+against the followers, whose votes take about as long again (issue 10, "pinned")."""
+
+from __future__ import annotations
+
+from consensus import ConsensusConfig, Suspected
+from consensus.replica import SLOW_START_SHARE, Replica
+from consensus.simulation import CHAIN_ID, CLOCK_EPOCH_MS, FakeLedger
+from consensus.storage import MemoryStorage
+from crypto.keys import KeyPair
+
+CONFIG = ConsensusConfig(t=1)
+
+
+class RecordingLedger(FakeLedger):
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.budgets: list[int | None] = []
+
+    def propose(self, height, view, proposer, clock_ms, budget_ms=None):
+        self.budgets.append(budget_ms)
+        return super().propose(height, view, proposer, clock_ms, budget_ms)
+
+
+def _primary() -> tuple[Replica, RecordingLedger]:
+    keys = [KeyPair.from_seed(bytes([i + 1]) * 32) for i in range(3)]
+    ledger = RecordingLedger()
+    replica = Replica(CONFIG, index=0, key=keys[0], bookkeepers=[k.public_key for k in keys],
+                      chain_id=CHAIN_ID, app=ledger, storage=MemoryStorage())
+    replica.start(0, CLOCK_EPOCH_MS)
+    ledger.mempool[b"tx"] = None
+    replica.on_transactions(0, CLOCK_EPOCH_MS)  # the batch timer starts
+    return replica, ledger
+
+
+def _suspects(replica: Replica, now_ms: int) -> bool:
+    return any(isinstance(a, Suspected) for a in replica.on_tick(now_ms, CLOCK_EPOCH_MS + now_ms))
+
+
+def test_a_slow_build_is_not_charged_to_the_followers() -> None:
+    replica, ledger = _primary()
+    assert not _suspects(replica, CONFIG.batch_timeout_ms)  # proposes: the build starts here
+    assert len(ledger.budgets) == 1
+    built = CONFIG.batch_timeout_ms + 3_000  # the next tick's time says the build took 3 s
+    assert replica.next_deadline() == 0  # it asks for that tick at once
+    assert not _suspects(replica, built)
+    # The followers execute the same block: the wait allows twice the build on top.
+    patience = built + CONFIG.commit_timeout_ms + 2 * 3_000
+    assert not _suspects(replica, patience - 1)
+    assert _suspects(replica, patience)  # a follower that never votes is still suspected
+
+
+def test_a_fresh_replica_starts_with_a_small_block() -> None:
+    replica, ledger = _primary()
+    replica.on_tick(CONFIG.batch_timeout_ms, CLOCK_EPOCH_MS)
+    assert ledger.budgets == [CONFIG.commit_timeout_ms // SLOW_START_SHARE]
