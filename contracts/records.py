@@ -22,15 +22,15 @@ NO_RATING = -1  # a side that has not rated yet
 SIDES = ("requester", "node")  # requester rates the node; node rates the device
 
 
-def _record_key(request_id: int) -> bytes:
+def record_key(request_id: int) -> bytes:
     return int_key(b"r:", request_id)
 
 
-def _count_key(prefix: bytes, member: Address) -> bytes:
+def count_key(prefix: bytes, member: Address) -> bytes:
     return prefix + member + b":n"
 
 
-def _index_key(prefix: bytes, member: Address, position: int) -> bytes:
+def index_key(prefix: bytes, member: Address, position: int) -> bytes:
     return prefix + member + b":" + position.to_bytes(8, "big")
 
 
@@ -61,14 +61,14 @@ class Records(NativeContract):
     def add(self, ctx: CallContext, request_id: int, device: bytes, node: bytes, device_type: str,
             value: int, mode: str, service_hash: bytes, diagnosis_time_s: int) -> None:
         require(ctx.sender == DSC, "not-authorized", "records come from completed DSC services")
-        assert ctx.get(_record_key(request_id)) is None, "a service is recorded once"
+        assert ctx.get(record_key(request_id)) is None, "a service is recorded once"
         record: list[Value] = [request_id, device, node, device_type, value, mode, service_hash,
                                diagnosis_time_s, NO_RATING, NO_RATING]
-        ctx.set_value(_record_key(request_id), record)
+        ctx.set_value(record_key(request_id), record)
         for prefix, member in ((BY_DEVICE, device), (BY_NODE, node)):
-            count = ctx.get_int(_count_key(prefix, member))
-            ctx.set_value(_index_key(prefix, member, count), request_id)
-            ctx.set_value(_count_key(prefix, member), count + 1)
+            count = ctx.get_int(count_key(prefix, member))
+            ctx.set_value(index_key(prefix, member, count), request_id)
+            ctx.set_value(count_key(prefix, member), count + 1)
         ctx.emit("MaintenanceRecorded", request=request_id, device=device, node=node,
                  device_type=device_type, value=value, mode=mode, service_hash=service_hash)
 
@@ -80,24 +80,24 @@ class Records(NativeContract):
         record = self.record(ctx, request_id)
         assert isinstance(record, list)
         record[8 + SIDES.index(side)] = rating
-        ctx.set_value(_record_key(request_id), record)
+        ctx.set_value(record_key(request_id), record)
 
     @view
     def record(self, ctx: CallContext, request_id: int) -> Value:
         """[request_id, device, node, device_type, value, mode, service_hash,
         diagnosis_time_s, rating_by_requester, rating_by_node] (-1 = not rated yet)."""
-        stored = ctx.get_value(_record_key(request_id))
+        stored = ctx.get_value(record_key(request_id))
         require(stored is not None, "unknown-record", str(request_id))
         assert stored is not None
         return stored
 
     @view
     def count_by_device(self, ctx: CallContext, device: bytes) -> int:
-        return ctx.get_int(_count_key(BY_DEVICE, device))
+        return ctx.get_int(count_key(BY_DEVICE, device))
 
     @view
     def count_by_node(self, ctx: CallContext, node: bytes) -> int:
-        return ctx.get_int(_count_key(BY_NODE, node))
+        return ctx.get_int(count_key(BY_NODE, node))
 
     @view
     def by_device(self, ctx: CallContext, device: bytes, start: int, count: int) -> Value:
@@ -112,10 +112,10 @@ class Records(NativeContract):
     def _page(self, ctx: CallContext, prefix: bytes, member: Address, start: int, count: int) -> Value:
         require(start >= 0 and 0 <= count <= self.page_max, "bad-page",
                 f"start >= 0 and count at most {self.page_max}")
-        end = min(start + count, ctx.get_int(_count_key(prefix, member)))
+        end = min(start + count, ctx.get_int(count_key(prefix, member)))
         ctx.steps(max(end - start, 0))
         page: list[Value] = []
         for position in range(start, end):
-            request_id = ctx.get_int(_index_key(prefix, member, position))
+            request_id = ctx.get_int(index_key(prefix, member, position))
             page.append(self.record(ctx, request_id))
         return page

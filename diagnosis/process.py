@@ -36,6 +36,7 @@ from diagnosis.channel import Inbox
 from diagnosis.directory import ChainDirectory, DeviceEntry, NoEndpoint
 from diagnosis.ledger import RpcLedger
 from diagnosis.lightclient import TrustAnchor, UnprovenState
+from diagnosis.phone_app import PhoneApp
 from diagnosis.protocol import SUPPLIER, VENDOR
 from diagnosis.services import CrewService, DeviceService, NodePolicy, NodeService, Operation, PhoneService, Service
 from diagnosis.store import AgentStore
@@ -240,11 +241,16 @@ async def run_agent(config: AgentConfig) -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     ready = asyncio.Event()
     add_routes(agent, service, ready)
+    phone_app = PhoneApp(service.agent, service, config.state) if isinstance(service, PhoneService) else None
+    if phone_app is not None:
+        phone_app.mount()  # the owner's app at GET /app/ (diagnosis/phone_app.py)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await agent.start()
+    if phone_app is not None:
+        phone_app.started()
     try:
         await first_start(config, agent)
         log.info("started at %s", agent.inbox.url)

@@ -78,6 +78,13 @@ class AgentStore:
         self._db.execute("delete from messages where rowid <= (select max(rowid) from messages) - ?",
                          (MESSAGES_KEPT_MAX,))
 
+    def received_after(self, rowid: int, count_max: int) -> list[tuple[int, str, int, str, int]]:
+        """(rowid, kind, request, sender, at_ms) of messages received after `rowid`, oldest
+        first (the phone app's notifications)."""
+        rows = self._db.execute("select rowid, kind, request, peer, at_ms from messages where direction = 'received' "
+                                "and rowid > ? order by rowid limit ?", (rowid, count_max)).fetchall()
+        return [(int(r), str(k), int(q), str(p), int(t)) for r, k, q, p, t in rows]
+
     def messages(self, request_id: int) -> list[tuple[str, str, str]]:
         rows = self._db.execute("select direction, kind, hash from messages where request = ? order by rowid",
                                 (request_id,)).fetchall()

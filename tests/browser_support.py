@@ -5,6 +5,8 @@ flags keep Chromium off the network (this machine's is closed) and out of the sa
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +17,9 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+# GRIDCHAIN_SCREENSHOTS=docs/img refreshes the documentation's screenshots; by default they
+# go to a temporary directory, so a test run leaves the work tree as it was.
+SCREENSHOTS = Path(os.environ.get("GRIDCHAIN_SCREENSHOTS") or Path(tempfile.gettempdir()) / "gridchain-screenshots")
 WAIT_MS = 60_000  # a live update on a loaded 2-core box: a few blocks at most
 
 
@@ -37,6 +41,7 @@ async def browser_page(width: int = 1280, height: int = 900) -> AsyncIterator[An
             page = await browser.new_page(viewport={"width": width, "height": height})
             page.set_default_timeout(WAIT_MS)
             page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
             yield page
         finally:
             await browser.close()
@@ -44,8 +49,8 @@ async def browser_page(width: int = 1280, height: int = 900) -> AsyncIterator[An
 
 
 async def screenshot(page: Any, name: str) -> None:
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(DOCS_IMG / name), full_page=True)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
 
 
 # WCAG 2 relative luminance and contrast ratio of an element's text on its background

@@ -51,8 +51,9 @@ PAGES = ("#/", "#/auctions", "#/consortium", "#/policies", "#/consensus")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     params = demo_contract_params()
     params["dsc"] = {**params["dsc"], "commit_ms": COMMIT_MS, "reveal_ms": REVEAL_MS}
-    with running_cluster(tmp_path_factory.mktemp("explorer"), contracts=params) as (processes, accounts):
-        yield rpc_urls(processes), accounts
+    directory = tmp_path_factory.mktemp("explorer")
+    with running_cluster(directory, contracts=params) as (processes, accounts):
+        yield rpc_urls(processes), accounts, directory
 
 
 async def _consortium(client: GridClient, accounts: list[KeyPair]) -> tuple[list[KeyPair], KeyPair, KeyPair]:
@@ -92,7 +93,7 @@ def _fields(receipt: dict[str, Any], name: str) -> dict[str, Any]:
 
 async def test_a_failing_device_is_auctioned_live_and_its_proof_verifies(cluster) -> None:
     require_chromium()
-    urls, accounts = cluster
+    urls, accounts, _ = cluster
     async with GridClient(urls[0]) as client:
         bidders, phone, device = await _consortium(client, accounts)
         terms = await Dsc.terms(client, "meter")
@@ -154,7 +155,7 @@ async def test_a_failing_device_is_auctioned_live_and_its_proof_verifies(cluster
 
 async def test_pages_have_labels_contrast_keyboard_and_fit_a_phone(cluster) -> None:
     require_chromium()
-    urls, _ = cluster
+    urls, _, _ = cluster
     async with browser_page() as page:
         for route in PAGES:
             await page.goto(urls[0] + "/" + route)
@@ -189,7 +190,7 @@ async def test_pages_have_labels_contrast_keyboard_and_fit_a_phone(cluster) -> N
 
 
 async def test_standalone_explorer_rebuilds_a_foreign_index_and_relays_the_websocket(cluster, tmp_path) -> None:
-    urls, accounts = cluster
+    urls, accounts, _ = cluster
     index_path = tmp_path / "explorer.sqlite"
     foreign = Index(index_path)  # an index of another chain (id 7) left in the file
     foreign.reset(7, "0x" + "ab" * 32)
@@ -275,7 +276,7 @@ def _synthetic_index(path: Path, blocks: int, auctions: int) -> None:
 
 async def test_first_meaningful_render_with_10k_blocks_and_1k_auctions(cluster, tmp_path) -> None:
     require_chromium()
-    urls, _ = cluster
+    urls, _, _ = cluster
     index_path = tmp_path / "synthetic.sqlite"
     _synthetic_index(index_path, RENDER_BLOCKS, RENDER_AUCTIONS)
     standalone = StandaloneExplorer(urls[:1], index_path, follow=False)  # the index served as it is
@@ -299,3 +300,79 @@ async def test_first_meaningful_render_with_10k_blocks_and_1k_auctions(cluster, 
     print(f"first meaningful render, synthetic index of {RENDER_BLOCKS} blocks and {RENDER_AUCTIONS} auctions: "
           + ", ".join(f"{route} {ms:.0f} ms" for route, ms in figures.items()))
     assert all(ms < 1_000 for ms in figures.values()), figures
+
+
+async def test_the_owners_phone_app_shows_devices_notifications_proven_history_rating_and_policy(cluster) -> None:
+    """The smartphone agent's own app (diagnosis/phone_app.py) on the same cluster: the
+    owner publishes a rule in the app and sees it fire, a service on their device arrives
+    as notifications, its maintenance record shows proven and is rated from the app."""
+    require_chromium()
+    from diagnosis.agents import Identity, SmartphoneAgent, Tally
+    from diagnosis.demo import admin_key
+    from diagnosis.ledger import RpcLedger
+    from diagnosis.lightclient import TrustAnchor
+    from diagnosis.phone_app import PhoneApp
+    from diagnosis.process import default_rules
+    from diagnosis.services import PhoneService
+    from diagnosis.store import AgentStore
+
+    urls, accounts, directory = cluster
+    vendor, funder = accounts[7], accounts[8]
+    identity = Identity.from_seed("phone-of-ada", b"explorer-test-phone", paillier_bits=1024)
+    anchor = TrustAnchor.from_genesis(directory / "genesis.toml")
+    agent = SmartphoneAgent(identity, RpcLedger(urls[1:], anchor), anchor.credit_initial, Tally())
+    service = PhoneService(agent, AgentStore(directory / "phone-of-ada.sqlite"), default_rules)
+    app = PhoneApp(agent, service, directory / "phone-of-ada.sqlite")
+    app.mount()
+    device = KeyPair.from_seed(keccak256(b"explorer-test-relay"))
+    async with GridClient(urls[0]) as client:
+        await Registry.register(vendor.address, "vendor", b"", b"").transact(client, admin_key())
+        await Registry.register(identity.address, "smartphone", b"", b"").transact(client, admin_key())
+        await client.transact(funder, "token", "transfer", [identity.address, 10_000])  # deposits
+        consent = device_consent(device, await client.chain_id(), vendor.address, 0)
+        await Registry.register_device(device.public_key, "relay", 2**40, b"", b"", consent).transact(client, vendor)
+        await Registry.bind_smartphone(device.address, identity.address).transact(client, vendor)
+        await agent.start()
+        url = app.started()
+        try:
+            assert app.url_file.read_text().strip() == url
+            async with aiohttp.ClientSession() as session:  # no token, no answer
+                async with session.get(url.split("/app/")[0] + "/app/api/overview") as response:
+                    assert response.status == 403
+                async with session.get(url.split("/app/")[0] + "/app/api/overview",
+                                       headers={"X-App-Token": app.token}) as response:
+                    overview = await response.json()
+                    assert response.status == 200, overview
+                assert [d["address"] for d in overview["devices"]] == ["0x" + device.address.hex()]
+            async with browser_page(width=390, height=844) as page:
+                await page.goto(url)
+                card = page.locator(f'[data-device="0x{device.address.hex()}"]')
+                await card.wait_for()
+                assert "in warranty" in await card.text_content()
+                assert await page.evaluate(UNLABELLED_JS) == []
+                assert await page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+                await page.fill("#threshold-1", "1500")
+                await page.click("#publish")
+                await page.get_by_text("Published version 1").wait_for()
+                await client.transact(device, "policy", "report", ["power_w", 1600])  # the device's running report
+                await page.locator("#fired li", has_text="your policy fired").wait_for()
+                await card.locator(".mode", has_text="power-saving").wait_for()
+
+                # the phone's own transactions go through its agent (one nonce sequence)
+                opened = await agent.tx(Dsc.open_request(device.address).with_value(100), "")
+                request_id = _fields(opened, "RequestOpened")["request"]
+                await page.locator("#feed li", has_text="a maintenance request was opened").wait_for()
+                await Dsc.set_mode(request_id, "remote").transact(client, vendor)
+                await agent.tx(Dsc.complete(request_id, keccak256(b"relay fault")), "")
+                await page.locator("#feed li", has_text="service completed").wait_for()
+                row = page.locator(f'#records tr[data-request="{request_id}"]')
+                await row.get_by_text("proven at block").wait_for()
+                await row.get_by_label(f"Rate #{request_id} (0-100)").fill("95")
+                await row.get_by_role("button", name="Rate").click()
+                await page.locator(f'#records tr[data-request="{request_id}"] td', has_text="95").wait_for()
+                await screenshot(page, "phone-app.png")
+            record = await client.view("records", "record", [request_id])
+            assert record[8] == 95  # the owner's rating, signed by the agent
+        finally:
+            await agent.stop()
+            service.store.close()
