@@ -120,6 +120,13 @@ class Index:
         with self._write():
             for item in blocks:
                 self._add_block(item, contract_names)
+            # counted as they are added: a count(*) on every page would read whole tables
+            self._count("transactions", sum(len(item.transactions) for item in blocks))
+            self._count("events", sum(len(r["events"]) for item in blocks for r in item.receipts))
+
+    def _count(self, name: str, added: int) -> None:
+        self._db.execute("insert into meta (key, value) values (?, ?) on conflict (key) do update "
+                         "set value = cast(value as integer) + excluded.value", (name, str(added)))
 
     def _add_block(self, item: IndexedBlock, names: dict[str, str]) -> None:
         block = item.block
@@ -253,10 +260,9 @@ class Index:
         return None if row is None else dict(row)
 
     def counts(self) -> dict[str, int]:
-        one = self._db.execute
-        return {"blocks": self.height() + 1, "transactions": one("select count(*) from txs").fetchone()[0],
-                "events": one("select count(*) from events").fetchone()[0],
-                "requests": one("select count(*) from requests").fetchone()[0]}
+        requests = self._db.execute("select max(id) from requests").fetchone()[0]  # the DSC counts from 1
+        return {"blocks": self.height() + 1, "transactions": int(self.meta("transactions") or 0),
+                "events": int(self.meta("events") or 0), "requests": requests or 0}
 
 
 def _is_ref(value: Any) -> bool:
