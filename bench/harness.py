@@ -43,7 +43,7 @@ class BenchCluster:
 
     @property
     def urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{self.layout.rpc_port(i)}" for i in range(self.layout.nodes)]
+        return [self.layout.rpc_url(i) for i in range(self.layout.nodes)]
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.processes.processes.values() if p.poll() is None]

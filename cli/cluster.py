@@ -100,7 +100,7 @@ def _refuse_second_supervisor(directory: Path) -> None:
 
 def _refuse_taken_ports(layout: ClusterLayout) -> None:
     taken = [f"{port} (node{i} {what})" for i in range(layout.nodes)
-             for what, port in (("RPC", layout.rpc_port(i)), ("p2p", layout.p2p_port(i))) if not port_free(port)]
+             for what, port in layout.ports(i).items() if not port_free(port)]
     if taken:
         raise UserError(f"ports in use by another process: {', '.join(taken)}; stop what holds them (another "
                         "cluster?) or use another directory with another --base-port", EXIT_FAILED)
@@ -202,7 +202,7 @@ class Supervisor:
             return True
         if ready:
             node.state = "up"
-            print(f"node{i} up again at http://127.0.0.1:{self.layout.rpc_port(i)}", flush=True)
+            print(f"node{i} up again at {self.layout.rpc_url(i)}", flush=True)
             return True
         if now - node.started_at > self.health_timeout_s:
             print(f"node{i} did not answer /health in {self.health_timeout_s:.0f} s; stopping it", flush=True)

@@ -96,7 +96,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--header-rpc", type=target.rpc_url, metavar="URL",
                    help="fetch the header from this other node (default: the same node)")
 
-    for extra in ("cluster", "demo", "bench", "faults", "agent", "explorer"):
+    for extra in ("admin", "cluster", "demo", "bench", "faults", "agent", "explorer"):
         _register_optional(verbs, extra)
 
 
@@ -137,7 +137,7 @@ def planned_layout(directory: Path, nodes: int, base_port: int, observers: int) 
     if observers < 0:
         raise UserError(f"--observers {observers}: must be 0 or more")
     layout = ClusterLayout(directory, nodes + observers, base_port, bookkeepers=nodes)
-    top = layout.p2p_port(layout.nodes - 1)
+    top = max(layout.ports(layout.nodes - 1).values())
     if base_port < 1 or top > 65535:
         raise UserError(f"--base-port {base_port}: the cluster needs ports {base_port}..{top}, within 1..65535")
     return layout
@@ -216,7 +216,7 @@ def _run_client(args: argparse.Namespace, work: Any) -> int:
     where = target.resolve(args)
 
     async def run() -> int:
-        async with GridClient(where.urls) as client:
+        async with GridClient(where.urls, token=args.token, ca_file=args.ca_file) as client:
             return int(await work(client))
 
     try:
@@ -358,7 +358,7 @@ def cmd_proof(args: argparse.Namespace) -> int:
             raise UserError(f"state key {subject!r} is not 0x-hex") from None
 
     async def work(client: GridClient) -> int:
-        header_source = GridClient(args.header_rpc) if args.header_rpc else None
+        header_source = GridClient(args.header_rpc, token=args.token, ca_file=args.ca_file) if args.header_rpc else None
         try:
             value = await client.verified_proof(kind, subject, header_source)
         finally:

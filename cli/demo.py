@@ -60,7 +60,7 @@ def _with_local_cluster(args: argparse.Namespace, run_demo: Any) -> dict[str, An
         processes.start_all()
         processes.wait_healthy(progress=not args.quiet)
         processes.write_manifest()
-        urls = [f"http://127.0.0.1:{layout.rpc_port(i)}" for i in range(layout.nodes)]
+        urls = [layout.rpc_url(i) for i in range(layout.nodes)]
         return asyncio.run(run_demo(urls, directory / "accounts.json", quiet=args.quiet))
     finally:
         processes.stop_all()

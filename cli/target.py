@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from cli.errors import UserError
 
 ENV_RPC = "GRIDCHAIN_RPC"
+ENV_TOKEN = "GRIDCHAIN_RPC_TOKEN"  # bearer token for a node under [rpc] public_auth
+ENV_CA = "GRIDCHAIN_RPC_CA"  # CA certificate of an https node
 DEFAULT_RPC = "http://127.0.0.1:8545"
 MANIFEST = "cluster.json"
 NEAREST = (Path("."), Path("var/cluster"))  # where, in a directory and its parents, a cluster is looked for
@@ -54,6 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"then the nearest {MANIFEST} (./, ./var/cluster, or up the tree), then {DEFAULT_RPC}")
     parser.add_argument("--cluster", type=Path, metavar="DIR",
                         help=f"talk to the nodes of the cluster in DIR (its {MANIFEST})")
+    parser.add_argument("--token", default=os.environ.get(ENV_TOKEN) or None,
+                        help=f"bearer token for a node that wants one ([rpc] public_auth; default: ${ENV_TOKEN})")
+    parser.add_argument("--ca-file", type=Path, default=os.environ.get(ENV_CA) or None, metavar="FILE",
+                        help=f"CA certificate that signed an https node's certificate (default: ${ENV_CA})")
 
 
 def resolve(args: argparse.Namespace, cwd: Path | None = None) -> Target:

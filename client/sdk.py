@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -38,15 +40,20 @@ def from_hex(value: str) -> bytes:
 
 
 class RpcClient:
-    """Raw JSON-RPC to a list of node URLs; a connection failure moves on to the next."""
+    """Raw JSON-RPC to a list of node URLs; a connection failure moves on to the next.
+    `token` is sent as `Authorization: Bearer` (the operator listener, or a public one under
+    [rpc] public_auth; rpc/auth.py); `ca_file` verifies an https node's certificate."""
 
-    def __init__(self, urls: list[str], session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(self, urls: list[str], session: aiohttp.ClientSession | None = None, token: str | None = None,
+                 ca_file: Path | None = None) -> None:
         assert urls, "at least one node URL"
         self.urls = list(urls)
         self._current = 0
         self._session = session
         self._own_session = session is None
         self._ids = itertools.count(1)
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
 
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -69,7 +76,7 @@ class RpcClient:
         for attempt in range(len(self.urls)):
             url = self.urls[(self._current + attempt) % len(self.urls)]
             try:
-                async with session.post(url, json=body) as response:
+                async with session.post(url, json=body, headers=self.headers, ssl=self.ssl) as response:
                     reply = await response.json(content_type=None)
             except aiohttp.ClientConnectorError as exc:
                 refused = isinstance(exc.os_error, ConnectionRefusedError)
@@ -97,8 +104,9 @@ class RpcClient:
 
 
 class GridClient:
-    def __init__(self, urls: list[str] | str, session: aiohttp.ClientSession | None = None) -> None:
-        self.rpc = RpcClient([urls] if isinstance(urls, str) else urls, session)
+    def __init__(self, urls: list[str] | str, session: aiohttp.ClientSession | None = None,
+                 token: str | None = None, ca_file: Path | None = None) -> None:
+        self.rpc = RpcClient([urls] if isinstance(urls, str) else urls, session, token, ca_file)
         self._chain_id: int | None = None
         self._nonces: dict[bytes, int] = {}
         self._listing: list[dict[str, Any]] | None = None
@@ -217,8 +225,8 @@ class GridClient:
     async def subscribe(self, kind: str, event_filter: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
         """Yield notifications of a newHeads or events subscription until cancelled."""
         session = await self.rpc.session()
-        ws_url = self.rpc.url.rstrip("/").replace("http://", "ws://", 1) + "/ws"
-        async with session.ws_connect(ws_url) as ws:
+        ws_url = self.rpc.url.rstrip("/").replace("http", "ws", 1) + "/ws"  # https -> wss
+        async with session.ws_connect(ws_url, headers=self.rpc.headers, ssl=self.rpc.ssl) as ws:
             params: list[Any] = [kind] + ([event_filter] if event_filter else [])
             await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": params})
             reply = await ws.receive_json()

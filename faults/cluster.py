@@ -177,7 +177,7 @@ class FaultCluster:
 
     # RPC ----------------------------------------------------------------------------------
     def url(self, i: int) -> str:
-        return f"http://127.0.0.1:{self.layout.rpc_port(i)}"
+        return self.layout.rpc_url(i)
 
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None:

@@ -13,6 +13,7 @@ INTERNAL_ERROR = -32603
 TX_REJECTED = -32000  # mempool refused the transaction; data.reason names why
 NOT_FOUND = -32001  # unknown block, transaction or receipt
 CONTRACT_ERROR = -32002  # a contract view failed; data.reason
+UNAUTHORIZED = -32003  # no token, a bad one, or one not permitting the method; data.reason (rpc/auth.py)
 LIMIT_EXCEEDED = -32005  # a named limit was hit; data.limit
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ from rpc.encoding import (
 )
 from rpc.errors import CONTRACT_ERROR, LIMIT_EXCEEDED, NOT_FOUND, TX_REJECTED, RpcError, invalid_params
 from rpc.subscriptions import WaitersFull
+from runtime.config import LOG_LEVELS
 from vm.contract import type_name
 from vm.errors import BadArguments, ContractError
 
@@ -47,6 +49,7 @@ FINAL_BLOCKS_CACHED = 16  # decoded final blocks kept for receipts and chain_get
 # One thread: the GIL lets one run at a time anyway, and queued reads wait off the loop.
 READ_THREADS = 1
 FULL_BLOCK_JSON_OVERHEAD = 2048  # header fields and certificate beside 2 hex chars per byte
+log = logging.getLogger("gridchain.rpc")
 
 
 class Methods:
@@ -75,6 +78,13 @@ class Methods:
             "proof_state": self.proof_state,
             "contract_call": self.contract_call,
             "contract_list": self.contract_list,
+        }
+        # Served only on the operator listener, each under a token permitting it (rpc/auth.py).
+        self.operator_table: dict[str, Handler] = {
+            "admin_nodeInfo": self.admin_node_info,
+            "admin_peers": self.admin_peers,
+            "admin_logLevel": self.admin_log_level,
+            "admin_setLogLevel": self.admin_set_log_level,
         }
 
     def close(self) -> None:
@@ -328,6 +338,46 @@ class Methods:
         if found is None:
             raise RpcError(NOT_FOUND, f"no contract named {contract!r}")
         return found.address
+
+
+    # operator -----------------------------------------------------------------------------
+    async def admin_node_info(self) -> dict[str, Any]:
+        node, config = self.node, self.node.config
+        consensus = node.consensus_config
+        return {"name": config.name, "publicKey": hex_bytes(node.key.public_key), "chainId": node.genesis.chain_id,
+                "role": "bookkeeper" if node.index is not None else "observer", "index": node.index,
+                "p2p": f"{config.p2p_host}:{node.network.listen_port}",
+                "rpc": self.server.url("public"), "operator": self.server.url("operator"),
+                "tls": config.rpc.tls_cert_file is not None, "publicAuth": config.rpc.public_auth,
+                "consensus": {"deltaMs": consensus.delta_ms, "commitTimeoutMs": consensus.commit_timeout_ms,
+                              "viewChangeTimeoutMs": consensus.view_change_timeout_ms,
+                              "retransmitMs": consensus.retransmit_ms},
+                "logLevel": logging.getLevelName(logging.getLogger().level).lower()}
+
+    async def admin_peers(self) -> list[dict[str, Any]]:
+        """Every configured peer, connected or not, and any other connected one (observers)."""
+        node = self.node
+        connected = node.network.peer_addresses()
+        configured = {p.public_key: p for p in node.config.peers}
+        keys = sorted(set(configured) | set(connected), key=node.peer_name)
+        return [{"name": node.peer_name(key), "publicKey": hex_bytes(key),
+                 "configured": f"{configured[key].host}:{configured[key].port}" if key in configured else None,
+                 "connected": key in connected,
+                 "remote": f"{connected[key][0]}:{connected[key][1]}" if key in connected else None,
+                 "height": node.peer_heights.get(key)}
+                for key in keys]
+
+    async def admin_log_level(self) -> str:
+        return logging.getLevelName(logging.getLogger().level).lower()
+
+    async def admin_set_log_level(self, level: str) -> str:
+        """Sets the node's log level until it restarts; returns the previous one."""
+        if level not in LOG_LEVELS:
+            raise invalid_params(f"level must be one of {', '.join(LOG_LEVELS)}")
+        previous = await self.admin_log_level()
+        logging.getLogger().setLevel(level.upper())
+        log.warning("log level %s -> %s by an operator call", previous, level)
+        return previous
 
 
 @functools.cache

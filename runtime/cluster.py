@@ -9,7 +9,8 @@ Layout of DIR:
     node{i}/node.toml, node.key  one per bookkeeper; data in node{i}/data
     accounts/account{j}.key      funded development accounts (hex Ed25519 seeds)
     accounts.json                [{name, address, key_file}]
-    cluster.json                 written once the nodes are up: URLs, pids, states
+    node{i}/rpc.secret           the node's RPC token secret (0600; a node without one writes it at start)
+    cluster.json                 written once the nodes are up: URLs (public and operator), pids, states
     control/node{i}.request      `node.py node ACTION` asks the supervisor (cli/cluster.py)
 """
 
@@ -33,13 +34,33 @@ from pathlib import Path
 from typing import Any
 
 from crypto.keys import KeyPair
+from rpc.auth import create_secret
+from runtime.config import LOOPBACK
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "config" / "genesis.toml"
 DEV_ACCOUNTS = 10
 DEV_BALANCE = 10**15
 P2P_PORT_OFFSET = 100  # node i listens for peers on base_port + 100 + i
+OPERATOR_PORT_OFFSET = 300  # and for operators on base_port + 300 + i (+200 is the agents' inboxes)
 HEALTH_TIMEOUT_S = 60
+
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one node is reached: `host` is the address its peers dial and its clients use;
+    it listens there too, unless `listen` names the bind address (0.0.0.0 behind NAT)."""
+
+    host: str
+    p2p_port: int
+    rpc_port: int
+    operator_port: int
+    listen: str | None = None
+
+    @property
+    def bind(self) -> str:
+        return self.listen or self.host
 
 
 @dataclass(frozen=True)
@@ -48,6 +69,8 @@ class ClusterLayout:
     nodes: int  # every node process: bookkeepers first, then observers
     base_port: int
     bookkeepers: int = 0  # 0 means all nodes are bookkeepers
+    # one per node on real hosts (node.py init --hosts / --topology); none: all on loopback, ports from base_port
+    endpoints: tuple[Endpoint, ...] = ()
 
     @property
     def bookkeeper_count(self) -> int:
@@ -59,32 +82,63 @@ class ClusterLayout:
     def node_dir(self, i: int) -> Path:
         return self.directory / f"node{i}"
 
+    def endpoint(self, i: int) -> Endpoint:
+        if self.endpoints:
+            return self.endpoints[i]
+        return Endpoint(LOOPBACK, self.base_port + P2P_PORT_OFFSET + i, self.base_port + i,
+                        self.base_port + OPERATOR_PORT_OFFSET + i)
+
+    def host(self, i: int) -> str:
+        return self.endpoint(i).host
+
     def rpc_port(self, i: int) -> int:
-        return self.base_port + i
+        return self.endpoint(i).rpc_port
 
     def p2p_port(self, i: int) -> int:
-        return self.base_port + P2P_PORT_OFFSET + i
+        return self.endpoint(i).p2p_port
+
+    def operator_port(self, i: int) -> int:
+        return self.endpoint(i).operator_port
+
+    def rpc_url(self, i: int) -> str:
+        return http_url(self.host(i), self.rpc_port(i))
+
+    def operator_url(self, i: int) -> str:
+        """The operator listener is on loopback of the node's own host (tools run there)."""
+        return http_url(LOOPBACK, self.operator_port(i))
+
+    def ports(self, i: int) -> dict[str, int]:
+        return {"RPC": self.rpc_port(i), "p2p": self.p2p_port(i), "operator": self.operator_port(i)}
+
+
+def http_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def init_cluster(directory: Path, nodes: int, base_port: int, *, chain_id: int | None = None,
                  contracts: dict[str, Any] | None = None, consensus: dict[str, Any] | None = None,
                  accounts: int = DEV_ACCOUNTS, observers: int = 0,
-                 funded: list[tuple[bytes, int]] | None = None) -> ClusterLayout:
+                 funded: list[tuple[bytes, int]] | None = None,
+                 endpoints: tuple[Endpoint, ...] = ()) -> ClusterLayout:
     """Write a fresh cluster into `directory` (which must hold no genesis yet): `nodes`
     bookkeepers and `observers` non-voting nodes that follow the chain by block sync;
     `funded` adds genesis accounts (Ed25519 public key, balance), e.g. a consortium's
-    agents (diagnosis/agentconfig.py)."""
+    agents (diagnosis/agentconfig.py). `endpoints` place the nodes on real hosts (one per
+    node, bookkeepers first); without them every node is on loopback, ports from base_port."""
     if nodes < 3 or nodes % 2 == 0:
         raise ValueError("XPaxos needs n = 2t+1 bookkeepers: 3, 5, 7, ...")
+    if endpoints and len(endpoints) != nodes + observers:
+        raise ValueError(f"{len(endpoints)} endpoints for {nodes + observers} nodes")
     if (directory / "genesis.toml").exists():  # a real check: under python -O an assert would overwrite the keys
         raise FileExistsError(f"{directory} is already initialised (it holds genesis.toml)")
-    layout = ClusterLayout(directory, nodes + observers, base_port, bookkeepers=nodes)
+    layout = ClusterLayout(directory, nodes + observers, base_port, bookkeepers=nodes, endpoints=endpoints)
     directory.mkdir(parents=True, exist_ok=True)
     template = tomllib.loads(TEMPLATE.read_text())
     node_keys = [KeyPair.generate() for _ in range(layout.nodes)]
     account_keys = [KeyPair.generate() for _ in range(accounts)]
     for i, key in enumerate(node_keys):
         key.save(layout.node_dir(i) / "node.key")
+        create_secret(layout.node_dir(i) / "rpc.secret")
     bookkeeper_keys = node_keys[:nodes]
     account_entries = []
     for j, key in enumerate(account_keys):
@@ -110,16 +164,19 @@ def init_cluster(directory: Path, nodes: int, base_port: int, *, chain_id: int |
         # Bookkeepers know every node (observers are their allowed, "registered" peers);
         # an observer knows the bookkeepers only.
         known = range(layout.nodes) if i < nodes else range(nodes)
-        peers = [{"name": f"node{k}", "public_key": node_keys[k].public_key.hex(), "host": "127.0.0.1",
+        peers = [{"name": f"node{k}", "public_key": node_keys[k].public_key.hex(), "host": layout.host(k),
                   "port": layout.p2p_port(k)} for k in known if k != i]
+        endpoint = layout.endpoint(i)
         lines = ["[node]", f'name = "node{i}"', 'data_dir = "data"', 'key_file = "node.key"',
                  'genesis = "../genesis.toml"', 'log_level = "info"', "",
-                 "[p2p]", 'host = "127.0.0.1"', f"port = {layout.p2p_port(i)}", ""]
+                 "[p2p]", f"host = {toml_value(endpoint.bind)}", f"port = {endpoint.p2p_port}", ""]
         for peer in peers:
             lines += ["[[p2p.peers]]", *(f"{k} = {toml_value(v)}" for k, v in peer.items()), ""]
-        lines += ["[rpc]", 'host = "127.0.0.1"', f"port = {layout.rpc_port(i)}", ""]
+        # The public listener on the node's address; the operator one on this host's loopback only.
+        lines += ["[rpc]", f"host = {toml_value(endpoint.bind)}", f"port = {endpoint.rpc_port}",
+                  f"operator_host = {toml_value(LOOPBACK)}", f"operator_port = {endpoint.operator_port}", ""]
         # the explorer's proof page checks against a header of the next node (another one)
-        lines += ["[explorer]", f'header_rpc = "http://127.0.0.1:{layout.rpc_port((i + 1) % layout.nodes)}"', ""]
+        lines += ["[explorer]", f"header_rpc = {toml_value(layout.rpc_url((i + 1) % layout.nodes))}", ""]
         if consensus:
             lines += ["[consensus]", *(f"{k} = {toml_value(v)}" for k, v in consensus.items()), ""]
         (layout.node_dir(i) / "node.toml").write_text("\n".join(lines) + "\n")
@@ -158,9 +215,14 @@ def discover(directory: Path) -> ClusterLayout:
     configs = sorted(directory.glob("node*/node.toml"))
     if not configs:
         raise FileNotFoundError(f"no node*/node.toml under {directory}")
-    first = tomllib.loads(configs[0].read_text())
     genesis = tomllib.loads((directory / "genesis.toml").read_text())
-    return ClusterLayout(directory, len(configs), int(first["rpc"]["port"]), bookkeepers=len(genesis["bookkeepers"]))
+    endpoints = []
+    for i in range(len(configs)):  # node0, node1, ... (sorted() would put node10 before node2)
+        raw = tomllib.loads((directory / f"node{i}" / "node.toml").read_text())
+        endpoints.append(Endpoint(raw["rpc"].get("host", LOOPBACK), int(raw["p2p"]["port"]), int(raw["rpc"]["port"]),
+                                  int(raw["rpc"].get("operator_port", 0))))
+    return ClusterLayout(directory, len(configs), endpoints[0].rpc_port, bookkeepers=len(genesis["bookkeepers"]),
+                         endpoints=tuple(endpoints))
 
 
 class ClusterProcesses:
@@ -193,7 +255,7 @@ class ClusterProcesses:
                 if self.ready(i):
                     pending.discard(i)
                     if progress:
-                        print(f"  node{i} up at http://127.0.0.1:{self.layout.rpc_port(i)}", flush=True)
+                        print(f"  node{i} up at {self.layout.rpc_url(i)}", flush=True)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nodes {sorted(pending)} did not answer /health in {timeout_s}s; "
                                    f"see {self.layout.directory}/node*/node.log")
@@ -206,14 +268,15 @@ class ClusterProcesses:
         if process.poll() is not None:
             raise RuntimeError(f"node{i} exited with {describe_exit(process.returncode)}; "
                                f"see {self.layout.node_dir(i) / 'node.log'}")
-        if rpc_health(self.layout.rpc_port(i))[0] is None:
+        if rpc_health(self.layout.rpc_url(i))[0] is None:
             return False
-        identity = node_identity(self.layout.rpc_port(i))
+        identity = node_identity(self.layout.rpc_url(i))
         if identity is None:
             return False
         expected = self.identity()
         if identity != expected:
-            raise RuntimeError(f"port {self.layout.rpc_port(i)} answers for another chain (chain id {identity[0]}, "
+            raise RuntimeError(f"{self.layout.host(i)} port {self.layout.rpc_port(i)} answers for another chain "
+                               f"(chain id {identity[0]}, "
                                f"genesis 0x{identity[1][:16]}...), not node{i} of {self.layout.directory} "
                                f"(chain id {expected[0]}, genesis 0x{expected[1][:16]}...)")
         return True
@@ -251,8 +314,10 @@ class ClusterProcesses:
             "chain_id": genesis["chain_id"],
             "t": genesis["t"],
             "nodes": [{"name": f"node{i}", "role": self.layout.role(i),
-                       "rpc": f"http://127.0.0.1:{self.layout.rpc_port(i)}",
-                       "p2p": f"127.0.0.1:{self.layout.p2p_port(i)}",
+                       "rpc": self.layout.rpc_url(i),
+                       "p2p": f"{self.layout.host(i)}:{self.layout.p2p_port(i)}",
+                       "operator": self.layout.operator_url(i),
+                       "rpc_secret": str((self.layout.node_dir(i) / "rpc.secret").resolve()),
                        "pid": self.processes[i].pid if i in self.processes else None,
                        **({"state": states[i]} if states and i in states else {}),
                        "data_dir": str((self.layout.node_dir(i) / "data").resolve())}
@@ -278,17 +343,18 @@ def describe_exit(returncode: int | None) -> str:
 
 
 def free_base_port() -> int:
-    """A base port whose RPC (base+i) and p2p (base+100+i) ports are free right now (tests,
+    """A base port whose RPC (base+i), p2p (base+100+i) and operator (base+300+i) ports are free right now (tests,
     benchmarks, fault runs and the demo start clusters side by side, so pick at random)."""
     rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
     for _ in range(200):
         base = rng.randrange(20_000, 55_000)
-        if all(port_free(base + offset) for offset in (*range(10), *range(P2P_PORT_OFFSET, P2P_PORT_OFFSET + 10))):
+        offsets = (0, P2P_PORT_OFFSET, OPERATOR_PORT_OFFSET)
+        if all(port_free(base + offset + i) for offset in offsets for i in range(10)):
             return base
     raise RuntimeError("no free port range on loopback")
 
 
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
+def port_free(port: int, host: str = LOOPBACK) -> bool:
     """Nothing listens on host:port (SO_REUSEADDR as the node's own listeners: a port a
     stopped node left in TIME_WAIT counts as free). Any other bind error (an address not of
     this host) is not "in use": the node's own bind reports it."""
@@ -301,10 +367,11 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def rpc_health(port: int) -> tuple[int | None, dict[str, Any] | None]:
-    """(HTTP status, body) of GET /health, or (None, None) when nothing answers."""
+def rpc_health(url: str) -> tuple[int | None, dict[str, Any] | None]:
+    """(HTTP status, body) of GET /health at the node's RPC `url`, or (None, None) when
+    nothing answers."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
@@ -312,18 +379,18 @@ def rpc_health(port: int) -> tuple[int | None, dict[str, Any] | None]:
         return None, None  # HTTPException: something else answers on that port (not HTTP)
 
 
-def node_identity(port: int) -> tuple[int, str] | None:
-    """(chain id, block 0's extra = genesis digest, hex) of the node on this RPC port, or None."""
+def node_identity(url: str) -> tuple[int, str] | None:
+    """(chain id, block 0's extra = genesis digest, hex) of the node at this RPC URL, or None."""
     try:
-        status = _rpc(port, "chain_status")
-        block = _rpc(port, "chain_getBlock", 0, False)
+        status = _rpc(url, "chain_status")
+        block = _rpc(url, "chain_getBlock", 0, False)
         return int(status["chainId"]), str(block["extra"]).removeprefix("0x")
     except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError, KeyError, TypeError):
         return None
 
 
-def _rpc(port: int, method: str, *params: Any) -> Any:
+def _rpc(url: str, method: str, *params: Any) -> Any:
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/", body, {"Content-Type": "application/json"})
+    request = urllib.request.Request(f"{url}/", body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())["result"]

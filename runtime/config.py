@@ -32,6 +32,9 @@ from runtime.txrelay import TX_BATCH_MAX, RelayLimits
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 PORT_MAX = 65535
+# Where a listener binds unless the config names an address: reachable from this host only,
+# the safe default (node.py init --hosts / --topology writes each node's real address).
+LOOPBACK = "127.0.0.1"
 # Room in one p2p frame around its payload: message fields, a block's header and commit
 # certificate, rlp and msgpack length prefixes (a few KiB in practice).
 FRAME_ENVELOPE_BYTES = 64 * 1024
@@ -51,7 +54,8 @@ class PeerAddress:
 
 @dataclass(frozen=True)
 class RpcConfig:
-    host: str = "127.0.0.1"  # JSON-RPC, /ws, /health and /metrics listen here
+    # public JSON-RPC, /ws, /health and /metrics listen here; `node.py init --hosts` writes the node's address
+    host: str = LOOPBACK
     port: int = field(default=8545, metadata={"max": PORT_MAX})
     body_bytes_max: int = field(default=1 << 20, metadata={"min": 1})  # larger POST bodies get HTTP 413
     batch_max: int = field(default=100, metadata={"min": 1})  # JSON-RPC batch entries
@@ -80,6 +84,38 @@ class RpcConfig:
     # JSON of every reply being built at once, over all connections (-32005 above): memory stays bounded
     replies_bytes_max: int = field(default=64 << 20, metadata={"min": 1})
     view_ms_max: int = 1_000  # wall-clock bound of one contract_call, besides its gas
+    # Operator listener: every method, the operator ones (admin_*) included, each call only with
+    # a bearer token permitting it (rpc/auth.py). Off the public listener, on localhost by default.
+    operator_host: str = LOOPBACK
+    operator_port: int = field(default=8551, metadata={"max": PORT_MAX})  # the operator listener's port
+    # open operator connections, apart from connections_max: public clients cannot lock operators out
+    operator_connections_max: int = field(default=16, metadata={"min": 1})
+    # HMAC-SHA256 key of the bearer tokens (JWT HS256), hex, relative to the file; created 0600 at first start
+    jwt_secret_file: Path = Path("rpc.secret")
+    public_auth: bool = False  # the public listener also wants a token, checked per method
+    # HTTPS on both listeners when both are set (PEM files, relative to the file)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None  # the private key of tls_cert_file (PEM, mode 0600)
+    # browser origins allowed on the public listener ("*" for any); none: no CORS headers, browsers refuse
+    cors_origins: tuple[str, ...] = ()
+    # JSON-RPC calls per second from one client address on the public listener (-32005, HTTP 429 above)
+    client_calls_per_s_max: int = field(default=500, metadata={"min": 1})
+    client_calls_burst_max: int = field(default=2_000, metadata={"min": 1})  # calls one address may send at once
+    # never rate-limited: the node host's own tools (a reverse proxy here would make every client one address)
+    rate_exempt_hosts: tuple[str, ...] = (LOOPBACK, "::1")
+
+    def __post_init__(self) -> None:
+        if self.client_calls_burst_max < self.batch_max:
+            raise ValueError("client_calls_burst_max must be at least batch_max (a full batch must be able to pass)")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+
+    def resolved(self, base: Path) -> RpcConfig:
+        """The files relative to the config file's directory."""
+        return dataclasses.replace(
+            self, jwt_secret_file=base / self.jwt_secret_file,
+            tls_cert_file=base / self.tls_cert_file if self.tls_cert_file else None,
+            tls_key_file=base / self.tls_key_file if self.tls_key_file else None)
 
 
 @dataclass(frozen=True)
@@ -100,7 +136,7 @@ class NodeConfig:
     log_level: str = field(default="info", metadata={"choices": LOG_LEVELS})
     # text: one readable line per event; json: one JSON object per line (ts, level, logger, msg, reason)
     log_format: str = field(default="text", metadata={"choices": LOG_FORMATS})
-    p2p_host: str = field(default="127.0.0.1", metadata={"table": "p2p", "key": "host",
+    p2p_host: str = field(default=LOOPBACK, metadata={"table": "p2p", "key": "host",
                                                          "doc": "peers connect here"})
     p2p_port: int = field(default=26656, metadata={"table": "p2p", "key": "port", "max": PORT_MAX})
     # [[p2p.peers]]: the nodes this one dials and accepts
@@ -162,6 +198,7 @@ class NodeConfig:
         for f in fields(cls):
             if f.name not in values and dataclasses.is_dataclass(hints[f.name]):
                 values[f.name] = build(hints[f.name], tables[f.name], f"{where}: [{f.name}]")
+        values["rpc"] = values["rpc"].resolved(base)
         return cls(**values, source=source)
 
 

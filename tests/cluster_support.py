@@ -29,4 +29,4 @@ def running_cluster(directory: Path, nodes: int = 3, consensus: dict[str, Any] |
 
 
 def rpc_urls(processes: ClusterProcesses) -> list[str]:
-    return [f"http://127.0.0.1:{processes.layout.rpc_port(i)}" for i in range(processes.layout.nodes)]
+    return [processes.layout.rpc_url(i) for i in range(processes.layout.nodes)]

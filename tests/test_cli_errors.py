@@ -65,7 +65,7 @@ def refused(result: subprocess.CompletedProcess[str], verb: str, *texts: str, st
     """The one-line error contract: exit status, one line on stderr naming the verb, the texts."""
     assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if not line.startswith("usage:")]
+    lines = [line for line in result.stderr.splitlines() if not line.startswith(("usage:", " "))]  # usage, wrapped
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"node.py {verb}: "), lines[0]
     for text in texts:
@@ -223,7 +223,7 @@ def test_start_on_a_port_in_use_says_which(cluster: Cluster) -> None:
     config = cluster.directory / "node0" / "node.toml"
     refused(run("start", "--config", str(config), cwd=cluster.work), "start",
             f"[rpc] port 127.0.0.1:{cluster.base_port} is in use by another process", status=1)
-    assert rpc_health(cluster.base_port)[0] == 200
+    assert rpc_health(f"http://127.0.0.1:{cluster.base_port}")[0] == 200
 
 
 def test_a_config_mistake_is_one_line(cluster: Cluster, tmp_path: Path) -> None:
@@ -308,7 +308,7 @@ def test_another_chain_on_the_ports_is_not_reported_up(tmp_path: Path) -> None:
     processes.start_node(0)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while rpc_health(base)[0] is None and time.monotonic() < deadline:
+        while rpc_health(f"http://127.0.0.1:{base}")[0] is None and time.monotonic() < deadline:
             time.sleep(0.2)
         checker = ClusterProcesses(ours)
         checker.start_node(0)
@@ -359,7 +359,7 @@ def test_sigkill_of_one_node_leaves_the_others_and_says_how_to_restart(cluster: 
     assert "node.py node restart --cluster var/cluster --node 2" in out
     assert cluster.supervisor.poll() is None
     for i in (0, 1):
-        assert rpc_health(cluster.base_port + i)[0] is not None
+        assert rpc_health(f"http://127.0.0.1:{cluster.base_port + i}")[0] is not None
     deadline = time.monotonic() + 30
     while cluster.manifest()["nodes"][2].get("state") != "exited" and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -433,3 +433,23 @@ def test_an_unknown_fault_scenario_is_one_line(tmp_path: Path) -> None:
     refused(run("faults", "--scenario", "nope", "--workdir", str(tmp_path / "w"), cwd=tmp_path), "faults",
             "unknown scenario(s) nope", status=2)
     assert not (tmp_path / "w").exists()
+
+
+# operator verbs ---------------------------------------------------------------------------
+def test_admin_verbs_use_the_operator_listener_and_the_nodes_secret(cluster: Cluster, tmp_path: Path) -> None:
+    result = run("admin", "peers", "--cluster", str(cluster.directory), "--node", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert {p["name"] for p in json.loads(result.stdout) if p["connected"]} == {"node0", "node2"}
+    config = cluster.directory / "node2" / "node.toml"
+    result = run("admin", "log-level", "warning", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0 and json.loads(result.stdout) == "info", result.stderr
+    result = run("admin", "info", "--config", str(config), cwd=tmp_path)
+    assert json.loads(result.stdout)["logLevel"] == "warning"
+    run("admin", "log-level", "info", "--config", str(config), cwd=tmp_path)
+    operator = cluster.manifest()["nodes"][0]["operator"]
+    refused(run("admin", "peers", "--operator", operator, cwd=tmp_path), "admin", "--secret", status=2)
+    refused(run("admin", "peers", "--operator", operator, "--token", "x.y.z", cwd=tmp_path), "admin",
+            "-32003", "invalid-token", status=1)
+    token = run("rpc-token", "--config", str(config), "--permissions", "chain:*", cwd=tmp_path).stdout.strip()
+    refused(run("admin", "peers", "--operator", cluster.manifest()["nodes"][2]["operator"], "--token", token,
+                cwd=tmp_path), "admin", "not-permitted", status=1)

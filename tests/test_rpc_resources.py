@@ -33,7 +33,7 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
                               replies_bytes_max=25_000)
     running = Node(dataclasses.replace(config, rpc=rpc))
     task = asyncio.create_task(running.run())
-    await _until(lambda: running.rpc.port != 0 and running.rpc._listener is not None, "RPC listening")
+    await _until(lambda: running.rpc.listening, "RPC listening")
     try:
         yield running
     finally:
