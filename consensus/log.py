@@ -47,8 +47,9 @@ class Entry:
         return self.block.hash
 
     def to_bytes(self) -> bytes:
-        return rlp.encode([self.view, self.height, self.block_raw, self.prepare_vote,
-                           self.certificate])
+        encoded: bytes = rlp.encode([self.view, self.height, self.block_raw, self.prepare_vote,
+                                     self.certificate])
+        return encoded
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Entry:

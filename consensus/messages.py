@@ -57,7 +57,8 @@ class Message:
     signature: bytes = b""
 
     def signing_payload(self) -> bytes:
-        return SIGNING_DOMAIN + rlp.encode(self._rlp_body())
+        body: bytes = rlp.encode(self._rlp_body())
+        return SIGNING_DOMAIN + body
 
     def _rlp_body(self) -> list[Any]:
         body: list[Any] = [self.TYPE.encode(), self.sender]

@@ -639,8 +639,9 @@ class Replica:
 
     def _certificate(self, votes: dict[int, bytes]) -> bytes:
         group = self._group(self.view)
-        return rlp.encode(CommitCertificate(self.view, [Vote(member, votes[member])
-                                                        for member in group], []))
+        encoded: bytes = rlp.encode(CommitCertificate(self.view, [Vote(member, votes[member])
+                                                                  for member in group], []))
+        return encoded
 
     def _adopt_certificate(self, entry: Entry, certificate: bytes,
                            actions: list[Action]) -> None:
@@ -927,7 +928,8 @@ class Replica:
             return b""
         block = self._app.final_block(height)
         assert block is not None and block.certificate, "a final block has a certificate"
-        return rlp.encode(block.certificate[0])
+        encoded: bytes = rlp.encode(block.certificate[0])
+        return encoded
 
     def _check_view_change(self, vc: ViewChange, view: int) -> None:
         # The sender is checked here too: the replica's API takes Message objects, and a

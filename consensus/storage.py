@@ -33,7 +33,8 @@ class StoredState:
 
     def to_bytes(self) -> bytes:
         entry = self.entry.to_bytes() if self.entry is not None else b""
-        return rlp.encode([self.view, int(self.normal), entry, self.suspect])
+        encoded: bytes = rlp.encode([self.view, int(self.normal), entry, self.suspect])
+        return encoded
 
     @classmethod
     def from_bytes(cls, data: bytes) -> StoredState:

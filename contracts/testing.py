@@ -198,4 +198,5 @@ def events(receipt: Receipt, name: str) -> list[dict[str, Value]]:
 
 def reason(receipt: Receipt) -> str:
     """The revert reason code of a failed receipt ("" when it succeeded)."""
-    return receipt.error.decode().split(":")[0]
+    error: bytes = receipt.error
+    return error.decode().split(":")[0]

@@ -185,7 +185,8 @@ class PyEccBackend:
 
     def public_key(self, scalar: int) -> bytes:
         z1, z2 = self._pc.compress_G2(self._curve.multiply(self._curve.G2, scalar))
-        return z1.to_bytes(48, "big") + z2.to_bytes(48, "big")
+        compressed: bytes = z1.to_bytes(48, "big") + z2.to_bytes(48, "big")
+        return compressed
 
     def _hash(self, message: bytes) -> Any:
         return self._h2c.hash_to_G1(message, DST, hashlib.sha256)

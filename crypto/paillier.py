@@ -158,7 +158,7 @@ class PaillierCiphertext:
         return self.value.to_bytes(self.public_key.ciphertext_bytes, "big")
 
 
-class _PrimesRecord(rlp.Serializable):
+class _PrimesRecord(rlp.Serializable):  # type: ignore[misc]  # pyrlp has no type hints
     fields = [("p", big_endian_int), ("q", big_endian_int)]
 
 
@@ -185,7 +185,8 @@ class PaillierPrivateKey:
         return cls(int(private.p), int(private.q))
 
     def to_bytes(self) -> bytes:
-        return rlp.encode(_PrimesRecord(self.p, self.q))
+        encoded: bytes = rlp.encode(_PrimesRecord(self.p, self.q))
+        return encoded
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PaillierPrivateKey:
@@ -208,7 +209,7 @@ class PaillierPrivateKey:
         return int(self._phe.raw_decrypt(ciphertext.value))
 
 
-class _HybridRecord(rlp.Serializable):
+class _HybridRecord(rlp.Serializable):  # type: ignore[misc]  # pyrlp has no type hints
     fields = [
         ("key_ciphertext", binary),
         ("nonce", Binary.fixed_length(NONCE_BYTES)),
@@ -225,7 +226,8 @@ def hybrid_encrypt(public_key: PaillierPublicKey, plaintext: bytes,
     key_ciphertext = public_key.encrypt(int.from_bytes(session_key, "big")).to_bytes()
     nonce = secrets.token_bytes(NONCE_BYTES)
     body = AESGCM(session_key).encrypt(nonce, plaintext, key_ciphertext + associated_data)
-    return rlp.encode(_HybridRecord(key_ciphertext, nonce, body))
+    encoded: bytes = rlp.encode(_HybridRecord(key_ciphertext, nonce, body))
+    return encoded
 
 
 def hybrid_decrypt(private_key: PaillierPrivateKey, data: bytes,

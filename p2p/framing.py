@@ -41,7 +41,7 @@ class Opener(Protocol):
 def encode_frame(message: Message, frame_bytes_max: int) -> bytes:
     """Frame `message`; FrameTooLarge if its body exceeds `frame_bytes_max`."""
     assert isinstance(message, dict) and isinstance(message.get("type"), str), message
-    body = msgpack.packb(message, use_bin_type=True)
+    body: bytes = msgpack.packb(message, use_bin_type=True)
     if len(body) > frame_bytes_max:
         raise FrameTooLarge(len(body), frame_bytes_max)
     return len(body).to_bytes(LENGTH_BYTES, "big") + body

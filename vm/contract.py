@@ -10,7 +10,7 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from chain.values import Value
 from crypto.keys import Address
@@ -18,14 +18,15 @@ from vm.errors import BadArguments
 
 _KIND_ATTRIBUTE = "__gridchain_kind__"
 ARGS_MAX = 32
+Function = TypeVar("Function", bound=Callable[..., Any])
 
 
-def method(fn: Callable[..., Any]) -> Callable[..., Any]:
+def method(fn: Function) -> Function:
     setattr(fn, _KIND_ATTRIBUTE, "method")
     return fn
 
 
-def view(fn: Callable[..., Any]) -> Callable[..., Any]:
+def view(fn: Function) -> Function:
     setattr(fn, _KIND_ATTRIBUTE, "view")
     return fn
 

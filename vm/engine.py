@@ -94,7 +94,8 @@ class Engine:
         spec.check_args(args)
         if ctx.value:
             move_balance(ctx.state, ctx.sender, ctx.contract, ctx.value)
-        return spec.function(contract, ctx, *args)
+        result: Value = spec.function(contract, ctx, *args)
+        return result
 
     # views ------------------------------------------------------------------------------
     def call_view(self, state: State, contract: Address, name: str, args: list[Value],
@@ -124,7 +125,8 @@ class Engine:
         if spec.kind != "view":
             raise ReadOnly(f"{target.name}.{name} changes state; send a transaction")
         spec.check_args(args)
-        return spec.function(target, ctx, *args)
+        result: Value = spec.function(target, ctx, *args)
+        return result
 
     # end of block -----------------------------------------------------------------------
     def end_block(self, state: State, block: BlockEnv) -> CallOutput:
