@@ -21,9 +21,11 @@ from cli.errors import EXIT_FAILED, UserError
 from client import GridClient
 from client.errors import NodeUnavailable
 from client.signatures import check_call
+from consensus import TIMING_PRESETS
 from contracts import build_contracts, load_genesis
 from crypto.keys import KeyPair
-from runtime.cluster import ClusterLayout, init_cluster, port_free
+from runtime import topology
+from runtime.cluster import DEV_ACCOUNTS, ClusterLayout, init_cluster, port_free
 from runtime.config import NodeConfig
 from runtime.logs import configure_logging
 from vm import Engine
@@ -38,11 +40,26 @@ def register(verbs: argparse._SubParsersAction) -> None:
         parser.set_defaults(run=run)
         return parser
 
-    p = verb("init", cmd_init, "Write keys, genesis and per-node configs for N bookkeepers (n = 2t+1).")
+    p = verb("init", cmd_init, "Write keys, genesis and per-node configs for N bookkeepers (n = 2t+1): all on "
+             "this machine (--nodes, --base-port), or each on its own host (--hosts or --topology; "
+             "docs/deployment.md).")
     p.add_argument("--nodes", type=int, default=3, help="bookkeepers, n = 2t+1")
     p.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR, help="cluster directory (must not exist yet)")
-    p.add_argument("--base-port", type=int, default=8545, help="node i serves RPC on PORT+i, p2p on PORT+100+i")
+    p.add_argument("--base-port", type=int, default=8545,
+                   help="node i serves RPC on PORT+i, p2p on PORT+100+i, operator RPC on PORT+300+i")
     p.add_argument("--observers", type=int, default=0, help="extra non-voting nodes that follow by block sync")
+    p.add_argument("--hosts", help="comma-separated addresses, one bookkeeper on each (ports: --p2p-port, "
+                                   "--rpc-port, --operator-port)")
+    p.add_argument("--observer-hosts", default="", help="with --hosts: comma-separated addresses of observers")
+    p.add_argument("--topology", type=Path, help="a TOML file with each node's host and ports (runtime/topology.py)")
+    p.add_argument("--p2p-port", type=int, default=topology.P2P_PORT, help="with --hosts: every node's p2p port")
+    p.add_argument("--rpc-port", type=int, default=topology.RPC_PORT, help="with --hosts: every node's RPC port")
+    p.add_argument("--operator-port", type=int, default=topology.OPERATOR_PORT,
+                   help="with --hosts: every node's operator RPC port (on its loopback)")
+    p.add_argument("--timing", choices=sorted(TIMING_PRESETS),
+                   help="[consensus] Δ and timeouts (default: loopback on this machine, the topology file's or wan "
+                        "on hosts)")
+    p.add_argument("--accounts", type=int, default=DEV_ACCOUNTS, help="funded development accounts in genesis")
 
     p = verb("start", cmd_start, "Run one node in the foreground until SIGINT/SIGTERM.")
     p.add_argument("--config", type=Path, required=True, help="the node's node.toml")
@@ -115,16 +132,59 @@ def _print(value: Any) -> None:
 
 # node verbs -------------------------------------------------------------------------------
 def cmd_init(args: argparse.Namespace) -> int:
-    initialise(args.dir, args.nodes, args.base_port, args.observers)
+    if args.accounts < 0:
+        raise UserError(f"--accounts {args.accounts}: must be 0 or more")
+    placed = _topology(args)
+    if placed is None:
+        initialise(args.dir, args.nodes, args.base_port, args.observers, timing=args.timing or "loopback",
+                   accounts=args.accounts)
+        return 0
+    timing = args.timing or placed.timing or "wan"
+    _refuse_initialised(args.dir)
+    layout = init_cluster(args.dir, len(placed.bookkeepers), 0, observers=len(placed.observers),
+                          endpoints=placed.endpoints, consensus=TIMING_PRESETS[timing], accounts=args.accounts)
+    print(f"initialised {len(placed.bookkeepers)} bookkeepers (t = {(len(placed.bookkeepers) - 1) // 2}) and "
+          f"{len(placed.observers)} observers in {args.dir}, timing {timing}")
+    for i in range(layout.nodes):
+        print(f"  node{i} ({layout.role(i)}) on {layout.host(i)}: p2p {layout.p2p_port(i)}, RPC {layout.rpc_url(i)}, "
+              f"operator {layout.operator_url(i)} there; copy {layout.node_dir(i)}/ and "
+              f"{args.dir / 'genesis.toml'} to it")
     return 0
 
 
-def initialise(directory: Path, nodes: int, base_port: int, observers: int) -> ClusterLayout:
+def _topology(args: argparse.Namespace) -> topology.Topology | None:
+    """The hosts the nodes go on, or None for a cluster on this machine."""
+    if args.hosts and args.topology:
+        raise UserError("give --hosts or --topology, not both")
+    try:
+        if args.topology is not None:
+            return topology.load(args.topology)
+        if args.hosts:
+            ports = {"p2p_port": args.p2p_port, "rpc_port": args.rpc_port, "operator_port": args.operator_port}
+            return topology.from_hosts(_hosts(args.hosts), _hosts(args.observer_hosts), ports)
+    except topology.TopologyError as exc:
+        raise UserError(str(exc)) from None
+    if args.observer_hosts:
+        raise UserError("--observer-hosts goes with --hosts")
+    return None
+
+
+def _hosts(text: str) -> list[str]:
+    return [h.strip() for h in text.split(",") if h.strip()]
+
+
+def _refuse_initialised(directory: Path) -> None:
     if (directory / "genesis.toml").exists():
         raise UserError(f"{directory} is already initialised (it holds genesis.toml); use another --dir, "
                         f"or delete {directory} to start a new chain")
+
+
+def initialise(directory: Path, nodes: int, base_port: int, observers: int, timing: str = "loopback",
+               accounts: int = DEV_ACCOUNTS) -> ClusterLayout:
+    _refuse_initialised(directory)
     planned_layout(directory, nodes, base_port, observers)
-    layout = init_cluster(directory, nodes, base_port, observers=observers)
+    layout = init_cluster(directory, nodes, base_port, observers=observers, consensus=TIMING_PRESETS[timing],
+                          accounts=accounts)
     print(f"initialised {nodes} bookkeepers (t = {(nodes - 1) // 2}) and {observers} observers in {directory}")
     print(f"  genesis: {directory / 'genesis.toml'}\n  accounts: {directory / 'accounts.json'}")
     return layout
@@ -148,7 +208,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     from runtime.node import Node
 
     config = NodeConfig.load(args.config)
-    for what, host, port in (("[rpc]", config.rpc.host, config.rpc.port), ("[p2p]", config.p2p_host, config.p2p_port)):
+    listeners = (("[rpc]", config.rpc.host, config.rpc.port), ("[p2p]", config.p2p_host, config.p2p_port),
+                 ("[rpc] operator", config.rpc.operator_host, config.rpc.operator_port))
+    for what, host, port in listeners:
         if not port_free(port, host):
             raise _address_in_use(args.config, what, host, port)
     configure_logging(config.log_level, config.log_format)

@@ -14,7 +14,7 @@ from consensus.actions import (
     ViewChanged,
 )
 from consensus.app import Application
-from consensus.config import BYZANTINE_MODES, FORKING_MODES, ConsensusConfig
+from consensus.config import BYZANTINE_MODES, FORKING_MODES, TIMING_PRESETS, ConsensusConfig
 from consensus.errors import ConsensusError, InvalidMessage
 from consensus.messages import Message, message_from_wire
 from consensus.replica import Replica, Status
@@ -36,5 +36,5 @@ __all__ = [
     "ConsensusConfig", "ConsensusError", "ConsensusStorage", "FORKING_MODES", "Finalized", "InvalidMessage",
     "LmdbStorage", "MemoryStorage", "Message", "PeerId", "Rejected", "Replica", "Send",
     "Status", "Suspected", "SyncAction", "SyncConfig", "SyncMessage", "SyncRejected",
-    "SyncSend", "ViewChanged", "message_from_wire", "sync_message_from_wire",
+    "SyncSend", "TIMING_PRESETS", "ViewChanged", "message_from_wire", "sync_message_from_wire",
 ]

@@ -13,10 +13,29 @@ BYZANTINE_MODES = ("equivocate", "bad-signature", "wrong-roots", "omit-entries",
 FORKING_MODES = ("withhold-commit",)
 
 
+# Timing presets written by `node.py init --timing` into [consensus] (docs/deployment.md,
+# "Timing"). Recovery from a crashed primary takes about commit_timeout_ms (detection) +
+# 2 delta_ms (the VIEW-CHANGE wait when a replica is missing) + 3 round trips (VIEW-CHANGE,
+# VC-FINAL, NEW-VIEW); every timeout stretches with the measured block cycle and doubles per
+# failed view, so a larger Δ costs recovery time, never safety.
+TIMING_PRESETS: dict[str, dict[str, int]] = {
+    # one machine: ConsensusConfig's defaults (Δ covers a loaded 2-core box, not the wire)
+    "loopback": {},
+    # one site, RTT < 1 ms: Δ is the slowest a host may be (GC, fsync, a busy loop), not the wire
+    "lan": {"delta_ms": 250, "commit_timeout_ms": 1_500, "view_change_timeout_ms": 1_500,
+            "retransmit_ms": 300, "clock_drift_ms_max": 1_000},
+    # organisations in different datacenters: Δ = 1.25 s as XFT (§5) chose from measured
+    # inter-datacenter round trips; a crash is suspected after 1 s without progress (20 RTT at
+    # 50 ms), so recovery stays near 2Δ + 3 RTT + 1 s; retransmissions wait for several RTT.
+    "wan": {"delta_ms": 1_250, "commit_timeout_ms": 1_000, "view_change_timeout_ms": 4_000,
+            "retransmit_ms": 1_000, "clock_drift_ms_max": 2_500},
+}
+
+
 @dataclass(frozen=True)
 class ConsensusConfig:
     t: int
-    # Δ of the paper: the bound on message delay among synchronous replicas. Loopback.
+    # Δ of the paper: the bound on message delay among synchronous replicas. Loopback; init --timing lan|wan.
     delta_ms: int = 100
     # The primary waits this long after the first pending transaction before proposing,
     # so that a burst lands in one block.
