@@ -42,6 +42,8 @@ async def browser_page(width: int = 1280, height: int = 900) -> AsyncIterator[An
             page.set_default_timeout(WAIT_MS)
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.on("response", lambda response: errors.append(f"HTTP {response.status} {response.url}")
+                    if response.status >= 400 else None)
             yield page
         finally:
             await browser.close()
