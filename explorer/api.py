@@ -17,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from client.errors import ClientError, RpcCallError
 from contracts.credit import parse_params as credit_params
@@ -33,6 +35,15 @@ if TYPE_CHECKING:
 STATIC = Path(__file__).parent / "static"
 PAGE_DEFAULT = 25  # rows per page when the request names no limit
 CONSENSUS_BLOCKS_MAX = 200  # blocks behind the consensus page's charts
+METRICS_TIMEOUT_S = 5  # the node's /metrics, read for the consensus page
+METRICS_BYTES_MAX = 1 << 20
+# what the consensus page shows of the node's own /metrics (runtime/metrics.py), by sample name
+NODE_METRICS = {"gridchain_view_changes_total": "viewChanges", "gridchain_suspects_total": "suspects",
+                "gridchain_commit_latency_seconds_sum": "commitLatencySum",
+                "gridchain_commit_latency_seconds_count": "commitLatencyCount",
+                "gridchain_committed_transactions_total": "committedTransactions",
+                "gridchain_loop_stall_max_seconds": "loopStallMaxS", "gridchain_peers": "peers",
+                "gridchain_mempool_transactions": "mempool"}
 HEX_32 = re.compile(r"^0x[0-9a-fA-F]{64}$")
 HEX_20 = re.compile(r"^0x[0-9a-fA-F]{40}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -44,7 +55,8 @@ def serve_in(node: Node) -> Explorer | None:
     config = node.config.explorer
     if not config.enabled:
         return None
-    explorer = Explorer(LocalSource(node.rpc), node.config.data_dir / config.index_file, config.header_rpc)
+    explorer = Explorer(LocalSource(node.rpc), node.config.data_dir / config.index_file, config.header_rpc,
+                        metrics_url=lambda: f"http://{node.config.rpc.host}:{node.rpc.port}/metrics")
     explorer.mount(node.rpc.app)
     node.final_listeners.append(explorer.indexer.poke)
     return explorer
@@ -55,9 +67,11 @@ class Explorer:
     `header_rpc` is the other node's explorer the proof page fetches headers from; with
     `follow` False the index is served as it is (an archived copy), never updated."""
 
-    def __init__(self, source: ChainSource, index_path: Path, header_rpc: str = "", follow: bool = True) -> None:
+    def __init__(self, source: ChainSource, index_path: Path, header_rpc: str = "", follow: bool = True,
+                 metrics_url: Callable[[], str] | None = None) -> None:
         self.source = source
         self.follow = follow
+        self.metrics_url = metrics_url  # the node's /metrics (its port is known once it listens)
         self.header_rpc = header_rpc.rstrip("/")
         self.indexer = Indexer(index_path, source)
         self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="explorer-read")
@@ -363,7 +377,25 @@ class Explorer:
                    "signers": [v["replica"] for v in (r["commit"] or {}).get("votes", [])]} for r in rows]
         changes = [{"number": b["number"], "from": a["view"], "to": b["view"]}
                    for a, b in zip(blocks, blocks[1:], strict=False) if b["view"] != a["view"]]
-        return _json({"status": status, "blocks": blocks, "viewChanges": changes})
+        return _json({"status": status, "blocks": blocks, "viewChanges": changes, "metrics": await self._metrics()})
+
+    async def _metrics(self) -> dict[str, float] | None:
+        """The node's own counters (view changes entered, suspicions, commit latency from
+        admission to finality, the longest loop stall), or None when it does not answer."""
+        if self.metrics_url is None:
+            return None
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=METRICS_TIMEOUT_S)) as session, \
+                    session.get(self.metrics_url()) as response:
+                text = (await response.content.read(METRICS_BYTES_MAX)).decode()
+        except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
+            return None
+        found: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in NODE_METRICS:
+                    found[NODE_METRICS[sample.name]] = sample.value
+        return found
 
 
 def _previous_state(index: Index, bidder: str, before_id: int) -> dict[str, Any]:

@@ -24,7 +24,8 @@ SOCKETS_MAX = 64  # relayed browser sockets at once (the node's websockets_max d
 class StandaloneExplorer:
     def __init__(self, rpc_urls: list[str], index_path: Path, header_rpc: str = "", follow: bool = True) -> None:
         self.client = RpcClient(rpc_urls)
-        self.explorer = Explorer(self.client, index_path, header_rpc, follow)
+        self.explorer = Explorer(self.client, index_path, header_rpc, follow,
+                                 metrics_url=lambda: self.client.url.rstrip("/") + "/metrics")
         self.app = web.Application()
         self.explorer.mount(self.app)
         self.app.router.add_get("/ws", self.relay)

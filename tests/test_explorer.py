@@ -178,6 +178,7 @@ async def test_pages_have_labels_contrast_keyboard_and_fit_a_phone(cluster) -> N
         await page.keyboard.press("Enter")
         await page.wait_for_url("**#/consensus")
         await page.wait_for_selector("figure svg")
+        await page.wait_for_selector("#m-view-changes")  # from the node's own /metrics
         await screenshot(page, "explorer-consensus.png")
     async with browser_page(width=375, height=740) as phone:
         for route in PAGES:

@@ -5,7 +5,7 @@
 
 const SCALE = 1e6; // fixed point of credits, coupons, centroids (vm/fixedpoint.py)
 const CHART_POINTS_MAX = 120;
-const app = { page: null, status: null /* promise of /explorer/api/status */, socket: null, latency: [], mempool: [], heads: [] };
+const app = { page: null, status: null /* promise of /explorer/api/status */, socket: null, latency: [], mempool: [], commit: [], heads: [] };
 
 // DOM ---------------------------------------------------------------------------------
 function h(tag, attrs, ...children) {
@@ -248,20 +248,25 @@ const pages = {
     const intervalFig = h("figure", {}, h("figcaption", { id: "c-interval" }, "Block interval (ms)"));
     const viewFig = h("figure", {}, h("figcaption", { id: "c-view" }, "View by block"));
     const mempoolFig = h("figure", {}, h("figcaption", { id: "c-mempool" }, "Mempool (transactions, sampled each final block)"));
+    const commitFig = h("figure", {}, h("figcaption", { id: "c-commit" }, "Mean commit latency, admission here to final (ms, node metrics)"));
     const statusBox = h("div", {});
     const changesBox = h("div", {});
     show(h("h1", {}, "Consensus and health"), statusBox,
-      h("div", { class: "charts" }, latencyFig, intervalFig, viewFig, mempoolFig), h("h2", {}, "View changes"), changesBox);
+      h("div", { class: "charts" }, latencyFig, commitFig, intervalFig, viewFig, mempoolFig), h("h2", {}, "View changes"), changesBox);
     const draw = (data) => {
       const s = data.status;
       statusBox.replaceChildren(h("div", { class: "tiles" }, tile("height", s.height), tile("view", s.view ?? "—"), tile("primary", s.primary ?? "observer"),
         tile("state", s.consensusState), tile("peers", s.peers.join(", ") || "none"), tile("mempool", s.mempool),
-        tile("synchronous group", (data.blocks.at(-1)?.signers || []).map((i) => s.bookkeepers[i]?.name ?? i).join(", ") || "—")));
+        tile("synchronous group", (data.blocks.at(-1)?.signers || []).map((i) => s.bookkeepers[i]?.name ?? i).join(", ") || "—"),
+        ...(data.metrics ? [tile("view changes entered", data.metrics.viewChanges ?? "—", "m-view-changes"), tile("suspicions raised", data.metrics.suspects ?? "—"),
+          tile("mean commit latency", meanLatency(data.metrics) === null ? "—" : meanLatency(data.metrics) + " ms"),
+          tile("longest loop stall", data.metrics.loopStallMaxS === undefined ? "—" : Math.round(data.metrics.loopStallMaxS * 1000) + " ms")] : [])));
       const blocks = data.blocks;
       chart(intervalFig, blocks.slice(1).map((b, i) => ({ x: b.number, y: b.timestampMs - blocks[i].timestampMs })), "ms");
       chart(viewFig, blocks.map((b) => ({ x: b.number, y: b.view })), "view");
       chart(latencyFig, app.latency, "ms");
       chart(mempoolFig, app.mempool, "txs");
+      chart(commitFig, app.commit, "ms");
       changesBox.replaceChildren(table("in the last " + blocks.length + " blocks", ["at block", "from view", "to view"],
         data.viewChanges.map((c) => [blockLink(c.number), c.from, c.to])));
     };
@@ -270,7 +275,9 @@ const pages = {
       async onHead(head) {
         const data = await api("consensus?limit=120&after=" + head.number);
         app.mempool.push({ x: head.number, y: data.status.mempool });
-        while (app.mempool.length > CHART_POINTS_MAX) app.mempool.shift();
+        const mean = data.metrics ? meanLatency(data.metrics) : null;
+        if (mean !== null) app.commit.push({ x: head.number, y: mean });
+        for (const list of [app.mempool, app.commit]) while (list.length > CHART_POINTS_MAX) list.shift();
         draw(data);
       },
     };
@@ -278,6 +285,9 @@ const pages = {
 };
 
 // pieces ---------------------------------------------------------------------------------
+function meanLatency(m) {
+  return m.commitLatencyCount ? Math.round((m.commitLatencySum / m.commitLatencyCount) * 1000) : null;
+}
 function blockRow(b) {
   const signers = (b.commit?.votes || []).map((v) => v.replica).join(", ");
   return h("tr", { "data-number": b.number }, h("td", {}, blockLink(b.number)), h("td", {}, mono(short(b.hash))), h("td", {}, when(b.timestamp_ms)),
