@@ -41,8 +41,18 @@ from contracts.addresses import CREDIT, DSC, REGISTRY
 from contracts.auction import PAPER_RULE
 from contracts.dsc import parse_params
 from contracts.dsc_records import bid_commitment
-from contracts.registry import device_consent
-from contracts.testing import CHAIN_ID, START_MS, Call, DirectChain, address_of, events, key_of, reason
+from contracts.registry import registration_consent
+from contracts.testing import (
+    CHAIN_ID,
+    START_MS,
+    Call,
+    DirectChain,
+    address_of,
+    events,
+    key_of,
+    reason,
+    registration,
+)
 from crypto.hashing import keccak256
 
 TYPES = {"meter": (10, 200, 100), "relay": (20, 400, 220)}  # S -> (P_min, P_max, base cost)
@@ -275,9 +285,9 @@ class Market:
         """The pumper admits its own smartphone and registers a device it holds the key of,
         in warranty, bound to that phone (all allowed: vendors admit their customers)."""
         chain = self.chain
-        self._ok(chain.send("pumper", REGISTRY, "register", [address_of("pump-phone"), "smartphone", b"", b""]))
+        self._ok(chain.send("pumper", REGISTRY, "register", registration("pump-phone", "smartphone", "pumper")))
         device, end = address_of("pump-device"), START_MS // 1000 + 10**9
-        consent = device_consent(key_of("pump-device"), CHAIN_ID, address_of("pumper"), 0)
+        consent = registration_consent(key_of("pump-device"), CHAIN_ID, address_of("pumper"), 0)
         self._ok(chain.send("pumper", REGISTRY, "register_device",
                             [device, "meter", end, b"", b"", key_of("pump-device").public_key, consent]))
         self._ok(chain.send("pumper", REGISTRY, "bind_smartphone", [device, address_of("pump-phone")]))

@@ -27,7 +27,7 @@ class ViewSource(Protocol):
     async def view(self, contract: str, method: str, args: list[Value] | None = None) -> Any: ...
 
 
-ROLES = ("bookkeeper", "vendor", "supplier", "device", "smartphone", "crew")
+ROLES = ("admin", "vendor", "supplier", "device", "smartphone", "crew")
 MODES = ("remote", "on-site")
 
 
@@ -180,16 +180,17 @@ class Registry:
     name = "registry"
 
     @staticmethod
-    def register(member: Address, role: str, bls_key: bytes, paillier_n: bytes) -> ContractCall:
+    def register(member_key: bytes, role: str, bls_key: bytes, paillier_n: bytes, consent: bytes) -> ContractCall:
+        """`consent` is the member key's signature (contracts.registry.registration_consent
+        with the chain id, the registrar and the view `consent_nonce(member)`)."""
         if role not in ROLES:
             raise ValueError(f"role is one of {ROLES}")
-        return _call("registry", "register", _address(member, "member"), role, bls_key, paillier_n)
+        return _call("registry", "register", address_of(member_key), role, bls_key, paillier_n, member_key, consent)
 
     @staticmethod
     def register_device(device_key: bytes, device_type: str, warranty_end_s: int, bls_key: bytes,
                         paillier_n: bytes, consent: bytes) -> ContractCall:
-        """`consent` is the device key's signature (contracts.registry.device_consent with
-        the chain id, the registering vendor and the view `consent_nonce(device)`)."""
+        """`consent` is the device key's signature (as for `register`, the vendor registrar)."""
         return _call("registry", "register_device", address_of(device_key), device_type,
                      _int(warranty_end_s, "warranty_end_s"), bls_key, paillier_n, device_key, consent)
 
@@ -240,6 +241,19 @@ class Registry:
     @staticmethod
     async def consent_nonce(client: ViewSource, member: Address) -> int:
         return int(await client.view("registry", "consent_nonce", [member]))
+
+    @staticmethod
+    async def is_admin(client: ViewSource, member: Address) -> bool:
+        return bool(await client.view("registry", "is_admin", [member]))
+
+    @staticmethod
+    async def admin_quorum(client: ViewSource) -> int:
+        return int(await client.view("registry", "admin_quorum", []))
+
+    @staticmethod
+    async def approvals(client: ViewSource, action: bytes) -> list[bytes]:
+        """Administrators who approved the pending decision `action` (docs/contracts.md)."""
+        return [_bytes(a) for a in await client.view("registry", "approvals", [action])]
 
     @staticmethod
     async def endpoint(client: ViewSource, member: Address) -> str:

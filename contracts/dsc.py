@@ -29,7 +29,7 @@ from contracts.common import check_hash, get_list, parse_address, require
 from contracts.dsc_records import Bid, Request
 from contracts.params import integer
 from contracts.params import require as check
-from contracts.registry import BOOKKEEPER, DIAGNOSIS_ROLES
+from contracts.registry import DIAGNOSIS_ROLES
 from crypto.hashing import keccak256
 from crypto.keys import Address
 from vm import fixedpoint
@@ -404,13 +404,13 @@ class Dsc(NativeContract):
 
     @method
     def resolve(self, ctx: CallContext, request_id: int, at_fault: str) -> None:
-        """An arbiter (a bookkeeper, the consortium's preselected nodes, neither party)
+        """An arbiter (an administrator of the consortium, neither party)
         settles a dispute: "node" (the work was not done: the node's bid deposit goes to
         the payer, the payment returns) or "requester" (it was: the node is paid and the
         request deposit goes to it)."""
         request = self._request(ctx, request_id)
         require(request.status == rec.DISPUTED, "not-disputed", f"request is {request.status}")
-        require(ctx.view(REGISTRY, "role", [ctx.sender]) == BOOKKEEPER, "not-arbiter", "bookkeepers arbitrate")
+        require(ctx.view(REGISTRY, "is_admin", [ctx.sender]) is True, "not-arbiter", "administrators arbitrate")
         require(at_fault in ("node", "requester"), "bad-verdict", 'at_fault is "node" or "requester"')
         ctx.emit("Resolved", request=request_id, arbiter=ctx.sender, at_fault=at_fault)
         if at_fault == "node":

@@ -9,19 +9,32 @@ from pathlib import Path
 from typing import Any
 
 from chain.genesis import Genesis, GenesisError
+from contracts.registry import admins_of
 
 
 def load_genesis(path: Path) -> Genesis:
     """Genesis.load, and the contract tables checked (GenesisError names the broken rule)."""
     genesis = Genesis.load(path)
     check_contract_params(genesis.contracts, str(path))
+    check_administrators(genesis, str(path))
     return genesis
 
 
 def genesis_from_dict(raw: dict[str, Any], source: str = "genesis") -> Genesis:
     genesis = Genesis.from_dict(raw, source)
     check_contract_params(genesis.contracts, source)
+    check_administrators(genesis, source)
     return genesis
+
+
+def check_administrators(genesis: Genesis, source: str) -> None:
+    """Administration is separate from running a node (issue 16): no administrator is a
+    bookkeeper's node key, so one stolen node key cannot also decide who belongs."""
+    admins = admins_of(genesis.contracts.get("registry", {}))
+    nodes = sorted(b.name for b in genesis.bookkeepers if b.address in admins)
+    if nodes:
+        raise GenesisError(f"{source}: [contracts.registry] admins holds the node key of {', '.join(nodes)}; "
+                           "an administrator is a consortium account, not a node key")
 
 
 def check_contract_params(tables: dict[str, Any], source: str) -> None:

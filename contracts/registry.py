@@ -5,14 +5,20 @@ Members are identified by their 20-byte account address (ID_{k_i}, ID_{v_i}). Ea
 keys are on chain: the Ed25519 account key (the address itself), the BLS public key Y
 and the Paillier public key N. Consortium rule (docs/contracts.md):
 
-- genesis administrators (the `admins` parameter, bookkeepers) admit bookkeepers, vendors
-  V, non-original suppliers NV and smartphones, and may revoke anyone but an administrator;
-- a vendor admits the devices it sold (opaque device ID, type S, warranty end) with the
-  device key's consent (its signature over `consent_message`), so nobody can claim an
-  address whose key it does not hold; it may also admit the owner's smartphone; it may
-  revoke its own devices;
-- revocation frees the ID: it may be admitted again (a device with a fresh consent, the
-  consent nonce having moved on, so an old consent cannot be replayed);
+- the genesis administrators (the `admins` parameter: the consortium's own accounts, never
+  a node key; role `admin`) admit vendors V, non-original suppliers NV and smartphones, and
+  revoke anyone but an administrator. Each of these is a decision of the administrators
+  as a body: it takes effect once `admin_quorum` distinct administrators (default a
+  majority) have sent the identical call; the registrar of a member they admit is this
+  contract's address. They also arbitrate DSC disputes and vote on bookkeeper changes
+  (contracts/governance.py);
+- a vendor admits the devices it sold (opaque device ID, type S, warranty end); it may
+  also admit the owner's smartphone; it may revoke its own devices;
+- every registration after genesis carries the member key's consent (its signature over
+  `consent_message`, naming the registrar), so nobody can claim an address whose key it
+  does not hold (issue 13, squatting);
+- revocation frees the ID: it may be admitted again with a fresh consent (the consent
+  nonce moved on, so an old consent cannot be replayed);
 - a device's smartphone is bound by the device's vendor or by the device itself;
 - a vendor or supplier admits its own maintenance crews Rep (role `crew`): the crew's
   registrar is the node it works for, which is what a device checks before it accepts
@@ -28,7 +34,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from chain.values import Value
+import rlp
+
+from chain.values import Value, encode_values
 from contracts.addresses import REGISTRY
 from contracts.common import check_address, ensure_account, get_list, parse_address, require
 from contracts.params import integer
@@ -37,15 +45,15 @@ from crypto.keys import Address, KeyPair, address_of, is_valid_signature
 from vm.context import CallContext
 from vm.contract import NativeContract, method, view
 
-BOOKKEEPER = "bookkeeper"
+ADMIN = "admin"
 VENDOR = "vendor"
 SUPPLIER = "supplier"
 DEVICE = "device"
 SMARTPHONE = "smartphone"
 CREW = "crew"
-ROLES = (BOOKKEEPER, VENDOR, SUPPLIER, DEVICE, SMARTPHONE, CREW)
+ROLES = (ADMIN, VENDOR, SUPPLIER, DEVICE, SMARTPHONE, CREW)
 DIAGNOSIS_ROLES = (VENDOR, SUPPLIER)  # may bid in the DSC (IV.B)
-ADMIN_ROLES = (BOOKKEEPER, VENDOR, SUPPLIER, SMARTPHONE)  # roles an administrator admits
+ADMIN_ROLES = (VENDOR, SUPPLIER, SMARTPHONE)  # roles the administrators admit
 
 KEY_BYTES_MAX = 1024  # a 4096-bit Paillier N is 512 bytes; BLS G2 keys are 96
 DEVICE_TYPE_CHARS_MAX = 64
@@ -75,14 +83,19 @@ def _nonce_key(address: Address) -> bytes:
     return b"n:" + address
 
 
+def _approvals_key(action: bytes) -> bytes:
+    return b"a:" + action
+
+
 def consent_message(chain_id: int, registrar: Address, member: Address, nonce: int) -> bytes:
-    """What a device's key signs to let `registrar` admit it: domain, chain id (8-byte BE),
+    """What a member's key signs to let `registrar` admit it: domain, chain id (8-byte BE),
     registrar, member, the member's consent nonce (8-byte BE; it grows at each revocation)."""
     return keccak256(CONSENT_DOMAIN + chain_id.to_bytes(8, "big") + registrar + member + nonce.to_bytes(8, "big"))
 
 
-def device_consent(key: KeyPair, chain_id: int, registrar: Address, nonce: int) -> bytes:
-    """The device's signature that lets `registrar` register it (client side)."""
+def registration_consent(key: KeyPair, chain_id: int, registrar: Address, nonce: int) -> bytes:
+    """The member's signature that lets `registrar` register it (client side): a device to
+    its vendor, a smartphone or crew to whoever admits it."""
     return key.sign(consent_message(chain_id, registrar, key.address, nonce))
 
 
@@ -93,8 +106,19 @@ def limits(params: dict[str, Any]) -> dict[str, int]:
     return {name: integer(params, "registry", name, default, low=1) for name, default in LIMITS.items()}
 
 
+def admins_of(params: dict[str, Any]) -> frozenset[Address]:
+    return frozenset(parse_address(a) for a in params.get("admins", []))
+
+
+def admin_quorum(params: dict[str, Any]) -> int:
+    """Distinct administrators a decision needs: `admin_quorum`, by default a majority."""
+    count = len(admins_of(params))
+    return integer(params, "registry", "admin_quorum", count // 2 + 1, low=1, below=max(count, 1) + 1)
+
+
 def validate_params(params: dict[str, Any]) -> None:
     limits(params)
+    admin_quorum(params)
 
 
 class Registry(NativeContract):
@@ -104,12 +128,13 @@ class Registry(NativeContract):
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
         self.devices_per_phone_max = limits(params)["devices_per_phone_max"]
-        self.admins = frozenset(parse_address(a) for a in params.get("admins", []))
+        self.admins = admins_of(params)
+        self.quorum = admin_quorum(params)
 
     def genesis(self, ctx: CallContext) -> None:
         """Administrators, and optionally pre-admitted members and devices (config/tests)."""
         for admin in sorted(self.admins):
-            self._admit(ctx, admin, BOOKKEEPER, b"", b"", admin)
+            self._admit(ctx, admin, ADMIN, b"", b"", REGISTRY)
         for entry in self.params.get("members", []):
             self._admit(ctx, parse_address(entry["address"]), entry["role"],
                         bytes.fromhex(entry.get("bls_key", "")),
@@ -127,18 +152,27 @@ class Registry(NativeContract):
     # methods ----------------------------------------------------------------------------
     @method
     def register(self, ctx: CallContext, member: bytes, role: str, bls_key: bytes,
-                 paillier_n: bytes) -> None:
-        """Admit a bookkeeper, vendor, supplier or smartphone (administrators; vendors may
-        admit smartphones for the devices they sell), or a crew (by the vendor or supplier
-        it works for, who becomes its registrar)."""
+                 paillier_n: bytes, member_key: bytes, consent: bytes) -> None:
+        """Admit a vendor, supplier or smartphone (the administrators, by quorum: registrar
+        this contract; a vendor may admit smartphones for the devices it sells), or a crew
+        (by the vendor or supplier it works for, who becomes its registrar). `member` is the
+        address of `member_key`, and `consent` that key's signature over
+        consent_message(chain id, registrar, member, consent nonce)."""
         require(role in ADMIN_ROLES or role == CREW, "bad-role", f"{role!r} is not registered this way")
         sender_role = self.role(ctx, ctx.sender)
+        by_admins = role != CREW and ctx.sender in self.admins
         if role == CREW:
             allowed = sender_role in DIAGNOSIS_ROLES
         else:
-            allowed = ctx.sender in self.admins or (role == SMARTPHONE and sender_role == VENDOR)
+            allowed = by_admins or (role == SMARTPHONE and sender_role == VENDOR)
         require(allowed, "not-authorized", f"0x{ctx.sender.hex()} may not admit a {role}")
-        self._admit(ctx, member, role, bls_key, paillier_n, ctx.sender)
+        registrar = REGISTRY if by_admins else ctx.sender
+        self._check_consent(ctx, registrar, member, member_key, consent)
+        stored = self._member(ctx, member)
+        require(stored is None or stored[4] is not True, "already-registered", f"0x{member.hex()}")
+        if by_admins and not self._admins_decide(ctx, "register", [member, role, bls_key, paillier_n]):
+            return
+        self._admit(ctx, member, role, bls_key, paillier_n, registrar)
 
     @method
     def register_device(self, ctx: CallContext, device: bytes, device_type: str,
@@ -150,11 +184,7 @@ class Registry(NativeContract):
         require(self._is_role(ctx, ctx.sender, VENDOR), "not-authorized", "only a vendor registers devices")
         require(0 < len(device_type) <= DEVICE_TYPE_CHARS_MAX, "bad-device-type", device_type)
         require(warranty_end_s >= 0, "bad-warranty", "warranty end is a block time in seconds")
-        require(address_of(device_key) == device, "bad-consent", "device is not the address of device_key")
-        ctx.steps(CONSENT_STEPS)
-        message = consent_message(ctx.block.chain_id, ctx.sender, device, self.consent_nonce(ctx, device))
-        require(is_valid_signature(device_key, consent, message), "bad-consent",
-                "the device key did not sign this registration")
+        self._check_consent(ctx, ctx.sender, device, device_key, consent)
         self._admit(ctx, device, DEVICE, bls_key, paillier_n, ctx.sender)
         ctx.set_value(_device_key(device), [device_type, warranty_end_s, ctx.sender, b""])
         ctx.emit("DeviceRegistered", device=device, device_type=device_type,
@@ -182,6 +212,8 @@ class Registry(NativeContract):
         by_admin = ctx.sender in self.admins and member not in self.admins
         by_registrar = stored[0] in (DEVICE, CREW) and stored[3] == ctx.sender
         require(by_admin or by_registrar, "not-authorized", f"0x{ctx.sender.hex()} may not revoke")
+        if not by_registrar and not self._admins_decide(ctx, "revoke", [member]):
+            return
         ctx.set_value(_member_key(member), [*stored[:4], False])
         ctx.set_value(_nonce_key(member), self.consent_nonce(ctx, member) + 1)  # old consents die
         record = self._device(ctx, member)
@@ -268,8 +300,24 @@ class Registry(NativeContract):
         return url or ""
 
     @view
+    def is_admin(self, ctx: CallContext, member: bytes) -> bool:
+        """One of the genesis administrators (their set is fixed at genesis)."""
+        return member in self.admins
+
+    @view
+    def admin_quorum(self, ctx: CallContext) -> int:
+        """How many distinct administrators a decision of theirs needs."""
+        return self.quorum
+
+    @view
+    def approvals(self, ctx: CallContext, action: bytes) -> Value:
+        """The administrators who approved the decision `action` (keccak256 of rlp [method
+        name, its encoded arguments]) that has not reached its quorum yet."""
+        return get_list(ctx, _approvals_key(action))
+
+    @view
     def consent_nonce(self, ctx: CallContext, member: bytes) -> int:
-        """The nonce a device's next registration consent must sign (revocations so far)."""
+        """The nonce a member's next registration consent must sign (revocations so far)."""
         return ctx.get_int(_nonce_key(member))
 
     @view
@@ -288,6 +336,29 @@ class Registry(NativeContract):
         ctx.set_value(_member_key(member), [role, bls_key, paillier_n, registrar, True])
         ensure_account(ctx, member)
         ctx.emit("MemberRegistered", member=member, role=role, registrar=registrar)
+
+    def _check_consent(self, ctx: CallContext, registrar: Address, member: bytes, member_key: bytes,
+                       consent: bytes) -> None:
+        """Only the key's holder lets an address be claimed (issue 13, squatting)."""
+        require(address_of(member_key) == member, "bad-consent", "the member is not the address of its key")
+        ctx.steps(CONSENT_STEPS)
+        message = consent_message(ctx.block.chain_id, registrar, member, self.consent_nonce(ctx, member))
+        require(is_valid_signature(member_key, consent, message), "bad-consent",
+                "the member's key did not sign this registration")
+
+    def _admins_decide(self, ctx: CallContext, method_name: str, args: list[Value]) -> bool:
+        """Count the sender's approval of this exact call; True once `admin_quorum` distinct
+        administrators approved it (the approvals are then forgotten)."""
+        action = keccak256(rlp.encode([method_name.encode(), encode_values(args)]))
+        approvals = get_list(ctx, _approvals_key(action))
+        require(ctx.sender not in approvals, "already-approved", f"0x{ctx.sender.hex()} approved this already")
+        approvals = [*approvals, ctx.sender]
+        ctx.emit("AdminApproval", action=action, by=ctx.sender, approvals=len(approvals), quorum=self.quorum)
+        if len(approvals) < self.quorum:
+            ctx.set_value(_approvals_key(action), approvals)
+            return False
+        ctx.delete(_approvals_key(action))
+        return True
 
     def _bind(self, ctx: CallContext, device: Address, phone: Address) -> None:
         record = self._device(ctx, device)

@@ -18,6 +18,7 @@ from chain.store import ChainStore
 from chain.types import ZERO_HASH, Receipt, Transaction
 from chain.values import Value, encode_values
 from contracts import build_contracts, genesis_from_dict
+from contracts.registry import registration_consent
 from crypto.hashing import keccak256
 from crypto.keys import Address, KeyPair
 from vm.context import BlockEnv
@@ -189,6 +190,17 @@ def consortium(suppliers: list[str], extra_vendors: tuple[str, ...] | list[str] 
     """The standard consortium on a fresh chain, every named account funded."""
     names = ["admin", "vendor", "phone", "dev", "wdev", "stranger", *suppliers, *extra_vendors]
     return TestChain(consortium_params(suppliers, extra_vendors, **dsc), {n: FUNDS for n in names})
+
+
+def registration(name: str, role: str, registrar: str | Address, *, nonce: int = 0, bls_key: bytes = b"",
+                 paillier_n: bytes = b"") -> list[Value]:
+    """`registry.register` arguments admitting `name` as `role`, with its key's consent to
+    `registrar`: the account that sends the registration, by name, or an address (REGISTRY
+    for the administrators' decisions)."""
+    key = key_of(name)
+    registrar_address = address_of(registrar) if isinstance(registrar, str) else registrar
+    consent = registration_consent(key, CHAIN_ID, registrar_address, nonce)
+    return [key.address, role, bls_key, paillier_n, key.public_key, consent]
 
 
 def events(receipt: Receipt, name: str) -> list[dict[str, Value]]:

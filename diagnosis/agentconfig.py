@@ -28,9 +28,10 @@ An agent config is TOML:
 
 Registration follows the registry's rules: vendors and suppliers are the consortium's
 founding members (in genesis, admitted by its administrators); a vendor registers the
-devices it sold (with each device key's consent, signed at init) and admits their
-owners' smartphones on its first start; a vendor or supplier registers its crew; every
-agent publishes its own endpoint.
+devices it sold and admits their owners' smartphones on its first start; a vendor or
+supplier registers its crew; each of these carries the member key's consent to its
+registrar, signed at init (`public_key`, `consent`); every agent publishes its own
+endpoint.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contracts.registry import device_consent
+from contracts.registry import registration_consent
 from crypto import bls
 from crypto.keys import KeyPair
 from crypto.paillier import PaillierPrivateKey
@@ -146,6 +147,13 @@ def _public(identity: Identity) -> dict[str, str]:
             "paillier_n": identity.paillier_public.to_bytes().hex()}
 
 
+def _consenting(identity: Identity, chain_id: int, registrar: Identity) -> dict[str, str]:
+    """A member that a registrar admits on its first start: its public keys and its key's
+    consent to that registrar (a fresh ID: consent nonce 0)."""
+    return {**_public(identity), "public_key": identity.key.public_key.hex(),
+            "consent": registration_consent(identity.key, chain_id, registrar.address, 0).hex()}
+
+
 def consortium_init(directory: Path, *, vendors: int, suppliers: int, devices: int, nodes: int = 3,
                     base_port: int = 0, contracts: dict[str, Any] | None = None,
                     paillier_bits: int = 2048) -> list[Path]:
@@ -174,8 +182,8 @@ def consortium_init(directory: Path, *, vendors: int, suppliers: int, devices: i
         sold[vendor].append({"public_key": device.key.public_key.hex(), "device_type": ("meter", "relay")[i % 2],
                              "in_warranty": i < devices // 2, "bls_key": device.bls_public.hex(),
                              "paillier_n": device.paillier_public.to_bytes().hex(), "phone": "0x" + phone.address.hex(),
-                             "consent": device_consent(device.key, chain_id, ids[vendor].address, 0).hex()})
-        owners[vendor].append(_public(phone))
+                             "consent": registration_consent(device.key, chain_id, ids[vendor].address, 0).hex()})
+        owners[vendor].append(_consenting(phone, chain_id, ids[vendor]))
     paths = []
     for port_offset, name in enumerate(names):
         role = name.split("-")[0].replace("phone", "smartphone")
@@ -195,7 +203,8 @@ def consortium_init(directory: Path, *, vendors: int, suppliers: int, devices: i
         for entry in owners.get(name, []):
             lines += ["[[phones]]", *(f"{k} = {toml_value(v)}" for k, v in entry.items()), ""]
         if crew_of in ids:
-            lines += ["[crew]", *(f"{k} = {toml_value(v)}" for k, v in _public(ids[crew_of]).items()), ""]
+            crew = _consenting(ids[crew_of], chain_id, ids[name])
+            lines += ["[crew]", *(f"{k} = {toml_value(v)}" for k, v in crew.items()), ""]
         if role == "device":
             lines += ["[faults]", f"seed = {port_offset}", "mean_interval_s = 0", "",
                       "[operation]", "power_w = 1600", "power_saving_w = 900", "report_s = 10", ""]

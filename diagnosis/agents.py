@@ -26,6 +26,7 @@ import aiohttp
 
 from client.contracts import ContractCall, Dsc, Registry
 from client.errors import TransactionFailed
+from contracts.registry import registration_consent
 from crypto import bls
 from crypto.counters import OpCounter, OpCounts, attribute_to
 from crypto.hashing import keccak256
@@ -356,11 +357,14 @@ class DiagnosisNodeAgent(Agent):
     def salt(self, request_id: int) -> bytes:
         return keccak256(self.salt_seed + request_id.to_bytes(8, "big"))
 
-    def crew_registration(self) -> ContractCall:
-        """The node registers its crew (registrar = this node, docs/contracts.md)."""
+    def crew_registration(self, chain_id: int) -> ContractCall:
+        """The node registers its crew (registrar = this node, docs/contracts.md), with the
+        crew key's consent (a fresh ID: consent nonce 0)."""
         assert self.crew is not None
         crew = self.crew.identity
-        return Registry.register(crew.address, "crew", crew.bls_public, crew.paillier_public.to_bytes())
+        consent = registration_consent(crew.key, chain_id, self.address, 0)
+        return Registry.register(crew.key.public_key, "crew", crew.bls_public, crew.paillier_public.to_bytes(),
+                                 consent)
 
     @staticmethod
     def diagnose(fault: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from typing import Any
 
 from client.contracts import ContractCall, Credit, Dsc, Registry, Token
 from client.errors import TransactionFailed
-from contracts.registry import device_consent
+from contracts.addresses import REGISTRY
+from contracts.registry import registration_consent
 from crypto.hashing import keccak256
 from crypto.keys import KeyPair
 from diagnosis import flows as fl
@@ -172,8 +173,10 @@ async def build_consortium(make_ledger: LedgerFactory, admin: Ledger, funder: Ke
     if not await Registry.is_member(admin, administrator.address):
         raise RuntimeError("this cluster's genesis does not list the demo administrator "
                            "(start it with `node.py demo`, or init it with the demo's contract parameters)")
-    members = [(Registry.register(a.address, "smartphone" if a.role == PHONE else NODE_ROLES[a.role],
-                                  a.identity.bls_public, a.identity.paillier_public.to_bytes()), administrator)
+    members = [(Registry.register(a.identity.key.public_key, "smartphone" if a.role == PHONE else NODE_ROLES[a.role],
+                                  a.identity.bls_public, a.identity.paillier_public.to_bytes(),
+                                  registration_consent(a.identity.key, anchor.chain_id, REGISTRY, 0)),
+                 administrator)
                for a in [*c.nodes.values(), *c.phones.values()]]
     receipts = await _setup(admin, members)
     now_s = now_ms() // 1000
@@ -181,13 +184,13 @@ async def build_consortium(make_ledger: LedgerFactory, admin: Ledger, funder: Ke
     for d in DEVICES:
         device, vendor = c.devices[d.name], c.nodes[d.vendor]
         warranty_end_s = now_s + 365 * 86_400 if d.in_warranty else now_s - 86_400
-        consent = device_consent(device.identity.key, anchor.chain_id, vendor.address, 0)  # new IDs: nonce 0
+        consent = registration_consent(device.identity.key, anchor.chain_id, vendor.address, 0)  # new IDs: nonce 0
         devices.append((Registry.register_device(device.identity.key.public_key, d.device_type, warranty_end_s,
                                                  device.identity.bls_public, device.identity.paillier_public.to_bytes(),
                                                  consent), vendor.identity.key))
     binds = [(Registry.bind_smartphone(c.devices[d.name].address, c.phones[d.phone].address),
               c.nodes[d.vendor].identity.key) for d in DEVICES]
-    crews = [(node.crew_registration(), node.identity.key) for node in c.nodes.values()]
+    crews = [(node.crew_registration(anchor.chain_id), node.identity.key) for node in c.nodes.values()]
     funding = [(Token.transfer(a.address, FUNDS), funder)
                for a in [*c.nodes.values(), *c.devices.values(), *c.phones.values()]]
     receipts += await _setup(admin, devices + crews + funding)

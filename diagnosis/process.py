@@ -101,14 +101,18 @@ async def first_start(config: AgentConfig, agent: Agent) -> None:
     if config.crew:  # a vendor or supplier registers its own crew (registrar = itself)
         crew = bytes.fromhex(config.crew["address"][2:])
         if await _unless_proven(functools.partial(directory.resolve, crew)) is None:
-            await _register(agent, Registry.register(crew, "crew", bytes.fromhex(config.crew["bls_key"]),
-                                                     bytes.fromhex(config.crew["paillier_n"])))
+            await _register(agent, Registry.register(bytes.fromhex(config.crew["public_key"]), "crew",
+                                                     bytes.fromhex(config.crew["bls_key"]),
+                                                     bytes.fromhex(config.crew["paillier_n"]),
+                                                     bytes.fromhex(config.crew["consent"])))
     if config.role == "vendor":
         for phone in config.phones:
             address = bytes.fromhex(phone["address"][2:])
             if await _unless_proven(functools.partial(directory.resolve, address)) is None:
-                await _register(agent, Registry.register(address, "smartphone", bytes.fromhex(phone["bls_key"]),
-                                                         bytes.fromhex(phone["paillier_n"])))
+                await _register(agent, Registry.register(bytes.fromhex(phone["public_key"]), "smartphone",
+                                                         bytes.fromhex(phone["bls_key"]),
+                                                         bytes.fromhex(phone["paillier_n"]),
+                                                         bytes.fromhex(phone["consent"])))
         now_s = int(time.time())
         for device in config.devices:
             key = bytes.fromhex(device["public_key"])

@@ -10,6 +10,7 @@ Layout of DIR:
     accounts/account{j}.key      funded development accounts (hex Ed25519 seeds)
     accounts.json                [{name, address, key_file}]
     node{i}/rpc.secret           the node's RPC token secret (0600; a node without one writes it at start)
+    admins/admin{j}.key          the consortium's administrators (not node keys: issue 16)
     cluster.json                 written once the nodes are up: URLs (public and operator), pids, states
     control/node{i}.request      `node.py node ACTION` asks the supervisor (cli/cluster.py)
 """
@@ -41,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "config" / "genesis.toml"
 DEV_ACCOUNTS = 10
 DEV_BALANCE = 10**15
+DEV_ADMINS = 3  # administrators of a development cluster; a decision needs a majority, 2
 P2P_PORT_OFFSET = 100  # node i listens for peers on base_port + 100 + i
 OPERATOR_PORT_OFFSET = 300  # and for operators on base_port + 300 + i (+200 is the agents' inboxes)
 HEALTH_TIMEOUT_S = 60
@@ -119,12 +121,14 @@ def init_cluster(directory: Path, nodes: int, base_port: int, *, chain_id: int |
                  contracts: dict[str, Any] | None = None, consensus: dict[str, Any] | None = None,
                  accounts: int = DEV_ACCOUNTS, observers: int = 0,
                  funded: list[tuple[bytes, int]] | None = None,
-                 endpoints: tuple[Endpoint, ...] = ()) -> ClusterLayout:
+                 endpoints: tuple[Endpoint, ...] = (), admins: int = DEV_ADMINS) -> ClusterLayout:
     """Write a fresh cluster into `directory` (which must hold no genesis yet): `nodes`
     bookkeepers and `observers` non-voting nodes that follow the chain by block sync;
     `funded` adds genesis accounts (Ed25519 public key, balance), e.g. a consortium's
     agents (diagnosis/agentconfig.py). `endpoints` place the nodes on real hosts (one per
-    node, bookkeepers first); without them every node is on loopback, ports from base_port."""
+    node, bookkeepers first); without them every node is on loopback, ports from base_port.
+    `admins` administrator keys are written to DIR/admins/ and named in genesis unless
+    `contracts` names the administrators."""
     if nodes < 3 or nodes % 2 == 0:
         raise ValueError("XPaxos needs n = 2t+1 bookkeepers: 3, 5, 7, ...")
     if endpoints and len(endpoints) != nodes + observers:
@@ -136,6 +140,9 @@ def init_cluster(directory: Path, nodes: int, base_port: int, *, chain_id: int |
     template = tomllib.loads(TEMPLATE.read_text())
     node_keys = [KeyPair.generate() for _ in range(layout.nodes)]
     account_keys = [KeyPair.generate() for _ in range(accounts)]
+    admin_keys = [KeyPair.generate() for _ in range(admins)]
+    for j, key in enumerate(admin_keys):
+        key.save(directory / "admins" / f"admin{j}.key")
     for i, key in enumerate(node_keys):
         key.save(layout.node_dir(i) / "node.key")
         create_secret(layout.node_dir(i) / "rpc.secret")
@@ -156,14 +163,16 @@ def init_cluster(directory: Path, nodes: int, base_port: int, *, chain_id: int |
     genesis_lines += _toml_tables({"limits": template.get("limits", {})})
     contract_params = {**template.get("contracts", {}), **(contracts or {})}
     registry = contract_params.setdefault("registry", {})
-    # The consortium is governed by its bookkeepers unless the caller names administrators.
-    registry.setdefault("admins", ["0x" + key.address.hex() for key in bookkeeper_keys])
+    # Administration is separate from running a node: the administrators are accounts of
+    # their own (unless the caller names others), never node keys.
+    registry.setdefault("admins", ["0x" + key.address.hex() for key in admin_keys])
     genesis_lines += _toml_tables({"contracts": contract_params})
     (directory / "genesis.toml").write_text("\n".join(genesis_lines) + "\n")
     for i in range(layout.nodes):
-        # Bookkeepers know every node (observers are their allowed, "registered" peers);
-        # an observer knows the bookkeepers only.
-        known = range(layout.nodes) if i < nodes else range(nodes)
+        # Every node knows every other: observers are the bookkeepers' allowed, "registered"
+        # peers, and an observer may become a bookkeeper by governance, when it must reach
+        # every member of its groups (docs/consensus.md "Governance").
+        known = range(layout.nodes)
         peers = [{"name": f"node{k}", "public_key": node_keys[k].public_key.hex(), "host": layout.host(k),
                   "port": layout.p2p_port(k)} for k in known if k != i]
         endpoint = layout.endpoint(i)

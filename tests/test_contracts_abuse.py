@@ -10,7 +10,7 @@ import pytest
 
 from chain.values import Value
 from contracts.addresses import CREDIT, DSC, POLICY, REGISTRY, TOKEN
-from contracts.registry import device_consent
+from contracts.registry import registration_consent
 from contracts.testing import (
     BID_DEPOSIT,
     CHAIN_ID,
@@ -24,6 +24,7 @@ from contracts.testing import (
     events,
     key_of,
     reason,
+    registration,
 )
 from crypto.hashing import keccak256
 from tests.test_contracts_dsc import run_auction, total_supply
@@ -61,9 +62,9 @@ def test_credit_pump_through_own_devices_fails(chain: TestChain) -> None:
     """The issue's reproduction: a vendor admits its own smartphone, registers a device it
     holds the key of, and rates itself 100 twelve times. Its credit does not move."""
     pump_device = key_of("pump-device")
-    assert chain.send("vendor", REGISTRY, "register", [address_of("pump-phone"), "smartphone", b"", b""]).succeeded
+    assert chain.send("vendor", REGISTRY, "register", registration("pump-phone", "smartphone", "vendor")).succeeded
     end = START_MS // 1000 + 10**6
-    consent = device_consent(pump_device, CHAIN_ID, address_of("vendor"), 0)
+    consent = registration_consent(pump_device, CHAIN_ID, address_of("vendor"), 0)
     assert chain.send("vendor", REGISTRY, "register_device", [pump_device.address, "meter", end, b"", b"",
                                                               pump_device.public_key, consent]).succeeded
     assert chain.send("vendor", REGISTRY, "bind_smartphone", [pump_device.address, address_of("pump-phone")]).succeeded
@@ -173,8 +174,8 @@ def _own_device(c: TestChain, name: str, phone: str) -> bytes:
     """A further device of `vendor` bound to `phone` (admitted by the administrator)."""
     key = key_of(name)
     if c.view(REGISTRY, "role", [address_of(phone)]) != "smartphone":
-        assert c.send("admin", REGISTRY, "register", [address_of(phone), "smartphone", b"", b""]).succeeded
-    consent = device_consent(key, CHAIN_ID, address_of("vendor"), 0)
+        assert c.send("admin", REGISTRY, "register", registration(phone, "smartphone", REGISTRY)).succeeded
+    consent = registration_consent(key, CHAIN_ID, address_of("vendor"), 0)
     assert c.send("vendor", REGISTRY, "register_device", [key.address, "meter", 0, b"", b"", key.public_key,
                                                           consent]).succeeded
     assert c.send("vendor", REGISTRY, "bind_smartphone", [key.address, address_of(phone)]).succeeded

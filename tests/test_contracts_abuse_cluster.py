@@ -12,7 +12,8 @@ import pytest
 
 from client import GridClient
 from client.contracts import Credit, Dsc, Registry
-from contracts.registry import device_consent
+from contracts.addresses import REGISTRY
+from contracts.registry import registration_consent
 from crypto.hashing import keccak256
 from crypto.keys import KeyPair
 from diagnosis.demo import admin_key, demo_contract_params
@@ -29,7 +30,7 @@ def _event(receipt: dict[str, Any], name: str) -> dict[str, Any]:
 
 async def _own_device(client: GridClient, vendor: KeyPair, phone: KeyPair, seed: bytes, end_s: int) -> KeyPair:
     device = KeyPair.from_seed(keccak256(seed))
-    consent = device_consent(device, await client.chain_id(), vendor.address, 0)
+    consent = registration_consent(device, await client.chain_id(), vendor.address, 0)
     await Registry.register_device(device.public_key, "meter", end_s, b"", b"", consent).transact(client, vendor)
     await Registry.bind_smartphone(device.address, phone.address).transact(client, vendor)
     return device
@@ -51,9 +52,12 @@ async def test_credit_pump_fails_on_a_cluster(tmp_path: Path) -> None:
             head = await client.block("latest")
             assert head is not None
             end_s = head["timestampMs"] // 1000 + 10**6  # in warranty: free service by the vendor
-            await Registry.register(vendor.address, "vendor", b"", b"").transact(client, admin)
-            await Registry.register(own_phone.address, "smartphone", b"", b"").transact(client, vendor)  # its own
-            await Registry.register(independent_phone.address, "smartphone", b"", b"").transact(client, admin)
+            chain_id = await client.chain_id()
+            for member, role, sender in ((vendor, "vendor", admin), (own_phone, "smartphone", vendor),  # its own
+                                         (independent_phone, "smartphone", admin)):
+                registrar = REGISTRY if sender is admin else sender.address  # the administrators' decision
+                consent = registration_consent(member, chain_id, registrar, 0)
+                await Registry.register(member.public_key, role, b"", b"", consent).transact(client, sender)
             pumped = await _own_device(client, vendor, own_phone, b"pump-device", end_s)
             before = await Credit.credit_of(client, vendor.address)
             for _ in range(SERVICES):
