@@ -6,6 +6,7 @@ from __future__ import annotations
 from chain.errors import LedgerError
 from client.errors import BadCall, ClientError, RpcCallError, UnknownContract
 from crypto.errors import BadKey
+from rpc.errors import RpcConfigError
 from runtime.config import ConfigError
 
 EXIT_USAGE = 2  # argparse's status for a malformed command line
@@ -22,7 +23,7 @@ class UserError(Exception):
 
 # The exceptions that are the user's situation, not our bug: a file they gave, a node they
 # named, a chain they pointed at.
-EXPECTED = (UserError, ConfigError, LedgerError, ClientError, BadKey)
+EXPECTED = (UserError, ConfigError, RpcConfigError, LedgerError, ClientError, BadKey)
 
 
 def one_line(exc: BaseException) -> str:

@@ -1,5 +1,13 @@
 """The node's API: JSON-RPC 2.0 over HTTP POST /, WebSocket subscriptions on /ws,
 GET /health and GET /metrics, served by aiohttp.
 
-Public face: `RpcServer` (rpc.server). Bytes travel as 0x-hex strings.
+Public face: `RpcServer` (rpc.server) over a `NodeView` (rpc.node: what it reads from the
+node), configured by `RpcConfig` (rpc.config). Bytes travel as 0x-hex strings.
 """
+
+from rpc.config import RpcConfig
+from rpc.errors import RpcConfigError, RpcError
+from rpc.node import NodeView
+from rpc.server import RpcServer
+
+__all__ = ["NodeView", "RpcConfig", "RpcConfigError", "RpcError", "RpcServer"]

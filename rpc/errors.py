@@ -17,6 +17,11 @@ UNAUTHORIZED = -32003  # no token, a bad one, or one not permitting the method; 
 LIMIT_EXCEEDED = -32005  # a named limit was hit; data.limit
 
 
+class RpcConfigError(Exception):
+    """The [rpc] settings name files the server cannot use (token secret, TLS certificate):
+    the node does not start, and the CLI says so in one line."""
+
+
 class RpcError(Exception):
     def __init__(self, code: int, message: str, data: Any = None) -> None:
         super().__init__(message)

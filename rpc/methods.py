@@ -26,6 +26,7 @@ from chain.errors import DecodeError, InvalidTransaction, TxReason, UnknownBlock
 from chain.proofs import Proof, prove_receipt, prove_state, prove_transaction
 from chain.types import Block, Transaction, decode
 from rpc import budget
+from rpc.config import LOG_LEVELS
 from rpc.encoding import (
     block_json,
     hex_bytes,
@@ -37,7 +38,6 @@ from rpc.encoding import (
 )
 from rpc.errors import CONTRACT_ERROR, LIMIT_EXCEEDED, NOT_FOUND, TX_REJECTED, RpcError, invalid_params
 from rpc.subscriptions import WaitersFull
-from runtime.config import LOG_LEVELS
 from vm.contract import type_name
 from vm.errors import BadArguments, ContractError
 

@@ -22,7 +22,7 @@ import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -35,18 +35,15 @@ from rpc.errors import (
     METHOD_NOT_FOUND,
     PARSE_ERROR,
     UNAUTHORIZED,
+    RpcConfigError,
     RpcError,
     invalid_params,
 )
 from rpc.guard import ConnectionGuard, GuardedProtocol
 from rpc.methods import Handler, Methods, limit_error
+from rpc.node import NodeView
 from rpc.ratelimit import ClientRates
 from rpc.subscriptions import ReceiptWaiters, Subscription, SubscriptionHub
-from runtime.config import ConfigError
-from runtime.descriptors import raise_descriptor_limit
-
-if TYPE_CHECKING:
-    from runtime.node import Node
 
 log = logging.getLogger("gridchain.rpc")
 JSON_DEPTH_MAX = 32
@@ -83,7 +80,8 @@ class Listener:
 
 
 class RpcServer:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: NodeView, descriptors: int) -> None:
+        """`descriptors`: the process's RLIMIT_NOFILE (runtime/descriptors.py raises it first)."""
         self.node = node
         self.config = node.config.rpc
         self.receipt_waiters = ReceiptWaiters(self.config.receipt_waiters_max)
@@ -91,7 +89,6 @@ class RpcServer:
         self.methods = Methods(self)
         node.final_listeners.append(self.receipt_waiters.block_final)
         node.final_listeners.append(self.hub.block_final)
-        descriptors = raise_descriptor_limit()
         self.connections_max = max(1, min(self.config.connections_max,
                                           descriptors - self.config.descriptors_reserved))
         if self.connections_max < self.config.connections_max:
@@ -462,7 +459,7 @@ def _token_secret(path: Any) -> bytes:
             log.info("wrote a new RPC token secret to %s (mode 0600)", path)
         return load_secret(path)
     except (SecretFileError, OSError) as exc:
-        raise ConfigError(f"[rpc] jwt_secret_file: {exc}") from exc
+        raise RpcConfigError(f"[rpc] jwt_secret_file: {exc}") from exc
 
 
 def _tls_context(cert: Any, key: Any) -> ssl.SSLContext | None:
@@ -473,7 +470,7 @@ def _tls_context(cert: Any, key: Any) -> ssl.SSLContext | None:
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"[rpc] tls_cert_file {cert} / tls_key_file {key}: {exc}") from exc
+        raise RpcConfigError(f"[rpc] tls_cert_file {cert} / tls_key_file {key}: {exc}") from exc
     return context
 
 

@@ -60,6 +60,7 @@ from p2p.counters import PEER_ERROR
 from rpc.server import RpcServer
 from runtime import logfilter
 from runtime.config import NodeConfig, check_limits
+from runtime.descriptors import raise_descriptor_limit
 from runtime.ledger_app import LedgerApp
 from runtime.metrics import NodeMetrics
 from runtime.txrelay import (
@@ -151,7 +152,7 @@ class Node:
         self.app.on_final.append(self._on_final)
         self._next_status_ms = 0
         self._stopping = asyncio.Event()
-        self.rpc = RpcServer(self)
+        self.rpc = RpcServer(self, raise_descriptor_limit())
 
     def clock_ms(self) -> int:
         """This node's wall clock for block time (the replica reads no clock); shifted by the
