@@ -3,11 +3,13 @@ their views (docs/contracts.md lists them). A builder returns a `ContractCall` t
 caller sends with its own key:
 
     receipt = await Dsc.open_request(device).with_value(deposit).transact(client, phone_key)
-    request = await Dsc.request(client, request_id)   # a typed RequestView
+    request = await Dsc.request(client, request_id)   # a typed Request (contracts/dsc_records.py)
 
 Argument types are checked here, before anything is signed, so a wrong type fails in the
 caller instead of as a reverted transaction. View results come back as JSON from the node
-(bytes as 0x-hex); the readers turn them into frozen dataclasses with bytes and ints.
+(bytes as 0x-hex); the readers turn them into dataclasses with bytes and ints: the
+contracts' own record types where the contract declares one (contracts/codec.py), so a
+record's layout is written once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any, Protocol
 
 from chain.values import Value
 from client.sdk import DEFAULT_GAS_LIMIT, GridClient, from_hex
+from contracts.dsc_records import Bid, Request
+from contracts.registry_records import Device, Member
 from crypto.keys import Address, KeyPair, address_of
 
 
@@ -89,55 +93,7 @@ def _typed(cls: type, raw: Any) -> Any:
     return cls(*values)
 
 
-# view records ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MemberView:
-    role: str
-    bls_key: bytes
-    paillier_n: bytes
-    registrar: bytes
-    active: bool
-
-
-@dataclass(frozen=True)
-class DeviceView:
-    device_type: str
-    warranty_end_s: int
-    vendor: bytes
-    phone: bytes  # b"" when no smartphone is bound
-
-
-@dataclass(frozen=True)
-class RequestView:
-    device: bytes
-    payer: bytes
-    device_type: str
-    in_warranty: bool
-    status: str
-    opened_ms: int
-    commit_end_ms: int
-    reveal_end_ms: int
-    node: bytes
-    price: int
-    escrowed: int
-    mode: str
-    deadline_ms: int
-    node_done: bool
-    rated_by_requester: bool
-    rated_by_node: bool
-
-
-@dataclass(frozen=True)
-class BidView:
-    commitment: bytes
-    index: int
-    status: str
-    credit_at_commit: int
-    price: int
-    credit: int
-    reason: str
-
-
+# view records without a stored record type --------------------------------------------
 @dataclass(frozen=True)
 class BidderStateView:
     w: int
@@ -221,14 +177,14 @@ class Registry:
         return str(await client.view("registry", "role", [member]))
 
     @staticmethod
-    async def member(client: ViewSource, member: Address) -> MemberView | None:
+    async def member(client: ViewSource, member: Address) -> Member | None:
         raw = await client.view("registry", "member", [member])
-        return _typed(MemberView, raw) if raw else None
+        return Member.from_json(raw) if raw else None
 
     @staticmethod
-    async def device(client: ViewSource, device: Address) -> DeviceView | None:
+    async def device(client: ViewSource, device: Address) -> Device | None:
         raw = await client.view("registry", "device", [device])
-        return _typed(DeviceView, raw) if raw else None
+        return Device.from_json(raw) if raw else None
 
     @staticmethod
     async def in_warranty(client: ViewSource, device: Address) -> bool:
@@ -379,16 +335,16 @@ class Dsc:
         return _call("dsc", "set_min_requester_credit", _int(credit, "credit"))
 
     @staticmethod
-    async def request(client: ViewSource, request_id: int) -> RequestView:
-        return _typed(RequestView, await client.view("dsc", "request", [request_id]))
+    async def request(client: ViewSource, request_id: int) -> Request:
+        return Request.from_json(await client.view("dsc", "request", [request_id]))
 
     @staticmethod
     async def bids(client: ViewSource, request_id: int) -> list[bytes]:
         return [_bytes(b) for b in await client.view("dsc", "bids", [request_id])]
 
     @staticmethod
-    async def bid(client: ViewSource, request_id: int, bidder: Address) -> BidView:
-        return _typed(BidView, await client.view("dsc", "bid", [request_id, bidder]))
+    async def bid(client: ViewSource, request_id: int, bidder: Address) -> Bid:
+        return Bid.from_json(await client.view("dsc", "bid", [request_id, bidder]))
 
     @staticmethod
     async def bidder_state(client: ViewSource, bidder: Address) -> BidderStateView:

@@ -1,12 +1,13 @@
-"""Storage records of the DSC contract: requests and bids as typed values, their keys, the
+"""Storage records of the DSC contract: requests and bids as typed records (contracts/codec.py;
+the contract, the SDK and the light client read them through these), their keys, the
 sealed-bid commitment and the escrow ids the DSC uses at the token contract.
 """
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 
-from chain.values import Value
+from contracts.codec import StoredRecord
 from crypto.hashing import Hash32, keccak256
 from crypto.keys import Address
 
@@ -38,7 +39,7 @@ def bid_commitment(request_id: int, bidder: Address, price: int, credit: int, sa
 
 
 @dataclass
-class Request:
+class Request(StoredRecord):
     device: Address  # the failure node k_i (its opaque ID)
     payer: Address  # who sent the deposit: the device or its smartphone
     device_type: str  # S
@@ -56,17 +57,9 @@ class Request:
     rated_by_requester: bool
     rated_by_node: bool
 
-    def to_value(self) -> Value:
-        return list(astuple(self))
-
-    @classmethod
-    def from_value(cls, value: Value) -> Request:
-        assert isinstance(value, list) and len(value) == 16, "request record"
-        return cls(*value)  # type: ignore[arg-type]
-
 
 @dataclass
-class Bid:
+class Bid(StoredRecord):
     commitment: bytes
     index: int  # commit order in this auction
     status: str
@@ -74,14 +67,6 @@ class Bid:
     price: int  # revealed P_i (0 before the reveal)
     credit: int  # revealed Cred_i
     reason: str  # why a reveal was invalid
-
-    def to_value(self) -> Value:
-        return list(astuple(self))
-
-    @classmethod
-    def from_value(cls, value: Value) -> Bid:
-        assert isinstance(value, list) and len(value) == 7, "bid record"
-        return cls(*value)  # type: ignore[arg-type]
 
 
 def id_bytes(request_id: int) -> bytes:

@@ -32,14 +32,17 @@ Other contracts refuse unregistered senders by reading the views here.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import rlp
 
 from chain.values import Value, encode_values
+from contracts import registry_records as rec
 from contracts.addresses import REGISTRY
 from contracts.common import check_address, ensure_account, get_list, parse_address, require
 from contracts.params import integer
+from contracts.registry_records import Device, Member
 from crypto.hashing import keccak256
 from crypto.keys import Address, KeyPair, address_of, is_valid_signature
 from vm.context import CallContext
@@ -61,26 +64,6 @@ ENDPOINT_CHARS_MAX = 256  # an http(s) URL of an inbox; longer is not an address
 ENDPOINT_SCHEMES = ("http://", "https://")
 CONSENT_DOMAIN = b"gridchain/registry-consent\x00"
 CONSENT_STEPS = 100  # an Ed25519 verification, in loop steps (~10x a storage write)
-
-
-def _member_key(address: Address) -> bytes:
-    return b"m:" + address
-
-
-def _device_key(address: Address) -> bytes:
-    return b"d:" + address
-
-
-def _phone_key(address: Address) -> bytes:
-    return b"p:" + address
-
-
-def _endpoint_key(address: Address) -> bytes:
-    return b"e:" + address
-
-
-def _nonce_key(address: Address) -> bytes:
-    return b"n:" + address
 
 
 def _approvals_key(action: bytes) -> bytes:
@@ -144,8 +127,8 @@ class Registry(NativeContract):
             vendor = parse_address(entry["vendor"])
             self._admit(ctx, device, DEVICE, bytes.fromhex(entry.get("bls_key", "")),
                         bytes.fromhex(entry.get("paillier_n", "")), vendor)
-            ctx.set_value(_device_key(device), [entry["device_type"], int(entry["warranty_end_s"]),
-                                                vendor, b""])
+            ctx.set_value(rec.device_key(device),
+                          Device(entry["device_type"], int(entry["warranty_end_s"]), vendor, b"").to_value())
             if "phone" in entry:
                 self._bind(ctx, device, parse_address(entry["phone"]))
 
@@ -169,7 +152,7 @@ class Registry(NativeContract):
         registrar = REGISTRY if by_admins else ctx.sender
         self._check_consent(ctx, registrar, member, member_key, consent)
         stored = self._member(ctx, member)
-        require(stored is None or stored[4] is not True, "already-registered", f"0x{member.hex()}")
+        require(stored is None or not stored.active, "already-registered", f"0x{member.hex()}")
         if by_admins and not self._admins_decide(ctx, "register", [member, role, bls_key, paillier_n]):
             return
         self._admit(ctx, member, role, bls_key, paillier_n, registrar)
@@ -186,7 +169,7 @@ class Registry(NativeContract):
         require(warranty_end_s >= 0, "bad-warranty", "warranty end is a block time in seconds")
         self._check_consent(ctx, ctx.sender, device, device_key, consent)
         self._admit(ctx, device, DEVICE, bls_key, paillier_n, ctx.sender)
-        ctx.set_value(_device_key(device), [device_type, warranty_end_s, ctx.sender, b""])
+        ctx.set_value(rec.device_key(device), Device(device_type, warranty_end_s, ctx.sender, b"").to_value())
         ctx.emit("DeviceRegistered", device=device, device_type=device_type,
                  warranty_end_s=warranty_end_s, vendor=ctx.sender)
 
@@ -196,7 +179,7 @@ class Registry(NativeContract):
         record = self._device(ctx, device)
         require(record is not None, "unknown-device", f"0x{device.hex()}")
         assert record is not None
-        require(ctx.sender in (device, record[2]), "not-authorized",
+        require(ctx.sender in (device, record.vendor), "not-authorized",
                 "only the device or its vendor binds its smartphone")
         require(self._is_role(ctx, phone, SMARTPHONE), "not-smartphone", f"0x{phone.hex()}")
         self._bind(ctx, device, phone)
@@ -207,31 +190,30 @@ class Registry(NativeContract):
         own devices, a vendor or supplier its own crews. A revoked ID is no longer a member
         (its messages are refused)."""
         stored = self._member(ctx, member)
-        require(stored is not None and stored[4] is True, "not-member", f"0x{member.hex()}")
+        require(stored is not None and stored.active, "not-member", f"0x{member.hex()}")
         assert stored is not None
         by_admin = ctx.sender in self.admins and member not in self.admins
-        by_registrar = stored[0] in (DEVICE, CREW) and stored[3] == ctx.sender
+        by_registrar = stored.role in (DEVICE, CREW) and stored.registrar == ctx.sender
         require(by_admin or by_registrar, "not-authorized", f"0x{ctx.sender.hex()} may not revoke")
         if not by_registrar and not self._admins_decide(ctx, "revoke", [member]):
             return
-        ctx.set_value(_member_key(member), [*stored[:4], False])
-        ctx.set_value(_nonce_key(member), self.consent_nonce(ctx, member) + 1)  # old consents die
+        ctx.set_value(rec.member_key(member), replace(stored, active=False).to_value())
+        ctx.set_value(rec.nonce_key(member), self.consent_nonce(ctx, member) + 1)  # old consents die
         record = self._device(ctx, member)
-        if record is not None and record[3]:
-            phone = record[3]
-            assert isinstance(phone, bytes)
-            ctx.set_value(_phone_key(phone), [d for d in get_list(ctx, _phone_key(phone)) if d != member])
-            ctx.set_value(_device_key(member), [*record[:3], b""])
+        if record is not None and record.phone:
+            phone = record.phone
+            ctx.set_value(rec.phone_key(phone), [d for d in get_list(ctx, rec.phone_key(phone)) if d != member])
+            ctx.set_value(rec.device_key(member), replace(record, phone=b"").to_value())
         ctx.emit("MemberRevoked", member=member, by=ctx.sender)
 
     @method
     def update_keys(self, ctx: CallContext, bls_key: bytes, paillier_n: bytes) -> None:
         """A member replaces its own BLS key Y and Paillier key N."""
         stored = self._member(ctx, ctx.sender)
-        require(stored is not None and stored[4] is True, "not-member", f"0x{ctx.sender.hex()}")
+        require(stored is not None and stored.active, "not-member", f"0x{ctx.sender.hex()}")
         assert stored is not None
         self._check_keys(bls_key, paillier_n)
-        ctx.set_value(_member_key(ctx.sender), [stored[0], bls_key, paillier_n, stored[3], True])
+        ctx.set_value(rec.member_key(ctx.sender), replace(stored, bls_key=bls_key, paillier_n=paillier_n).to_value())
         ctx.emit("KeysUpdated", member=ctx.sender)
 
     @method
@@ -240,39 +222,35 @@ class Registry(NativeContract):
         messages for it are posted. Signed by the member's account key like every
         transaction; the latest one counts."""
         stored = self._member(ctx, ctx.sender)
-        require(stored is not None and stored[4] is True, "not-member", f"0x{ctx.sender.hex()}")
+        require(stored is not None and stored.active, "not-member", f"0x{ctx.sender.hex()}")
         require(0 < len(url) <= ENDPOINT_CHARS_MAX and url.startswith(ENDPOINT_SCHEMES), "bad-endpoint",
                 f"an http(s) URL of at most {ENDPOINT_CHARS_MAX} characters")
-        ctx.set_value(_endpoint_key(ctx.sender), url)
+        ctx.set_value(rec.endpoint_key(ctx.sender), url)
         ctx.emit("EndpointSet", member=ctx.sender, url=url)
 
     # views ------------------------------------------------------------------------------
     @view
     def is_member(self, ctx: CallContext, member: bytes) -> bool:
         stored = self._member(ctx, member)
-        return stored is not None and stored[4] is True
+        return stored is not None and stored.active
 
     @view
     def role(self, ctx: CallContext, member: bytes) -> str:
         """The active member's role, or "" for an unknown or revoked ID."""
         stored = self._member(ctx, member)
-        if stored is None or stored[4] is not True:
-            return ""
-        role = stored[0]
-        assert isinstance(role, str)
-        return role
+        return stored.role if stored is not None and stored.active else ""
 
     @view
     def member(self, ctx: CallContext, member: bytes) -> Value:
-        """[role, bls_key, paillier_n, registrar, active] or [] when unknown."""
+        """The Member record (registry_records.py) or [] when unknown."""
         stored = self._member(ctx, member)
-        return stored if stored is not None else []
+        return stored.to_value() if stored is not None else []
 
     @view
     def device(self, ctx: CallContext, device: bytes) -> Value:
-        """[device_type, warranty_end_s, vendor, smartphone (b"" if unbound)] or []."""
+        """The Device record (registry_records.py) or [] when unknown."""
         record = self._device(ctx, device)
-        return record if record is not None else []
+        return record.to_value() if record is not None else []
 
     @view
     def in_warranty(self, ctx: CallContext, device: bytes) -> bool:
@@ -280,9 +258,7 @@ class Registry(NativeContract):
         record = self._device(ctx, device)
         require(record is not None, "unknown-device", f"0x{device.hex()}")
         assert record is not None
-        end = record[1]
-        assert isinstance(end, int)
-        return ctx.block.time_s <= end
+        return ctx.block.time_s <= record.warranty_end_s
 
     @view
     def acts_for(self, ctx: CallContext, device: bytes, actor: bytes) -> bool:
@@ -290,12 +266,12 @@ class Registry(NativeContract):
         record = self._device(ctx, device)
         if record is None or not self.is_member(ctx, device):
             return False
-        return actor in (device, record[3]) and self.is_member(ctx, actor)
+        return actor in (device, record.phone) and self.is_member(ctx, actor)
 
     @view
     def endpoint(self, ctx: CallContext, member: bytes) -> str:
         """The member's published inbox URL, or "" when it published none."""
-        url = ctx.get_value(_endpoint_key(member))
+        url = ctx.get_value(rec.endpoint_key(member))
         assert url is None or isinstance(url, str)
         return url or ""
 
@@ -318,11 +294,11 @@ class Registry(NativeContract):
     @view
     def consent_nonce(self, ctx: CallContext, member: bytes) -> int:
         """The nonce a member's next registration consent must sign (revocations so far)."""
-        return ctx.get_int(_nonce_key(member))
+        return ctx.get_int(rec.nonce_key(member))
 
     @view
     def devices_of(self, ctx: CallContext, phone: bytes) -> Value:
-        return get_list(ctx, _phone_key(phone))
+        return get_list(ctx, rec.phone_key(phone))
 
     # ------------------------------------------------------------------------------------
     def _admit(self, ctx: CallContext, member: Address, role: str, bls_key: bytes,
@@ -332,8 +308,8 @@ class Registry(NativeContract):
         self._check_keys(bls_key, paillier_n)
         stored = self._member(ctx, member)
         # a revoked ID is free again (its registrar and role may change)
-        require(stored is None or stored[4] is not True, "already-registered", f"0x{member.hex()}")
-        ctx.set_value(_member_key(member), [role, bls_key, paillier_n, registrar, True])
+        require(stored is None or not stored.active, "already-registered", f"0x{member.hex()}")
+        ctx.set_value(rec.member_key(member), Member(role, bls_key, paillier_n, registrar, True).to_value())
         ensure_account(ctx, member)
         ctx.emit("MemberRegistered", member=member, role=role, registrar=registrar)
 
@@ -363,16 +339,15 @@ class Registry(NativeContract):
     def _bind(self, ctx: CallContext, device: Address, phone: Address) -> None:
         record = self._device(ctx, device)
         assert record is not None
-        previous = record[3]
-        assert isinstance(previous, bytes)
+        previous = record.phone
         if previous:
-            old = [d for d in get_list(ctx, _phone_key(previous)) if d != device]
-            ctx.set_value(_phone_key(previous), old)
-        devices = get_list(ctx, _phone_key(phone))
+            old = [d for d in get_list(ctx, rec.phone_key(previous)) if d != device]
+            ctx.set_value(rec.phone_key(previous), old)
+        devices = get_list(ctx, rec.phone_key(phone))
         require(len(devices) < self.devices_per_phone_max, "too-many-devices",
                 f"a smartphone controls at most {self.devices_per_phone_max} devices")
-        ctx.set_value(_phone_key(phone), [*devices, device])
-        ctx.set_value(_device_key(device), [*record[:3], phone])
+        ctx.set_value(rec.phone_key(phone), [*devices, device])
+        ctx.set_value(rec.device_key(device), replace(record, phone=phone).to_value())
         ctx.emit("SmartphoneBound", device=device, phone=phone)
 
     def _check_keys(self, bls_key: bytes, paillier_n: bytes) -> None:
@@ -382,12 +357,10 @@ class Registry(NativeContract):
     def _is_role(self, ctx: CallContext, member: Address, role: str) -> bool:
         return self.role(ctx, member) == role
 
-    def _member(self, ctx: CallContext, member: bytes) -> list[Value] | None:
-        stored = ctx.get_value(_member_key(member))
-        assert stored is None or isinstance(stored, list)
-        return stored
+    def _member(self, ctx: CallContext, member: bytes) -> Member | None:
+        stored = ctx.get_value(rec.member_key(member))
+        return Member.from_value(stored) if stored is not None else None
 
-    def _device(self, ctx: CallContext, device: bytes) -> list[Value] | None:
-        stored = ctx.get_value(_device_key(device))
-        assert stored is None or isinstance(stored, list)
-        return stored
+    def _device(self, ctx: CallContext, device: bytes) -> Device | None:
+        stored = ctx.get_value(rec.device_key(device))
+        return Device.from_value(stored) if stored is not None else None

@@ -10,14 +10,18 @@ sender's BLS key comes from its proven member record.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
+from typing import TypeVar
 
 from chain.types import BlockHeader
 from chain.values import Value
-from contracts import dsc_records
+from contracts import dsc_records, registry_records
 from contracts.addresses import CREDIT, DSC, REGISTRY
+from contracts.codec import RecordError, StoredRecord
 from contracts.dsc_records import Request
+
+# diagnosis/ names the registry's records entries; they are declared once, in contracts/
+from contracts.registry_records import Device as DeviceEntry
+from contracts.registry_records import Member as MemberEntry
 from crypto.keys import Address
 from crypto.paillier import PaillierPublicKey
 from diagnosis.errors import DiagnosisError
@@ -25,39 +29,20 @@ from diagnosis.ledger import Ledger
 from diagnosis.lightclient import UnprovenState
 
 ENDPOINTS_CACHED_MAX = 4096
+Record = TypeVar("Record", bound=StoredRecord)
 
 
 class NoEndpoint(DiagnosisError):
     """The receiver is not an active member or published no inbox endpoint."""
 
 
-@dataclass(frozen=True)
-class MemberEntry:
-    """The registry's record of a member: [role, bls_key, paillier_n, registrar, active]."""
-
-    role: str
-    bls_key: bytes
-    paillier_n: bytes
-    registrar: bytes
-    active: bool
-
-
-@dataclass(frozen=True)
-class DeviceEntry:
-    """The registry's record of a device: [type S, warranty end (s), vendor, smartphone]."""
-
-    device_type: str
-    warranty_end_s: int
-    vendor: bytes
-    phone: bytes
-
-
-def _entry(cls: type, value: Value | None) -> Any:
+def _entry(cls: type[Record], value: Value | None) -> Record | None:
     if value is None:
         return None
-    if not isinstance(value, list) or len(value) != len(fields(cls)):
-        raise UnprovenState(f"unexpected registry record {value!r}")
-    return cls(*value)
+    try:
+        return cls.from_value(value)
+    except RecordError as exc:
+        raise UnprovenState(f"unexpected record: {exc}") from exc
 
 
 class ChainDirectory:
@@ -73,14 +58,14 @@ class ChainDirectory:
         self._endpoints: dict[bytes, str] = {}
 
     async def resolve(self, member_id: Address) -> MemberEntry | None:
-        proven = await self.ledger.storage(REGISTRY, b"m:" + member_id)
-        entry: MemberEntry | None = _entry(MemberEntry, proven.value)
+        proven = await self.ledger.storage(REGISTRY, registry_records.member_key(member_id))
+        entry = _entry(MemberEntry, proven.value)
         self._members[member_id] = entry
         return entry
 
     async def device(self, device_id: Address) -> tuple[DeviceEntry | None, BlockHeader]:
         """The registry's device record and the header it was proven against."""
-        proven = await self.ledger.storage(REGISTRY, b"d:" + device_id)
+        proven = await self.ledger.storage(REGISTRY, registry_records.device_key(device_id))
         return _entry(DeviceEntry, proven.value), proven.header
 
     async def endpoint(self, member_id: Address, *, refresh: bool = False) -> str:
@@ -91,7 +76,7 @@ class ChainDirectory:
         entry = await self.resolve(member_id)
         if entry is None or not entry.active:
             raise NoEndpoint(f"0x{member_id.hex()} is not an active member")
-        proven = await self.ledger.storage(REGISTRY, b"e:" + member_id)
+        proven = await self.ledger.storage(REGISTRY, registry_records.endpoint_key(member_id))
         if not isinstance(proven.value, str) or not proven.value:
             raise NoEndpoint(f"0x{member_id.hex()} published no inbox endpoint")
         if len(self._endpoints) >= ENDPOINTS_CACHED_MAX:
@@ -102,11 +87,7 @@ class ChainDirectory:
     async def request(self, request_id: int) -> tuple[Request | None, BlockHeader]:
         """The DSC's request record (status, device, assigned node, mode, ...), proven."""
         proven = await self.ledger.storage(DSC, dsc_records.request_key(request_id))
-        if proven.value is None:
-            return None, proven.header
-        if not isinstance(proven.value, list) or len(proven.value) != len(fields(Request)):
-            raise UnprovenState(f"unexpected request record {proven.value!r}")
-        return Request.from_value(proven.value), proven.header
+        return _entry(Request, proven.value), proven.header
 
     async def credit(self, member_id: Address) -> int:
         """Cred of a member in fixed point (contracts/credit.py), proven; a member never
