@@ -25,8 +25,11 @@ from typing import Any
 import aiohttp
 
 from crypto.keys import KeyPair
+from faults.netns import Hosts
 from faults.proxy import LinkProxies
-from runtime.cluster import ROOT, ClusterLayout, ClusterProcesses, free_base_port, init_cluster, toml_value
+from runtime.cluster import ROOT, ClusterLayout, ClusterProcesses, Endpoint, free_base_port, init_cluster, toml_value
+from runtime.config import LOOPBACK
+from runtime.topology import OPERATOR_PORT, P2P_PORT, RPC_PORT
 
 ACCOUNTS = 24
 
@@ -41,23 +44,33 @@ class RpcError(Exception):
 class FaultCluster:
     def __init__(self, directory: Path, nodes: int, consensus: dict[str, Any] | None = None,
                  seed: int = 0, p2p: dict[str, Any] | None = None, rpc: dict[str, Any] | None = None,
-                 unfunded: int = 0, extra_accounts: int = 0, observers: int = 0) -> None:
+                 unfunded: int = 0, extra_accounts: int = 0, observers: int = 0, hosts: Hosts | None = None) -> None:
+        """`hosts`: each node in a network namespace of its own (faults/netns.py), with its
+        own address and the deployment's standard ports; otherwise all on loopback."""
         self.directory = directory
         self.nodes = nodes
         self.t = (nodes - 1) // 2
         self.consensus = dict(consensus or {})
         self.p2p = dict(p2p or {})
         self.rpc = dict(rpc or {})
+        self.hosts = hosts
         self.observers = list(range(nodes, nodes + observers))
-        self.layout: ClusterLayout = init_cluster(directory, nodes, free_base_port(), consensus=self.consensus,
-                                                  accounts=ACCOUNTS + extra_accounts, observers=observers)
+        endpoints: tuple[Endpoint, ...] = ()
+        if hosts is not None:
+            assert hosts.count == nodes + observers
+            endpoints = tuple(Endpoint(hosts.address(i), P2P_PORT, RPC_PORT, OPERATOR_PORT) for i in range(hosts.count))
+            # the harness's clients are this cluster's operators, not outsiders to rate-limit
+            self.rpc.setdefault("rate_exempt_hosts", [LOOPBACK, hosts.bridge_address])
+        self.layout: ClusterLayout = init_cluster(directory, nodes, 0 if hosts else free_base_port(),
+                                                  consensus=self.consensus, accounts=ACCOUNTS + extra_accounts,
+                                                  observers=observers, endpoints=endpoints)
         # Accounts that exist with a zero balance, as a device registration makes them.
         self.unfunded = [KeyPair.generate() for _ in range(unfunded)]
         with open(directory / "genesis.toml", "a") as genesis:
             for key in self.unfunded:
                 genesis.write(f'\n[[accounts]]\npublic_key = "{key.public_key.hex()}"\nbalance = 0\n')
-        self.proxies = LinkProxies(self.layout.nodes, seed)
-        self.processes = ClusterProcesses(self.layout)
+        self.proxies = LinkProxies(self.layout.nodes, seed, hosts.bridge_address if hosts else LOOPBACK)
+        self.processes = ClusterProcesses(self.layout, prefix=hosts.exec_prefix if hosts else None)
         self.paused: set[int] = set()
         self.byzantine: dict[int, str] = {}
         self.clock_offsets: dict[int, int] = {}  # node -> test-only clock_offset_ms
@@ -68,7 +81,10 @@ class FaultCluster:
 
     # lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        self.proxies.start([self.layout.p2p_port(i) for i in range(self.layout.nodes)])
+        if self.hosts is not None:
+            self.hosts.up()
+        self.proxies.start([self.layout.p2p_port(i) for i in range(self.layout.nodes)],
+                           [self.layout.host(i) for i in range(self.layout.nodes)])
         for i in range(self.layout.nodes):
             self._write_config(i)
         for i in range(self.nodes):
@@ -81,6 +97,8 @@ class FaultCluster:
             self.processes.stop_all()
         finally:
             self.proxies.stop()
+            if self.hosts is not None:
+                self.hosts.close()
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -92,6 +110,7 @@ class FaultCluster:
         path = self.layout.node_dir(i) / "node.toml"
         config = tomllib.loads(path.read_text())
         for peer in config["p2p"]["peers"]:
+            peer["host"] = self.proxies.listen_host
             peer["port"] = self.proxies.port(i, int(peer["name"].removeprefix("node")))
         config["p2p"].update(self.p2p)
         config["rpc"].update(self.rpc)

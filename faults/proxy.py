@@ -15,6 +15,10 @@ resumes. Faults of a direction:
     drop        each frame is swallowed with probability drop_p
     delay       each frame is held delay_ms (+ uniform jitter_ms), order kept
     reset       `reset(src, dst)` closes the current connections of the link
+    loss        each frame is lost once with probability loss_p and retransmitted as TCP
+                does: it, and every frame behind it (order kept), arrives one RTO later
+                (2 x delay_ms + TCP_RTO_MIN_MS, Linux's RTO on a steady path). The links are
+                TCP, so a lost packet costs time, not a frame; this is the loss of bench.wan
     tamper      each frame is changed with probability tamper_p, as a man in the middle
                 would: "flip" one byte of its body, "insert" a byte, "delete" a byte, or
                 "replay" it (sent twice)
@@ -40,6 +44,7 @@ LENGTH_BYTES = 4
 FRAME_BYTES_MAX = 64 << 20  # beyond any node limit: a longer prefix is passed through raw
 HOST = "127.0.0.1"
 TAMPERS = ("flip", "insert", "delete", "replay")
+TCP_RTO_MIN_MS = 200  # Linux's TCP_RTO_MIN: a retransmission waits at least this beyond the RTT
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class LinkFault:
     jitter_ms: int = 0
     tamper: str = "flip"  # one of TAMPERS, applied with probability tamper_p
     tamper_p: float = 0.0
+    loss_p: float = 0.0  # lost once and retransmitted by TCP (see the module docstring)
 
     def __post_init__(self) -> None:
         assert self.tamper in TAMPERS, self.tamper
@@ -57,7 +63,7 @@ class LinkFault:
     @property
     def healthy(self) -> bool:
         return (not self.blackhole and self.drop_p == 0 and self.delay_ms == 0 and self.jitter_ms == 0
-                and self.tamper_p == 0)
+                and self.tamper_p == 0 and self.loss_p == 0)
 
     def describe(self) -> str:
         if self.blackhole:
@@ -69,6 +75,8 @@ class LinkFault:
             parts.append(f"{self.tamper} {self.tamper_p:.0%}")
         if self.delay_ms or self.jitter_ms:
             parts.append(f"delay {self.delay_ms}+{self.jitter_ms}ms")
+        if self.loss_p:
+            parts.append(f"loss {self.loss_p:.1%}")
         return ", ".join(parts) or "ok"
 
 
@@ -81,6 +89,7 @@ class LinkCounters:
     dropped: int = 0
     delayed: int = 0
     tampered: int = 0
+    retransmitted: int = 0  # frames held one RTO for loss_p
     connections: int = 0
 
 
@@ -89,16 +98,20 @@ class _Link:
     src: int
     dst: int
     target_port: int
+    target_host: str
     server: asyncio.Server | None = None
     port: int = 0
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
 
 class LinkProxies:
-    """Proxies for every ordered pair of `nodes`; `start(target_ports)` binds them all."""
+    """Proxies for every ordered pair of `nodes`; `start(target_ports)` binds them all on
+    `listen_host` (loopback; the bridge address of faults/netns.py when each node has a
+    network namespace of its own, `target_hosts` then its address)."""
 
-    def __init__(self, nodes: int, seed: int = 0) -> None:
+    def __init__(self, nodes: int, seed: int = 0, listen_host: str = HOST) -> None:
         self.nodes = nodes
+        self.listen_host = listen_host
         self.faults: dict[tuple[int, int], LinkFault] = {}
         self.counters: dict[tuple[int, int], LinkCounters] = {}
         self._links: dict[tuple[int, int], _Link] = {}
@@ -107,14 +120,15 @@ class LinkProxies:
         self._thread: threading.Thread | None = None
 
     # lifecycle ----------------------------------------------------------------------------
-    def start(self, target_ports: list[int]) -> None:
-        assert len(target_ports) == self.nodes and self._thread is None
+    def start(self, target_ports: list[int], target_hosts: list[str] | None = None) -> None:
+        hosts = target_hosts or [HOST] * self.nodes
+        assert len(target_ports) == len(hosts) == self.nodes and self._thread is None
         ready = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, args=(ready,), name="fault-proxies", daemon=True)
         self._thread.start()
         ready.wait()
-        asyncio.run_coroutine_threadsafe(self._bind(target_ports), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(self._bind(target_ports, hosts), self._loop).result(10)
 
     def _run(self, ready: threading.Event) -> None:
         assert self._loop is not None
@@ -122,13 +136,13 @@ class LinkProxies:
         self._loop.call_soon(ready.set)
         self._loop.run_forever()
 
-    async def _bind(self, target_ports: list[int]) -> None:
+    async def _bind(self, target_ports: list[int], target_hosts: list[str]) -> None:
         for src in range(self.nodes):
             for dst in range(self.nodes):
                 if src == dst:
                     continue
-                link = _Link(src, dst, target_ports[dst])
-                link.server = await asyncio.start_server(self._handler(link), HOST, 0)
+                link = _Link(src, dst, target_ports[dst], target_hosts[dst])
+                link.server = await asyncio.start_server(self._handler(link), self.listen_host, 0)
                 link.port = link.server.sockets[0].getsockname()[1]
                 self._links[(src, dst)] = link
                 self.counters[(src, dst)] = LinkCounters()
@@ -205,7 +219,7 @@ class LinkProxies:
     async def _serve(self, link: _Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.counters[(link.src, link.dst)].connections += 1
         try:
-            up_reader, up_writer = await asyncio.open_connection(HOST, link.target_port)
+            up_reader, up_writer = await asyncio.open_connection(link.target_host, link.target_port)
         except OSError:
             writer.close()
             return
@@ -248,9 +262,14 @@ class LinkProxies:
                     counters.tampered += 1
                     frame = self._tampered(frame, fault.tamper)
                 due = 0.0
-                if fault.delay_ms or fault.jitter_ms:
+                held_ms = 0
+                if fault.loss_p and self._random.random() < fault.loss_p:
+                    counters.retransmitted += 1
+                    held_ms = 2 * fault.delay_ms + TCP_RTO_MIN_MS
+                if fault.delay_ms or fault.jitter_ms or held_ms:
                     counters.delayed += 1
-                    due = time.monotonic() + (fault.delay_ms + self._random.uniform(0, fault.jitter_ms)) / 1000
+                    delay_ms = fault.delay_ms + held_ms + self._random.uniform(0, fault.jitter_ms)
+                    due = time.monotonic() + delay_ms / 1000
                     due = max(due, last_due)  # TCP keeps order
                     last_due = due
                 queue.put_nowait((due, frame))

@@ -30,6 +30,7 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -237,17 +238,19 @@ def discover(directory: Path) -> ClusterLayout:
 class ClusterProcesses:
     """The node processes of one cluster directory."""
 
-    def __init__(self, layout: ClusterLayout, extra_args: list[str] | None = None) -> None:
+    def __init__(self, layout: ClusterLayout, extra_args: list[str] | None = None,
+                 prefix: Callable[[int], list[str]] | None = None) -> None:
         self.layout = layout
         self.extra_args = extra_args or []
+        self.prefix = prefix  # node i's command runs behind prefix(i) (faults/netns.py: ip netns exec)
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
 
     def start_node(self, i: int) -> subprocess.Popen[bytes]:
         node_dir = self.layout.node_dir(i)
         with open(node_dir / "node.log", "ab") as log_file:  # the child holds its own descriptor
             process = subprocess.Popen(
-                [sys.executable, str(ROOT / "node.py"), "start", "--config", str((node_dir / "node.toml").resolve()),
-                 *self.extra_args],
+                [*(self.prefix(i) if self.prefix else []), sys.executable, str(ROOT / "node.py"), "start",
+                 "--config", str((node_dir / "node.toml").resolve()), *self.extra_args],
                 stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.processes[i] = process
         return process
