@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -123,12 +124,20 @@ def bench_cluster(nodes: int, *, senders: int, extra_accounts: int = 0, dsc_devi
                                                 dsc_devices=dsc_devices, consensus=consensus, limits=limits,
                                                 log_level=log_level)
         processes = ProfiledProcesses(layout, profile_dir) if profile_dir is not None else ClusterProcesses(layout)
+        # SIGTERM's default action ends this process without running `finally`, leaving the
+        # nodes running for ever: turn it into SystemExit so they are stopped below.
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             processes.start_all()
             processes.wait_healthy(health_timeout_s)
             yield BenchCluster(processes, keys, devices)
         finally:
             processes.stop_all()
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 class ProfiledProcesses(ClusterProcesses):

@@ -43,3 +43,4 @@ def test_usage_is_one_line(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "bench.cpuprofile"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode != 0 and done.stderr.strip().startswith("usage:")
+
