@@ -87,7 +87,8 @@ class Explorer:
                   ("/explorer/api/proof/{kind}/{hash}", self.proof), ("/explorer/api/header/{number}", self.header),
                   ("/explorer/api/consortium", self.consortium), ("/explorer/api/auctions", self.auctions),
                   ("/explorer/api/auction/{id}", self.auction), ("/explorer/api/credit/{address}", self.credit),
-                  ("/explorer/api/policies", self.policies), ("/explorer/api/consensus", self.consensus)]
+                  ("/explorer/api/policies", self.policies), ("/explorer/api/consensus", self.consensus),
+                  ("/explorer/api/labels", self.labels)]
         for path, handler in routes:
             app.router.add_get(path, self._answer(handler))
         app.on_startup.append(self._start)
@@ -274,6 +275,23 @@ class Explorer:
         return _json({"bookkeepers": status["bookkeepers"], "view": status["view"], "primary": status["primary"],
                       "group": group, "members": by_role, "devices": device_rows,
                       "genesisTimeMs": genesis["timestampMs"]})
+
+    async def labels(self, request: web.Request) -> web.StreamResponse:
+        """address -> what it is (a contract, a bookkeeper's name, a member's role, a device's
+        type), from genesis and the registrations indexed: the pages name what they show."""
+        genesis = await self.genesis()
+        found = {c["address"]: "contract " + c["name"] for c in await self.source.call("contract_list")}
+        found.update({b["address"]: "bookkeeper " + b["name"] for b in genesis["bookkeepers"]})
+        registry = genesis["contracts"].get("registry", {})
+        found.update({m["address"].lower(): m["role"] for m in registry.get("members", [])})
+        found.update({d["address"].lower(): "device " + d["device_type"] for d in registry.get("devices", [])})
+        for event in await self._read(Index.registrations):
+            fields = event["fields"]
+            if event["name"] == "DeviceRegistered":
+                found[fields["device"]] = "device " + fields["device_type"]
+            else:
+                found.setdefault(fields["member"], fields["role"])  # a device's own MemberRegistered says "device"
+        return _json(found)
 
     # auctions ---------------------------------------------------------------------------
     async def auctions(self, request: web.Request) -> web.StreamResponse:

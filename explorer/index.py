@@ -49,6 +49,7 @@ create index if not exists requests_by_device on requests (device, id);
 # id finds every event that mentions it.
 REF_BYTES = (20, 32)
 PAGE_MAX = 100  # rows per page of every list query
+PARTIES_MAX = 5_000  # registrations the page's labels cover (the newest)
 # DSC events that move a request to a status, with the status they mean
 REQUEST_STATUS = {"AuctionClosed": "closed", "Assigned": "assigned", "ServiceReported": "reported",
                   "ServiceCompleted": "completed", "Defaulted": "defaulted", "Disputed": "disputed",
@@ -235,6 +236,13 @@ class Index:
         marks = ",".join("?" * len(names))
         rows = self._db.execute(f"select * from events where name in ({marks}) and id < ? "  # noqa: S608
                                 "order by id desc limit ?", (*names, _top(before), _page(limit))).fetchall()
+        return [_event_row(r) for r in rows]
+
+    def registrations(self) -> list[dict[str, Any]]:
+        """The newest PARTIES_MAX registrations (members with their role, devices with their
+        type), oldest first, for the page's labels."""
+        rows = self._db.execute("select * from (select * from events where name in ('MemberRegistered', "
+                                "'DeviceRegistered') order by id desc limit ?) order by id", (PARTIES_MAX,)).fetchall()
         return [_event_row(r) for r in rows]
 
     def events_of_request(self, request: int) -> list[dict[str, Any]]:

@@ -117,6 +117,7 @@ async def test_a_failing_device_is_auctioned_live_and_its_proof_verifies(cluster
                 .with_value(terms.bid_deposit).transact(client, b)
                 for b, price, credit, salt in zip(bidders, BIDS, credits, salts, strict=True)))
             await page.locator("#timeline li", has_text="BidCommitted").nth(len(bidders) - 1).wait_for()
+            assert await page.locator("#timeline li", has_text="sealed commit by supplier").count() == 2  # labels
             for b, price, credit, salt in zip(bidders, BIDS, credits, salts, strict=True):
                 reveal = Dsc.reveal(request_id, price, credit, salt)
                 await _when_open(lambda r=reveal, b=b: r.transact(client, b), request["commit_end_ms"])
@@ -140,7 +141,7 @@ async def test_a_failing_device_is_auctioned_live_and_its_proof_verifies(cluster
             await page.fill("#q", close_hash)
             await page.press("#q", "Enter")
             await page.wait_for_url(f"**#/tx/{close_hash}")
-            assert await page.text_content("main h1") == "Transaction"
+            await page.locator("main h1", has_text="Transaction").wait_for()
             for kind in ("tx", "receipt"):
                 await page.select_option("#proof-kind", kind)
                 assert (await page.input_value("#header-rpc")) != urls[0]  # another node's header

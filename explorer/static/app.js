@@ -5,7 +5,7 @@
 
 const SCALE = 1e6; // fixed point of credits, coupons, centroids (vm/fixedpoint.py)
 const CHART_POINTS_MAX = 120;
-const app = { page: null, status: null /* promise of /explorer/api/status */, socket: null, latency: [], mempool: [], commit: [], heads: [] };
+const app = { labels: {} /* address -> role or name */, page: null, status: null /* promise of /explorer/api/status */, socket: null, latency: [], mempool: [], commit: [], heads: [] };
 
 // DOM ---------------------------------------------------------------------------------
 function h(tag, attrs, ...children) {
@@ -20,7 +20,8 @@ function h(tag, attrs, ...children) {
 }
 const short = (hex, n = 10) => (typeof hex === "string" && hex.length > n + 6 ? hex.slice(0, n) + "…" + hex.slice(-4) : String(hex ?? ""));
 const link = (href, text, label) => h("a", { href, "aria-label": label || null }, text);
-const addr = (a) => (a ? link("#/address/" + a, short(a), "address " + a) : h("span", { class: "muted" }, "—"));
+const named = (a) => (app.labels[a] ? app.labels[a] + " " + short(a) : short(a));
+const addr = (a) => (a ? link("#/address/" + a, named(a), "address " + a) : h("span", { class: "muted" }, "—"));
 const blockLink = (n) => link("#/block/" + n, "#" + n);
 const txLink = (t) => (t ? link("#/tx/" + t, short(t), "transaction " + t) : h("span", { class: "muted" }, "end of block"));
 const fixed = (v, digits = 2) => (typeof v === "number" ? (v / SCALE).toFixed(digits) : "—");
@@ -329,21 +330,21 @@ function ruleText(r) {
   return when_ + ": " + action + " " + target + (action === "set_limit" ? " = " + amount : "");
 }
 const EVENT_TEXT = {
-  RequestOpened: (f) => "opened by " + short(f.payer) + (f.in_warranty ? " (in warranty)" : " (out of warranty: sealed-bid auction)"),
-  BidCommitted: (f) => "sealed commit by " + short(f.bidder),
-  BidRequoted: (f) => "re-quoted (still sealed) by " + short(f.bidder),
-  BidWithdrawn: (f) => "withdrawn by " + short(f.bidder),
-  BidRevealed: (f) => "reveal by " + short(f.bidder) + ": P = " + f.price + ", Cred = " + fixed(f.credit) + (f.valid ? "" : " — invalid: " + f.reason),
-  AuctionClosed: (f) => (f.winner ? "closed: winner " + short(f.winner) + " at " + f.price : "closed without a valid bid"),
-  Assigned: (f) => "assigned to " + short(f.node) + " at price " + f.price,
+  RequestOpened: (f) => "opened by " + named(f.payer) + (f.in_warranty ? " (in warranty)" : " (out of warranty: sealed-bid auction)"),
+  BidCommitted: (f) => "sealed commit by " + named(f.bidder),
+  BidRequoted: (f) => "re-quoted (still sealed) by " + named(f.bidder),
+  BidWithdrawn: (f) => "withdrawn by " + named(f.bidder),
+  BidRevealed: (f) => "reveal by " + named(f.bidder) + ": P = " + f.price + ", Cred = " + fixed(f.credit) + (f.valid ? "" : " — invalid: " + f.reason),
+  AuctionClosed: (f) => (f.winner ? "closed: winner " + named(f.winner) + " at " + f.price : "closed without a valid bid"),
+  Assigned: (f) => "assigned to " + named(f.node) + " at price " + f.price,
   DepositForfeited: (f) => "deposit of " + short(f.party) + " forfeited to " + short(f.to) + " (" + (f.reason || "default") + ")",
   ModeChosen: (f) => "mode " + f.mode,
   MessageLogged: (f) => "sealed message of step " + f.step + " logged by " + short(f.sender),
   ServiceReported: () => "node reported the service done",
-  ServiceCompleted: (f) => "completed; " + short(f.node) + " paid " + f.price,
+  ServiceCompleted: (f) => "completed; " + named(f.node) + " paid " + f.price,
   Paid: (f) => "paid " + f.amount + " to " + short(f.to),
   Defaulted: (f) => "defaulted: " + (f.party ? short(f.party) : "nobody") + " (" + f.reason + ")",
-  Rated: (f) => short(f.rater) + " rated " + short(f.ratee) + " " + f.rating + (f.counted ? "" : " (not counted)"),
+  Rated: (f) => named(f.rater) + " rated " + named(f.ratee) + " " + f.rating + (f.counted ? "" : " (not counted)"),
   RatingIgnored: (f) => "rating of " + short(f.ratee) + " ignored: " + f.reason,
   Disputed: (f) => "disputed by " + short(f.by),
   Resolved: (f) => "resolved: " + f.at_fault + " at fault",
@@ -460,6 +461,7 @@ async function route() {
   document.querySelectorAll("nav a[aria-current]").forEach((a) => a.setAttribute("aria-current", "page"));
   app.page = null;
   if (!page) { fail(new Error("no page " + location.hash)); return; }
+  show(h("p", { class: "muted", role: "status" }, "loading…")); // the previous page's content is gone at once
   try {
     app.page = (await pages[page](decodeURIComponent(arg || ""))) || null;
     // first meaningful render: the page's data is on screen (read by the browser tests)
@@ -486,6 +488,7 @@ async function start() {
     document.getElementById("chain-name").textContent = "chain " + status.chain.chainId + " · node " + status.chain.name;
     document.getElementById("index-state").textContent = status.index.blocks + " blocks, " + status.index.transactions + " transactions";
   }, (err) => setLive("the node does not answer: " + err.message));
+  try { app.labels = await api("labels"); } catch (err) { app.labels = {}; } // unnamed addresses still show
   await route();
   connect();
 }
