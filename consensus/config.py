@@ -26,8 +26,10 @@ TIMING_PRESETS: dict[str, dict[str, int]] = {
             "retransmit_ms": 300, "clock_drift_ms_max": 1_000},
     # organisations in different datacenters: Δ = 1.25 s as XFT (§5) chose from measured
     # inter-datacenter round trips; a crash is suspected after 1 s without progress (20 RTT at
-    # 50 ms), so recovery stays near 2Δ + 3 RTT + 1 s; retransmissions wait for several RTT.
-    "wan": {"delta_ms": 1_250, "commit_timeout_ms": 1_000, "view_change_timeout_ms": 4_000,
+    # 50 ms), so recovery stays near 2Δ + 3 RTT + 1 s when the next group is whole; a view
+    # change gets 2Δ + 500 ms (VC-FINAL and NEW-VIEW, a few RTT) before the next view is tried
+    # (the next group may hold the crashed replica); retransmissions wait for several RTT.
+    "wan": {"delta_ms": 1_250, "commit_timeout_ms": 1_000, "view_change_timeout_ms": 3_000,
             "retransmit_ms": 1_000, "clock_drift_ms_max": 2_500},
 }
 

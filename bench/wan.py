@@ -1,0 +1,181 @@
+"""WAN benchmark (issue 15): the bookkeepers on hosts of their own (a network namespace each,
+faults/netns.py, where permitted; else all on loopback), every link through the frame-aware
+proxy (faults/proxy.py) holding each frame RTT/2 and losing a share of them the way TCP
+does (one RTO late, order kept), the WAN timing preset, p2p encryption as configured (on by
+default). For t = 1 and t = 2, on one cluster each, the links set per case:
+
+- throughput: a closed loop of `--txs` transfers (bench.load) -> committed tx/s;
+- latency: an open loop at half that rate for `--seconds` -> commit latency p50 / p99;
+- recovery: SIGKILL of the primary, one transfer to the survivors -> the first final block
+  of a higher view (bench.consensus.one_kill), then the node restarts and catches up;
+
+and the same on the same cluster with healthy links first (the loopback reference).
+
+    python -m bench.wan --rtt-ms 20,50,100 --loss 0,0.01 [--t 1,2] [--txs 3000] [--seconds 10] --json OUT
+
+Goals (issue 15, at 50 ms RTT): p50 <= 3 RTT + 50 ms at half the saturating load;
+throughput >= 80 % of the loopback figure; recovery <= 2 delta + 3 RTT + 1 s. Each case is
+bounded in count and time; expect ~1 minute per case on a quiet 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.consensus import Poller, one_kill, session
+from bench.harness import load_average, machine
+from bench.load import LoadOptions, drive, say, senders_needed
+from consensus import TIMING_PRESETS
+from crypto.keys import KeyPair
+from faults import netns
+from faults.cluster import FaultCluster
+from faults.proxy import HEALTHY, LinkFault
+from runtime.cluster import ClusterProcesses
+
+PRESET = "wan"
+LATENCY_SHARE = 0.5  # the open loop runs at half the saturating rate (the issue's goal)
+THROUGHPUT_GOAL = 0.8  # of the loopback figure
+GOAL_RTT_MS = 50
+CASE_TIMEOUT_S = 180  # bound on one load run
+
+
+@dataclass
+class KillTarget:
+    """What bench.consensus.one_kill reads of a cluster."""
+
+    urls: list[str]
+    processes: ClusterProcesses
+    senders: list[KeyPair]
+
+
+def goals(rtt_ms: int, delta_ms: int) -> dict[str, float]:
+    return {"latency_p50_ms_max": 3 * rtt_ms + 50, "throughput_ratio_min": THROUGHPUT_GOAL,
+            "recovery_s_max": (2 * delta_ms + 3 * rtt_ms + 1000) / 1000}
+
+
+def set_links(cluster: FaultCluster, rtt_ms: int, loss: float) -> None:
+    fault = LinkFault(delay_ms=rtt_ms // 2, loss_p=loss) if rtt_ms or loss else HEALTHY
+    n = cluster.layout.nodes
+    cluster.proxies.set_many([(s, d) for s in range(n) for d in range(n) if s != d], fault)
+
+
+async def measure_case(cluster: FaultCluster, senders: list[KeyPair], txs: int, seconds: float,
+                       trial: int, progress: bool) -> dict[str, Any]:
+    urls = [cluster.url(i) for i in range(cluster.nodes)]
+    pids = [p for p in (cluster.pid(i) for i in range(cluster.nodes)) if p is not None]
+    closed, _ = await drive(urls, senders, [], LoadOptions(txs=txs, timeout_s=CASE_TIMEOUT_S, progress=progress), pids)
+    rate = max(1.0, round(closed["tps"] * LATENCY_SHARE))
+    opened, _ = await drive(urls, senders, [], LoadOptions(txs=max(1, int(rate * seconds)), rate=rate,
+                                                           timeout_s=CASE_TIMEOUT_S, progress=progress), pids)
+    async with session() as s:
+        recovery = await one_kill(KillTarget(urls, cluster.processes, senders), Poller(s), trial)
+    return {"throughput_tps": closed["tps"], "closed_loop_committed": closed["committed"],
+            "closed_loop_view_changes": _view_changes(closed),
+            "latency_rate_tps": rate, "latency_ms": opened["latency_ms"], "latency_committed": opened["committed"],
+            "latency_view_changes": _view_changes(opened), "recovery": recovery}
+
+
+def _view_changes(result: dict[str, Any]) -> int | None:
+    start, end = result["view_at_start"], result["view_at_end"]
+    return end - start if start is not None and end is not None else None
+
+
+def judge(case: dict[str, Any], loopback_tps: float, rtt_ms: int, delta_ms: int) -> dict[str, Any]:
+    aim = goals(rtt_ms, delta_ms)
+    p50 = case["latency_ms"]["p50"]
+    ratio = case["throughput_tps"] / loopback_tps if loopback_tps else None
+    recovery = case["recovery"]["seconds"]
+    return {**aim, "throughput_ratio": round(ratio, 2) if ratio is not None else None,
+            "latency_met": p50 is not None and p50 <= aim["latency_p50_ms_max"],
+            "throughput_met": ratio is not None and ratio >= THROUGHPUT_GOAL,
+            "recovery_met": recovery is not None and recovery <= aim["recovery_s_max"]}
+
+
+def run_t(t: int, rtts: list[int], losses: list[float], txs: int, seconds: float, use_netns: bool,
+          work: Path, progress: bool) -> dict[str, Any]:
+    nodes = 2 * t + 1
+    consensus = TIMING_PRESETS[PRESET]
+    hosts = netns.Hosts(nodes) if use_netns else None
+    cluster = FaultCluster(work / f"t{t}", nodes, consensus=consensus, hosts=hosts,
+                           extra_accounts=senders_needed(txs))
+    out: dict[str, Any] = {"t": t, "nodes": nodes, "preset": PRESET, "consensus": consensus,
+                           "network_namespaces": use_netns, "cases": []}
+    try:
+        cluster.start()
+
+        async def all_cases() -> None:
+            await cluster.wait_serving(timeout_s=120)
+            if not await cluster.wait_connected(timeout_s=120):
+                raise RuntimeError("the nodes never connected")
+            senders = cluster.accounts[:senders_needed(txs)]
+            say(f"[wan] t = {t}: loopback reference (healthy links)", progress)
+            reference = await measure_case(cluster, senders, txs, seconds, 0, progress)
+            out["loopback"] = reference
+            for k, (rtt, loss) in enumerate((r, lo) for r in rtts for lo in losses):
+                set_links(cluster, rtt, loss)
+                say(f"[wan] t = {t}: RTT {rtt} ms, loss {loss:.1%}", progress)
+                started = time.monotonic()
+                case = await measure_case(cluster, senders, txs, seconds, k + 1, progress)
+                case.update(rtt_ms=rtt, loss=loss, wall_s=round(time.monotonic() - started, 1),
+                            judged=judge(case, reference["throughput_tps"], rtt, consensus["delta_ms"]))
+                out["cases"].append(case)
+                say(f"[wan]   {case['throughput_tps']} tx/s, p50 {case['latency_ms']['p50']} ms, "
+                    f"p99 {case['latency_ms']['p99']} ms, recovery {case['recovery']['seconds']} s", progress)
+                set_links(cluster, 0, 0.0)
+
+        asyncio.run(all_cases())
+        out["encryption"] = _encryption(cluster)
+    finally:
+        asyncio.run(cluster.aclose())
+    return out
+
+
+def _encryption(cluster: FaultCluster) -> bool:
+    from runtime.config import NodeConfig
+
+    return NodeConfig.load(cluster.layout.node_dir(0) / "node.toml").p2p.encryption
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rtt-ms", default="20,50,100", help="round-trip times to emulate, comma-separated")
+    parser.add_argument("--loss", default="0,0.01", help="shares of frames lost (TCP retransmits them), comma-sep.")
+    parser.add_argument("--t", default="1,2", help="fault thresholds to run, comma-separated (n = 2t+1)")
+    parser.add_argument("--txs", type=int, default=3_000, help="transfers of each closed-loop (throughput) run")
+    parser.add_argument("--seconds", type=float, default=10, help="length of each open-loop (latency) run")
+    parser.add_argument("--loopback", action="store_true", help="all nodes on loopback even where namespaces work")
+    parser.add_argument("--json", type=Path, help="write the result here")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    rtts = [int(v) for v in args.rtt_ms.split(",") if v]
+    losses = [float(v) for v in args.loss.split(",") if v]
+    reason = "--loopback" if args.loopback else netns.available()
+    use_netns = reason is None
+    say(f"[wan] nodes {'in network namespaces' if use_netns else f'on loopback ({reason})'}", not args.quiet)
+    result: dict[str, Any] = {"machine": {**machine(), "load_1m_at_start": round(load_average(), 2)},
+                              "rtt_ms": rtts, "loss": losses, "txs": args.txs, "seconds": args.seconds, "runs": []}
+    with tempfile.TemporaryDirectory(prefix="gridchain-wan-") as work:
+        for t in (int(v) for v in args.t.split(",") if v):
+            result["runs"].append(run_t(t, rtts, losses, args.txs, args.seconds, use_netns, Path(work),
+                                        not args.quiet))
+    result["machine"]["load_1m_at_end"] = round(load_average(), 2)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps([{"t": run["t"], "loopback_tps": run["loopback"]["throughput_tps"],
+                       "cases": [{k: c[k] for k in ("rtt_ms", "loss", "throughput_tps", "latency_ms")}
+                                 | {"recovery_s": c["recovery"]["seconds"], "judged": c["judged"]}
+                                 for c in run["cases"]]} for run in result["runs"]], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
