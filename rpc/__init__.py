@@ -2,12 +2,13 @@
 GET /health and GET /metrics, served by aiohttp.
 
 Public face: `RpcServer` (rpc.server) over a `NodeView` (rpc.node: what it reads from the
-node), configured by `RpcConfig` (rpc.config). Bytes travel as 0x-hex strings.
+node), configured by `RpcConfig` (rpc.config). Bytes travel as 0x-hex strings. RpcServer is
+imported from rpc.server, not here: whoever reads the [rpc] settings (every CLI process,
+through runtime/config.py) would otherwise load aiohttp and the server (~0.5 s of CPU).
 """
 
 from rpc.config import RpcConfig
 from rpc.errors import RpcConfigError, RpcError
 from rpc.node import NodeView
-from rpc.server import RpcServer
 
-__all__ = ["NodeView", "RpcConfig", "RpcConfigError", "RpcError", "RpcServer"]
+__all__ = ["NodeView", "RpcConfig", "RpcConfigError", "RpcError"]
