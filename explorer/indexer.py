@@ -24,6 +24,9 @@ from rpc.encoding import transaction_json
 
 log = logging.getLogger("gridchain.explorer")
 BATCH_BLOCKS_MAX = 64  # blocks read and written per SQLite transaction during a catch-up
+# between two batches of a catch-up: a node rebuilding its index of a long chain leaves its
+# loop to consensus most of the time (each block's JSON is encoded on that loop)
+CATCH_UP_PAUSE_MS = 20
 POLL_MS = 2_000  # catch up at least this often even without a poke (a lost notification)
 WAIT_MS_MAX = 10_000  # the longest a page's request waits for a block to be indexed
 
@@ -98,9 +101,11 @@ class Indexer:
         while self.height < status["height"]:
             first = self.height + 1
             last = min(status["height"], first + BATCH_BLOCKS_MAX - 1)
-            blocks = [await self._read(n) for n in range(first, last + 1)]
-            await self._on_writer(self._index.add, blocks, self.contract_names)
+            fetched = [await self._fetch(n) for n in range(first, last + 1)]
+            await self._on_writer(self._add, fetched)
             await self._advance(last)
+            if self.height < status["height"]:
+                await asyncio.sleep(CATCH_UP_PAUSE_MS / 1000)
 
     async def _check_identity(self, chain_id: int) -> None:
         genesis = await self.source.call("chain_getBlock", 0)
@@ -123,11 +128,19 @@ class Indexer:
             self.height = height
             self._indexed.notify_all()
 
-    async def _read(self, number: int) -> IndexedBlock:
+    async def _fetch(self, number: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         block = await self.source.call("chain_getBlock", number, True)
         receipts = await self.source.call("chain_getBlockReceipts", number)
         assert block is not None and receipts is not None, f"block {number} is final: the node has it"
-        transactions = [transaction_json(decode(bytes.fromhex(raw[2:]), Transaction))
-                        for raw in block["transactions"]]
-        block["transactions"] = [tx["hash"] for tx in transactions]
-        return IndexedBlock(block, transactions, receipts)
+        return block, receipts
+
+    def _add(self, fetched: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> None:
+        """On the writer thread: the raw transactions decoded (ms per thousand: not on the
+        node's loop), then one SQLite transaction."""
+        blocks = []
+        for block, receipts in fetched:
+            transactions = [transaction_json(decode(bytes.fromhex(raw[2:]), Transaction))
+                            for raw in block["transactions"]]
+            blocks.append(IndexedBlock({**block, "transactions": [tx["hash"] for tx in transactions]},
+                                       transactions, receipts))
+        self._index.add(blocks, self.contract_names)

@@ -5,7 +5,7 @@
 
 const SCALE = 1e6; // fixed point of credits, coupons, centroids (vm/fixedpoint.py)
 const CHART_POINTS_MAX = 120;
-const app = { labels: {} /* address -> role or name */, page: null, status: null /* promise of /explorer/api/status */, socket: null, latency: [], mempool: [], commit: [], heads: [] };
+const app = { route: 0, labels: {} /* address -> role or name */, page: null, status: null /* promise of /explorer/api/status */, socket: null, latency: [], mempool: [], commit: [], heads: [] };
 
 // DOM ---------------------------------------------------------------------------------
 function h(tag, attrs, ...children) {
@@ -68,8 +68,10 @@ function connect() {
     if (data.method !== "subscription") return;
     const kind = ids[data.params.subscription];
     const result = data.params.result;
-    if (kind === "heads") onHead(result);
-    else if (app.page && app.page.onEvent) app.page.onEvent(kind, result);
+    const page = app.page;
+    const done = kind === "heads" ? onHead(result) : page && page.onEvent ? page.onEvent(kind, result) : null;
+    // a live update that failed (the node restarting, a page left meanwhile) waits for the next one
+    Promise.resolve(done).catch((err) => setLive("live update failed: " + err.message));
   };
   ws.onclose = () => { setLive("WebSocket closed: reconnecting…"); setTimeout(connect, 2000); };
   app.socket = ws;
@@ -81,7 +83,20 @@ function onHead(head) {
   app.heads.push(head);
   for (const list of [app.latency, app.heads]) while (list.length > CHART_POINTS_MAX) list.shift();
   setLive("live: block #" + head.number + " final, " + latency + " ms after its block time");
-  if (app.page && app.page.onHead) app.page.onHead(head);
+  return app.page && app.page.onHead ? app.page.onHead(head) : null;
+}
+
+// Renders from live updates may answer out of order: only the newest asked is drawn.
+// Nor onto another page than the one that asked.
+function latest(render) {
+  let asked = 0;
+  const route = app.route;
+  return async (...args) => {
+    asked += 1;
+    const mine = asked;
+    const content = await render(...args);
+    if (mine === asked && route === app.route && content) show(...content);
+  };
 }
 
 // pages ---------------------------------------------------------------------------------
@@ -102,6 +117,7 @@ const pages = {
     return {
       async onHead(head) {
         const fresh = await api("blocks?limit=1&after=" + head.number);
+        if (!fresh.blocks.length) return;
         const row = blockRow(fresh.blocks[0]);
         row.classList.add("new");
         const body = tbody();
@@ -196,10 +212,7 @@ const pages = {
   },
 
   async auction(id) {
-    const render = async (after) => {
-      const d = await api("auction/" + id + (after ? "?after=" + after : ""));
-      show(...auctionView(d));
-    };
+    const render = latest(async (after) => auctionView(await api("auction/" + id + (after ? "?after=" + after : ""))));
     await render();
     return {
       async onEvent(kind, event) {
@@ -238,8 +251,9 @@ const pages = {
         data.executed.map((e) => [blockLink(e.block), addr(e.fields.device), e.fields.version, e.fields.rule,
           e.fields.trigger + " " + e.fields.trigger_value, e.fields.action + " " + e.fields.target + (e.fields.amount ? " " + e.fields.amount : "")]))];
     show(...render(d));
+    const update = latest(async (after) => render(await api("policies?limit=25&after=" + after)));
     return {
-      async onEvent(kind, event) { if (kind === "policy") show(...render(await api("policies?limit=25&after=" + event.blockNumber))); },
+      async onEvent(kind, event) { if (kind === "policy") await update(event.blockNumber); },
     };
   },
 
@@ -460,6 +474,7 @@ async function route() {
   for (const a of document.querySelectorAll("nav a")) a.toggleAttribute("aria-current", a.getAttribute("href") === "#/" + (name === "auction" ? "auctions" : name || ""));
   document.querySelectorAll("nav a[aria-current]").forEach((a) => a.setAttribute("aria-current", "page"));
   app.page = null;
+  app.route += 1;
   if (!page) { fail(new Error("no page " + location.hash)); return; }
   show(h("p", { class: "muted", role: "status" }, "loading…")); // the previous page's content is gone at once
   try {
