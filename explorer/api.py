@@ -11,6 +11,7 @@ public, read-only data. Nothing else here answers another origin.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from vm import fixedpoint
 if TYPE_CHECKING:
     from runtime.node import Node
 
+log = logging.getLogger("gridchain.explorer")
 STATIC = Path(__file__).parent / "static"
 PAGE_DEFAULT = 25  # rows per page when the request names no limit
 CONSENSUS_BLOCKS_MAX = 200  # blocks behind the consensus page's charts
@@ -54,6 +56,11 @@ def serve_in(node: Node) -> Explorer | None:
     JSON-RPC, its index beside the chain, caught up after each final block."""
     config = node.config.explorer
     if not config.enabled:
+        return None
+    if node.config.rpc.public_auth:
+        # Its pages read the chain in-process, without a token: they would open what
+        # [rpc] public_auth closes. Run `node.py explorer --rpc URL` with a token instead.
+        log.warning("explorer off: [rpc] public_auth is set and the explorer's pages need no token")
         return None
     explorer = Explorer(LocalSource(node.rpc), node.config.data_dir / config.index_file, config.header_rpc,
                         metrics_url=lambda: f"http://{node.config.rpc.host}:{node.rpc.port}/metrics")

@@ -10,6 +10,7 @@ import datetime
 import ipaddress
 import logging
 import os
+import ssl
 import stat
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from client import GridClient
 from client.errors import NodeUnavailable, RpcCallError
+from explorer import serve_in
 from rpc.auth import Grant, SecretFileError, create_secret, issue_token, load_secret
 from rpc.errors import LIMIT_EXCEEDED, UNAUTHORIZED
 from rpc.ratelimit import ClientRates
@@ -43,6 +45,7 @@ async def start_node(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         layout = init_cluster(tmp_path / f"cluster{len(started)}", 3, free_base_port())
         config = NodeConfig.load(layout.node_dir(0) / "node.toml")
         node = Node(dataclasses.replace(config, rpc=dataclasses.replace(config.rpc, **rpc)))
+        serve_in(node)  # as node.py start does
         task = asyncio.create_task(node.run())
         started.append((node, task))
         deadline = asyncio.get_running_loop().time() + 60
@@ -135,6 +138,9 @@ async def test_operator_methods_only_on_the_operator_listener_under_a_permitting
     assert reply["error"]["code"] == UNAUTHORIZED and reply["error"]["data"]["reason"] == "operator-only"
     status, reply, _ = await post(public, call("chain_status"))
     assert status == 200 and reply["result"]["name"] == "node0"
+    async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as browser:
+        async with browser.get(public) as page:
+            assert page.status == 200  # the explorer, on the public listener
 
     secret = secret_of(node)
     status, reply, _ = await post(operator_url(node), call("admin_peers"))
@@ -186,6 +192,10 @@ async def test_public_auth_and_tls(start_node, tmp_path: Path) -> None:
     async with GridClient(f"http://127.0.0.1:{node.rpc.port}", token=token) as plain:
         with pytest.raises(NodeUnavailable):
             await plain.status()
+    # the explorer's pages read the chain without a token: off under public_auth
+    async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as browser:
+        async with browser.get(url + "/", ssl=ssl.create_default_context(cafile=str(ca))) as page:
+            assert page.status != 200
 
 
 async def test_cors_and_rate_limit_per_client_address(start_node) -> None:
