@@ -4,7 +4,6 @@ RPC helpers that fail over across nodes. Every wait here is bounded."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from crypto.keys import KeyPair
-from runtime.cluster import ROOT, ClusterLayout, ClusterProcesses, free_base_port, init_cluster
+from runtime.cluster import ROOT, ClusterLayout, ClusterProcesses, account_keys, free_base_port, init_cluster
 
 DSC_DEVICE_TYPE = "smart-meter"
 DSC_REQUEST_DEPOSIT = 100  # the contract default when genesis sets none
@@ -69,7 +68,7 @@ def prepare_cluster(directory: Path, nodes: int, *, senders: int, extra_accounts
     accounts (state size only: keys are thrown away), and `dsc_devices` in-warranty devices of
     one vendor, each a funded account that may open a DSC request."""
     layout = init_cluster(directory, nodes, free_base_port(), consensus=consensus, accounts=senders)
-    keys = [KeyPair.load(Path(a["key_file"])) for a in json.loads((directory / "accounts.json").read_text())]
+    keys = account_keys(directory)
     for name, value in (limits or {}).items():
         _set_limit(directory, name, value)
     lines: list[str] = []

@@ -40,6 +40,7 @@ from chain.types import Transaction
 from contracts.addresses import DSC, TOKEN
 from crypto.hashing import keccak256
 from crypto.keys import KeyPair
+from runtime.cluster import account_keys
 
 POLL_S = 0.01  # final-block polling period of the watcher
 NODE_RETRY_S = 1.0  # a node that failed is skipped this long
@@ -525,7 +526,7 @@ def run_load(options: LoadOptions) -> tuple[dict[str, Any], list[str]]:
         if options.kind == "dsc":
             raise SystemExit("--kind dsc needs registered devices: run it on a cluster bench starts (no --rpc)")
         accounts = options.accounts or Path("var/cluster/accounts.json")
-        keys = [KeyPair.load(Path(a["key_file"])) for a in json.loads(accounts.read_text())]
+        keys = account_keys(accounts.parent)
         result, acked = asyncio.run(drive(options.rpc, keys, [], options, []))
     else:
         senders = senders_needed(options.txs)

@@ -23,7 +23,9 @@ from client.errors import NodeUnavailable
 from client.signatures import check_call
 from consensus import TIMING_PRESETS
 from contracts import build_contracts, load_genesis
+from crypto import keystore
 from crypto.keys import KeyPair
+from crypto.keystore import ENV_PASSPHRASE, ENV_PASSPHRASE_FILE
 from runtime import topology
 from runtime.cluster import DEV_ACCOUNTS, ClusterLayout, init_cluster, port_free
 from runtime.config import NodeConfig
@@ -72,9 +74,28 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p = verb("status", cmd_status, "Show a node's chain status.")
     target.add_arguments(p)
 
-    p = verb("keys", cmd_keys, "Create a key file, or show the address of one.")
-    p.add_argument("--new", type=Path, help="write a new key to this file (refuses to overwrite one)")
-    p.add_argument("--show", type=Path, help="print the public key and address of this key file")
+    p = verb("keys", cmd_keys, "Encrypted key files (docs/security.md): create, show, import, export, re-encrypt. "
+             f"Passphrases come from --passphrase-file, ${ENV_PASSPHRASE_FILE}, ${ENV_PASSPHRASE} or a prompt.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name: str, help_text: str, *files: str) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=help_text, description=help_text)
+        for file in files:
+            parser.add_argument(file, type=Path)
+        if name != "show":
+            parser.add_argument("--passphrase-file", type=Path, help="the key's (current) passphrase")
+        if name in ("new", "import", "change-passphrase"):
+            parser.add_argument("--dev", action="store_true",
+                                help="cheap scrypt instead of strong: throwaway development keys only")
+        return parser
+
+    action("new", "write a new key, encrypted, to FILE (refuses to overwrite one)", "file")
+    action("show", "print the public key and address of FILE (no passphrase needed)", "file")
+    action("import", "encrypt the hex seed in SEED_FILE into the new key file FILE", "seed_file", "file")
+    action("export", "write FILE's key as a hex seed to the new owner-only SEED_FILE", "file", "seed_file")
+    a = action("change-passphrase", "re-encrypt FILE under a new passphrase (and strong scrypt, unless --dev)",
+               "file")
+    a.add_argument("--new-passphrase-file", type=Path, help="the new passphrase (default: asked twice)")
 
     p = verb("contracts", cmd_contracts, "List every contract with its methods and views and their parameter types.")
     target.add_arguments(p)
@@ -84,6 +105,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
              "The method and arguments are checked against the contract's signature first.")
     target.add_arguments(p)
     p.add_argument("--key", type=Path, required=True, help="sender key file")
+    p.add_argument("--passphrase-file", type=Path, help=f"its passphrase (or ${ENV_PASSPHRASE_FILE}, "
+                   f"${ENV_PASSPHRASE}, a prompt)")
     p.add_argument("--to", default="token", help="contract name or 0x address")
     p.add_argument("--method", default="transfer", help="a method of the contract (node.py contracts lists them)")
     p.add_argument("--args", default="[]", help='JSON list of arguments; "0x.." strings are bytes')
@@ -296,25 +319,48 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    if args.new:
-        if args.new.exists():
-            raise UserError(f"--new {args.new}: the file exists; a key is never overwritten")
-        key = KeyPair.generate()
-        key.save(args.new)
-        print(f"wrote {args.new}")
-    elif args.show:
-        key = load_key(args.show, "--show")
+    path: Path = args.file
+    if args.action in ("new", "import"):
+        if path.exists():
+            raise UserError(f"{path}: the file exists; a key is never overwritten")
+        key = KeyPair.generate() if args.action == "new" else keystore.read_plain_seed(args.seed_file)
+        passphrase = keystore.resolve_passphrase(str(path), args.passphrase_file, confirm=True)
+        keystore.save_key(key, path, passphrase, _scrypt(args))
+        print(f"wrote {path}")
+    elif args.action == "show":
+        _check_exists(path, "keys show")
+        document = keystore.read_document(path)
+        public = document.get("public") if isinstance(document, dict) else None
+        if not isinstance(public, dict):
+            raise UserError(f"{path}: not a gridchain key file")
+        print(json.dumps({"publicKey": "0x" + str(public.get("public_key")), "address": public.get("address")}))
+        return 0
+    elif args.action == "export":
+        key = load_key(path, "keys export", args.passphrase_file)
+        keystore.write_private(args.seed_file, key.seed().hex().encode() + b"\n")
+        print(f"wrote the unencrypted seed of {path} to {args.seed_file}: delete it when done")
     else:
-        raise UserError("give --new FILE or --show FILE")
+        key = load_key(path, "keys change-passphrase", args.passphrase_file)
+        new = keystore.resolve_passphrase(f"{path} (new)", args.new_passphrase_file, env={}, confirm=True)
+        keystore.save_key(key, path, new, _scrypt(args), replace=True)
+        print(f"re-encrypted {path}")
     print(json.dumps({"publicKey": "0x" + key.public_key.hex(), "address": "0x" + key.address.hex()}))
     return 0
 
 
-def load_key(path: Path, option: str) -> KeyPair:
+def _scrypt(args: argparse.Namespace) -> keystore.ScryptParams:
+    return keystore.DEV_SCRYPT if args.dev else keystore.STRONG_SCRYPT
+
+
+def _check_exists(path: Path, option: str) -> None:
     if not path.is_file():
-        raise UserError(f"{option} {path}: no such key file (create one with `node.py keys --new {path}`; "
-                        "the cluster's funded keys are in DIR/accounts/)")
-    return KeyPair.load(path)
+        raise UserError(f"{option} {path}: no such key file (create one with `node.py keys new {path}`; "
+                        "the cluster's funded keys are in DIR/accounts/, their passphrase in DIR/passphrase)")
+
+
+def load_key(path: Path, option: str, passphrase_file: Path | None) -> KeyPair:
+    _check_exists(path, option)
+    return keystore.load_key(path, keystore.resolve_passphrase(str(path), passphrase_file))
 
 
 def cmd_contracts(args: argparse.Namespace) -> int:
@@ -350,7 +396,7 @@ def _json_args(text: str) -> list[Any]:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    key = load_key(args.key, "--key")
+    key = load_key(args.key, "--key", args.passphrase_file)
     call_args = _json_args(args.args)
 
     async def work(client: GridClient) -> int:

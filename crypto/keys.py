@@ -1,12 +1,12 @@
 """Ed25519 keys for accounts and bookkeepers (architecture decision 5).
 
-An account address is the last 20 bytes of keccak256(public key), as in Ethereum.
+An account address is the last 20 bytes of keccak256(public key), as in Ethereum. Key
+files are crypto/keystore.py's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -83,17 +83,3 @@ class KeyPair:
 
     def sign(self, message: bytes) -> bytes:
         return self.private.sign(message)
-
-    def save(self, path: Path) -> None:
-        """Write the seed as hex, readable by the owner only."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.seed().hex() + "\n")
-        path.chmod(0o600)
-
-    @classmethod
-    def load(cls, path: Path) -> KeyPair:
-        try:
-            seed = bytes.fromhex(path.read_text().strip())
-        except (OSError, ValueError) as exc:
-            raise BadKey(f"cannot read key file {path}: {exc}") from exc
-        return cls.from_seed(seed)

@@ -7,7 +7,8 @@ An agent config is TOML:
     name = "vendor-A"
     rpc = ["http://127.0.0.1:8545", ...]   # its nodes, in failover order
     genesis = ".../genesis.toml"     # the light client's trust anchor
-    keys = ".../vendor-A.keys.json"  # Ed25519 seed, BLS and Paillier private keys (0600)
+    keys = ".../vendor-A.keys.json"  # Ed25519 seed, BLS and Paillier private keys, encrypted (0600)
+    passphrase_file = ".../passphrase"  # optional; else $GRIDCHAIN_PASSPHRASE_FILE, $GRIDCHAIN_PASSPHRASE, a prompt
     state = ".../vendor-A.sqlite"    # its own store (diagnosis/store.py)
     inbox_host = "127.0.0.1"
     inbox_port = 9101                 # sealed messages, /health, /metrics (and /fail for a device)
@@ -44,12 +45,12 @@ from pathlib import Path
 from typing import Any
 
 from contracts.registry import registration_consent
-from crypto import bls
+from crypto import bls, keystore
 from crypto.keys import KeyPair
 from crypto.paillier import PaillierPrivateKey
 from diagnosis.agents import Identity
 from diagnosis.errors import DiagnosisError
-from runtime.cluster import free_base_port, init_cluster, toml_value
+from runtime.cluster import PASSPHRASE_FILE, free_base_port, init_cluster, toml_value
 
 ROLES = ("device", "vendor", "supplier", "smartphone", "crew")
 POLL_MS_RANGE = (50, 60_000)
@@ -82,6 +83,7 @@ class AgentConfig:
     faults: dict[str, Any] = field(default_factory=dict)
     crew: dict[str, Any] = field(default_factory=dict)
     operation: dict[str, Any] = field(default_factory=dict)
+    passphrase_file: Path | None = None  # of the keys file; None: the environment or a prompt
 
     @classmethod
     def load(cls, path: Path) -> AgentConfig:
@@ -115,24 +117,32 @@ class AgentConfig:
         return cls(raw["role"], str(raw["name"]), list(raw["rpc"]), base / raw["genesis"], base / raw["keys"],
                    base / raw["state"], raw.get("inbox_host", "127.0.0.1"), port, poll_ms,
                    dict(raw.get("policy", {})), list(raw.get("devices", [])), list(raw.get("phones", [])),
-                   dict(raw.get("faults", {})), dict(raw.get("crew", {})), dict(raw.get("operation", {})))
+                   dict(raw.get("faults", {})), dict(raw.get("crew", {})), dict(raw.get("operation", {})),
+                   base / raw["passphrase_file"] if "passphrase_file" in raw else None)
 
 
-def save_identity(identity: Identity, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"name": identity.name, "ed25519": identity.key.seed().hex(),
-                                "bls": identity.bls_key.to_bytes().hex(),
-                                "paillier": identity.paillier.to_bytes().hex()}))
-    os.chmod(path, 0o600)
+IDENTITY = "agent-identity"  # the `kind` of an agent's key file (crypto/keystore.py)
 
 
-def load_identity(path: Path) -> Identity:
+def save_identity(identity: Identity, path: Path, passphrase: str,
+                  params: keystore.ScryptParams = keystore.STRONG_SCRYPT) -> None:
+    """Write the party's private keys, encrypted under `passphrase`, to a new owner-only file."""
+    secret = json.dumps({"name": identity.name, "ed25519": identity.key.seed().hex(),
+                         "bls": identity.bls_key.to_bytes().hex(),
+                         "paillier": identity.paillier.to_bytes().hex()}).encode()
+    public = {"name": identity.name, "address": "0x" + identity.address.hex()}
+    document = keystore.seal(secret, IDENTITY, public, passphrase, params)
+    keystore.write_private(path, (json.dumps(document, indent=2) + "\n").encode())
+
+
+def load_identity(path: Path, passphrase: str) -> Identity:
+    document = keystore.read_document(path)
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(keystore.unseal(document, IDENTITY, passphrase, path))
         return Identity(str(raw["name"]), KeyPair.from_seed(bytes.fromhex(raw["ed25519"])),
                         bls.BlsPrivateKey.from_bytes(bytes.fromhex(raw["bls"])),
                         PaillierPrivateKey.from_bytes(bytes.fromhex(raw["paillier"])))
-    except (OSError, ValueError, KeyError) as exc:
+    except (ValueError, KeyError) as exc:
         raise BadAgentConfig("keys", f"{path}: {exc}") from exc
 
 
@@ -188,11 +198,12 @@ def consortium_init(directory: Path, *, vendors: int, suppliers: int, devices: i
     for port_offset, name in enumerate(names):
         role = name.split("-")[0].replace("phone", "smartphone")
         crew_of = f"crew-{name}"
-        save_identity(ids[name], agents / f"{name}.keys.json")
+        save_identity(ids[name], agents / f"{name}.keys.json", keystore.DEV_PASSPHRASE, keystore.DEV_SCRYPT)
         first = port_offset % len(rpc)  # parties spread over the nodes (each node bounds connections per client)
         lines = [f"role = {toml_value(role)}", f"name = {toml_value(name)}",
                  f"rpc = {toml_value(rpc[first:] + rpc[:first])}",
                  'genesis = "../cluster/genesis.toml"', f'keys = "{name}.keys.json"', f'state = "{name}.sqlite"',
+                 f'passphrase_file = "../cluster/{PASSPHRASE_FILE}"',
                  'inbox_host = "127.0.0.1"', f"inbox_port = {base_port + 200 + port_offset}", "poll_ms = 1000", ""]
         if role in ("vendor", "supplier"):
             prices = VENDOR_PRICES if role == "vendor" else SUPPLIER_PRICES

@@ -12,7 +12,6 @@ varies between runs: Paillier keys (fresh), timestamps, block numbers, timings.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from diagnosis.lightclient import TrustAnchor
 from diagnosis.message import SealedMessage, seal
 from diagnosis.overhead import FLOWS, PAPER_TABLE3, PAPER_TABLE4, TABLE3_REASONS, TABLE4_REASONS, gridchain_table3
 from diagnosis.protocol import CREW, DEVICE, PHONE, SUPPLIER, SYMBOLS, VENDOR
+from runtime.cluster import account_keys
 from vm.fixedpoint import SCALE
 
 ADMIN_SEED = b"gridchain-demo/admin"
@@ -604,8 +604,7 @@ async def run_demo(urls: list[str], accounts_path: Path, *, genesis_path: Path |
     first in its URL list) and light client anchored in genesis."""
     say = Printer(quiet)
     started = time.perf_counter()
-    accounts = json.loads(accounts_path.read_text())
-    funder = KeyPair.load(Path(accounts[0]["key_file"]))
+    funder = account_keys(accounts_path.parent)[0]
     anchor = TrustAnchor.from_genesis(genesis_path or accounts_path.parent / "genesis.toml")
 
     def make_ledger(index: int) -> Ledger:

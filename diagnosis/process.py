@@ -30,6 +30,7 @@ from aiohttp import web
 from client.contracts import ContractCall, Policy, Registry
 from client.errors import TransactionFailed
 from crypto.keys import address_of
+from crypto.keystore import resolve_passphrase
 from diagnosis.agentconfig import WARRANTY_S, AgentConfig, load_identity
 from diagnosis.agents import Agent, CrewAgent, DeviceAgent, DiagnosisNodeAgent, SmartphoneAgent, Tally
 from diagnosis.channel import Inbox
@@ -62,7 +63,7 @@ def default_rules() -> list[list[Any]]:
 
 
 def build(config: AgentConfig) -> tuple[Agent, Service]:
-    identity = load_identity(config.keys)
+    identity = load_identity(config.keys, resolve_passphrase(str(config.keys), config.passphrase_file))
     anchor = TrustAnchor.from_genesis(config.genesis)
     ledger = RpcLedger(config.rpc, anchor)
     tally = Tally()

@@ -12,7 +12,6 @@ bookkeepers) follow by block sync; `start` leaves them stopped, a schedule start
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import signal
@@ -27,7 +26,17 @@ import aiohttp
 from crypto.keys import KeyPair
 from faults.netns import Hosts
 from faults.proxy import LinkProxies
-from runtime.cluster import ROOT, ClusterLayout, ClusterProcesses, Endpoint, free_base_port, init_cluster, toml_value
+from runtime.cluster import (
+    ROOT,
+    ClusterLayout,
+    ClusterProcesses,
+    Endpoint,
+    account_keys,
+    free_base_port,
+    init_cluster,
+    node_key,
+    toml_value,
+)
 from runtime.config import LOOPBACK
 from runtime.topology import OPERATOR_PORT, P2P_PORT, RPC_PORT
 
@@ -74,9 +83,8 @@ class FaultCluster:
         self.paused: set[int] = set()
         self.byzantine: dict[int, str] = {}
         self.clock_offsets: dict[int, int] = {}  # node -> test-only clock_offset_ms
-        self.accounts = [KeyPair.load(Path(a["key_file"]))
-                         for a in json.loads((directory / "accounts.json").read_text())]
-        self.node_keys = [KeyPair.load(self.layout.node_dir(i) / "node.key") for i in range(self.layout.nodes)]
+        self.accounts = account_keys(directory)
+        self.node_keys = [node_key(self.layout, i) for i in range(self.layout.nodes)]
         self._session: aiohttp.ClientSession | None = None
 
     # lifecycle ----------------------------------------------------------------------------

@@ -6,13 +6,17 @@ where it was (each node's LMDB is under its own directory).
 
 Layout of DIR:
     genesis.toml                 shared by all nodes
+    passphrase                   the insecure development passphrase of every key below
     node{i}/node.toml, node.key  one per bookkeeper; data in node{i}/data
-    accounts/account{j}.key      funded development accounts (hex Ed25519 seeds)
+    accounts/account{j}.key      funded development accounts
     accounts.json                [{name, address, key_file}]
     node{i}/rpc.secret           the node's RPC token secret (0600; a node without one writes it at start)
     admins/admin{j}.key          the consortium's administrators (not node keys: issue 16)
     cluster.json                 written once the nodes are up: URLs (public and operator), pids, states
     control/node{i}.request      `node.py node ACTION` asks the supervisor (cli/cluster.py)
+
+Keys are encrypted key files (crypto/keystore.py) under keystore.DEV_PASSPHRASE with the
+cheapest scrypt: a development cluster needs no typing, and its keys are no secret.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from crypto.keys import KeyPair
+from crypto.keystore import DEV_PASSPHRASE, DEV_SCRYPT, load_key, read_passphrase_file, save_key, write_private
 from rpc.auth import create_secret
 from runtime.config import LOOPBACK
 
@@ -47,6 +52,7 @@ DEV_ADMINS = 3  # administrators of a development cluster; a decision needs a ma
 P2P_PORT_OFFSET = 100  # node i listens for peers on base_port + 100 + i
 OPERATOR_PORT_OFFSET = 300  # and for operators on base_port + 300 + i (+200 is the agents' inboxes)
 HEALTH_TIMEOUT_S = 60
+PASSPHRASE_FILE = "passphrase"
 
 
 
@@ -141,17 +147,18 @@ def init_cluster(directory: Path, nodes: int, base_port: int, *, chain_id: int |
     template = tomllib.loads(TEMPLATE.read_text())
     node_keys = [KeyPair.generate() for _ in range(layout.nodes)]
     account_keys = [KeyPair.generate() for _ in range(accounts)]
+    write_private(directory / PASSPHRASE_FILE, DEV_PASSPHRASE.encode() + b"\n")
     admin_keys = [KeyPair.generate() for _ in range(admins)]
     for j, key in enumerate(admin_keys):
-        key.save(directory / "admins" / f"admin{j}.key")
+        save_key(key, directory / "admins" / f"admin{j}.key", DEV_PASSPHRASE, DEV_SCRYPT)
     for i, key in enumerate(node_keys):
-        key.save(layout.node_dir(i) / "node.key")
+        save_key(key, layout.node_dir(i) / "node.key", DEV_PASSPHRASE, DEV_SCRYPT)
         create_secret(layout.node_dir(i) / "rpc.secret")
     bookkeeper_keys = node_keys[:nodes]
     account_entries = []
     for j, key in enumerate(account_keys):
         key_file = directory / "accounts" / f"account{j}.key"
-        key.save(key_file)
+        save_key(key, key_file, DEV_PASSPHRASE, DEV_SCRYPT)
         account_entries.append({"name": f"account{j}", "address": "0x" + key.address.hex(),
                                 "key_file": str(key_file.resolve())})
     (directory / "accounts.json").write_text(json.dumps(account_entries, indent=2) + "\n")
@@ -178,6 +185,7 @@ def init_cluster(directory: Path, nodes: int, base_port: int, *, chain_id: int |
                   "port": layout.p2p_port(k)} for k in known if k != i]
         endpoint = layout.endpoint(i)
         lines = ["[node]", f'name = "node{i}"', 'data_dir = "data"', 'key_file = "node.key"',
+                 f'key_passphrase_file = "../{PASSPHRASE_FILE}"',
                  'genesis = "../genesis.toml"', 'log_level = "info"', "",
                  "[p2p]", f"host = {toml_value(endpoint.bind)}", f"port = {endpoint.p2p_port}", ""]
         for peer in peers:
@@ -191,6 +199,20 @@ def init_cluster(directory: Path, nodes: int, base_port: int, *, chain_id: int |
             lines += ["[consensus]", *(f"{k} = {toml_value(v)}" for k, v in consensus.items()), ""]
         (layout.node_dir(i) / "node.toml").write_text("\n".join(lines) + "\n")
     return layout
+
+
+def cluster_passphrase(directory: Path) -> str:
+    return read_passphrase_file(directory / PASSPHRASE_FILE)
+
+
+def node_key(layout: ClusterLayout, i: int) -> KeyPair:
+    return load_key(layout.node_dir(i) / "node.key", cluster_passphrase(layout.directory))
+
+
+def account_keys(directory: Path) -> list[KeyPair]:
+    """The funded development accounts of the cluster in `directory`, in accounts.json order."""
+    passphrase = cluster_passphrase(directory)
+    return [load_key(Path(a["key_file"]), passphrase) for a in json.loads((directory / "accounts.json").read_text())]
 
 
 def toml_value(value: Any) -> str:

@@ -60,7 +60,10 @@ class ExplorerConfig:
 class NodeConfig:
     name: str  # the node's name in logs and metrics
     data_dir: Path = Path("data")  # LMDB store, relative to the file
-    key_file: Path = Path("node.key")  # Ed25519 node key (hex seed), relative to the file
+    key_file: Path = Path("node.key")  # Ed25519 node key, encrypted (docs/security.md), relative to the file
+    # file holding the key's passphrase (owner-only), relative to this file; unset: $GRIDCHAIN_PASSPHRASE_FILE,
+    # $GRIDCHAIN_PASSPHRASE, or a prompt on a terminal
+    key_passphrase_file: Path | None = None
     genesis: Path = Path("genesis.toml")  # relative to the file
     # one line per event: final blocks, view changes, peers, rejected input
     log_level: str = field(default="info", metadata={"choices": LOG_LEVELS})
@@ -121,6 +124,8 @@ class NodeConfig:
                 values[f.name] = tables[f.metadata["table"]].pop(f.name)
         for name in ("data_dir", "key_file", "genesis"):
             values[name] = base / values.get(name, getattr(cls, name))
+        if "key_passphrase_file" in values:
+            values["key_passphrase_file"] = base / values["key_passphrase_file"]
         values["peers"] = tuple(PeerAddress(**peer) for peer in values.get("peers", ()))
         # validated now (t = 1 stands in for the genesis's t), not when consensus starts
         build(ConsensusConfig, {"t": 1, **tables["consensus"]}, f"{where}: [consensus]")

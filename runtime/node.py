@@ -54,7 +54,7 @@ from consensus.messages import MESSAGE_TYPES, Suspect
 from consensus.sync import SyncStatus
 from contracts import build_contracts, load_genesis
 from crypto.hashing import keccak256
-from crypto.keys import KeyPair
+from crypto.keystore import load_key, resolve_passphrase
 from p2p import Network
 from p2p.counters import PEER_ERROR
 from rpc.server import RpcServer
@@ -114,7 +114,7 @@ class Node:
         self.config = config
         self.genesis = load_genesis(config.genesis)
         check_limits(config, self.genesis)
-        self.key = KeyPair.load(config.key_file)
+        self.key = load_key(config.key_file, resolve_passphrase(str(config.key_file), config.key_passphrase_file))
         self.store = ChainStore(config.data_dir / "chain", config.lmdb_map_bytes, config.lmdb_map_bytes_max,
                                 config.disk_free_bytes_min)
         self.storage_full: StorageFull | None = None  # consensus paused until there is space

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from crypto.keys import KeyPair
-from runtime.cluster import ClusterLayout, ClusterProcesses, free_base_port, init_cluster
+from runtime.cluster import ClusterLayout, ClusterProcesses, account_keys, free_base_port, init_cluster
 
 
 @contextmanager
@@ -22,7 +21,7 @@ def running_cluster(directory: Path, nodes: int = 3, consensus: dict[str, Any] |
     processes.start_all()
     try:
         processes.wait_healthy()
-        accounts = [KeyPair.load(Path(a["key_file"])) for a in json.loads((directory / "accounts.json").read_text())]
+        accounts = account_keys(directory)
         yield processes, accounts
     finally:
         processes.stop_all()

@@ -23,6 +23,7 @@ from chain.chain import Chain
 from chain.genesis import Genesis
 from chain.store import ChainStore
 from contracts import build_contracts
+from crypto.keystore import DEV_PASSPHRASE, ENV_PASSPHRASE
 from runtime.cluster import free_base_port, init_cluster, port_free, rpc_health
 from vm import Engine
 
@@ -56,7 +57,8 @@ class Cluster:
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None, flags: tuple[str, ...] = ()
         ) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "GRIDCHAIN_RPC"}
+    # the development clusters' passphrase opens every key these tests make (crypto/keystore.py)
+    environment = {**{k: v for k, v in os.environ.items() if k != "GRIDCHAIN_RPC"}, ENV_PASSPHRASE: DEV_PASSPHRASE}
     return subprocess.run([sys.executable, *flags, NODE_PY, *args], cwd=cwd, capture_output=True, text=True,
                           env={**environment, **(env or {})}, timeout=VERB_TIMEOUT_S)
 
@@ -200,8 +202,8 @@ def test_contracts_lists_methods_views_and_types(cluster: Cluster) -> None:
 
 def test_missing_key_file_and_bad_proof_subject(cluster: Cluster, tmp_path: Path) -> None:
     refused(run("send", "--key", str(tmp_path / "nope.key"), cwd=cluster.work), "send",
-            f"--key {tmp_path / 'nope.key'}: no such key file", "keys --new", status=2)
-    refused(run("keys", "--show", str(tmp_path / "nope.key"), cwd=cluster.work), "keys", "no such key file", status=2)
+            f"--key {tmp_path / 'nope.key'}: no such key file", "keys new", status=2)
+    refused(run("keys", "show", str(tmp_path / "nope.key"), cwd=cluster.work), "keys", "no such key file", status=2)
     assert not (tmp_path / "nope.key").exists()
     refused(run("proof", "account", "0xnothex", cwd=cluster.work), "proof",
             "account address '0xnothex' is not 20 bytes of 0x-hex", status=2)
@@ -210,8 +212,10 @@ def test_missing_key_file_and_bad_proof_subject(cluster: Cluster, tmp_path: Path
 
 def test_an_unknown_sender_is_refused_and_the_node_logs_why(cluster: Cluster, tmp_path: Path) -> None:
     key = tmp_path / "stranger.key"
-    assert run("keys", "--new", str(key), cwd=tmp_path).returncode == 0
-    refused(run("keys", "--new", str(key), cwd=tmp_path), "keys", "the file exists", status=2)
+    made = run("keys", "new", "--dev", str(key), cwd=tmp_path)
+    assert made.returncode == 0 and key.stat().st_mode & 0o777 == 0o600
+    assert run("keys", "show", str(key), cwd=tmp_path).stdout == made.stdout.splitlines()[-1] + "\n"
+    refused(run("keys", "new", "--dev", str(key), cwd=tmp_path), "keys", "the file exists", status=2)
     result = run("send", "--key", str(key), "--args", json.dumps(["0x" + "22" * 20, 1]), cwd=cluster.work)
     refused(result, "send", "the node refused it: error -32000", "unknown-sender", status=1)
     logs = "".join((cluster.directory / f"node{i}" / "node.log").read_text() for i in range(3))
@@ -268,6 +272,19 @@ def test_init_on_an_initialised_directory_keeps_its_keys(tmp_path: Path, flags: 
             f"{directory} is already initialised", status=2)
     assert {p: p.read_bytes() for p in directory.rglob("*.key")} == keys
     assert (directory / "genesis.toml").read_bytes() == genesis
+
+
+def test_start_refuses_a_key_file_others_may_read_and_a_wrong_passphrase(tmp_path: Path) -> None:
+    directory = tmp_path / "c"
+    init_cluster(directory, 3, free_base_port())
+    config, key = directory / "node0" / "node.toml", directory / "node0" / "node.key"
+    key.chmod(0o640)
+    refused(run("start", "--config", str(config), cwd=tmp_path), "start",
+            f"{key} is readable by group or others (mode 640)", "chmod 600", status=1)
+    key.chmod(0o600)
+    (directory / "passphrase").write_text("not the one\n")
+    refused(run("start", "--config", str(config), cwd=tmp_path), "start", f"{key}: wrong passphrase", status=1)
+    assert not (directory / "node0" / "data" / "chain").exists()  # refused before anything was written
 
 
 def test_init_refuses_an_even_cluster_and_ports_out_of_range(tmp_path: Path) -> None:

@@ -24,7 +24,6 @@ import pytest
 
 from client.contracts import Dsc
 from client.sdk import GridClient
-from crypto.keys import address_of
 from diagnosis.agentconfig import AgentConfig, BadAgentConfig, consortium_init
 from diagnosis.demo import demo_contract_params
 from runtime.cluster import ClusterProcesses, discover
@@ -139,9 +138,7 @@ async def test_consortium_of_processes_reacts_and_a_killed_bidder_resumes(tmp_pa
         assert await agents.metric("supplier-1", "bids_total") == 0  # the restarted process committed nothing
         config = agents.config("supplier-1")
         keys = json.loads((agents.directory / config["keys"]).read_text())
-        from crypto.keys import KeyPair
-
-        supplier = address_of(KeyPair.from_seed(bytes.fromhex(keys["ed25519"])).public_key)
+        supplier = bytes.fromhex(keys["public"]["address"].removeprefix("0x"))  # the key file's clear part
         async with GridClient(config["rpc"]) as client:
             for device, request_id in requests.items():
                 assert (await Dsc.request(client, request_id)).status == "completed", device

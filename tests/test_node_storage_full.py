@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from chain.store import ChainStore
 from client import GridClient
 from crypto.keys import KeyPair
-from runtime.cluster import free_base_port, init_cluster
+from runtime.cluster import account_keys, free_base_port, init_cluster
 from runtime.config import NodeConfig
 from runtime.node import Node
 
@@ -35,8 +34,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[tuple[list[Node], list[KeyPai
                                      disk_free_bytes_min=1 << 20, storage_retry_ms=200)
     nodes = [Node(config) for config in configs]
     tasks = [asyncio.create_task(node.run()) for node in nodes]
-    accounts = [KeyPair.load(Path(a["key_file"])) for a in json.loads((tmp_path / "cluster" / "accounts.json")
-                                                                       .read_text())]
+    accounts = account_keys(tmp_path / "cluster")
     try:
         await _until(lambda: all(len(n.network.connected_peers()) == 2 for n in nodes), "a connected cluster")
         yield nodes, accounts, tasks
