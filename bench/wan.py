@@ -23,9 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,14 +102,15 @@ def judge(case: dict[str, Any], loopback_tps: float, rtt_ms: int, delta_ms: int)
 
 
 def run_t(t: int, rtts: list[int], losses: list[float], txs: int, seconds: float, use_netns: bool,
-          work: Path, progress: bool) -> dict[str, Any]:
+          work: Path, progress: bool, saved: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """The cases of one t; `saved(out)` after each, so a run cut short keeps what it measured."""
     nodes = 2 * t + 1
     consensus = TIMING_PRESETS[PRESET]
     hosts = netns.Hosts(nodes) if use_netns else None
     cluster = FaultCluster(work / f"t{t}", nodes, consensus=consensus, hosts=hosts,
                            extra_accounts=senders_needed(txs))
     out: dict[str, Any] = {"t": t, "nodes": nodes, "preset": PRESET, "consensus": consensus,
-                           "network_namespaces": use_netns, "cases": []}
+                           "network_namespaces": use_netns, "encryption": _encryption(cluster), "cases": []}
     try:
         cluster.start()
 
@@ -119,6 +122,7 @@ def run_t(t: int, rtts: list[int], losses: list[float], txs: int, seconds: float
             say(f"[wan] t = {t}: loopback reference (healthy links)", progress)
             reference = await measure_case(cluster, senders, txs, seconds, 0, progress)
             out["loopback"] = reference
+            saved(out)
             for k, (rtt, loss) in enumerate((r, lo) for r in rtts for lo in losses):
                 set_links(cluster, rtt, loss)
                 say(f"[wan] t = {t}: RTT {rtt} ms, loss {loss:.1%}", progress)
@@ -127,12 +131,12 @@ def run_t(t: int, rtts: list[int], losses: list[float], txs: int, seconds: float
                 case.update(rtt_ms=rtt, loss=loss, wall_s=round(time.monotonic() - started, 1),
                             judged=judge(case, reference["throughput_tps"], rtt, consensus["delta_ms"]))
                 out["cases"].append(case)
+                saved(out)
                 say(f"[wan]   {case['throughput_tps']} tx/s, p50 {case['latency_ms']['p50']} ms, "
                     f"p99 {case['latency_ms']['p99']} ms, recovery {case['recovery']['seconds']} s", progress)
                 set_links(cluster, 0, 0.0)
 
         asyncio.run(all_cases())
-        out["encryption"] = _encryption(cluster)
     finally:
         asyncio.run(cluster.aclose())
     return out
@@ -142,6 +146,10 @@ def _encryption(cluster: FaultCluster) -> bool:
     from runtime.config import NodeConfig
 
     return NodeConfig.load(cluster.layout.node_dir(0) / "node.toml").p2p.encryption
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,14 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     say(f"[wan] nodes {'in network namespaces' if use_netns else f'on loopback ({reason})'}", not args.quiet)
     result: dict[str, Any] = {"machine": {**machine(), "load_1m_at_start": round(load_average(), 2)},
                               "rtt_ms": rtts, "loss": losses, "txs": args.txs, "seconds": args.seconds, "runs": []}
+    def saved(run: dict[str, Any]) -> None:
+        result["runs"] = [r for r in result["runs"] if r["t"] != run["t"]] + [run]
+        result["machine"]["load_1m_at_end"] = round(load_average(), 2)
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+    signal.signal(signal.SIGTERM, _interrupted)  # `timeout` stops a run: the clusters are stopped, namespaces removed
     with tempfile.TemporaryDirectory(prefix="gridchain-wan-") as work:
         for t in (int(v) for v in args.t.split(",") if v):
-            result["runs"].append(run_t(t, rtts, losses, args.txs, args.seconds, use_netns, Path(work),
-                                        not args.quiet))
-    result["machine"]["load_1m_at_end"] = round(load_average(), 2)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+            saved(run_t(t, rtts, losses, args.txs, args.seconds, use_netns, Path(work), not args.quiet, saved))
     print(json.dumps([{"t": run["t"], "loopback_tps": run["loopback"]["throughput_tps"],
                        "cases": [{k: c[k] for k in ("rtt_ms", "loss", "throughput_tps", "latency_ms")}
                                  | {"recovery_s": c["recovery"]["seconds"], "judged": c["judged"]}
