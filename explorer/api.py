@@ -38,6 +38,7 @@ STATIC = Path(__file__).parent / "static"
 PAGE_DEFAULT = 25  # rows per page when the request names no limit
 CONSENSUS_BLOCKS_MAX = 200  # blocks behind the consensus page's charts
 METRICS_TIMEOUT_S = 5  # the node's /metrics, read for the consensus page
+FIRST_CATCH_UP_WAIT_MS = 10_000  # a first visit waits this long at most for the index to be built
 METRICS_BYTES_MAX = 1 << 20
 # what the consensus page shows of the node's own /metrics (runtime/metrics.py), by sample name
 NODE_METRICS = {"gridchain_view_changes_total": "viewChanges", "gridchain_suspects_total": "suspects",
@@ -63,7 +64,7 @@ def serve_in(node: Node) -> Explorer | None:
         log.warning("explorer off: [rpc] public_auth is set and the explorer's pages need no token")
         return None
     explorer = Explorer(LocalSource(node.rpc), node.config.data_dir / config.index_file, config.header_rpc,
-                        metrics_url=lambda: f"http://{node.config.rpc.host}:{node.rpc.port}/metrics")
+                        on_demand=True, metrics_url=lambda: f"http://{node.config.rpc.host}:{node.rpc.port}/metrics")
     explorer.mount(node.rpc.app)
     node.final_listeners.append(explorer.indexer.poke)
     return explorer
@@ -72,12 +73,15 @@ def serve_in(node: Node) -> Explorer | None:
 class Explorer:
     """Pages and APIs over one index, kept level with `source` by its Indexer.
     `header_rpc` is the other node's explorer the proof page fetches headers from; with
-    `follow` False the index is served as it is (an archived copy), never updated."""
+    `follow` False the index is served as it is (an archived copy), never updated; with
+    `on_demand` the index is built and followed from the first request that reads it (a
+    node nobody browses spends nothing on it: benchmarks, agents' nodes)."""
 
     def __init__(self, source: ChainSource, index_path: Path, header_rpc: str = "", follow: bool = True,
-                 metrics_url: Callable[[], str] | None = None) -> None:
+                 on_demand: bool = False, metrics_url: Callable[[], str] | None = None) -> None:
         self.source = source
         self.follow = follow
+        self.on_demand = on_demand
         self.metrics_url = metrics_url  # the node's /metrics (its port is known once it listens)
         self.header_rpc = header_rpc.rstrip("/")
         self.indexer = Indexer(index_path, source)
@@ -102,10 +106,17 @@ class Explorer:
         app.on_cleanup.append(self._stop)
 
     async def _start(self, _: web.Application) -> None:
+        if not self.follow:
+            await self.indexer.load()
+        elif not self.on_demand:
+            self.indexer.start()
+
+    async def _wanted(self) -> None:
+        """A request reads the index: from now on it follows the chain; the first such
+        request waits (bounded) until the index has what the chain had then."""
         if self.follow:
             self.indexer.start()
-        else:
-            await self.indexer.load()
+            await self.indexer.wait_caught_up(FIRST_CATCH_UP_WAIT_MS)
 
     async def _stop(self, _: web.Application) -> None:
         await self.indexer.stop()
@@ -125,6 +136,8 @@ class Explorer:
         return guarded
 
     async def _read(self, work: Callable[..., Any], *args: Any) -> Any:
+        await self._wanted()
+
         def run() -> Any:
             if self._reader is None:
                 self._reader = Index(self.indexer.path)
@@ -135,6 +148,7 @@ class Explorer:
     async def _indexed(self, request: web.Request) -> None:
         """`?after=N`: wait (bounded) until block N is indexed, so a page that heard of a
         final block over the node's WebSocket reads it right away."""
+        await self._wanted()
         after = _int(request, "after")
         if after is not None:
             await self.indexer.wait_for(after, _int(request, "wait_ms") or 5_000)

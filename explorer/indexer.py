@@ -37,26 +37,31 @@ class Indexer:
         self.source = source
         self.poll_ms = poll_ms
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="explorer-index")
-        self._index = Index(path)  # used on the writer thread only
+        self._index: Index | None = None  # opened on the writer thread at first use, used there only
         self._poke = asyncio.Event()
         self._indexed = asyncio.Condition()
+        self._caught_up = asyncio.Event()  # set once the first catch-up reached the chain's height
         self.height = -1
         self.contract_names: dict[str, str] = {}
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
+        """Follow the chain from now on (once: later calls do nothing)."""
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
 
     async def load(self) -> None:
         """Serve the index as it is, without following the chain (an archived copy)."""
-        await self._advance(await self._on_writer(self._index.height))
+        await self._advance(await self._on_writer(Index.height))
+        self._caught_up.set()
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self._on_writer(self._index.close)
+        if self._index is not None:
+            await self._on_writer(Index.close)
         self._writer.shutdown(wait=True)
 
     def poke(self, *_: Any) -> None:
@@ -73,14 +78,31 @@ class Indexer:
                 return False
         return True
 
+    async def wait_caught_up(self, wait_ms: int) -> bool:
+        """True once the index has reached the height the chain had when it started
+        following; False after `wait_ms`."""
+        try:
+            async with asyncio.timeout(wait_ms / 1000):
+                await self._caught_up.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def _on_writer(self, work: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._writer, work, *args)
+        """`work(index, *args)` on the writer thread."""
+        def run() -> Any:
+            if self._index is None:
+                self._index = Index(self.path)
+            return work(self._index, *args)
+
+        return await asyncio.get_running_loop().run_in_executor(self._writer, run)
 
     async def _run(self) -> None:
         while True:
             try:
                 await self.catch_up()
                 self.last_error = None
+                self._caught_up.set()
             except ClientError as exc:  # the node is down or refused: try again next round
                 if self.last_error != str(exc):
                     log.warning("explorer index behind: %s", exc)
@@ -109,17 +131,16 @@ class Indexer:
 
     async def _check_identity(self, chain_id: int) -> None:
         genesis = await self.source.call("chain_getBlock", 0)
-        index = self._index
-        height = await self._on_writer(index.height)
-        held = await self._on_writer(index.block_hash, height) if height >= 0 else None
-        matches = await self._on_writer(index.matches, chain_id, genesis["hash"])
+        height = await self._on_writer(Index.height)
+        held = await self._on_writer(Index.block_hash, height) if height >= 0 else None
+        matches = await self._on_writer(Index.matches, chain_id, genesis["hash"])
         if matches and height >= 0:
             chain_block = await self.source.call("chain_getBlock", height)
             matches = chain_block is not None and chain_block["hash"] == held
         if not matches:
             if height >= 0:
                 log.warning("explorer index %s does not match the chain: rebuilt from block 0", self.path)
-            await self._on_writer(index.reset, chain_id, genesis["hash"])
+            await self._on_writer(Index.reset, chain_id, genesis["hash"])
             height = -1
         await self._advance(height)
 
@@ -134,7 +155,7 @@ class Indexer:
         assert block is not None and receipts is not None, f"block {number} is final: the node has it"
         return block, receipts
 
-    def _add(self, fetched: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> None:
+    def _add(self, index: Index, fetched: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> None:
         """On the writer thread: the raw transactions decoded (ms per thousand: not on the
         node's loop), then one SQLite transaction."""
         blocks = []
@@ -143,4 +164,4 @@ class Indexer:
                             for raw in block["transactions"]]
             blocks.append(IndexedBlock({**block, "transactions": [tx["hash"] for tx in transactions]},
                                        transactions, receipts))
-        self._index.add(blocks, self.contract_names)
+        index.add(blocks, self.contract_names)

@@ -199,7 +199,7 @@ async def test_pages_have_labels_contrast_keyboard_and_fit_a_phone(cluster) -> N
 
 
 async def test_standalone_explorer_rebuilds_a_foreign_index_and_relays_the_websocket(cluster, tmp_path) -> None:
-    urls, accounts, _ = cluster
+    urls, accounts, directory = cluster
     index_path = tmp_path / "explorer.sqlite"
     foreign = Index(index_path)  # an index of another chain (id 7) left in the file
     foreign.reset(7, "0x" + "ab" * 32)
@@ -228,6 +228,9 @@ async def test_standalone_explorer_rebuilds_a_foreign_index_and_relays_the_webso
         rebuilt = Index(index_path)
         assert rebuilt.meta("chain_id") == str(status["chain"]["chainId"]) and rebuilt.block_hash(0) is not None
         rebuilt.close()
+        # node2 only ever served headers to other nodes' proof pages: it built no index
+        assert (directory / "node0" / "data" / "explorer.sqlite").exists()
+        assert not (directory / "node2" / "data" / "explorer.sqlite").exists()
     finally:
         await runner.cleanup()
 
