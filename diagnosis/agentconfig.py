@@ -183,7 +183,7 @@ def consortium_init(directory: Path, *, vendors: int, suppliers: int, devices: i
     layout = init_cluster(directory / "cluster", nodes, base_port, contracts=params,
                           funded=[(ids[n].key.public_key, AGENT_FUNDS) for n in names])
     chain_id = int(tomllib.loads((directory / "cluster" / "genesis.toml").read_text())["chain_id"])
-    rpc = [f"http://127.0.0.1:{layout.rpc_port(i)}" for i in range(nodes)]
+    rpc = [layout.rpc_url(i) for i in range(nodes)]
     agents = directory / "agents"
     sold: dict[str, list[dict[str, Any]]] = {f"vendor-{chr(65 + i)}": [] for i in range(vendors)}
     owners: dict[str, list[dict[str, Any]]] = {v: [] for v in sold}
