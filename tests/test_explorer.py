@@ -224,6 +224,8 @@ async def test_standalone_explorer_rebuilds_a_foreign_index_and_relays_the_webso
             assert found["transaction"]["block"] == receipt["blockNumber"]
             async with session.get(base + "/explorer/api/status") as response:
                 status = await response.json()
+            async with session.get(urls[0] + "/explorer/api/blocks") as response:  # node0's own explorer, read
+                assert response.status == 200
         assert status["index"]["height"] >= receipt["blockNumber"]
         rebuilt = Index(index_path)
         assert rebuilt.meta("chain_id") == str(status["chain"]["chainId"]) and rebuilt.block_hash(0) is not None
