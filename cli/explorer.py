@@ -1,6 +1,7 @@
 """`node.py explorer`: the explorer's pages beside a running node, for a node whose own
 explorer is off or a machine that is not a node (explorer/standalone.py). Every node also
-serves them itself at GET / on its RPC listener."""
+serves them itself at GET / on its RPC listener, but not under [rpc] public_auth: then run
+this with `--token` (its pages themselves answer whoever reaches --host:--port)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(urls, args.index, args.host, args.port, args.header_rpc, not args.no_follow, stop)
+        await serve(urls, args.index, args.host, args.port, args.header_rpc, not args.no_follow, stop,
+                    args.token, args.ca_file)
 
     asyncio.run(main())
     return 0

@@ -22,8 +22,10 @@ SOCKETS_MAX = 64  # relayed browser sockets at once (the node's websockets_max d
 
 
 class StandaloneExplorer:
-    def __init__(self, rpc_urls: list[str], index_path: Path, header_rpc: str = "", follow: bool = True) -> None:
-        self.client = RpcClient(rpc_urls)
+    def __init__(self, rpc_urls: list[str], index_path: Path, header_rpc: str = "", follow: bool = True,
+                 token: str | None = None, ca_file: Path | None = None) -> None:
+        # `token`, `ca_file`: a node under [rpc] public_auth or https (its JSON-RPC and /ws)
+        self.client = RpcClient(rpc_urls, token=token, ca_file=ca_file)
         self.explorer = Explorer(self.client, index_path, header_rpc, follow,
                                  metrics_url=lambda: self.client.url.rstrip("/") + "/metrics")
         self.app = web.Application()
@@ -44,7 +46,8 @@ class StandaloneExplorer:
         while True:
             try:
                 session = await self.client.session()
-                async with session.ws_connect(self._ws_url(), max_msg_size=WS_MESSAGE_BYTES_MAX) as ws:
+                async with session.ws_connect(self._ws_url(), max_msg_size=WS_MESSAGE_BYTES_MAX,
+                                              headers=self.client.headers, ssl=self.client.ssl) as ws:
                     await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": ["newHeads"]})
                     async for message in ws:
                         if message.type != aiohttp.WSMsgType.TEXT:
@@ -71,7 +74,8 @@ class StandaloneExplorer:
         self._sockets += 1
         try:
             session = await self.client.session()
-            async with session.ws_connect(self._ws_url(), max_msg_size=WS_MESSAGE_BYTES_MAX) as node:
+            async with session.ws_connect(self._ws_url(), max_msg_size=WS_MESSAGE_BYTES_MAX,
+                                          headers=self.client.headers, ssl=self.client.ssl) as node:
                 async def down() -> None:
                     async for message in node:
                         if message.type != aiohttp.WSMsgType.TEXT:
@@ -95,8 +99,8 @@ class StandaloneExplorer:
 
 
 async def serve(rpc_urls: list[str], index_path: Path, host: str, port: int, header_rpc: str, follow: bool,
-                stop: asyncio.Event) -> None:
-    explorer = StandaloneExplorer(rpc_urls, index_path, header_rpc, follow)
+                stop: asyncio.Event, token: str | None = None, ca_file: Path | None = None) -> None:
+    explorer = StandaloneExplorer(rpc_urls, index_path, header_rpc, follow, token, ca_file)
     runner = web.AppRunner(explorer.app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
