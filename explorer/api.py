@@ -269,7 +269,8 @@ class Explorer:
     async def consortium(self, request: web.Request) -> web.StreamResponse:
         genesis = await self.genesis()
         registry = genesis["contracts"].get("registry", {})
-        members = [m["address"].lower() for m in registry.get("members", [])]
+        members = [a.lower() for a in registry.get("admins", [])] + [m["address"].lower()
+                                                                      for m in registry.get("members", [])]
         devices = [d["address"].lower() for d in registry.get("devices", [])]
         for event in await self._read(Index.events_named, ("MemberRegistered", "DeviceRegistered"), None, 100):
             fields = event["fields"]
@@ -304,6 +305,7 @@ class Explorer:
         found = {c["address"]: "contract " + c["name"] for c in await self.source.call("contract_list")}
         found.update({b["address"]: "bookkeeper " + b["name"] for b in genesis["bookkeepers"]})
         registry = genesis["contracts"].get("registry", {})
+        found.update({a.lower(): "administrator" for a in registry.get("admins", [])})
         found.update({m["address"].lower(): m["role"] for m in registry.get("members", [])})
         found.update({d["address"].lower(): "device " + d["device_type"] for d in registry.get("devices", [])})
         for event in await self._read(Index.registrations):
