@@ -111,6 +111,13 @@ class Chain:
         self._executed.clear()
         return ExecutedBlock(block, executed.receipts, executed.nodes)
 
+    def install_snapshot(self, block: Block) -> None:
+        """Start this (fresh) chain at `block`, whose state a snapshot restore stored
+        (chain.snapshot); block sync goes on from there."""
+        self.store.install_snapshot(block)
+        self.head = block
+        self._executed.clear()
+
     def _remember(self, executed: ExecutedBlock) -> None:
         self._executed[executed.block.hash] = executed
         while len(self._executed) > EXECUTED_CACHE_MAX:

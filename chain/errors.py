@@ -40,6 +40,7 @@ class TxReason(StrEnum):
     UNFUNDED_FULL = "unfunded-full"  # the quota all senders without balance share
     NODE_BUSY = "node-busy"  # the node's submission queue is full
     STORAGE_FULL = "storage-full"  # the node cannot journal it (docs/architecture.md decision 3)
+    SYNCING = "syncing"  # the node is restoring a state snapshot: it knows no nonce yet
 
 
 class InvalidTransaction(LedgerError):
@@ -68,6 +69,17 @@ class InvalidCertificate(LedgerError):
 
 class UnknownBlock(LedgerError):
     """A block, transaction or receipt that the store does not hold."""
+
+
+class BlockPruned(UnknownBlock):
+    """A block below the store's base height: its body was pruned, or the node joined by a
+    snapshot at `base` and never held it."""
+
+    def __init__(self, height: int, base: int) -> None:
+        super().__init__(f"block {height} is not held here: this node keeps blocks from height {base} "
+                         f"(pruned, or joined by a snapshot); ask an archive node")
+        self.height = height
+        self.base = base
 
 
 def _show(value: object) -> str:

@@ -5,7 +5,12 @@ One environment per node, named databases:
   blocks  height (8-byte big-endian) -> rlp(Block) with its commit certificate
   hashes  block hash -> height
   txs     transaction hash -> rlp([height, index])
-  meta    b"head" -> height
+  meta    b"head" -> height; b"base" -> the base height (absent: 0)
+The store holds every block from its base height to its head, and the state at each of them
+(trie nodes are never deleted). The base is 0 for an archive; pruning (`prune_below`) and a
+snapshot restore (`install_snapshot`) raise it. Block 0 (genesis) is always kept; the
+hash and transaction indexes of pruned blocks are kept (a lookup finds a block that is gone,
+and answers BlockPruned, not "unknown").
 A block, its trie nodes, its indexes and the head pointer are written in ONE write
 transaction, so a crash leaves either the whole block or none of it. The environment is
 shared: consensus/ keeps its log in its own named database of the same environment.
@@ -23,7 +28,7 @@ import errno
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +36,13 @@ from pathlib import Path
 import lmdb
 import rlp
 
-from chain.errors import StorageFull, UnknownBlock
+from chain.errors import BlockPruned, StorageFull, UnknownBlock
 from chain.types import Block, decode
 from crypto.hashing import Hash32
 
 DBS_MAX = 16
 HEAD_KEY = b"head"
+BASE_KEY = b"base"
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -121,10 +127,19 @@ class ChainStore:
             raw = txn.get(HEAD_KEY)
         return int.from_bytes(raw, "big") if raw is not None else None
 
+    def base_height(self) -> int:
+        """The lowest height above genesis whose block and state are held (0: all are)."""
+        with self.env.begin(db=self._meta) as txn:
+            raw = txn.get(BASE_KEY)
+        return int.from_bytes(raw, "big") if raw is not None else 0
+
     def block(self, height: int) -> Block:
         with self.env.begin(db=self._blocks) as txn:
             raw = txn.get(_height_key(height))
         if raw is None:
+            base = self.base_height()
+            if 0 < height < base:
+                raise BlockPruned(height, base)
             raise UnknownBlock(f"no block at height {height}")
         return decode(raw, Block)
 
@@ -151,16 +166,55 @@ class ChainStore:
         with self.env.begin(db=self._txs) as txn:
             return txn.get(tx_hash) is not None
 
-    # the one write ----------------------------------------------------------------------
+    # writes: each one transaction ----------------------------------------------------------
     def append(self, block: Block, nodes: dict[bytes, bytes]) -> None:
         """Persist `block` as the new head with every trie node it created, atomically."""
         head = self.head_height()
         assert (head is None and block.number == 0) or block.number == (head or 0) + 1, (
             f"append of height {block.number} on head {head}"
         )
+        self._retrying(lambda: self._write_block(block, nodes))
+
+    def put_nodes(self, nodes: dict[bytes, bytes]) -> None:
+        """Store checked trie nodes (a snapshot chunk). Content-addressed: whatever happens
+        next, a stored node is never wrong."""
+        self._retrying(lambda: self._in_write(lambda txn: self._put_nodes(txn, nodes)))
+
+    def install_snapshot(self, block: Block) -> None:
+        """Make the certified `block`, whose state's every node `put_nodes` stored, the head
+        and base of a store that held genesis only. Its transactions are not indexed: this
+        node has neither their receipts nor the state before them."""
+        assert self.head_height() == 0, "a snapshot is installed on a fresh store only"
+        assert block.number > 0 and block.certificate, "a certified block above genesis"
+
+        def write(txn: lmdb.Transaction) -> None:
+            self._put_block(txn, block, {}, indexed=False)
+            txn.put(BASE_KEY, _height_key(block.number), db=self._meta)
+
+        self._retrying(lambda: self._in_write(write))
+
+    def prune_below(self, height: int, blocks_max: int) -> int:
+        """Delete the bodies of blocks from the base up to `height` - 1, at most `blocks_max`
+        of them in this one write (a long write would stall the loop), and raise the base
+        past them; the new base. Their indexes stay. The head is never pruned."""
+        base = max(self.base_height(), 1)
+        end = min(height, base + blocks_max, self.head_height() or 0)
+        if end <= base:
+            return self.base_height()
+
+        def write(txn: lmdb.Transaction) -> None:
+            for number in range(base, end):
+                txn.delete(_height_key(number), db=self._blocks)
+            txn.put(BASE_KEY, _height_key(end), db=self._meta)
+
+        self._retrying(lambda: self._in_write(write))
+        return end
+
+    def _retrying(self, write: Callable[[], None]) -> None:
+        """Run `write`; on a full map grow it and run it again (see the module docstring)."""
         while True:
             try:
-                self._write_block(block, nodes)
+                write()
                 return
             except (lmdb.Error, OSError) as exc:
                 full = self.storage_error(exc)
@@ -170,11 +224,21 @@ class ChainStore:
                     raise full from exc
 
     def _write_block(self, block: Block, nodes: dict[bytes, bytes]) -> None:
+        self._in_write(lambda txn: self._put_block(txn, block, nodes, indexed=True))
+
+    def _in_write(self, work: Callable[[lmdb.Transaction], None]) -> None:
         with self.env.begin(write=True) as txn:
-            for node_hash, node in nodes.items():
-                txn.put(node_hash, node, db=self._nodes)
-            txn.put(_height_key(block.number), block.encoded(), db=self._blocks)
-            txn.put(block.hash, _height_key(block.number), db=self._hashes)
+            work(txn)
+
+    def _put_nodes(self, txn: lmdb.Transaction, nodes: dict[bytes, bytes]) -> None:
+        for node_hash, node in nodes.items():
+            txn.put(node_hash, node, db=self._nodes)
+
+    def _put_block(self, txn: lmdb.Transaction, block: Block, nodes: dict[bytes, bytes], *, indexed: bool) -> None:
+        self._put_nodes(txn, nodes)
+        txn.put(_height_key(block.number), block.encoded(), db=self._blocks)
+        txn.put(block.hash, _height_key(block.number), db=self._hashes)
+        if indexed:
             for index, tx in enumerate(block.transactions):
                 txn.put(tx.hash, rlp.encode([block.number, index]), db=self._txs)
-            txn.put(HEAD_KEY, _height_key(block.number), db=self._meta)
+        txn.put(HEAD_KEY, _height_key(block.number), db=self._meta)

@@ -291,23 +291,38 @@ def ordered_root(db: MutableMapping[bytes, bytes], items: list[bytes]) -> Hash32
     return TrieBatch(db).build(pairs)
 
 
+def child_hashes(node: Node) -> list[bytes]:
+    """The hashes a decoded node refers to, in slot order; those inside an embedded child
+    where that child sits (a leaf's value is no reference)."""
+    found: list[bytes] = []
+    _collect_hashes(node, found)
+    return found
+
+
+def _collect_hashes(node: Node, found: list[bytes]) -> None:
+    if len(node) == 17:
+        children = node[:16]
+    elif node and not _unhp(node[0])[1]:
+        children = [node[1]]
+    else:
+        return  # blank or leaf
+    for child in children:
+        if type(child) is list:
+            _collect_hashes(child, found)  # embedded: shorter than 32 bytes, so shallow
+        elif child:
+            found.append(child)
+
+
 def reachable_nodes(db: Mapping[bytes, bytes], root: Hash32) -> dict[bytes, bytes]:
     """Every stored node reachable from `root` (hash -> rlp): for tests and audits."""
     found: dict[bytes, bytes] = {}
     if root == BLANK_ROOT:
         return found
-    pending: list[Node] = [root]
+    pending = [root]
     while pending:
         ref = pending.pop()
-        if type(ref) is list:
-            node: Node = ref
-        else:
-            if not ref or ref in found:
-                continue
-            found[ref] = db[ref]
-            node = decode_raw(found[ref], True, False)[0]
-        if len(node) == 17:
-            pending.extend(node[:16])
-        elif node and not _unhp(node[0])[1]:
-            pending.append(node[1])
+        if ref in found:
+            continue
+        found[ref] = db[ref]
+        pending.extend(child_hashes(decode_raw(found[ref], True, False)[0]))
     return found

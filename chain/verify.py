@@ -3,6 +3,11 @@ is re-checked — hash links, re-execution against its parent's state (so every 
 recomputed), commit certificates and their finality proofs when present
 (chain.certificate.verify_finality: a certificate alone does not make a block final), the
 transaction index and the head pointer.
+
+A store whose base is above genesis (pruned, or joined by a snapshot: chain/store.py) is
+checked from its base block: that block must be final and match its body, and the whole
+state under its state root is walked node by node as a joining node checks a snapshot;
+every block above it is re-executed as usual.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 from chain.certificate import verify_finality
 from chain.chain import Chain
 from chain.errors import LedgerError
+from chain.snapshot import check_base_block, check_state
 
 
 @dataclass(frozen=True)
@@ -28,8 +34,18 @@ def verify_chain(chain: Chain, require_certificates: bool = False) -> Iterator[F
     if head is None:
         yield Finding(0, "empty store: no genesis block")
         return
+    base = store.base_height()
     parent = store.block(0).header
-    for height in range(1, head + 1):
+    if base > 0:
+        try:
+            parent = store.block(base).header
+            check_base_block(store.block(base), chain_id=chain.genesis.chain_id,
+                             bookkeepers=chain.genesis.bookkeeper_keys, t=chain.genesis.t)
+            check_state(store, parent.state_root)
+        except LedgerError as exc:
+            yield Finding(base, f"base block or its state: {exc}")
+            return
+    for height in range(base + 1, head + 1):
         try:
             block = store.block(height)
         except LedgerError as exc:

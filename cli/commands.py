@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import errno
 import json
 import signal
@@ -28,7 +29,7 @@ from crypto.keys import KeyPair
 from crypto.keystore import ENV_PASSPHRASE, ENV_PASSPHRASE_FILE
 from runtime import topology
 from runtime.cluster import DEV_ACCOUNTS, ClusterLayout, init_cluster, port_free
-from runtime.config import NodeConfig
+from runtime.config import SYNC_MODES, NodeConfig
 from runtime.logs import configure_logging
 from vm import Engine
 
@@ -65,13 +66,21 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
     p = verb("start", cmd_start, "Run one node in the foreground until SIGINT/SIGTERM.")
     p.add_argument("--config", type=Path, required=True, help="the node's node.toml")
+    p.add_argument("--sync", choices=SYNC_MODES,
+                   help="how a fresh node joins: replay the chain from genesis (blocks) or restore the newest "
+                        "state snapshot its peers offer, then follow (snapshot); default: [sync] mode of the config")
 
-    p = verb("verify", cmd_verify, "Re-check every stored block of a node: links, roots, certificates, indexes.")
+    p = verb("verify", cmd_verify, "Re-check every stored block of a node: links, roots, certificates, indexes "
+             "(from its base height when pruned or joined by snapshot: the state there is checked node by node).")
     p.add_argument("--data-dir", type=Path, required=True, help="the node's data_dir (holding chain/)")
     p.add_argument("--genesis", type=Path,
                    help="genesis.toml (default: the one two or one levels above DATA_DIR)")
 
     p = verb("status", cmd_status, "Show a node's chain status.")
+    target.add_arguments(p)
+
+    p = verb("snapshots", cmd_snapshots, "List the state snapshots a node serves, its base height, and the progress "
+             "of its own restore when it joins by snapshot.")
     target.add_arguments(p)
 
     p = verb("keys", cmd_keys, "Encrypted key files (docs/security.md): create, show, import, export, re-encrypt. "
@@ -231,6 +240,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     from runtime.node import Node
 
     config = NodeConfig.load(args.config)
+    if args.sync is not None:
+        config = dataclasses.replace(config, sync_mode=args.sync)
     listeners = (("[rpc]", config.rpc.host, config.rpc.port), ("[p2p]", config.p2p_host, config.p2p_port),
                  ("[rpc] operator", config.rpc.operator_host, config.rpc.operator_port))
     for what, host, port in listeners:
@@ -281,11 +292,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
             raise UserError(f"--data-dir {args.data_dir} holds a chain from another genesis than {genesis_path} "
                             f"({exc}); give its own with --genesis", EXIT_FAILED) from None
         findings = list(verify_chain(chain))
+        base = store.base_height()
     finally:
         store.close()
     for finding in findings:
         print(f"block {finding.height}: {finding.problem}")
-    print(f"{chain.height + 1} blocks checked, {len(findings)} problems")
+    if base:
+        print(f"the store starts at height {base} (pruned, or joined by snapshot): block {base} and its whole "
+              f"state checked, blocks {base + 1}..{chain.height} re-executed")
+    print(f"{chain.height - base + 1} blocks checked, {len(findings)} problems (heights {base}..{chain.height})")
     return 1 if findings else 0
 
 
@@ -314,6 +329,13 @@ def _run_client(args: argparse.Namespace, work: Any) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     async def work(client: GridClient) -> int:
         _print(await client.status())
+        return 0
+    return _run_client(args, work)
+
+
+def cmd_snapshots(args: argparse.Namespace) -> int:
+    async def work(client: GridClient) -> int:
+        _print(await client.snapshots())
         return 0
     return _run_client(args, work)
 

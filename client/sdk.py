@@ -133,6 +133,10 @@ class GridClient:
     async def block(self, number: int | str = "latest", full: bool = False) -> dict[str, Any] | None:
         return await self.rpc.call("chain_getBlock", number, full)
 
+    async def snapshots(self) -> dict[str, Any]:
+        """snapshot_list: the state snapshots the node serves, its base height, its restore."""
+        return await self.rpc.call("snapshot_list")
+
     async def account(self, address: bytes) -> dict[str, Any]:
         return await self.rpc.call("account_get", "0x" + address.hex())
 

@@ -34,5 +34,6 @@ class Application(Protocol):
         ...
 
     def final_block(self, height: int) -> Block | None:
-        """A final block with its certificate, or None above the head."""
+        """A final block with its certificate, or None above the head or below the
+        store's base (pruned, or never held by a node that joined by snapshot)."""
         ...

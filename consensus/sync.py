@@ -244,7 +244,8 @@ class BlockSync:
                    self._app.final_height() + 1)
         for height in range(max(request.from_height, 1), last):
             block = self._app.final_block(height)
-            assert block is not None, "the store holds every block up to its final head"
+            if block is None:
+                break  # below this node's base (pruned, or joined by snapshot): ask another peer
             raw = block.encoded()
             if size + len(raw) > self._config.response_bytes_max and blocks:
                 break

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from chain.errors import BlockPruned
+
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -14,6 +16,7 @@ TX_REJECTED = -32000  # mempool refused the transaction; data.reason names why
 NOT_FOUND = -32001  # unknown block, transaction or receipt
 CONTRACT_ERROR = -32002  # a contract view failed; data.reason
 UNAUTHORIZED = -32003  # no token, a bad one, or one not permitting the method; data.reason (rpc/auth.py)
+BLOCK_PRUNED = -32004  # the block is below this node's base height; data.height, data.baseHeight
 LIMIT_EXCEEDED = -32005  # a named limit was hit; data.limit
 
 
@@ -38,3 +41,7 @@ class RpcError(Exception):
 
 def invalid_params(message: str) -> RpcError:
     return RpcError(INVALID_PARAMS, f"invalid params: {message}")
+
+
+def pruned_error(exc: BlockPruned) -> RpcError:
+    return RpcError(BLOCK_PRUNED, str(exc), {"reason": "pruned", "height": exc.height, "baseHeight": exc.base})

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import rlp
 
-from chain.errors import DecodeError, InvalidTransaction, TxReason, UnknownBlock
+from chain.errors import BlockPruned, DecodeError, InvalidTransaction, TxReason, UnknownBlock
 from chain.proofs import Proof, prove_receipt, prove_state, prove_transaction
 from chain.types import Block, Transaction, decode
 from rpc import budget
@@ -36,7 +36,15 @@ from rpc.encoding import (
     value_from_json,
     value_to_json,
 )
-from rpc.errors import CONTRACT_ERROR, LIMIT_EXCEEDED, NOT_FOUND, TX_REJECTED, RpcError, invalid_params
+from rpc.errors import (
+    CONTRACT_ERROR,
+    LIMIT_EXCEEDED,
+    NOT_FOUND,
+    TX_REJECTED,
+    RpcError,
+    invalid_params,
+    pruned_error,
+)
 from rpc.subscriptions import WaitersFull
 from vm.contract import type_name
 from vm.errors import BadArguments, ContractError
@@ -78,6 +86,7 @@ class Methods:
             "proof_state": self.proof_state,
             "contract_call": self.contract_call,
             "contract_list": self.contract_list,
+            "snapshot_list": self.snapshot_list,
         }
         # Served only on the operator listener, each under a token permitting it (rpc/auth.py).
         self.operator_table: dict[str, Handler] = {
@@ -120,6 +129,7 @@ class Methods:
             "name": node.config.name,
             "height": node.chain.height,
             "headHash": hex_bytes(node.chain.head.hash),
+            "baseHeight": node.store.base_height(),
             "view": status.view if status else None,
             "primary": node.genesis.bookkeepers[status.primary].name if status else None,
             "consensusState": status.state if status else "observer",
@@ -150,6 +160,9 @@ class Methods:
                 raise invalid_params('block is a number, a 0x hash or "latest"')
         except UnknownBlock:
             return None
+        base = chain.store.base_height()
+        if 0 < height < base:
+            raise pruned_error(BlockPruned(height, base))
         recent = self._final_blocks.get(height)
         if recent is not None and not full:
             # Hashes of a block decoded already (cached on its transactions): a client that
@@ -225,6 +238,8 @@ class Methods:
     def _final_transaction(self, digest: bytes) -> dict[str, Any] | None:
         try:
             location = self.node.chain.transaction(digest)
+        except BlockPruned as exc:
+            raise pruned_error(exc) from exc
         except UnknownBlock:
             return None
         return {**transaction_json(location.tx), "status": "final", "blockNumber": location.height,
@@ -263,6 +278,8 @@ class Methods:
 
         try:
             block, found = await self._off_loop(read)
+        except BlockPruned as exc:
+            raise pruned_error(exc) from exc
         except UnknownBlock:
             return None
         if cached is None:
@@ -293,12 +310,29 @@ class Methods:
     async def _proof(self, make: Callable[[], Proof]) -> dict[str, Any]:
         try:
             proof = await self._off_loop(make)
+        except BlockPruned as exc:
+            raise pruned_error(exc) from exc
         except UnknownBlock as exc:
             raise RpcError(NOT_FOUND, str(exc)) from exc
         return {"blockNumber": proof.header.number, "blockHash": hex_bytes(proof.header.hash),
                 "rawHeader": hex_bytes(rlp.encode(proof.header)), "kind": proof.kind,
                 "root": hex_bytes(proof.root), "key": hex_bytes(proof.key), "value": hex_bytes(proof.value),
                 "proof": [hex_bytes(rlp.encode(node)) for node in proof.nodes]}
+
+    # snapshots ----------------------------------------------------------------------------
+    async def snapshot_list(self) -> dict[str, Any]:
+        """The snapshots this node serves (newest first), its base height, and how far a
+        restore of its own has come (null when it is not joining by snapshot)."""
+        node = self.node
+        return {
+            "baseHeight": node.store.base_height(),
+            "intervalBlocks": node.config.snapshot.interval_blocks,
+            "snapshots": [{"height": m.height, "blockHash": hex_bytes(m.block_hash),
+                           "stateRoot": hex_bytes(m.state_root), "chunks": m.chunks, "nodes": m.nodes,
+                           "bytes": m.bytes}
+                          for m in node.snapshots.manifests()],
+            "restore": node.state_sync.progress() if node.state_sync is not None else None,
+        }
 
     # contracts ----------------------------------------------------------------------------
     async def contract_call(self, contract: str, method: str, args: list | None = None) -> Any:

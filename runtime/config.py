@@ -8,7 +8,8 @@ README's configuration reference: `python -m runtime.config --markdown`.
     [rpc]        RpcConfig fields
     [consensus]  ConsensusConfig fields but t (t comes from genesis)
     [mempool]    MempoolLimits fields
-    [sync]       SyncConfig fields
+    [sync]       mode ("blocks" or "snapshot": how a fresh node joins) + SyncConfig fields
+    [snapshot]   SnapshotConfig fields (making, keeping and fetching snapshots, pruning)
     [relay]      RelayLimits fields (transaction relay between nodes)
 """
 
@@ -26,11 +27,13 @@ from chain.genesis import Genesis, genesis_tables
 from chain.mempool import MempoolLimits
 from chain.schema import SchemaError, Table, build, check_document, document, markdown
 from consensus import ConsensusConfig, SyncConfig
+from consensus.statesync import SnapshotConfig
 from p2p import P2PConfig, P2PError
 from rpc.config import LOG_LEVELS, LOOPBACK, PORT_MAX, RpcConfig
 from runtime.txrelay import TX_BATCH_MAX, RelayLimits
 
 LOG_FORMATS = ("text", "json")
+SYNC_MODES = ("blocks", "snapshot")
 # Room in one p2p frame around its payload: message fields, a block's header and commit
 # certificate, rlp and msgpack length prefixes (a few KiB in practice).
 FRAME_ENVELOPE_BYTES = 64 * 1024
@@ -81,7 +84,12 @@ class NodeConfig:
     consensus: dict[str, Any] = field(default_factory=dict,
                                       metadata={"schema": ConsensusConfig, "exclude": ("t",)})
     mempool: MempoolLimits = field(default_factory=MempoolLimits)
+    # How a node with a fresh store joins: "blocks" replays the chain from genesis by block sync;
+    # "snapshot" restores the newest state snapshot its peers offer (checked against a final
+    # block's state root), then follows by block sync (node.py start --sync overrides it)
+    sync_mode: str = field(default="blocks", metadata={"table": "sync", "key": "mode", "choices": SYNC_MODES})
     sync: SyncConfig = field(default_factory=SyncConfig)
+    snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
     relay: RelayLimits = field(default_factory=RelayLimits)  # transactions between nodes (runtime/txrelay.py)
     lmdb_map_bytes: int = field(default=8 << 30, metadata={"min": 1 << 20})  # LMDB map size (sparse)
     # a full map doubles up to this while the disk keeps disk_free_bytes_min free; past either, consensus pauses
@@ -159,6 +167,12 @@ def check_limits(config: NodeConfig, genesis: Genesis) -> None:
         (genesis.limits.tx_bytes_max * 2 + FRAME_ENVELOPE_BYTES <= config.rpc.body_bytes_max,
          f"a transaction (genesis [limits] tx_bytes_max = {genesis.limits.tx_bytes_max}, hex-encoded) must fit "
          f"in one RPC body ([rpc] body_bytes_max = {config.rpc.body_bytes_max})"),
+        (config.snapshot.part_bytes_max + FRAME_ENVELOPE_BYTES <= frame,
+         f"[snapshot] part_bytes_max = {config.snapshot.part_bytes_max} plus {FRAME_ENVELOPE_BYTES} bytes of "
+         f"envelope must fit in one p2p frame ([p2p] frame_bytes_max = {frame})"),
+        (genesis.limits.block_bytes_max + FRAME_ENVELOPE_BYTES <= config.snapshot.part_bytes_max,
+         f"a snapshot's part 0 is its block: [snapshot] part_bytes_max = {config.snapshot.part_bytes_max} must "
+         f"hold genesis [limits] block_bytes_max = {genesis.limits.block_bytes_max} plus {FRAME_ENVELOPE_BYTES}"),
     ]
     for holds, problem in rules:
         if not holds:

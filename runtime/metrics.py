@@ -45,6 +45,9 @@ class NodeMetrics:
         self.bad_blocks = Counter("gridchain_sync_bad_blocks",
                                   "Blocks refused from a block sync peer (not final, not linking, ...), by reason",
                                   ["reason"], registry=r)
+        self.snapshot_parts_refused = Counter("gridchain_snapshot_parts_refused",
+                                              "Snapshot parts refused from a peer while joining, by reason",
+                                              ["reason"], registry=r)
         self.relay_duplicates = Counter("gridchain_relay_duplicates",
                                         "Relayed transactions recognised by hash and dropped undecoded",
                                         ["node"], registry=r).labels(**labels)

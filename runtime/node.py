@@ -10,6 +10,13 @@ pauses consensus instead of killing the node: nothing was written, RPC reads and
 go on (503, with the cause), transactions are refused, and every `storage_retry_ms` the
 node retries: it grows the map if it can and starts its replica again from what is
 stored, as after a restart.
+
+Joining by snapshot (`[sync] mode = "snapshot"` on a fresh store): until the state sync
+(consensus/statesync.py) has restored a snapshot, the node follows no block and proposes
+nothing (a bookkeeper's replica starts once the state is there), refuses transactions, and
+only answers its peers; then block sync goes on from the snapshot's height. Every node
+makes, keeps and serves snapshots and prunes old block bodies as `[snapshot]` says
+(runtime/snapshots.py).
 """
 
 from __future__ import annotations
@@ -51,7 +58,24 @@ from consensus import (
 )
 from consensus.errors import DecodeReason
 from consensus.messages import MESSAGE_TYPES, Suspect
-from consensus.sync import SyncStatus
+from consensus.statesync import (
+    OFFERS_MAX,
+    STATESYNC_TYPES,
+    NodesChecked,
+    Offers,
+    OffersRequest,
+    Part,
+    PartRefused,
+    PartRequest,
+    SnapshotAbandoned,
+    SnapshotRestored,
+    StateSync,
+    StateSyncAction,
+    StateSyncMessage,
+    StateSyncSend,
+    statesync_message_from_wire,
+)
+from consensus.sync import SyncRequest, SyncStatus
 from contracts import build_contracts, load_genesis
 from crypto.hashing import keccak256
 from crypto.keystore import load_key, resolve_passphrase
@@ -63,6 +87,7 @@ from runtime.config import NodeConfig, check_limits
 from runtime.descriptors import raise_descriptor_limit
 from runtime.ledger_app import LedgerApp
 from runtime.metrics import NodeMetrics
+from runtime.snapshots import SnapshotFiles
 from runtime.txrelay import (
     INV_HASHES_MAX,
     RELAY_TYPES,
@@ -87,7 +112,7 @@ ADMIT_TURN_MS_MAX = 20
 # The mempool journal is compacted once it holds this many entries beyond twice the mempool.
 JOURNAL_SLACK = 1_000
 # The `kind` label of gridchain_peer_message_errors_total: a message type, or "other".
-PEER_MESSAGE_KINDS = frozenset((*MESSAGE_TYPES, *SYNC_TYPES, *RELAY_TYPES))
+PEER_MESSAGE_KINDS = frozenset((*MESSAGE_TYPES, *SYNC_TYPES, *STATESYNC_TYPES, *RELAY_TYPES))
 BYZANTINE_HEAD_LEAD = 1_000  # test-only "withhold-commit": blocks its announced head lies ahead
 
 
@@ -126,7 +151,11 @@ class Node:
                              build_ms_max=config.block_build_ms_max)
         self.bookkeepers = self.genesis.bookkeeper_keys
         self.index = self.bookkeepers.index(self.key.public_key) if self.key.public_key in self.bookkeepers else None
-        self.replica = self._make_replica() if self.index is not None else None
+        self.snapshots = SnapshotFiles(config.data_dir / "snapshots", config.snapshot)
+        # Joining by snapshot: only a fresh store has no state to start from.
+        self.state_sync = self._make_state_sync() if config.sync_mode == "snapshot" and self.chain.height == 0 else None
+        # a bookkeeper's replica starts once the state is there (_state_sync_over)
+        self.replica = self._make_replica() if self.index is not None and self.state_sync is None else None
         self.sync = self._make_sync()
         allowed = set(self.bookkeepers) | {peer.public_key for peer in config.peers}
         self.network = Network(config.p2p, self.key, self.genesis.chain_id, allowed, config.p2p_host,
@@ -163,6 +192,10 @@ class Node:
         return BlockSync(self.app, chain_id=self.genesis.chain_id, bookkeepers=self.bookkeepers,
                          t=self.genesis.t, config=self.config.sync)
 
+    def _make_state_sync(self) -> StateSync:
+        return StateSync(chain_id=self.genesis.chain_id, bookkeepers=self.bookkeepers, t=self.genesis.t,
+                         config=self.config.snapshot, now_ms=monotonic_ms())
+
     def _make_replica(self) -> Replica:
         assert self.index is not None
         return Replica(self.consensus_config, index=self.index, key=self.key, bookkeepers=self.bookkeepers,
@@ -184,6 +217,7 @@ class Node:
         finally:
             await self.rpc.stop()
             await self.network.stop()
+            self.snapshots.close()
             self.store.close()
 
     def stop(self) -> None:
@@ -248,6 +282,12 @@ class Node:
         with self._storage_guard():
             # As after a restart: what is stored is the truth, in-memory state may be ahead.
             self.sync = self._make_sync()
+            if self.state_sync is not None:
+                # The chunk whose write failed was taken as stored: restore from the start
+                # (the nodes stored already are written again, harmlessly).
+                self.state_sync = self._make_state_sync()
+                for peer in self.network.connected_peers():
+                    self._apply_state_sync(self.state_sync.peer_up(peer, monotonic_ms()))
             if self.replica is not None:
                 self.replica = self._make_replica()
                 self._apply(self.replica.start(monotonic_ms(), self.clock_ms()))
@@ -256,7 +296,8 @@ class Node:
             log.info("storage has space again (%s): consensus resumed", self.store.usage())
 
     def _seconds_to_deadline(self) -> float:
-        deadlines = [self._next_status_ms, self.sync.next_deadline()]
+        deadlines = [self._next_status_ms, self.sync.next_deadline(),
+                     self.state_sync.next_deadline() if self.state_sync is not None else None]
         if self.replica is not None:
             deadlines.append(self.replica.next_deadline())
         nearest = min(d for d in deadlines if d is not None)
@@ -270,8 +311,12 @@ class Node:
         deadline = self.sync.next_deadline()
         if deadline is not None and now >= deadline:
             self._send_sync(self.sync.on_tick(now))
+        deadline = self.state_sync.next_deadline() if self.state_sync is not None else None
+        if self.state_sync is not None and deadline is not None and now >= deadline:
+            self._apply_state_sync(self.state_sync.on_tick(now))
         if now >= self._next_status_ms:
             self._next_status_ms = now + self.config.status_interval_ms
+            self._keep_snapshots()
             self._announce_status()
             self._send_relay(self.relay.due_announcements(now, self.config.relay.reannounce_per_tick_max,
                                                           self.mempool.__contains__))
@@ -384,15 +429,22 @@ class Node:
 
     def _handle_peer_message(self, peer: bytes, message: dict, now: int) -> None:
         kind = message["type"]
+        if kind in STATESYNC_TYPES:
+            self._handle_state_sync(peer, statesync_message_from_wire(message), now)
+            return
         if kind in SYNC_TYPES:
             decoded_sync = sync_message_from_wire(message, len(self.bookkeepers))
             if isinstance(decoded_sync, SyncStatus) and not self.sync.penalized(peer, now):
                 self.peer_heights[peer] = decoded_sync.height
+            if self.state_sync is not None and not isinstance(decoded_sync, SyncRequest):
+                return  # no block to follow before the snapshot's state is here
             height_before = self.chain.height
             self._send_sync(self.sync.on_message(peer, decoded_sync, now))
             if self.replica is not None and self.chain.height != height_before:
                 self._apply(self.replica.on_tick(now, self.clock_ms()))  # react to blocks sync just finalized
             return
+        if self.state_sync is not None and peer in self.bookkeepers:
+            return  # a bookkeeper restoring a snapshot has no state to take part with yet
         if peer not in self.bookkeepers or self.replica is None:
             raise InvalidMessage(DecodeReason.NOT_A_BOOKKEEPER, kind)
         decoded = message_from_wire(message, len(self.bookkeepers))
@@ -480,6 +532,9 @@ class Node:
                      len(refused))
 
     def _admit(self, tx: Transaction) -> None:
+        if self.state_sync is not None:
+            # Nonces and balances are not known before the snapshot's state is here.
+            raise InvalidTransaction(TxReason.SYNCING, "restoring a state snapshot")
         if self.store.has_transaction(tx.hash):
             raise InvalidTransaction(TxReason.DUPLICATE, "already final")
         self.mempool.add(tx, self.chain.head_state())
@@ -549,6 +604,60 @@ class Node:
             log.warning("refused block %d from %s (%s): %s", action.height, self.peer_name(action.peer),
                         action.reason.value, action.detail)
 
+    # snapshots ----------------------------------------------------------------------------
+    def _handle_state_sync(self, peer: bytes, message: StateSyncMessage, now: int) -> None:
+        """Serve the snapshots this node holds; feed offers and parts to a restore."""
+        if isinstance(message, OffersRequest):
+            self.network.send(peer, Offers(tuple(self.snapshots.manifests()[:OFFERS_MAX])).to_wire())
+        elif isinstance(message, PartRequest):
+            data = self.snapshots.part(message.height, message.part) or b""
+            self.network.send(peer, Part(message.height, message.part, data).to_wire())
+        elif self.state_sync is not None:
+            self._apply_state_sync(self.state_sync.on_message(peer, message, now))
+
+    def _apply_state_sync(self, actions: list[StateSyncAction]) -> None:
+        for action in actions:
+            if isinstance(action, StateSyncSend):
+                self.network.send(action.peer, action.message.to_wire())
+            elif isinstance(action, NodesChecked):
+                self.store.put_nodes(action.nodes)
+            elif isinstance(action, PartRefused):
+                self.metrics.snapshot_parts_refused.labels(reason=action.reason).inc()
+                log.warning("refused snapshot part %d of height %d from %s (%s): %s; peer disconnected",
+                            action.part, action.height, self.peer_name(action.peer), action.reason, action.detail,
+                            extra={"reason": action.reason})
+                self.network.disconnect(action.peer, PEER_ERROR)
+            elif isinstance(action, SnapshotRestored):
+                self.chain.install_snapshot(action.block)
+                log.info("state restored from the snapshot at height %d (state root 0x%s); following by block "
+                         "sync", action.block.number, action.block.header.state_root.hex()[:16])
+                self._state_sync_over()
+            elif isinstance(action, SnapshotAbandoned):
+                log.warning("joining by snapshot abandoned: %s; replaying the chain from genesis by block sync",
+                            action.reason)
+                self._state_sync_over()
+
+    def _state_sync_over(self) -> None:
+        self.state_sync = None
+        if self.index is not None:
+            self.replica = self._make_replica()
+            self._apply(self.replica.start(monotonic_ms(), self.clock_ms()))
+        self._announce_status()
+        for peer, height in self.peer_heights.items():  # the heights heard meanwhile
+            self._send_sync(self.sync.request(peer, height, monotonic_ms()))
+
+    def _keep_snapshots(self) -> None:
+        """Take in finished snapshots, then prune block bodies down to the newest snapshot
+        `keep_blocks` below the head (bounded per write)."""
+        self.snapshots.collect(self.store.base_height())
+        keep = self.config.snapshot.keep_blocks
+        if not keep:
+            return
+        target = self.snapshots.newest_at_or_below(self.chain.height - keep)
+        if target is not None and target > self.store.base_height():
+            base = self.store.prune_below(target, self.config.snapshot.prune_blocks_per_write_max)
+            log.debug("block bodies pruned below height %d", base)
+
     def _on_final(self, executed: ExecutedBlock) -> None:
         block = executed.block
         now = time.monotonic()
@@ -563,16 +672,22 @@ class Node:
                  block.hash.hex()[:16], block.certificate[0].view if block.certificate else -1)
         for listener in self.final_listeners:
             listener(executed)
+        if self.snapshots.due(block.number):
+            self.snapshots.make(block, self.store)
 
     # status -------------------------------------------------------------------------------
     def _peer_up(self, peer: bytes) -> None:
         log.info("peer %s joined", self.peer_name(peer))
+        if self.state_sync is not None:
+            self._apply_state_sync(self.state_sync.peer_up(peer, monotonic_ms()))
         # Announce to the newcomer what is pending here: a transaction admitted while this
         # node had no peers (isolated, just restarted) would otherwise never leave it.
         self._send_relay(self.relay.peer_up(peer))
 
     def _peer_down(self, peer: bytes, reason: str) -> None:
         self.relay.peer_down(peer)
+        if self.state_sync is not None:
+            self.state_sync.peer_down(peer)
         log.info("peer %s left: %s", self.peer_name(peer), reason)
 
     def peer_name(self, peer: bytes) -> str:
@@ -587,6 +702,8 @@ class Node:
         """For /health: connected to a quorum and not behind any peer we know of."""
         if self.storage_full is not None:
             return False, f"storage full: {self.storage_full}"
+        if self.state_sync is not None:
+            return False, "catching up"  # restoring a snapshot: chain_status says how far
         connected = len(self.network.connected_peers())
         if connected < self.genesis.t:
             return False, f"connected to {connected} peers, need at least {self.genesis.t}"

@@ -115,6 +115,7 @@ def test_a_setting_added_to_a_config_dataclass_is_in_the_schema() -> None:
 
     from chain.mempool import MempoolLimits
     from consensus import ConsensusConfig, SyncConfig
+    from consensus.statesync import SnapshotConfig
     from p2p import P2PConfig
     from runtime.config import RpcConfig
 
@@ -123,7 +124,8 @@ def test_a_setting_added_to_a_config_dataclass_is_in_the_schema() -> None:
     assert {f.name for f in fields(P2PConfig)} | {"host", "port", "peers"} == tables["p2p"]
     assert {f.name for f in fields(ConsensusConfig)} - {"t"} == tables["consensus"]
     assert {f.name for f in fields(MempoolLimits)} == tables["mempool"]
-    assert {f.name for f in fields(SyncConfig)} == tables["sync"]
+    assert {f.name for f in fields(SyncConfig)} | {"mode"} == tables["sync"]
+    assert {f.name for f in fields(SnapshotConfig)} == tables["snapshot"]
     assert "log_format" in tables["node"] and "limits" in {t.name for t in genesis_tables()}
 
 
