@@ -27,6 +27,7 @@ import rlp
 
 from chain.errors import DecodeError, LedgerError
 from chain.snapshot import SNAPSHOT_FORMAT, SnapshotManifest, encode_chunk, snapshot_chunks
+from chain.state import NodeSource
 from chain.store import ChainStore
 from chain.types import Block, decode
 from consensus.statesync import SnapshotConfig
@@ -113,27 +114,38 @@ class SnapshotFiles:
 
     def _make(self, block: Block, store: ChainStore) -> None:
         started = time.monotonic()
+        try:
+            manifest = self.write(block, _ReadingSource(store, self._stop))
+        except _Stopped:
+            return
+        except (OSError, LedgerError) as exc:
+            log.error("snapshot at height %d failed: %s", block.number, exc)
+            return
+        log.info("snapshot at height %d: %d chunks, %d trie nodes, %d bytes, in %.1f s", block.number,
+                 manifest.chunks, manifest.nodes, manifest.bytes, time.monotonic() - started)
+        self._finished.put(manifest)
+
+    def write(self, block: Block, source: NodeSource) -> SnapshotManifest:
+        """Write the snapshot of final `block`'s state, read from `source`, in the calling
+        thread (the worker's, or a benchmark's); its manifest. `collect` takes it in only
+        when the worker wrote it. Nothing stays of a snapshot that fails."""
         partial = self.directory / f"{block.number}{PARTIAL}"
         try:
             partial.mkdir()
             (partial / "part-0.rlp").write_bytes(block.encoded())
             chunks = nodes = size = 0
             root = block.header.state_root
-            for chunks, chunk in enumerate(snapshot_chunks(_ReadingSource(store, self._stop), root), start=1):
+            for chunks, chunk in enumerate(snapshot_chunks(source, root), start=1):
                 (partial / f"part-{chunks}.rlp").write_bytes(encode_chunk(chunk))
                 nodes += len(chunk)
                 size += sum(map(len, chunk))
             manifest = SnapshotManifest(SNAPSHOT_FORMAT, block.number, block.hash, root, chunks, nodes, size)
             (partial / MANIFEST).write_bytes(rlp.encode(manifest))
             partial.rename(self.directory / str(block.number))
-        except (_Stopped, OSError, LedgerError) as exc:
+        except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
-            if not isinstance(exc, _Stopped):
-                log.error("snapshot at height %d failed: %s", block.number, exc)
-            return
-        log.info("snapshot at height %d: %d chunks, %d trie nodes, %d bytes, in %.1f s", block.number, chunks,
-                 nodes, size, time.monotonic() - started)
-        self._finished.put(manifest)
+            raise
+        return manifest
 
     def collect(self, base_height: int) -> list[SnapshotManifest]:
         """Take in the snapshots the worker finished; remove the ones beyond `kept` (never
