@@ -18,8 +18,10 @@ start (reading a genesis of 100,000 accounts), reported apart as `startup_s`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -31,12 +33,14 @@ from chain.certificate import commit_message, final_message, finality_signers, s
 from chain.chain import Chain
 from chain.store import ChainStore
 from chain.types import Block, CommitCertificate, Transaction, Vote
+from client import GridClient
+from client.errors import NodeUnavailable
 from consensus.statesync import SnapshotConfig
 from contracts import build_contracts, load_genesis
 from contracts.addresses import TOKEN
 from crypto.hashing import keccak256
 from crypto.keys import KeyPair
-from runtime.cluster import ClusterProcesses, _rpc, free_base_port, init_cluster, rpc_health
+from runtime.cluster import ClusterLayout, ClusterProcesses, free_base_port, init_cluster
 from runtime.snapshots import SnapshotFiles
 from vm import Engine
 
@@ -109,28 +113,42 @@ def build_chain(directory: Path, senders: list[KeyPair], receivers: list[bytes],
 
 def time_join(processes: ClusterProcesses, node: int, head: int, state_root: str, timeout_s: float) -> dict[str, Any]:
     """Start observer `node`, wait until its head is `head` with `state_root`; seconds."""
-    port = processes.layout.rpc_port(node)
     started = time.monotonic()
     processes.start_node(node)
-    startup = None
-    deadline = started + timeout_s
-    while time.monotonic() < deadline:
-        if processes.processes[node].poll() is not None:
-            raise RuntimeError(f"node{node} exited; see {processes.layout.node_dir(node) / 'node.log'}")
-        if startup is None and rpc_health(port)[0] is not None:
-            startup = time.monotonic() - started
-        if startup is not None:
-            status = _rpc(port, "chain_status")
+    try:
+        return asyncio.run(_wait_in_sync(processes, node, head, state_root, started, started + timeout_s))
+    finally:
+        processes.stop_node(node)
+
+
+async def _wait_in_sync(processes: ClusterProcesses, node: int, head: int, state_root: str, started: float,
+                        deadline: float) -> dict[str, Any]:
+    startup = restored = None
+    async with GridClient(f"http://127.0.0.1:{processes.layout.rpc_port(node)}") as client:
+        while time.monotonic() < deadline:
+            if processes.processes[node].poll() is not None:
+                raise RuntimeError(f"node{node} exited; see {processes.layout.node_dir(node) / 'node.log'}")
+            try:
+                status = await client.status()
+            except NodeUnavailable:
+                await asyncio.sleep(POLL_S)
+                continue
+            if startup is None:
+                startup = time.monotonic() - started
+            if restored is None and status["baseHeight"] > 0:
+                restored = time.monotonic() - started
             if status["height"] >= head:
-                block = _rpc(port, "chain_getBlock", head, False)
-                assert block["stateRoot"] == state_root, (block["stateRoot"], state_root)
+                block = await client.block(head)
+                assert block is not None and block["stateRoot"] == state_root, (block, state_root)
                 seconds = time.monotonic() - started
-                processes.stop_node(node)
+                synced_from = restored if restored is not None else startup
+                base = status["baseHeight"]
                 return {"seconds": round(seconds, 1), "startup_s": round(startup, 1),
-                        "base_height": status["baseHeight"]}
-        time.sleep(POLL_S)
-    processes.stop_node(node)
-    raise TimeoutError(f"node{node} not in sync after {timeout_s} s")
+                        "restored_s": None if restored is None else round(restored, 1), "base_height": base,
+                        "blocks_replayed": head - base,
+                        "replay_blocks_per_s": round((head - base) / max(seconds - synced_from, 1e-3), 1)}
+            await asyncio.sleep(POLL_S)
+    raise TimeoutError(f"node{node} not in sync after {deadline - started:.0f} s")
 
 
 def run(accounts: int, blocks: int, block_txs: int, snapshot_height: int, timeout_s: float) -> dict[str, Any]:
@@ -143,6 +161,8 @@ def run(accounts: int, blocks: int, block_txs: int, snapshot_height: int, timeou
         print(f"building {blocks} blocks over {accounts} accounts (direct execution)...", file=sys.stderr)
         receivers = fund_receivers(directory, accounts - len(senders))
         built = build_chain(directory, senders, receivers, blocks, block_txs, snapshot_height)
+        # The build takes minutes: the ports init chose may be another cluster's by now.
+        layout = rebase_ports(layout, free_base_port())
         for i in range(3):
             with open(layout.node_dir(i) / "node.toml", "a") as config:
                 config.write(f"[snapshot]\ninterval_blocks = {blocks - snapshot_height}\n")
@@ -162,6 +182,18 @@ def run(accounts: int, blocks: int, block_txs: int, snapshot_height: int, timeou
     return {"accounts": accounts, "blocks": blocks, "block_txs": block_txs, "snapshot_height": snapshot_height,
             **built, "by_snapshot": by_snapshot, "by_replay": by_replay,
             "speedup": round(by_replay["seconds"] / by_snapshot["seconds"], 1), "load_average": _load()}
+
+
+def rebase_ports(layout: ClusterLayout, base_port: int) -> ClusterLayout:
+    """The same cluster on the ports from `base_port` (every node.toml rewritten)."""
+    moved = ClusterLayout(layout.directory, layout.nodes, base_port, layout.bookkeepers)
+    ports = {str(old(i)): str(new(i)) for i in range(layout.nodes)
+             for old, new in ((layout.rpc_port, moved.rpc_port), (layout.p2p_port, moved.p2p_port))}
+    pattern = re.compile(r"\b(" + "|".join(ports) + r")\b")
+    for i in range(layout.nodes):
+        config = layout.node_dir(i) / "node.toml"
+        config.write_text(pattern.sub(lambda match: ports[match.group(1)], config.read_text()))
+    return moved
 
 
 def _load() -> float:
