@@ -17,9 +17,11 @@ from chain.errors import StorageFull
 from chain.execution import ExecutedBlock
 from chain.genesis import Genesis
 from chain.mempool import Mempool
+from chain.snapshot import SnapshotManifest
 from chain.store import ChainStore, StorageUsage
 from chain.types import Transaction
 from consensus import ConsensusConfig, Replica
+from consensus.statesync import SnapshotConfig, StateSync
 from crypto.keys import KeyPair
 from p2p import Network
 from rpc.config import RpcConfig
@@ -47,6 +49,12 @@ class NodeSettings(Protocol):
     def peers(self) -> Sequence[PeerSettings]: ...
     @property
     def rpc(self) -> RpcConfig: ...
+    @property
+    def snapshot(self) -> SnapshotConfig: ...
+
+
+class SnapshotsServed(Protocol):
+    def manifests(self) -> list[SnapshotManifest]: ...  # newest first
 
 
 class RpcMetrics(Protocol):
@@ -87,6 +95,10 @@ class NodeView(Protocol):
     def replica(self) -> Replica | None: ...
     @property
     def network(self) -> Network: ...
+    @property
+    def snapshots(self) -> SnapshotsServed: ...
+    @property
+    def state_sync(self) -> StateSync | None: ...  # while joining by snapshot
     @property
     def peer_heights(self) -> dict[bytes, int]: ...
     @property
