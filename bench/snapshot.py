@@ -40,13 +40,14 @@ from contracts import build_contracts, load_genesis
 from contracts.addresses import TOKEN
 from crypto.hashing import keccak256
 from crypto.keys import KeyPair
-from runtime.cluster import ClusterLayout, ClusterProcesses, free_base_port, init_cluster
+from runtime.cluster import ClusterLayout, ClusterProcesses, discover, free_base_port, init_cluster, node_key
 from runtime.snapshots import SnapshotFiles
 from vm import Engine
 
 SENDERS = 1_000  # funded accounts with keys; the others only receive
 SNAPSHOT_OBSERVER, REPLAY_OBSERVER = 3, 4
 POLL_S = 0.5
+PROGRESS_S = 30  # a line on stderr this often while an observer catches up
 
 
 def certify(block: Block, keys: list[KeyPair], chain_id: int) -> Block:
@@ -75,7 +76,8 @@ def build_chain(directory: Path, senders: list[KeyPair], receivers: list[bytes],
     """Fill node0's store with `blocks` final blocks of transfers; copy it and the snapshot
     at `snapshot_height` to the other bookkeepers."""
     genesis = load_genesis(directory / "genesis.toml")
-    keys = [KeyPair.load(directory / f"node{i}" / "node.key") for i in range(3)]
+    layout = discover(directory)
+    keys = [node_key(layout, i) for i in range(3)]
     store = ChainStore(directory / "node0" / "data" / "chain")
     chain = Chain(store, genesis, Engine(build_contracts(genesis.contracts)))
     nonces = [0] * len(senders)
@@ -124,6 +126,7 @@ def time_join(processes: ClusterProcesses, node: int, head: int, state_root: str
 async def _wait_in_sync(processes: ClusterProcesses, node: int, head: int, state_root: str, started: float,
                         deadline: float) -> dict[str, Any]:
     startup = restored = None
+    next_report = started + PROGRESS_S
     async with GridClient(f"http://127.0.0.1:{processes.layout.rpc_port(node)}") as client:
         while time.monotonic() < deadline:
             if processes.processes[node].poll() is not None:
@@ -135,6 +138,10 @@ async def _wait_in_sync(processes: ClusterProcesses, node: int, head: int, state
                 continue
             if startup is None:
                 startup = time.monotonic() - started
+            if time.monotonic() >= next_report:
+                next_report += PROGRESS_S
+                print(f"  node{node}: height {status['height']} after {time.monotonic() - started:.0f} s",
+                      file=sys.stderr)
             if restored is None and status["baseHeight"] > 0:
                 restored = time.monotonic() - started
             if status["height"] >= head:

@@ -8,7 +8,6 @@ answers pruned blocks with a typed error; `verify` checks the joined store from 
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
 import urllib.request
@@ -21,7 +20,7 @@ from chain.state import account_key
 from client import GridClient, RpcCallError
 from crypto.hashing import keccak256
 from crypto.keys import KeyPair
-from runtime.cluster import ROOT, ClusterProcesses, free_base_port, init_cluster
+from runtime.cluster import ROOT, ClusterProcesses, account_keys, free_base_port, init_cluster
 from tests.cluster_support import rpc_urls
 
 pytestmark = pytest.mark.timeout(300)
@@ -183,4 +182,4 @@ async def test_pruned_node_answers_head_and_proofs_and_pruned_blocks_with_a_type
 
 
 def _accounts(directory: Path) -> list[KeyPair]:
-    return [KeyPair.load(Path(a["key_file"])) for a in json.loads((directory / "accounts.json").read_text())]
+    return account_keys(directory)
