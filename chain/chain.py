@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import rlp
 from trie import HexaryTrie
+from trie.exceptions import MissingTrieNode
 
 from chain.errors import InvalidBlock, UnknownBlock
 from chain.execution import ExecutedBlock, Executor, ordered_trie_root
@@ -159,7 +160,11 @@ class Chain:
 
     def receipt_at(self, header: BlockHeader, index: int) -> Receipt:
         trie = HexaryTrie(NodeOverlay(self.store), header.receipt_root)
-        raw = trie.get(index_key(index))
+        try:
+            raw = trie.get(index_key(index))
+        except MissingTrieNode as exc:  # a snapshot brings the state, not the receipts
+            raise UnknownBlock(f"the receipts of block {header.number} are not held here (the node joined "
+                               f"by a snapshot at that height)") from exc
         if not raw:
             raise UnknownBlock(f"no receipt {index} in block {header.number}")
         return rlp.decode(raw, Receipt)

@@ -196,7 +196,12 @@ class Methods:
                                  "transactionHash": tx_hash, "blockNumber": block, "index": index})
             return receipts
 
-        return await self._off_loop(read)
+        try:
+            return await self._off_loop(read)
+        except BlockPruned as exc:
+            raise pruned_error(exc) from exc
+        except UnknownBlock as exc:  # the base block of a node that joined by snapshot
+            raise RpcError(NOT_FOUND, str(exc)) from exc
 
     async def chain_genesis(self) -> dict[str, Any]:
         """The genesis document as the node read it: chain id, t, bookkeepers, time and the

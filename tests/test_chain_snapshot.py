@@ -11,7 +11,7 @@ import pytest
 import rlp
 
 from chain import snapshot
-from chain.errors import BlockPruned, InvalidBlock, InvalidCertificate
+from chain.errors import BlockPruned, InvalidBlock, InvalidCertificate, UnknownBlock
 from chain.proofs import prove_state, verify_proof
 from chain.snapshot import (
     BadChunk,
@@ -93,6 +93,8 @@ def test_restore_rebuilds_the_trie_and_the_node_executes_and_proves(tmp_path: Pa
     with pytest.raises(BlockPruned) as pruned:
         joined.chain.block(3)
     assert (pruned.value.height, pruned.value.base) == (3, BLOCKS)
+    with pytest.raises(UnknownBlock, match="receipts of block"):  # a snapshot brings no receipts
+        joined.chain.receipt_at(joined.chain.block(BLOCKS).header, 0)
     assert list(verify_chain(joined.chain, require_certificates=True)) == []
 
 
