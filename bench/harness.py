@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from crypto.keys import KeyPair
-from runtime.cluster import ROOT, ClusterLayout, ClusterProcesses, account_keys, free_base_port, init_cluster
+from runtime.cluster import (
+    ROOT,
+    ClusterLayout,
+    ClusterProcesses,
+    account_keys,
+    free_base_port,
+    init_cluster,
+    toml_value,
+)
 
 DSC_DEVICE_TYPE = "smart-meter"
 DSC_REQUEST_DEPOSIT = 100  # the contract default when genesis sets none
@@ -63,10 +71,12 @@ def _set_limit(directory: Path, name: str, value: int) -> None:
 
 def prepare_cluster(directory: Path, nodes: int, *, senders: int, extra_accounts: int = 0, dsc_devices: int = 0,
                     consensus: dict[str, Any] | None = None, limits: dict[str, int] | None = None,
-                    log_level: str = "warning") -> tuple[ClusterLayout, list[KeyPair], list[KeyPair]]:
+                    log_level: str = "warning", p2p: dict[str, Any] | None = None,
+                    ) -> tuple[ClusterLayout, list[KeyPair], list[KeyPair]]:
     """Write a cluster: `senders` funded accounts with key files, `extra_accounts` more funded
     accounts (state size only: keys are thrown away), and `dsc_devices` in-warranty devices of
-    one vendor, each a funded account that may open a DSC request."""
+    one vendor, each a funded account that may open a DSC request; `p2p` settings go into every
+    node's [p2p] table (e.g. encryption = false, bench.encryption)."""
     layout = init_cluster(directory, nodes, free_base_port(), consensus=consensus, accounts=senders)
     keys = account_keys(directory)
     for name, value in (limits or {}).items():
@@ -79,10 +89,11 @@ def prepare_cluster(directory: Path, nodes: int, *, senders: int, extra_accounts
         lines += _dsc_lines(tomllib.loads((directory / "genesis.toml").read_text()), devices)
     if lines:
         _append_genesis(directory, lines)
-    if log_level != "info":
-        for i in range(nodes):
-            config = layout.node_dir(i) / "node.toml"
-            config.write_text(config.read_text().replace('log_level = "info"', f'log_level = "{log_level}"'))
+    settings = "".join(f"{k} = {toml_value(v)}\n" for k, v in (p2p or {}).items())
+    for i in range(nodes):
+        config = layout.node_dir(i) / "node.toml"
+        text = config.read_text().replace('log_level = "info"', f'log_level = "{log_level}"')
+        config.write_text(text.replace("[p2p]\n", "[p2p]\n" + settings, 1))
     return layout, keys, devices
 
 
@@ -115,13 +126,14 @@ def dsc_request_deposit(directory: Path) -> int:
 def bench_cluster(nodes: int, *, senders: int, extra_accounts: int = 0, dsc_devices: int = 0,
                   consensus: dict[str, Any] | None = None, limits: dict[str, int] | None = None,
                   directory: Path | None = None, profile_dir: Path | None = None,
-                  health_timeout_s: float = 120, log_level: str = "warning") -> Iterator[BenchCluster]:
+                  health_timeout_s: float = 120, log_level: str = "warning",
+                  p2p: dict[str, Any] | None = None) -> Iterator[BenchCluster]:
     """Start a fresh cluster (in a temporary directory unless given); stop every process after."""
     with tempfile.TemporaryDirectory(prefix="gridchain-bench-") as scratch:
         where = directory or Path(scratch)
         layout, keys, devices = prepare_cluster(where, nodes, senders=senders, extra_accounts=extra_accounts,
                                                 dsc_devices=dsc_devices, consensus=consensus, limits=limits,
-                                                log_level=log_level)
+                                                log_level=log_level, p2p=p2p)
         processes = ProfiledProcesses(layout, profile_dir) if profile_dir is not None else ClusterProcesses(layout)
         # SIGTERM's default action ends this process without running `finally`, leaving the
         # nodes running for ever: turn it into SystemExit so they are stopped below.

@@ -477,6 +477,7 @@ class LoadOptions:
     accounts: Path | None = None  # accounts.json of an external cluster (--rpc)
     extra_accounts: int = 0  # state size: more funded genesis accounts
     consensus: dict[str, Any] | None = None
+    p2p: dict[str, Any] | None = None  # [p2p] settings of every node (bench.encryption)
     limits: dict[str, int] | None = None
     profile_dir: Path | None = None
     kill_node: int | None = None
@@ -534,7 +535,7 @@ def run_load(options: LoadOptions) -> tuple[dict[str, Any], list[str]]:
         say(f"starting {options.nodes} nodes ({senders} senders, {options.extra_accounts} extra accounts, "
             f"{devices} DSC devices) ...", options.progress)
         with bench_cluster(options.nodes, senders=senders, extra_accounts=options.extra_accounts,
-                           dsc_devices=devices, consensus=options.consensus, limits=options.limits,
+                           dsc_devices=devices, consensus=options.consensus, limits=options.limits, p2p=options.p2p,
                            profile_dir=options.profile_dir) as cluster:
             if options.cpus is not None:
                 for pid in cluster.pids():
