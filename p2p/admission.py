@@ -7,9 +7,10 @@ come, first served:
 - a connection that has not sent a byte yet is *silent*; when the slots are full
   (`pending_handshakes_max` in all, `pending_handshakes_per_host_max` from its host), a
   new connection evicts the oldest silent one (from that host when the host is full)
-  instead of being refused. A real peer sends its HELLO as soon as it connects, so it is
+  instead of being refused. A real peer sends its first handshake frame (its KEY, or its
+  HELLO on a plain link) as soon as it connects, so it is
   silent for a round trip at most, while a squatter holds a slot only until a newer
-  connection needs it; every connection must send its HELLO within `hello_timeout_ms`;
+  connection needs it; every connection must deliver its HELLO within `hello_timeout_ms`;
 - a connection that named an allowed key is *claimed* and is never evicted for an
   anonymous one; a second claim of the same key evicts the older one (the key's owner
   reconnecting), so at most one slot per allowed key is claimed.

@@ -18,7 +18,7 @@ class P2PConfig:
     # Largest frame body accepted or sent once a peer is authenticated. A block sync
     # batch is the biggest message; 4 MiB keeps one frame well under a second to move.
     frame_bytes_max: int = 4 * MIB
-    # Largest frame before authentication: HELLO and PROOF are ~150 bytes, so an
+    # Largest frame before authentication: KEY, HELLO and PROOF are ~60-170 bytes, so an
     # unauthenticated stranger can never make us buffer more than this.
     handshake_frame_bytes_max: int = 1024
     # Largest array or map inside one frame body; msgpack would otherwise allow one
@@ -41,9 +41,9 @@ class P2PConfig:
     # oldest connection that has sent nothing yet is evicted.
     pending_handshakes_per_host_max: int = 8
     handshake_timeout_ms: int = 5000
-    # The other side's HELLO must arrive this soon: a peer sends it on connect, so only a
-    # silent stranger waits this long, and it holds a slot at most this long (or
-    # handshake_timeout_ms, if shorter).
+    # The other side's HELLO must arrive this soon after the connect: a peer sends its KEY at
+    # once and its HELLO right after the key agreement, so only a silent stranger waits this
+    # long, and it holds a slot at most this long (or handshake_timeout_ms, if shorter).
     hello_timeout_ms: int = 2000
     dial_timeout_ms: int = 3000
     # A connection with no frame received for this long is closed; each side sends a
