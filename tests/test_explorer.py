@@ -163,7 +163,7 @@ async def test_a_failing_device_is_auctioned_live_and_its_proof_verifies(cluster
 
 async def test_pages_have_labels_contrast_keyboard_and_fit_a_phone(cluster) -> None:
     require_chromium()
-    urls, _, _ = cluster
+    urls, accounts, _ = cluster
     async with browser_page() as page:
         for route in PAGES:
             await page.goto(urls[0] + "/" + route)
@@ -186,6 +186,11 @@ async def test_pages_have_labels_contrast_keyboard_and_fit_a_phone(cluster) -> N
         await page.wait_for_url("**#/consensus")
         await page.wait_for_selector("figure svg")
         await page.wait_for_selector("#m-view-changes")  # from the node's own /metrics
+        async with GridClient(urls[1]) as client:  # blocks while the page is open: its charts grow
+            for amount in (1, 2, 3):
+                await client.transact(accounts[9], "token", "transfer", [accounts[8].address, amount])
+        for chart in ("c-latency", "c-commit", "c-mempool"):
+            await page.locator(f"figure:has(#{chart}) polyline").wait_for(state="attached")  # a flat line is "hidden"
         await screenshot(page, "explorer-consensus.png")
     async with browser_page(width=375, height=740) as phone:
         for route in PAGES:

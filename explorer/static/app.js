@@ -5,7 +5,8 @@
 
 const SCALE = 1e6; // fixed point of credits, coupons, centroids (vm/fixedpoint.py)
 const CHART_POINTS_MAX = 120;
-const app = { route: 0, labels: {} /* address -> role or name */, page: null, status: null /* promise of /explorer/api/status */, socket: null, latency: [], mempool: [], commit: [], heads: [] };
+const FOOTER_REFRESH_MS = 5000; // the footer's index counts, refreshed on a final block at most this often
+const app = { footerAt: 0, route: 0, labels: {} /* address -> role or name */, page: null, status: null /* promise of /explorer/api/status */, socket: null, latency: [], mempool: [], commit: [], heads: [] };
 
 // DOM ---------------------------------------------------------------------------------
 function h(tag, attrs, ...children) {
@@ -83,6 +84,10 @@ function onHead(head) {
   app.heads.push(head);
   for (const list of [app.latency, app.heads]) while (list.length > CHART_POINTS_MAX) list.shift();
   setLive("live: block #" + head.number + " final, " + latency + " ms after its block time");
+  if (Date.now() - app.footerAt > FOOTER_REFRESH_MS) {
+    app.footerAt = Date.now();
+    api("status").then(showIndexState, () => {});
+  }
   return app.page && app.page.onHead ? app.page.onHead(head) : null;
 }
 
@@ -485,6 +490,10 @@ async function route() {
   } catch (err) { fail(err); }
 }
 
+function showIndexState(status) {
+  document.getElementById("index-state").textContent = status.index.blocks + " blocks, " + status.index.transactions + " transactions";
+}
+
 async function search(event) {
   event.preventDefault();
   const q = document.getElementById("q").value.trim();
@@ -501,7 +510,7 @@ async function start() {
   app.status = api("status"); // a promise: the pages do not wait for it
   app.status.then((status) => {
     document.getElementById("chain-name").textContent = "chain " + status.chain.chainId + " · node " + status.chain.name;
-    document.getElementById("index-state").textContent = status.index.blocks + " blocks, " + status.index.transactions + " transactions";
+    showIndexState(status);
   }, (err) => setLive("the node does not answer: " + err.message));
   try { app.labels = await api("labels"); } catch (err) { app.labels = {}; } // unnamed addresses still show
   await route();
