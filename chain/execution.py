@@ -25,6 +25,7 @@ from chain.values import big_endian
 from crypto.hashing import Hash32
 from vm.context import BlockEnv
 from vm.engine import CallOutput, Engine
+from vm.errors import InternalError
 
 
 @dataclass
@@ -173,12 +174,24 @@ class Executor:
         for index, tx in enumerate(txs):
             if fits is not None and not fits(tx, len(body.included)):
                 break
+            mark = state.snapshot()
             try:
                 check_transaction(tx, self.genesis.chain_id, limits, self.signatures)
                 receipt = apply_transaction(state, tx, self.engine, env, limits.block_gas_max - body.gas_used)
             except InvalidTransaction as exc:
+                state.revert(mark)
                 invalid(index, tx, exc)
                 continue
+            except InternalError as exc:
+                state.revert(mark)
+                if fits is None:
+                    raise  # a replica: the block is not applied (vm/errors.py)
+                # The proposer keeps the bug out of its block rather than die on it: anyone
+                # can send the transaction that finds it, and every primary in turn would
+                # (the node logs it with its traceback and counts it, issue 10).
+                invalid(index, tx, _bug(exc))
+                continue
+            state.commit(mark)
             body.included.append(tx)
             body.receipts.append(receipt)
             body.gas_used += receipt.gas_used
@@ -201,6 +214,12 @@ class Executor:
         body_bytes = sum(len(rlp.encode(tx)) for tx in block.transactions)
         if body_bytes > limits.block_bytes_max:
             raise InvalidBlock("body too large", limits.block_bytes_max, body_bytes)
+
+
+def _bug(exc: InternalError) -> InvalidTransaction:
+    refused = InvalidTransaction(TxReason.INTERNAL_ERROR, str(exc))
+    refused.__cause__ = exc
+    return refused
 
 
 def _block_env(chain_id: int, header: BlockHeader) -> BlockEnv:

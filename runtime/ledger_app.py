@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from chain.chain import Chain
-from chain.errors import UnknownBlock
+from chain.errors import TxReason, UnknownBlock
 from chain.execution import ExecutedBlock
 from chain.mempool import Mempool
 from chain.types import Block
@@ -58,7 +58,10 @@ class LedgerApp:
                                               proposer=proposer, view=view,
                                               full=lambda: time.thread_time() > deadline)
         for tx, error in rejected:
-            log.info("dropping pending tx 0x%s: %s", tx.hash.hex()[:16], error)
+            if error.reason == TxReason.INTERNAL_ERROR:  # a bug: its traceback, every time
+                log.error("dropping pending tx 0x%s: %s", tx.hash.hex()[:16], error, exc_info=error.__cause__)
+            else:
+                log.info("dropping pending tx 0x%s: %s", tx.hash.hex()[:16], error)
             self.mempool.remove(tx)
         if not executed.block.transactions and not self.empty_blocks:
             return None

@@ -10,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chain.chain import Chain
+from chain.errors import TxReason
 from chain.genesis import Genesis
 from chain.store import ChainStore
+from chain.types import Block, Transaction
 from contracts import build_contracts
 from contracts.addresses import DSC, TOKEN
 from tests.support import BALANCE, DevChain, genesis_dict, key
@@ -64,11 +66,23 @@ def test_a_revert_fails_the_receipt_but_a_bug_fails_the_block(tmp_path: Path) ->
     executed = dev.commit([dev.tx(a, Faulty.address, "refuse", [])])
     assert executed.receipts[0].status == 0 and executed.receipts[0].error == b"refused: by rule"
     height = dev.chain.height
+    crash = dev.tx(a, Faulty.address, "crash", [])
+    transfer = Transaction.create(a, chain_id=dev.chain.genesis.chain_id, nonce=crash.nonce, to=TOKEN,
+                                  method="transfer", args=[key(2).address, 1])
+    # A replica handed a block that meets the bug does not apply it ...
+    bugged = Block(dev.chain.head.header.copy(number=height + 1, parent_hash=dev.chain.head.hash,
+                                              timestamp_ms=dev.chain.head.header.timestamp_ms + 1), [crash], [])
     with pytest.raises(InternalError) as info:
-        dev.commit([dev.tx(a, Faulty.address, "crash", [])])
+        dev.chain.executor.state_transition(dev.chain.head.header, bugged, dev.chain.store)
     assert (info.value.contract, info.value.method) == ("faulty", "crash")
     assert isinstance(info.value.__cause__, KeyError)
     assert dev.chain.height == height  # nothing was applied
+    # ... and a proposer keeps it out of its block (anyone may send the transaction that
+    # finds a bug: a proposer that died on it would stop every primary in turn).
+    executed, rejected = dev.chain.build([crash, transfer], timestamp_ms=dev.clock_ms + 1, proposer=0, view=0)
+    assert [(tx, error.reason) for tx, error in rejected] == [(crash, TxReason.INTERNAL_ERROR)]
+    assert isinstance(rejected[0][1].__cause__, InternalError)
+    assert list(executed.block.transactions) == [transfer]  # its writes were rolled back: the nonce is free
 
 
 def test_an_integer_argument_out_of_range_is_the_callers_error(devchain: DevChain) -> None:

@@ -71,6 +71,7 @@ class Engine:
             state.revert(mark)
             return CallOutput(False, meter.used, [], _revert_reason(exc))
         except Exception as exc:
+            state.revert(mark)  # the state stays usable: a proposer goes on without this call
             raise InternalError(self._name(tx.to), tx.method_name, exc) from exc
         state.commit(mark)
         return CallOutput(True, meter.used, ctx.events, b"")

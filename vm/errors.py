@@ -56,8 +56,9 @@ class InsufficientFunds(ContractError):
 
 class InternalError(Exception):
     """A contract raised something no contract rule raises (a bug in contract or engine
-    code). Not a revert: a failed receipt would hide the bug, so the block that ran into it
-    is not applied and the node says so loudly."""
+    code). Not a revert: a failed receipt would hide the bug, so a block that runs into it
+    is not applied, and a proposer leaves the transaction out (chain/execution.py) and the
+    node logs it with its traceback."""
 
     def __init__(self, contract: str, method: str, cause: BaseException) -> None:
         super().__init__(f"{contract}.{method} raised {type(cause).__name__}: {cause}")
