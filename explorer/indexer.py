@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from chain.types import Transaction, decode
-from client.errors import ClientError
+from client.errors import ClientError, RpcCallError
 from explorer.index import Index, IndexedBlock
 from explorer.source import ChainSource
 from rpc.encoding import transaction_json
+from rpc.errors import BLOCK_PRUNED, NOT_FOUND
 
 log = logging.getLogger("gridchain.explorer")
 BATCH_BLOCKS_MAX = 64  # blocks read and written per SQLite transaction during a catch-up
@@ -123,11 +124,31 @@ class Indexer:
         while self.height < status["height"]:
             first = self.height + 1
             last = min(status["height"], first + BATCH_BLOCKS_MAX - 1)
-            fetched = [await self._fetch(n) for n in range(first, last + 1)]
-            await self._on_writer(self._add, fetched)
+            fetched = await self._fetch_held(first, last)
+            if fetched:
+                await self._on_writer(self._add, fetched)
             await self._advance(last)
             if self.height < status["height"]:
                 await asyncio.sleep(CATCH_UP_PAUSE_MS / 1000)
+
+    async def _fetch_held(self, first: int, last: int) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """Blocks first..last the node holds. A node that pruned old blocks, or joined by a
+        snapshot, keeps them from its base height (chain_getBlock 0 always answers): the
+        index then holds the genesis block and the blocks from the base on."""
+        fetched = []
+        number = first
+        while number <= last:
+            try:
+                fetched.append(await self._fetch(number))
+                number += 1
+            except RpcCallError as exc:
+                if exc.code == BLOCK_PRUNED:
+                    number = max(number + 1, int(exc.data["baseHeight"]))
+                elif exc.code == NOT_FOUND:  # the base block of a snapshot: its receipts never came here
+                    number += 1
+                else:
+                    raise
+        return fetched
 
     async def _check_identity(self, chain_id: int) -> None:
         genesis = await self.source.call("chain_getBlock", 0)
@@ -135,8 +156,12 @@ class Indexer:
         held = await self._on_writer(Index.block_hash, height) if height >= 0 else None
         matches = await self._on_writer(Index.matches, chain_id, genesis["hash"])
         if matches and height >= 0:
-            chain_block = await self.source.call("chain_getBlock", height)
-            matches = chain_block is not None and chain_block["hash"] == held
+            try:
+                chain_block = await self.source.call("chain_getBlock", height)
+                matches = chain_block is not None and chain_block["hash"] == held
+            except RpcCallError as exc:  # pruned since: nothing to compare, the genesis matched
+                if exc.code != BLOCK_PRUNED:
+                    raise
         if not matches:
             if height >= 0:
                 log.warning("explorer index %s does not match the chain: rebuilt from block 0", self.path)

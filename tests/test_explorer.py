@@ -401,3 +401,46 @@ async def test_the_owners_phone_app_shows_devices_notifications_proven_history_r
         finally:
             await agent.stop()
             service.store.close()
+
+
+class _HeldFrom:
+    """The cluster's node0 as a node that keeps blocks from `base` on (pruned, or joined by
+    a snapshot at `base`) answers: -32004 below the base, -32001 for the base's receipts."""
+
+    def __init__(self, client: Any, base: int) -> None:
+        self.client, self.base = client, base
+
+    async def call(self, method: str, *params: Any) -> Any:
+        from client.errors import RpcCallError
+        from rpc.errors import BLOCK_PRUNED, NOT_FOUND
+
+        if method in ("chain_getBlock", "chain_getBlockReceipts") and isinstance(params[0], int):
+            if 0 < params[0] < self.base:
+                raise RpcCallError(BLOCK_PRUNED, f"block {params[0]} is not held here",
+                                   {"reason": "pruned", "height": params[0], "baseHeight": self.base})
+            if method == "chain_getBlockReceipts" and params[0] == self.base:
+                raise RpcCallError(NOT_FOUND, f"no receipt 0 in block {self.base}")
+        return await self.client.call(method, *params)
+
+
+async def test_an_index_of_a_node_holding_blocks_from_a_base_height_skips_what_it_never_held(cluster,
+                                                                                             tmp_path) -> None:
+    from client.sdk import RpcClient
+    from explorer.indexer import Indexer
+
+    urls, accounts, _ = cluster
+    async with GridClient(urls[0]) as client:
+        while (await client.status())["height"] < 4:  # enough blocks for a base at 2
+            await client.transact(accounts[9], "token", "transfer", [accounts[8].address, 1])
+    rpc = RpcClient(urls[:1])
+    try:
+        indexer = Indexer(tmp_path / "held.sqlite", _HeldFrom(rpc, base=2))
+        await indexer.catch_up()
+        height = (await rpc.call("chain_status"))["height"]
+        await indexer.stop()
+    finally:
+        await rpc.close()
+    index = Index(tmp_path / "held.sqlite")
+    held = [b["number"] for b in index.blocks(None, 100)]
+    index.close()
+    assert held == list(range(height, 2, -1)) + [0]  # genesis, then from the base on (its receipts never came)
