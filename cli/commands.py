@@ -181,6 +181,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"  node{i} ({layout.role(i)}) on {layout.host(i)}: p2p {layout.p2p_port(i)}, RPC {layout.rpc_url(i)}, "
               f"operator {layout.operator_url(i)} there; copy {layout.node_dir(i)}/ and "
               f"{args.dir / 'genesis.toml'} to it")
+    print(f"  every key is sealed under the published development passphrase ({args.dir / 'passphrase'}): give "
+          "each node.key a real one on its host (docs/deployment.md, \"Key handling\")")
     return 0
 
 
