@@ -46,6 +46,17 @@ RATING_MAX = 100
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def app_url(state_path: Path) -> str | None:
+    """The app URL (with its token) a smartphone agent with this store wrote at start, or
+    None before it started (for `node.py demo --keep` and operators)."""
+    path = url_file(state_path)
+    return path.read_text().strip() if path.is_file() else None
+
+
+def url_file(state_path: Path) -> Path:
+    return state_path.with_name(state_path.name + ".app-url")
+
+
 class PhoneApp:
     def __init__(self, agent: SmartphoneAgent, service: PhoneService, state_path: Path) -> None:
         self.agent = agent
@@ -56,7 +67,7 @@ class PhoneApp:
             token = secrets.token_urlsafe(24)
             store.put(TOKEN_KEY, token)
         self.token = token
-        self.url_file = state_path.with_name(state_path.name + ".app-url")
+        self.url_file = url_file(state_path)
         default_rules = service.rules
         # After the owner publishes, the service's own publications (after each service)
         # carry the owner's rules, not the defaults.

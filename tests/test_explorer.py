@@ -339,7 +339,7 @@ async def test_the_owners_phone_app_shows_devices_notifications_proven_history_r
     from diagnosis.agents import Identity, SmartphoneAgent, Tally
     from diagnosis.ledger import RpcLedger
     from diagnosis.lightclient import TrustAnchor
-    from diagnosis.phone_app import PhoneApp
+    from diagnosis.phone_app import PhoneApp, app_url
     from diagnosis.process import default_rules
     from diagnosis.services import PhoneService
     from diagnosis.store import AgentStore
@@ -363,7 +363,7 @@ async def test_the_owners_phone_app_shows_devices_notifications_proven_history_r
         await agent.start()
         url = app.started()
         try:
-            assert app.url_file.read_text().strip() == url
+            assert app_url(directory / "phone-of-ada.sqlite") == url
             async with aiohttp.ClientSession() as session:  # no token, no answer
                 async with session.get(url.split("/app/")[0] + "/app/api/overview") as response:
                     assert response.status == 403
