@@ -90,7 +90,7 @@ async def test_full_map_pauses_the_node_and_it_catches_up_once_it_can_grow(clust
         await asyncio.wait_for(tasks[0], 30)
         node0 = nodes[0] = Node(node0.config)
         tasks[0] = asyncio.create_task(node0.run())
-        await _until(lambda: node0.rpc._listener is not None, "node0 serving again")
+        await _until(lambda: node0.rpc.listening, "node0 serving again")
         status, health = await _health(node0)
         assert health["height"] == stalled_at and not tasks[0].done()
         monkeypatch.undo()  # disk space again: the map grows, node0 resumes and catches up
