@@ -4,24 +4,45 @@ configurations."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import contextlib
+import io
+import os
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from consensus import TIMING_PRESETS, ConsensusConfig
+from node import main as node_main
 from runtime import topology
-from runtime.cluster import ROOT, discover
+from runtime.cluster import discover
 from runtime.config import NodeConfig
 
 HOSTS = ["10.0.1.11", "10.0.2.12", "10.0.3.13"]
 
 
-def init(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(ROOT / "node.py"), "init", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def init(*args: str, cwd: Path) -> Result:
+    """`node.py init ARGS` in this process (an interpreter per call costs seconds under load)."""
+    out, err = io.StringIO(), io.StringIO()
+    previous = Path.cwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = node_main(["init", *args])
+            except SystemExit as exc:  # argparse refusals
+                status = int(exc.code or 0)
+    finally:
+        os.chdir(previous)
+    return Result(status, out.getvalue(), err.getvalue())
 
 
 @pytest.mark.parametrize("name", sorted(TIMING_PRESETS))
