@@ -16,7 +16,8 @@ path; `failed`: the auction closed without a valid bid), served per minute, faul
 applied repair (p50/p99, with the chain windows — commit + reveal, service deadline —
 reported apart), messages refused by reason, stuck deposits (escrows of ended requests
 still held: must be 0), lost flows (requests neither completed nor expired after the
-drain: must be 0), CPU seconds and peak memory of this process.
+drain: must be 0), the token check (no escrow held, supply unchanged since genesis), CPU
+seconds and peak memory of this process.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import load_average, machine
+from chain.genesis import Genesis
 from client.contracts import Dsc, Token
 from contracts import dsc_records
 from contracts.addresses import DSC
 from diagnosis.agentconfig import AgentConfig, consortium_init
-from diagnosis.demo import demo_contract_params
+from diagnosis.demo import demo_contract_params, token_check
 from diagnosis.process import build, first_start
 from diagnosis.services import DeviceService, Service
 from runtime.cluster import ClusterProcesses, discover
@@ -115,7 +117,6 @@ async def _kill_one_of_each_role(run: Run) -> None:
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     directory = Path(tempfile.mkdtemp(prefix="gridchain-consortium-"))
     params = demo_contract_params()
-    params.pop("registry")
     params["dsc"].update(service_ms=args.service_ms, commit_ms=args.commit_ms, reveal_ms=args.reveal_ms)
     bookkeepers = args.nodes if args.nodes % 2 else args.nodes - 1
     started = time.perf_counter()
@@ -190,6 +191,8 @@ async def _report(run: Run, devices: list[str], args: argparse.Namespace, report
             refused[str(reason)] = refused.get(str(reason), 0) + count
         for why, count in service.agent.opener.rejections.items():
             rejected[str(why)] = rejected.get(str(why), 0) + count
+    genesis = Genesis.load(run.directory / "cluster" / "genesis.toml")
+    tokens = await token_check(ledger, list(genesis.accounts), [s.agent.address for s in run.services.values()])
     ended = sum(outcomes.get(status, 0) for status in ENDED)
     total = sum(outcomes.values())
     return {
@@ -207,7 +210,7 @@ async def _report(run: Run, devices: list[str], args: argparse.Namespace, report
         "chain_windows_s": {"auction_commit_plus_reveal": (args.commit_ms + args.reveal_ms) / 1000,
                             "service_deadline": args.service_ms / 1000},
         "messages_refused": refused, "messages_rejected": rejected,
-        "stuck_deposits": len(set(stuck)), "lost_flows": len(lost), "restarted": run.restarts,
+        "stuck_deposits": len(set(stuck)), "lost_flows": len(lost), "tokens": tokens, "restarted": run.restarts,
         "process": {"cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1),
                     "max_rss_mb": round(cpu1.ru_maxrss / 1024, 1)},
     }
@@ -238,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
     print(text)
-    ok = result["stuck_deposits"] == 0 and result["lost_flows"] == 0 and result["drained"]
+    ok = result["stuck_deposits"] == 0 and result["lost_flows"] == 0 and result["drained"] and result["tokens"]["ok"]
     return 0 if ok else 1
 
 

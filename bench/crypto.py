@@ -155,7 +155,7 @@ def bench_sealed(key: paillier.PaillierPrivateKey, runs: int,
             per_message)
 
 
-# The device<->node exchange of each flow (Figs. 5-8), as the flows in diagnosis/flows.py send it:
+# The device<->node exchange of each flow (Figs. 5-8), as diagnosis/protocol.py declares it:
 # (sender, receiver) per sealed message. ROW and SOW repeat RMW and SMW with the winner.
 FLOW_MESSAGES = {
     "RMW": [("k", "v"), ("v", "k")],  # fault, repair policy

@@ -78,7 +78,6 @@ def run_consortium(args: argparse.Namespace) -> int:
     if (args.dir / "cluster" / "genesis.toml").exists():
         raise UserError(f"{args.dir} already holds a consortium")
     params = demo_contract_params()
-    params.pop("registry")  # the cluster's bookkeepers administer this consortium
     paths = consortium_init(args.dir, vendors=args.vendors, suppliers=args.suppliers, devices=args.devices,
                             nodes=args.nodes, base_port=args.base_port, contracts=params)
     print(f"cluster in {args.dir / 'cluster'} (start it: node.py cluster --dir {args.dir / 'cluster'}), then:")

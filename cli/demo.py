@@ -1,7 +1,9 @@
-"""`node.py demo`: the main job. Starts a local 3-node cluster with the demo's genesis
-parameters (or attaches to running nodes with --rpc), runs the diagnosis demonstration
-(diagnosis/demo.py), prints a readable report, writes JSON, and stops every process it
-started. Exit status 0 only when the report says `"ok": true`."""
+"""`node.py demo`: the main job. Writes a consortium (diagnosis/demo.py `PLAN`) to a
+directory, starts its 3-node cluster and one OS process per party, lets the devices fail
+on their seeded schedules and the parties react, prints one line per step reached, writes
+the JSON report, stops every process it started. Exit status 0 only when the report says
+`"ok": true`. `--keep DIR` writes the consortium to DIR and, after the report, leaves it
+running (printing the RPC and agent URLs) until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -15,69 +17,75 @@ from pathlib import Path
 from typing import Any
 
 from cli.commands import configure_logging
+from cli.errors import UserError
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
-    parser = verbs.add_parser("demo", help="Run the secure diagnosis demo on a fresh local cluster (or --rpc).",
+    parser = verbs.add_parser("demo", help="Run the secure diagnosis demo: a consortium of agent processes.",
                               description=__doc__)
     parser.add_argument("--json", type=Path, help="write the report as JSON here")
-    parser.add_argument("--rpc", action="append", help="attach to this node (repeat); needs --accounts")
-    parser.add_argument("--accounts", type=Path,
-                        help="accounts.json of the attached cluster (genesis.toml is read beside it)")
     parser.add_argument("--nodes", type=int, default=3, help="bookkeepers of the local cluster (2t+1)")
     parser.add_argument("--base-port", type=int, default=0, help="RPC base port (default: a free range)")
-    parser.add_argument("--keep", type=Path, help="keep the cluster directory here instead of a temporary one")
+    parser.add_argument("--keep", type=Path,
+                        help="write the consortium here (replacing it) and leave it running after the report")
     parser.add_argument("--quiet", action="store_true", help="no progress report, only the JSON")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from diagnosis.demo import run_demo
+    from diagnosis.demo import DemoFailed, run_demo
 
     configure_logging("warning")
-    if args.rpc:
-        if not args.accounts:
-            raise SystemExit("--rpc needs --accounts PATH/accounts.json of that cluster")
-        return _finish(asyncio.run(run_demo(args.rpc, args.accounts, quiet=args.quiet)), args.json)
-    report = _with_local_cluster(args, run_demo)
-    return _finish(report, args.json)
-
-
-def _with_local_cluster(args: argparse.Namespace, run_demo: Any) -> dict[str, Any]:
-    from diagnosis.demo import demo_contract_params
-    from runtime.cluster import ClusterProcesses, free_base_port, init_cluster
-
+    if args.nodes < 3 or args.nodes % 2 == 0:
+        raise UserError("--nodes is an odd number of bookkeepers, at least 3")
     directory = args.keep or Path(tempfile.mkdtemp(prefix="gridchain-demo-"))
     if args.keep and directory.exists():
         shutil.rmtree(directory)
-    base_port = args.base_port or free_base_port()
-    if not args.quiet:
-        print(f"starting a {args.nodes}-node cluster in {directory} (RPC from port {base_port}) ...", flush=True)
-    layout = init_cluster(directory, args.nodes, base_port, contracts=demo_contract_params())
-    processes = ClusterProcesses(layout)
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(text, flush=True)
+
+    reported: list[dict[str, Any]] = []
+
+    async def keep(report: dict[str, Any], endpoints: dict[str, Any]) -> None:
+        reported.append(report)
+        _write(report, args.json)
+        await _kept(endpoints)
+
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        processes.start_all()
-        processes.wait_healthy(progress=not args.quiet)
-        processes.write_manifest()
-        urls = [layout.rpc_url(i) for i in range(layout.nodes)]
-        return asyncio.run(run_demo(urls, directory / "accounts.json", quiet=args.quiet))
+        report = asyncio.run(run_demo(directory, nodes=args.nodes, base_port=args.base_port, say=say,
+                                      keep=keep if args.keep else None))
+    except DemoFailed as exc:
+        raise UserError(f"demo failed: {exc} (agent logs in {directory / 'agents'})") from exc
+    except KeyboardInterrupt:
+        if not reported:
+            raise
+        report = reported[0]  # Ctrl-C ended --keep: every process is stopped
     finally:
-        processes.stop_all()
         signal.signal(signal.SIGTERM, previous)
         if not args.keep:
             shutil.rmtree(directory, ignore_errors=True)
+    if not args.keep:
+        _write(report, args.json)
+    return 0 if report.get("ok") else 1
 
 
+async def _kept(endpoints: dict[str, Any]) -> None:
+    print("== the consortium keeps running (Ctrl-C stops every process)")
+    print(f"  RPC: {' '.join(endpoints['rpc'])}   (node.py status --rpc URL; GRIDCHAIN_RPC=URL,...)")
+    for name, agent in endpoints["agents"].items():
+        print(f"  {name:<16} {agent['role']:<10} {agent['health']}  {agent['metrics']}  {agent['events']}")
+    await asyncio.Event().wait()
 
 
 def _raise_interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def _finish(report: dict[str, Any], json_path: Path | None) -> int:
+def _write(report: dict[str, Any], json_path: Path | None) -> None:
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
         print(f"report written to {json_path}")
-    return 0 if report.get("ok") else 1

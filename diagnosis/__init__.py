@@ -5,8 +5,9 @@ their receiver (`Opener`, fed by a `MemberDirectory`), with the rejections of
 `diagnosis.errors`. Around them: `protocol` (Figs. 5-8 as data), `authorise` (who may send
 what), `ledger` / `lightclient` / `directory` (the chain, read by proof), `agents` and
 `channel` (the parties and their inboxes), `services` / `store` / `process` /
-`agentconfig` (the parties reacting to the chain, as processes), `flows` / `demo` (the
-scripted demonstration), `overhead` (Tables 3 and 4); docs/diagnosis.md.
+`agentconfig` / `fleet` (the parties reacting to the chain, as processes), `report` (what
+happened to a request, from the agents' events), `demo` (the consortium `node.py demo`
+runs and watches), `overhead` (Tables 3 and 4); docs/diagnosis.md.
 """
 
 from diagnosis.errors import (

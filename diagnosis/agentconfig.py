@@ -22,6 +22,13 @@ An agent config is TOML:
     [faults]                          # device: simulated sensor feed
     seed = 7
     mean_interval_s = 0               # 0: no spontaneous faults, only `fail`
+    kinds = ["firmware-fault"]        # what the feed reports (physical ones need an on-site repair)
+    start_s = 0                       # quiet this long after start
+    requests_max = 0                  # requests it opens at most (0: no limit)
+    [misbehaviour]                    # failure paths, for demonstrations and tests
+    never_reveal = ["sensor"]         # vendor, supplier: device types it commits for and never reveals
+    never_serve = ["sensor"]          # vendor, supplier: device types it wins and never serves
+    never_confirm = false             # device: applies repairs, never confirms
     [operation]                       # device: simulated draw, run by the policy in force
     power_w = 1600
     power_saving_w = 900
@@ -54,6 +61,8 @@ from runtime.cluster import PASSPHRASE_FILE, free_base_port, init_cluster, toml_
 
 ROLES = ("device", "vendor", "supplier", "smartphone", "crew")
 POLL_MS_RANGE = (50, 60_000)
+MISBEHAVIOURS = {"vendor": ("never_reveal", "never_serve"), "supplier": ("never_reveal", "never_serve"),
+                 "device": ("never_confirm",), "smartphone": (), "crew": ()}
 AGENT_FUNDS = 1_000_000
 PORT_MAX = 65_535
 
@@ -84,6 +93,7 @@ class AgentConfig:
     crew: dict[str, Any] = field(default_factory=dict)
     operation: dict[str, Any] = field(default_factory=dict)
     passphrase_file: Path | None = None  # of the keys file; None: the environment or a prompt
+    misbehaviour: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> AgentConfig:
@@ -114,11 +124,15 @@ class AgentConfig:
             prices = raw.get("policy", {}).get("prices")
             if not isinstance(prices, dict) or not all(isinstance(v, int) and v > 0 for v in prices.values()):
                 raise BadAgentConfig("policy.prices", "a table of device type = positive price")
+        misbehaviour = raw.get("misbehaviour", {})
+        unknown = set(misbehaviour) - set(MISBEHAVIOURS[raw["role"]])
+        if unknown:
+            raise BadAgentConfig("misbehaviour", f"a {raw['role']} knows only {MISBEHAVIOURS[raw['role']]}")
         return cls(raw["role"], str(raw["name"]), list(raw["rpc"]), base / raw["genesis"], base / raw["keys"],
                    base / raw["state"], raw.get("inbox_host", "127.0.0.1"), port, poll_ms,
                    dict(raw.get("policy", {})), list(raw.get("devices", [])), list(raw.get("phones", [])),
                    dict(raw.get("faults", {})), dict(raw.get("crew", {})), dict(raw.get("operation", {})),
-                   base / raw["passphrase_file"] if "passphrase_file" in raw else None)
+                   base / raw["passphrase_file"] if "passphrase_file" in raw else None, dict(misbehaviour))
 
 
 IDENTITY = "agent-identity"  # the `kind` of an agent's key file (crypto/keystore.py)
@@ -146,6 +160,16 @@ def load_identity(path: Path, passphrase: str) -> Identity:
         raise BadAgentConfig("keys", f"{path}: {exc}") from exc
 
 
+def public_address(path: Path) -> bytes:
+    """The party's address from its key file's clear part (no passphrase: an observer, the
+    demo, names the parties by it)."""
+    document = keystore.read_document(path)
+    try:
+        return bytes.fromhex(str(document["public"]["address"]).removeprefix("0x"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadAgentConfig("keys", f"{path}: {exc}") from exc
+
+
 # consortium init ---------------------------------------------------------------------------
 VENDOR_PRICES = {"meter": 120, "relay": 300}
 SUPPLIER_PRICES = {"meter": 90, "relay": 250}
@@ -164,20 +188,70 @@ def _consenting(identity: Identity, chain_id: int, registrar: Identity) -> dict[
             "consent": registration_consent(identity.key, chain_id, registrar.address, 0).hex()}
 
 
-def consortium_init(directory: Path, *, vendors: int, suppliers: int, devices: int, nodes: int = 3,
+@dataclass(frozen=True)
+class NodePlan:
+    """A vendor or supplier of a planned consortium, with its crew `crew-<name>` unless
+    `crew` is false (then it does no on-site repairs)."""
+
+    name: str
+    role: str  # "vendor" | "supplier"
+    prices: dict[str, int]
+    misbehaviour: dict[str, Any] = field(default_factory=dict)
+    crew: bool = True
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    name: str
+    device_type: str
+    vendor: str  # the vendor that sold it (and registers it)
+    in_warranty: bool
+    phone: str  # its owner's smartphone
+    faults: dict[str, Any] = field(default_factory=dict)  # its [faults] table
+    misbehaviour: dict[str, Any] = field(default_factory=dict)
+    report_s: float = 10  # its [operation] report interval (0: no operating reports)
+
+
+@dataclass(frozen=True)
+class Plan:
+    nodes: tuple[NodePlan, ...]
+    devices: tuple[DevicePlan, ...]
+
+    @classmethod
+    def default(cls, vendors: int, suppliers: int, devices: int) -> Plan:
+        """Devices alternate between the two types and the vendors, the first half in
+        warranty, each with its own smartphone."""
+        nodes = tuple([NodePlan(f"vendor-{chr(65 + i)}", "vendor", VENDOR_PRICES) for i in range(vendors)]
+                      + [NodePlan(f"supplier-{i + 1}", "supplier", SUPPLIER_PRICES) for i in range(suppliers)])
+        return cls(nodes, tuple(DevicePlan(f"device-{i + 1}", ("meter", "relay")[i % 2],
+                                           f"vendor-{chr(65 + i % vendors)}", i < devices // 2, f"phone-{i + 1}")
+                                for i in range(devices)))
+
+    def __post_init__(self) -> None:
+        # the vendor admits its devices' smartphones (registrar): an owner buys from one vendor here
+        vendor_of: dict[str, str] = {}
+        for d in self.devices:
+            assert vendor_of.setdefault(d.phone, d.vendor) == d.vendor, f"{d.phone} owns devices of two vendors"
+
+    def phones(self) -> list[str]:
+        return list(dict.fromkeys(d.phone for d in self.devices))
+
+
+def consortium_init(directory: Path, *, vendors: int = 0, suppliers: int = 0, devices: int = 0, nodes: int = 3,
                     base_port: int = 0, contracts: dict[str, Any] | None = None,
-                    paillier_bits: int = 2048) -> list[Path]:
+                    paillier_bits: int = 2048, plan: Plan | None = None, poll_ms: int = 1_000) -> list[Path]:
     """A cluster in `directory/cluster` whose genesis admits the vendors and suppliers and
-    funds every party, and `directory/agents/<name>.toml` per party: devices alternate
-    between the two types and the vendors, the first half in warranty, each with its own
-    smartphone. Returns the config paths."""
+    funds every party, and `directory/agents/<name>.toml` per party: the `plan`, or the
+    default one of `vendors`, `suppliers` and `devices`. Returns the config paths."""
+    plan = plan or Plan.default(vendors, suppliers, devices)
     base_port = base_port or free_base_port()
-    nodes_names = [f"vendor-{chr(65 + i)}" for i in range(vendors)] + [f"supplier-{i + 1}" for i in range(suppliers)]
-    names = (nodes_names + [f"device-{i + 1}" for i in range(devices)] + [f"phone-{i + 1}" for i in range(devices)]
-             + [f"crew-{n}" for n in nodes_names])
+    nodes_names = [n.name for n in plan.nodes]
+    crews = [f"crew-{n.name}" for n in plan.nodes if n.crew]
+    names = nodes_names + [d.name for d in plan.devices] + plan.phones() + crews
     ids = {name: Identity.from_seed(name, os.urandom(32), paillier_bits) for name in names}
-    founders = [{**_public(ids[n]), "role": "vendor" if n.startswith("vendor") else "supplier"}
-                for n in names if n.startswith(("vendor", "supplier"))]
+    roles = {**{n.name: n.role for n in plan.nodes}, **{d.name: "device" for d in plan.devices},
+             **{p: "smartphone" for p in plan.phones()}, **{c: "crew" for c in crews}}
+    founders = [{**_public(ids[n.name]), "role": n.role} for n in plan.nodes]
     params = {**(contracts or {})}
     params["registry"] = {**params.get("registry", {}), "members": founders}
     layout = init_cluster(directory / "cluster", nodes, base_port, contracts=params,
@@ -185,18 +259,23 @@ def consortium_init(directory: Path, *, vendors: int, suppliers: int, devices: i
     chain_id = int(tomllib.loads((directory / "cluster" / "genesis.toml").read_text())["chain_id"])
     rpc = [layout.rpc_url(i) for i in range(nodes)]
     agents = directory / "agents"
-    sold: dict[str, list[dict[str, Any]]] = {f"vendor-{chr(65 + i)}": [] for i in range(vendors)}
+    sold: dict[str, list[dict[str, Any]]] = {n.name: [] for n in plan.nodes if n.role == "vendor"}
     owners: dict[str, list[dict[str, Any]]] = {v: [] for v in sold}
-    for i in range(devices):
-        device, phone, vendor = ids[f"device-{i + 1}"], ids[f"phone-{i + 1}"], f"vendor-{chr(65 + i % vendors)}"
-        sold[vendor].append({"public_key": device.key.public_key.hex(), "device_type": ("meter", "relay")[i % 2],
-                             "in_warranty": i < devices // 2, "bls_key": device.bls_public.hex(),
-                             "paillier_n": device.paillier_public.to_bytes().hex(), "phone": "0x" + phone.address.hex(),
-                             "consent": registration_consent(device.key, chain_id, ids[vendor].address, 0).hex()})
-        owners[vendor].append(_consenting(phone, chain_id, ids[vendor]))
+    for spec in plan.devices:
+        device, phone = ids[spec.name], ids[spec.phone]
+        sold[spec.vendor].append({"public_key": device.key.public_key.hex(), "device_type": spec.device_type,
+                                  "in_warranty": spec.in_warranty, "bls_key": device.bls_public.hex(),
+                                  "paillier_n": device.paillier_public.to_bytes().hex(),
+                                  "phone": "0x" + phone.address.hex(),
+                                  "consent": registration_consent(device.key, chain_id, ids[spec.vendor].address,
+                                                                  0).hex()})
+        if not any(p["address"] == "0x" + phone.address.hex() for p in owners[spec.vendor]):
+            owners[spec.vendor].append(_consenting(phone, chain_id, ids[spec.vendor]))
+    node_plans = {n.name: n for n in plan.nodes}
+    device_plans = {d.name: d for d in plan.devices}
     paths = []
     for port_offset, name in enumerate(names):
-        role = name.split("-")[0].replace("phone", "smartphone")
+        role = roles[name]
         crew_of = f"crew-{name}"
         save_identity(ids[name], agents / f"{name}.keys.json", keystore.DEV_PASSPHRASE, keystore.DEV_SCRYPT)
         first = port_offset % len(rpc)  # parties spread over the nodes (each node bounds connections per client)
@@ -204,11 +283,14 @@ def consortium_init(directory: Path, *, vendors: int, suppliers: int, devices: i
                  f"rpc = {toml_value(rpc[first:] + rpc[:first])}",
                  'genesis = "../cluster/genesis.toml"', f'keys = "{name}.keys.json"', f'state = "{name}.sqlite"',
                  f'passphrase_file = "../cluster/{PASSPHRASE_FILE}"',
-                 'inbox_host = "127.0.0.1"', f"inbox_port = {base_port + 200 + port_offset}", "poll_ms = 1000", ""]
+                 'inbox_host = "127.0.0.1"', f"inbox_port = {base_port + 200 + port_offset}", f"poll_ms = {poll_ms}",
+                 ""]
+        misbehaviour: dict[str, Any] = {}
         if role in ("vendor", "supplier"):
-            prices = VENDOR_PRICES if role == "vendor" else SUPPLIER_PRICES
-            lines += ["[policy]", f"prices = {{ {', '.join(f'{k} = {v}' for k, v in prices.items())} }}",
-                      "requester_credit_min = 0", "remote = true", "onsite = true", ""]
+            node = node_plans[name]
+            misbehaviour = node.misbehaviour
+            lines += ["[policy]", f"prices = {{ {', '.join(f'{k} = {v}' for k, v in node.prices.items())} }}",
+                      "requester_credit_min = 0", "remote = true", f"onsite = {toml_value(node.crew)}", ""]
         for entry in sold.get(name, []):
             lines += ["[[devices]]", *(f"{k} = {toml_value(v)}" for k, v in entry.items()), ""]
         for entry in owners.get(name, []):
@@ -217,12 +299,19 @@ def consortium_init(directory: Path, *, vendors: int, suppliers: int, devices: i
             crew = _consenting(ids[crew_of], chain_id, ids[name])
             lines += ["[crew]", *(f"{k} = {toml_value(v)}" for k, v in crew.items()), ""]
         if role == "device":
-            lines += ["[faults]", f"seed = {port_offset}", "mean_interval_s = 0", "",
-                      "[operation]", "power_w = 1600", "power_saving_w = 900", "report_s = 10", ""]
+            device_plan = device_plans[name]
+            misbehaviour = device_plan.misbehaviour
+            faults = {"seed": port_offset, "mean_interval_s": 0, **device_plan.faults}
+            lines += ["[faults]", *(f"{k} = {toml_value(v)}" for k, v in faults.items()), "",
+                      "[operation]", "power_w = 1600", "power_saving_w = 900",
+                      f"report_s = {toml_value(device_plan.report_s)}", ""]
+        if misbehaviour:
+            lines += ["[misbehaviour]", *(f"{k} = {toml_value(v)}" for k, v in misbehaviour.items()), ""]
         path = agents / f"{name}.toml"
         path.write_text("\n".join(lines) + "\n")
         paths.append(path)
     return paths
 
 
-__all__ = ["AgentConfig", "BadAgentConfig", "consortium_init", "load_identity", "save_identity", "WARRANTY_S"]
+__all__ = ["AgentConfig", "BadAgentConfig", "DevicePlan", "NodePlan", "Plan", "consortium_init", "load_identity",
+           "public_address", "save_identity", "WARRANTY_S"]

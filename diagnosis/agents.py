@@ -9,8 +9,11 @@ tests). Every record it relies on is read by state proof (`diagnosis.directory`)
 receiver's Paillier key and published inbox endpoint before sending, the sender's BLS key,
 the request and its assignment before accepting (`diagnosis.authorise`). Unicast messages
 are sealed `C || ID_v || ID_k || T || sigma` over the channel of `diagnosis.channel`;
-broadcasts are transactions. Every send, transaction and cryptographic operation is
-reported to the `Tally`, which the flows turn into the Table 3 / Table 4 comparison.
+broadcasts are transactions. Every send, transaction, refusal and cryptographic operation
+is an `Event` naming its request and step: kept in the agent's store (a process serves
+them at `GET /events`) and in a shared `Tally` when several agents run in one process;
+`diagnosis.report` turns them into the per-request report and the Table 3 / Table 4
+comparison.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import aiohttp
 
 from client.contracts import ContractCall, Dsc, Registry
 from client.errors import TransactionFailed
-from contracts.registry import registration_consent
 from crypto import bls
 from crypto.counters import OpCounter, OpCounts, attribute_to
 from crypto.hashing import keccak256
@@ -38,13 +40,12 @@ from diagnosis.directory import ChainDirectory, MemberEntry
 from diagnosis.errors import MalformedMessage, MessageRejected, Refusal, Refused
 from diagnosis.ledger import Ledger
 from diagnosis.lightclient import UnprovenState
-from diagnosis.message import OpenedMessage, Opener, SealedMessage, seal
+from diagnosis.message import Opener, SealedMessage, seal
 from diagnosis.protocol import CREW, DEVICE, PHONE, RULE_OF_KIND, SUPPLIER, VENDOR, Rule
 from diagnosis.store import AgentStore
 
 REGISTRY_ROLE_LABELS = {"device": DEVICE, "vendor": VENDOR, "supplier": SUPPLIER, "smartphone": PHONE,
                         "crew": CREW}
-MAIL_WAIT_S = 30
 POOL_PREFILL = 8  # r^N values computed when a peer's key is first resolved (off the hot path)
 ACCEPTED_STEPS_MAX = 65_536  # (request, kind) pairs remembered to refuse a repeated step
 
@@ -82,31 +83,47 @@ class Identity:
         return self.paillier.public_key
 
 
-@dataclass
-class Event:
-    """One thing an agent did, as the flows report it."""
+EVENT_KINDS = ("unicast", "broadcast", "ops", "reject")
 
-    kind: str  # "unicast" | "broadcast" | "ops" | "reject"
+
+@dataclass(frozen=True)
+class Event:
+    """One thing an agent did: a sealed message sent ("unicast"), a transaction
+    ("broadcast", with its hash, block and status), the cryptographic operations of one
+    seal or open ("ops"), a message refused ("reject")."""
+
+    kind: str  # one of EVENT_KINDS
     role: str
     agent: str
     step: str  # the step label of diagnosis.protocol ("" outside a figure)
+    request: int  # the DSC request it belongs to (0: none or unknown)
+    at_ms: int
     detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "role": self.role, "agent": self.agent, "step": self.step,
+                "request": self.request, "at_ms": self.at_ms, "detail": self.detail}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Event:
+        return cls(str(raw["kind"]), str(raw["role"]), str(raw["agent"]), str(raw["step"]), int(raw["request"]),
+                   int(raw["at_ms"]), dict(raw["detail"]))
 
 
 class Tally:
-    """Collects what agents do while a flow runs (flows are run one at a time)."""
+    """Collects the events of every agent of one process (tests, benchmarks); a process
+    of one agent turns it off and serves its store's events instead."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
         self.events: list[Event] = []
-        self.enabled = True
+        self.enabled = enabled
 
     def add(self, event: Event) -> None:
         if self.enabled:
             self.events.append(event)
 
-    def take(self) -> list[Event]:
-        taken, self.events = self.events, []
-        return taken
+    def of(self, request_id: int) -> list[Event]:
+        return [e for e in self.events if e.request == request_id]
 
 
 class Agent:
@@ -121,10 +138,10 @@ class Agent:
         self.tally = tally
         self.inbox = Inbox(self._receive)
         self.courier = Courier()
-        self._mail: list[tuple[Payload, OpenedMessage]] = []
-        self._mail_changed = asyncio.Condition()
         self._accepted_steps: set[tuple[int, str]] = set()
         self.refusals: dict[Refusal, int] = {}
+        self.sealed: dict[str, int] = {}  # messages sealed / opened, by kind (/metrics)
+        self.opened: dict[str, int] = {}
         self.store: AgentStore | None = None  # a service's on-disk state (diagnosis/services.py)
         self.on_accepted: Callable[[Payload], None] | None = None
 
@@ -146,11 +163,20 @@ class Agent:
         await self.ledger.close()
 
     # crypto with accounting ---------------------------------------------------------------
-    def _ops(self, step: str, counterpart: str, operation: str, counter: OpCounter, started: float) -> None:
+    def record(self, kind: str, step: str, request_id: int, detail: dict[str, Any]) -> None:
+        """One event: to the shared tally and, for a service, to its store (after a
+        restart the store still has what the process did before)."""
+        event = Event(kind, self.role, self.name, step, request_id, now_ms(), detail)
+        self.tally.add(event)
+        if self.store is not None:
+            self.store.add_event(event.to_json())
+
+    def _ops(self, payload: Payload, peer: bytes, counterpart: str, operation: str, counter: OpCounter,
+             started: float) -> None:
         counts: OpCounts = counter.snapshot()
-        self.tally.add(Event("ops", self.role, self.name, step,
-                             {"counterpart": counterpart, "operation": operation, **counts.as_dict(),
-                              "ms": (time.perf_counter() - started) * 1000}))
+        self.record("ops", payload.step, payload.request_id,
+                    {"counterpart": counterpart, "peer": "0x" + peer.hex(), "operation": operation,
+                     **counts.as_dict(), "ms": round((time.perf_counter() - started) * 1000, 3)})
 
     def seal_for(self, payload: Payload, receiver: bytes, receiver_key: PaillierPublicKey,
                  counterpart: str, timestamp_ms: int | None = None) -> SealedMessage:
@@ -159,7 +185,8 @@ class Agent:
             sealed = seal(payload.to_bytes(), recipient_paillier_public=receiver_key, sender_id=self.address,
                           receiver_id=receiver, sender_bls_key=self.identity.bls_key,
                           timestamp_ms=now_ms() if timestamp_ms is None else timestamp_ms)
-        self._ops(payload.step, counterpart, "seal", counter, started)
+        self._ops(payload, receiver, counterpart, "seal", counter, started)
+        self.sealed[payload.kind] = self.sealed.get(payload.kind, 0) + 1
         return sealed
 
     async def paillier_of(self, member_id: bytes) -> PaillierPublicKey:
@@ -167,10 +194,6 @@ class Agent:
         if len(key.pool) < 2:
             await asyncio.to_thread(key.pool.refill, POOL_PREFILL)
         return key
-
-    async def role_of(self, member_id: bytes) -> str:
-        entry = await self.directory.resolve(member_id)
-        return REGISTRY_ROLE_LABELS.get(entry.role, entry.role) if entry else "unknown"
 
     async def send(self, to: bytes, payload: Payload, counterpart: str) -> SealedMessage:
         """Seal for member `to` (its Paillier key from proven registry state) and deliver
@@ -186,7 +209,7 @@ class Agent:
         endpoint once (it may have moved) before giving up."""
         detail = {"to": "0x" + to.hex(), "to_role": counterpart, "hash": "0x" + sealed.hash.hex(),
                   "kind": payload.kind if payload else "raw", "bytes": len(sealed.encode())}
-        self.tally.add(Event("unicast", self.role, self.name, payload.step if payload else "", detail))
+        self.record("unicast", payload.step if payload else "", payload.request_id if payload else 0, detail)
         url = await self.directory.endpoint(to)
         try:
             return await self.courier.deliver(url, sealed.encode())
@@ -210,29 +233,25 @@ class Agent:
             with attribute_to(counter):
                 opened = self.opener.open(message, now_ms=now_ms())
         except MessageRejected as exc:
-            self.tally.add(Event("reject", self.role, self.name, "",
-                                 {"reason": str(exc.reason), "from": "0x" + message.sender_id.hex()}))
+            self.record("reject", "", 0, {"reason": str(exc.reason), "from": "0x" + message.sender_id.hex()})
             raise
         try:
             payload = Payload.from_bytes(opened.plaintext)
         except BadPayload as exc:
             raise self._refuse(Refused(Refusal.BAD_PAYLOAD, str(exc))) from exc
-        self._ops(payload.step, counterpart, "open", counter, started)
+        self._ops(payload, opened.sender_id, counterpart, "open", counter, started)
+        self.opened[payload.kind] = self.opened.get(payload.kind, 0) + 1
         try:
             await self._authorise(payload, opened.sender_id, entry)
         except Refused as exc:
-            raise self._refuse(exc) from exc
+            raise self._refuse(exc, payload) from exc
         except UnprovenState as exc:
-            raise self._refuse(Refused(Refusal.UNPROVEN_STATE, str(exc))) from exc
-        await self.accept(payload, opened)
+            raise self._refuse(Refused(Refusal.UNPROVEN_STATE, str(exc)), payload) from exc
         if self.store is not None:  # the service acts on it, after a restart too
             self.store.log_message(message.hash, "received", payload.request_id, payload.kind, opened.sender_id,
                                    opened.timestamp_ms)
             inbox = self.store.request(payload.request_id).get("inbox", {})
             self.store.update(payload.request_id, inbox={**inbox, payload.kind: payload.body})
-        async with self._mail_changed:
-            self._mail.append((payload, opened))
-            self._mail_changed.notify_all()
         if self.on_accepted is not None:
             self.on_accepted(payload)
         return message
@@ -265,65 +284,48 @@ class Agent:
             self._accepted_steps.clear()  # requests that old are closed: the request check refuses them
         self._accepted_steps.add(step)
 
-    def _refuse(self, refused: Refused) -> RemoteRejection:
+    def _refuse(self, refused: Refused, payload: Payload | None = None) -> RemoteRejection:
         self.refusals[refused.reason] = self.refusals.get(refused.reason, 0) + 1
-        self.tally.add(Event("reject", self.role, self.name, "", {"reason": str(refused.reason),
-                                                                  "detail": refused.detail}))
+        self.record("reject", payload.step if payload else "", payload.request_id if payload else 0,
+                    {"reason": str(refused.reason), "detail": refused.detail,
+                     **({"kind": payload.kind} if payload else {})})
         return RemoteRejection(str(refused.reason), refused.detail)
 
-    async def accept(self, payload: Payload, opened: OpenedMessage) -> None:
-        """What the agent does with an accepted message beyond queueing it."""
-
-    async def expect(self, request_id: int, kind: str, timeout_s: float = MAIL_WAIT_S) -> tuple[Payload, OpenedMessage]:
-        """The next accepted message of `kind` for the request (TimeoutError otherwise)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        async with self._mail_changed:
-            while True:
-                for item in self._mail:
-                    if item[0].request_id == request_id and item[0].kind == kind:
-                        self._mail.remove(item)
-                        return item
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise TimeoutError(f"{self.name}: no {kind} message for request {request_id}")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._mail_changed.wait(), remaining)
-
     # broadcasts --------------------------------------------------------------------------
-    async def tx(self, call: ContractCall, step: str, expect_failure: str | None = None) -> dict[str, Any]:
-        """One transaction (a broadcast); `expect_failure` names the revert reason a
-        failure path expects, and then the failed receipt is returned."""
+    async def tx(self, call: ContractCall, step: str, request_id: int = 0,
+                 expect_failure: str | None = None) -> dict[str, Any]:
+        """One transaction (a broadcast) for `request_id` (a DSC call names its request
+        itself); `expect_failure` names the revert reason a failure path expects, and
+        then the failed receipt is returned."""
         try:
             receipt = await self.ledger.transact(call, self.identity.key)
         except TransactionFailed as exc:
             receipt = exc.receipt
             error = receipt.get("error") or ""
-            self._broadcast(call, step, receipt, error)
+            self._broadcast(call, step, request_id, receipt, error)
             if expect_failure is None or not error.startswith(expect_failure):
                 raise
             return receipt
-        self._broadcast(call, step, receipt, None)
+        self._broadcast(call, step, request_id, receipt, None)
         if expect_failure is not None:
             raise AssertionError(f"{call.method} was expected to fail with {expect_failure}")
         return receipt
 
-    def _broadcast(self, call: ContractCall, step: str, receipt: dict[str, Any], error: str | None) -> None:
-        self.tally.add(Event("broadcast", self.role, self.name, step,
-                             {"method": f"{call.contract}.{call.method}", "tx": receipt["transactionHash"],
-                              "block": receipt["blockNumber"], "status": receipt["status"],
-                              **({"error": error} if error else {})}))
+    def _broadcast(self, call: ContractCall, step: str, request_id: int, receipt: dict[str, Any],
+                   error: str | None) -> None:
+        if not request_id and call.contract == "dsc":
+            opened = [e["fields"]["request"] for e in receipt.get("events", []) if e["name"] == "RequestOpened"]
+            request_id = opened[0] if opened else call.args[0] if call.args and isinstance(call.args[0], int) else 0
+        self.record("broadcast", step, request_id,
+                    {"method": f"{call.contract}.{call.method}", "tx": receipt["transactionHash"],
+                     "block": receipt["blockNumber"], "status": receipt["status"],
+                     "events": [{"name": e["name"], "fields": e["fields"]} for e in receipt.get("events", [])],
+                     **({"error": error} if error else {})})
 
     async def log_hash(self, request_id: int, step: str, message_hash: bytes) -> dict[str, Any]:
         """The message's hash on chain (DSC log_message, with the figure's step number);
         the plaintext never goes there."""
-        return await self.tx(Dsc.log_message(request_id, int(step.split(".")[0]), message_hash), step)
-
-    async def request(self, request_id: int) -> Any:
-        """The DSC request, proven (diagnosis.directory)."""
-        request, _ = await self.directory.request(request_id)
-        assert request is not None, f"request {request_id} exists"
-        return request
+        return await self.tx(Dsc.log_message(request_id, int(step.split(".")[0]), message_hash), step, request_id)
 
 
 class DeviceAgent(Agent):
@@ -352,19 +354,6 @@ class DiagnosisNodeAgent(Agent):
         self.role = role
         self.prices = dict(prices or {})  # its quotation P_i per device type S
         self.crew: CrewAgent | None = None
-        self.salt_seed = keccak256(b"salt" + self.identity.key.seed())
-
-    def salt(self, request_id: int) -> bytes:
-        return keccak256(self.salt_seed + request_id.to_bytes(8, "big"))
-
-    def crew_registration(self, chain_id: int) -> ContractCall:
-        """The node registers its crew (registrar = this node, docs/contracts.md), with the
-        crew key's consent (a fresh ID: consent nonce 0)."""
-        assert self.crew is not None
-        crew = self.crew.identity
-        consent = registration_consent(crew.key, chain_id, self.address, 0)
-        return Registry.register(crew.key.public_key, "crew", crew.bls_public, crew.paillier_public.to_bytes(),
-                                 consent)
 
     @staticmethod
     def diagnose(fault: dict[str, Any]) -> dict[str, Any]:
@@ -377,15 +366,16 @@ class DiagnosisNodeAgent(Agent):
 
 
 class SmartphoneAgent(Agent):
-    """The owner's app: notified of chain events, receives the device's reports, confirms,
-    rates and publishes the equipment policy."""
+    """The owner's app: receives the device's reports, confirms, rates and publishes the
+    equipment policy (its service, diagnosis/services.py); keeps the chain events of the
+    consortium it is notified of (DSC events, policy executions) for the owner's app
+    (diagnosis/phone_app.py)."""
 
     role = PHONE
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.notifications: list[dict[str, Any]] = []
-        self._notified = asyncio.Condition()
         self._watchers: list[asyncio.Task[None]] = []
         self._ready: list[asyncio.Event] = []
 
@@ -413,19 +403,10 @@ class SmartphoneAgent(Agent):
         try:
             event = await first
             while True:
-                async with self._notified:
-                    self.notifications.append(event)
-                    self._notified.notify_all()
+                self.notifications.append(event)
                 event = await anext(stream)
         finally:
             await stream.aclose()
-
-    async def notified(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 20) -> dict[str, Any]:
-        """Wait for an event notification matching `predicate`."""
-        async with self._notified:
-            await asyncio.wait_for(self._notified.wait_for(lambda: any(predicate(e) for e in self.notifications)),
-                                   timeout_s)
-        return next(e for e in self.notifications if predicate(e))
 
 
 class CrewAgent(Agent):

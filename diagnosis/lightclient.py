@@ -98,6 +98,9 @@ class LightClient:
 
     async def storage(self, contract: Address, key: bytes) -> ProvenValue:
         logical = storage_key(contract, key)
+        # the freshest head known when this read began: concurrent reads of one agent may
+        # see their heads certified in any order, none of them is stale for that
+        floor = self.highest_certified
         for _ in range(CERTIFIED_HEIGHT_TRIES_MAX):
             status = await self.client.status()
             height = int(status["height"])
@@ -107,9 +110,9 @@ class LightClient:
             await asyncio.sleep(0.05)
         else:
             raise UnprovenState("no certified header near the head")
-        if header.number < self.highest_certified:
+        if header.number < floor:
             self.stats.stale += 1
-            raise StaleState(header.number, self.highest_certified)
+            raise StaleState(header.number, floor)
         proof = await self.client.rpc.call("proof_state", "0x" + logical.hex(), header.number)
         try:
             if from_hex(proof["key"]) != trie_key(logical):

@@ -1,9 +1,11 @@
 """One party as a long-running OS process (`node.py agent ROLE --config FILE`): its keys,
 its RPC ledger (the config's node list is its failover) with its own light client, its
 store, its service (diagnosis/services.py) and one HTTP server on the config's loopback
-port: `POST /sealed` (the inbox), `GET /health`, `GET /metrics` (Prometheus text) and, on
-a device, `POST /fail` (an operator's fault report: `node.py agent device --config F
-fail --kind K --detail D`). Logs are one JSON object per line.
+port: `POST /sealed` (the inbox), `GET /health`, `GET /metrics` (Prometheus text),
+`GET /events?since=N` (its events after sequence number N: what it sent, refused and
+computed, per request and step — the demo's report is built from these) and, on a device,
+`POST /fail` (an operator's fault report: `node.py agent device --config F fail --kind K
+--detail D`). Logs are one JSON object per line.
 
 On first start the agent does what the registry lets it do itself: a vendor registers
 the devices it sold and admits their smartphones and binds them; a vendor or supplier
@@ -28,14 +30,15 @@ from typing import Any
 from aiohttp import web
 
 from client.contracts import ContractCall, Policy, Registry
-from client.errors import TransactionFailed
+from client.errors import ClientError, TransactionFailed
 from crypto.keys import address_of
 from crypto.keystore import resolve_passphrase
 from diagnosis.agentconfig import WARRANTY_S, AgentConfig, load_identity
 from diagnosis.agents import Agent, CrewAgent, DeviceAgent, DiagnosisNodeAgent, SmartphoneAgent, Tally
 from diagnosis.channel import Inbox
 from diagnosis.directory import ChainDirectory, DeviceEntry, NoEndpoint
-from diagnosis.ledger import RpcLedger
+from diagnosis.errors import DiagnosisError
+from diagnosis.ledger import Ledger, RpcLedger
 from diagnosis.lightclient import TrustAnchor, UnprovenState
 from diagnosis.phone_app import PhoneApp
 from diagnosis.protocol import SUPPLIER, VENDOR
@@ -45,6 +48,7 @@ from diagnosis.store import AgentStore
 log = logging.getLogger("gridchain.agent")
 FAULT_KINDS = ("firmware-fault", "physical-damage", "burnt-terminal", "cracked-housing")
 DETAIL_CHARS_MAX = 200
+EVENTS_PAGE_MAX = 2_000  # events per GET /events reply
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -62,12 +66,13 @@ def default_rules() -> list[list[Any]]:
     return [Policy.rule("report", "power_w", ">=", 1500, "set_mode", "power-saving")]
 
 
-def build(config: AgentConfig) -> tuple[Agent, Service]:
+def build(config: AgentConfig, ledger: Ledger | None = None, tally: Tally | None = None) -> tuple[Agent, Service]:
+    """The party's agent and service: by default on an RpcLedger over the config's node
+    list (a process); tests pass an in-process ledger and a shared tally."""
     identity = load_identity(config.keys, resolve_passphrase(str(config.keys), config.passphrase_file))
     anchor = TrustAnchor.from_genesis(config.genesis)
-    ledger = RpcLedger(config.rpc, anchor)
-    tally = Tally()
-    tally.enabled = False  # a long-running process reports through /metrics, not a flow report
+    ledger = ledger or RpcLedger(config.rpc, anchor)
+    tally = tally or Tally(enabled=False)  # one agent per process: its events go to its store (GET /events)
     store = AgentStore(config.state)
     agent: Agent
     service: Service
@@ -75,8 +80,11 @@ def build(config: AgentConfig) -> tuple[Agent, Service]:
         prices = {str(k): int(v) for k, v in config.policy["prices"].items()}
         node = DiagnosisNodeAgent(identity, ledger, anchor.credit_initial, tally,
                                   role=VENDOR if config.role == "vendor" else SUPPLIER, prices=prices)
+        misbehaviour = config.misbehaviour
         policy = NodePolicy(prices, int(config.policy.get("requester_credit_min", 0)),
-                            bool(config.policy.get("remote", True)), bool(config.policy.get("onsite", True)))
+                            bool(config.policy.get("remote", True)), bool(config.policy.get("onsite", True)),
+                            frozenset(misbehaviour.get("never_reveal", [])),
+                            frozenset(misbehaviour.get("never_serve", [])))
         crew = bytes.fromhex(config.crew["address"][2:]) if config.crew else None
         agent, service = node, NodeService(node, store, policy, config.poll_ms, crew=crew)
     elif config.role == "crew":
@@ -86,7 +94,8 @@ def build(config: AgentConfig) -> tuple[Agent, Service]:
         device = DeviceAgent(identity, ledger, anchor.credit_initial, tally)
         operation = Operation(**{k: config.operation[k] for k in ("power_w", "power_saving_w", "report_s")
                                  if k in config.operation})
-        agent, service = device, DeviceService(device, store, config.poll_ms, operation=operation)
+        agent, service = device, DeviceService(device, store, config.poll_ms, operation=operation,
+                                               never_confirm=bool(config.misbehaviour.get("never_confirm", False)))
     else:
         phone = SmartphoneAgent(identity, ledger, anchor.credit_initial, tally)
         agent, service = phone, PhoneService(phone, store, default_rules, config.poll_ms)
@@ -97,23 +106,26 @@ def build(config: AgentConfig) -> tuple[Agent, Service]:
 async def first_start(config: AgentConfig, agent: Agent) -> None:
     """Registrations this agent sends itself. Each is skipped when proven state already
     has it; on a chain with no certified block yet nothing can be proven, so it is sent
-    and the registry's own `already-registered` refusal makes a repeat harmless."""
+    and the registry's own `already-registered` refusal makes a repeat harmless. They go
+    in two batches (members, then the bindings that need them): a vendor with many
+    devices waits for two rounds of blocks, not one per device."""
     directory = agent.directory
+    members: list[ContractCall] = []
     if config.crew:  # a vendor or supplier registers its own crew (registrar = itself)
         crew = bytes.fromhex(config.crew["address"][2:])
         if await _unless_proven(functools.partial(directory.resolve, crew)) is None:
-            await _register(agent, Registry.register(bytes.fromhex(config.crew["public_key"]), "crew",
-                                                     bytes.fromhex(config.crew["bls_key"]),
-                                                     bytes.fromhex(config.crew["paillier_n"]),
-                                                     bytes.fromhex(config.crew["consent"])))
+            members.append(Registry.register(bytes.fromhex(config.crew["public_key"]), "crew",
+                                             bytes.fromhex(config.crew["bls_key"]),
+                                             bytes.fromhex(config.crew["paillier_n"]),
+                                             bytes.fromhex(config.crew["consent"])))
+    binds: list[ContractCall] = []
     if config.role == "vendor":
         for phone in config.phones:
             address = bytes.fromhex(phone["address"][2:])
             if await _unless_proven(functools.partial(directory.resolve, address)) is None:
-                await _register(agent, Registry.register(bytes.fromhex(phone["public_key"]), "smartphone",
-                                                         bytes.fromhex(phone["bls_key"]),
-                                                         bytes.fromhex(phone["paillier_n"]),
-                                                         bytes.fromhex(phone["consent"])))
+                members.append(Registry.register(bytes.fromhex(phone["public_key"]), "smartphone",
+                                                 bytes.fromhex(phone["bls_key"]), bytes.fromhex(phone["paillier_n"]),
+                                                 bytes.fromhex(phone["consent"])))
         now_s = int(time.time())
         for device in config.devices:
             key = bytes.fromhex(device["public_key"])
@@ -121,13 +133,15 @@ async def first_start(config: AgentConfig, agent: Agent) -> None:
             record = await _unless_proven(functools.partial(_device_record, directory, address))
             if record is None:
                 end = now_s + WARRANTY_S if device["in_warranty"] else now_s - 86_400
-                await _register(agent, Registry.register_device(key, device["device_type"], end,
-                                                                bytes.fromhex(device["bls_key"]),
-                                                                bytes.fromhex(device["paillier_n"]),
-                                                                bytes.fromhex(device["consent"])))
+                members.append(Registry.register_device(key, device["device_type"], end,
+                                                        bytes.fromhex(device["bls_key"]),
+                                                        bytes.fromhex(device["paillier_n"]),
+                                                        bytes.fromhex(device["consent"])))
             phone_id = bytes.fromhex(device["phone"][2:])
             if record is None or record.phone != phone_id:
-                await agent.tx(Registry.bind_smartphone(address, phone_id), "")
+                binds.append(Registry.bind_smartphone(address, phone_id))
+    await _register_all(agent, members)
+    await _register_all(agent, binds)
     await _until_member(config, agent)
     with contextlib.suppress(NoEndpoint):
         if await directory.endpoint(agent.address, refresh=True) == agent.inbox.url:
@@ -148,12 +162,15 @@ async def _unless_proven(read: Callable[[], Awaitable[Any]]) -> Any:
         return None
 
 
-async def _register(agent: Agent, call: ContractCall) -> None:
-    try:
-        await agent.tx(call, "")
-    except TransactionFailed as exc:
-        if not (exc.receipt.get("error") or "").startswith("already-registered"):
-            raise
+async def _register_all(agent: Agent, calls: list[ContractCall]) -> None:
+    """Send the calls at once and wait for every receipt; only `already-registered` (a
+    repeat after a restart) is not an error."""
+    if not calls:
+        return
+    receipts = await agent.ledger.transact_many([(call, agent.identity.key) for call in calls])
+    for receipt in receipts:
+        if receipt["status"] != 1 and not (receipt.get("error") or "").startswith("already-registered"):
+            raise TransactionFailed(receipt["transactionHash"], receipt)
 
 
 async def _until_member(config: AgentConfig, agent: Agent) -> None:
@@ -189,6 +206,10 @@ def metrics_text(agent: Agent, service: Service) -> str:
     metric("repairs_total", "counter", "Device: repairs applied", [("", c.repairs)])
     metric("reactions_failed_total", "counter", "Reactions that raised and will be retried",
            [("", c.reactions_failed)])
+    metric("messages_sealed_total", "counter", "Sealed messages sent, by kind",
+           [(f',kind="{k}"', v) for k, v in sorted(agent.sealed.items())])
+    metric("messages_opened_total", "counter", "Sealed messages received and opened, by kind",
+           [(f',kind="{k}"', v) for k, v in sorted(agent.opened.items())])
     metric("messages_refused_total", "counter", "Authentic messages refused by the protocol rules, by reason",
            [(f',reason="{k}"', v) for k, v in sorted((str(k), v) for k, v in agent.refusals.items())])
     metric("messages_rejected_total", "counter", "Messages the Opener rejected, by reason",
@@ -208,8 +229,18 @@ def add_routes(agent: Agent, service: Service, ready: asyncio.Event) -> None:
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(text=metrics_text(agent, service), content_type="text/plain")
 
+    async def events(request: web.Request) -> web.Response:
+        try:
+            since = int(request.query.get("since", "0"))
+        except ValueError:
+            return web.json_response({"error": "since is an event sequence number"}, status=400)
+        page = service.store.events_since(since, EVENTS_PAGE_MAX)
+        return web.json_response({"events": [{"seq": seq, **event} for seq, event in page],
+                                  "next": page[-1][0] if page else since})
+
     agent.inbox.add_route("GET", "/health", health)
     agent.inbox.add_route("GET", "/metrics", metrics)
+    agent.inbox.add_route("GET", "/events", events)
     if isinstance(service, DeviceService):
         device_service = service
 
@@ -227,15 +258,24 @@ def add_routes(agent: Agent, service: Service, ready: asyncio.Event) -> None:
 
 
 async def fault_source(config: AgentConfig, service: DeviceService) -> None:
-    """The simulated sensor feed: faults at exponential intervals from a seeded generator."""
+    """The simulated sensor feed: faults at exponential intervals (mean `mean_interval_s`)
+    from a seeded generator, of the configured `kinds`, after `start_s`; at most
+    `requests_max` requests opened (0: no limit). A fault while the device's request is
+    still open joins that request (the DSC's one open request per device)."""
     mean_s = float(config.faults.get("mean_interval_s", 0))
     if mean_s <= 0:
         return
     rng = random.Random(int(config.faults.get("seed", 0)))
-    while True:
+    kinds = [str(k) for k in config.faults.get("kinds", FAULT_KINDS[:1])]
+    requests_max = int(config.faults.get("requests_max", 0))
+    opened = set(service.store.all_requests())  # a restart goes on counting from its store
+    await asyncio.sleep(float(config.faults.get("start_s", 0)))
+    while not requests_max or len(opened) < requests_max:
         await asyncio.sleep(rng.expovariate(1 / mean_s))
-        with contextlib.suppress(Exception):
-            await service.fail(rng.choice(FAULT_KINDS[:1]), "simulated sensor fault")
+        try:
+            opened.add(await service.fail(rng.choice(kinds), "simulated sensor fault"))
+        except (ClientError, OSError, DiagnosisError) as exc:
+            log.warning("fault not reported: %s", exc)
 
 
 async def run_agent(config: AgentConfig) -> None:

@@ -12,8 +12,12 @@ applies the repair, completes, rates and sends the package to its smartphone, wh
 verifies the completion and publishes the policy. Deadlines go through the contract's
 expiry paths: past the service deadline the device (a winner that never serves) or the
 assigned node (a requester that never confirms) sends `expire`; a bidder that never
-reveals is settled by `close`. On-site flows (crew) are not reactive yet: they run in
-`diagnosis/flows.py`.
+reveals is settled by `close`. On site (SMW, SOW) the node briefs its crew (`CrewService`),
+which repairs at the time the device chose.
+
+Misbehaviour for the failure paths is configuration too (`NodePolicy.never_reveal`,
+`never_serve`; `DeviceService(never_confirm=True)`): the other parties meet it through the
+contract's deadlines, nothing is scripted.
 
 Restart safety: a bid's salt is stored before its commit is sent; before sending a
 commit, a reveal or a request the service reads the chain for it (a proven bid record,
@@ -57,9 +61,13 @@ log = logging.getLogger("gridchain.agent")
 
 POLL_MS_DEFAULT = 1_000
 WINDOW_MARGIN_MS = 150  # act this long after a window's end by chain time
+CLOSE_GRACE_MS = 5_000  # a node closes an auction only if the requester has not, this long after the window
+REPORT_LEAD_MS = 5_000  # a node reports a remote repair done this long before the deadline if still unconfirmed
 EVENT_RECONNECT_MS = 500
 REQUEST_COUNTER_KEY = b"n"  # contracts/dsc.py REQUEST_COUNTER
 SCAN_REQUESTS_MAX = 64  # new request ids a node looks at per poll
+REACTIONS_MAX = 64  # requests reacted to at once (one at a time per request: waiting for one
+# request's receipts must not make a node miss another auction's window)
 TERMINAL = (FAILED, DEFAULTED)  # a request that ended without a completion
 VISIT_DELAY_MS = 2_000  # the maintenance time t_k a device proposes, from now
 CREW_STEP = 7  # SMW / SOW: Rep's on-site repair, whose hash the device logs
@@ -90,6 +98,10 @@ class Service:
         self._queue: asyncio.Queue[int] = asyncio.Queue()
         self._queued: set[int] = set()
         self._timers: set[asyncio.Task[None]] = set()
+        self._wakes: set[tuple[int, int]] = set()  # (request, time) a timer is set for
+        self._active: dict[int, asyncio.Task[None]] = {}  # request id -> its running reaction
+        self._again: set[int] = set()  # kicked while its reaction ran: react once more after it
+        self._slots = asyncio.Semaphore(REACTIONS_MAX)
         agent.store = store
         agent.on_accepted = lambda payload: self.kick(payload.request_id)
 
@@ -99,8 +111,15 @@ class Service:
             self._queue.put_nowait(request_id)
 
     def wake_at(self, request_id: int, at_ms: int, now_ms: int) -> None:
+        """Kick the request just after `at_ms` (one timer per request and time: every poll
+        of a waiting request asks again)."""
+        if (request_id, at_ms) in self._wakes:
+            return
+        self._wakes.add((request_id, at_ms))
+
         async def later() -> None:
             await asyncio.sleep(max(0, at_ms + WINDOW_MARGIN_MS - now_ms) / 1000)
+            self._wakes.discard((request_id, at_ms))
             self.kick(request_id)
 
         task = asyncio.create_task(later())
@@ -113,9 +132,10 @@ class Service:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in [*tasks, *self._timers]:
+            reactions = list(self._active.values())
+            for task in [*tasks, *self._timers, *reactions]:
                 task.cancel()
-            for task in tasks:
+            for task in [*tasks, *reactions]:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
@@ -142,12 +162,25 @@ class Service:
         while True:
             request_id = await self._queue.get()
             self._queued.discard(request_id)
-            try:
-                await self.react(request_id)
-            except (ClientError, OSError, DiagnosisError, TimeoutError) as exc:
-                # the next event or poll retries; the store says what is already done
-                self.counters.reactions_failed += 1
-                log.warning("request %d: %s: %s", request_id, type(exc).__name__, exc)
+            if request_id in self._active:
+                self._again.add(request_id)
+                continue
+            await self._slots.acquire()
+            self._active[request_id] = asyncio.create_task(self._react_once(request_id))
+
+    async def _react_once(self, request_id: int) -> None:
+        try:
+            await self.react(request_id)
+        except (ClientError, OSError, DiagnosisError, TimeoutError) as exc:
+            # the next event or poll retries; the store says what is already done
+            self.counters.reactions_failed += 1
+            log.warning("request %d: %s: %s", request_id, type(exc).__name__, exc)
+        finally:
+            del self._active[request_id]
+            self._slots.release()
+            if request_id in self._again:
+                self._again.discard(request_id)
+                self.kick(request_id)
 
     def loops(self) -> list[Coroutine[Any, Any, None]]:
         """More long-running loops of a role (a device's operation)."""
@@ -172,10 +205,11 @@ class Service:
         request, header = await self.agent.directory.request(request_id)
         return request, max(header.timestamp_ms, now_ms())
 
-    async def close_if_due(self, request_id: int, request: Request, now: int) -> None:
-        """Anyone may close an auction once the reveal window is over (IV.B)."""
-        if now < request.reveal_end_ms:
-            self.wake_at(request_id, request.reveal_end_ms, now)
+    async def close_if_due(self, request_id: int, request: Request, now: int, grace_ms: int = 0) -> None:
+        """Anyone may close an auction once the reveal window is over (IV.B); the
+        requester does (Figs. 7-8 step 4), the others `grace_ms` later if it has not."""
+        if now < request.reveal_end_ms + grace_ms:
+            self.wake_at(request_id, request.reveal_end_ms + grace_ms, now)
             return
         with contextlib.suppress(TransactionFailed):  # someone else closed it first
             await self.agent.tx(Dsc.close(request_id), proto.label_of(proto.ROW, DEVICE, "dsc.close"))
@@ -225,6 +259,10 @@ class NodePolicy:
     requester_credit_min: int = 0  # on the 0-100 credit scale: below it, no bid
     remote: bool = True  # capable of remote repairs
     onsite: bool = True  # capable of on-site repairs (with its crew)
+    # misbehaviour, per device type (the demo's failure paths): commit and never reveal;
+    # win and never serve
+    never_reveal: frozenset[str] = frozenset()
+    never_serve: frozenset[str] = frozenset()
 
 
 def _flow(request: Request) -> proto.Flow:
@@ -265,8 +303,10 @@ class NodeService(Service):
             if not state.get("serving"):
                 self.counters.flows_started += 1
                 state = self.store.update(request_id, serving=True)
-            await self._serve(request_id, request, state)
-            await self.expire_if_due(request_id, request, now)
+            if request.device_type not in self.policy.never_serve:
+                await self._serve(request_id, request, state)
+                await self._report_if_unconfirmed(request_id, request, now)
+                await self.expire_if_due(request_id, request, now)
         elif request.status == DISPUTED and request.node == me:
             await self.expire_if_due(request_id, request, now)
         elif request.status == COMPLETED and request.node == me and not state.get("done"):
@@ -282,49 +322,81 @@ class NodeService(Service):
                 self.counters.flows_failed[request.status] = self.counters.flows_failed.get(request.status, 0) + 1
                 self.store.update(request_id, done=True)
 
+    async def _report_if_unconfirmed(self, request_id: int, request: Request, now: int) -> None:
+        """A remote repair the requester has not confirmed shortly before the deadline is
+        reported done, so the expiry path settles it as the requester's default (the
+        node is paid) and not as the node's."""
+        state = self.store.request(request_id)
+        if request.mode != "remote" or not state.get("policy_sent") or request.node_done \
+                or state.get("done_reported"):
+            return
+        if now < request.deadline_ms - REPORT_LEAD_MS:
+            self.wake_at(request_id, request.deadline_ms - REPORT_LEAD_MS, now)
+            return
+        await self.agent.tx(Dsc.report_done(request_id), "")
+        self.store.update(request_id, done_reported=True)
+
     async def _willing(self, request: Request) -> bool:
         """V.B step 2 by proof and by policy: k_i active, type S served, Cred_k high enough."""
-        entry = await self.agent.directory.resolve(request.device)
-        if entry is None or not entry.active or request.device_type not in self.policy.prices:
+        if request.device_type not in self.policy.prices:
             return False
-        credit = await self.agent.directory.credit(request.device)
-        return credit >= max(fixedpoint.from_int(self.policy.requester_credit_min),
-                             await self.agent.directory.requester_threshold(self.agent.address))
+        directory = self.agent.directory
+        # independent proven reads at once: a commit window is a few of a loaded node's round trips
+        entry, credit, threshold = await asyncio.gather(directory.resolve(request.device),
+                                                        directory.credit(request.device),
+                                                        directory.requester_threshold(self.agent.address))
+        if entry is None or not entry.active:
+            return False
+        return credit >= max(fixedpoint.from_int(self.policy.requester_credit_min), threshold)
 
     async def _bid(self, request_id: int, request: Request, state: dict[str, Any], now: int) -> None:
-        if state.get("declined"):
+        """Commit, then reveal, inside the windows by chain time. The store says what was
+        sent (`committed`, `revealed` after each receipt); only when it cannot know — a
+        stored salt without `committed`, a crash between the send and the write — the
+        proven bid record decides, so a restart never commits twice and still reveals."""
+        if state.get("declined") or state.get("revealed"):
+            if now >= request.reveal_end_ms and not state.get("declined"):
+                await self.close_if_due(request_id, request, now, CLOSE_GRACE_MS)
+            elif not state.get("declined"):
+                self.wake_at(request_id, request.reveal_end_ms, now)
             return
+        fresh = False
         if now < request.commit_end_ms and "bid" not in state:
-            if not await self._willing(request):
+            willing, terms, credit = await asyncio.gather(self._willing(request),
+                                                          Dsc.terms(self.agent.ledger, request.device_type),
+                                                          self.agent.directory.credit(self.agent.address))
+            if not willing:
                 self.store.update(request_id, declined=True, done=True)
                 return
-            terms = await Dsc.terms(self.agent.ledger, request.device_type)
             price = min(max(self.policy.prices[request.device_type], terms.p_min + 1), terms.p_max - 1)
-            credit = await self.agent.directory.credit(self.agent.address)
             # the salt is on disk before the commitment leaves: a restart can still reveal
             state = self.store.update(request_id, bid={"price": price, "credit": credit,
                                                        "salt": secrets.token_hex(32)})
+            fresh = True
         bid = state.get("bid")
         if bid is None:
             return
         salt = bytes.fromhex(bid["salt"])
         label = proto.label_of(proto.ROW, NODE, "dsc.commit")
-        on_chain = await self.agent.ledger.storage(DSC, dsc_records.bid_key(request_id, self.agent.address))
+        status = dsc_records.COMMITTED if state.get("committed") else None
+        if status is None and not fresh:
+            on_chain = await self.agent.ledger.storage(DSC, dsc_records.bid_key(request_id, self.agent.address))
+            status = None if on_chain.value is None else dsc_records.Bid.from_value(on_chain.value).status
         if now < request.commit_end_ms:
-            if on_chain.value is None:
-                terms = await Dsc.terms(self.agent.ledger, request.device_type)
+            if status is None:
+                terms = await Dsc.terms(self.agent.ledger, request.device_type)  # a view: one round trip
                 commitment = bid_commitment(request_id, self.agent.address, bid["price"], bid["credit"], salt)
                 await self.agent.tx(Dsc.commit(request_id, commitment).with_value(terms.bid_deposit), label)
                 self.counters.bids += 1
+                self.store.update(request_id, committed=True)
             self.wake_at(request_id, request.commit_end_ms, now)
         elif now < request.reveal_end_ms:
-            committed = on_chain.value is not None and \
-                dsc_records.Bid.from_value(on_chain.value).status == dsc_records.COMMITTED
-            if committed:
+            if status == dsc_records.COMMITTED and request.device_type not in self.policy.never_reveal:
                 await self.agent.tx(Dsc.reveal(request_id, bid["price"], bid["credit"], salt), label)
+                self.store.update(request_id, revealed=True)
             self.wake_at(request_id, request.reveal_end_ms, now)
         else:
-            await self.close_if_due(request_id, request, now)
+            await self.close_if_due(request_id, request, now, CLOSE_GRACE_MS)
 
     async def _serve(self, request_id: int, request: Request, state: dict[str, Any]) -> None:
         """Steps 3-4 (ROW/SOW 6.3-6.4): the fault, the diagnosis, the repair policy or the
@@ -383,6 +455,12 @@ class CrewService(Service):
         briefing = state.get("inbox", {}).get("briefing")
         if briefing is None or state.get("done"):
             return
+        request, _ = await self.proven_request(request_id)
+        if request is None or request.status != ASSIGNED:  # ended before the visit (an expiry)
+            if request is not None and request.status != COMPLETED:
+                self.counters.flows_failed[request.status] = self.counters.flows_failed.get(request.status, 0) + 1
+            self.store.update(request_id, done=True)
+            return
         if now_ms() < int(briefing["t_ms"]):
             self.wake_at(request_id, int(briefing["t_ms"]), now_ms())
             return
@@ -407,10 +485,11 @@ class DeviceService(Service):
     agent: DeviceAgent
 
     def __init__(self, agent: DeviceAgent, store: AgentStore, poll_ms: int = POLL_MS_DEFAULT,
-                 rating: int = 90, operation: Operation | None = None) -> None:
+                 rating: int = 90, operation: Operation | None = None, never_confirm: bool = False) -> None:
         super().__init__(agent, store, poll_ms)
         self.rating = rating
         self.operation = operation or Operation()
+        self.never_confirm = never_confirm  # misbehaviour (a failure path): applies repairs, never confirms
 
     def loops(self) -> list[Coroutine[Any, Any, None]]:
         return [self._operate()] if self.operation.report_s > 0 else []
@@ -423,7 +502,15 @@ class DeviceService(Service):
             try:
                 mode, _, version = await Policy.effective(self.agent.ledger, self.agent.address)
                 power = self.operation.power_saving_w if mode == POWER_SAVING else self.operation.power_w
-                await self.agent.tx(Policy.report("power_w", power), "")
+                # the first report under the policy a flow's smartphone published is that
+                # flow's last step (RMW 8.2: the report that fires the policy)
+                awaited = self.store.get("policy_awaited")
+                label, request_id = "", 0
+                if awaited and version != awaited["version"]:
+                    label, request_id = proto.label_of(proto.RMW, DEVICE, "policy.report"), int(awaited["request"])
+                await self.agent.tx(Policy.report("power_w", power), label, request_id)
+                if request_id:
+                    self.store.put("policy_awaited", None)
                 self.store.put("operation", {"mode": mode, "policy_version": version, "power_w": power})
             except (ClientError, OSError, DiagnosisError) as exc:
                 log.warning("operation report failed: %s", exc)
@@ -500,7 +587,7 @@ class DeviceService(Service):
             state = self.store.update(request_id, repaired=True, firmware=self.agent.firmware, repaired_ms=now_ms())
             self._count_repair(state)
         # a proof may trail the last block by one: the store says whether complete was sent
-        if state.get("repaired") and not state.get("complete_tx"):
+        if state.get("repaired") and not state.get("complete_tx") and not self.never_confirm:
             receipt = await self.agent.tx(Dsc.complete(request_id, bytes.fromhex(state["failure_hash"])),
                                           proto.label_of(flow, DEVICE, "dsc.complete"))
             self.store.update(request_id, complete_tx=receipt["transactionHash"])
@@ -551,8 +638,12 @@ class DeviceService(Service):
             body = {"request": request_id, "node": "0x" + request.node.hex(), "price": request.price,
                     "firmware": state.get("firmware", self.agent.firmware),
                     "complete_tx": state.get("complete_tx", "")}
+            if flow is proto.RMW and self.operation.report_s > 0 and not state.get("package_sent"):
+                _, _, version = await Policy.effective(self.agent.ledger, self.agent.address)
+                self.store.put("policy_awaited", {"request": request_id, "version": version})
             await self.deliver_once(self._phone(state), Payload(request_id, proto.label_of(flow, DEVICE, "package"),
                                                                 "package", body), PHONE)
+            self.store.update(request_id, package_sent=True)
         self.counters.flows_finished += 1
         self.store.update(request_id, done=True)
 
@@ -584,13 +675,18 @@ class PhoneService(Service):
         request, _ = await self.proven_request(request_id)
         if request is None or request.mode == "":
             return
+        if request.status in TERMINAL:  # ended through an expiry path: nothing more to do for it
+            self.counters.flows_failed[request.status] = self.counters.flows_failed.get(request.status, 0) + 1
+            self.store.update(request_id, done=True)
+            return
         flow = _flow(request)
         if request.mode == "on-site":
             if not await self._onsite(request_id, request, inbox, flow):
                 return
         elif "package" not in inbox or request.status != COMPLETED:
             return
-        await self.agent.tx(Policy.publish(request.device, self.rules()), proto.label_of(flow, PHONE, "policy.publish"))
+        await self.agent.tx(Policy.publish(request.device, self.rules()), proto.label_of(flow, PHONE, "policy.publish"),
+                            request_id)
         self.counters.flows_finished += 1
         self.store.update(request_id, done=True, device="0x" + request.device.hex())
 
@@ -598,8 +694,10 @@ class PhoneService(Service):
         """True once its part before the policy is done."""
         failure_hash = (inbox.get("maintenance_report") or inbox.get("diagnosis_notice") or {}).get("failure_hash")
         if request.status == ASSIGNED and failure_hash:
-            confirm = "maintenance_report" in inbox if request.in_warranty else \
-                await self.device_logged(request_id, CREW_STEP, request.device)
+            # the node reported the repair done (Figs. 6, 8 step 7) and, in warranty, the
+            # device reported it (step 8); out of warranty the device logged Rep's message
+            confirm = request.node_done and ("maintenance_report" in inbox if request.in_warranty else
+                                             await self.device_logged(request_id, CREW_STEP, request.device))
             if confirm and not self.store.request(request_id).get("confirmed"):
                 await self.agent.tx(Dsc.complete(request_id, bytes.fromhex(failure_hash)),
                                     proto.label_of(flow, PHONE, "dsc.complete"))

@@ -1,7 +1,8 @@
 """An agent's own state on disk (sqlite, one file per agent): its identity keys, what it
 has done for each request (so a restarted agent repeats nothing: no second commit, no
-second deposit), the salts of its sealed bids, the (request, kind) steps it accepted and
-the log of sealed messages it sent and received.
+second deposit), the salts of its sealed bids, the (request, kind) steps it accepted, the
+log of sealed messages it sent and received, and its events (diagnosis.agents.Event: what
+it sent, refused and computed, per request and step; served at `GET /events`).
 
 Every write is one committed transaction made *before* the action it records is sent
 (persist, then announce: style habit 5); an action whose effect is on chain is then
@@ -22,8 +23,10 @@ create table if not exists requests (id integer primary key, state text not null
 create table if not exists accepted (request integer not null, kind text not null, primary key (request, kind));
 create table if not exists messages (hash text primary key, direction text not null, request integer not null,
                                      kind text not null, peer text not null, at_ms integer not null);
+create table if not exists events (seq integer primary key autoincrement, event text not null);
 """
 MESSAGES_KEPT_MAX = 100_000  # the sealed-message log is pruned to this many rows (oldest first)
+EVENTS_KEPT_MAX = 200_000  # the event log likewise (a reader far behind misses the oldest)
 
 
 class AgentStore:
@@ -89,3 +92,15 @@ class AgentStore:
         rows = self._db.execute("select direction, kind, hash from messages where request = ? order by rowid",
                                 (request_id,)).fetchall()
         return [(str(d), str(k), str(h)) for d, k, h in rows]
+
+    # events --------------------------------------------------------------------------------
+    def add_event(self, event: dict[str, Any]) -> None:
+        cursor = self._db.execute("insert into events (event) values (?)", (json.dumps(event, sort_keys=True),))
+        if cursor.lastrowid is not None and cursor.lastrowid % 1_000 == 0:  # prune now and then, not per write
+            self._db.execute("delete from events where seq <= ?", (cursor.lastrowid - EVENTS_KEPT_MAX,))
+
+    def events_since(self, seq: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """Events after sequence number `seq`, oldest first, at most `limit`."""
+        rows = self._db.execute("select seq, event from events where seq > ? order by seq limit ?",
+                                (seq, limit)).fetchall()
+        return [(int(n), dict(json.loads(e))) for n, e in rows]

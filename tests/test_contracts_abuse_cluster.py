@@ -16,7 +16,7 @@ from contracts.addresses import REGISTRY
 from contracts.registry import registration_consent
 from crypto.hashing import keccak256
 from crypto.keys import KeyPair
-from diagnosis.demo import admin_key, demo_contract_params
+from diagnosis.demo import demo_contract_params
 from tests.cluster_support import rpc_urls, running_cluster
 from vm.fixedpoint import SCALE
 
@@ -45,9 +45,10 @@ async def _serve(client: GridClient, vendor: KeyPair, phone: KeyPair, device: Ke
 
 
 async def test_credit_pump_fails_on_a_cluster(tmp_path: Path) -> None:
-    with running_cluster(tmp_path, contracts=demo_contract_params()) as (processes, accounts):
+    admin = KeyPair.from_seed(keccak256(b"gridchain-test/registry-admin"))
+    params = {**demo_contract_params(), "registry": {"admins": ["0x" + admin.address.hex()]}}
+    with running_cluster(tmp_path, contracts=params) as (processes, accounts):
         vendor, own_phone, independent_phone = accounts[:3]
-        admin = admin_key()
         async with GridClient(rpc_urls(processes)[0]) as client:
             head = await client.block("latest")
             assert head is not None

@@ -2,34 +2,43 @@
 `consortium init` writes the cluster and the configs, each party runs in its own process,
 registers what the registry lets it register, publishes its endpoint, and the flows
 happen because the processes react — an in-warranty damage repaired on site by the
-vendor's crew (SMW), an out-of-warranty fault auctioned and repaired remotely (ROW). A
-supplier SIGKILLed right after its sealed bid is restarted, reveals from its store and
-never commits again. Plus config validation."""
+vendor's crew (SMW: device, vendor, crew, smartphone), an out-of-warranty fault auctioned
+and repaired remotely (ROW: the suppliers bid). Mid-flow, one process of each role is
+SIGKILLed and started again: the supplier after its sealed bid, the vendor after its Spot,
+the device after its time t_k, the crew after its briefing, the smartphone after the
+maintenance report. Both flows complete, nothing is paid, committed or logged twice, no
+escrow is left. Plus config validation."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
-import subprocess
-import sys
+import contextlib
+import functools
 import time
-import tomllib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from client.contracts import Dsc
+from chain.genesis import Genesis
+from client.contracts import Dsc, Token
 from client.sdk import GridClient
-from diagnosis.agentconfig import AgentConfig, BadAgentConfig, consortium_init
-from diagnosis.demo import demo_contract_params
+from diagnosis.agentconfig import (
+    AgentConfig,
+    BadAgentConfig,
+    DevicePlan,
+    NodePlan,
+    Plan,
+    consortium_init,
+    public_address,
+)
+from diagnosis.demo import demo_contract_params, token_check
+from diagnosis.fleet import Fleet
 from runtime.cluster import ClusterProcesses, discover
 
-REPO = Path(__file__).resolve().parent.parent
-WAIT_S = 240  # a loaded 2-core box starts Python processes slowly
+WAIT_S = 300  # a loaded 2-core box starts Python processes slowly
 
 
 def test_agent_config_refuses_what_cannot_run(tmp_path: Path) -> None:
@@ -47,112 +56,99 @@ def test_agent_config_refuses_what_cannot_run(tmp_path: Path) -> None:
         AgentConfig.from_dict({k: v for k, v in good.items() if k != "keys"}, tmp_path)
 
 
-class Agents:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def config(self, name: str) -> dict[str, Any]:
-        return tomllib.loads((self.directory / f"{name}.toml").read_text())
-
-    def url(self, name: str, path: str) -> str:
-        return f"http://127.0.0.1:{self.config(name)['inbox_port']}{path}"
-
-    def start(self, name: str) -> None:
-        role = self.config(name)["role"]
-        log = open(self.directory / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "node.py", "agent", role, "--config", str(self.directory / f"{name}.toml")],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-
-    def kill(self, name: str) -> None:
-        process = self.processes.pop(name)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(10)
-
-    def stop_all(self) -> None:
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-    async def get(self, name: str, path: str) -> Any:
-        async with aiohttp.ClientSession() as session, session.get(self.url(name, path)) as response:
-            return await (response.json() if path == "/health" else response.text())
-
-    async def metric(self, name: str, metric: str) -> int:
-        text = await self.get(name, "/metrics")
-        return sum(int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(f"gridchain_agent_{metric}{{"))
-
-    async def until(self, what: str, check: Any) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            try:
-                if await check():
-                    return
-            except (aiohttp.ClientError, OSError):
-                pass  # not listening yet
-            exited = [n for n, p in self.processes.items() if p.poll() is not None]
-            assert not exited and time.monotonic() < deadline, f"{what} not reached ({exited} exited)\n{self.tails()}"
-            await asyncio.sleep(0.5)
-
-    def tails(self) -> str:
-        return "\n".join(f"== {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-8:])
-                         for log in sorted(self.directory.glob("*.log")))
+def _plan() -> Plan:
+    return Plan(nodes=(NodePlan("vendor-A", "vendor", {"meter": 120, "relay": 300}),
+                       NodePlan("supplier-1", "supplier", {"meter": 90}, crew=False),
+                       NodePlan("supplier-2", "supplier", {"meter": 100}, crew=False)),
+                devices=(DevicePlan("relay-1", "relay", "vendor-A", True, "phone-1", report_s=0),
+                         DevicePlan("meter-2", "meter", "vendor-A", False, "phone-1", report_s=0)))
 
 
-@pytest.mark.timeout(600)
-async def test_consortium_of_processes_reacts_and_a_killed_bidder_resumes(tmp_path: Path) -> None:
+async def _until(fleet: Fleet, what: str, check: Callable[[], Awaitable[bool]]) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):  # not listening (yet, again)
+            if await check():
+                return
+        exited = fleet.exited()
+        assert not exited and time.monotonic() < deadline, f"{what} not reached (exited: {exited})\n" + "\n".join(
+            f"== {n}\n{fleet.tail(n)}" for n in fleet.processes)
+        await asyncio.sleep(0.5)
+
+
+async def _sent(fleet: Fleet, name: str, kind: str, what: str, request_id: int) -> list[dict[str, Any]]:
+    """The agent's events of `kind` ("unicast", "broadcast", "ops") whose kind/method/operation
+    is `what`, for the request (its store keeps them across restarts)."""
+    events, _ = await fleet.events(name, 0)
+    key = {"unicast": "kind", "broadcast": "method", "ops": "operation"}[kind]
+    return [e for e in events if e["kind"] == kind and e["request"] == request_id and e["detail"][key] == what
+            and (kind != "broadcast" or e["detail"]["status"] == 1)]
+
+
+async def _kill_and_restart(fleet: Fleet, name: str) -> None:
+    fleet.kill(name)  # SIGKILL: nothing of its memory survives
+    fleet.start(name)
+    await _until(fleet, f"{name} ready again", functools.partial(fleet.ready, name))
+
+
+@pytest.mark.timeout(900)
+async def test_every_role_sigkilled_mid_flow_resumes_and_repeats_nothing(tmp_path: Path) -> None:
     params = demo_contract_params()
-    params.pop("registry")
     # windows long enough for a SIGKILLed process to start again on a loaded box
-    params["dsc"].update(commit_ms=25_000, reveal_ms=60_000, service_ms=120_000)
-    consortium_init(tmp_path, vendors=1, suppliers=2, devices=2, contracts=params, paillier_bits=1024)
+    params["dsc"].update(commit_ms=20_000, reveal_ms=40_000, service_ms=180_000)
+    consortium_init(tmp_path, plan=_plan(), contracts=params, paillier_bits=1024, poll_ms=500)
     cluster = ClusterProcesses(discover(tmp_path / "cluster"))
-    agents = Agents(tmp_path / "agents")
+    fleet = Fleet(tmp_path / "agents")
     cluster.start_all()
     try:
         cluster.wait_healthy()
-        for name in ("vendor-A", "crew-vendor-A", "supplier-1", "supplier-2", "device-1", "device-2", "phone-1",
-                     "phone-2"):
-            agents.start(name)
-        for name in list(agents.processes):
-            await agents.until(f"{name} ready", lambda name=name: _ready(agents.get(name, "/health")))
-        async with aiohttp.ClientSession() as session:
+        for name in fleet.names():
+            fleet.start(name)
+        for name in fleet.names():
+            await _until(fleet, f"{name} ready", functools.partial(fleet.ready, name))
+        rpc = fleet.configs["vendor-A"].rpc
+        async with GridClient(rpc) as client, aiohttp.ClientSession() as session:
+            relay = public_address(fleet.configs["relay-1"].keys)
+            before = await Token.balance_of(client, relay)
             requests = {}
-            # device-1 in warranty, damaged: on site by vendor-A's crew (SMW); device-2 out of warranty,
-            # a firmware fault: auctioned, repaired remotely (ROW)
-            for device, kind in (("device-1", "physical-damage"), ("device-2", "firmware-fault")):
-                async with session.post(agents.url(device, "/fail"), json={"kind": kind, "detail": "E42"}) as response:
-                    requests[device] = (await response.json())["request"]
-        await agents.until("supplier-1 committed", lambda: _ge(agents.metric("supplier-1", "bids_total"), 1))
-        agents.kill("supplier-1")  # SIGKILL inside the commit window, after its sealed bid
-        agents.start("supplier-1")
-        for phone in ("phone-1", "phone-2"):
-            await agents.until(f"{phone} got its package",
-                               lambda phone=phone: _ge(agents.metric(phone, "flows_finished_total"), 1))
-        assert await agents.metric("supplier-1", "bids_total") == 0  # the restarted process committed nothing
-        config = agents.config("supplier-1")
-        keys = json.loads((agents.directory / config["keys"]).read_text())
-        supplier = bytes.fromhex(keys["public"]["address"].removeprefix("0x"))  # the key file's clear part
-        async with GridClient(config["rpc"]) as client:
+            for device, kind in (("relay-1", "physical-damage"), ("meter-2", "firmware-fault")):
+                async with session.post(fleet.url(device, "/fail"), json={"kind": kind, "detail": "E42"}) as reply:
+                    requests[device] = int((await reply.json())["request"])
+            smw, row = requests["relay-1"], requests["meter-2"]
+            kills = [("supplier-1", "broadcast", "dsc.commit", row), ("vendor-A", "unicast", "spot", smw),
+                     ("relay-1", "unicast", "time", smw), ("crew-vendor-A", "ops", "open", smw),
+                     ("phone-1", "ops", "open", smw)]
+            for name, kind, what, request_id in kills:
+                needed = 2 if name == "phone-1" else 1  # the smartphone: after the notice and the report
+                await _until(fleet, f"{name}: {what}", lambda n=name, k=kind, w=what, r=request_id, m=needed:
+                             _at_least(_sent(fleet, n, k, w, r), m))
+                await _kill_and_restart(fleet, name)
+            for request_id in (smw, row):
+                await _until(fleet, f"request {request_id} completed and published",
+                             functools.partial(_published, fleet, request_id))
+            assert (await Dsc.request(client, smw)).mode == "on-site"
+            assert await Token.balance_of(client, relay) == before  # one deposit, returned
+            logged = {r: sorted(step for step, _, _ in await Dsc.messages(client, r)) for r in (smw, row)}
+            assert logged == {smw: [2, 4, 5, 6, 6, 7, 9], row: [6, 6, 9]}  # each step's hash once
+            for name in ("supplier-1", "supplier-2"):
+                assert len(await _sent(fleet, name, "broadcast", "dsc.commit", row)) == 1  # one commit each
+                bid = await Dsc.bid(client, row, public_address(fleet.configs[name].keys))
+                assert bid.status == "valid"  # supplier-1 revealed after its restart, with the stored salt
             for device, request_id in requests.items():
-                assert (await Dsc.request(client, request_id)).status == "completed", device
-            assert (await Dsc.request(client, requests["device-1"])).mode == "on-site"
-            bid = await Dsc.bid(client, requests["device-2"], supplier)
-            assert bid.status == "valid"  # revealed by the restarted process with the stored salt
+                assert len(await _sent(fleet, device, "broadcast", "dsc.open_request", request_id)) == 1
+            genesis = Genesis.load(tmp_path / "cluster" / "genesis.toml")
+            parties = [public_address(c.keys) for c in fleet.configs.values()]
+            tokens = await token_check(client, list(genesis.accounts), parties)
+            assert tokens["ok"], tokens
     finally:
-        agents.stop_all()
+        fleet.stop_all()
+        await fleet.close()
         cluster.stop_all()
 
 
-async def _ready(health: Any) -> bool:
-    return bool((await health)["ready"])
+async def _at_least(events: Awaitable[list[Any]], count: int) -> bool:
+    return len(await events) >= count
 
 
-async def _ge(value: Any, at_least: int) -> bool:
-    return bool(await value >= at_least)
+async def _published(fleet: Fleet, request_id: int) -> bool:
+    return bool(await _sent(fleet, "phone-1", "broadcast", "policy.publish", request_id))

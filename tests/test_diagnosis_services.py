@@ -8,6 +8,7 @@ and does not commit again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,11 @@ import pytest
 from client.contracts import Dsc, Policy, Token
 from contracts import dsc_records
 from contracts.addresses import DSC
-from contracts.testing import key_of
-from diagnosis.agents import DeviceAgent, DiagnosisNodeAgent
-from diagnosis.demo import NODES, Consortium, Printer, build_consortium, start_consortium
-from diagnosis.ledger import LocalChain
-from diagnosis.lightclient import TrustAnchor
+from diagnosis.agents import DeviceAgent, DiagnosisNodeAgent, Identity, now_ms
+from diagnosis.channel import Payload, RemoteRejection
+from diagnosis.ledger import LocalChain, TransactionRefused
+from diagnosis.message import SealedMessage, seal
+from diagnosis.protocol import DEVICE, PHONE, VENDOR
 from diagnosis.services import (
     CrewService,
     DeviceService,
@@ -32,7 +33,7 @@ from diagnosis.services import (
     Service,
 )
 from diagnosis.store import AgentStore
-from tests.test_diagnosis_agents import FUNDER, local_chain
+from tests.diagnosis_support import NODES, Consortium, build_consortium, local_chain
 
 pytestmark = pytest.mark.timeout(120)
 WAIT_S = 60
@@ -47,6 +48,7 @@ class Running:
         self.c, self.local, self.directory = c, local, directory
         self.services: dict[str, Service] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.held: list[AgentStore] = []
 
     def start(self, name: str, make: Callable[[AgentStore], Service]) -> Service:
         service = make(AgentStore(self.directory / f"{name}.sqlite"))
@@ -55,9 +57,21 @@ class Running:
         return service
 
     async def stop(self, name: str) -> None:
-        self.tasks.pop(name).cancel()
+        task = self.tasks.pop(name)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # its reactions end before its store closes
         service = self.services.pop(name)
         service.store.close()
+
+    async def hold(self, name: str) -> None:
+        """Stop the service's loop but not its agent: its inbox still accepts messages into
+        its store (a process whose loop stalls); a service started later resumes them."""
+        task = self.tasks.pop(name)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        self.held.append(self.services.pop(name).store)
 
     async def until(self, predicate: Callable[[], bool]) -> None:
         deadline = asyncio.get_running_loop().time() + WAIT_S
@@ -69,10 +83,7 @@ class Running:
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
     local = local_chain()
-    admin = local.ledger()
-    c = await build_consortium(lambda _: local.ledger(), admin, key_of(FUNDER), TrustAnchor.of(local.genesis),
-                               Printer(True), paillier_bits=1024)
-    await start_consortium(c, admin, Printer(True))
+    c = await build_consortium(local)
     r = Running(c, local, tmp_path)
     for spec in NODES:
         node = c.nodes[spec.name]
@@ -90,6 +101,8 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     finally:
         for name in list(r.tasks):
             await r.stop(name)
+        for store in r.held:
+            store.close()
         await c.stop()
         local.close()
 
@@ -196,10 +209,12 @@ async def test_on_site_repairs_happen_by_reaction(running: Running, device_name:
     request_id = await device.fail(symptom, "trip-coil")
     await running.until(lambda: _done(running.services[phone_name], request_id))
     ledger = running.local.ledger()
+    assigned = (await Dsc.request(ledger, request_id)).node
+    winner = next(n for n in running.c.nodes.values() if n.address == assigned)
+    await running.until(lambda: _done(running.services[winner.name], request_id))  # it rates after completion
     request = await Dsc.request(ledger, request_id)
     assert request.status == "completed" and request.mode == "on-site" and request.node_done
     assert request.rated_by_requester and request.rated_by_node
-    winner = next(n for n in running.c.nodes.values() if n.address == request.node)
     assert winner.crew is not None
     crew = running.services[winner.crew.name]
     assert _done(crew, request_id)
@@ -304,3 +319,126 @@ async def test_a_collusion_ring_is_a_policy_and_the_auction_flags_it(running: Ru
     states = {name: await Dsc.bidder_state(ledger, running.c.nodes[name].address) for name in running.c.nodes}
     assert all(states[name].w == 1 for name in ring), states
     assert all(state.w == 0 for name, state in states.items() if name not in ring), states
+
+
+# who may send what, and messages that are not what they claim -------------------------------
+async def _verdict(sender: Any, to: Any, payload: Payload, counterpart: str) -> str:
+    """Seal `payload` for `to` and deliver it: the receiver's verdict ("accepted" or its reason)."""
+    try:
+        await sender.send(to.address, payload, counterpart)
+    except RemoteRejection as exc:
+        return exc.reason
+    return "accepted"
+
+
+async def _raw_verdict(sender: Any, to: Any, data: bytes) -> str:
+    try:
+        await sender.courier.deliver(await sender.directory.endpoint(to.address), data)
+    except RemoteRejection as exc:
+        return exc.reason
+    return "accepted"
+
+
+async def test_messages_the_protocol_does_not_allow_are_refused_and_the_flow_goes_on(running: Running) -> None:
+    """meter-A's in-warranty request is assigned to vendor-A, whose service is held back:
+    while it is assigned, a node that is not assigned sends the device a repair policy, a
+    crew of another node an on-site repair, foreign and unbound devices send smartphones a
+    package, a fault arrives at a step of another figure. Each is refused with its typed
+    reason; then vendor-A's service starts, the flow completes with its repair, and a
+    repeated step (fresh seal) and the same bytes again are refused too."""
+    c = running.c
+    await running.hold("vendor-A")
+    device_service = running.services["meter-A"]
+    assert isinstance(device_service, DeviceService)
+    device, vendor, other = c.devices["meter-A"], c.nodes["vendor-A"], c.nodes["supplier-1"]
+    request_id = await device_service.fail("firmware-fault", "metering-firmware")
+    await running.until(lambda: bool(device_service.store.request(request_id).get("fault_sent")))
+    attack = {"action": "firmware-update", "firmware": "6.6.6-attacker"}
+    assert other.crew is not None
+    observed = {
+        "losing_bidder_repair": await _verdict(other, device, Payload(request_id, "4", "repair_policy", attack),
+                                               DEVICE),
+        "crew_of_other_node": await _verdict(other.crew, device, Payload(request_id, "7", "onsite_repair",
+                                                                         {"policy": attack}), DEVICE),
+        "package_from_foreign_device": await _verdict(c.devices["meter-B"], c.phones["phone-1"],
+                                                      Payload(request_id, "7", "package", {}), PHONE),
+        "package_from_unbound_device": await _verdict(device, c.phones["phone-2"],
+                                                      Payload(request_id, "7", "package", {}), PHONE),
+        "wrong_step": await _verdict(device, vendor, Payload(request_id, "6.2", "fault", {}), VENDOR),
+    }
+    assert observed == {"losing_bidder_repair": "sender_not_assigned", "crew_of_other_node": "crew_not_of_assigned",
+                        "package_from_foreign_device": "not_requester",
+                        "package_from_unbound_device": "not_bound_device", "wrong_step": "wrong_step"}
+    running.start("vendor-A", lambda store: NodeService(vendor, store, NodePolicy(NODES[0].prices), poll_ms=200,
+                                                        crew=vendor.crew.address if vendor.crew else None))
+    await running.until(lambda: _done(running.services["phone-1"], request_id))
+    assert device.firmware == "1.0.1" and "6.6.6-attacker" not in [r.get("firmware") for r in device.repairs]
+    policy = running.services["vendor-A"].store.request(request_id)["decision"]["policy"]
+    again = Payload(request_id, "4", "repair_policy", policy)
+    assert await _verdict(vendor, device, again, DEVICE) == "request_not_active"  # completed by now
+    refused = {str(k): v for k, v in device.refusals.items()}
+    assert refused == {"sender_not_assigned": 1, "crew_not_of_assigned": 1, "request_not_active": 1}
+
+
+async def test_a_repeated_step_and_replayed_bytes_are_refused(running: Running) -> None:
+    """While a request is assigned, its device accepts one repair policy: the assigned
+    node sealing it again is `step_repeated`, the same bytes again `replay`."""
+    c = running.c
+    await running.hold("vendor-A")  # the test speaks for vendor-A
+    device_service = running.services["meter-A"]
+    assert isinstance(device_service, DeviceService)
+    device, vendor = c.devices["meter-A"], c.nodes["vendor-A"]
+    request_id = await device_service.fail("firmware-fault", "metering-firmware")
+    await running.until(lambda: bool(device_service.store.request(request_id).get("fault_sent")))
+    await running.hold("meter-A")  # the request stays assigned while the test sends
+    await vendor.tx(Dsc.set_mode(request_id, "remote"), "4")
+    policy = Payload(request_id, "4", "repair_policy", {"action": "firmware-update", "firmware": "1.0.1"})
+    key = await vendor.paillier_of(device.address)
+    first = vendor.seal_for(policy, device.address, key, DEVICE)
+    assert await _raw_verdict(vendor, device, first.encode()) == "accepted"
+    assert await _verdict(vendor, device, policy, DEVICE) == "step_repeated"
+    assert await _raw_verdict(vendor, device, first.encode()) == "replay"
+    resumed = running.start("meter-A", lambda store: DeviceService(device, store, poll_ms=200))
+    await running.until(lambda: _done(resumed, request_id))  # the device completes on the first one
+    assert (await Dsc.request(running.local.ledger(), request_id)).status == "completed"
+
+
+async def test_forged_tampered_replayed_stale_and_unregistered_are_refused(running: Running) -> None:
+    c = running.c
+    device, vendor, attacker = c.devices["meter-A"], c.nodes["vendor-A"], c.nodes["supplier-3"]
+    rogue = Identity.from_seed("rogue-meter", b"gridchain-test/rogue-meter", 1024)
+    key = await device.paillier_of(vendor.address)
+    free = Payload(0, "", "free_service", {"symptom": "firmware-fault"})
+    forged = seal(free.to_bytes(), recipient_paillier_public=key, sender_id=device.address,
+                  receiver_id=vendor.address, sender_bls_key=attacker.identity.bls_key, timestamp_ms=now_ms())
+    genuine = device.seal_for(free, vendor.address, key, VENDOR)
+    flipped = bytearray(genuine.ciphertext)
+    flipped[len(flipped) // 2] ^= 0x01
+    tampered = SealedMessage(bytes(flipped), genuine.receiver_id, genuine.sender_id, genuine.timestamp_ms,
+                             genuine.signature)
+    stale = device.seal_for(free, vendor.address, key, VENDOR, timestamp_ms=now_ms() - 120_000)
+    unregistered = seal(free.to_bytes(), recipient_paillier_public=key, sender_id=rogue.address,
+                        receiver_id=vendor.address, sender_bls_key=rogue.bls_key, timestamp_ms=now_ms())
+    verdicts = [await _raw_verdict(attacker, vendor, m.encode()) for m in (forged, tampered)]
+    verdicts += [await _raw_verdict(device, vendor, genuine.encode()), await _raw_verdict(attacker, vendor,
+                                                                                         genuine.encode())]
+    verdicts += [await _raw_verdict(attacker, vendor, m.encode()) for m in (stale, unregistered)]
+    assert verdicts == ["bad_signature", "bad_signature", "accepted", "replay", "stale", "unknown_sender"]
+    with pytest.raises(TransactionRefused):  # the mempool refuses an unknown sender's request
+        await device.ledger.transact(Dsc.open_request(rogue.address).with_value(100), rogue.key)
+
+
+async def test_endpoints_come_from_the_registry_by_proof(running: Running) -> None:
+    """The vendor moves its inbox (a new endpoint on chain): the device reads the new one by
+    proof after a failed delivery, and the flow completes."""
+    c = running.c
+    device, vendor = c.devices["meter-A"], c.nodes["vendor-A"]
+    assert await device.directory.endpoint(vendor.address) == vendor.inbox.url
+    await vendor.inbox.stop()
+    await vendor.inbox.start()
+    await vendor.tx(vendor.endpoint_call(), "")
+    device_service = running.services["meter-A"]
+    assert isinstance(device_service, DeviceService)
+    request_id = await device_service.fail("firmware-fault", "metering-firmware")
+    await running.until(lambda: _done(running.services["phone-1"], request_id))
+    assert await device.directory.endpoint(vendor.address) == vendor.inbox.url

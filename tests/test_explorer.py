@@ -29,7 +29,7 @@ from contracts.dsc_records import bid_commitment
 from contracts.registry import registration_consent
 from crypto.hashing import keccak256
 from crypto.keys import KeyPair
-from diagnosis.demo import admin_key, demo_contract_params
+from diagnosis.demo import demo_contract_params
 from explorer.index import Index, IndexedBlock
 from explorer.standalone import StandaloneExplorer
 from tests.browser_support import (
@@ -40,6 +40,7 @@ from tests.browser_support import (
     screenshot,
 )
 from tests.cluster_support import rpc_urls, running_cluster
+from tests.diagnosis_support import admin_key
 
 pytestmark = pytest.mark.timeout(300)
 COMMIT_MS, REVEAL_MS = 8_000, 8_000  # auction windows wide enough for a loaded box (load average 25 seen)
@@ -54,6 +55,7 @@ PAGES = {"#/": "blocks", "#/auctions": "auctions", "#/consortium": "consortium",
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     params = demo_contract_params()
     params["dsc"] = {**params["dsc"], "commit_ms": COMMIT_MS, "reveal_ms": REVEAL_MS}
+    params["registry"] = {"admins": ["0x" + admin_key().address.hex()]}  # who admits the test's members
     directory = tmp_path_factory.mktemp("explorer")
     with running_cluster(directory, contracts=params) as (processes, accounts):
         yield rpc_urls(processes), accounts, directory
