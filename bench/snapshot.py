@@ -11,7 +11,7 @@ other, `--sync snapshot` and `--sync blocks`; each is timed from its process sta
 head being the bookkeepers' head with the same state root. Both times include the node's
 start (reading a genesis of 100,000 accounts), reported apart as `startup_s`.
 
-    python -m bench.snapshot --json OUT [--accounts 100000] [--blocks 10000] [--block-txs 10]
+    python -m bench.snapshot --json OUT [--accounts 100000] [--blocks 10000] [--block-txs 5]
                              [--snapshot-height 9500] [--timeout-s 3600]
 """
 
@@ -212,7 +212,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--blocks", type=int, default=10_000)
-    parser.add_argument("--block-txs", type=int, default=10, help="transfers per block")
+    parser.add_argument("--block-txs", type=int, default=5, help="transfers per block")
     parser.add_argument("--snapshot-height", type=int, default=9_500,
                         help="the newest snapshot (a joiner replays the blocks above it)")
     parser.add_argument("--timeout-s", type=float, default=3_600, help="longest wait for one observer")
