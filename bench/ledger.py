@@ -38,7 +38,7 @@ def make_chain(directory: Path, keys: list[KeyPair]) -> Chain:
                         for i, k in enumerate(bookkeepers)],
         "accounts": [{"public_key": k.public_key.hex(), "balance": 10**12} for k in keys],
     })
-    return Chain(ChainStore(directory), genesis, Engine(build_contracts({})))
+    return Chain(ChainStore(directory), genesis, Engine(build_contracts(genesis.contract_params)))
 
 
 def signed_transfers(keys: list[KeyPair], count: int) -> list[Transaction]:

@@ -13,6 +13,7 @@ import rlp
 from trie import HexaryTrie
 from trie.exceptions import MissingTrieNode
 
+from chain.epochs import Epoch, epoch_at, read_epochs
 from chain.errors import InvalidBlock, UnknownBlock
 from chain.execution import ExecutedBlock, Executor, ordered_trie_root
 from chain.genesis import Genesis
@@ -57,6 +58,7 @@ class Chain:
         self._executed: OrderedDict[Hash32, ExecutedBlock] = OrderedDict()
         self._head_state: State | None = None
         self._head_state_root = b""
+        self._epochs: tuple[Hash32, tuple[Epoch, ...]] | None = None  # (head hash, its schedule)
         if store.head_height() is None:
             executed = self._genesis_block()
             store.append(executed.block, executed.nodes)
@@ -168,6 +170,17 @@ class Chain:
         if not raw:
             raise UnknownBlock(f"no receipt {index} in block {header.number}")
         return rlp.decode(raw, Receipt)
+
+    def epochs(self) -> tuple[Epoch, ...]:
+        """The bookkeeper schedule as of the head: the set of every stored block and of the
+        next activation_distance heights (chain/epochs.py)."""
+        if self._epochs is None or self._epochs[0] != self.head.hash:
+            self._epochs = (self.head.hash, read_epochs(self.engine, self.state(), self.view_env()))
+        return self._epochs[1]
+
+    def epoch_at(self, height: int) -> Epoch:
+        """The set that certifies `height` (up to head + activation_distance)."""
+        return epoch_at(self.epochs(), height)
 
     def view_env(self) -> BlockEnv:
         header = self.head.header

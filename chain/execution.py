@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import rlp
 from rlp.codec import encode_raw
 
+from chain.epochs import epoch_at, read_epochs
 from chain.errors import InvalidBlock, InvalidTransaction, TxReason
 from chain.genesis import Genesis
 from chain.state import Account, NodeOverlay, NodeSource, State
@@ -101,14 +102,15 @@ class Executor:
     def state_transition(self, parent: BlockHeader, block: Block,
                          source: NodeSource) -> ExecutedBlock:
         header = block.header
-        self._check_header(parent, block)
         nodes = NodeOverlay(source)
         state = State(nodes, parent.state_root, self.trie_nodes)
+        env = _block_env(self.genesis.chain_id, header)
+        self._check_header(parent, block, state, env)
 
         def invalid(index: int, tx: Transaction, exc: InvalidTransaction) -> None:
             raise InvalidBlock(f"transaction {index} invalid ({exc})") from exc
 
-        body = self._apply_body(state, _block_env(self.genesis.chain_id, header), block.transactions, invalid)
+        body = self._apply_body(state, env, block.transactions, invalid)
         state_root = state.flush()
         tx_root = ordered_trie_root(nodes, [rlp.encode(tx) for tx in block.transactions])
         receipt_root = ordered_trie_root(nodes, [encode_receipt(r) for r in body.receipts])
@@ -198,16 +200,17 @@ class Executor:
         body.receipts.append(make_receipt(self.engine.end_block(state, env)))
         return body
 
-    def _check_header(self, parent: BlockHeader, block: Block) -> None:
+    def _check_header(self, parent: BlockHeader, block: Block, state: State, env: BlockEnv) -> None:
         header = block.header
         limits = self.genesis.limits
         _compare("parent_hash", parent.hash, header.parent_hash)
         _compare("number", parent.number + 1, header.number)
         if header.timestamp_ms <= parent.timestamp_ms:
             raise InvalidBlock("timestamp not after parent", parent.timestamp_ms, header.timestamp_ms)
-        if header.proposer >= len(self.genesis.bookkeepers):
-            raise InvalidBlock("proposer is not a bookkeeper", len(self.genesis.bookkeepers),
-                               header.proposer)
+        # The set of this height, from the parent's state (chain/epochs.py: it knows it).
+        bookkeepers = epoch_at(read_epochs(self.engine, state, env), header.number).n
+        if header.proposer >= bookkeepers:
+            raise InvalidBlock("proposer is not a bookkeeper", bookkeepers, header.proposer)
         if len(block.transactions) > limits.block_txs_max:
             raise InvalidBlock("too many transactions", limits.block_txs_max,
                                len(block.transactions))

@@ -95,6 +95,14 @@ class Genesis:
     def bookkeeper_keys(self) -> list[bytes]:
         return [b.public_key for b in self.bookkeepers]
 
+    @property
+    def contract_params(self) -> dict[str, Any]:
+        """The [contracts.*] tables as the contracts get them: the governance contract also
+        gets the genesis set (`bookkeepers`, `t`), the first epoch of its schedule."""
+        governance = {**self.contracts.get("governance", {}), "t": self.t,
+                      "bookkeepers": [key.hex() for key in self.bookkeeper_keys]}
+        return {**self.contracts, "governance": governance}
+
     def digest(self) -> bytes:
         canonical = {
             "chain_id": self.chain_id,

@@ -1,8 +1,9 @@
 """Offline audit of a node's store (`node.py verify --data-dir DIR`): every stored block
 is re-checked — hash links, re-execution against its parent's state (so every root is
 recomputed), commit certificates and their finality proofs when present
-(chain.certificate.verify_finality: a certificate alone does not make a block final), the
-transaction index and the head pointer.
+(chain.certificate.verify_finality: a certificate alone does not make a block final), each
+by the bookkeeper set of its own height (the schedule of the head, chain/epochs.py, which
+the re-execution itself checks), the transaction index and the head pointer.
 
 A store whose base is above genesis (pruned, or joined by a snapshot: chain/store.py) is
 checked from its base block: that block must be final and match its body, and the whole
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 from chain.certificate import verify_finality
 from chain.chain import Chain
+from chain.epochs import epoch_at
 from chain.errors import LedgerError
 from chain.snapshot import check_base_block, check_state
 
@@ -36,11 +38,13 @@ def verify_chain(chain: Chain, require_certificates: bool = False) -> Iterator[F
         return
     base = store.base_height()
     parent = store.block(0).header
+    epochs = chain.epochs()
     if base > 0:
         try:
             parent = store.block(base).header
+            certifiers = epoch_at(epochs, base)
             check_base_block(store.block(base), chain_id=chain.genesis.chain_id,
-                             bookkeepers=chain.genesis.bookkeeper_keys, t=chain.genesis.t)
+                             bookkeepers=list(certifiers.keys), t=certifiers.t)
             check_state(store, parent.state_root)
         except LedgerError as exc:
             yield Finding(base, f"base block or its state: {exc}")
@@ -56,10 +60,10 @@ def verify_chain(chain: Chain, require_certificates: bool = False) -> Iterator[F
         except LedgerError as exc:
             yield Finding(height, f"state transition fails: {exc}")
         if block.certificate:
+            certifiers = epoch_at(epochs, height)
             try:
                 verify_finality(block.certificate[0], chain_id=chain.genesis.chain_id, height=height,
-                                block_hash=block.hash, bookkeepers=chain.genesis.bookkeeper_keys,
-                                t=chain.genesis.t)
+                                block_hash=block.hash, bookkeepers=list(certifiers.keys), t=certifiers.t)
             except LedgerError as exc:
                 yield Finding(height, f"certificate: {exc}")
         elif require_certificates:

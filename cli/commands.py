@@ -145,7 +145,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--header-rpc", type=target.rpc_url, metavar="URL",
                    help="fetch the header from this other node (default: the same node)")
 
-    for extra in ("admin", "cluster", "demo", "bench", "faults", "agent", "explorer"):
+    for extra in ("admin", "cluster", "demo", "bench", "faults", "agent", "explorer", "governance"):
         _register_optional(verbs, extra)
 
 
@@ -158,7 +158,7 @@ def _register_optional(verbs: argparse._SubParsersAction, name: str) -> None:
     module.register(verbs)
 
 
-def _print(value: Any) -> None:
+def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
 
 
@@ -289,7 +289,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     store = ChainStore(store_dir)
     try:
         try:
-            chain = Chain(store, genesis, Engine(build_contracts(genesis.contracts)))
+            chain = Chain(store, genesis, Engine(build_contracts(genesis.contract_params)))
         except GenesisMismatch as exc:
             raise UserError(f"--data-dir {args.data_dir} holds a chain from another genesis than {genesis_path} "
                             f"({exc}); give its own with --genesis", EXIT_FAILED) from None
@@ -314,7 +314,7 @@ def _genesis_beside(data_dir: Path) -> Path:
 
 
 # client verbs -----------------------------------------------------------------------------
-def _run_client(args: argparse.Namespace, work: Any) -> int:
+def run_client(args: argparse.Namespace, work: Any) -> int:
     where = target.resolve(args)
 
     async def run() -> int:
@@ -330,16 +330,16 @@ def _run_client(args: argparse.Namespace, work: Any) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     async def work(client: GridClient) -> int:
-        _print(await client.status())
+        print_json(await client.status())
         return 0
-    return _run_client(args, work)
+    return run_client(args, work)
 
 
 def cmd_snapshots(args: argparse.Namespace) -> int:
     async def work(client: GridClient) -> int:
-        _print(await client.snapshots())
+        print_json(await client.snapshots())
         return 0
-    return _run_client(args, work)
+    return run_client(args, work)
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -391,7 +391,7 @@ def cmd_contracts(args: argparse.Namespace) -> int:
     async def work(client: GridClient) -> int:
         listing = await client.contracts()
         if args.json:
-            _print(listing)
+            print_json(listing)
             return 0
         for contract in listing:
             print(f"{contract['name']}  {contract['address']}")
@@ -399,7 +399,7 @@ def cmd_contracts(args: argparse.Namespace) -> int:
                 params = ", ".join(f"{name}: {kind}" for name, kind in m["params"])
                 print(f"  {m['kind']:6} {m['name']}({params})")
         return 0
-    return _run_client(args, work)
+    return run_client(args, work)
 
 
 def _json_args(text: str) -> list[Any]:
@@ -430,9 +430,9 @@ def cmd_send(args: argparse.Namespace) -> int:
         if args.no_wait:
             return 0
         receipt = await client.wait_receipt(tx_hash)
-        _print(receipt)
+        print_json(receipt)
         return 0 if receipt["status"] == 1 else 1
-    return _run_client(args, work)
+    return run_client(args, work)
 
 
 def cmd_call(args: argparse.Namespace) -> int:
@@ -440,9 +440,9 @@ def cmd_call(args: argparse.Namespace) -> int:
 
     async def work(client: GridClient) -> int:
         check_call(await client.contracts(), args.contract, args.method, call_args, "view")
-        _print(await client.view(args.contract, args.method, call_args))
+        print_json(await client.view(args.contract, args.method, call_args))
         return 0
-    return _run_client(args, work)
+    return run_client(args, work)
 
 
 def cmd_receipt(args: argparse.Namespace) -> int:
@@ -450,9 +450,9 @@ def cmd_receipt(args: argparse.Namespace) -> int:
 
     async def work(client: GridClient) -> int:
         receipt = await client.receipt(args.hash, args.wait_ms)
-        _print(receipt)
+        print_json(receipt)
         return 0 if receipt is not None else 1
-    return _run_client(args, work)
+    return run_client(args, work)
 
 
 def cmd_block(args: argparse.Namespace) -> int:
@@ -462,9 +462,9 @@ def cmd_block(args: argparse.Namespace) -> int:
 
     async def work(client: GridClient) -> int:
         found = await client.block(block, args.full)
-        _print(found)
+        print_json(found)
         return 0 if found is not None else 1
-    return _run_client(args, work)
+    return run_client(args, work)
 
 
 def _hex_arg(text: str, name: str, length: int) -> bytes:
@@ -498,5 +498,5 @@ def cmd_proof(args: argparse.Namespace) -> int:
                 await header_source.close()
         print(json.dumps({"verified": True, "kind": kind, "value": "0x" + value.hex()}))
         return 0
-    return _run_client(args, work)
+    return run_client(args, work)
 

@@ -462,4 +462,66 @@ class Records:
         return int(await client.view("records", "count_by_node", [node]))
 
 
-CONTRACTS = (Registry, Token, Dsc, Credit, Policy, Records)
+@dataclass(frozen=True)
+class EpochView:
+    start: int  # the first height this set certifies
+    bookkeepers: list[bytes]  # node keys, index order
+    t: int
+
+
+@dataclass(frozen=True)
+class ProposalView:
+    id: int
+    kind: str  # add | remove | replace
+    keys: list[bytes]
+    t: int
+    proposer: bytes
+    height: int  # the block it was proposed in
+    voters: list[bytes]
+
+
+GOVERNANCE_KINDS = ("add", "remove", "replace")
+
+
+class Governance:
+    """Bookkeeper set changes (contracts/governance.py): administrators and bookkeepers vote."""
+
+    name = "governance"
+
+    @staticmethod
+    def propose(kind: str, keys: list[bytes], t: int) -> ContractCall:
+        if kind not in GOVERNANCE_KINDS:
+            raise ValueError(f"kind is one of {GOVERNANCE_KINDS}")
+        if not isinstance(keys, list) or not all(isinstance(k, bytes) and len(k) == 32 for k in keys):
+            raise TypeError("keys must be a list of 32-byte node keys")
+        return _call("governance", "propose", kind, list(keys), _int(t, "t"))
+
+    @staticmethod
+    def vote(proposal_id: int) -> ContractCall:
+        return _call("governance", "vote", _int(proposal_id, "proposal_id"))
+
+    @staticmethod
+    async def epochs(client: ViewSource) -> list[EpochView]:
+        return [_epoch(raw) for raw in await client.view("governance", "epochs", [])]
+
+    @staticmethod
+    async def set_at(client: ViewSource, height: int) -> EpochView:
+        return _epoch(await client.view("governance", "set_at", [_int(height, "height")]))
+
+    @staticmethod
+    async def proposals(client: ViewSource) -> list[ProposalView]:
+        return [ProposalView(raw[0], raw[1], [_bytes(k) for k in raw[2]], raw[3], _bytes(raw[4]), raw[5],
+                             [_bytes(v) for v in raw[6]]) for raw in await client.view("governance", "proposals", [])]
+
+    @staticmethod
+    async def parameters(client: ViewSource) -> list[int]:
+        """[activation_distance, proposal_ttl_blocks, pending_max]."""
+        return [int(v) for v in await client.view("governance", "parameters", [])]
+
+
+def _epoch(raw: Any) -> EpochView:
+    start, keys, t = raw
+    return EpochView(int(start), [_bytes(k) for k in keys], int(t))
+
+
+CONTRACTS = (Registry, Token, Dsc, Credit, Policy, Records, Governance)

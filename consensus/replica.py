@@ -52,11 +52,19 @@ until a group of correct, synchronous replicas is reached.
 
 Checkpoints (§4.5) are folded into finality: the log holds nothing below the final head,
 and each final block carries t+1 signatures, the quorum a CHKPT round would collect.
+
+Epochs (governance, docs/consensus.md). A replica runs one bookkeeper set, from its epoch's
+first height on: it signs every message with that epoch, ignores messages of any other,
+starts the epoch in view 0 (stored state of another epoch is not resumed), and checks a
+certificate of another height with the set that certified it (`set_of`: the last block of
+the previous epoch is the final head a VIEW-CHANGE of this one may carry). The node builds
+a new replica when the next height belongs to another set.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgpack
@@ -69,6 +77,7 @@ from chain.certificate import (
     verify_certificate,
     verify_finality,
 )
+from chain.epochs import Epoch
 from chain.errors import DecodeError, InvalidCertificate, LedgerError
 from chain.types import Block, CommitCertificate, Vote, decode
 from consensus.actions import (
@@ -178,7 +187,10 @@ class Replica:
 
     def __init__(self, config: ConsensusConfig, *, index: int, key: KeyPair,
                  bookkeepers: list[bytes], chain_id: int, app: Application,
-                 storage: ConsensusStorage) -> None:
+                 storage: ConsensusStorage, epoch: int = 1,
+                 set_of: Callable[[int], Epoch] | None = None) -> None:
+        """`bookkeepers` (n = 2t+1, t from `config`) run the epoch starting at height
+        `epoch`; `set_of(height)` gives the set of any other height (default: this one)."""
         assert len(bookkeepers) == 2 * config.t + 1, "XPaxos runs n = 2t+1 bookkeepers"
         assert bookkeepers[index] == key.public_key, "key is not bookkeeper `index`"
         self._config = config
@@ -190,7 +202,12 @@ class Replica:
         self._chain_id = chain_id
         self._app = app
         self._storage = storage
+        self._epoch = epoch
+        own = Epoch(epoch, tuple(bookkeepers), config.t)
+        self._set_of = set_of or (lambda height: own)
         stored = storage.load()
+        if stored.epoch != epoch:
+            stored = StoredState(view=0, normal=True, entry=None, epoch=epoch)
         self.view = stored.view
         self.state = NORMAL if stored.normal else VIEW_CHANGE
         self._last_final = app.final_height()
@@ -350,9 +367,10 @@ class Replica:
     def _persist(self) -> None:
         suspect = msgpack.packb(self._last_suspect.to_wire(), use_bin_type=True) \
             if self._last_suspect is not None else b""
-        self._storage.save(StoredState(self.view, self.state == NORMAL, self._entry, suspect))
+        self._storage.save(StoredState(self.view, self.state == NORMAL, self._entry, suspect, self._epoch))
 
     def _sign(self, message: Message) -> Message:
+        message = dataclasses.replace(message, epoch=self._epoch)
         if self._config.byzantine == "bad-signature":
             return dataclasses.replace(message, signature=keccak256(message.signing_payload())
                                        * 2)
@@ -407,6 +425,8 @@ class Replica:
 
     def _handle(self, sender: int, message: Message, now_ms: int,
                 actions: list[Action]) -> None:
+        if message.epoch != self._epoch:
+            return  # another set's: its indexes and views are not this epoch's
         if not 0 <= message.sender < self._n or not 0 <= sender < self._n:
             actions.append(Rejected(sender, RejectReason.UNKNOWN_SENDER,
                                     f"sender {message.sender} via {sender}"))
@@ -773,12 +793,14 @@ class Replica:
 
     def _checked_certificate(self, raw: bytes, height: int, block_hash: bytes, *,
                              final: bool = False) -> CommitCertificate:
-        """The decoded certificate; `final`: with its finality proof checked as well."""
+        """The decoded certificate; `final`: with its finality proof checked as well. By
+        the set of that height (the last block of the previous epoch is another's)."""
         verify = verify_finality if final else verify_certificate
+        certifiers = self._set_of(height)
         try:
             certificate = decode(raw, CommitCertificate)
             verify(certificate, chain_id=self._chain_id, height=height,
-                   block_hash=block_hash, bookkeepers=self._bookkeepers, t=self._t)
+                   block_hash=block_hash, bookkeepers=list(certifiers.keys), t=certifiers.t)
         except (DecodeError, InvalidCertificate) as exc:
             raise Suspicion(RejectReason.BAD_CERTIFICATE, f"bad certificate: {exc}") from exc
         return certificate
@@ -833,8 +855,8 @@ class Replica:
         than report and act on a view the others have left."""
         head = self._app.final_block(final)
         certified = head.certificate[0].view if head is not None and head.certificate else 0
-        if certified <= self.view:
-            return
+        if certified <= self.view or final < self._epoch:
+            return  # (a view of the previous epoch is no view of this one)
         self.view = certified
         self.state = NORMAL
         self._reset_view_state()
@@ -934,7 +956,7 @@ class Replica:
     def _check_view_change(self, vc: ViewChange, view: int) -> None:
         # The sender is checked here too: the replica's API takes Message objects, and a
         # VIEW-CHANGE nested in a VC-FINAL naming sender 99 once took down every replica.
-        if vc.view != view or not 0 <= vc.sender < self._n or \
+        if vc.view != view or vc.epoch != self._epoch or not 0 <= vc.sender < self._n or \
                 not vc.verify_signature(self._bookkeepers[vc.sender]):
             raise Suspicion(RejectReason.BAD_VIEW_CHANGE, f"bad VIEW-CHANGE of {vc.sender}")
         if vc.final_height > 0:

@@ -22,6 +22,7 @@ import msgpack
 import rlp
 
 from chain.certificate import verify_finality
+from chain.epochs import Epoch
 from chain.errors import InvalidBlock
 from chain.types import EMPTY_TRIE_ROOT, ZERO_HASH, Block, BlockHeader
 from consensus.actions import Action, CatchUp, Send, Suspected
@@ -187,7 +188,8 @@ class Simulation:
                        chain_id=CHAIN_ID, app=ledger, storage=storage)
 
     def _sync(self, ledger: FakeLedger) -> BlockSync:
-        return BlockSync(ledger, chain_id=CHAIN_ID, bookkeepers=self.bookkeepers, t=self.t)
+        epoch = Epoch(1, tuple(self.bookkeepers), self.t)
+        return BlockSync(ledger, chain_id=CHAIN_ID, set_of=lambda height: epoch)
 
     def clock_ms(self, index: int) -> int:
         """Replica `index`'s wall clock now."""

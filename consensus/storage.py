@@ -1,4 +1,4 @@
-"""Durable consensus state: the current view, whether it is established, the log entry.
+"""Durable consensus state: the epoch and view, whether it is established, the log entry.
 
 The replica saves before it sends anything that commits it (a COMMIT, a PREPARE or a
 NEW-VIEW carrying its vote, a VIEW-CHANGE), so a kill -9 and restart never makes it sign
@@ -30,23 +30,27 @@ class StoredState:
     # The signed SUSPECT(view - 1) that justifies `view`, msgpack of its wire form (b""
     # in view 0): a restarted replica repeats it to replicas that missed it.
     suspect: bytes = b""
+    # The epoch (first height of the bookkeeper set, chain/epochs.py) this state belongs
+    # to: a replica of another epoch starts from view 0 instead.
+    epoch: int = 1
 
     def to_bytes(self) -> bytes:
         entry = self.entry.to_bytes() if self.entry is not None else b""
-        encoded: bytes = rlp.encode([self.view, int(self.normal), entry, self.suspect])
+        encoded: bytes = rlp.encode([self.view, int(self.normal), entry, self.suspect, self.epoch])
         return encoded
 
     @classmethod
     def from_bytes(cls, data: bytes) -> StoredState:
         try:
-            view, normal, entry, suspect = rlp.decode(data)
+            view, normal, entry, suspect, epoch = rlp.decode(data)
             view_number = rlp.sedes.big_endian_int.deserialize(view)
             normal_flag = rlp.sedes.big_endian_int.deserialize(normal)
+            epoch_start = rlp.sedes.big_endian_int.deserialize(epoch)
         except (rlp.exceptions.DecodingError, rlp.exceptions.DeserializationError,
                 ValueError) as exc:
             raise DecodeError(f"not a stored consensus state: {exc}") from exc
         return cls(view_number, bool(normal_flag), Entry.from_bytes(entry) if entry else None,
-                   suspect)
+                   suspect, epoch_start)
 
 
 INITIAL_STATE = StoredState(view=0, normal=True, entry=None)

@@ -5,7 +5,9 @@ maps to connections. A node announces its final head (SyncStatus); one that lear
 is ahead asks it for blocks (SyncRequest), and applies the SyncResponse block by block:
 the number follows the head, the parent hash links, the certificate and its finality
 proof verify (chain.certificate.verify_finality: a certified block alone may be one the
-group never finalized), the application executes it, and only then `app.finalize`. So
+group never finalized) by the bookkeeper set of that height (`set_of`, chain/epochs.py: a
+signature of a bookkeeper removed before that height does not count), the application
+executes it, and only then `app.finalize`. So
 sync trusts no peer; a peer that serves a block failing any check is reported
 (`SyncRejected`, the node logs and counts it) and not asked again for
 `bad_peer_penalty_ms`. Everything is bounded: blocks and bytes per response, one
@@ -14,11 +16,13 @@ outstanding request at a time, a deadline on it, and the number of peers remembe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar
 
 from chain.certificate import verify_finality
+from chain.epochs import Epoch
 from chain.errors import DecodeError, InvalidCertificate, LedgerError
 from chain.types import Block
 from consensus.app import Application
@@ -129,8 +133,9 @@ SyncAction = SyncSend | SyncRejected
 
 
 def sync_message_from_wire(obj: object, n: int) -> SyncMessage:
-    """Decode strictly for a cluster of n bookkeepers (the certificates inside blocks
-    name voters); raise InvalidMessage on anything malformed or out of range."""
+    """Decode strictly for sets of at most n bookkeepers (the certificates inside blocks
+    name voters; blocks of several epochs may come in one response, each checked against
+    its own set when applied); raise InvalidMessage on anything malformed or out of range."""
     if not isinstance(obj, dict):
         raise InvalidMessage(DecodeReason.NOT_A_MAP, type(obj).__name__)
     kind = obj.get("type")
@@ -160,7 +165,7 @@ def sync_message_from_wire(obj: object, n: int) -> SyncMessage:
     except DecodeError as exc:
         raise InvalidMessage(DecodeReason.BAD_RECORD, str(exc)[:120]) from exc
     for block in decoded:
-        check_block(block, n)
+        check_block(block, n, exact=False)
         if len(block.certificate) != 1:
             raise InvalidMessage(DecodeReason.BAD_RECORD, "a final block carries one certificate")
     return response
@@ -176,12 +181,13 @@ def _uint(obj: dict[Any, Any], name: str, maximum: int) -> int:
 
 
 class BlockSync:
-    def __init__(self, app: Application, *, chain_id: int, bookkeepers: list[bytes], t: int,
+    def __init__(self, app: Application, *, chain_id: int, set_of: Callable[[int], Epoch],
                  config: SyncConfig | None = None) -> None:
+        """`set_of(height)`: the bookkeepers who certify `height` (asked for the next height
+        only, which the final head's state knows)."""
         self._app = app
         self._chain_id = chain_id
-        self._bookkeepers = bookkeepers
-        self._t = t
+        self._set_of = set_of
         self._config = config or SyncConfig()
         self._peer_heights: dict[PeerId, int] = {}
         self._penalized: dict[PeerId, int] = {}  # peer -> until (ms), at most peers_max
@@ -299,10 +305,11 @@ class BlockSync:
             return BadBlock.PARENT, f"block {block.number} does not link to our head"
         if len(block.certificate) != 1:
             return BadBlock.NOT_FINAL, "no certificate"
+        certifiers = self._set_of(block.number)
         try:
             verify_finality(block.certificate[0], chain_id=self._chain_id,
                             height=block.number, block_hash=block.hash,
-                            bookkeepers=self._bookkeepers, t=self._t)
+                            bookkeepers=list(certifiers.keys), t=certifiers.t)
         except InvalidCertificate as exc:
             return BadBlock.NOT_FINAL, str(exc)
         try:

@@ -15,6 +15,7 @@ from typing import Any
 from contracts.credit import Credit
 from contracts.dsc import Dsc
 from contracts.genesis import genesis_from_dict, load_genesis
+from contracts.governance import Governance
 from contracts.params import ParamError
 from contracts.policy import Policy
 from contracts.records import Records
@@ -22,7 +23,7 @@ from contracts.registry import Registry
 from contracts.token import Token
 from vm.contract import NativeContract
 
-CONTRACT_TYPES: tuple[type[NativeContract], ...] = (Registry, Token, Dsc, Credit, Policy, Records)
+CONTRACT_TYPES: tuple[type[NativeContract], ...] = (Registry, Token, Dsc, Credit, Policy, Records, Governance)
 
 
 def validate_params(params: dict[str, Any]) -> None:
@@ -49,8 +50,9 @@ def build_contracts(params: dict[str, Any]) -> list[NativeContract]:
         Credit(params.get("credit", {})),
         Policy(params.get("policy", {})),
         Records(params.get("records", {})),
+        Governance(params.get("governance", {})),
     ]
 
 
-__all__ = ["CONTRACT_TYPES", "Credit", "Dsc", "ParamError", "Policy", "Records", "Registry", "Token", "build_contracts",
-           "genesis_from_dict", "load_genesis", "validate_params"]
+__all__ = ["CONTRACT_TYPES", "Credit", "Dsc", "Governance", "ParamError", "Policy", "Records", "Registry", "Token",
+           "build_contracts", "genesis_from_dict", "load_genesis", "validate_params"]

@@ -1,5 +1,6 @@
 """Well-known addresses of the native contracts (like Ethereum precompiles)."""
 
+from chain.epochs import GOVERNANCE as GOVERNANCE  # the ledger reads its schedule (chain/epochs.py)
 from vm.contract import well_known_address
 
 REGISTRY = well_known_address(1)

@@ -16,6 +16,7 @@ def load_genesis(path: Path) -> Genesis:
     """Genesis.load, and the contract tables checked (GenesisError names the broken rule)."""
     genesis = Genesis.load(path)
     check_contract_params(genesis.contracts, str(path))
+    check_governance(genesis, str(path))
     check_administrators(genesis, str(path))
     return genesis
 
@@ -23,8 +24,18 @@ def load_genesis(path: Path) -> Genesis:
 def genesis_from_dict(raw: dict[str, Any], source: str = "genesis") -> Genesis:
     genesis = Genesis.from_dict(raw, source)
     check_contract_params(genesis.contracts, source)
+    check_governance(genesis, source)
     check_administrators(genesis, source)
     return genesis
+
+
+def check_governance(genesis: Genesis, source: str) -> None:
+    """The genesis bookkeeper set is the file's top-level one (Genesis.contract_params hands
+    it to the governance contract): [contracts.governance] may not name another."""
+    governance = genesis.contracts.get("governance", {})
+    if "bookkeepers" in governance or "t" in governance:
+        raise GenesisError(f"{source}: [contracts.governance] takes no bookkeepers or t: the genesis set is "
+                           "the top-level bookkeepers and t")
 
 
 def check_administrators(genesis: Genesis, source: str) -> None:

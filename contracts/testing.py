@@ -63,7 +63,7 @@ class TestChain:
                                           "contracts": params})
         self._directory = tempfile.TemporaryDirectory(prefix="gridchain-contracts-")
         self.chain = Chain(ChainStore(Path(self._directory.name)), self.genesis,
-                           Engine(build_contracts(params)))
+                           Engine(build_contracts(self.genesis.contract_params)))
         self.now_ms = start_ms
         self._nonces: dict[str, int] = {}
 

@@ -121,7 +121,7 @@ class LocalChain:
         self._directory = tempfile.TemporaryDirectory(prefix="gridchain-local-")
         self.genesis = genesis
         self.chain = Chain(ChainStore(Path(self._directory.name)), genesis,
-                           Engine(build_contracts(genesis.contracts)))
+                           Engine(build_contracts(genesis.contract_params)))
         self._nonces: dict[bytes, int] = {}
         self._subscribers: list[tuple[Subscription, asyncio.Queue[dict[str, Any]]]] = []
         self._last_ms = genesis.timestamp_ms

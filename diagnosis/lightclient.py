@@ -1,9 +1,14 @@
 """Chain state read the light-client way (architecture decision 2, paper V.A step 3 "inquires
 the state tree"): a storage slot of a contract is fetched with a Merkle proof, the proof
 is checked against a block header, and the header is accepted only with a valid commit
-certificate of the bookkeepers named in genesis (the trust anchor) and its finality proof
+certificate of the bookkeepers who certify its height and its finality proof
 (chain.certificate.verify_finality: a certified block may be one the group never
-finalized). No answer of the serving node is believed on its word, nor a stale one: the
+finalized). The set of a height is learnt, never told: the genesis set (the trust anchor)
+certifies heights 1..activation_distance, and the governance schedule proven against a
+header at height h (chain/epochs.py) gives every set up to h + activation_distance, so the
+client walks forward in steps of at most activation_distance, each step proven by the set
+the last one established; a finality proof signed by a bookkeeper after its removal is
+refused like any other wrong signer's. No answer of the serving node is believed on its word, nor a stale one: the
 client keeps the highest certified height it has seen and refuses state proven against an
 older head (`StaleState`), so a node reporting an old head cannot show a revoked member
 as still active.
@@ -22,6 +27,7 @@ from typing import Any
 import rlp
 
 from chain.certificate import verify_finality
+from chain.epochs import GOVERNANCE, Epoch, epoch_at
 from chain.errors import InvalidCertificate
 from chain.genesis import Genesis
 from chain.proofs import InvalidProof, verify_proof
@@ -29,6 +35,8 @@ from chain.state import storage_key, trie_key
 from chain.types import BlockHeader, CommitCertificate, Receipt, Vote, decode
 from chain.values import Value, value_from_bytes
 from client.sdk import GridClient, from_hex
+from contracts.governance import EPOCHS_KEY
+from contracts.governance import limits as governance_limits
 from crypto.hashing import keccak256
 from crypto.keys import Address
 from diagnosis.errors import DiagnosisError
@@ -60,6 +68,8 @@ class TrustAnchor:
     bookkeepers: tuple[bytes, ...]
     # Genesis parameter needed to read a proven absent credit slot (contracts/credit.py).
     credit_initial: int
+    # How far ahead of a proven state the bookkeeper schedule is complete (governance).
+    activation_distance: int
 
     @classmethod
     def from_genesis(cls, path: Path) -> TrustAnchor:
@@ -69,7 +79,8 @@ class TrustAnchor:
     def of(cls, genesis: Genesis) -> TrustAnchor:
         credit = genesis.contracts.get("credit", {})
         return cls(genesis.chain_id, genesis.t, tuple(genesis.bookkeeper_keys),
-                   fixedpoint.from_int(int(credit.get("credit_initial", CREDIT_INITIAL_DEFAULT))))
+                   fixedpoint.from_int(int(credit.get("credit_initial", CREDIT_INITIAL_DEFAULT))),
+                   governance_limits(genesis.contracts.get("governance", {}))["activation_distance"])
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,9 @@ class LightClient:
         self.stats = LightClientStats()
         self._certified: dict[int, BlockHeader] = {}  # height -> certified header
         self.highest_certified = 0  # never goes down: answers from below it are stale
+        # The bookkeeper schedule as proven so far, and the last height it is complete for.
+        self._epochs: tuple[Epoch, ...] = (Epoch(1, anchor.bookkeepers, anchor.t),)
+        self._known_until = anchor.activation_distance
 
     async def storage(self, contract: Address, key: bytes) -> ProvenValue:
         logical = storage_key(contract, key)
@@ -113,6 +127,10 @@ class LightClient:
         if header.number < floor:
             self.stats.stale += 1
             raise StaleState(header.number, floor)
+        return await self._proven(logical, header)
+
+    async def _proven(self, logical: bytes, header: BlockHeader) -> ProvenValue:
+        """State slot `logical` proven against the certified `header`."""
         proof = await self.client.rpc.call("proof_state", "0x" + logical.hex(), header.number)
         try:
             if from_hex(proof["key"]) != trie_key(logical):
@@ -126,6 +144,20 @@ class LightClient:
             raise UnprovenState(str(exc)) from exc
         self.stats.proofs += 1
         return ProvenValue(value_from_bytes(raw) if raw else None, header)
+
+    async def _certifiers(self, height: int) -> Epoch:
+        """The set that certifies `height`, learnt by walking the proven schedule forward."""
+        while height > self._known_until:
+            step = self._known_until
+            header = await self._certified_header(step)
+            if header is None:
+                raise UnprovenState(f"no certified block {step} to learn the bookkeeper set from")
+            schedule = (await self._proven(storage_key(GOVERNANCE, EPOCHS_KEY), header)).value
+            if not isinstance(schedule, list) or not schedule:
+                raise UnprovenState(f"block {step} proves no bookkeeper schedule")
+            self._epochs = tuple(Epoch.from_value(item) for item in schedule)
+            self._known_until = step + self.anchor.activation_distance
+        return epoch_at(self._epochs, height)
 
     async def transaction_outcome(self, tx_hash: bytes) -> tuple[int, BlockHeader]:
         """(receipt status, certified header) of a transaction, proven: the transaction
@@ -171,11 +203,12 @@ class LightClient:
             self.stats.rejected += 1
             raise UnprovenState(f"header {height} does not hash to its block hash")
         commit = block["commit"]
+        certifiers = await self._certifiers(height)
         try:
             certificate = CommitCertificate(commit["view"], _votes(commit["votes"]),
                                             _votes(commit.get("finality") or []))
             verify_finality(certificate, chain_id=self.anchor.chain_id, height=height, block_hash=header.hash,
-                            bookkeepers=list(self.anchor.bookkeepers), t=self.anchor.t)
+                            bookkeepers=list(certifiers.keys), t=certifiers.t)
         except (InvalidCertificate, KeyError, TypeError, ValueError) as exc:
             self.stats.rejected += 1
             raise UnprovenState(f"block {height}: {exc}") from exc

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import rlp
 
+from chain.epochs import Epoch
 from chain.errors import BlockPruned, DecodeError, InvalidTransaction, TxReason, UnknownBlock
 from chain.proofs import Proof, prove_receipt, prove_state, prove_transaction
 from chain.types import Block, Transaction, decode
@@ -87,6 +88,9 @@ class Methods:
             "contract_call": self.contract_call,
             "contract_list": self.contract_list,
             "snapshot_list": self.snapshot_list,
+            "governance_epochs": self.governance_epochs,
+            "governance_set": self.governance_set,
+            "governance_proposals": self.governance_proposals,
         }
         # Served only on the operator listener, each under a token permitting it (rpc/auth.py).
         self.operator_table: dict[str, Handler] = {
@@ -131,11 +135,12 @@ class Methods:
             "headHash": hex_bytes(node.chain.head.hash),
             "baseHeight": node.store.base_height(),
             "view": status.view if status else None,
-            "primary": node.genesis.bookkeepers[status.primary].name if status else None,
+            "primary": node.bookkeeper_name(status.primary) if status else None,
             "consensusState": status.state if status else "observer",
-            "bookkeepers": [{"index": i, "name": b.name, "publicKey": hex_bytes(b.public_key)}
-                            for i, b in enumerate(node.genesis.bookkeepers)],
-            "t": node.genesis.t,
+            "bookkeepers": [{"index": i, "name": node.bookkeeper_name(i), "publicKey": hex_bytes(key)}
+                            for i, key in enumerate(node.bookkeepers)],
+            "t": node.epoch.t,
+            "epoch": node.epoch.start,
             "peers": sorted(node.peer_name(p) for p in node.network.connected_peers()),
             "syncing": not synced and reason == "catching up",
             "mempool": len(node.mempool),
@@ -361,6 +366,25 @@ class Methods:
             raise RpcError(CONTRACT_ERROR, str(exc), {"reason": exc.reason}) from exc
         return value_to_json(result) if result is not None else None
 
+    # governance ---------------------------------------------------------------------------
+    async def governance_epochs(self) -> list[dict[str, Any]]:
+        """The bookkeeper set by height: every epoch of the schedule (chain/epochs.py)."""
+        return [_epoch_json(epoch) for epoch in self.node.chain.epochs()]
+
+    async def governance_set(self, height: int | None = None) -> dict[str, Any]:
+        """The set that certifies `height` (default: the next block's), as far as the head's
+        state knows (heights up to head + activation_distance)."""
+        chain = self.node.chain
+        if height is None:
+            height = chain.height + 1
+        if type(height) is not int or height < 0:
+            raise invalid_params("height must be a non-negative integer")
+        return _epoch_json(chain.epoch_at(height))
+
+    async def governance_proposals(self) -> Any:
+        """Pending set changes with their voters (the governance contract's `proposals`)."""
+        return await self.contract_call("governance", "proposals")
+
     async def contract_list(self) -> list[dict[str, Any]]:
         return [{"name": c.name, "address": hex_bytes(c.address),
                  "methods": [{"name": name, "kind": spec.kind,
@@ -420,6 +444,10 @@ class Methods:
 
 
 @functools.cache
+def _epoch_json(epoch: Epoch) -> dict[str, Any]:
+    return {"start": epoch.start, "t": epoch.t, "n": epoch.n, "bookkeepers": [hex_bytes(key) for key in epoch.keys]}
+
+
 def _signature(handler: Handler) -> inspect.Signature:
     """inspect.signature costs ~15 us; the method table is fixed, so once per method."""
     return inspect.signature(handler)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from prometheus_client import Counter, Gauge
 
 from chain.chain import Chain
+from chain.epochs import Epoch
 from chain.errors import StorageFull
 from chain.execution import ExecutedBlock
 from chain.genesis import Genesis
@@ -93,6 +94,11 @@ class NodeView(Protocol):
     def index(self) -> int | None: ...  # its bookkeeper index, None for an observer
     @property
     def replica(self) -> Replica | None: ...
+    @property
+    def bookkeepers(self) -> list[bytes]: ...  # node keys of the set in force for the next block
+    @property
+    def epoch(self) -> Epoch: ...  # that set (governance, chain/epochs.py)
+    def bookkeeper_name(self, index: int) -> str: ...
     @property
     def network(self) -> Network: ...
     @property

@@ -26,6 +26,8 @@ class NodeMetrics:
         r = self.registry
         self.height = Gauge("gridchain_height", "Final block height", ["node"], registry=r).labels(**labels)
         self.view = Gauge("gridchain_view", "Current XPaxos view", ["node"], registry=r).labels(**labels)
+        self.epoch = Gauge("gridchain_epoch", "First height of the bookkeeper set in force (governance)", ["node"],
+                           registry=r).labels(**labels)
         self.view_changes = Counter("gridchain_view_changes", "View changes entered", ["node"],
                                     registry=r).labels(**labels)
         self.suspects = Counter("gridchain_suspects", "SUSPECT raised by this replica", ["node"],

@@ -5,6 +5,11 @@ transaction flows"): p2p readers fill `network.inbound`, RPC handlers fill
 `submissions`, both bounded; the loop drains them, feeds the XPaxos replica and block
 sync, carries out their actions, and wakes up at the earliest timer deadline.
 
+The bookkeeper set can change by governance (chain/epochs.py): when the next height belongs
+to another set, the node takes that set's role (a new replica in view 0, or none for a
+node whose key left the set), drops the consensus messages of other epochs (asking a peer
+that is ahead for blocks), and ends its links with bookkeepers removed from the set.
+
 A write that finds no space (StorageFull: the LMDB map cannot grow, or the disk is full)
 pauses consensus instead of killing the node: nothing was written, RPC reads and /health
 go on (503, with the cause), transactions are refused, and every `storage_retry_ms` the
@@ -22,6 +27,7 @@ makes, keeps and serves snapshots and prunes old block bodies as `[snapshot]` sa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -33,6 +39,7 @@ import lmdb
 import rlp
 
 from chain.chain import Chain
+from chain.epochs import BOOKKEEPERS_MAX, Epoch
 from chain.errors import DecodeError, InvalidTransaction, StorageFull, TxReason
 from chain.execution import ExecutedBlock
 from chain.journal import MempoolJournal
@@ -143,22 +150,22 @@ class Node:
         self.store = ChainStore(config.data_dir / "chain", config.lmdb_map_bytes, config.lmdb_map_bytes_max,
                                 config.disk_free_bytes_min)
         self.storage_full: StorageFull | None = None  # consensus paused until there is space
-        self.chain = Chain(self.store, self.genesis, Engine(build_contracts(self.genesis.contracts)))
+        self.chain = Chain(self.store, self.genesis, Engine(build_contracts(self.genesis.contract_params)))
         self.mempool = Mempool(self.genesis.chain_id, self.genesis.limits, config.mempool,
                                self.chain.signatures)
         self.consensus_config = ConsensusConfig(t=self.genesis.t, **config.consensus)
         self.app = LedgerApp(self.chain, self.mempool, empty_blocks=self.consensus_config.empty_blocks,
                              build_ms_max=config.block_build_ms_max)
-        self.bookkeepers = self.genesis.bookkeeper_keys
-        self.index = self.bookkeepers.index(self.key.public_key) if self.key.public_key in self.bookkeepers else None
         self.snapshots = SnapshotFiles(config.data_dir / "snapshots", config.snapshot)
-        # Joining by snapshot: only a fresh store has no state to start from.
-        self.state_sync = self._make_state_sync() if config.sync_mode == "snapshot" and self.chain.height == 0 else None
-        # a bookkeeper's replica starts once the state is there (_state_sync_over)
-        self.replica = self._make_replica() if self.index is not None and self.state_sync is None else None
+        self.state_sync: StateSync | None = None
+        self._take_epoch(self.chain.epoch_at(self.chain.height + 1))
+        if config.sync_mode == "snapshot" and self.chain.height == 0:
+            # Joining by snapshot (only a fresh store has no state to start from): a
+            # bookkeeper's replica starts once the state is there (_state_sync_over).
+            self.state_sync = self._make_state_sync()
+            self.replica = None
         self.sync = self._make_sync()
-        allowed = set(self.bookkeepers) | {peer.public_key for peer in config.peers}
-        self.network = Network(config.p2p, self.key, self.genesis.chain_id, allowed, config.p2p_host,
+        self.network = Network(config.p2p, self.key, self.genesis.chain_id, self._allowed_peers(), config.p2p_host,
                                config.p2p_port, {p.public_key: (p.host, p.port) for p in config.peers},
                                on_peer_up=self._peer_up, on_peer_down=self._peer_down)
         self.peer_names = {p.public_key: p.name for p in config.peers}
@@ -174,6 +181,7 @@ class Node:
         self.rejected_recent = HashLru(config.relay.rejected_recent_max)
         self.submissions: asyncio.Queue[Submission] = asyncio.Queue(config.rpc.submit_queue_max)
         self.metrics = NodeMetrics(config.name)
+        self.metrics.epoch.set(self.epoch.start)
         logfilter.install()
         # tx hash -> when it was admitted here (monotonic seconds), for the commit latency
         self.pending_since: dict[bytes, float] = {}
@@ -189,8 +197,8 @@ class Node:
         return wall_clock_ms() + self.config.clock_offset_ms
 
     def _make_sync(self) -> BlockSync:
-        return BlockSync(self.app, chain_id=self.genesis.chain_id, bookkeepers=self.bookkeepers,
-                         t=self.genesis.t, config=self.config.sync)
+        return BlockSync(self.app, chain_id=self.genesis.chain_id, set_of=self.chain.epoch_at,
+                         config=self.config.sync)
 
     def _make_state_sync(self) -> StateSync:
         return StateSync(chain_id=self.genesis.chain_id, bookkeepers=self.bookkeepers, t=self.genesis.t,
@@ -199,7 +207,40 @@ class Node:
     def _make_replica(self) -> Replica:
         assert self.index is not None
         return Replica(self.consensus_config, index=self.index, key=self.key, bookkeepers=self.bookkeepers,
-                       chain_id=self.genesis.chain_id, app=self.app, storage=LmdbStorage(self.store.env))
+                       chain_id=self.genesis.chain_id, app=self.app, storage=LmdbStorage(self.store.env),
+                       epoch=self.epoch.start, set_of=self.chain.epoch_at)
+
+    # epochs -------------------------------------------------------------------------------
+    def _take_epoch(self, epoch: Epoch) -> None:
+        """Run as this node's part of `epoch`'s set: a replica if its key is in it."""
+        self.epoch = epoch
+        self.bookkeepers = list(epoch.keys)
+        self.consensus_config = dataclasses.replace(self.consensus_config, t=epoch.t)
+        self.index = self.bookkeepers.index(self.key.public_key) if self.key.public_key in self.bookkeepers else None
+        # (while restoring a snapshot there is no state to take part with yet: _state_sync_over)
+        self.replica = self._make_replica() if self.index is not None and self.state_sync is None else None
+
+    def _follow_epoch(self) -> None:
+        """Called whenever the final head may have moved: at an epoch boundary, switch."""
+        epoch = self.chain.epoch_at(self.chain.height + 1)
+        if epoch == self.epoch:
+            return
+        was = self.index
+        self._take_epoch(epoch)
+        self.metrics.epoch.set(epoch.start)
+        log.info("bookkeeper set of height %d: n = %d, t = %d; this node %s", epoch.start, epoch.n, epoch.t,
+                 f"is bookkeeper {self.index}" if self.index is not None else
+                 "left it" if was is not None else "is an observer")
+        # A removed bookkeeper is no longer asked and its links end (it may dial again and
+        # is refused at the handshake).
+        self.network.set_allowed_keys(self._allowed_peers())
+        if self.replica is not None:
+            self._apply(self.replica.start(monotonic_ms(), self.clock_ms()))
+
+    def _allowed_peers(self) -> set[bytes]:
+        """The current bookkeepers and the configured peers, but no former bookkeeper."""
+        former = {key for epoch in self.chain.epochs() for key in epoch.keys} - set(self.bookkeepers)
+        return set(self.bookkeepers) | ({peer.public_key for peer in self.config.peers} - former)
 
     # lifecycle ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -288,8 +329,8 @@ class Node:
                 self.state_sync = self._make_state_sync()
                 for peer in self.network.connected_peers():
                     self._apply_state_sync(self.state_sync.peer_up(peer, monotonic_ms()))
+            self._take_epoch(self.chain.epoch_at(self.chain.height + 1))
             if self.replica is not None:
-                self.replica = self._make_replica()
                 self._apply(self.replica.start(monotonic_ms(), self.clock_ms()))
         if self.storage_full is None:
             self.metrics.storage_full.set(0)
@@ -433,15 +474,24 @@ class Node:
             self._handle_state_sync(peer, statesync_message_from_wire(message), now)
             return
         if kind in SYNC_TYPES:
-            decoded_sync = sync_message_from_wire(message, len(self.bookkeepers))
+            decoded_sync = sync_message_from_wire(message, BOOKKEEPERS_MAX)
             if isinstance(decoded_sync, SyncStatus) and not self.sync.penalized(peer, now):
                 self.peer_heights[peer] = decoded_sync.height
             if self.state_sync is not None and not isinstance(decoded_sync, SyncRequest):
                 return  # no block to follow before the snapshot's state is here
             height_before = self.chain.height
             self._send_sync(self.sync.on_message(peer, decoded_sync, now))
-            if self.replica is not None and self.chain.height != height_before:
-                self._apply(self.replica.on_tick(now, self.clock_ms()))  # react to blocks sync just finalized
+            if self.chain.height != height_before:
+                self._follow_epoch()
+                if self.replica is not None:
+                    self._apply(self.replica.on_tick(now, self.clock_ms()))  # react to blocks sync just finalized
+            return
+        epoch = message.get("epoch")
+        if type(epoch) is int and epoch != self.epoch.start:
+            # Another set's message: a straggler's (it catches up by sync), or one from a
+            # set this node has not reached yet: fetch the blocks up to it.
+            if epoch > self.epoch.start:
+                self._send_sync(self.sync.request(peer, epoch - 1, now))
             return
         if self.state_sync is not None and peer in self.bookkeepers:
             return  # a bookkeeper restoring a snapshot has no state to take part with yet
@@ -557,6 +607,8 @@ class Node:
 
     # output -------------------------------------------------------------------------------
     def _apply(self, actions: list) -> None:
+        """Carry out a replica's actions, then follow the bookkeeper set if the head moved
+        into another epoch (after the sends: they are addressed in the old set's indexes)."""
         for action in actions:
             if isinstance(action, Send):
                 self.network.send(self.bookkeepers[action.to], action.message.to_wire())
@@ -574,6 +626,7 @@ class Node:
                             action.detail, extra={"reason": str(action.reason)})
             elif isinstance(action, CatchUp):
                 self._send_sync(self.sync.request(self.bookkeepers[action.peer], action.height, monotonic_ms()))
+        self._follow_epoch()
 
     def _send_relay(self, outgoing: Outgoing) -> None:
         for peer, message in outgoing:
@@ -639,8 +692,10 @@ class Node:
 
     def _state_sync_over(self) -> None:
         self.state_sync = None
-        if self.index is not None:
-            self.replica = self._make_replica()
+        # the snapshot's height may lie in a later epoch than genesis
+        self._take_epoch(self.chain.epoch_at(self.chain.height + 1))
+        self.network.set_allowed_keys(self._allowed_peers())
+        if self.replica is not None:
             self._apply(self.replica.start(monotonic_ms(), self.clock_ms()))
         self._announce_status()
         for peer, height in self.peer_heights.items():  # the heights heard meanwhile
@@ -696,7 +751,16 @@ class Node:
     def _primary_name(self) -> str | None:
         if self.replica is None:
             return None
-        return self.genesis.bookkeepers[self.replica.status.primary].name
+        return self.bookkeeper_name(self.replica.status.primary)
+
+    def bookkeeper_name(self, index: int) -> str:
+        """A bookkeeper of the current set by its configured peer or genesis name (a key
+        added by governance has no genesis name), else its key's first hex digits."""
+        key = self.bookkeepers[index]
+        names = {b.public_key: b.name for b in self.genesis.bookkeepers} | self.peer_names
+        if key == self.key.public_key:
+            return self.config.name
+        return names.get(key, "0x" + key.hex()[:12])
 
     def is_synced(self) -> tuple[bool, str]:
         """For /health: connected to a quorum and not behind any peer we know of."""
@@ -705,8 +769,8 @@ class Node:
         if self.state_sync is not None:
             return False, "catching up"  # restoring a snapshot: chain_status says how far
         connected = len(self.network.connected_peers())
-        if connected < self.genesis.t:
-            return False, f"connected to {connected} peers, need at least {self.genesis.t}"
+        if connected < self.epoch.t:
+            return False, f"connected to {connected} peers, need at least {self.epoch.t}"
         behind = self.sync.status().height < self._best_known_height()
         return (False, "catching up") if behind else (True, "ok")
 

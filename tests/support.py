@@ -55,7 +55,7 @@ def certify(dev: DevChain, block: Block, *, finality: bool = True, view: int = 0
 
 
 def open_chain(directory: Path, genesis: Genesis) -> Chain:
-    return Chain(ChainStore(directory), genesis, Engine(build_contracts(genesis.contracts)))
+    return Chain(ChainStore(directory), genesis, Engine(build_contracts(genesis.contract_params)))
 
 
 @dataclass

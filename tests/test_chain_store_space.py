@@ -31,7 +31,7 @@ def _dev(directory: Path, map_bytes_max: int, disk_free_bytes_min: int = 0) -> D
     keys = [key(i + 1) for i in range(4)]
     genesis = Genesis.from_dict(genesis_dict(keys))
     store = ChainStore(directory, MAP_BYTES, map_bytes_max, disk_free_bytes_min)
-    return DevChain(Chain(store, genesis, Engine(build_contracts(genesis.contracts))), keys)
+    return DevChain(Chain(store, genesis, Engine(build_contracts(genesis.contract_params))), keys)
 
 
 def test_a_full_map_that_cannot_grow_writes_nothing(tmp_path: Path) -> None:

@@ -243,7 +243,7 @@ def test_a_data_dir_of_another_chain_is_named(tmp_path: Path) -> None:
     theirs = init_cluster(tmp_path / "theirs", 3, free_base_port())
     genesis = Genesis.load(theirs.directory / "genesis.toml")
     store = ChainStore(theirs.node_dir(0) / "data" / "chain")
-    Chain(store, genesis, Engine(build_contracts(genesis.contracts)))
+    Chain(store, genesis, Engine(build_contracts(genesis.contract_params)))
     store.close()
     data = ours.node_dir(0) / "data"
     shutil.copytree(theirs.node_dir(0) / "data", data)

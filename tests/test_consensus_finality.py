@@ -12,6 +12,7 @@ import pytest
 import rlp
 
 from chain.certificate import final_message, synchronous_group, verify_finality
+from chain.epochs import Epoch
 from chain.errors import InvalidCertificate
 from chain.types import Block, CommitCertificate, Vote, decode
 from consensus.actions import Rejected
@@ -48,7 +49,8 @@ def _observer(sim: Simulation) -> tuple[FakeLedger, BlockSync]:
     # Its own oracle: the cluster's would stop the test at the first fork; the test
     # compares the observer's chain with the cluster's instead.
     ledger = FakeLedger(FinalityOracle(sim.bookkeepers, sim.t))
-    return ledger, BlockSync(ledger, chain_id=CHAIN_ID, bookkeepers=sim.bookkeepers, t=sim.t)
+    epoch = Epoch(1, tuple(sim.bookkeepers), sim.t)
+    return ledger, BlockSync(ledger, chain_id=CHAIN_ID, set_of=lambda height: epoch)
 
 
 def _serve(sync: BlockSync, peer: bytes, height: int, blocks: list[Block], now: int) -> list:

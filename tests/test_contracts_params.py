@@ -56,7 +56,7 @@ def test_constructor_checks_too_and_valid_values_pass() -> None:
     fine = {"credit": {"alpha_percent": 99}, "dsc": {"prices": {"meter": {"p_min": 10, "p_max": 12}},
                                                      "beta_percent": 0, "suspect_counting": "decay"}}
     genesis_from_dict(genesis_dict([key(1)], contracts=fine))
-    assert len(build_contracts(fine)) == 6
+    assert len(build_contracts(fine)) == 7
 
 
 def test_the_largest_alpha_allowed_never_empties_the_trimmed_mean() -> None:

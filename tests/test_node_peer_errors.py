@@ -66,7 +66,8 @@ def test_malformed_messages_are_counted_by_a_bounded_reason(node):
     for height in range(5):  # free text (heights) must not become label values
         node._handle_guarded(peer, {"type": "sync_status", "height": 2**63 + height,
                                          "block_hash": bytes(32)}, 0)
-    node._handle_guarded(peer, {"type": "suspect", "sender": 99, "view": 0, "signature": bytes(64)}, 0)
+    node._handle_guarded(peer, {"type": "suspect", "sender": 99, "epoch": node.epoch.start, "view": 0,
+                                "signature": bytes(64)}, 0)
     node._handle_guarded(peer, {"type": "zzz"}, 0)
     assert _metric(node, "gridchain_rejected_messages_total") == {
         '{reason="out-of-range"}': 5.0, '{reason="unknown-sender"}': 1.0, '{reason="unknown-type"}': 1.0}

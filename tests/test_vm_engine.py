@@ -56,7 +56,7 @@ class Faulty(NativeContract):
 def faulty_devchain(directory: Path) -> DevChain:
     keys = [key(1)]
     genesis = Genesis.from_dict(genesis_dict(keys))
-    engine = Engine([*build_contracts(genesis.contracts), Faulty()])
+    engine = Engine([*build_contracts(genesis.contract_params), Faulty()])
     return DevChain(Chain(ChainStore(directory), genesis, engine), keys)
 
 
