@@ -75,8 +75,12 @@ def run(args: argparse.Namespace) -> int:
 async def _kept(endpoints: dict[str, Any]) -> None:
     print("== the consortium keeps running (Ctrl-C stops every process)")
     print(f"  RPC: {' '.join(endpoints['rpc'])}   (node.py status --rpc URL; GRIDCHAIN_RPC=URL,...)")
+    print(f"  explorer: {' '.join(endpoints['explorer'])}   (open in a browser: docs/explorer.md)")
     for name, agent in endpoints["agents"].items():
         print(f"  {name:<16} {agent['role']:<10} {agent['health']}  {agent['metrics']}  {agent['events']}")
+    for name, agent in endpoints["agents"].items():
+        if agent["app"]:
+            print(f"  {name}'s phone app: {agent['app']}")
     await asyncio.Event().wait()
 
 

@@ -47,6 +47,7 @@ from diagnosis.agentconfig import DevicePlan, NodePlan, Plan, consortium_init, p
 from diagnosis.agents import Event
 from diagnosis.fleet import Fleet
 from diagnosis.overhead import FLOWS, PAPER_TABLE3, PAPER_TABLE4, TABLE3_REASONS, TABLE4_REASONS, gridchain_table3
+from diagnosis.phone_app import app_url
 from diagnosis.process import EVENTS_PAGE_MAX
 from diagnosis.protocol import SYMBOLS
 from diagnosis.report import Subject, build
@@ -475,11 +476,15 @@ class Live:
         return report
 
     def endpoints(self) -> dict[str, Any]:
-        return {"rpc": self.urls, "agents": {n: {"role": c.role, "inbox": self.fleet.url(n, "/sealed"),
-                                                "health": self.fleet.url(n, "/health"),
-                                                "metrics": self.fleet.url(n, "/metrics"),
-                                                "events": self.fleet.url(n, "/events")}
-                                            for n, c in self.fleet.configs.items()}}
+        """Every node's RPC and explorer (GET / on the same port), every agent's URLs and a
+        smartphone's app (with its token: diagnosis/phone_app.py)."""
+        return {"rpc": self.urls, "explorer": [url.rstrip("/") + "/" for url in self.urls],
+                "agents": {n: {"role": c.role, "inbox": self.fleet.url(n, "/sealed"),
+                               "health": self.fleet.url(n, "/health"),
+                               "metrics": self.fleet.url(n, "/metrics"),
+                               "events": self.fleet.url(n, "/events"),
+                               "app": app_url(c.state) if c.role == "smartphone" else None}
+                           for n, c in self.fleet.configs.items()}}
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.fleet.stop_all)
