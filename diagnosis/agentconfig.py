@@ -57,7 +57,7 @@ from crypto.keys import KeyPair
 from crypto.paillier import PaillierPrivateKey
 from diagnosis.agents import Identity
 from diagnosis.errors import DiagnosisError
-from runtime.cluster import PASSPHRASE_FILE, free_base_port, init_cluster, toml_value
+from runtime.cluster import PASSPHRASE_FILE, free_base_port, init_cluster, port_free, toml_value
 
 ROLES = ("device", "vendor", "supplier", "smartphone", "crew")
 POLL_MS_RANGE = (50, 60_000)
@@ -158,6 +158,22 @@ def load_identity(path: Path, passphrase: str) -> Identity:
                         PaillierPrivateKey.from_bytes(bytes.fromhex(raw["paillier"])))
     except (ValueError, KeyError) as exc:
         raise BadAgentConfig("keys", f"{path}: {exc}") from exc
+
+
+INBOX_PORT_OFFSET = 400  # agents' inboxes from base + 400 up: past the cluster's RPC, p2p and operator ports
+PORT_MAX_TRIES = 2_000
+
+
+def _free_ports(first: int, count: int) -> list[int]:
+    """`count` loopback ports from `first` up that nothing listens on now (other clusters
+    run on the shared box: a port one of them holds is skipped, not reused)."""
+    ports: list[int] = []
+    for port in range(first, min(first + PORT_MAX_TRIES, PORT_MAX + 1)):
+        if port_free(port):
+            ports.append(port)
+            if len(ports) == count:
+                return ports
+    raise BadAgentConfig("inbox_port", f"no {count} free loopback ports from {first}")
 
 
 def public_address(path: Path) -> bytes:
@@ -271,6 +287,7 @@ def consortium_init(directory: Path, *, vendors: int = 0, suppliers: int = 0, de
                                                                   0).hex()})
         if not any(p["address"] == "0x" + phone.address.hex() for p in owners[spec.vendor]):
             owners[spec.vendor].append(_consenting(phone, chain_id, ids[spec.vendor]))
+    inbox_ports = _free_ports(base_port + INBOX_PORT_OFFSET, len(names))
     node_plans = {n.name: n for n in plan.nodes}
     device_plans = {d.name: d for d in plan.devices}
     paths = []
@@ -283,7 +300,7 @@ def consortium_init(directory: Path, *, vendors: int = 0, suppliers: int = 0, de
                  f"rpc = {toml_value(rpc[first:] + rpc[:first])}",
                  'genesis = "../cluster/genesis.toml"', f'keys = "{name}.keys.json"', f'state = "{name}.sqlite"',
                  f'passphrase_file = "../cluster/{PASSPHRASE_FILE}"',
-                 'inbox_host = "127.0.0.1"', f"inbox_port = {base_port + 200 + port_offset}", f"poll_ms = {poll_ms}",
+                 'inbox_host = "127.0.0.1"', f"inbox_port = {inbox_ports[port_offset]}", f"poll_ms = {poll_ms}",
                  ""]
         misbehaviour: dict[str, Any] = {}
         if role in ("vendor", "supplier"):

@@ -393,7 +393,7 @@ class Live:
         self.cursors: dict[str, int] = {}
         self.requests: dict[int, Request] = {}
         self.progress = Progress(say, self.names)
-        self.urls = [f"http://127.0.0.1:{self.cluster.layout.rpc_port(i)}" for i in range(self.cluster.layout.nodes)]
+        self.urls = [self.cluster.layout.rpc_url(i) for i in range(self.cluster.layout.nodes)]
         self.client = GridClient(self.urls)
 
     async def start(self) -> None:

@@ -8,7 +8,8 @@ what `diagnosis.protocol` declares. Pure: no I/O.
 Rows of Table 3: the assigned node's sends are the flow's node row (v_i in warranty, nv_i
 out of it, whoever won), every other bidder's commit and reveal the "bidders" row; the
 device, smartphone and crew rows are their roles. Table 4 counts the device <-> node
-exchange only (seal and open of the messages between the two).
+exchange only (seal and open of the messages between the two). A message sent again
+after a failed delivery counts once (`retransmissions` says how many copies went).
 """
 
 from __future__ import annotations
@@ -144,10 +145,29 @@ def ended_by(events: list[Event]) -> list[dict[str, Any]]:
             for fired in e.detail.get("events", []) if fired["name"] in ("Defaulted", "DepositForfeited", "Paid")]
 
 
+def _without_retransmissions(events: list[Event]) -> tuple[list[Event], int]:
+    """A sealed message sent again after its delivery failed (no answer in time, the
+    receiver down) is one message of the protocol: the same sender, step, kind and
+    receiver — and its seal, and the receiver's open of the copy — count once."""
+    seen: set[tuple[Any, ...]] = set()
+    kept, repeats = [], 0
+    for e in events:
+        if e.kind in ("unicast", "ops"):
+            key = (e.kind, e.agent, e.step, e.detail.get("kind", e.detail.get("operation")),
+                   e.detail.get("to", e.detail.get("peer")))
+            if key in seen:
+                repeats += e.kind == "unicast"
+                continue
+            seen.add(key)
+        kept.append(e)
+    return kept, repeats
+
+
 def build(view: Subject, events: list[Event]) -> dict[str, Any]:
     """The request's report; `ok` only for a completed request whose every send matches the
     declaration and whose every Table 3/4 cell equals our by-design count."""
-    events = sorted((e for e in events if e.request == view.request_id), key=lambda e: e.at_ms)
+    events, retransmissions = _without_retransmissions(
+        sorted((e for e in events if e.request == view.request_id), key=lambda e: e.at_ms))
     flow = view.flow
     request = view.request
     started_ms = events[0].at_ms if events else 0
@@ -162,7 +182,7 @@ def build(view: Subject, events: list[Event]) -> dict[str, Any]:
         "flow": flow.name if flow else None, "figure": flow.figure if flow else None,
         "winner": winner, "price": request.price, "bidders": bidders,
         "suspects": [names_by_hex.get(s, s) for s in closed["suspects"]] if closed else [],
-        "ended_by": ended_by(events),
+        "ended_by": ended_by(events), "retransmissions": retransmissions,
         "transactions": [{"by": e.agent, "step": e.step, "method": e.detail["method"], "tx": e.detail["tx"],
                           "block": e.detail["block"]} for e in events if e.kind == "broadcast" and _successful(e)],
         "refused_transactions": [{"by": e.agent, "method": e.detail["method"], "error": e.detail.get("error")}
