@@ -7,6 +7,7 @@ listener (or standalone: `node.py explorer --rpc URL`).
     api.py      the page, its static files and the paginated JSON APIs
     standalone.py  `node.py explorer`: the same pages beside a remote node, its /ws relayed
     static/     the page: hand-written HTML, CSS and JavaScript, no build step, no CDN
+                (js-sha3 0.9.3 vendored for keccak256)
 """
 
 from explorer.api import Explorer, serve_in

@@ -1,56 +1,15 @@
-// Proof checks done by the browser itself, trusting no server: keccak256, RLP decoding
-// and Merkle-Patricia proofs (the trie package's HexaryTrie, architecture decision 2).
-// Hand-written from the Keccak reference (Bertoni et al., "KeccakF1600onLanes") and the
-// Ethereum yellow paper, appendices B (RLP) and D (hex-prefix, trie); no library.
+// Proof checks done by the browser itself, trusting no server: keccak256 (js-sha3), RLP
+// decoding and Merkle-Patricia proofs (the trie package's HexaryTrie, architecture
+// decision 2), the last two after the Ethereum yellow paper, appendices B (RLP) and D
+// (hex-prefix, trie).
 "use strict";
 
 const Verify = (() => {
-  const MASK = (1n << 64n) - 1n;
-  const rol = (x, n) => (n === 0 ? x : ((x << BigInt(n)) | (x >> BigInt(64 - n))) & MASK);
-
-  function keccakF(lanes) { // lanes[x][y], 24 rounds
-    let R = 1;
-    for (let round = 0; round < 24; round++) {
-      const C = [0, 1, 2, 3, 4].map((x) => lanes[x][0] ^ lanes[x][1] ^ lanes[x][2] ^ lanes[x][3] ^ lanes[x][4]);
-      const D = [0, 1, 2, 3, 4].map((x) => C[(x + 4) % 5] ^ rol(C[(x + 1) % 5], 1));
-      for (let x = 0; x < 5; x++) for (let y = 0; y < 5; y++) lanes[x][y] ^= D[x];
-      let x = 1, y = 0, current = lanes[x][y];
-      for (let t = 0; t < 24; t++) {
-        [x, y] = [y, (2 * x + 3 * y) % 5];
-        [current, lanes[x][y]] = [lanes[x][y], rol(current, ((t + 1) * (t + 2) / 2) % 64)];
-      }
-      for (let yy = 0; yy < 5; yy++) {
-        const T = [0, 1, 2, 3, 4].map((xx) => lanes[xx][yy]);
-        for (let xx = 0; xx < 5; xx++) lanes[xx][yy] = T[xx] ^ ((~T[(xx + 1) % 5] & MASK) & T[(xx + 2) % 5]);
-      }
-      for (let j = 0; j < 7; j++) {
-        R = ((R << 1) ^ ((R >> 7) * 0x71)) % 256;
-        if (R & 2) lanes[0][0] ^= 1n << BigInt((1 << j) - 1);
-      }
-    }
-  }
-
-  function keccak256(bytes) { // Keccak[r=1088, c=512] with the original 0x01 padding (not SHA-3's 0x06)
-    const rate = 136;
-    const padded = new Uint8Array(Math.floor(bytes.length / rate) * rate + rate);
-    padded.set(bytes);
-    padded[bytes.length] ^= 0x01;
-    padded[padded.length - 1] ^= 0x80;
-    const lanes = [0, 1, 2, 3, 4].map(() => [0n, 0n, 0n, 0n, 0n]);
-    for (let off = 0; off < padded.length; off += rate) {
-      for (let i = 0; i < rate / 8; i++) {
-        let lane = 0n;
-        for (let b = 7; b >= 0; b--) lane = (lane << 8n) | BigInt(padded[off + 8 * i + b]);
-        lanes[i % 5][Math.floor(i / 5)] ^= lane;
-      }
-      keccakF(lanes);
-    }
-    const out = new Uint8Array(32);
-    for (let i = 0; i < 4; i++) {
-      let lane = lanes[i % 5][Math.floor(i / 5)];
-      for (let b = 0; b < 8; b++) { out[8 * i + b] = Number(lane & 0xffn); lane >>= 8n; }
-    }
-    return out;
+  // keccak256 (Ethereum's, the original 0x01 padding) from js-sha3 0.9.3, vendored beside
+  // this file from the npm registry (MIT, js-sha3-0.9.3.LICENSE.txt): a well-kept library,
+  // not a hand-rolled primitive.
+  function keccak256(bytes) {
+    return new Uint8Array(window.keccak256.arrayBuffer(bytes));
   }
 
   function fromHex(hex) {
