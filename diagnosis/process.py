@@ -49,6 +49,9 @@ log = logging.getLogger("gridchain.agent")
 FAULT_KINDS = ("firmware-fault", "physical-damage", "burnt-terminal", "cracked-housing")
 DETAIL_CHARS_MAX = 200
 EVENTS_PAGE_MAX = 2_000  # events per GET /events reply
+# receipts awaited at once by a registering vendor: each wait is an open connection, and a
+# node refuses a client more than [rpc] connections_per_client_max (64) of them
+REGISTRATIONS_PER_BATCH_MAX = 16
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -165,9 +168,10 @@ async def _unless_proven(read: Callable[[], Awaitable[Any]]) -> Any:
 async def _register_all(agent: Agent, calls: list[ContractCall]) -> None:
     """Send the calls at once and wait for every receipt; only `already-registered` (a
     repeat after a restart) is not an error."""
-    if not calls:
-        return
-    receipts = await agent.ledger.transact_many([(call, agent.identity.key) for call in calls])
+    receipts = []
+    for first in range(0, len(calls), REGISTRATIONS_PER_BATCH_MAX):
+        batch = calls[first:first + REGISTRATIONS_PER_BATCH_MAX]
+        receipts += await agent.ledger.transact_many([(call, agent.identity.key) for call in batch])
     for receipt in receipts:
         if receipt["status"] != 1 and not (receipt.get("error") or "").startswith("already-registered"):
             raise TransactionFailed(receipt["transactionHash"], receipt)
