@@ -39,6 +39,7 @@ from client.contracts import Dsc, Token
 from contracts import dsc_records
 from contracts.addresses import DSC
 from diagnosis.agentconfig import AgentConfig, consortium_init
+from diagnosis.agents import Agent
 from diagnosis.demo import demo_contract_params, token_check
 from diagnosis.process import build, first_start
 from diagnosis.services import DeviceService, Service
@@ -64,10 +65,20 @@ class Run:
         self.services: dict[str, Service] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.restarts: list[str] = []
+        self.bound: dict[str, tuple[Agent, Service]] = {}
 
-    async def start(self, name: str) -> None:
+    async def bind(self, name: str) -> None:
+        """Build the party and open its inbox. Every inbox is bound before the parties start
+        talking: their ports lie in the ephemeral range, where this process's own outgoing
+        connections (hundreds of them once services run) would otherwise take some."""
         agent, service = build(self.configs[name])
         await agent.start()
+        self.bound[name] = (agent, service)
+
+    async def start(self, name: str) -> None:
+        if name not in self.bound:
+            await self.bind(name)
+        agent, service = self.bound.pop(name)
         await first_start(self.configs[name], agent)
         self.services[name] = service
         self.tasks[name] = asyncio.create_task(service.run())
@@ -130,6 +141,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         cluster.wait_healthy()
         order = sorted(run.configs, key=lambda n: ("vendor", "supplier", "crew", "smartphone", "device")
                        .index(run.configs[n].role))
+        for name in order:
+            await run.bind(name)
         for name in order:
             await run.start(name)
         setup_s = time.perf_counter() - started
