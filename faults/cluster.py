@@ -261,8 +261,8 @@ class FaultCluster:
             while await self.status(i) is None:
                 process = self.processes.processes.get(i)
                 if process is not None and process.poll() is not None:
-                    raise RuntimeError(f"node{i} exited with {process.returncode}; see "
-                                       f"{self.layout.node_dir(i) / 'node.log'}")
+                    log = self.layout.node_dir(i) / "node.log"
+                    raise RuntimeError(f"node{i} exited with {process.returncode}; see {log}:\n{_tail(log)}")
                 if loop.time() > deadline:
                     raise TimeoutError(f"node{i} did not serve RPC in {timeout_s}s")
                 await asyncio.sleep(0.1)
@@ -279,6 +279,14 @@ class FaultCluster:
                 return True
             await asyncio.sleep(0.2)
         return False
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    """The last lines of a node's log (a CI run keeps the error, not the run's directory)."""
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(no log: {exc.strerror})"
 
 
 def _dump_toml(config: dict[str, Any]) -> str:

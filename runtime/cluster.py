@@ -378,14 +378,29 @@ def describe_exit(returncode: int | None) -> str:
 
 def free_base_port() -> int:
     """A base port whose RPC (base+i), p2p (base+100+i) and operator (base+300+i) ports are free right now (tests,
-    benchmarks, fault runs and the demo start clusters side by side, so pick at random)."""
+    benchmarks, fault runs and the demo start clusters side by side, so pick at random). Below the
+    kernel's ephemeral range: there any outgoing connection may take a port between this probe and
+    the node's bind (the likely cause of a fault run's node exiting at start in CI)."""
     rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
+    highest = min(_ephemeral_port_low(), 65_536) - PORT_SPAN
     for _ in range(200):
-        base = rng.randrange(20_000, 55_000)
+        base = rng.randrange(BASE_PORT_LOW, max(highest, BASE_PORT_LOW + 1_000))
         offsets = (0, P2P_PORT_OFFSET, OPERATOR_PORT_OFFSET)
         if all(port_free(base + offset + i) for offset in offsets for i in range(10)):
             return base
     raise RuntimeError("no free port range on loopback")
+
+
+BASE_PORT_LOW = 10_000  # above the well-known and most registered service ports
+PORT_SPAN = 1_000  # a cluster's ports and its agents' inboxes (diagnosis.agentconfig) fit in base .. base + 1000
+
+
+def _ephemeral_port_low() -> int:
+    """The first port the kernel hands to outgoing connections (Linux default 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 def port_free(port: int, host: str = LOOPBACK) -> bool:
