@@ -85,6 +85,53 @@ def test_a_revert_fails_the_receipt_but_a_bug_fails_the_block(tmp_path: Path) ->
     assert list(executed.block.transactions) == [transfer]  # its writes were rolled back: the nonce is free
 
 
+class BuggyHook(NativeContract):
+    """An end-of-block hook with a bug once `arm` was called, or one that runs out of memory."""
+
+    name = "buggyhook"
+    address = well_known_address(98)
+
+    @method
+    def arm(self, ctx: CallContext, kind: int) -> None:
+        ctx.set(b"armed", kind.to_bytes(1, "big"))
+
+    def end_block(self, ctx: CallContext) -> None:
+        armed = ctx.get(b"armed")
+        ctx.set(b"ran", ctx.block.number.to_bytes(8, "big"))  # undone when the hook fails
+        if armed == b"\x01":
+            {}["missing"]  # a bug: KeyError, in every block from now on
+        if armed == b"\x02":
+            raise MemoryError  # this process's limit, not the contract's logic
+
+
+def test_a_bug_in_an_end_of_block_hook_is_undone_and_the_chain_goes_on(tmp_path: Path) -> None:
+    """A hook runs in every block: if its bug stopped the block, every proposer in turn
+    would stop for good. Two replicas undo the hook the same way and agree on the roots."""
+    def replica(name: str) -> DevChain:
+        keys = [key(1), key(2)]
+        genesis = Genesis.from_dict(genesis_dict(keys))
+        engine = Engine([*build_contracts(genesis.contract_params), BuggyHook()])
+        return DevChain(Chain(ChainStore(tmp_path / name), genesis, engine), keys)
+
+    proposer, follower = replica("proposer"), replica("follower")
+    a = proposer.accounts[0]
+    arm = proposer.tx(a, BuggyHook.address, "arm", [1])
+    transfer = proposer.tx(a, TOKEN, "transfer", [key(2).address, 1])
+    for tx in (arm, transfer):
+        executed = proposer.commit([tx])
+        follower.chain.append(executed.block)  # the replica's path: state_transition
+        assert follower.chain.head.hash == proposer.chain.head.hash
+        hook = executed.receipts[-1]
+        assert hook.status == 0 and hook.error == b"internal-error: buggyhook"
+        assert executed.receipts[0].status == 1  # the block's transactions stand
+    # Out of memory is not the contract's logic: another replica may not meet it, so the
+    # block is not applied.
+    arm_oom = proposer.tx(a, BuggyHook.address, "arm", [2])
+    with pytest.raises(InternalError) as info:
+        proposer.chain.build([arm_oom], timestamp_ms=proposer.clock_ms + 1_000, proposer=0, view=0)
+    assert isinstance(info.value.__cause__, MemoryError)
+
+
 def test_an_integer_argument_out_of_range_is_the_callers_error(devchain: DevChain) -> None:
     a = devchain.accounts[0]
     # DSC keys a request by its id as 8 bytes: 2**70 cannot be one

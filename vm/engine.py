@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import rlp
 
-from chain.errors import DecodeError
+from chain.errors import DecodeError, TxReason
 from chain.state import State
 from chain.types import Event, Transaction
 from chain.values import Value
@@ -147,8 +147,21 @@ class Engine:
                 succeeded, error = False, _revert_reason(exc)
                 log.warning("end-of-block hook of %s failed: %s", self.contracts[address].name, exc)
                 continue
-            except Exception as exc:
+            except ENVIRONMENT_ERRORS as exc:
+                # Not the contract's logic: how much memory or stack this process has.
+                # Another replica may not meet it, so the block is not applied here.
                 raise InternalError(self.contracts[address].name, "end_block", exc) from exc
+            except Exception as exc:
+                # A bug in the hook. Unlike a transaction's, it cannot be left out of the
+                # block: it runs in every block, so raising would stop every proposer in
+                # turn, for good. The same code on the same state fails the same way on
+                # every replica, so the hook is undone, its failure is the receipt's error
+                # and the block goes on (the other hooks still run).
+                state.revert(mark)
+                succeeded, error = False, f"{TxReason.INTERNAL_ERROR}: {self.contracts[address].name}".encode()
+                log.error("end-of-block hook of %s has a bug, undone in block %d",
+                          self.contracts[address].name, block.number, exc_info=exc)
+                continue
             state.commit(mark)
             events.extend(ctx.events)
         return CallOutput(succeeded, meter.used, events, error)
@@ -162,6 +175,8 @@ class Engine:
 # (undecodable values, or integers a contract cannot turn into its fixed-width keys with
 # int.to_bytes: the caller's error, not the contract's).
 REVERTS = (ContractError, DecodeError, OverflowError)
+# What a replica's process may meet where another's does not: never a deterministic result.
+ENVIRONMENT_ERRORS = (MemoryError, RecursionError, OSError)
 
 
 def _revert_reason(exc: Exception) -> bytes:

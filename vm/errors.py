@@ -1,7 +1,7 @@
 """Errors of the contract engine. A `ContractError` is an expected failure: it reverts the
 call that raised it and becomes the receipt's error reason, it never escapes a block. An
 `InternalError` is a bug (Sawtooth's InternalError beside InvalidTransaction, style habit 2):
-it escapes, and the block is not applied."""
+it escapes, and the block is not applied (except in an end-of-block hook: vm/engine.py)."""
 
 from __future__ import annotations
 
