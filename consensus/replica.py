@@ -109,7 +109,6 @@ from consensus.messages import (
 )
 from consensus.storage import ConsensusStorage, StoredState
 from consensus.viewchange import Start, merge, select
-from crypto.hashing import keccak256
 from crypto.keys import KeyPair, is_valid_signature
 
 NORMAL = "normal"
@@ -229,7 +228,6 @@ class Replica:
         self.last_suspect_reason: str | None = None
         self._future: dict[tuple[int, str], Message] = {}
         self._clock_ms = 0  # the wall clock of the input being handled (set by each entry)
-        self._withheld = False  # test-only "withhold-commit": it left the protocol
         self._final_message: tuple[tuple[int, bool], Message] | None = None
         self._reset_view_state()
         self._last_suspect = _decode_suspect(stored.suspect, self._n)
@@ -370,11 +368,7 @@ class Replica:
         self._storage.save(StoredState(self.view, self.state == NORMAL, self._entry, suspect, self._epoch))
 
     def _sign(self, message: Message) -> Message:
-        message = dataclasses.replace(message, epoch=self._epoch)
-        if self._config.byzantine == "bad-signature":
-            return dataclasses.replace(message, signature=keccak256(message.signing_payload())
-                                       * 2)
-        return message.signed(self._key)
+        return dataclasses.replace(message, epoch=self._epoch).signed(self._key)
 
     def _vote(self, view: int, height: int, block_hash: bytes) -> bytes:
         return self._key.sign(commit_message(self._chain_id, view, height, block_hash))
@@ -388,9 +382,32 @@ class Replica:
         actions.append(Send(to, message))
 
     def _output(self, actions: list[Action]) -> list[Action]:
-        if self._config.byzantine == "silent" or self._withheld:
-            return [action for action in actions if not isinstance(action, Send)]
         return actions
+
+    # ------------------------------------------------------------------ hooks
+    # An honest replica's choices at the points where the test-only Byzantine replicas
+    # (consensus/byzantine.py) choose otherwise; nothing else in the core knows of them.
+
+    def _built(self, block: Block) -> Block:
+        """The proposal as it goes out, from the block the application built."""
+        return block
+
+    def _proposal_for(self, number: int, prepare: Message, block: Block) -> Message:
+        """The PREPARE for the `number`-th follower."""
+        return prepare
+
+    def _check_block(self, block: Block) -> None:
+        """Execute `block` on the final head; LedgerError when it is invalid."""
+        self._app.check(block)
+
+    def _new_view_pick(self, start: Start) -> Entry | None:
+        """The entry a new primary re-prepares: the selection's."""
+        return start.pick
+
+    def _certified_as_follower(self, entry: Entry, actions: list[Action]) -> bool:
+        """t = 1: a follower holds the full certificate of `entry` and is about to log it
+        and vote; True when it does something else instead."""
+        return False
 
     def _busy(self) -> bool:
         # With empty blocks on, a block is always due: a silent primary must be suspected
@@ -515,8 +532,7 @@ class Replica:
         if block is None:
             self._schedule_proposal(now_ms)
             return
-        if self._config.byzantine == "wrong-roots":
-            block = block.copy(header=block.header.copy(state_root=keccak256(b"wrong")))
+        block = self._built(block)
         raw = block.encoded()
         vote = self._vote(self.view, height, block.hash)
         self._entry = Entry.create(self.view, raw, vote, block=block)
@@ -527,22 +543,13 @@ class Replica:
         self._busy_since = None
         self._proposed_at_ms, self._build_ms = now_ms, None
         self._persist()  # the PREPARE carries a vote: log before sending it
+        prepare = self._sign(Prepare(sender=self._index, view=self.view, height=height,
+                                     block=raw, vote=vote))
         for number, follower in enumerate(self._followers()):
-            proposal = self._sign(Prepare(sender=self._index, view=self.view, height=height,
-                                          block=raw, vote=vote))
-            if self._config.byzantine == "equivocate" and number % 2 == 1:
-                proposal = self._equivocation(block, height)
+            proposal = self._proposal_for(number, prepare, block)
             self._outbox[follower] = proposal
             self._send(follower, proposal, actions)
         self._retransmit_at = now_ms + self._config.retransmit_ms
-
-    def _equivocation(self, block: Block, height: int) -> Message:
-        # A twin that executes just as well (the timestamp is outside the roots here), so
-        # only conflicting votes can reveal it.
-        other = block.copy(header=block.header.copy(timestamp_ms=block.header.timestamp_ms + 1))
-        vote = self._vote(self.view, height, other.hash)
-        return self._sign(Prepare(sender=self._index, view=self.view, height=height,
-                                  block=rlp.encode(other), vote=vote))
 
     def _on_prepare(self, sender: int, message: Prepare, now_ms: int,
                     actions: list[Action]) -> None:
@@ -586,20 +593,17 @@ class Replica:
         primary = self._group(self.view)[0]
         if not self._valid_vote(primary, vote, self.view, height, entry.block_hash):
             raise Suspicion(RejectReason.BAD_VOTE, "bad vote of the primary")
-        if self._config.byzantine != "wrong-roots":
-            try:
-                self._app.check(entry.block)
-            except LedgerError as exc:
-                raise Suspicion(RejectReason.INVALID_BLOCK, f"invalid block: {exc}") from exc
+        try:
+            self._check_block(entry.block)
+        except LedgerError as exc:
+            raise Suspicion(RejectReason.INVALID_BLOCK, f"invalid block: {exc}") from exc
         my_vote = self._vote(self.view, height, entry.block_hash)
         self._votes = {primary: vote, self._index: my_vote}
         if self._t == 1:
             # Both votes are here: the follower has committed (holds the certificate).
             entry = entry.with_certificate(self._certificate(self._votes))
             self._holders = {self._index}
-            if self._config.byzantine == "withhold-commit":
-                self._withheld = True
-                self._finalize(entry.block, decode(entry.certificate, CommitCertificate), actions)
+            if self._certified_as_follower(entry, actions):
                 return
         if self._entry is None or self._entry.block_hash != entry.block_hash:
             # A new valid proposal is progress: the stall clock restarts at the next tick,
@@ -1040,9 +1044,9 @@ class Replica:
             # next view's selection will include it.
             self._suspect("final head moved past the selection", now_ms, actions)
             return
-        if start.pick is not None and self._config.byzantine != "wrong-roots":
+        if start.pick is not None:
             try:
-                self._app.check(start.pick.block)
+                self._check_block(start.pick.block)
             except LedgerError as exc:
                 self._suspect(f"selected entry does not execute: {exc}", now_ms, actions)
                 return
@@ -1052,7 +1056,7 @@ class Replica:
             self._accept_new_view(self._new_view, now_ms, actions)
 
     def _send_new_view(self, start: Start, now_ms: int, actions: list[Action]) -> None:
-        pick = start.pick if self._config.byzantine != "omit-entries" else None
+        pick = self._new_view_pick(start)
         raw, vote = b"", b""
         self._entry = None  # an entry the selection did not pick is rolled back
         if pick is not None:

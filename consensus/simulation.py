@@ -26,6 +26,7 @@ from chain.epochs import Epoch
 from chain.errors import InvalidBlock
 from chain.types import EMPTY_TRIE_ROOT, ZERO_HASH, Block, BlockHeader
 from consensus.actions import Action, CatchUp, Send, Suspected
+from consensus.byzantine import replica_class
 from consensus.config import FORKING_MODES, ConsensusConfig
 from consensus.messages import message_from_wire
 from consensus.replica import Replica
@@ -184,7 +185,7 @@ class Simulation:
 
     def _replica(self, index: int, key: KeyPair, config: ConsensusConfig, ledger: FakeLedger,
                  storage: MemoryStorage) -> Replica:
-        return Replica(config, index=index, key=key, bookkeepers=self.bookkeepers,
+        return replica_class(config.byzantine)(config, index=index, key=key, bookkeepers=self.bookkeepers,
                        chain_id=CHAIN_ID, app=ledger, storage=storage)
 
     def _sync(self, ledger: FakeLedger) -> BlockSync:

@@ -63,6 +63,7 @@ from consensus import (
     message_from_wire,
     sync_message_from_wire,
 )
+from consensus.byzantine import replica_class
 from consensus.errors import DecodeReason
 from consensus.messages import MESSAGE_TYPES, Suspect
 from consensus.statesync import (
@@ -206,7 +207,8 @@ class Node:
 
     def _make_replica(self) -> Replica:
         assert self.index is not None
-        return Replica(self.consensus_config, index=self.index, key=self.key, bookkeepers=self.bookkeepers,
+        replica = replica_class(self.consensus_config.byzantine)  # the honest Replica unless a test mode
+        return replica(self.consensus_config, index=self.index, key=self.key, bookkeepers=self.bookkeepers,
                        chain_id=self.genesis.chain_id, app=self.app, storage=LmdbStorage(self.store.env),
                        epoch=self.epoch.start, set_of=self.chain.epoch_at)
 

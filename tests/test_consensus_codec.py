@@ -219,3 +219,13 @@ def test_a_node_never_answers_with_more_blocks_than_its_peers_decode():
     with pytest.raises(ValueError, match="blocks_per_response_max"):
         SyncConfig(blocks_per_response_max=RESPONSE_BLOCKS_MAX + 1)
     assert SyncConfig(blocks_per_response_max=RESPONSE_BLOCKS_MAX).blocks_per_response_max == RESPONSE_BLOCKS_MAX
+
+
+def test_every_byzantine_mode_has_its_replica_outside_the_core() -> None:
+    from consensus.byzantine import MODES, replica_class
+    from consensus.config import BYZANTINE_MODES, FORKING_MODES
+    from consensus.replica import Replica
+
+    assert sorted(MODES) == sorted(BYZANTINE_MODES + FORKING_MODES)
+    assert replica_class(None) is Replica
+    assert all(issubclass(cls, Replica) and cls is not Replica for cls in MODES.values())
