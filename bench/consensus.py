@@ -22,11 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from bench.harness import bench_cluster, cpu_seconds, machine
-from bench.load import LoadOptions, LoadRun, LoadSpec, drive, run_load, say, senders_needed
-from client import GridClient
+from bench.load import LoadOptions, drive, run_load, say, senders_needed
+from client import ClientError, GridClient, RpcClient
 
 POLL_S = 0.005
 VIEW_CHANGE_TIMEOUT_S = 30
@@ -34,24 +32,27 @@ AGREE_TIMEOUT_S = 15  # after a restart, wait this long for every node to report
 CATCH_UP_TIMEOUT_S = 300
 
 
-class Poller:
-    """Short JSON-RPC calls to one node at a time (no failover: the caller picks the node)."""
+POLL_TIMEOUT_S = 5.0
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self.session = session
-        self.run = LoadRun([], LoadSpec(0), {}, [])
+
+class Poller:
+    """Short JSON-RPC calls to one node at a time (no failover: the caller picks the node);
+    None when it does not answer or answers an error."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.client = RpcClient(urls, failover=False, timeout_s=POLL_TIMEOUT_S)
+
+    async def __aenter__(self) -> Poller:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.close()
 
     async def call(self, url: str, method: str, *params: Any) -> Any:
         try:
-            async with self.session.post(url, json=self.run.request(method, *params)) as response:
-                reply = await response.json(content_type=None)
-        except (TimeoutError, aiohttp.ClientError, ValueError):
+            return await self.client.call(method, *params, node=self.client.urls.index(url))
+        except ClientError:
             return None
-        return reply.get("result")
-
-
-def session() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
 
 
 # empty blocks ---------------------------------------------------------------------------------
@@ -59,8 +60,7 @@ def empty_blocks(nodes: int, seconds: float, interval_ms: int = 1) -> dict[str, 
     consensus = {"empty_blocks": True, "empty_block_interval_ms": interval_ms}
     with bench_cluster(nodes, senders=2, consensus=consensus) as cluster:
         async def measure() -> dict[str, Any]:
-            async with session() as s:
-                poller = Poller(s)
+            async with Poller(cluster.urls) as poller:
                 await asyncio.sleep(1.0)  # past start-up and the first view
                 cpu = [cpu_seconds(pid) for pid in cluster.pids()]
                 start_h = (await poller.call(cluster.urls[0], "chain_status"))["height"]
@@ -98,8 +98,7 @@ def view_change(nodes: int, trials: int, interval_ms: int = 20,
     with bench_cluster(nodes, senders=2, consensus=consensus) as cluster:
         async def measure() -> list[dict[str, Any]]:
             out = []
-            async with session() as s:
-                poller = Poller(s)
+            async with Poller(cluster.urls) as poller:
                 for trial in range(trials):
                     out.append(await one_kill(cluster, poller, trial))
             return out
@@ -175,8 +174,7 @@ def catch_up(nodes: int, txs: int, idle_s: float, interval_ms: int = 5) -> dict[
         urls = cluster.urls
 
         async def measure() -> dict[str, Any]:
-            async with session() as s:
-                poller = Poller(s)
+            async with Poller(cluster.urls) as poller:
                 await asyncio.sleep(1.0)
                 cluster.processes.stop_node(lagger, signal.SIGKILL)
                 options = LoadOptions(nodes=nodes, txs=txs, concurrency=4, progress=False, timeout_s=120)

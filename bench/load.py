@@ -11,9 +11,11 @@ ceiling. Open loop (`--rate`): batches leave on a fixed schedule whatever the re
 latency counts from the scheduled time (no coordinated omission).
 
 Latency of a transaction = the moment the client saw it in a final block (chain_getBlock
-polled every `POLL_S`) minus the moment it was sent. A node that stops answering is skipped
-for `NODE_RETRY_S` and its batch goes to the next node; "duplicate" and "nonce-replay"
-replies mean the network already holds the transaction, so it counts as acknowledged.
+polled every `POLL_S`) minus the moment it was sent. The SDK's RpcClient (client/rpc.py)
+carries the batches: a node that stops answering is skipped for a while and its batch goes
+to the next node, and back-pressure is retried after its `Backoff`; "duplicate" and
+"nonce-replay" replies mean the network already holds the transaction, so it counts as
+acknowledged.
 """
 
 from __future__ import annotations
@@ -31,27 +33,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import rlp
 
 from bench.harness import DSC_REQUEST_DEPOSIT, BenchCluster, bench_cluster, cpu_seconds, load_average, machine
 from chain.errors import TxReason
 from chain.types import Transaction
+from client import BACKPRESSURE, Backoff, ClientError, NodeUnavailable, RpcClient
 from contracts.addresses import DSC, TOKEN
 from crypto.hashing import keccak256
 from crypto.keys import KeyPair
 from runtime.cluster import account_keys
 
 POLL_S = 0.01  # final-block polling period of the watcher
-NODE_RETRY_S = 1.0  # a node that failed is skipped this long
-# back-pressure: try again
-RETRY_REASONS = (TxReason.NODE_BUSY, TxReason.MEMPOOL_FULL, TxReason.NONCE_GAP, TxReason.SENDER_FULL)
-# The node is full: retried until the run's deadline, the pause doubling up to the max, so a
-# backlog far beyond the mempool waits at the client instead of spinning refused requests.
-BACKPRESSURE_REASONS = (TxReason.NODE_BUSY, TxReason.MEMPOOL_FULL)
-BACKPRESSURE_BACKOFF_S_MAX = 1.0
+# Back-pressure (client.BACKPRESSURE) is retried until the run's deadline; these a bounded
+# number of times (an earlier nonce not yet in, the sender's quota).
+RETRY_REASONS = BACKPRESSURE | {TxReason.NONCE_GAP, TxReason.SENDER_FULL}
 KNOWN_REASONS = (TxReason.DUPLICATE, TxReason.NONCE_REPLAY)  # the network already has it
-RETRY_BACKOFF_S = 0.05
+NO_NODE_PAUSE_S = 0.2  # no node answered a batch: wait this long before the next try
 ATTEMPTS_MAX = 200
 NONCE_WINDOW = 48  # transactions per sender: below the mempool's nonce_gap_max (64)
 DSC_MESSAGES_MAX = 48  # log_message calls per request: below dsc messages_max (64)
@@ -92,7 +90,6 @@ class LoadRun:
     txs: dict[str, Tracked]
     order: list[str]
     node_pids: list[int] = field(default_factory=list)
-    down_until: dict[str, float] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     views: list[int | None] = field(default_factory=lambda: [None, None])  # at the start and the end
     pushed_back: int = 0  # batch attempts the node answered with back-pressure (mempool-full, node-busy)
@@ -103,39 +100,11 @@ class LoadRun:
     sent_n: int = 0
     committed_n: int = 0
     started: float = 0.0
-    ids: int = 0
     send_lag_s: float = 0.0
-
-    # transport ----------------------------------------------------------------------------
-    def pick(self, preferred: int) -> list[str]:
-        """Node URLs to try, the preferred one first, nodes that just failed last."""
-        now = time.monotonic()
-        ordered = [self.urls[(preferred + k) % len(self.urls)] for k in range(len(self.urls))]
-        return sorted(ordered, key=lambda url: self.down_until.get(url, 0) > now)
-
-    async def post(self, session: aiohttp.ClientSession, preferred: int, body: list[dict[str, Any]]) -> list[Any]:
-        """POST a JSON-RPC batch to the first node that answers; raise when none does."""
-        data = json.dumps(body).encode()
-        last: Exception | None = None
-        for url in self.pick(preferred):
-            try:
-                async with session.post(url, data=data, headers={"Content-Type": "application/json"}) as response:
-                    reply = await response.json(content_type=None)
-            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-                self.down_until[url] = time.monotonic() + NODE_RETRY_S
-                last = exc
-                continue
-            if isinstance(reply, dict):  # a whole-batch error (limit, parse)
-                raise RuntimeError(f"batch refused by {url}: {reply.get('error')}")
-            return sorted(reply, key=lambda r: r["id"])
-        raise ConnectionError(f"no node answered: {last}")
-
-    def request(self, method: str, *params: Any) -> dict[str, Any]:
-        self.ids += 1
-        return {"jsonrpc": "2.0", "id": self.ids, "method": method, "params": list(params)}
+    client: RpcClient | None = None  # while `run` runs
 
     # sending ------------------------------------------------------------------------------
-    async def send_batch(self, session: aiohttp.ClientSession, worker: int, hashes: list[str],
+    async def send_batch(self, client: RpcClient, worker: int, hashes: list[str],
                          sent_at: float | None = None) -> None:
         """Send `hashes` until each is acknowledged, refused for good, or out of attempts."""
         now = time.monotonic()
@@ -145,26 +114,25 @@ class LoadRun:
                 self.sent_n += 1
         pending = hashes
         deadline = self.started + self.spec.timeout_s
-        backoff_s = RETRY_BACKOFF_S
+        backoff = Backoff()
         while pending and time.monotonic() < deadline:
-            body = [self.request("tx_send", self.txs[h].raw) for h in pending]
             try:
-                replies = await self.post(session, worker, body)
-            except ConnectionError:
-                await asyncio.sleep(RETRY_BACKOFF_S * 4)
+                replies = await client.batch([("tx_send", [self.txs[h].raw]) for h in pending], node=worker)
+            except NodeUnavailable:
+                await asyncio.sleep(NO_NODE_PAUSE_S)
                 continue
             retry = []
             pushed_back = False
             for h, reply in zip(pending, replies, strict=True):
                 tracked = self.txs[h]
                 tracked.attempts += 1
-                if "result" in reply:
+                if reply.error is None:
                     tracked.acked, tracked.acked_at = True, time.monotonic()
                     continue
-                reason = (reply["error"].get("data") or {}).get("reason", str(reply["error"].get("code")))
+                reason = reply.reason or str(reply.error.code)
                 if reason in KNOWN_REASONS:
                     tracked.acked, tracked.acked_at = True, time.monotonic()
-                elif reason in BACKPRESSURE_REASONS:
+                elif reason in BACKPRESSURE:
                     retry.append(h)
                     pushed_back = True
                 elif reason in RETRY_REASONS and tracked.attempts < ATTEMPTS_MAX:
@@ -173,11 +141,10 @@ class LoadRun:
                     self.rejected[reason] = self.rejected.get(reason, 0) + 1
             pending = retry
             if pending:
-                backoff_s = min(backoff_s * 2, BACKPRESSURE_BACKOFF_S_MAX) if pushed_back else RETRY_BACKOFF_S
                 self.pushed_back += pushed_back
-                await asyncio.sleep(backoff_s)
+                await asyncio.sleep(backoff.next(pushed_back))
 
-    async def closed_loop(self, session: aiohttp.ClientSession) -> None:
+    async def closed_loop(self, client: RpcClient) -> None:
         batches: asyncio.Queue[list[str]] = asyncio.Queue()
         for start in range(0, len(self.order), self.spec.batch):
             batches.put_nowait(self.order[start:start + self.spec.batch])
@@ -189,11 +156,11 @@ class LoadRun:
                 if self.spec.window and self.sent_n - self.committed_n >= self.spec.window:
                     await asyncio.sleep(POLL_S)  # the window is full: wait for finality
                     continue
-                await self.send_batch(session, index, batches.get_nowait())
+                await self.send_batch(client, index, batches.get_nowait())
 
         await asyncio.gather(*(worker(i) for i in range(self.spec.concurrency)))
 
-    async def open_loop(self, session: aiohttp.ClientSession) -> None:
+    async def open_loop(self, client: RpcClient) -> None:
         """Batches leave at `rate`; in-flight requests are capped at 4 x concurrency."""
         assert self.spec.rate
         batch = max(1, min(self.spec.batch, int(self.spec.rate / 100)))  # about 100 requests/s at most
@@ -202,7 +169,7 @@ class LoadRun:
 
         async def one(index: int, hashes: list[str], at: float) -> None:
             try:
-                await self.send_batch(session, index, hashes, sent_at=at)
+                await self.send_batch(client, index, hashes, sent_at=at)
             finally:
                 slots.release()
 
@@ -217,22 +184,20 @@ class LoadRun:
         await asyncio.gather(*tasks)
 
     # finality -----------------------------------------------------------------------------
-    async def watch(self, session: aiohttp.ClientSession) -> None:
+    async def watch(self, client: RpcClient) -> None:
         """Follow final blocks until every acknowledged transaction is in one (or timeout)."""
         deadline = self.started + self.spec.timeout_s
         turn = 0
         while time.monotonic() < deadline:
             turn += 1
             try:
-                status = await self.post(session, turn, [self.request("chain_status")])
-                top = status[0]["result"]["height"]
+                top = (await client.call("chain_status", node=turn))["height"]
                 while self.height < top:
                     heights = range(self.height + 1, min(top, self.height + 20) + 1)
-                    replies = await self.post(session, turn, [self.request("chain_getBlock", h, False)
-                                                              for h in heights])
+                    replies = await client.batch([("chain_getBlock", [h, False]) for h in heights], node=turn)
                     seen = time.monotonic()
                     for reply in replies:
-                        block = reply.get("result")
+                        block = reply.result
                         if block is None:
                             break
                         for h in block["transactions"]:
@@ -245,7 +210,7 @@ class LoadRun:
                     else:
                         continue
                     break
-            except (ConnectionError, RuntimeError, KeyError):
+            except (ClientError, KeyError):
                 pass
             if self.sending_done and turn % 10 == 0 and all(t.committed for t in self.txs.values() if t.acked):
                 return
@@ -262,7 +227,7 @@ class LoadRun:
         committed = sum(1 for t in self.txs.values() if t.committed)
         acked = sum(1 for t in self.txs.values() if t.acked)
         sent = sum(1 for t in self.txs.values() if t.sent)
-        up = sum(1 for url in self.urls if self.down_until.get(url, 0) <= now)
+        up = self.client.answering() if self.client is not None else len(self.urls)
         rate = (committed - last_committed) / (now - last_time)
         print(f"  [{now - self.started:6.1f}s] sent {sent} acked {acked} committed {committed} "
               f"({rate:,.0f} tx/s) height {self.height} nodes answering {up}/{len(self.urls)}",
@@ -270,19 +235,19 @@ class LoadRun:
         return committed, now
 
     async def run(self) -> dict[str, Any]:
-        connector = aiohttp.TCPConnector(limit=4 * self.spec.concurrency + 8)
-        timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            status = await self.post(session, 0, [self.request("chain_status")])
-            self.height = status[0]["result"]["height"]
-            self.views[0] = status[0]["result"]["view"]
+        # open loop: up to 4 x concurrency batches in flight, and the watcher
+        self.client = load_client(self.urls, 4 * self.spec.concurrency + 8)
+        async with self.client as client:
+            status = await client.call("chain_status", node=0)
+            self.height = status["height"]
+            self.views[0] = status["view"]
             cpu_nodes = [cpu_seconds(pid) for pid in self.node_pids]
             cpu_client = time.process_time()
             self.started = time.monotonic()
             progress = asyncio.ensure_future(self.show_progress()) if self.spec.progress else None
-            watcher = asyncio.ensure_future(self.watch(session))
+            watcher = asyncio.ensure_future(self.watch(client))
             try:
-                await (self.open_loop(session) if self.spec.rate else self.closed_loop(session))
+                await (self.open_loop(client) if self.spec.rate else self.closed_loop(client))
                 self.sending_done = True
                 self.sent_all_at = time.monotonic()
                 await watcher
@@ -295,12 +260,11 @@ class LoadRun:
             wall = time.monotonic() - self.started
             cpu = cpu_report(wall, time.process_time() - cpu_client, cpu_nodes,
                              [cpu_seconds(pid) for pid in self.node_pids])
-            receipts = await self.check_receipts(session)
-            status = await self.post(session, 0, [self.request("chain_status")])
-            self.views[1] = status[0]["result"]["view"]
+            receipts = await self.check_receipts(client)
+            self.views[1] = (await client.call("chain_status", node=0))["view"]
         return self.report(cpu, receipts)
 
-    async def check_receipts(self, session: aiohttp.ClientSession) -> dict[str, Any]:
+    async def check_receipts(self, client: RpcClient) -> dict[str, Any]:
         """Fetch the final receipt of a sample of committed transactions (status 1 expected)."""
         committed = [h for h in self.order if self.txs[h].committed]
         step = max(1, len(committed) // RECEIPT_SAMPLE)
@@ -309,8 +273,8 @@ class LoadRun:
         started = time.monotonic()
         for start in range(0, len(sample), 50):
             chunk = sample[start:start + 50]
-            replies = await self.post(session, start, [self.request("tx_receipt", h, RECEIPT_WAIT_MS) for h in chunk])
-            ok += sum(1 for r in replies if (r.get("result") or {}).get("status") == 1)
+            replies = await client.batch([("tx_receipt", [h, RECEIPT_WAIT_MS]) for h in chunk], node=start)
+            ok += sum(1 for r in replies if (r.result or {}).get("status") == 1)
         seconds = time.monotonic() - started
         return {"checked": len(sample), "status_ok": ok,
                 "ms_per_receipt": round(1000 * seconds / len(sample), 2) if sample else None}
@@ -421,24 +385,24 @@ def tracked(txs: list[Transaction]) -> tuple[dict[str, Tracked], list[str]]:
     return {h: Tracked("0x" + rlp.encode(tx).hex()) for h, tx in zip(order, txs, strict=True)}, order
 
 
+def load_client(urls: list[str], connections_max: int = 8) -> RpcClient:
+    """The benchmark's client: failover along `urls`, HTTP_TIMEOUT_S per request."""
+    return RpcClient(urls, timeout_s=HTTP_TIMEOUT_S, connections_max=connections_max)
+
+
 async def rpc_call(urls: list[str], method: str, *params: Any) -> Any:
-    run = LoadRun(urls, LoadSpec(0), {}, [])
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)) as session:
-        reply = (await run.post(session, 0, [run.request(method, *params)]))[0]
-    if "error" in reply:
-        raise RuntimeError(f"{method}: {reply['error']}")
-    return reply["result"]
+    async with load_client(urls) as client:
+        return await client.call(method, *params)
 
 
 async def pending_nonces(urls: list[str], keys: list[KeyPair]) -> dict[bytes, int]:
-    run = LoadRun(urls, LoadSpec(0), {}, [])
     nonces: dict[bytes, int] = {}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)) as session:
+    async with load_client(urls) as client:
         for start in range(0, len(keys), 100):
             chunk = keys[start:start + 100]
-            replies = await run.post(session, 0, [run.request("account_get", "0x" + k.address.hex()) for k in chunk])
+            replies = await client.batch([("account_get", ["0x" + k.address.hex()]) for k in chunk])
             for key, reply in zip(chunk, replies, strict=True):
-                nonces[key.address] = reply["result"]["pendingNonce"]
+                nonces[key.address] = reply.value()["pendingNonce"]
     return nonces
 
 
@@ -452,12 +416,12 @@ async def open_dsc_requests(urls: list[str], devices: list[KeyPair], chain_id: i
     if result["committed"] != len(txs):
         raise RuntimeError(f"DSC setup: {result['committed']}/{len(txs)} open_request final ({result['rejected']})")
     requests: dict[bytes, int] = {}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)) as session:
+    async with load_client(urls) as client:
         for start in range(0, len(order), 50):
             chunk = order[start:start + 50]
-            replies = await run.post(session, start, [run.request("tx_receipt", h, RECEIPT_WAIT_MS) for h in chunk])
+            replies = await client.batch([("tx_receipt", [h, RECEIPT_WAIT_MS]) for h in chunk], node=start)
             for reply in replies:
-                receipt = reply["result"]
+                receipt = reply.value()
                 assert receipt["status"] == 1, f"open_request failed: {receipt['error']}"
                 opened = next(e for e in receipt["events"] if e["name"] == "RequestOpened")
                 requests[bytes.fromhex(opened["fields"]["device"][2:])] = opened["fields"]["request"]

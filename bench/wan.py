@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.consensus import Poller, one_kill, session
+from bench.consensus import Poller, one_kill
 from bench.harness import load_average, machine
 from bench.load import LoadOptions, drive, say, senders_needed
 from consensus import TIMING_PRESETS
@@ -77,8 +77,8 @@ async def measure_case(cluster: FaultCluster, senders: list[KeyPair], txs: int, 
     rate = max(1.0, round(closed["tps"] * LATENCY_SHARE))
     opened, _ = await drive(urls, senders, [], LoadOptions(txs=max(1, int(rate * seconds)), rate=rate,
                                                            timeout_s=CASE_TIMEOUT_S, progress=progress), pids)
-    async with session() as s:
-        recovery = await one_kill(KillTarget(urls, cluster.processes, senders), Poller(s), trial)
+    async with Poller(urls) as poller:
+        recovery = await one_kill(KillTarget(urls, cluster.processes, senders), poller, trial)
     return {"throughput_tps": closed["tps"], "closed_loop_committed": closed["committed"],
             "closed_loop_view_changes": _view_changes(closed),
             "latency_rate_tps": rate, "latency_ms": opened["latency_ms"], "latency_committed": opened["committed"],

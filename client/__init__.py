@@ -1,10 +1,13 @@
 """Python SDK for gridchain nodes, used by the CLI, the demo, the benchmarks and the tests.
 
 Public face: `GridClient` (transactions with nonce handling, receipts, views, proofs,
-subscriptions) and `RpcClient` (raw JSON-RPC), from client.sdk; errors in client.errors.
+subscriptions), from client.sdk; `RpcClient` (raw JSON-RPC, batches, failover, bounded
+replies), its `Reply` and `Backoff`, from client.rpc; errors in client.errors.
 """
 
-from client.errors import ClientError, RpcCallError, TransactionFailed
-from client.sdk import GridClient, RpcClient
+from client.errors import ClientError, NodeUnavailable, ReplyTooLarge, RpcCallError, TransactionFailed
+from client.rpc import BACKPRESSURE, Backoff, Reply, RpcClient
+from client.sdk import GridClient
 
-__all__ = ["ClientError", "GridClient", "RpcCallError", "RpcClient", "TransactionFailed"]
+__all__ = ["BACKPRESSURE", "Backoff", "ClientError", "GridClient", "NodeUnavailable", "Reply", "ReplyTooLarge",
+           "RpcCallError", "RpcClient", "TransactionFailed"]

@@ -24,7 +24,20 @@ class RpcCallError(ClientError):
 
 
 class NodeUnavailable(ClientError):
-    """No node of the list answered."""
+    """No node of the list answered. `connect_failed`: no TCP connection was made to any of
+    them, so none received the request (a transaction sent so was surely not submitted)."""
+
+    def __init__(self, message: str, connect_failed: bool = False) -> None:
+        super().__init__(message)
+        self.connect_failed = connect_failed
+
+
+class ReplyTooLarge(ClientError):
+    """A reply over the client's reply_bytes_max (not read whole)."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class TransactionFailed(ClientError):

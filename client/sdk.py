@@ -1,13 +1,11 @@
-"""The SDK: JSON-RPC over aiohttp with failover across nodes, signed transactions with
+"""The SDK: JSON-RPC (client/rpc.py) with failover across nodes, signed transactions with
 local nonce tracking, receipts, contract views, proofs checked locally against a header,
 and WebSocket subscriptions."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,12 +17,12 @@ from chain.errors import TxReason
 from chain.proofs import verify_proof
 from chain.types import BlockHeader, Transaction, decode
 from chain.values import Value
-from client.errors import NodeUnavailable, ProofMismatch, RpcCallError, TransactionFailed, UnknownContract
+from client.errors import ProofMismatch, RpcCallError, TransactionFailed, UnknownContract
+from client.rpc import RpcClient
 from crypto.hashing import keccak256
 from crypto.keys import KeyPair
 
 DEFAULT_GAS_LIMIT = 5_000_000
-REQUEST_TIMEOUT_S = 40
 
 
 def to_json_value(value: Value) -> Any:
@@ -37,70 +35,6 @@ def to_json_value(value: Value) -> Any:
 
 def from_hex(value: str) -> bytes:
     return bytes.fromhex(value[2:] if value.startswith("0x") else value)
-
-
-class RpcClient:
-    """Raw JSON-RPC to a list of node URLs; a connection failure moves on to the next.
-    `token` is sent as `Authorization: Bearer` (the operator listener, or a public one under
-    [rpc] public_auth; rpc/auth.py); `ca_file` verifies an https node's certificate."""
-
-    def __init__(self, urls: list[str], session: aiohttp.ClientSession | None = None, token: str | None = None,
-                 ca_file: Path | None = None) -> None:
-        assert urls, "at least one node URL"
-        self.urls = list(urls)
-        self._current = 0
-        self._session = session
-        self._own_session = session is None
-        self._ids = itertools.count(1)
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
-
-    async def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S))
-        return self._session
-
-    async def close(self) -> None:
-        if self._own_session and self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    @property
-    def url(self) -> str:
-        return self.urls[self._current]
-
-    async def call(self, method: str, *params: Any) -> Any:
-        body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
-        session = await self.session()
-        last_error: Exception | None = None
-        for attempt in range(len(self.urls)):
-            url = self.urls[(self._current + attempt) % len(self.urls)]
-            try:
-                async with session.post(url, json=body, headers=self.headers, ssl=self.ssl) as response:
-                    reply = await response.json(content_type=None)
-            except aiohttp.ClientConnectorError as exc:
-                refused = isinstance(exc.os_error, ConnectionRefusedError)
-                last_error = NodeUnavailable(f"{url}: {'connection refused' if refused else exc.os_error}; "
-                                             "is the node running?")
-                continue
-            except TimeoutError:
-                last_error = NodeUnavailable(f"{url}: no answer in {REQUEST_TIMEOUT_S} s")
-                continue
-            except (aiohttp.ClientError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-                # an HTTP server that is not a node, or not HTTP at all (a p2p port)
-                last_error = NodeUnavailable(f"{url}: not a gridchain JSON-RPC endpoint "
-                                             f"({type(exc).__name__}); is it the RPC port?")
-                continue
-            if not isinstance(reply, dict) or not ("result" in reply or "error" in reply):
-                last_error = NodeUnavailable(f"{url}: answered HTTP {response.status} without a JSON-RPC "
-                                             "reply; is it the RPC port?")
-                continue
-            self._current = (self._current + attempt) % len(self.urls)
-            if "error" in reply:
-                error = reply["error"]
-                raise RpcCallError(error["code"], error["message"], error.get("data"))
-            return reply["result"]
-        raise NodeUnavailable(f"no node answered {method}: {last_error}")
 
 
 class GridClient:

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from client.sdk import RpcClient
+from client import RpcClient
 from explorer.api import Explorer
 
 log = logging.getLogger("gridchain.explorer")

@@ -28,10 +28,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
+from client import ClientError
 from consensus.config import ConsensusConfig
-from faults.cluster import FaultCluster, RpcError
+from faults.cluster import FaultCluster
 from faults.history import ADMITTED_NO_RECEIPT, FAIL, INFO, OK, History
 
 BATCH = 100
@@ -53,13 +52,13 @@ async def read_chain(cluster: FaultCluster, i: int) -> NodeChain | None:
         for start in range(1, height + 1, BATCH):
             numbers = list(range(start, min(start + BATCH, height + 1)))
             blocks = await cluster.batch(i, [("chain_getBlock", [n, False]) for n in numbers])
-            for n, block in zip(numbers, blocks, strict=True):
-                if block is not None:
+            for n, reply in zip(numbers, blocks, strict=True):
+                if (block := reply.result) is not None:
                     chain.blocks[n] = {"hash": block["hash"], "stateRoot": block["stateRoot"],
                                        "parentHash": block["parentHash"], "txs": block["transactions"],
                                        "time": block["timestampMs"]}
         return chain
-    except (aiohttp.ClientError, TimeoutError, RpcError, ValueError, KeyError):
+    except (ClientError, KeyError):
         return None
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 
+from client import ClientError, Reply, RpcClient
 from crypto.keys import KeyPair
 from faults.netns import Hosts
 from faults.proxy import LinkProxies
@@ -41,13 +42,9 @@ from runtime.config import LOOPBACK
 from runtime.topology import OPERATOR_PORT, P2P_PORT, RPC_PORT
 
 ACCOUNTS = 24
-
-
-class RpcError(Exception):
-    def __init__(self, error: dict[str, Any]) -> None:
-        super().__init__(error.get("message"))
-        self.code = error.get("code")
-        self.reason = (error.get("data") or {}).get("reason") if isinstance(error.get("data"), dict) else None
+CALL_TIMEOUT_S = 5.0
+BATCH_TIMEOUT_S = 20.0
+CONNECTIONS_MAX = 64  # the harness's pooled connections, to all nodes together
 
 
 class FaultCluster:
@@ -85,7 +82,8 @@ class FaultCluster:
         self.clock_offsets: dict[int, int] = {}  # node -> test-only clock_offset_ms
         self.accounts = account_keys(directory)
         self.node_keys = [node_key(self.layout, i) for i in range(self.layout.nodes)]
-        self._session: aiohttp.ClientSession | None = None
+        self.client = RpcClient([self.layout.rpc_url(i) for i in range(self.layout.nodes)], failover=False,
+                                timeout_s=CALL_TIMEOUT_S, connections_max=CONNECTIONS_MAX)
 
     # lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -109,9 +107,7 @@ class FaultCluster:
                 self.hosts.close()
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.client.close()
         await asyncio.to_thread(self.close)
 
     def _write_config(self, i: int) -> None:
@@ -206,38 +202,18 @@ class FaultCluster:
     def url(self, i: int) -> str:
         return self.layout.rpc_url(i)
 
-    async def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
-        return self._session
+    async def call(self, i: int, method: str, *params: Any, timeout_s: float = CALL_TIMEOUT_S) -> Any:
+        """One call to node i (no failover: the harness addresses each node itself)."""
+        return await self.client.call(method, *params, node=i, timeout_s=timeout_s)
 
-    async def call(self, i: int, method: str, *params: Any, timeout_s: float = 5) -> Any:
-        session = await self.session()
-        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
-        async with session.post(self.url(i), json=body, timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
-            reply = await response.json(content_type=None)
-        if "error" in reply:
-            raise RpcError(reply["error"])
-        return reply["result"]
-
-    async def batch(self, i: int, calls: list[tuple[str, list[Any]]], timeout_s: float = 20) -> list[Any]:
-        """The results of a JSON-RPC batch, in call order (None for a call that failed)."""
-        return [reply.get("result") for reply in await self.batch_replies(i, calls, timeout_s)]
-
-    async def batch_replies(self, i: int, calls: list[tuple[str, list[Any]]], timeout_s: float = 20) -> list[dict]:
-        """The whole replies of a JSON-RPC batch (result or error), in call order."""
-        session = await self.session()
-        body = [{"jsonrpc": "2.0", "id": k, "method": m, "params": p} for k, (m, p) in enumerate(calls)]
-        async with session.post(self.url(i), json=body, timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
-            replies = await response.json(content_type=None)
-        if not isinstance(replies, list):  # the whole batch refused (a limit): every call failed alike
-            return [replies] * len(calls)
-        by_id = {r["id"]: r for r in replies}
-        return [by_id[k] for k in range(len(calls))]
+    async def batch(self, i: int, calls: list[tuple[str, list[Any]]],
+                    timeout_s: float = BATCH_TIMEOUT_S) -> list[Reply]:
+        """A JSON-RPC batch to node i: one Reply per call, in call order."""
+        return await self.client.batch(calls, node=i, timeout_s=timeout_s)
 
     async def metric(self, i: int, name: str, label: str = "", timeout_s: float = 5) -> float:
         """The sum of node i's Prometheus samples `name` (whose labels contain `label`)."""
-        session = await self.session()
+        session = await self.client.session()
         async with session.get(self.url(i) + "/metrics", timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
             text = await response.text()
         total = 0.0
@@ -250,7 +226,7 @@ class FaultCluster:
     async def status(self, i: int, timeout_s: float = 2) -> dict[str, Any] | None:
         try:
             return await self.call(i, "chain_status", timeout_s=timeout_s)
-        except (aiohttp.ClientError, TimeoutError, RpcError, ValueError):
+        except ClientError:
             return None
 
     async def wait_serving(self, nodes: list[int] | None = None, timeout_s: float = 60) -> None:

@@ -262,26 +262,18 @@ async def _probe_health(cluster: FaultCluster, stop: asyncio.Event, latencies: l
             await asyncio.sleep(0.05)
 
 
-async def _metric(cluster: FaultCluster, i: int, name: str) -> float:
-    async with aiohttp.ClientSession() as session, session.get(
-            f"{cluster.url(i)}/metrics", timeout=aiohttp.ClientTimeout(total=10)) as response:
-        text = await response.text()
-    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-              if line.startswith(name) and not line.startswith("#")]
-    return sum(values)
-
-
 async def _batch(cluster: FaultCluster, chain_id: int, token: bytes, duration: float) -> Result:
     heights = await _fill_big_blocks(cluster, chain_id, token, rounds=2 if duration < 10 else 4)
-    views_before = sum([await _metric(cluster, i, "gridchain_view_changes_total") for i in range(3)])
-    stall_before_s = await _metric(cluster, TARGET, "gridchain_loop_stall_max_seconds")
+    views_before = sum([await cluster.metric(i, "gridchain_view_changes_total", timeout_s=10) for i in range(3)])
+    stall_before_s = await cluster.metric(TARGET, "gridchain_loop_stall_max_seconds", timeout_s=10)
     latencies: list[float] = []
     stop = asyncio.Event()
     prober = asyncio.create_task(_probe_health(cluster, stop, latencies))
     batches = max(3, int(duration / 2))
     outcomes: Counter[str] = Counter()
     reply_bytes: list[int] = []
-    session = await cluster.session()
+    # raw, not the client's batch: the figure is the reply's size on the wire
+    session = await cluster.client.session()
     for b in range(batches):  # bounded: a few batches of 100
         body = [{"jsonrpc": "2.0", "id": k, "method": "chain_getBlock",
                  "params": [heights[(b + k) % len(heights)], True]} for k in range(100)]
@@ -292,8 +284,8 @@ async def _batch(cluster: FaultCluster, chain_id: int, token: bytes, duration: f
             outcomes["result" if "result" in reply else f"error_{reply['error'].get('data', {}).get('limit')}"] += 1
         stop.set()
     await prober
-    views_after = sum([await _metric(cluster, i, "gridchain_view_changes_total") for i in range(3)])
-    loop_stall_s = await _metric(cluster, TARGET, "gridchain_loop_stall_max_seconds")
+    views_after = sum([await cluster.metric(i, "gridchain_view_changes_total", timeout_s=10) for i in range(3)])
+    loop_stall_s = await cluster.metric(TARGET, "gridchain_loop_stall_max_seconds", timeout_s=10)
     budget = 16 << 20
     figures = {"block_heights": heights, "batches": batches, "outcomes": dict(outcomes),
                "reply_mib": [round(n / (1 << 20), 1) for n in reply_bytes],

@@ -16,12 +16,13 @@ from typing import Any
 import rlp
 
 from chain.types import Transaction
+from client import ClientError, RpcCallError
 from consensus.config import ConsensusConfig
 from faults.checker import check, read_chains
-from faults.cluster import FaultCluster, RpcError
+from faults.cluster import FaultCluster
 from faults.history import History
 from faults.scenarios import SCENARIOS, Ctx, Scenario
-from faults.workload import NETWORK_ERRORS, RATE_SENDERS, RateLoad, Sampler, Workload, chain_facts
+from faults.workload import RATE_SENDERS, RateLoad, Sampler, Workload, chain_facts
 
 # Timing for a loopback cluster: short enough for fast view changes, long enough not to
 # suspect a healthy primary on two busy shared cores.
@@ -206,9 +207,9 @@ async def _probe(ctx: Ctx) -> bool:
             if await c.call(node, "tx_receipt", sent[0], 2000, timeout_s=5) is not None:
                 ctx.history.note("probe final")
                 return True
-        except RpcError:
+        except RpcCallError:
             await asyncio.sleep(0.5)
-        except NETWORK_ERRORS:
+        except ClientError:  # no node answered
             await asyncio.sleep(0.2)
     return False
 

@@ -13,17 +13,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import rlp
 
 from chain.certificate import synchronous_group
 from chain.types import Transaction
+from client import ClientError, RpcCallError
 from consensus.config import BYZANTINE_MODES
 from crypto.keys import KeyPair
-from faults.cluster import FaultCluster, RpcError
+from faults.cluster import FaultCluster
 from faults.history import FAIL, INFO, OK, History
 from faults.insider import insider_fuzz
 from faults.proxy import LinkFault
+from faults.workload import cause
 
 
 @dataclass
@@ -269,7 +270,7 @@ async def double_spend(ctx: Ctx) -> None:
         a, b = ctx.rng.sample(range(c.nodes), 2)
         try:
             nonce = (await c.call(a, "account_get", "0x" + key.address.hex()))["pendingNonce"]
-        except (RpcError, aiohttp.ClientError, TimeoutError):
+        except ClientError:
             continue
         txs = [Transaction.create(key, chain_id=ctx.chain_id, nonce=nonce, to=ctx.token, method="transfer",
                                   args=[c.accounts[-1 - k * 3].address, 1_000 + r * 2 + k], gas_limit=1_000_000)
@@ -281,10 +282,10 @@ async def double_spend(ctx: Ctx) -> None:
             try:
                 await c.call(node, "tx_send", "0x" + rlp.encode(tx).hex())
                 return None
-            except RpcError as exc:
+            except RpcCallError as exc:
                 return f"rejected: {exc.reason}"
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                return f"send: {type(exc).__name__}"
+            except ClientError as exc:
+                return f"send: {cause(exc)}"
         refusals = await asyncio.gather(send(a, txs[0]), send(b, txs[1]))
         final = []
         for _ in range(100):  # wait until the nonce is consumed (the race is decided)
@@ -298,7 +299,7 @@ async def double_spend(ctx: Ctx) -> None:
                 try:
                     receipt = await c.call(i, "tx_receipt", op.tx, 0)
                     break
-                except (RpcError, aiohttp.ClientError, TimeoutError):
+                except ClientError:
                     continue
             if receipt is not None:
                 ctx.history.complete(op, OK, "race winner", receipt["blockNumber"], receipt["blockHash"])
@@ -320,7 +321,7 @@ async def _account(c: FaultCluster, address: bytes) -> dict[str, Any] | None:
     for i in range(c.nodes):
         try:
             return await c.call(i, "account_get", "0x" + address.hex())
-        except (RpcError, aiohttp.ClientError, TimeoutError):
+        except ClientError:
             continue
     return None
 
@@ -379,10 +380,10 @@ async def junk_flood(ctx: Ctx) -> None:
             try:
                 await c.call((k + nonce) % c.nodes, "tx_send", "0x" + rlp.encode(tx).hex())
                 reasons["accepted"] += 1
-            except RpcError as exc:
+            except RpcCallError as exc:
                 reasons[exc.reason or "error"] += 1
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                reasons[type(exc).__name__] += 1
+            except ClientError as exc:
+                reasons[cause(exc)] += 1
 
     async def watch_memory() -> None:
         while True:

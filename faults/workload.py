@@ -15,16 +15,20 @@ import bisect
 import random
 from typing import Any
 
-import aiohttp
 import rlp
 
 from chain.types import Transaction
-from faults.cluster import FaultCluster, RpcError
+from client import ClientError, NodeUnavailable, RpcCallError
+from faults.cluster import FaultCluster
 from faults.history import ADMITTED_NO_RECEIPT, FAIL, INFO, OK, History, Op, Sample
 
 GAS_LIMIT = 1_000_000
 SEND_TIMEOUT_S = 5
-NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, ValueError, OSError)
+
+
+def cause(exc: BaseException) -> str:
+    """What failed underneath a NodeUnavailable (ClientConnectorError, TimeoutError, ...)."""
+    return type(exc.__cause__ or exc).__name__
 
 
 async def chain_facts(cluster: FaultCluster) -> tuple[int, bytes]:
@@ -34,7 +38,7 @@ async def chain_facts(cluster: FaultCluster) -> tuple[int, bytes]:
             try:
                 status = await cluster.call(i, "chain_status")
                 listing = await cluster.call(i, "contract_list")
-            except (RpcError, *NETWORK_ERRORS):
+            except ClientError:
                 continue
             token = next(c["address"] for c in listing if c["name"] == "token")
             return status["chainId"], bytes.fromhex(token[2:])
@@ -107,7 +111,7 @@ class Workload:
     async def _pending_nonce(self, node: int, address: bytes) -> int | None:
         try:
             account = await self.cluster.call(node, "account_get", "0x" + address.hex(), timeout_s=SEND_TIMEOUT_S)
-        except (RpcError, *NETWORK_ERRORS):
+        except ClientError:
             return None
         return int(account["pendingNonce"])
 
@@ -115,15 +119,14 @@ class Workload:
         """Send and await one transaction; return the next nonce to use (None: ask a node)."""
         try:
             await self.cluster.call(node, "tx_send", "0x" + rlp.encode(tx).hex(), timeout_s=SEND_TIMEOUT_S)
-        except RpcError as exc:
+        except RpcCallError as exc:
             self.history.complete(op, FAIL, f"rejected: {exc.reason or exc}")
             return None
-        except aiohttp.ClientConnectorError as exc:
-            # The TCP connect failed: nothing reached the node.
-            self.history.complete(op, FAIL, f"refused: {type(exc).__name__}")
-            return tx.nonce
-        except NETWORK_ERRORS as exc:
-            self.history.complete(op, INFO, f"send: {type(exc).__name__}")
+        except NodeUnavailable as exc:
+            if exc.connect_failed:  # nothing reached the node
+                self.history.complete(op, FAIL, f"refused: {cause(exc)}")
+                return tx.nonce
+            self.history.complete(op, INFO, f"send: {cause(exc)}")
             return None
         receipt = await self._await_receipt(op.tx, node, rng)
         if receipt is None:
@@ -141,7 +144,7 @@ class Workload:
                                                   timeout_s=min(left, 1.0) + 2)
                 if receipt is not None:
                     return receipt
-            except (RpcError, *NETWORK_ERRORS):
+            except ClientError:
                 await asyncio.sleep(0.1)
                 node = rng.choice(self.targets)  # that node is gone or stuck: ask another
         return None
@@ -253,18 +256,16 @@ class RateLoad:
         if not ops:
             return
         try:
-            replies = await self.cluster.batch_replies(node, [("tx_send", ["0x" + rlp.encode(tx).hex()])
+            replies = await self.cluster.batch(node, [("tx_send", ["0x" + rlp.encode(tx).hex()])
                                                               for _, tx, _ in ops], timeout_s=SEND_TIMEOUT_S)
-        except (RpcError, *NETWORK_ERRORS) as exc:
+        except ClientError as exc:
             for op, _, s in ops:
-                self.history.complete(op, INFO, f"send: {type(exc).__name__}")
+                self.history.complete(op, INFO, f"send: {cause(exc)}")
                 self._nonces[s] = None  # ask a node for the nonce again
             return
         for (op, _, s), reply in zip(ops, replies, strict=True):
-            if "error" in reply:
-                data = reply["error"].get("data")
-                reason = data.get("reason") if isinstance(data, dict) else None
-                self.history.complete(op, FAIL, f"rejected: {reason or reply['error'].get('message')}")
+            if reply.error is not None:
+                self.history.complete(op, FAIL, f"rejected: {reply.reason or reply.error.message}")
                 self._nonces[s] = None
             else:
                 self.acked.append(op)
@@ -275,7 +276,7 @@ class RateLoad:
                 account = await self.cluster.call(i, "account_get", "0x" + self.senders[s].address.hex(),
                                                   timeout_s=SEND_TIMEOUT_S)
                 return int(account["pendingNonce"])
-            except (RpcError, *NETWORK_ERRORS):
+            except ClientError:
                 continue
         return None
 
@@ -286,7 +287,7 @@ class RateLoad:
             chunk = self.acked[start:start + RECEIPT_BATCH]
             replies = await self.cluster.batch(node, [("tx_receipt", [op.tx, 0]) for op in chunk], timeout_s=30)
             for op, reply in zip(chunk, replies, strict=True):
-                receipt = reply
+                receipt = reply.result
                 if receipt is None:
                     self.history.complete(op, INFO, ADMITTED_NO_RECEIPT)
                     continue

@@ -430,7 +430,7 @@ class _HeldFrom:
 
 async def test_an_index_of_a_node_holding_blocks_from_a_base_height_skips_what_it_never_held(cluster,
                                                                                              tmp_path) -> None:
-    from client.sdk import RpcClient
+    from client import RpcClient
     from explorer.indexer import Indexer
 
     urls, accounts, _ = cluster
