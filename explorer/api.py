@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,6 +51,7 @@ NODE_METRICS = {"gridchain_view_changes_total": "viewChanges", "gridchain_suspec
 HEX_32 = re.compile(r"^0x[0-9a-fA-F]{64}$")
 HEX_20 = re.compile(r"^0x[0-9a-fA-F]{40}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MetricsReader = Callable[[], Awaitable[str | None]]  # the node's /metrics text, None when unavailable
 
 
 def serve_in(node: Node) -> Explorer | None:
@@ -63,8 +65,10 @@ def serve_in(node: Node) -> Explorer | None:
         # [rpc] public_auth closes. Run `node.py explorer --rpc URL` with a token instead.
         log.warning("explorer off: [rpc] public_auth is set and the explorer's pages need no token")
         return None
+    # The node's counters read in-process: no HTTP request to its own listener (which may
+    # speak TLS, or bind an address this host cannot dial back), no token needed.
     explorer = Explorer(LocalSource(node.rpc), node.config.data_dir / config.index_file, config.header_rpc,
-                        on_demand=True, metrics_url=lambda: f"http://{node.config.rpc.host}:{node.rpc.port}/metrics")
+                        on_demand=True, metrics=lambda: _in_process(node.rpc.metrics_text))
     explorer.mount(node.rpc.app)
     node.final_listeners.append(explorer.indexer.poke)
     return explorer
@@ -78,11 +82,11 @@ class Explorer:
     node nobody browses spends nothing on it: benchmarks, agents' nodes)."""
 
     def __init__(self, source: ChainSource, index_path: Path, header_rpc: str = "", follow: bool = True,
-                 on_demand: bool = False, metrics_url: Callable[[], str] | None = None) -> None:
+                 on_demand: bool = False, metrics: MetricsReader | None = None) -> None:
         self.source = source
         self.follow = follow
         self.on_demand = on_demand
-        self.metrics_url = metrics_url  # the node's /metrics (its port is known once it listens)
+        self.metrics = metrics  # the node's /metrics text, or None when it does not answer
         self.header_rpc = header_rpc.rstrip("/")
         self.indexer = Indexer(index_path, source)
         self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="explorer-read")
@@ -423,13 +427,8 @@ class Explorer:
     async def _metrics(self) -> dict[str, float] | None:
         """The node's own counters (view changes entered, suspicions, commit latency from
         admission to finality, the longest loop stall), or None when it does not answer."""
-        if self.metrics_url is None:
-            return None
-        try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=METRICS_TIMEOUT_S)) as session, \
-                    session.get(self.metrics_url()) as response:
-                text = (await response.content.read(METRICS_BYTES_MAX)).decode()
-        except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
+        text = await self.metrics() if self.metrics is not None else None
+        if text is None:
             return None
         found: dict[str, float] = {}
         for family in text_string_to_metric_families(text):
@@ -437,6 +436,24 @@ class Explorer:
                 if sample.name in NODE_METRICS:
                     found[NODE_METRICS[sample.name]] = sample.value
         return found
+
+
+async def _in_process(render: Callable[[], bytes]) -> str | None:
+    return render().decode()
+
+
+async def fetch_metrics(session: aiohttp.ClientSession, url: str, headers: dict[str, str],
+                        tls: ssl.SSLContext | bool) -> str | None:
+    """GET `url` (a node's /metrics) with the client's token and TLS settings; None when the
+    node does not answer it (down, refused, not permitted)."""
+    try:
+        async with session.get(url, headers=headers, ssl=tls,
+                               timeout=aiohttp.ClientTimeout(total=METRICS_TIMEOUT_S)) as response:
+            if response.status != 200:
+                return None
+            return (await response.content.read(METRICS_BYTES_MAX)).decode()
+    except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
+        return None
 
 
 def _previous_state(index: Index, bidder: str, before_id: int) -> dict[str, Any]:

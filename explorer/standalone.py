@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from client import RpcClient
-from explorer.api import Explorer
+from explorer.api import Explorer, fetch_metrics
 
 log = logging.getLogger("gridchain.explorer")
 WS_MESSAGE_BYTES_MAX = 64 * 1024  # as the node's /ws
@@ -26,8 +26,7 @@ class StandaloneExplorer:
                  token: str | None = None, ca_file: Path | None = None) -> None:
         # `token`, `ca_file`: a node under [rpc] public_auth or https (its JSON-RPC and /ws)
         self.client = RpcClient(rpc_urls, token=token, ca_file=ca_file)
-        self.explorer = Explorer(self.client, index_path, header_rpc, follow,
-                                 metrics_url=lambda: self.client.url.rstrip("/") + "/metrics")
+        self.explorer = Explorer(self.client, index_path, header_rpc, follow, metrics=self._metrics)
         self.app = web.Application()
         self.explorer.mount(self.app)
         self.app.router.add_get("/ws", self.relay)
@@ -35,6 +34,11 @@ class StandaloneExplorer:
         self.app.on_cleanup.append(self._close)
         self._sockets = 0
         self._follower: asyncio.Task[None] | None = None
+
+    async def _metrics(self) -> str | None:
+        """The node's /metrics with the client's token and CA (https, public_auth)."""
+        return await fetch_metrics(await self.client.session(), self.client.url.rstrip("/") + "/metrics",
+                                   self.client.headers, self.client.ssl)
 
     async def _follow(self, _: web.Application) -> None:
         if self.explorer.follow:

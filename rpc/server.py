@@ -1,7 +1,8 @@
 """aiohttp server: JSON-RPC 2.0 on POST / (batches up to batch_max), WebSocket /ws,
-GET /health (200 in sync, 503 with the reason), GET /metrics (Prometheus text), on two
-listeners: the public one (public methods only, rate-limited per client address, CORS as
-configured) and the operator one (every method, each call under a bearer token permitting
+GET /health (200 in sync, 503 with the reason; open), GET /metrics (Prometheus text; under a
+token permitting metrics:read where the listener wants tokens), on two listeners: the
+public one (public methods only, rate-limited per client address, CORS as configured) and
+the operator one (every method, each call under a bearer token permitting
 it; rpc/auth.py). Both speak HTTPS when [rpc] names a certificate.
 
 Malformed input gets its JSON-RPC error and never reaches the node's state. What an
@@ -52,6 +53,9 @@ OPERATOR = "operator"
 ROLE = web.AppKey("role", str)
 GUARD = web.AppKey("guard", ConnectionGuard)
 CORS_MAX_AGE_S = 600  # browsers cache a preflight this long
+# What a token must permit to read GET /metrics where the listener wants tokens: "metrics:read"
+# (a Prometheus scraper's token: node.py rpc-token --permissions metrics:read).
+METRICS_METHOD = "metrics_read"
 
 
 @dataclass(frozen=True)
@@ -154,11 +158,12 @@ class RpcServer:
             await listener.runner.setup()
             server = listener.runner.server
             assert server is not None
-            # Our own listener instead of web.TCPSite: each connection passes the guard first.
+            # Our own listener instead of web.TCPSite: each connection passes the guard first,
+            # and the guard runs the TLS handshake, so connections count from their accept.
             listener.server = await loop.create_server(
-                functools.partial(GuardedProtocol, listener.guard, server), listener.host, listener.port,
-                reuse_address=True, ssl=self.tls,
-                ssl_handshake_timeout=self.config.header_timeout_ms / 1000 if self.tls else None)
+                functools.partial(GuardedProtocol, listener.guard, server, self.tls,
+                                  self.config.header_timeout_ms / 1000 if self.tls else None),
+                listener.host, listener.port, reuse_address=True)
             # port 0 asks the OS for a free port: read back the one it gave
             listener.port = listener.server.sockets[0].getsockname()[1]
             listener.guard.start()
@@ -223,9 +228,9 @@ class RpcServer:
             return Caller(role, None, host)
         return Caller(role, verify_token(self.secret, bearer(request.headers.get("Authorization"))), host)
 
-    def _refuse_unauthorized(self, exc: AuthError) -> web.Response:
+    def _refuse_unauthorized(self, exc: AuthError, status: int = 401) -> web.Response:
         self.node.metrics.rpc_requests.labels(method="unauthorized", outcome=str(UNAUTHORIZED)).inc()
-        return _json(_error(None, auth_error(exc)), status=401)
+        return _json(_error(None, auth_error(exc)), status=status)
 
     def _over_rate(self, caller: Caller, calls: int) -> web.Response | None:
         """HTTP 429 when `calls` more from this public caller exceed its rate."""
@@ -356,20 +361,44 @@ class RpcServer:
                 raise auth_error(exc) from exc
         return handler
 
+    def _wants_token(self, request: web.Request) -> bool:
+        return request.app[ROLE] == OPERATOR or self.config.public_auth
+
     async def handle_health(self, request: web.Request) -> web.Response:
+        """Open on both listeners, token or not: load balancers and service managers probe
+        it (as Besu's /liveness and /readiness). Where the listener wants tokens, the
+        public answer is only whether the node serves; the storage and connection counts
+        (what an attacker would watch to time an exhaustion) need the operator listener."""
         synced, reason = self.node.is_synced()
-        usage, full = self.node.store.usage(), self.node.storage_full
-        body = {"status": "ok" if synced else "unavailable", "reason": reason, "height": self.node.chain.height,
-                "rpcConnections": len(self.guard.connections),
-                "storage": {"mapBytes": usage.map_bytes, "usedBytes": usage.used_bytes,
-                            "diskFreeBytes": usage.disk_free_bytes, "full": full.reason if full else None}}
+        body: dict[str, Any] = {"status": "ok" if synced else "unavailable", "reason": reason,
+                                "height": self.node.chain.height}
+        if request.app[ROLE] == OPERATOR or not self.config.public_auth:
+            usage, full = self.node.store.usage(), self.node.storage_full
+            body |= {"rpcConnections": len(self.guard.connections),
+                     "storage": {"mapBytes": usage.map_bytes, "usedBytes": usage.used_bytes,
+                                 "diskFreeBytes": usage.disk_free_bytes, "full": full.reason if full else None}}
         return _json(body, status=200 if synced else 503)
 
-    async def handle_metrics(self, request: web.Request) -> web.Response:
+    def metrics_text(self) -> bytes:
+        """The node's metrics in Prometheus text, fresh (/metrics, the in-process explorer)."""
         self.node.metrics.observe_loop(self.node)
         self.node.metrics.rpc_connections.set(len(self.guard.connections))
         self.node.metrics.observe_storage(self.node.store.usage())
-        return web.Response(body=self.node.metrics.render(), content_type="text/plain", charset="utf-8")
+        return self.node.metrics.render()
+
+    async def handle_metrics(self, request: web.Request) -> web.Response:
+        """Where the listener wants tokens (the operator one, the public one under
+        public_auth), only with a token permitting `metrics:read`: the counters show peers,
+        load, rejections and timing an outsider should not watch (Besu and CometBFT serve
+        them on an operator-only port)."""
+        if self._wants_token(request):
+            try:
+                grant = self._caller(request).grant
+                assert grant is not None, "a listener that wants tokens always has a grant"
+                grant.check(METRICS_METHOD)
+            except AuthError as exc:
+                return self._refuse_unauthorized(exc, status=403 if exc.reason == AuthFailure.NOT_PERMITTED else 401)
+        return web.Response(body=self.metrics_text(), content_type="text/plain", charset="utf-8")
 
     # WebSocket ----------------------------------------------------------------------------
     async def handle_ws(self, request: web.Request) -> web.StreamResponse:

@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import datetime
 import ipaddress
+import json
 import logging
 import os
 import ssl
@@ -26,6 +27,7 @@ from cryptography.x509.oid import NameOID
 from client import GridClient
 from client.errors import NodeUnavailable, RpcCallError
 from explorer import serve_in
+from explorer.standalone import StandaloneExplorer
 from rpc.auth import Grant, SecretFileError, create_secret, issue_token, load_secret
 from rpc.errors import LIMIT_EXCEEDED, UNAUTHORIZED
 from rpc.ratelimit import ClientRates
@@ -225,6 +227,77 @@ async def test_cors_and_rate_limit_per_client_address(start_node) -> None:
     for _ in range(30):
         status, _, _ = await post(public, call("chain_status"))
         assert status == 200  # the exempt address is never limited
+
+
+async def test_tls_handshakes_count_against_the_connection_caps(start_node, tmp_path: Path) -> None:
+    """A client that opens TCP connections and never finishes the TLS handshake holds them
+    under the caps from the accept on, and each is closed when the handshake times out."""
+    cert, key, ca = self_signed(tmp_path)
+    node = await start_node(tls_cert_file=cert, tls_key_file=key, connections_per_client_max=2,
+                            header_timeout_ms=3_000)
+    guard, closed = node.rpc.guard, node.metrics.rpc_connections_closed
+    silent = [await asyncio.open_connection("127.0.0.1", node.rpc.port, local_addr=("127.0.0.2", 0))
+              for _ in range(2)]
+    deadline = asyncio.get_running_loop().time() + 20
+    while guard.per_client["127.0.0.2"] < 2:
+        assert asyncio.get_running_loop().time() < deadline, "the silent handshakes were never counted"
+        await asyncio.sleep(0.05)
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.rpc.port, local_addr=("127.0.0.2", 0))
+    assert await asyncio.wait_for(reader.read(), 20) == b""  # closed at once, no handshake, no bytes
+    writer.close()
+    assert closed.labels(reason="connections_per_client_max")._value.get() == 1
+    for silent_reader, _ in silent:  # the handshake timeout (header_timeout_ms) ends them
+        assert await asyncio.wait_for(silent_reader.read(), 30) == b""
+    while guard.per_client["127.0.0.2"]:
+        assert asyncio.get_running_loop().time() < deadline + 30, "a timed-out handshake stayed counted"
+        await asyncio.sleep(0.05)
+    assert closed.labels(reason="tls-handshake")._value.get() == 2
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0), ssl=ssl.create_default_context(cafile=str(ca)))
+    async with aiohttp.ClientSession(connector=connector, timeout=REQUEST_TIMEOUT) as session:
+        async with session.post(f"https://127.0.0.1:{node.rpc.port}/", json=call("chain_status")) as response:
+            assert (await response.json())["result"]["name"] == "node0"  # the slots came back
+
+
+async def test_health_is_open_and_metrics_want_a_token_where_the_listener_does(start_node, tmp_path: Path) -> None:
+    cert, key, ca = self_signed(tmp_path)
+    node = await start_node(public_auth=True, tls_cert_file=cert, tls_key_file=key)
+    tls = ssl.create_default_context(cafile=str(ca))
+    public, operator = f"https://127.0.0.1:{node.rpc.port}", f"https://127.0.0.1:{node.rpc.operator_port}"
+    scraper = issue_token(secret_of(node), ["metrics:read"], 60)
+    reader = issue_token(secret_of(node), ["chain:*"], 60)
+    async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:
+        async def get(url: str, token: str | None = None) -> tuple[int, str]:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            async with session.get(url, headers=headers, ssl=tls) as response:
+                return response.status, await response.text()
+
+        status, body = await get(public + "/health")  # no token: a load balancer's probe
+        assert status in (200, 503) and set(json.loads(body)) == {"status", "reason", "height"}
+        status, body = await get(operator + "/health")
+        assert "storage" in json.loads(body) and "rpcConnections" in json.loads(body)
+        for url in (public, operator):
+            status, body = await get(url + "/metrics")
+            assert status == 401 and json.loads(body)["error"]["data"]["reason"] == "no-token"
+            status, body = await get(url + "/metrics", reader)
+            assert status == 403 and json.loads(body)["error"]["data"]["reason"] == "not-permitted"
+            status, body = await get(url + "/metrics", scraper)
+            assert status == 200 and "gridchain_peers" in body
+    # the standalone explorer reads them with its token and CA
+    standalone = StandaloneExplorer([public], tmp_path / "explorer.sqlite", token=scraper, ca_file=ca)
+    try:
+        assert "peers" in (await standalone.explorer._metrics() or {})
+    finally:
+        await standalone.client.close()
+
+
+async def test_the_explorer_in_the_node_reads_its_metrics_under_tls(start_node, tmp_path: Path) -> None:
+    cert, key, ca = self_signed(tmp_path)
+    node = await start_node(tls_cert_file=cert, tls_key_file=key)
+    async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:
+        async with session.get(f"https://127.0.0.1:{node.rpc.port}/explorer/api/consensus",
+                               ssl=ssl.create_default_context(cafile=str(ca))) as response:
+            metrics = (await response.json())["metrics"]
+    assert metrics is not None and "peers" in metrics  # it fetched http:// from an https listener before
 
 
 def test_the_burst_must_hold_a_full_batch() -> None:
