@@ -8,6 +8,7 @@ from consensus.actions import (
     Action,
     CatchUp,
     Finalized,
+    Persist,
     Rejected,
     Send,
     Suspected,
@@ -34,7 +35,7 @@ from consensus.sync import (
 __all__ = [
     "Action", "Application", "BYZANTINE_MODES", "BadBlock", "BlockSync", "CatchUp",
     "ConsensusConfig", "ConsensusError", "ConsensusStorage", "FORKING_MODES", "Finalized", "InvalidMessage",
-    "LmdbStorage", "MemoryStorage", "Message", "PeerId", "Rejected", "Replica", "Send",
+    "LmdbStorage", "MemoryStorage", "Message", "PeerId", "Persist", "Rejected", "Replica", "Send",
     "Status", "Suspected", "SyncAction", "SyncConfig", "SyncMessage", "SyncRejected",
     "SyncSend", "TIMING_PRESETS", "ViewChanged", "message_from_wire", "sync_message_from_wire",
 ]

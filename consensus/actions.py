@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from chain.types import Block
 from consensus.errors import RejectReason
 from consensus.messages import Message
+from consensus.storage import StoredState
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,15 @@ class Send:
 
     to: int
     message: Message
+
+
+@dataclass(frozen=True)
+class Persist:
+    """Write `state` to the consensus storage, durably, before carrying out any action that
+    follows it: those are the votes and messages it guards (a kill -9 after them must not
+    make the restarted replica contradict them)."""
+
+    state: StoredState
 
 
 @dataclass(frozen=True)
@@ -55,4 +65,4 @@ class CatchUp:
     height: int
 
 
-Action = Send | Finalized | ViewChanged | Suspected | Rejected | CatchUp
+Action = Persist | Send | Finalized | ViewChanged | Suspected | Rejected | CatchUp

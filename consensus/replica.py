@@ -84,6 +84,7 @@ from consensus.actions import (
     Action,
     CatchUp,
     Finalized,
+    Persist,
     Rejected,
     Send,
     Suspected,
@@ -107,7 +108,7 @@ from consensus.messages import (
     message_from_wire,
     view_of,
 )
-from consensus.storage import ConsensusStorage, StoredState
+from consensus.storage import StoredState
 from consensus.viewchange import Start, merge, select
 from crypto.keys import KeyPair, is_valid_signature
 
@@ -186,10 +187,11 @@ class Replica:
 
     def __init__(self, config: ConsensusConfig, *, index: int, key: KeyPair,
                  bookkeepers: list[bytes], chain_id: int, app: Application,
-                 storage: ConsensusStorage, epoch: int = 1,
+                 stored: StoredState, epoch: int = 1,
                  set_of: Callable[[int], Epoch] | None = None) -> None:
         """`bookkeepers` (n = 2t+1, t from `config`) run the epoch starting at height
-        `epoch`; `set_of(height)` gives the set of any other height (default: this one)."""
+        `epoch`; `set_of(height)` gives the set of any other height (default: this one).
+        `stored` is what the node's consensus storage holds (its last `Persist`)."""
         assert len(bookkeepers) == 2 * config.t + 1, "XPaxos runs n = 2t+1 bookkeepers"
         assert bookkeepers[index] == key.public_key, "key is not bookkeeper `index`"
         self._config = config
@@ -200,11 +202,9 @@ class Replica:
         self._bookkeepers = bookkeepers
         self._chain_id = chain_id
         self._app = app
-        self._storage = storage
         self._epoch = epoch
         own = Epoch(epoch, tuple(bookkeepers), config.t)
         self._set_of = set_of or (lambda height: own)
-        stored = storage.load()
         if stored.epoch != epoch:
             stored = StoredState(view=0, normal=True, entry=None, epoch=epoch)
         self.view = stored.view
@@ -362,10 +362,13 @@ class Replica:
             return None
         return entry
 
-    def _persist(self) -> None:
+    def _persist(self, actions: list[Action]) -> None:
+        """Ask the node to write the state durably before it carries out what follows (the
+        sends that commit this replica to it): handlers never touch storage themselves."""
         suspect = msgpack.packb(self._last_suspect.to_wire(), use_bin_type=True) \
             if self._last_suspect is not None else b""
-        self._storage.save(StoredState(self.view, self.state == NORMAL, self._entry, suspect, self._epoch))
+        actions.append(Persist(StoredState(self.view, self.state == NORMAL, self._entry, suspect,
+                                           self._epoch)))
 
     def _sign(self, message: Message) -> Message:
         return dataclasses.replace(message, epoch=self._epoch).signed(self._key)
@@ -542,7 +545,7 @@ class Replica:
         # build (which may have taken seconds on a starved machine; now_ms is from before).
         self._busy_since = None
         self._proposed_at_ms, self._build_ms = now_ms, None
-        self._persist()  # the PREPARE carries a vote: log before sending it
+        self._persist(actions)  # the PREPARE carries a vote: log before sending it
         prepare = self._sign(Prepare(sender=self._index, view=self.view, height=height,
                                      block=raw, vote=vote))
         for number, follower in enumerate(self._followers()):
@@ -611,7 +614,7 @@ class Replica:
             # before), so its own slowness under load is not counted against the primary.
             self._busy_since = None
         self._entry = entry
-        self._persist()  # log before the COMMIT leaves
+        self._persist(actions)  # log before the COMMIT leaves
         self._send_my_commit(entry, actions)
         self._retransmit_at = now_ms + self._config.retransmit_ms
         self._check_commits(now_ms, actions)
@@ -673,7 +676,7 @@ class Replica:
         self._entry = entry.with_certificate(certificate)
         self._holders.add(self._index)
         self._finals[self._index] = self._final_signature(entry)
-        self._persist()
+        self._persist(actions)
         self._send_committed(actions)
 
     def _send_committed(self, actions: list[Action]) -> None:
@@ -864,7 +867,7 @@ class Replica:
         self.view = certified
         self.state = NORMAL
         self._reset_view_state()
-        self._persist()
+        self._persist(actions)
         actions.append(ViewChanged(certified))
 
     # ------------------------------------------------------------------ view change
@@ -924,7 +927,7 @@ class Replica:
             self._vc_deadline_ms = now_ms + self._backed_off(self._config.view_change_timeout_ms)
         else:
             self.state = NORMAL  # a passive replica has nothing to wait for
-        self._persist()  # never act in an older view again, even after a restart
+        self._persist(actions)  # never act in an older view again, even after a restart
         for member in self._others(self._group(view)):
             self._send(member, my_vc, actions)
         self._retransmit_at = now_ms + self._config.retransmit_ms
@@ -1069,15 +1072,15 @@ class Replica:
                                       block=pick.block_raw if pick else raw, vote=vote))
         assert isinstance(new_view, NewView)
         self._new_view = new_view
-        self._enter_normal(now_ms)  # persists the re-prepared entry before NEW-VIEW leaves
+        self._enter_normal(now_ms, actions)  # persists the re-prepared entry before NEW-VIEW leaves
         for follower in self._followers():
             self._outbox[follower] = new_view
             self._send(follower, new_view, actions)
         self._schedule_proposal(now_ms)
 
-    def _enter_normal(self, now_ms: int) -> None:
+    def _enter_normal(self, now_ms: int, actions: list[Action]) -> None:
         self.state = NORMAL
-        self._persist()
+        self._persist(actions)
         self._busy_since = None
         self._update_busy(now_ms)
         self._retransmit_at = now_ms + self._config.retransmit_ms
@@ -1103,7 +1106,7 @@ class Replica:
             self._suspect("NEW-VIEW does not match the selection", now_ms, actions)
             return
         self._entry = None  # an entry the selection did not pick is rolled back
-        self._enter_normal(now_ms)
+        self._enter_normal(now_ms, actions)
         if message.block:
             self._accept_proposal(message.final_height + 1, message, now_ms, actions)
         self._replay_early(now_ms, actions)

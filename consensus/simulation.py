@@ -25,7 +25,7 @@ from chain.certificate import verify_finality
 from chain.epochs import Epoch
 from chain.errors import InvalidBlock
 from chain.types import EMPTY_TRIE_ROOT, ZERO_HASH, Block, BlockHeader
-from consensus.actions import Action, CatchUp, Send, Suspected
+from consensus.actions import Action, CatchUp, Persist, Send, Suspected
 from consensus.byzantine import replica_class
 from consensus.config import FORKING_MODES, ConsensusConfig
 from consensus.messages import message_from_wire
@@ -186,7 +186,7 @@ class Simulation:
     def _replica(self, index: int, key: KeyPair, config: ConsensusConfig, ledger: FakeLedger,
                  storage: MemoryStorage) -> Replica:
         return replica_class(config.byzantine)(config, index=index, key=key, bookkeepers=self.bookkeepers,
-                       chain_id=CHAIN_ID, app=ledger, storage=storage)
+                       chain_id=CHAIN_ID, app=ledger, stored=storage.load())
 
     def _sync(self, ledger: FakeLedger) -> BlockSync:
         epoch = Epoch(1, tuple(self.bookkeepers), self.t)
@@ -294,7 +294,9 @@ class Simulation:
 
     def _act(self, node: SimNode, actions: list[Action]) -> None:
         for action in actions:
-            if isinstance(action, Send):
+            if isinstance(action, Persist):
+                node.storage.save(action.state)
+            elif isinstance(action, Send):
                 self._transmit(node.index, action.to, ("xpaxos", action.message.to_wire()))
             elif isinstance(action, CatchUp):
                 self._sync_sends(node, node.sync.request(bytes([action.peer]), action.height,

@@ -1,8 +1,10 @@
 """Durable consensus state: the epoch and view, whether it is established, the log entry.
 
-The replica saves before it sends anything that commits it (a COMMIT, a PREPARE or a
-NEW-VIEW carrying its vote, a VIEW-CHANGE), so a kill -9 and restart never makes it sign
-something that contradicts what it signed before. `MemoryStorage` serves tests (a
+The replica asks for a save (a `Persist` action) before anything that commits it (a
+COMMIT, a PREPARE or a NEW-VIEW carrying its vote, a VIEW-CHANGE), and its node carries the
+actions out in order, so a kill -9 and restart never makes it sign something that
+contradicts what it signed before. The replica itself never calls storage: it is built
+from `load()` and the node writes each `Persist`. `MemoryStorage` serves tests (a
 "restart" reuses the object); `LmdbStorage` keeps the state under one key of the named
 database b"consensus" in the node's LMDB environment, written in one transaction.
 """

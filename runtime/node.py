@@ -53,6 +53,7 @@ from consensus import (
     Finalized,
     InvalidMessage,
     LmdbStorage,
+    Persist,
     Rejected,
     Replica,
     Send,
@@ -151,6 +152,7 @@ class Node:
         self.store = ChainStore(config.data_dir / "chain", config.lmdb_map_bytes, config.lmdb_map_bytes_max,
                                 config.disk_free_bytes_min)
         self.storage_full: StorageFull | None = None  # consensus paused until there is space
+        self.consensus_storage = LmdbStorage(self.store.env)  # the replica's Persist actions land here
         self.chain = Chain(self.store, self.genesis, Engine(build_contracts(self.genesis.contract_params)))
         self.mempool = Mempool(self.genesis.chain_id, self.genesis.limits, config.mempool,
                                self.chain.signatures)
@@ -209,7 +211,7 @@ class Node:
         assert self.index is not None
         replica = replica_class(self.consensus_config.byzantine)  # the honest Replica unless a test mode
         return replica(self.consensus_config, index=self.index, key=self.key, bookkeepers=self.bookkeepers,
-                       chain_id=self.genesis.chain_id, app=self.app, storage=LmdbStorage(self.store.env),
+                       chain_id=self.genesis.chain_id, app=self.app, stored=self.consensus_storage.load(),
                        epoch=self.epoch.start, set_of=self.chain.epoch_at)
 
     # epochs -------------------------------------------------------------------------------
@@ -612,7 +614,9 @@ class Node:
         """Carry out a replica's actions, then follow the bookkeeper set if the head moved
         into another epoch (after the sends: they are addressed in the old set's indexes)."""
         for action in actions:
-            if isinstance(action, Send):
+            if isinstance(action, Persist):
+                self.consensus_storage.save(action.state)  # before the sends it guards
+            elif isinstance(action, Send):
                 self.network.send(self.bookkeepers[action.to], action.message.to_wire())
             elif isinstance(action, Finalized):
                 pass  # already handled by the LedgerApp hook (_on_final)

@@ -12,7 +12,7 @@ import rlp
 from chain.certificate import commit_message, final_message
 from chain.epochs import Epoch
 from chain.types import CommitCertificate, Vote
-from consensus import ConsensusConfig, Send, ViewChanged
+from consensus import Action, ConsensusConfig, Persist, Send, ViewChanged
 from consensus.messages import Suspect, ViewChange, message_from_wire
 from consensus.replica import Replica, Suspicion
 from consensus.simulation import CHAIN_ID, CLOCK_EPOCH_MS, FakeLedger
@@ -31,7 +31,7 @@ def replica(storage: MemoryStorage, index: int = 0) -> Replica:
         return epochs[1] if height >= START else epochs[0]
 
     return Replica(ConsensusConfig(t=1), index=index, key=NEW[index], bookkeepers=[k.public_key for k in NEW],
-                   chain_id=CHAIN_ID, app=FakeLedger(None), storage=storage, epoch=START, set_of=set_of)
+                   chain_id=CHAIN_ID, app=FakeLedger(None), stored=storage.load(), epoch=START, set_of=set_of)
 
 
 def test_an_older_epochs_state_is_not_resumed_and_messages_carry_the_epoch() -> None:
@@ -42,8 +42,10 @@ def test_an_older_epochs_state_is_not_resumed_and_messages_carry_the_epoch() -> 
     actions = r.start(0, CLOCK_EPOCH_MS)
     assert not [a for a in actions if isinstance(a, ViewChanged)]
     r.on_tick(10, CLOCK_EPOCH_MS + 10)
-    r._persist()
-    assert storage.load().epoch == START and storage.load().view == 0
+    persisted: list[Action] = []
+    r._persist(persisted)
+    [persist] = persisted
+    assert isinstance(persist, Persist) and persist.state.epoch == START and persist.state.view == 0
 
 
 def test_messages_of_another_epoch_are_ignored_and_own_ones_are_tagged() -> None:

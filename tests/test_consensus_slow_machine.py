@@ -6,7 +6,7 @@ from __future__ import annotations
 from consensus import ConsensusConfig, Suspected
 from consensus.replica import SLOW_START_SHARE, Replica
 from consensus.simulation import CHAIN_ID, CLOCK_EPOCH_MS, FakeLedger
-from consensus.storage import MemoryStorage
+from consensus.storage import INITIAL_STATE
 from crypto.keys import KeyPair
 
 CONFIG = ConsensusConfig(t=1)
@@ -26,7 +26,7 @@ def _primary() -> tuple[Replica, RecordingLedger]:
     keys = [KeyPair.from_seed(bytes([i + 1]) * 32) for i in range(3)]
     ledger = RecordingLedger()
     replica = Replica(CONFIG, index=0, key=keys[0], bookkeepers=[k.public_key for k in keys],
-                      chain_id=CHAIN_ID, app=ledger, storage=MemoryStorage())
+                      chain_id=CHAIN_ID, app=ledger, stored=INITIAL_STATE)
     replica.start(0, CLOCK_EPOCH_MS)
     ledger.mempool[b"tx"] = None
     replica.on_transactions(0, CLOCK_EPOCH_MS)  # the batch timer starts
