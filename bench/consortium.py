@@ -1,15 +1,19 @@
 """Scale and soak of the consortium as reacting services (issue 11): a real cluster, a
 consortium written by `consortium init`, every party's service (diagnosis/services.py)
-with its own RPC ledger, light client, inbox and store, devices failing on a seeded
-schedule for `--minutes`, then a drain until every request has ended.
+with its own RPC ledger, light client, inbox, store and loopback address, devices failing
+on a seeded schedule for `--minutes`, then a drain until every request has ended.
 
     python -m bench.consortium --devices 100 --nodes 10 --minutes 10 --json OUT
 
-The services run in this one process (one asyncio task each; a process per party is what
-`node.py agent` does, and hundreds of Python processes do not fit a small box): this
-measures the mechanism and the chain, not OS isolation. `--nodes` counts every node: the
-largest odd number of them are bookkeepers (XPaxos n = 2t+1), the rest observers.
-`--kill` stops one service of each role halfway and restarts it from its store.
+Most services run in this one process (one asyncio task each; hundreds of Python
+processes do not fit a small box): this measures the mechanism and the chain, not OS
+isolation. Each still connects from its own 127.0.x.y address (diagnosis/agentconfig.py),
+so every node's per-client limits apply to each party, as they would across organisations.
+With `--restart-each-role` (the default) the first party of each role instead runs as its
+own `node.py agent` process (diagnosis/fleet.py), and each of these five is SIGKILLed once
+during the fault schedule (spread over it) and started again: it must resume from its
+store and the chain. `--nodes` counts every node: the largest odd number of them are
+bookkeepers (XPaxos n = 2t+1), the rest observers; the parties spread over all of them.
 
 Reports: requests opened and how they ended (completed; `defaulted` through an expiry
 path; `failed`: the auction closed without a valid bid), served per minute, fault to
@@ -17,7 +21,8 @@ applied repair (p50/p99, with the chain windows — commit + reveal, service dea
 reported apart), messages refused by reason, stuck deposits (escrows of ended requests
 still held: must be 0), lost flows (requests neither completed nor expired after the
 drain: must be 0), the token check (no escrow held, supply unchanged since genesis), CPU
-seconds and peak memory of this process.
+seconds and peak memory of this process (all in-process services) and of each agent
+process (summed over its lives), and the restarts (when killed, how long until ready).
 """
 
 from __future__ import annotations
@@ -33,22 +38,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import load_average, machine
+from bench.harness import cpu_seconds, load_average, machine, peak_rss_mb
 from chain.genesis import Genesis
 from client.contracts import Dsc, Token
 from contracts import dsc_records
 from contracts.addresses import DSC
-from diagnosis.agentconfig import AgentConfig, consortium_init
+from diagnosis.agentconfig import AgentConfig, consortium_init, public_address
 from diagnosis.agents import Agent
 from diagnosis.demo import demo_contract_params, token_check
+from diagnosis.fleet import Fleet
 from diagnosis.process import build, first_start
 from diagnosis.services import DeviceService, Service
+from diagnosis.store import AgentStore
 from runtime.cluster import ClusterProcesses, discover
 
 FAULTS = (("firmware-fault", "comm-module"), ("physical-damage", "current-transformer"))
 DRAIN_S_MAX = 300  # after the fault schedule ends, wait at most this long for open requests
+READY_S_MAX = 600  # an agent process must be ready (registered, serving) this long after its start
 COMPLETED, EXPIRED, NO_VALID_BID = "completed", "defaulted", "failed"
 ENDED = (COMPLETED, EXPIRED, NO_VALID_BID)  # the contract's documented ends of a request
+ENDED_PERCENT_MIN = 99.9  # issue 11's goal: requests that end in a completion or a documented expiry
+ROLES = ("vendor", "supplier", "crew", "smartphone", "device")  # start order: registrars first
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -59,23 +69,32 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 class Run:
-    def __init__(self, directory: Path, configs: list[Path]) -> None:
+    """The parties: in-process services, and `processes` (names) as agent processes."""
+
+    def __init__(self, directory: Path, processes: set[str]) -> None:
         self.directory = directory
-        self.configs = {p.stem: AgentConfig.load(p) for p in configs}
+        self.fleet = Fleet(directory / "agents")
+        self.configs: dict[str, AgentConfig] = self.fleet.configs
+        self.processes = processes
         self.services: dict[str, Service] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
-        self.restarts: list[str] = []
+        self.restarts: list[dict[str, Any]] = []
         self.bound: dict[str, tuple[Agent, Service]] = {}
+        self.usage: dict[str, dict[str, float]] = {}  # agent process: cpu_s (summed over lives), peak rss
+        self.refused: dict[str, int] = {}  # of agent processes' past lives (their counters die with them)
+        self.rejected: dict[str, int] = {}
 
     async def bind(self, name: str) -> None:
-        """Build the party and open its inbox. Every inbox is bound before the parties start
-        talking: their ports lie in the ephemeral range, where this process's own outgoing
-        connections (hundreds of them once services run) would otherwise take some."""
+        """Build the party and open its inbox, before any party starts talking."""
         agent, service = build(self.configs[name])
         await agent.start()
         self.bound[name] = (agent, service)
 
     async def start(self, name: str) -> None:
+        if name in self.processes:
+            self.fleet.start(name)
+            await self._until_ready(name)
+            return
         if name not in self.bound:
             await self.bind(name)
         agent, service = self.bound.pop(name)
@@ -83,46 +102,102 @@ class Run:
         self.services[name] = service
         self.tasks[name] = asyncio.create_task(service.run())
 
-    async def stop(self, name: str) -> None:
-        self.tasks.pop(name).cancel()
-        service = self.services.pop(name)
-        await service.agent.stop()
-        service.store.close()
+    async def _until_ready(self, name: str) -> None:
+        deadline = time.monotonic() + READY_S_MAX
+        while not await self.fleet.ready(name):
+            if name in self.fleet.exited():
+                raise RuntimeError(f"agent {name} exited: {self.fleet.tail(name)}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"agent {name} not ready in {READY_S_MAX} s: {self.fleet.tail(name)}")
+            await asyncio.sleep(0.5)
+
+    async def _account(self, name: str) -> None:
+        """Keep what an agent process's life used and counted before it ends."""
+        pid = self.fleet.processes[name].pid
+        usage = self.usage.setdefault(name, {"cpu_s": 0.0, "peak_rss_mb": 0.0})
+        usage["cpu_s"] = round(usage["cpu_s"] + (cpu_seconds(pid) or 0.0), 1)
+        usage["peak_rss_mb"] = max(usage["peak_rss_mb"], peak_rss_mb(pid) or 0.0)
+        try:
+            samples = await self.fleet.metrics(name)
+        except (OSError, TimeoutError, ValueError) as exc:  # counted as unknown, the run goes on
+            print(f"  {name}: metrics not read: {exc}", file=sys.stderr)
+            return
+        for key, value in samples.items():
+            for metric, into in (("messages_refused_total", self.refused), ("messages_rejected_total", self.rejected)):
+                if key.startswith(f"gridchain_agent_{metric}{{") and 'reason="' in key:
+                    reason = key.split('reason="', 1)[1].split('"', 1)[0]
+                    into[reason] = into.get(reason, 0) + int(value)
+
+    async def crash_and_restart(self, name: str) -> None:
+        open_at_kill = (await self.fleet.health(name))["open_requests"]  # what it was in the middle of
+        await self._account(name)
+        killed = time.perf_counter()
+        self.fleet.kill(name)  # SIGKILL
+        self.fleet.start(name)
+        await self._until_ready(name)
+        self.restarts.append({"agent": name, "role": self.configs[name].role, "signal": "SIGKILL",
+                              "open_requests_at_kill": open_at_kill,
+                              "ready_again_s": round(time.perf_counter() - killed, 1)})
+
+    async def fail(self, name: str, kind: str, component: str) -> None:
+        service = self.services.get(name)
+        if isinstance(service, DeviceService):
+            await service.fail(kind, component)
+        elif name in self.fleet.processes:
+            await self.fleet.fail(name, kind, component)
+        else:
+            raise RuntimeError(f"{name} is not running")
+
+    async def open_requests(self, name: str) -> int:
+        if name in self.services:
+            return len(self.services[name].store.open_requests())
+        return len((await self.fleet.health(name))["open_requests"])
+
+    def store(self, name: str) -> AgentStore:
+        """The party's store (an agent process's own file, read beside it: sqlite WAL)."""
+        return self.services[name].store if name in self.services else AgentStore(self.configs[name].state)
 
     async def stop_all(self) -> None:
         for name in list(self.tasks):
-            await self.stop(name)
+            self.tasks.pop(name).cancel()
+            service = self.services.pop(name)
+            await service.agent.stop()
+            service.store.close()
+        for name in list(self.fleet.processes):
+            if self.fleet.processes[name].poll() is None:
+                await self._account(name)
+        self.fleet.stop_all()
+        await self.fleet.close()
 
 
-async def _faults(run: Run, devices: list[str], minutes: float, rate_per_min: float, seed: int) -> int:
-    """Each device fails at exponential intervals (mean 1 / rate) until the end."""
+async def _faults(run: Run, devices: list[str], minutes: float, rate_per_min: float, seed: int) -> tuple[int, int]:
+    """Each device fails at exponential intervals (mean 1 / rate) until the end. Returns
+    (reported, not reported: the device was down or refused)."""
     rng = random.Random(seed)
     end = time.monotonic() + minutes * 60
-    reported = 0
+    reported = unreported = 0
     next_at = {name: time.monotonic() + rng.expovariate(rate_per_min / 60) for name in devices}
     while time.monotonic() < end:
         name = min(next_at, key=next_at.__getitem__)
         await asyncio.sleep(max(0.0, next_at[name] - time.monotonic()))
-        service = run.services.get(name)
-        if isinstance(service, DeviceService):
-            kind, component = rng.choice(FAULTS)
-            try:
-                await service.fail(kind, component)
-                reported += 1
-            except Exception as exc:  # noqa: BLE001 - counted and the schedule goes on
-                print(f"  {name}: fault not reported: {exc}", file=sys.stderr)
+        kind, component = rng.choice(FAULTS)
+        try:
+            await run.fail(name, kind, component)
+            reported += 1
+        except Exception as exc:  # noqa: BLE001 - counted and the schedule goes on
+            unreported += 1
+            print(f"  {name}: fault not reported: {exc}", file=sys.stderr)
         next_at[name] = time.monotonic() + rng.expovariate(rate_per_min / 60)
-    return reported
+    return reported, unreported
 
 
-async def _kill_one_of_each_role(run: Run) -> None:
-    roles: dict[str, str] = {}
-    for name, config in run.configs.items():
-        roles.setdefault(config.role, name)
-    for name in roles.values():
-        await run.stop(name)
-        await run.start(name)
-        run.restarts.append(name)
+async def _crash_each_role(run: Run, minutes: float) -> None:
+    """One SIGKILL and restart per agent process, spread evenly over the fault schedule."""
+    victims = sorted(run.processes, key=lambda n: ROLES.index(run.configs[n].role))
+    gap_s = minutes * 60 / (len(victims) + 1)
+    for name in victims:
+        await asyncio.sleep(gap_s)
+        await run.crash_and_restart(name)
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -132,32 +207,47 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     bookkeepers = args.nodes if args.nodes % 2 else args.nodes - 1
     started = time.perf_counter()
     configs = consortium_init(directory, vendors=args.vendors, suppliers=args.suppliers, devices=args.devices,
-                              nodes=bookkeepers, contracts=params, paillier_bits=args.paillier_bits)
+                              nodes=bookkeepers, observers=args.nodes - bookkeepers, contracts=params,
+                              paillier_bits=args.paillier_bits)
+    init_s = time.perf_counter() - started
+    roles = {AgentConfig.load(p).role: p.stem for p in reversed(configs)}  # the first party of each role
     layout = discover(directory / "cluster")
     cluster = ClusterProcesses(layout)
     cluster.start_all()
-    run = Run(directory, configs)
+    run = Run(directory, set(roles.values()) if args.restart_each_role else set())
     try:
         cluster.wait_healthy()
-        order = sorted(run.configs, key=lambda n: ("vendor", "supplier", "crew", "smartphone", "device")
-                       .index(run.configs[n].role))
+        order = sorted(run.configs, key=lambda n: ROLES.index(run.configs[n].role))
         for name in order:
-            await run.bind(name)
+            if name not in run.processes:
+                await run.bind(name)
         for name in order:
             await run.start(name)
         setup_s = time.perf_counter() - started
-        devices = [n for n, c in run.configs.items() if c.role == "device"]
+        devices = [n for n in order if run.configs[n].role == "device"]
         t0 = time.perf_counter()
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        load_at_start = load_average()
         schedule = asyncio.create_task(_faults(run, devices, args.minutes, args.fault_rate, args.seed))
-        if args.kill:
-            await asyncio.sleep(args.minutes * 30)
-            await _kill_one_of_each_role(run)
-        reported = await schedule
+        if run.processes:
+            await _crash_each_role(run, args.minutes)
+        reported, unreported = await schedule
+        load_at_schedule_end = load_average()
         drained = await _drain(run, devices)
         elapsed_s = time.perf_counter() - t0
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-        return await _report(run, devices, args, reported, elapsed_s, setup_s, drained, cpu0, cpu1, bookkeepers)
+        nodes_cpu = {f"node{i}": cpu_seconds(p.pid) for i, p in cluster.processes.items()}
+        result = await _report(run, devices, args, reported, elapsed_s, setup_s, drained, cpu0, cpu1, bookkeepers)
+        result.update(init_s=round(init_s, 1), faults_not_reported=unreported, nodes_cpu_s=nodes_cpu,
+                      load_average_1m_during={"schedule_start": load_at_start, "schedule_end": load_at_schedule_end,
+                                              "drained": load_average()})
+        await run.stop_all()
+        result["process"]["agent_processes_whole_life"] = run.usage
+        for reason, count in run.refused.items():
+            result["messages_refused"][reason] = result["messages_refused"].get(reason, 0) + count
+        for reason, count in run.rejected.items():
+            result["messages_rejected"][reason] = result["messages_rejected"].get(reason, 0) + count
+        return result
     finally:
         await run.stop_all()
         cluster.stop_all()
@@ -166,7 +256,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 async def _drain(run: Run, devices: list[str]) -> bool:
     deadline = time.monotonic() + DRAIN_S_MAX
     while time.monotonic() < deadline:
-        if all(not run.services[d].store.open_requests() for d in devices if d in run.services):
+        if not sum([await run.open_requests(d) for d in devices]):
             return True
         await asyncio.sleep(1)
     return False
@@ -179,11 +269,14 @@ async def _report(run: Run, devices: list[str], args: argparse.Namespace, report
     outcomes: dict[str, int] = {}
     latencies: dict[str, list[float]] = {"in_warranty": [], "auctioned": []}
     stuck, lost = [], []
-    nodes = [s.agent.address for s in run.services.values() if s.agent.role in ("v_i", "nv_i")]
+    parties = {name: public_address(config.keys) for name, config in run.configs.items()}
+    nodes = [parties[n] for n, c in run.configs.items() if c.role in ("vendor", "supplier")]
     for name in devices:
-        store = run.services[name].store
-        for request_id in store.all_requests():
-            state = store.request(request_id)
+        store = run.store(name)
+        states = {request_id: store.request(request_id) for request_id in store.all_requests()}
+        if name not in run.services:
+            store.close()
+        for request_id, state in states.items():
             request = await Dsc.request(ledger, request_id)
             outcomes[request.status] = outcomes.get(request.status, 0) + 1
             if request.status not in ENDED:
@@ -205,26 +298,31 @@ async def _report(run: Run, devices: list[str], args: argparse.Namespace, report
         for why, count in service.agent.opener.rejections.items():
             rejected[str(why)] = rejected.get(str(why), 0) + count
     genesis = Genesis.load(run.directory / "cluster" / "genesis.toml")
-    tokens = await token_check(ledger, list(genesis.accounts), [s.agent.address for s in run.services.values()])
+    tokens = await token_check(ledger, list(genesis.accounts), list(parties.values()))
     ended = sum(outcomes.get(status, 0) for status in ENDED)
     total = sum(outcomes.values())
+    ended_percent = round(100 * ended / total, 2) if total else None
+    goals = {"ended_percent_min_99.9": ended_percent is not None and ended_percent >= ENDED_PERCENT_MIN,
+             "stuck_deposits_0": not stuck, "lost_flows_0": not lost and drained, "tokens_ok": tokens["ok"]}
     return {
         "benchmark": "consortium", "machine": machine(), "load_average_1m": load_average(),
         "config": {"devices": args.devices, "vendors": args.vendors, "suppliers": args.suppliers,
                    "nodes": args.nodes, "bookkeepers": bookkeepers, "minutes": args.minutes,
                    "fault_rate_per_device_per_min": args.fault_rate, "seed": args.seed,
-                   "paillier_bits": args.paillier_bits, "kill": args.kill},
+                   "paillier_bits": args.paillier_bits, "restart_each_role": args.restart_each_role,
+                   "agent_processes": sorted(run.processes)},
         "setup_s": round(setup_s, 1), "run_s": round(elapsed_s, 1), "drained": drained,
         "faults_reported": reported, "requests": total, "outcomes": outcomes,
         "served_per_minute": round(outcomes.get(COMPLETED, 0) / (elapsed_s / 60), 2),
-        "ended_percent": round(100 * ended / total, 2) if total else None,
+        "ended_percent": ended_percent, "goals": goals, "goals_met": all(goals.values()),
         "fault_to_repair_s": {k: {"p50": _percentile(v, 0.5), "p99": _percentile(v, 0.99), "n": len(v)}
                               for k, v in latencies.items()},
         "chain_windows_s": {"auction_commit_plus_reveal": (args.commit_ms + args.reveal_ms) / 1000,
                             "service_deadline": args.service_ms / 1000},
         "messages_refused": refused, "messages_rejected": rejected,
         "stuck_deposits": len(set(stuck)), "lost_flows": len(lost), "tokens": tokens, "restarted": run.restarts,
-        "process": {"cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1),
+        "process": {"in_process_services": len(run.services),
+                    "cpu_s_schedule_and_drain": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1),
                     "max_rss_mb": round(cpu1.ru_maxrss / 1024, 1)},
     }
 
@@ -243,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reveal-ms", type=int, default=5_000, help="DSC public-offer window")
     parser.add_argument("--seed", type=int, default=7, help="fault schedule seed")
     parser.add_argument("--paillier-bits", type=int, default=2048, help="Paillier modulus of every party")
-    parser.add_argument("--kill", action="store_true", help="stop and restart one service of each role halfway")
+    parser.add_argument("--restart-each-role", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the first party of each role as its own process, SIGKILL and restart each once")
     parser.add_argument("--json", type=Path, help="write the result here")
     args = parser.parse_args(argv)
     if args.nodes < 3 or args.devices < 1 or args.minutes <= 0:
@@ -254,8 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
     print(text)
-    ok = result["stuck_deposits"] == 0 and result["lost_flows"] == 0 and result["drained"] and result["tokens"]["ok"]
-    return 0 if ok else 1
+    return 0 if result["goals_met"] else 1
 
 
 if __name__ == "__main__":

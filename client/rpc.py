@@ -79,17 +79,21 @@ class RpcClient:
     """Raw JSON-RPC to a list of node URLs. `token` is sent as `Authorization: Bearer` (the
     operator listener, or a public one under [rpc] public_auth; rpc/auth.py); `ca_file`
     verifies an https node's certificate. Without `failover` a call asks one node only (the
-    fault harness addresses each node itself)."""
+    fault harness addresses each node itself). `local_host` is the source address of its own
+    session's connections: a node counts connections per client address, so parties sharing
+    one machine each take their own (a loopback address per party, diagnosis/agentconfig.py)."""
 
     def __init__(self, urls: Sequence[str], session: aiohttp.ClientSession | None = None, token: str | None = None,
                  ca_file: Path | None = None, *, failover: bool = True, timeout_s: float = REQUEST_TIMEOUT_S,
-                 reply_bytes_max: int = REPLY_BYTES_MAX, connections_max: int = CONNECTIONS_MAX) -> None:
+                 reply_bytes_max: int = REPLY_BYTES_MAX, connections_max: int = CONNECTIONS_MAX,
+                 local_host: str | None = None) -> None:
         assert urls, "at least one node URL"
         self.urls = list(urls)
         self.failover = failover
         self.timeout_s = timeout_s
         self.reply_bytes_max = reply_bytes_max
         self.connections_max = connections_max
+        self.local_host = local_host
         self._current = 0
         self._down_until: dict[int, float] = {}  # url index -> monotonic time
         self._session = session
@@ -106,7 +110,9 @@ class RpcClient:
 
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.connections_max),
+            connector = aiohttp.TCPConnector(limit=self.connections_max,
+                                             local_addr=(self.local_host, 0) if self.local_host else None)
+            self._session = aiohttp.ClientSession(connector=connector,
                                                   timeout=aiohttp.ClientTimeout(total=self.timeout_s))
         return self._session
 

@@ -39,8 +39,9 @@ def from_hex(value: str) -> bytes:
 
 class GridClient:
     def __init__(self, urls: list[str] | str, session: aiohttp.ClientSession | None = None,
-                 token: str | None = None, ca_file: Path | None = None) -> None:
-        self.rpc = RpcClient([urls] if isinstance(urls, str) else urls, session, token, ca_file)
+                 token: str | None = None, ca_file: Path | None = None, local_host: str | None = None) -> None:
+        self.rpc = RpcClient([urls] if isinstance(urls, str) else urls, session, token, ca_file,
+                             local_host=local_host)
         self._chain_id: int | None = None
         self._nonces: dict[bytes, int] = {}
         self._listing: list[dict[str, Any]] | None = None

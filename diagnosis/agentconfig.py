@@ -10,7 +10,8 @@ An agent config is TOML:
     keys = ".../vendor-A.keys.json"  # Ed25519 seed, BLS and Paillier private keys, encrypted (0600)
     passphrase_file = ".../passphrase"  # optional; else $GRIDCHAIN_PASSPHRASE_FILE, $GRIDCHAIN_PASSPHRASE, a prompt
     state = ".../vendor-A.sqlite"    # its own store (diagnosis/store.py)
-    inbox_host = "127.0.0.1"
+    inbox_host = "127.0.1.7"          # a loopback address (127.0.0.0/8 or ::1); an IPv4 one is also
+                                      # the source of its connections (see consortium init)
     inbox_port = 9101                 # sealed messages, /health, /metrics (and /fail for a device)
     poll_ms = 1000
     [policy]                          # vendor, supplier: when and what to bid
@@ -40,12 +41,21 @@ devices it sold and admits their owners' smartphones on its first start; a vendo
 supplier registers its crew; each of these carries the member key's consent to its
 registrar, signed at init (`public_key`, `consent`); every agent publishes its own
 endpoint.
+
+Each party gets a loopback address of its own (127.0.1.1, 127.0.1.2, ...: Linux routes all
+of 127.0.0.0/8 to the loopback interface) for its inbox and as the source of its RPC and
+message connections. The nodes bound connections per client address
+(`connections_per_client_max`), so on one machine, as across organisations, each party is
+its own client and one party cannot take another's share. Where only 127.0.0.1 can be bound
+(macOS by default) every party gets that one, and ~200 parties then exceed the cap.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +66,9 @@ from crypto import bls, keystore
 from crypto.keys import KeyPair
 from crypto.paillier import PaillierPrivateKey
 from diagnosis.agents import Identity
+from diagnosis.channel import is_loopback
 from diagnosis.errors import DiagnosisError
-from runtime.cluster import PASSPHRASE_FILE, free_base_port, init_cluster, port_free, toml_value
+from runtime.cluster import LOOPBACK, PASSPHRASE_FILE, PORT_SPAN, free_base_port, init_cluster, port_free, toml_value
 
 ROLES = ("device", "vendor", "supplier", "smartphone", "crew")
 POLL_MS_RANGE = (50, 60_000)
@@ -118,8 +129,8 @@ class AgentConfig:
         poll_ms = raw.get("poll_ms", 1_000)
         if not isinstance(poll_ms, int) or not POLL_MS_RANGE[0] <= poll_ms <= POLL_MS_RANGE[1]:
             raise BadAgentConfig("poll_ms", f"{POLL_MS_RANGE[0]}..{POLL_MS_RANGE[1]} ms")
-        if raw.get("inbox_host", "127.0.0.1") not in ("127.0.0.1", "::1"):
-            raise BadAgentConfig("inbox_host", "loopback only (127.0.0.1 or ::1)")
+        if not is_loopback(str(raw.get("inbox_host", LOOPBACK))):
+            raise BadAgentConfig("inbox_host", "a loopback address only (127.0.0.0/8 or ::1)")
         if raw["role"] in ("vendor", "supplier"):
             prices = raw.get("policy", {}).get("prices")
             if not isinstance(prices, dict) or not all(isinstance(v, int) and v > 0 for v in prices.values()):
@@ -133,6 +144,13 @@ class AgentConfig:
                    dict(raw.get("policy", {})), list(raw.get("devices", [])), list(raw.get("phones", [])),
                    dict(raw.get("faults", {})), dict(raw.get("crew", {})), dict(raw.get("operation", {})),
                    base / raw["passphrase_file"] if "passphrase_file" in raw else None, dict(misbehaviour))
+
+    @property
+    def source_host(self) -> str | None:
+        """Where its outgoing connections leave from: its inbox's IPv4 loopback address, so
+        a node tells this party from the others on the machine (None for ::1, which an
+        IPv4 node URL cannot be reached from)."""
+        return self.inbox_host if "." in self.inbox_host else None
 
 
 IDENTITY = "agent-identity"  # the `kind` of an agent's key file (crypto/keystore.py)
@@ -161,19 +179,39 @@ def load_identity(path: Path, passphrase: str) -> Identity:
 
 
 INBOX_PORT_OFFSET = 400  # agents' inboxes from base + 400 up: past the cluster's RPC, p2p and operator ports
-PORT_MAX_TRIES = 2_000
+PARTY_HOSTS_FIRST = "127.0.1."  # party k's address: 127.0.(1 + k // 254).(1 + k % 254)
+PARTY_HOSTS_PER_OCTET = 254
 
 
-def _free_ports(first: int, count: int) -> list[int]:
-    """`count` loopback ports from `first` up that nothing listens on now (other clusters
-    run on the shared box: a port one of them holds is skipped, not reused)."""
+def party_hosts(count: int) -> list[str]:
+    """A loopback address per party, or 127.0.0.1 for all where no other can be bound."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((PARTY_HOSTS_FIRST + "1", 0))
+        except OSError as exc:
+            if exc.errno != errno.EADDRNOTAVAIL:
+                raise
+            return [LOOPBACK] * count
+    return [f"127.0.{1 + k // PARTY_HOSTS_PER_OCTET}.{1 + k % PARTY_HOSTS_PER_OCTET}" for k in range(count)]
+
+
+def _inbox_ports(base_port: int, hosts: list[str]) -> list[int]:
+    """A distinct port per party from base + INBOX_PORT_OFFSET up, free on its own address
+    and on 127.0.0.1 (other clusters and consortia run on the shared box: a port one of them
+    holds is skipped, not reused), all inside the cluster's span (base .. base + PORT_SPAN),
+    which free_base_port keeps below the kernel's ephemeral range."""
     ports: list[int] = []
-    for port in range(first, min(first + PORT_MAX_TRIES, PORT_MAX + 1)):
-        if port_free(port):
-            ports.append(port)
-            if len(ports) == count:
-                return ports
-    raise BadAgentConfig("inbox_port", f"no {count} free loopback ports from {first}")
+    port, end = base_port + INBOX_PORT_OFFSET, min(base_port + PORT_SPAN, PORT_MAX + 1)
+    for host in hosts:
+        while port < end and not (port_free(port) and port_free(port, host)):
+            port += 1
+        if port >= end:
+            raise BadAgentConfig("inbox_port", f"{len(hosts)} parties' inboxes do not fit in ports "
+                                 f"{base_port + INBOX_PORT_OFFSET}..{end - 1} (at most "
+                                 f"{PORT_SPAN - INBOX_PORT_OFFSET} parties, fewer when other clusters hold some)")
+        ports.append(port)
+        port += 1
+    return ports
 
 
 def public_address(path: Path) -> bytes:
@@ -255,10 +293,12 @@ class Plan:
 
 def consortium_init(directory: Path, *, vendors: int = 0, suppliers: int = 0, devices: int = 0, nodes: int = 3,
                     base_port: int = 0, contracts: dict[str, Any] | None = None,
-                    paillier_bits: int = 2048, plan: Plan | None = None, poll_ms: int = 1_000) -> list[Path]:
-    """A cluster in `directory/cluster` whose genesis admits the vendors and suppliers and
-    funds every party, and `directory/agents/<name>.toml` per party: the `plan`, or the
-    default one of `vendors`, `suppliers` and `devices`. Returns the config paths."""
+                    paillier_bits: int = 2048, plan: Plan | None = None, poll_ms: int = 1_000,
+                    observers: int = 0) -> list[Path]:
+    """A cluster in `directory/cluster` of `nodes` bookkeepers and `observers`, whose genesis
+    admits the vendors and suppliers and funds every party, and `directory/agents/<name>.toml`
+    per party: the `plan`, or the default one of `vendors`, `suppliers` and `devices`; the
+    parties spread over all the nodes. Returns the config paths."""
     plan = plan or Plan.default(vendors, suppliers, devices)
     base_port = base_port or free_base_port()
     nodes_names = [n.name for n in plan.nodes]
@@ -270,10 +310,10 @@ def consortium_init(directory: Path, *, vendors: int = 0, suppliers: int = 0, de
     founders = [{**_public(ids[n.name]), "role": n.role} for n in plan.nodes]
     params = {**(contracts or {})}
     params["registry"] = {**params.get("registry", {}), "members": founders}
-    layout = init_cluster(directory / "cluster", nodes, base_port, contracts=params,
+    layout = init_cluster(directory / "cluster", nodes, base_port, contracts=params, observers=observers,
                           funded=[(ids[n].key.public_key, AGENT_FUNDS) for n in names])
     chain_id = int(tomllib.loads((directory / "cluster" / "genesis.toml").read_text())["chain_id"])
-    rpc = [layout.rpc_url(i) for i in range(nodes)]
+    rpc = [layout.rpc_url(i) for i in range(layout.nodes)]
     agents = directory / "agents"
     sold: dict[str, list[dict[str, Any]]] = {n.name: [] for n in plan.nodes if n.role == "vendor"}
     owners: dict[str, list[dict[str, Any]]] = {v: [] for v in sold}
@@ -287,7 +327,8 @@ def consortium_init(directory: Path, *, vendors: int = 0, suppliers: int = 0, de
                                                                   0).hex()})
         if not any(p["address"] == "0x" + phone.address.hex() for p in owners[spec.vendor]):
             owners[spec.vendor].append(_consenting(phone, chain_id, ids[spec.vendor]))
-    inbox_ports = _free_ports(base_port + INBOX_PORT_OFFSET, len(names))
+    hosts = party_hosts(len(names))
+    inbox_ports = _inbox_ports(base_port, hosts)
     node_plans = {n.name: n for n in plan.nodes}
     device_plans = {d.name: d for d in plan.devices}
     paths = []
@@ -300,7 +341,8 @@ def consortium_init(directory: Path, *, vendors: int = 0, suppliers: int = 0, de
                  f"rpc = {toml_value(rpc[first:] + rpc[:first])}",
                  'genesis = "../cluster/genesis.toml"', f'keys = "{name}.keys.json"', f'state = "{name}.sqlite"',
                  f'passphrase_file = "../cluster/{PASSPHRASE_FILE}"',
-                 'inbox_host = "127.0.0.1"', f"inbox_port = {inbox_ports[port_offset]}", f"poll_ms = {poll_ms}",
+                 f"inbox_host = {toml_value(hosts[port_offset])}", f"inbox_port = {inbox_ports[port_offset]}",
+                 f"poll_ms = {poll_ms}",
                  ""]
         misbehaviour: dict[str, Any] = {}
         if role in ("vendor", "supplier"):
@@ -331,4 +373,4 @@ def consortium_init(directory: Path, *, vendors: int = 0, suppliers: int = 0, de
 
 
 __all__ = ["AgentConfig", "BadAgentConfig", "DevicePlan", "NodePlan", "Plan", "consortium_init", "load_identity",
-           "public_address", "save_identity", "WARRANTY_S"]
+           "party_hosts", "public_address", "save_identity", "WARRANTY_S"]

@@ -1,6 +1,8 @@
 """The unicast channel between diagnosis agents (docs/diagnosis.md "Channel").
 
-Transport: each agent serves `POST /sealed` on 127.0.0.1 (aiohttp); the body is one
+Transport: each agent serves `POST /sealed` on a loopback address (aiohttp; `consortium
+init` gives each party one of its own in 127.0.0.0/8, and its outgoing connections leave
+from it, so each party is its own client to the nodes and to the other inboxes); the body is one
 `SealedMessage` encoding, nothing else. Security does not come from the transport:
 confidentiality is the receiver's Paillier key (hybrid encryption), authenticity and
 integrity the sender's BLS signature checked against the key the registry holds for the
@@ -15,6 +17,7 @@ request, the step label of `diagnosis.protocol` and the kind of message, and its
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,6 +34,15 @@ PAYLOAD_BYTES_MAX = 64 << 10
 SEND_TIMEOUT_S = 20
 KINDS = tuple(m.kind for m in MESSAGES)
 STEP_LABEL_CHARS_MAX = 16
+
+
+def is_loopback(host: str) -> bool:
+    """An address of this host's loopback (127.0.0.0/8 or ::1): the only ones agents listen
+    on here; anything else would expose an inbox beyond the machine."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class BadPayload(DiagnosisError):
@@ -83,7 +95,7 @@ class Inbox:
     """The agent's listening side: one route, bounded body, the handler decides."""
 
     def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0) -> None:
-        assert host in ("127.0.0.1", "::1"), "loopback only"
+        assert is_loopback(host), "loopback only"
         self._handler = handler
         self._host = host
         self._port = port  # 0: any free port (in-process agents); a process agent's config names one
@@ -126,14 +138,18 @@ class Inbox:
 
 
 class Courier:
-    """The sending side: POST one sealed message, report acceptance or the refusal."""
+    """The sending side: POST one sealed message, report acceptance or the refusal.
+    Connections leave from `local_host` when set (the party's own address)."""
 
-    def __init__(self) -> None:
+    def __init__(self, local_host: str | None = None) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self.local_host = local_host
 
     async def deliver(self, url: str, data: bytes) -> str:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT_S))
+            connector = aiohttp.TCPConnector(local_addr=(self.local_host, 0)) if self.local_host else None
+            self._session = aiohttp.ClientSession(connector=connector,
+                                                  timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT_S))
         async with self._session.post(url, data=data) as response:
             reply = await response.json(content_type=None)
         if response.status != 200:
@@ -146,4 +162,4 @@ class Courier:
             self._session = None
 
 
-__all__ = ["BadPayload", "Courier", "Inbox", "Payload", "RejectReason", "RemoteRejection"]
+__all__ = ["BadPayload", "Courier", "Inbox", "is_loopback", "Payload", "RejectReason", "RemoteRejection"]

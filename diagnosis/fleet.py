@@ -17,6 +17,7 @@ from typing import IO, Any
 import aiohttp
 
 from diagnosis.agentconfig import AgentConfig
+from diagnosis.errors import DiagnosisError
 
 REPO = Path(__file__).resolve().parent.parent
 STOP_WAIT_S = 15  # SIGTERM, then this long before SIGKILL
@@ -103,6 +104,17 @@ class Fleet:
             return bool((await self.health(name))["ready"])
         except (aiohttp.ClientError, OSError, TimeoutError):
             return False
+
+    async def fail(self, name: str, kind: str, detail: str) -> int:
+        """A fault reported to device `name` (POST /fail, as `node.py agent device ... fail`):
+        the request it opened or joined. DiagnosisError when the agent refuses it."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S))
+        async with self._session.post(self.url(name, "/fail"), json={"kind": kind, "detail": detail}) as response:
+            reply = await response.json()
+        if response.status != 200:
+            raise DiagnosisError(f"{name} refused the fault: {reply.get('error', response.status)}")
+        return int(reply["request"])
 
     async def events(self, name: str, since: int) -> tuple[list[dict[str, Any]], int]:
         """Its events after sequence number `since` (one page), and the cursor to go on from."""

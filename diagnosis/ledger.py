@@ -78,10 +78,11 @@ class Ledger(Protocol):
 
 
 class RpcLedger:
-    """The adapter for processes: SDK client (failover over `urls`) + light client."""
+    """The adapter for processes: SDK client (failover over `urls`, connections from
+    `local_host` when set: the party's own address) + light client."""
 
-    def __init__(self, urls: list[str], anchor: TrustAnchor) -> None:
-        self.client = GridClient(urls)
+    def __init__(self, urls: list[str], anchor: TrustAnchor, local_host: str | None = None) -> None:
+        self.client = GridClient(urls, local_host=local_host)
         self.light = LightClient(self.client, anchor)
 
     async def transact(self, call: ContractCall, key: KeyPair) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from crypto.keys import address_of
 from crypto.keystore import resolve_passphrase
 from diagnosis.agentconfig import WARRANTY_S, AgentConfig, load_identity
 from diagnosis.agents import Agent, CrewAgent, DeviceAgent, DiagnosisNodeAgent, SmartphoneAgent, Tally
-from diagnosis.channel import Inbox
+from diagnosis.channel import Courier, Inbox
 from diagnosis.directory import ChainDirectory, DeviceEntry, NoEndpoint
 from diagnosis.errors import DiagnosisError
 from diagnosis.ledger import Ledger, RpcLedger
@@ -74,7 +74,7 @@ def build(config: AgentConfig, ledger: Ledger | None = None, tally: Tally | None
     list (a process); tests pass an in-process ledger and a shared tally."""
     identity = load_identity(config.keys, resolve_passphrase(str(config.keys), config.passphrase_file))
     anchor = TrustAnchor.from_genesis(config.genesis)
-    ledger = ledger or RpcLedger(config.rpc, anchor)
+    ledger = ledger or RpcLedger(config.rpc, anchor, local_host=config.source_host)
     tally = tally or Tally(enabled=False)  # one agent per process: its events go to its store (GET /events)
     store = AgentStore(config.state)
     agent: Agent
@@ -103,6 +103,7 @@ def build(config: AgentConfig, ledger: Ledger | None = None, tally: Tally | None
         phone = SmartphoneAgent(identity, ledger, anchor.credit_initial, tally)
         agent, service = phone, PhoneService(phone, store, default_rules, config.poll_ms)
     agent.inbox = Inbox(agent._receive, config.inbox_host, config.inbox_port)
+    agent.courier = Courier(config.source_host)  # its messages leave from its own address too
     return agent, service
 
 

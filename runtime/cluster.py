@@ -50,7 +50,7 @@ DEV_ACCOUNTS = 10
 DEV_BALANCE = 10**15
 DEV_ADMINS = 3  # administrators of a development cluster; a decision needs a majority, 2
 P2P_PORT_OFFSET = 100  # node i listens for peers on base_port + 100 + i
-OPERATOR_PORT_OFFSET = 300  # and for operators on base_port + 300 + i (+200 is the agents' inboxes)
+OPERATOR_PORT_OFFSET = 300  # and for operators on base_port + 300 + i (+400 up: the agents' inboxes)
 HEALTH_TIMEOUT_S = 60
 PASSPHRASE_FILE = "passphrase"
 

@@ -21,22 +21,28 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from chain.genesis import Genesis
 from client.contracts import Dsc, Token
+from client.rpc import RpcClient
 from client.sdk import GridClient
 from diagnosis.agentconfig import (
+    INBOX_PORT_OFFSET,
     AgentConfig,
     BadAgentConfig,
     DevicePlan,
     NodePlan,
     Plan,
+    _inbox_ports,
     consortium_init,
+    party_hosts,
     public_address,
 )
+from diagnosis.channel import Courier
 from diagnosis.demo import demo_contract_params, token_check
 from diagnosis.fleet import Fleet
-from runtime.cluster import ClusterProcesses, discover
+from runtime.cluster import PORT_SPAN, ClusterProcesses, discover, free_base_port
 
 WAIT_S = 300  # a loaded 2-core box starts Python processes slowly
 
@@ -47,6 +53,7 @@ def test_agent_config_refuses_what_cannot_run(tmp_path: Path) -> None:
     assert AgentConfig.from_dict(good, tmp_path).state == tmp_path / "s.sqlite"
     bad = [({"role": "bookkeeper"}, "role"), ({"rpc": []}, "rpc"), ({"inbox_port": 70_000}, "inbox_port"),
            ({"poll_ms": 1}, "poll_ms"), ({"inbox_host": "0.0.0.0"}, "inbox_host"),
+           ({"inbox_host": "10.0.0.1"}, "inbox_host"), ({"inbox_host": "localhost"}, "inbox_host"),
            ({"policy": {"prices": {"meter": -1}}}, "policy.prices")]
     for change, setting in bad:
         with pytest.raises(BadAgentConfig) as caught:
@@ -54,6 +61,45 @@ def test_agent_config_refuses_what_cannot_run(tmp_path: Path) -> None:
         assert caught.value.setting == setting
     with pytest.raises(BadAgentConfig):
         AgentConfig.from_dict({k: v for k, v in good.items() if k != "keys"}, tmp_path)
+    # a party's own loopback address is its source too; ::1 is one address, nothing to tell apart
+    assert AgentConfig.from_dict({**good, "inbox_host": "127.0.1.7"}, tmp_path).source_host == "127.0.1.7"
+    assert AgentConfig.from_dict({**good, "inbox_host": "::1"}, tmp_path).source_host is None
+
+
+def test_each_party_has_its_own_address_and_inbox_ports_fit_the_cluster_span() -> None:
+    hosts = party_hosts(300)
+    assert len(set(hosts)) == 300 and hosts[0] == "127.0.1.1" and hosts[254] == "127.0.2.1"
+    base = free_base_port()
+    ports = _inbox_ports(base, hosts[:210])  # the 100-device benchmark: 5 nodes, 5 crews, 100 + 100
+    assert len(set(ports)) == 210 and ports[0] >= base + INBOX_PORT_OFFSET and ports[-1] < base + PORT_SPAN
+    with pytest.raises(BadAgentConfig) as caught:  # past the span: the next cluster's or the ephemeral ports
+        _inbox_ports(base, hosts[:1] * (PORT_SPAN - INBOX_PORT_OFFSET + 1))
+    assert caught.value.setting == "inbox_port"
+
+
+async def test_rpc_and_messages_leave_from_the_partys_address() -> None:
+    """A node counts connections per client address: the RPC client and the courier must
+    connect from the party's own address, not the machine's 127.0.0.1."""
+    async def remote(request: web.Request) -> web.Response:
+        return web.json_response({"jsonrpc": "2.0", "id": 1, "result": request.remote, "accepted": request.remote})
+
+    app = web.Application()
+    app.router.add_post("/", remote)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    rpc, courier, shared = RpcClient([url], local_host="127.0.1.9"), Courier("127.0.1.10"), RpcClient([url])
+    try:
+        assert await rpc.call("chain_status") == "127.0.1.9"
+        assert await courier.deliver(url, b"x") == "127.0.1.10"
+        assert await shared.call("chain_status") == "127.0.0.1"  # the control: no address given
+    finally:
+        await rpc.close()
+        await courier.close()
+        await shared.close()
+        await runner.cleanup()
 
 
 def _plan() -> Plan:
