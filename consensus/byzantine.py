@@ -19,7 +19,7 @@ from consensus.actions import Action, Send
 from consensus.log import Entry
 from consensus.messages import Message, Prepare
 from consensus.replica import Replica
-from consensus.viewchange import Start
+from consensus.selection import Start
 from crypto.hashing import keccak256
 
 

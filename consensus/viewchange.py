@@ -1,67 +1,278 @@
-"""Selection of the new view's starting point from merged VIEW-CHANGE messages.
-
-Pure functions over already verified messages. Every new active replica merges the
-VIEW-CHANGE sets of all VC-FINALs of its group and runs the same selection, so the
-primary's NEW-VIEW can be checked by each follower against its own (docs/consensus.md,
-"The protocol, condensed", view change steps 3-4).
-
-The start F is the highest final head reported (its certificate was checked). A sender's
-commit log holds at most its committed entry at its own final+1 (consensus/log.py), so a
-pick exists only at F+1: among committed entries there that extend F's hash, the one
-from the highest view wins. Why this is safe: a replica finalizes a block only once every
-member of the view's group holds its full certificate, and the 2Δ wait puts a correct
-synchronous replica's log in every selection outside anarchy; a full certificate of a
-later view needs the vote of a correct member, which only votes for its own selection.
-Two certificates of one view on different blocks need a member that voted twice (anarchy);
-the smallest hash breaks such a tie so that all members still agree.
+"""The view change of XPaxos: SUSPECT, VIEW-CHANGE, VC-FINAL, selection, NEW-VIEW
+(consensus/replica.py explains the protocol; docs/consensus.md "View change"). The
+selection itself is consensus/selection.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-
+from chain.errors import LedgerError
+from consensus.actions import (
+    Action,
+    CatchUp,
+    Rejected,
+    Suspected,
+    ViewChanged,
+)
+from consensus.core import NORMAL, VIEW_CHANGE, ReplicaCore, Suspicion, block_field
+from consensus.errors import RejectReason
 from consensus.log import Entry
-from consensus.messages import VcFinal, ViewChange
-from crypto.hashing import Hash32
+from consensus.messages import (
+    VIEW_MAX,
+    NewView,
+    Suspect,
+    VcFinal,
+    ViewChange,
+    view_of,
+)
+from consensus.selection import Start, merge, select
 
 
-@dataclass(frozen=True)
-class Start:
-    final_height: int
-    final_hash: Hash32
-    source: int  # a sender that holds the final head, to catch up from
-    pick: Entry | None  # the committed entry to re-prepare at final_height+1
+class ViewChanging(ReplicaCore):
+    # ------------------------------------------------------------------ view change
 
+    def _suspect_member(self, member: int, reason: str, now_ms: int,
+                        actions: list[Action]) -> None:
+        if self._is_member(self.view, member):
+            self._suspect(reason, now_ms, actions)
 
-def merge(vc_finals: Iterable[VcFinal]) -> dict[int, ViewChange]:
-    """One VIEW-CHANGE per sender; if a (Byzantine) sender signed several, every member
-    keeps the same one: the most advanced."""
-    merged: dict[int, ViewChange] = {}
-    for vc_final in vc_finals:
-        for vc in vc_final.view_changes:
-            kept = merged.get(vc.sender)
-            if kept is None or _rank(vc) > _rank(kept):
-                merged[vc.sender] = vc
-    return merged
+    def _suspect(self, reason: str, now_ms: int, actions: list[Action]) -> None:
+        if not self._is_member(self.view):
+            return
+        self.last_suspect_reason = reason
+        actions.append(Suspected(self.view, reason))
+        suspect = self._sign(Suspect(sender=self._index, view=self.view))
+        assert isinstance(suspect, Suspect)
+        for replica in self._others(tuple(range(self._n))):
+            self._send(replica, suspect, actions)
+        self._enter_view(self.view + 1, now_ms, actions, suspect)
 
+    def _on_suspect(self, sender: int, message: Suspect, now_ms: int,
+                    actions: list[Action]) -> None:
+        if not self._is_member(message.view, message.sender):
+            actions.append(Rejected(sender, RejectReason.NOT_A_MEMBER,
+                                    f"SUSPECT({message.view}) of {message.sender}"))
+            return
+        if message.view >= VIEW_MAX:
+            # Its next view would not decode anywhere: a member could freeze the cluster.
+            actions.append(Rejected(sender, RejectReason.OUT_OF_SEQUENCE,
+                                    f"SUSPECT({message.view}) leads past VIEW_MAX"))
+            return
+        if message.view < self.view:
+            return
+        for replica in range(self._n):
+            if replica not in (self._index, sender, message.sender):
+                self._send(replica, message, actions)
+        self._enter_view(message.view + 1, now_ms, actions, message)
 
-def _rank(vc: ViewChange) -> tuple[int, int, bytes, bytes]:
-    return (vc.final_height, vc.entry_view, vc.entry_block, vc.signature)
+    def _enter_view(self, view: int, now_ms: int, actions: list[Action],
+                    suspect: Suspect | None = None, *, restarted: bool = False) -> None:
+        last_suspect = self._last_suspect if restarted else suspect
+        if not restarted:
+            self.view = view
+            self.view_changes += 1
+            self._views_without_final += 1
+            actions.append(ViewChanged(view))
+        self._reset_view_state()
+        self._last_suspect = last_suspect
+        self.state = VIEW_CHANGE
+        if not self._current(self._entry):
+            self._entry = None
+        my_vc = self._view_change_message()
+        self._my_view_change = my_vc
+        if self._is_member(view):
+            self._view_changes[self._index] = my_vc
+            self._vc_started_ms = now_ms
+            self._vc_deadline_ms = now_ms + self._backed_off(self._config.view_change_timeout_ms)
+        else:
+            self.state = NORMAL  # a passive replica has nothing to wait for
+        self._persist(actions)  # never act in an older view again, even after a restart
+        for member in self._others(self._group(view)):
+            self._send(member, my_vc, actions)
+        self._retransmit_at = now_ms + self._config.retransmit_ms
+        future = [m for m in self._future.values() if view_of(m) == view]
+        self._future = {key: m for key, m in self._future.items()
+                        if view_of(m) > view}
+        for message in future:
+            self._handle(message.sender, message, now_ms, actions)
+        self._maybe_send_vc_final(now_ms, actions)
 
+    def _view_change_message(self) -> ViewChange:
+        final = self._app.final_height()
+        committed = self._entry if self._entry is not None and self._entry.certificate \
+            else None
+        message = self._sign(ViewChange(
+            sender=self._index, view=self.view, final_height=final,
+            final_hash=self._app.final_hash(),
+            final_certificate=self._final_certificate(final),
+            entry_view=committed.view if committed else 0,
+            entry_block=committed.block_raw if committed else b"",
+            entry_certificate=committed.certificate if committed else b""))
+        assert isinstance(message, ViewChange)
+        return message
 
-def select(view_changes: dict[int, ViewChange]) -> Start:
-    assert view_changes, "a selection needs at least n - t view changes"
-    best = max(view_changes.values(), key=lambda vc: (vc.final_height, -vc.sender))
-    candidates = []
-    for vc in view_changes.values():
-        block = vc.decoded_block("entry_block")  # checked: _check_view_change decoded it
+    def _check_view_change(self, vc: ViewChange, view: int) -> None:
+        # The sender is checked here too: the replica's API takes Message objects, and a
+        # VIEW-CHANGE nested in a VC-FINAL naming sender 99 once took down every replica.
+        if vc.view != view or vc.epoch != self._epoch or not 0 <= vc.sender < self._n or \
+                not vc.verify_signature(self._bookkeepers[vc.sender]):
+            raise Suspicion(RejectReason.BAD_VIEW_CHANGE, f"bad VIEW-CHANGE of {vc.sender}")
+        if vc.final_height > 0:
+            # A final head, not a certified block: a follower withholding its COMMIT holds
+            # a certificate, and the selection would start from (and sync) its block.
+            self._checked_certificate(vc.final_certificate, vc.final_height, vc.final_hash,
+                                      final=True)
+        block = block_field(vc, "entry_block")
         if block is None:
-            continue
+            return
         entry = Entry.create(vc.entry_view, vc.entry_block, b"", vc.entry_certificate,
                              block=block)
-        parent = entry.block.header.parent_hash
-        if entry.height == best.final_height + 1 and parent == best.final_hash:
-            candidates.append(entry)
-    pick = min(candidates, key=lambda entry: (-entry.view, entry.block_hash), default=None)
-    return Start(best.final_height, best.final_hash, best.sender, pick)
+        certificate = self._checked_certificate(vc.entry_certificate, entry.height,
+                                                entry.block_hash)
+        if certificate.view != vc.entry_view or vc.entry_view >= view or \
+                entry.height != vc.final_height + 1:
+            raise Suspicion(RejectReason.BAD_VIEW_CHANGE, f"log entry of {vc.sender} does not fit")
+
+    def _on_view_change(self, message: ViewChange, now_ms: int,
+                        actions: list[Action]) -> None:
+        self._check_view_change(message, self.view)
+        if not self._is_member(self.view):
+            return
+        if self.state == NORMAL:
+            # A late replica: it may have missed our NEW-VIEW.
+            if self._is_primary() and self._new_view is not None and \
+                    message.sender in self._followers():
+                self._send(message.sender, self._new_view, actions)
+            return
+        self._view_changes.setdefault(message.sender, message)
+        self._maybe_send_vc_final(now_ms, actions)
+
+    def _maybe_send_vc_final(self, now_ms: int, actions: list[Action]) -> None:
+        if self.state != VIEW_CHANGE or not self._is_member(self.view) or \
+                self._vc_final_sent is not None:
+            return
+        received = len(self._view_changes)
+        waited = now_ms >= self._vc_started_ms + 2 * self._config.delta_ms
+        if received < self._n and not (waited and received >= self._n - self._t):
+            return
+        vc_final = self._sign(VcFinal(sender=self._index, view=self.view,
+                                      view_changes=tuple(self._view_changes[s] for s in
+                                                         sorted(self._view_changes))))
+        assert isinstance(vc_final, VcFinal)
+        self._vc_final_sent = vc_final
+        self._vc_finals[self._index] = vc_final
+        for member in self._others(self._group(self.view)):
+            self._send(member, vc_final, actions)
+        self._maybe_select(now_ms, actions)
+
+    def _on_vc_final(self, message: VcFinal, now_ms: int, actions: list[Action]) -> None:
+        if not self._is_member(self.view, message.sender):
+            raise Suspicion(RejectReason.NOT_A_MEMBER, "VC-FINAL from a non-member")
+        if len(message.view_changes) < self._n - self._t or \
+                len({vc.sender for vc in message.view_changes}) != len(message.view_changes):
+            raise Suspicion(RejectReason.BAD_VC_FINAL,
+                            "VC-FINAL with too few or repeated view changes")
+        for vc in message.view_changes:
+            self._check_view_change(vc, self.view)
+        if self.state == NORMAL:
+            # The sender is still waiting for our NEW-VIEW.
+            if self._is_primary() and self._new_view is not None:
+                self._send(message.sender, self._new_view, actions)
+            return
+        self._vc_finals.setdefault(message.sender, message)
+        self._maybe_select(now_ms, actions)
+
+    def _maybe_select(self, now_ms: int, actions: list[Action]) -> None:
+        if self.state != VIEW_CHANGE or self._vc_final_sent is None or \
+                not set(self._group(self.view)) <= set(self._vc_finals):
+            return
+        if self._start is None:
+            self._start = select(merge(self._vc_finals[m] for m in sorted(self._vc_finals)))
+        start = self._start
+        final = self._app.final_height()
+        if final < start.final_height:
+            actions.append(CatchUp(start.source, start.final_height))
+            return
+        if final > start.final_height:
+            # A late FINAL of the old view arrived after this replica's VIEW-CHANGE; the
+            # next view's selection will include it.
+            self._suspect("final head moved past the selection", now_ms, actions)
+            return
+        if start.pick is not None:
+            try:
+                self._check_block(start.pick.block)
+            except LedgerError as exc:
+                self._suspect(f"selected entry does not execute: {exc}", now_ms, actions)
+                return
+        if self._is_primary():
+            self._send_new_view(start, now_ms, actions)
+        elif self._new_view is not None:
+            self._accept_new_view(self._new_view, now_ms, actions)
+
+    def _send_new_view(self, start: Start, now_ms: int, actions: list[Action]) -> None:
+        pick = self._new_view_pick(start)
+        raw, vote = b"", b""
+        self._entry = None  # an entry the selection did not pick is rolled back
+        if pick is not None:
+            vote = self._vote(self.view, pick.height, pick.block_hash)
+            self._entry = Entry.create(self.view, pick.block_raw, vote, block=pick.block)
+            self._votes = {self._index: vote}
+        new_view = self._sign(NewView(sender=self._index, view=self.view,
+                                      final_height=start.final_height,
+                                      final_hash=start.final_hash,
+                                      block=pick.block_raw if pick else raw, vote=vote))
+        assert isinstance(new_view, NewView)
+        self._new_view = new_view
+        self._enter_normal(now_ms, actions)  # persists the re-prepared entry before NEW-VIEW leaves
+        for follower in self._followers():
+            self._outbox[follower] = new_view
+            self._send(follower, new_view, actions)
+        self._schedule_proposal(now_ms)
+
+    def _enter_normal(self, now_ms: int, actions: list[Action]) -> None:
+        self.state = NORMAL
+        self._persist(actions)
+        self._busy_since = None
+        self._update_busy(now_ms)
+        self._retransmit_at = now_ms + self._config.retransmit_ms
+
+    def _on_new_view(self, message: NewView, now_ms: int, actions: list[Action]) -> None:
+        if message.sender != self._group(self.view)[0] or self._is_primary():
+            raise Suspicion(RejectReason.NOT_FROM_PRIMARY, "NEW-VIEW not from the new primary")
+        if self.state == NORMAL:
+            pending = self._pending_entry()
+            if pending is not None and message.block == pending.block_raw:
+                self._send_my_commit(pending, actions)
+            return
+        self._new_view = message
+        self._maybe_select(now_ms, actions)
+
+    def _accept_new_view(self, message: NewView, now_ms: int,
+                         actions: list[Action]) -> None:
+        start = self._start
+        assert start is not None
+        pick_raw = start.pick.block_raw if start.pick is not None else b""
+        if (message.final_height, message.final_hash, message.block) != \
+                (start.final_height, start.final_hash, pick_raw):
+            self._suspect("NEW-VIEW does not match the selection", now_ms, actions)
+            return
+        self._entry = None  # an entry the selection did not pick is rolled back
+        self._enter_normal(now_ms, actions)
+        if message.block:
+            self._accept_proposal(message.final_height + 1, message, now_ms, actions)
+        self._replay_early(now_ms, actions)
+
+    def _retransmit_view_change(self, actions: list[Action]) -> None:
+        if self._my_view_change is not None:
+            for member in self._others(self._group(self.view)):
+                if member not in self._vc_finals:
+                    self._send(member, self._my_view_change, actions)
+        if self._vc_final_sent is not None:
+            primary = self._group(self.view)[0]
+            for member in self._others(self._group(self.view)):
+                waiting = member == primary and self._start is not None
+                if member not in self._vc_finals or waiting:
+                    self._send(member, self._vc_final_sent, actions)
+        start = self._start
+        if start is not None and self._app.final_height() < start.final_height:
+            actions.append(CatchUp(start.source, start.final_height))
+

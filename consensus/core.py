@@ -1,0 +1,406 @@
+"""The state of one replica and what both halves of the protocol share.
+
+`ReplicaCore` holds the replica's record: the durable part (view, normal or view change,
+the log entry, the SUSPECT that justifies the view: what a `Persist` writes) and the per-view
+part, reset whenever the view changes (`_reset_view_state`: votes, commits, holders, outbox,
+the VIEW-CHANGE and VC-FINAL sets, the selection, timers). The common case
+(consensus/common.py) and the view change (consensus/viewchange.py) are two classes over
+this one record; `Replica` (consensus/replica.py) combines them and routes each input, as
+etcd's raft `Step` routes to `stepLeader` / `stepFollower`. Methods that one half calls in
+the other are declared here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgpack
+import rlp
+
+from chain.certificate import (
+    commit_message,
+    synchronous_group,
+    verify_certificate,
+    verify_finality,
+)
+from chain.epochs import Epoch
+from chain.errors import DecodeError, InvalidCertificate
+from chain.types import Block, CommitCertificate, decode
+from consensus.actions import (
+    Action,
+    Finalized,
+    Persist,
+    Rejected,
+    Send,
+)
+from consensus.app import Application
+from consensus.config import ConsensusConfig
+from consensus.errors import RejectReason
+from consensus.log import Entry
+from consensus.messages import (
+    Commit,
+    Message,
+    NewView,
+    Prepare,
+    Suspect,
+    VcFinal,
+    ViewChange,
+    message_from_wire,
+    view_of,
+)
+from consensus.selection import Start
+from consensus.storage import StoredState
+from crypto.keys import KeyPair, is_valid_signature
+
+NORMAL = "normal"
+VIEW_CHANGE = "view-change"
+EARLY_MESSAGES_MAX = 64  # current-view messages held until the replica can use them
+# ... and their bytes: 64 PREPAREs near the frame limit from a Byzantine primary would hold
+# 256 MB.
+EARLY_BYTES_MAX = 16 * 1024 * 1024
+RETRANSMIT_DOUBLINGS_MAX = 3  # retransmissions back off to 8x retransmit_ms at most
+SLOW_START_SHARE = 8  # before any measured block cycle, a proposal's budget is commit_timeout_ms / 8
+TIMEOUT_DOUBLINGS_MAX = 4  # at most 16x the configured commit and view-change timeouts
+CYCLE_ALLOWANCE_MAX = 4  # the block-cycle allowance adds at most 4x a timeout
+
+
+def _decode_suspect(data: bytes, n: int) -> Suspect | None:
+    if not data:
+        return None
+    message = message_from_wire(msgpack.unpackb(data, raw=False), n)
+    assert isinstance(message, Suspect), "storage holds the SUSPECT this replica acted on"
+    return message
+
+
+class Suspicion(Exception):
+    """Raised inside a handler when a group member misbehaved; the replica suspects.
+    `reason` labels the rejection (metrics), the text says what happened (logs)."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def block_field(message: Message, name: str) -> Block | None:
+    """The block a message carries, decoded once (message_from_wire did it)."""
+    try:
+        return message.decoded_block(name)
+    except DecodeError as exc:
+        raise Suspicion(RejectReason.BAD_BLOCK, f"undecodable block: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Status:
+    view: int
+    primary: int
+    group: tuple[int, ...]
+    is_active: bool
+    final_height: int
+    view_changes: int
+    state: str
+    last_suspect_reason: str | None
+
+
+class ReplicaCore:
+    # Per-view state, reset by _reset_view_state when the view changes.
+    _votes: dict[int, bytes]
+    _commits: dict[int, Commit]
+    _holders: set[int]
+    _finals: dict[int, bytes]
+    _outbox: dict[int, Message]
+    _early: list[tuple[int, Message]]
+    _heard: set[int]
+    _view_changes: dict[int, ViewChange]
+    _vc_finals: dict[int, VcFinal]
+    _vc_final_sent: VcFinal | None
+    _my_view_change: ViewChange | None
+    _start: Start | None
+    _new_view: NewView | None
+    _retransmit_at: int | None
+    _retransmits: int
+    _propose_at: int | None
+    _busy_since: int | None
+    _last_suspect: Suspect | None
+    _vc_started_ms: int
+    _vc_deadline_ms: int
+
+    def __init__(self, config: ConsensusConfig, *, index: int, key: KeyPair,
+                 bookkeepers: list[bytes], chain_id: int, app: Application,
+                 stored: StoredState, epoch: int = 1,
+                 set_of: Callable[[int], Epoch] | None = None) -> None:
+        """`bookkeepers` (n = 2t+1, t from `config`) run the epoch starting at height
+        `epoch`; `set_of(height)` gives the set of any other height (default: this one).
+        `stored` is what the node's consensus storage holds (its last `Persist`)."""
+        assert len(bookkeepers) == 2 * config.t + 1, "XPaxos runs n = 2t+1 bookkeepers"
+        assert bookkeepers[index] == key.public_key, "key is not bookkeeper `index`"
+        self._config = config
+        self._t = config.t
+        self._n = len(bookkeepers)
+        self._index = index
+        self._key = key
+        self._bookkeepers = bookkeepers
+        self._chain_id = chain_id
+        self._app = app
+        self._epoch = epoch
+        own = Epoch(epoch, tuple(bookkeepers), config.t)
+        self._set_of = set_of or (lambda height: own)
+        if stored.epoch != epoch:
+            stored = StoredState(view=0, normal=True, entry=None, epoch=epoch)
+        self.view = stored.view
+        self.state = NORMAL if stored.normal else VIEW_CHANGE
+        self._last_final = app.final_height()
+        self._entry = stored.entry if self._current(stored.entry) else None
+        self.view_changes = 0
+        # Views entered since the final head last moved: each one that fails doubles the
+        # commit and view-change timeouts (PBFT's rule), so a machine slower than the
+        # defaults assume gets a view that lasts long enough, instead of churning for ever.
+        self._views_without_final = 0
+        # How long a block takes here from work pending to final (a moving average): the
+        # timeouts stretch with it, so a loaded or slow machine is not taken for a dead one.
+        self._cycle_ms = 0
+        self._last_final_ms: int | None = None
+        # The primary's own proposal: when building started, and how long it took (measured
+        # at the next tick, whose time is fresh). The followers execute the same block, so
+        # the wait for their votes allows twice that on top of the commit timeout.
+        self._proposed_at_ms: int | None = None
+        self._build_ms: int | None = None
+        self.last_suspect_reason: str | None = None
+        self._future: dict[tuple[int, str], Message] = {}
+        self._clock_ms = 0  # the wall clock of the input being handled (set by each entry)
+        self._final_message: tuple[tuple[int, bool], Message] | None = None
+        self._reset_view_state()
+        self._last_suspect = _decode_suspect(stored.suspect, self._n)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _reset_view_state(self) -> None:
+        self._votes = {}  # votes on the entry in this view, by member
+        self._proposed_at_ms, self._build_ms = None, None
+        self._commits = {}  # follower votes for height final+1
+        self._holders = set()  # members known to hold the entry's certificate
+        self._finals = {}  # t >= 2: their signatures on final_message (COMMITTED.holds)
+        self._outbox = {}  # proposal to retransmit, per follower
+        self._early = []
+        self._heard = set()
+        self._view_changes = {}
+        self._vc_finals = {}
+        self._vc_final_sent = None
+        self._my_view_change = None
+        self._start = None
+        self._new_view = None  # sent (primary) or waiting (follower)
+        self._vc_started_ms = 0
+        self._vc_deadline_ms = 0
+        self._retransmit_at = None
+        self._retransmits = 0  # retransmissions since the last progress (they back off)
+        self._propose_at = None
+        self._busy_since = None
+        self._last_suspect = None
+
+    def _group(self, view: int) -> tuple[int, ...]:
+        return synchronous_group(view, self._n, self._t)
+
+    def _is_member(self, view: int, replica: int | None = None) -> bool:
+        return (self._index if replica is None else replica) in self._group(view)
+
+    def _is_primary(self) -> bool:
+        return self._group(self.view)[0] == self._index
+
+    def _followers(self) -> tuple[int, ...]:
+        return self._group(self.view)[1:]
+
+    def _others(self, members: tuple[int, ...]) -> list[int]:
+        return [member for member in members if member != self._index]
+
+    def _current(self, entry: Entry | None) -> bool:
+        return entry is not None and entry.height == self._app.final_height() + 1
+
+    def _pending_entry(self) -> Entry | None:
+        """The entry of this view that is not final yet."""
+        entry = self._entry
+        if entry is None or not self._current(entry) or entry.view != self.view:
+            return None
+        return entry
+
+    def _persist(self, actions: list[Action]) -> None:
+        """Ask the node to write the state durably before it carries out what follows (the
+        sends that commit this replica to it): handlers never touch storage themselves."""
+        suspect = msgpack.packb(self._last_suspect.to_wire(), use_bin_type=True) \
+            if self._last_suspect is not None else b""
+        actions.append(Persist(StoredState(self.view, self.state == NORMAL, self._entry, suspect,
+                                           self._epoch)))
+
+    def _sign(self, message: Message) -> Message:
+        return dataclasses.replace(message, epoch=self._epoch).signed(self._key)
+
+    def _vote(self, view: int, height: int, block_hash: bytes) -> bytes:
+        return self._key.sign(commit_message(self._chain_id, view, height, block_hash))
+
+    def _valid_vote(self, replica: int, vote: bytes, view: int, height: int,
+                    block_hash: bytes) -> bool:
+        message = commit_message(self._chain_id, view, height, block_hash)
+        return is_valid_signature(self._bookkeepers[replica], vote, message)
+
+    def _send(self, to: int, message: Message, actions: list[Action]) -> None:
+        actions.append(Send(to, message))
+
+    def _output(self, actions: list[Action]) -> list[Action]:
+        return actions
+
+    # ------------------------------------------------------------------ hooks
+    # An honest replica's choices at the points where the test-only Byzantine replicas
+    # (consensus/byzantine.py) choose otherwise; nothing else in the core knows of them.
+
+    def _built(self, block: Block) -> Block:
+        """The proposal as it goes out, from the block the application built."""
+        return block
+
+    def _proposal_for(self, number: int, prepare: Message, block: Block) -> Message:
+        """The PREPARE for the `number`-th follower."""
+        return prepare
+
+    def _check_block(self, block: Block) -> None:
+        """Execute `block` on the final head; LedgerError when it is invalid."""
+        self._app.check(block)
+
+    def _new_view_pick(self, start: Start) -> Entry | None:
+        """The entry a new primary re-prepares: the selection's."""
+        return start.pick
+
+    def _certified_as_follower(self, entry: Entry, actions: list[Action]) -> bool:
+        """t = 1: a follower holds the full certificate of `entry` and is about to log it
+        and vote; True when it does something else instead."""
+        return False
+
+    def _busy(self) -> bool:
+        # With empty blocks on, a block is always due: a silent primary must be suspected
+        # even when no transaction is pending.
+        return self._config.empty_blocks or self._app.pending_transactions() > 0 or \
+            self._pending_entry() is not None
+
+    def _update_busy(self, now_ms: int) -> None:
+        if not self._busy():
+            self._busy_since = None
+        elif self._busy_since is None:
+            self._busy_since = now_ms
+            if self._proposed_at_ms is not None and self._build_ms is None:
+                self._build_ms = now_ms - self._proposed_at_ms
+
+    def _stall_deadline(self) -> int | None:
+        if self.state != NORMAL or not self._is_member(self.view) or self._busy_since is None:
+            return None
+        allowance = self._config.empty_block_interval_ms if self._config.empty_blocks else 0
+        allowance += 2 * (self._build_ms or 0)
+        return self._busy_since + self._backed_off(self._config.commit_timeout_ms) + allowance
+
+    def _backed_off(self, timeout_ms: int) -> int:
+        """`timeout_ms` plus twice the recent block cycle (at most CYCLE_ALLOWANCE_MAX times
+        the timeout), doubled for each failed view since the last final block, up to
+        2**TIMEOUT_DOUBLINGS_MAX times (the first view change keeps the base timeout)."""
+        stretched = timeout_ms + min(2 * self._cycle_ms, CYCLE_ALLOWANCE_MAX * timeout_ms)
+        doublings = min(max(self._views_without_final - 1, 0), TIMEOUT_DOUBLINGS_MAX)
+        return stretched << doublings
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _handle(self, sender: int, message: Message, now_ms: int,
+                actions: list[Action]) -> None:
+        if message.epoch != self._epoch:
+            return  # another set's: its indexes and views are not this epoch's
+        if not 0 <= message.sender < self._n or not 0 <= sender < self._n:
+            actions.append(Rejected(sender, RejectReason.UNKNOWN_SENDER,
+                                    f"sender {message.sender} via {sender}"))
+            return
+        if not message.verify_signature(self._bookkeepers[message.sender]):
+            actions.append(Rejected(sender, RejectReason.BAD_SIGNATURE, message.TYPE))
+            # Only a direct sender is to blame: a forwarder may relay a forgery.
+            if sender == message.sender:
+                self._suspect_member(sender, "bad signature", now_ms, actions)
+            return
+        try:
+            self._dispatch(sender, message, now_ms, actions)
+        except Suspicion as suspicion:
+            actions.append(Rejected(sender, suspicion.reason, suspicion.detail))
+            self._suspect_member(message.sender, str(suspicion), now_ms, actions)
+
+    def _stash_future(self, message: Message) -> None:
+        # One message per (sender, type), the latest view: bounded by n * types.
+        key = (message.sender, message.TYPE)
+        kept = self._future.get(key)
+        if kept is None or view_of(kept) <= view_of(message):
+            self._future[key] = message
+
+    def _hold_early(self, sender: int, message: Message) -> None:
+        held = sum(early.payload_bytes() for _, early in self._early)
+        if len(self._early) < EARLY_MESSAGES_MAX and \
+                held + message.payload_bytes() <= EARLY_BYTES_MAX:
+            self._early.append((sender, message))
+
+    def _replay_early(self, now_ms: int, actions: list[Action]) -> None:
+        early, self._early = self._early, []
+        for sender, message in early:
+            self._handle(sender, message, now_ms, actions)
+
+    # ------------------------------------------------------------------ across the halves
+    # What one half calls in the other (defined in consensus/common.py, consensus/viewchange.py
+    # or consensus/replica.py); declared here so that each half type-checks alone.
+
+    def _dispatch(self, sender: int, message: Message, now_ms: int,
+                  actions: list[Action]) -> None:
+        raise NotImplementedError  # consensus/replica.py
+
+    def _schedule_proposal(self, now_ms: int) -> None:
+        raise NotImplementedError  # consensus/common.py
+
+    def _accept_proposal(self, height: int, proposal: Prepare | NewView, now_ms: int,
+                         actions: list[Action]) -> None:
+        raise NotImplementedError  # consensus/common.py
+
+    def _send_my_commit(self, entry: Entry, actions: list[Action]) -> None:
+        raise NotImplementedError  # consensus/common.py
+
+    def _suspect_member(self, member: int, reason: str, now_ms: int,
+                        actions: list[Action]) -> None:
+        raise NotImplementedError  # consensus/viewchange.py
+
+    def _view_change_message(self) -> ViewChange:
+        raise NotImplementedError  # consensus/viewchange.py
+
+    def _maybe_select(self, now_ms: int, actions: list[Action]) -> None:
+        raise NotImplementedError  # consensus/viewchange.py
+
+    def _retransmit_view_change(self, actions: list[Action]) -> None:
+        raise NotImplementedError  # consensus/viewchange.py
+
+    # ------------------------------------------------------------------ shared
+
+    def _checked_certificate(self, raw: bytes, height: int, block_hash: bytes, *,
+                             final: bool = False) -> CommitCertificate:
+        """The decoded certificate; `final`: with its finality proof checked as well. By
+        the set of that height (the last block of the previous epoch is another's)."""
+        verify = verify_finality if final else verify_certificate
+        certifiers = self._set_of(height)
+        try:
+            certificate = decode(raw, CommitCertificate)
+            verify(certificate, chain_id=self._chain_id, height=height,
+                   block_hash=block_hash, bookkeepers=list(certifiers.keys), t=certifiers.t)
+        except (DecodeError, InvalidCertificate) as exc:
+            raise Suspicion(RejectReason.BAD_CERTIFICATE, f"bad certificate: {exc}") from exc
+        return certificate
+
+    def _finalize(self, block: Block, certificate: CommitCertificate,
+                  actions: list[Action]) -> None:
+        final_block = block.with_certificate(certificate)
+        self._app.finalize(final_block)
+        actions.append(Finalized(final_block))
+
+    def _final_certificate(self, height: int) -> bytes:
+        if height == 0:
+            return b""
+        block = self._app.final_block(height)
+        assert block is not None and block.certificate, "a final block has a certificate"
+        encoded: bytes = rlp.encode(block.certificate[0])
+        return encoded
+
