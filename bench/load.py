@@ -396,13 +396,26 @@ async def rpc_call(urls: list[str], method: str, *params: Any) -> Any:
 
 
 async def pending_nonces(urls: list[str], keys: list[KeyPair]) -> dict[bytes, int]:
+    """Each sender's next nonce: the highest any answering node knows. One node's pending
+    nonce misses a transaction still in another's mempool (a node restarted after a kill,
+    the transfer bench.consensus.one_kill sent to the survivors); signing that nonce again
+    would be refused as a replay, counted as acknowledged and never committed."""
     nonces: dict[bytes, int] = {}
-    async with load_client(urls) as client:
-        for start in range(0, len(keys), 100):
-            chunk = keys[start:start + 100]
-            replies = await client.batch([("account_get", ["0x" + k.address.hex()]) for k in chunk])
-            for key, reply in zip(chunk, replies, strict=True):
-                nonces[key.address] = reply.value()["pendingNonce"]
+    answered = 0
+    for url in urls:
+        try:
+            async with load_client([url]) as client:
+                for start in range(0, len(keys), 100):
+                    chunk = keys[start:start + 100]
+                    replies = await client.batch([("account_get", ["0x" + k.address.hex()]) for k in chunk])
+                    for key, reply in zip(chunk, replies, strict=True):
+                        nonce = reply.value()["pendingNonce"]
+                        nonces[key.address] = max(nonce, nonces.get(key.address, nonce))
+            answered += 1
+        except NodeUnavailable:
+            continue
+    if not answered:
+        raise NodeUnavailable(f"no node of {urls} answered account_get")
     return nonces
 
 

@@ -1,7 +1,8 @@
 """Commit certificates and finality proofs: which bookkeepers vote in a view, what they
 sign, and the checks.
 
-XPaxos (docs/consensus.md) rotates views over the C(n, t+1) synchronous groups in a fixed order; a
+XPaxos (docs/consensus.md) rotates views over the C(n, t+1) synchronous groups in a fixed order (a
+view's primary is never in the next view's group); a
 block is *committed* once all t+1 members of the view's group signed COMMIT for it (the
 certificate), and *final* once every member holds that certificate (consensus/replica.py).
 A certificate alone proves only the first: with t = 1 a follower holds one the moment it
@@ -31,9 +32,22 @@ from crypto.keys import is_valid_signature
 
 @lru_cache(maxsize=64)
 def _groups(n: int, t: int) -> tuple[tuple[int, ...], ...]:
-    # Lexicographic combinations: for n=3, t=1 this is (0,1), (0,2), (1,2) as in docs/consensus.md;
-    # the first member of a group is its primary.
-    return tuple(combinations(range(n), t + 1))
+    """Every one of the C(n, t+1) groups once, in an order where the primary of each view is
+    outside the next view's group (docs/consensus.md "Group order"): the view change after a
+    primary's crash then reaches a group without it at once. First the n cyclic windows
+    (i, i+1, ..., i+t mod n), primary i: for t = 1 that is all of them, (0,1), (1,2), (2,0).
+    Then the other groups in lexicographic order. The primary of a group is its lowest
+    member not in the next group (there is one: the groups differ and have one size), the
+    other members follow in ascending order."""
+    size = t + 1
+    windows = [frozenset((i + k) % n for k in range(size)) for i in range(n)]
+    rest = [frozenset(g) for g in combinations(range(n), size) if frozenset(g) not in windows]
+    order = windows + rest
+    groups = []
+    for view, members in enumerate(order):
+        primary = min(members - order[(view + 1) % len(order)])
+        groups.append((primary, *sorted(members - {primary})))
+    return tuple(groups)
 
 
 def synchronous_group(view: int, n: int, t: int) -> tuple[int, ...]:

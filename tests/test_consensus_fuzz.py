@@ -208,7 +208,7 @@ def test_final_for_a_far_future_height_with_a_forged_certificate_moves_nothing()
 
 def test_new_view_with_a_giant_block_is_handled_without_an_exception():
     sim = _settled()
-    insider = sim.nodes[0]  # the primary of views 0 and 1 (n = 3)
+    insider = sim.nodes[0]  # the primary of view 0
     node = sim.nodes[1]
     head = node.ledger.blocks[-1]
     extra = bytes(3 * 1024 * 1024)  # about the p2p frame limit

@@ -52,15 +52,31 @@ def test_follower_crash_moves_to_a_group_without_it():
     assert 1 not in sim.nodes[0].replica.status.group
 
 
-def test_primary_crash_with_t1_takes_two_view_changes():
+def test_primary_crash_takes_one_view_change():
+    # A view's primary is never in the next view's group (chain.certificate, "Group order"
+    # in docs/consensus.md): t = 1 view 1 = (1, 2), t = 2 view 1 = (1, 2, 3).
+    for t in (1, 2):
+        sim = Simulation(t=t, seed=3)
+        _drive(sim, rounds=2)
+        sim.crash(0)
+        _drive(sim)
+        _settle(sim)
+        alive = list(range(1, 2 * t + 1))
+        assert sim.all_done(alive)
+        assert all(sim.nodes[i].replica.view == 1 for i in alive), [sim.nodes[i].replica.view for i in alive]
+        assert "view change timed out" not in _reasons(sim, 1)
+
+
+def test_follower_crash_with_t1_takes_two_view_changes():
     sim = Simulation(t=1, seed=3)
     _drive(sim, rounds=2)
-    sim.crash(0)
+    sim.crash(1)
     _drive(sim)
     _settle(sim)
-    assert sim.all_done([1, 2])
-    # view 1 = (0, 2) still holds the crashed primary: it times out, view 2 = (1, 2) works
-    assert sim.nodes[1].replica.view == 2 and sim.nodes[2].replica.view == 2
+    assert sim.all_done([0, 2])
+    # view 1 = (1, 2) holds the crashed follower (a t = 1 order cannot keep both members of
+    # one group out of the next): it times out, view 2 = (2, 0) works
+    assert sim.nodes[0].replica.view == 2 and sim.nodes[2].replica.view == 2
     assert "view change timed out" in _reasons(sim, 2)
 
 
