@@ -38,7 +38,7 @@ import rlp
 from bench.harness import DSC_REQUEST_DEPOSIT, BenchCluster, bench_cluster, cpu_seconds, load_average, machine
 from chain.errors import TxReason
 from chain.types import Transaction
-from client import BACKPRESSURE, Backoff, ClientError, NodeUnavailable, RpcClient
+from client import BACKPRESSURE, Backoff, ClientError, NodeUnavailable, Receipt, RpcClient
 from contracts.addresses import DSC, TOKEN
 from crypto.hashing import keccak256
 from crypto.keys import KeyPair
@@ -274,7 +274,7 @@ class LoadRun:
         for start in range(0, len(sample), 50):
             chunk = sample[start:start + 50]
             replies = await client.batch([("tx_receipt", [h, RECEIPT_WAIT_MS]) for h in chunk], node=start)
-            ok += sum(1 for r in replies if (r.result or {}).get("status") == 1)
+            ok += sum(1 for r in replies if r.result is not None and Receipt.from_json(r.result).ok)
         seconds = time.monotonic() - started
         return {"checked": len(sample), "status_ok": ok,
                 "ms_per_receipt": round(1000 * seconds / len(sample), 2) if sample else None}
@@ -434,10 +434,10 @@ async def open_dsc_requests(urls: list[str], devices: list[KeyPair], chain_id: i
             chunk = order[start:start + 50]
             replies = await client.batch([("tx_receipt", [h, RECEIPT_WAIT_MS]) for h in chunk], node=start)
             for reply in replies:
-                receipt = reply.value()
-                assert receipt["status"] == 1, f"open_request failed: {receipt['error']}"
-                opened = next(e for e in receipt["events"] if e["name"] == "RequestOpened")
-                requests[bytes.fromhex(opened["fields"]["device"][2:])] = opened["fields"]["request"]
+                receipt = Receipt.from_json(reply.value())
+                assert receipt.ok, f"open_request failed: {receipt.error}"
+                opened = receipt.event("RequestOpened")
+                requests[opened.bytes_of("device")] = opened.int_of("request")
     return requests
 
 

@@ -430,8 +430,8 @@ def cmd_send(args: argparse.Namespace) -> int:
         if args.no_wait:
             return 0
         receipt = await client.wait_receipt(tx_hash)
-        print_json(receipt)
-        return 0 if receipt["status"] == 1 else 1
+        print_json(receipt.to_json())
+        return 0 if receipt.ok else 1
     return run_client(args, work)
 
 

@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from cli import target
 from cli.commands import load_key, print_json, run_client
 from cli.errors import UserError
-from client import GridClient
+from client import GridClient, Receipt
 from client.contracts import GOVERNANCE_KINDS, Governance
 from crypto import keystore
 from crypto.keys import KeyPair
@@ -119,7 +118,7 @@ def cmd_set(args: argparse.Namespace) -> int:
     return run_client(args, work)
 
 
-def _print_events(receipt: dict[str, Any]) -> None:
+def _print_events(receipt: Receipt) -> None:
     """The governance events of a receipt, one JSON line each (Proposed, Voted, Accepted)."""
-    for event in receipt["events"]:
+    for event in receipt.to_json()["events"]:
         print(json.dumps({"event": event["name"], **event["fields"]}, sort_keys=True))

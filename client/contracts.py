@@ -18,7 +18,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol
 
 from chain.values import Value
-from client.sdk import DEFAULT_GAS_LIMIT, GridClient, from_hex
+from client.receipts import Receipt, from_hex
+from client.sdk import DEFAULT_GAS_LIMIT, GridClient
 from contracts.dsc_records import Bid, Request
 from contracts.registry_records import Device, Member
 from crypto.keys import Address, KeyPair, address_of
@@ -53,7 +54,7 @@ class ContractCall:
         """Submit; returns the transaction hash (0x-hex)."""
         return await client.send(key, self.contract, self.method, list(self.args), self.value, self.gas_limit)
 
-    async def transact(self, client: GridClient, key: KeyPair, timeout_s: float = 30) -> dict[str, Any]:
+    async def transact(self, client: GridClient, key: KeyPair, timeout_s: float = 30) -> Receipt:
         """Submit and wait for the final receipt; TransactionFailed on a revert."""
         return await client.transact(key, self.contract, self.method, list(self.args), self.value,
                                      self.gas_limit, timeout_s)

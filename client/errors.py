@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from client.receipts import Receipt
 
 
 class ClientError(Exception):
@@ -32,6 +35,11 @@ class NodeUnavailable(ClientError):
         self.connect_failed = connect_failed
 
 
+class BadReply(ClientError):
+    """A reply that does not have the shape its method promises (a receipt without its
+    fields, hex that is not hex)."""
+
+
 class ReplyTooLarge(ClientError):
     """A reply over the client's reply_bytes_max (not read whole)."""
 
@@ -43,9 +51,9 @@ class ReplyTooLarge(ClientError):
 class TransactionFailed(ClientError):
     """A final receipt with status 0."""
 
-    def __init__(self, tx_hash: str, receipt: dict[str, Any]) -> None:
-        super().__init__(f"transaction {tx_hash} failed: {receipt.get('error')}")
-        self.tx_hash = tx_hash
+    def __init__(self, receipt: Receipt) -> None:
+        super().__init__(f"transaction {receipt.tx} failed: {receipt.error}")
+        self.tx_hash = receipt.tx
         self.receipt = receipt
 
 

@@ -18,23 +18,12 @@ from chain.proofs import verify_proof
 from chain.types import BlockHeader, Transaction, decode
 from chain.values import Value
 from client.errors import ProofMismatch, RpcCallError, TransactionFailed, UnknownContract
+from client.receipts import Receipt, from_hex, to_json_value
 from client.rpc import RpcClient
 from crypto.hashing import keccak256
 from crypto.keys import KeyPair
 
 DEFAULT_GAS_LIMIT = 5_000_000
-
-
-def to_json_value(value: Value) -> Any:
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, list):
-        return [to_json_value(v) for v in value]
-    return value
-
-
-def from_hex(value: str) -> bytes:
-    return bytes.fromhex(value[2:] if value.startswith("0x") else value)
 
 
 class GridClient:
@@ -119,10 +108,12 @@ class GridClient:
                    value: int = 0, gas_limit: int = DEFAULT_GAS_LIMIT) -> str:
         return await self.submit(await self.build(key, contract, method, args, value, gas_limit))
 
-    async def receipt(self, tx_hash: str, wait_ms: int = 0) -> dict[str, Any] | None:
-        return await self.rpc.call("tx_receipt", tx_hash, wait_ms)
+    async def receipt(self, tx_hash: str, wait_ms: int = 0) -> Receipt | None:
+        """The final receipt (None until the block is final; `wait_ms` waits for it)."""
+        found = await self.rpc.call("tx_receipt", tx_hash, wait_ms)
+        return Receipt.from_json(found) if found is not None else None
 
-    async def wait_receipt(self, tx_hash: str, timeout_s: float = 30) -> dict[str, Any]:
+    async def wait_receipt(self, tx_hash: str, timeout_s: float = 30) -> Receipt:
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
             left_ms = int((deadline - asyncio.get_running_loop().time()) * 1000)
@@ -133,12 +124,12 @@ class GridClient:
                 return receipt
 
     async def transact(self, key: KeyPair, contract: str | bytes, method: str, args: list[Value] | None = None,
-                       value: int = 0, gas_limit: int = DEFAULT_GAS_LIMIT, timeout_s: float = 30) -> dict[str, Any]:
+                       value: int = 0, gas_limit: int = DEFAULT_GAS_LIMIT, timeout_s: float = 30) -> Receipt:
         """Send and wait for the final receipt; raise TransactionFailed on status 0."""
         tx_hash = await self.send(key, contract, method, args, value, gas_limit)
         receipt = await self.wait_receipt(tx_hash, timeout_s)
-        if receipt["status"] != 1:
-            raise TransactionFailed(tx_hash, receipt)
+        if not receipt.ok:
+            raise TransactionFailed(receipt)
         return receipt
 
     # proofs -------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import aiohttp
 
 from client.contracts import ContractCall, Dsc, Registry
 from client.errors import TransactionFailed
+from client.receipts import Receipt
 from crypto import bls
 from crypto.counters import OpCounter, OpCounts, attribute_to
 from crypto.hashing import keccak256
@@ -293,7 +294,7 @@ class Agent:
 
     # broadcasts --------------------------------------------------------------------------
     async def tx(self, call: ContractCall, step: str, request_id: int = 0,
-                 expect_failure: str | None = None) -> dict[str, Any]:
+                 expect_failure: str | None = None) -> Receipt:
         """One transaction (a broadcast) for `request_id` (a DSC call names its request
         itself); `expect_failure` names the revert reason a failure path expects, and
         then the failed receipt is returned."""
@@ -301,7 +302,7 @@ class Agent:
             receipt = await self.ledger.transact(call, self.identity.key)
         except TransactionFailed as exc:
             receipt = exc.receipt
-            error = receipt.get("error") or ""
+            error = receipt.error or ""
             self._broadcast(call, step, request_id, receipt, error)
             if expect_failure is None or not error.startswith(expect_failure):
                 raise
@@ -311,18 +312,18 @@ class Agent:
             raise AssertionError(f"{call.method} was expected to fail with {expect_failure}")
         return receipt
 
-    def _broadcast(self, call: ContractCall, step: str, request_id: int, receipt: dict[str, Any],
+    def _broadcast(self, call: ContractCall, step: str, request_id: int, receipt: Receipt,
                    error: str | None) -> None:
         if not request_id and call.contract == "dsc":
-            opened = [e["fields"]["request"] for e in receipt.get("events", []) if e["name"] == "RequestOpened"]
+            opened = [e.int_of("request") for e in receipt.events_named("RequestOpened")]
             request_id = opened[0] if opened else call.args[0] if call.args and isinstance(call.args[0], int) else 0
         self.record("broadcast", step, request_id,
-                    {"method": f"{call.contract}.{call.method}", "tx": receipt["transactionHash"],
-                     "block": receipt["blockNumber"], "status": receipt["status"],
-                     "events": [{"name": e["name"], "fields": e["fields"]} for e in receipt.get("events", [])],
+                    {"method": f"{call.contract}.{call.method}", "tx": receipt.tx,
+                     "block": receipt.block_number, "status": receipt.status,
+                     "events": [{"name": e["name"], "fields": e["fields"]} for e in receipt.to_json()["events"]],
                      **({"error": error} if error else {})})
 
-    async def log_hash(self, request_id: int, step: str, message_hash: bytes) -> dict[str, Any]:
+    async def log_hash(self, request_id: int, step: str, message_hash: bytes) -> Receipt:
         """The message's hash on chain (DSC log_message, with the figure's step number);
         the plaintext never goes there."""
         return await self.tx(Dsc.log_message(request_id, int(step.split(".")[0]), message_hash), step, request_id)

@@ -30,10 +30,12 @@ from chain.genesis import Genesis
 from chain.proofs import InvalidProof, prove_receipt, prove_state, prove_transaction, verify_proof
 from chain.state import storage_key, trie_key
 from chain.store import ChainStore
-from chain.types import BlockHeader, Receipt, Transaction, decode
+from chain.types import BlockHeader, Transaction, decode
+from chain.types import Receipt as LedgerReceipt
 from chain.values import Value, value_from_bytes
 from client.contracts import ContractCall
 from client.errors import ClientError, RpcCallError, TransactionFailed
+from client.receipts import Receipt
 from client.sdk import GridClient
 from contracts import build_contracts
 from crypto.hashing import keccak256
@@ -56,11 +58,11 @@ class TransactionRefused(ClientError):
 
 
 class Ledger(Protocol):
-    async def transact(self, call: ContractCall, key: KeyPair) -> dict[str, Any]:
+    async def transact(self, call: ContractCall, key: KeyPair) -> Receipt:
         """Send and wait for the final receipt; TransactionFailed (with the receipt) on a
         revert, TransactionRefused when the ledger does not take it at all."""
 
-    async def transact_many(self, calls: list[tuple[ContractCall, KeyPair]]) -> list[dict[str, Any]]:
+    async def transact_many(self, calls: list[tuple[ContractCall, KeyPair]]) -> list[Receipt]:
         """Send all, then wait for every receipt (setup batches); failed receipts are returned."""
 
     async def view(self, contract: str, method: str, args: list[Value] | None = None) -> Any: ...
@@ -85,7 +87,7 @@ class RpcLedger:
         self.client = GridClient(urls, local_host=local_host)
         self.light = LightClient(self.client, anchor)
 
-    async def transact(self, call: ContractCall, key: KeyPair) -> dict[str, Any]:
+    async def transact(self, call: ContractCall, key: KeyPair) -> Receipt:
         try:
             return await call.transact(self.client, key)
         except RpcCallError as exc:
@@ -93,7 +95,7 @@ class RpcLedger:
                 raise
             raise TransactionRefused(exc.reason, exc.message) from exc
 
-    async def transact_many(self, calls: list[tuple[ContractCall, KeyPair]]) -> list[dict[str, Any]]:
+    async def transact_many(self, calls: list[tuple[ContractCall, KeyPair]]) -> list[Receipt]:
         hashes = [await call.send(self.client, key) for call, key in calls]
         return list(await asyncio.gather(*(self.client.wait_receipt(h) for h in hashes)))
 
@@ -134,7 +136,7 @@ class LocalChain:
     def ledger(self) -> LocalLedger:
         return LocalLedger(self)
 
-    def block(self, calls: list[tuple[ContractCall, KeyPair]]) -> list[dict[str, Any]]:
+    def block(self, calls: list[tuple[ContractCall, KeyPair]]) -> list[Receipt]:
         txs = [self._transaction(call, key) for call, key in calls]
         now = max(int(time.time() * 1000), self._last_ms + 1)  # block time never goes back
         self._last_ms = now
@@ -164,11 +166,12 @@ class LocalChain:
                                   args=list(call.args), value=call.value, gas_limit=call.gas_limit)
 
     @staticmethod
-    def _receipt_json(tx: Transaction, receipt: Receipt, height: int, index: int) -> dict[str, Any]:
-        return {**receipt_json(receipt), "transactionHash": hex_bytes(tx.hash), "blockNumber": height,
-                "index": index}
+    def _receipt_json(tx: Transaction, receipt: LedgerReceipt, height: int, index: int) -> Receipt:
+        """The receipt as a node's tx_receipt gives it, without the block hash."""
+        return Receipt.from_json({**receipt_json(receipt), "transactionHash": hex_bytes(tx.hash),
+                                  "blockNumber": height, "index": index})
 
-    def _publish(self, txs: list[Transaction], receipts: list[Receipt], height: int) -> None:
+    def _publish(self, txs: list[Transaction], receipts: list[LedgerReceipt], height: int) -> None:
         for index, receipt in enumerate(receipts):
             tx_hash = hex_bytes(txs[index].hash) if index < len(txs) else None  # None: end-of-block
             for event in receipt.events:
@@ -197,13 +200,13 @@ class LocalLedger:
     def __init__(self, local: LocalChain) -> None:
         self.local = local
 
-    async def transact(self, call: ContractCall, key: KeyPair) -> dict[str, Any]:
+    async def transact(self, call: ContractCall, key: KeyPair) -> Receipt:
         receipt = self.local.block([(call, key)])[0]
-        if receipt["status"] != 1:
-            raise TransactionFailed(receipt["transactionHash"], receipt)
+        if not receipt.ok:
+            raise TransactionFailed(receipt)
         return receipt
 
-    async def transact_many(self, calls: list[tuple[ContractCall, KeyPair]]) -> list[dict[str, Any]]:
+    async def transact_many(self, calls: list[tuple[ContractCall, KeyPair]]) -> list[Receipt]:
         return self.local.block(calls)
 
     async def view(self, contract: str, method: str, args: list[Value] | None = None) -> Any:
@@ -233,7 +236,7 @@ class LocalLedger:
             raise UnprovenState(str(exc)) from exc
         if keccak256(raw_tx) != tx_hash:
             raise UnprovenState("the proven transaction has another hash")
-        return decode(raw_receipt, Receipt).status, tx_proof.header
+        return decode(raw_receipt, LedgerReceipt).status, tx_proof.header
 
     async def events(self, event_filter: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         entry = self.local.subscribe(event_filter)

@@ -34,7 +34,8 @@ from chain.proofs import InvalidProof, verify_proof
 from chain.state import storage_key, trie_key
 from chain.types import BlockHeader, CommitCertificate, Receipt, Vote, decode
 from chain.values import Value, value_from_bytes
-from client.sdk import GridClient, from_hex
+from client.receipts import from_hex
+from client.sdk import GridClient
 from contracts.governance import EPOCHS_KEY
 from contracts.governance import limits as governance_limits
 from crypto.hashing import keccak256

@@ -26,6 +26,7 @@ from aiohttp import web
 from chain.types import BlockHeader
 from client.contracts import Dsc, Policy
 from client.errors import TransactionFailed
+from client.receipts import from_hex
 from contracts import records
 from contracts.addresses import RECORDS
 from crypto.keys import Address
@@ -115,7 +116,7 @@ class PhoneApp:
     # reads ------------------------------------------------------------------------------
     async def devices(self) -> list[Address]:
         found = await self.agent.ledger.view("registry", "devices_of", [self.agent.address])
-        return [bytes.fromhex(d[2:]) if isinstance(d, str) else bytes(d) for d in found]
+        return [from_hex(d) if isinstance(d, str) else bytes(d) for d in found]
 
     async def overview(self, request: web.Request) -> web.StreamResponse:
         devices = []
@@ -204,7 +205,7 @@ class PhoneApp:
         except (TypeError, ValueError, IndexError) as exc:
             return web.json_response({"error": f"a rule is [trigger, metric, op, threshold, action, target, "
                                                f"amount]: {exc}"}, status=400)
-        answer = await self._send(Policy.publish(bytes.fromhex(device[2:]), typed))
+        answer = await self._send(Policy.publish(from_hex(device), typed))
         if answer.status == 200:
             self.service.store.put(RULES_KEY, typed)
         return answer
@@ -213,11 +214,11 @@ class PhoneApp:
         try:
             receipt = await self.agent.tx(call, "")
         except TransactionFailed as exc:  # the contract refused
-            return web.json_response({"error": exc.receipt.get("error") or "failed"}, status=409)
+            return web.json_response({"error": exc.receipt.error or "failed"}, status=409)
         except TransactionRefused as exc:  # the node's mempool refused (its reason)
             return web.json_response({"error": str(exc)}, status=409)
-        return web.json_response({"tx": receipt.get("transactionHash"), "block": receipt.get("blockNumber"),
-                                  "events": receipt.get("events", [])})
+        return web.json_response({"tx": receipt.tx, "block": receipt.block_number,
+                                  "events": receipt.to_json()["events"]})
 
 
 def _proven(header: BlockHeader) -> dict[str, Any]:

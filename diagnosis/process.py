@@ -31,6 +31,7 @@ from aiohttp import web
 
 from client.contracts import ContractCall, Policy, Registry
 from client.errors import ClientError, TransactionFailed
+from client.receipts import from_hex
 from crypto.keys import address_of
 from crypto.keystore import resolve_passphrase
 from diagnosis.agentconfig import WARRANTY_S, AgentConfig, load_identity
@@ -88,7 +89,7 @@ def build(config: AgentConfig, ledger: Ledger | None = None, tally: Tally | None
                             bool(config.policy.get("remote", True)), bool(config.policy.get("onsite", True)),
                             frozenset(misbehaviour.get("never_reveal", [])),
                             frozenset(misbehaviour.get("never_serve", [])))
-        crew = bytes.fromhex(config.crew["address"][2:]) if config.crew else None
+        crew = from_hex(config.crew["address"]) if config.crew else None
         agent, service = node, NodeService(node, store, policy, config.poll_ms, crew=crew)
     elif config.role == "crew":
         member = CrewAgent(identity, ledger, anchor.credit_initial, tally)
@@ -116,7 +117,7 @@ async def first_start(config: AgentConfig, agent: Agent) -> None:
     directory = agent.directory
     members: list[ContractCall] = []
     if config.crew:  # a vendor or supplier registers its own crew (registrar = itself)
-        crew = bytes.fromhex(config.crew["address"][2:])
+        crew = from_hex(config.crew["address"])
         if await _unless_proven(functools.partial(directory.resolve, crew)) is None:
             members.append(Registry.register(bytes.fromhex(config.crew["public_key"]), "crew",
                                              bytes.fromhex(config.crew["bls_key"]),
@@ -125,7 +126,7 @@ async def first_start(config: AgentConfig, agent: Agent) -> None:
     binds: list[ContractCall] = []
     if config.role == "vendor":
         for phone in config.phones:
-            address = bytes.fromhex(phone["address"][2:])
+            address = from_hex(phone["address"])
             if await _unless_proven(functools.partial(directory.resolve, address)) is None:
                 members.append(Registry.register(bytes.fromhex(phone["public_key"]), "smartphone",
                                                  bytes.fromhex(phone["bls_key"]), bytes.fromhex(phone["paillier_n"]),
@@ -141,7 +142,7 @@ async def first_start(config: AgentConfig, agent: Agent) -> None:
                                                         bytes.fromhex(device["bls_key"]),
                                                         bytes.fromhex(device["paillier_n"]),
                                                         bytes.fromhex(device["consent"])))
-            phone_id = bytes.fromhex(device["phone"][2:])
+            phone_id = from_hex(device["phone"])
             if record is None or record.phone != phone_id:
                 binds.append(Registry.bind_smartphone(address, phone_id))
     await _register_all(agent, members)
@@ -174,8 +175,8 @@ async def _register_all(agent: Agent, calls: list[ContractCall]) -> None:
         batch = calls[first:first + REGISTRATIONS_PER_BATCH_MAX]
         receipts += await agent.ledger.transact_many([(call, agent.identity.key) for call in batch])
     for receipt in receipts:
-        if receipt["status"] != 1 and not (receipt.get("error") or "").startswith("already-registered"):
-            raise TransactionFailed(receipt["transactionHash"], receipt)
+        if not receipt.ok and not (receipt.error or "").startswith("already-registered"):
+            raise TransactionFailed(receipt)
 
 
 async def _until_member(config: AgentConfig, agent: Agent) -> None:

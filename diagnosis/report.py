@@ -18,6 +18,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from client.receipts import from_hex
 from contracts.dsc_records import COMPLETED, Request
 from diagnosis import protocol as proto
 from diagnosis.agents import Event
@@ -81,7 +82,7 @@ def _ops(view: Subject, flow: Flow, events: list[Event]) -> dict[str, dict[str, 
     for e in events:
         if e.kind != "ops":
             continue
-        row, peer = _row(view, flow, e), peer_rows.get(bytes.fromhex(e.detail["peer"][2:]))
+        row, peer = _row(view, flow, e), peer_rows.get(from_hex(e.detail["peer"]))
         if (row, peer) not in ((DEVICE, node_row), (node_row, DEVICE)):
             continue
         cell = rows.setdefault(row, {"T_E": 0, "T_M": 0, "T_P": 0, "seals": 0, "opens": 0, "ms": 0.0})
@@ -120,7 +121,7 @@ def _step_entry(view: Subject, label: str, events: list[Event], started_ms: int)
         "step": label,
         "transactions": [{"by": e.agent, "method": e.detail["method"], "tx": e.detail["tx"],
                           "block": e.detail["block"]} for e in mine if _successful(e) and e.kind == "broadcast"],
-        "unicasts": [{"from": e.agent, "to": view.name(bytes.fromhex(e.detail["to"][2:])), "kind": e.detail["kind"],
+        "unicasts": [{"from": e.agent, "to": view.name(from_hex(e.detail["to"])), "kind": e.detail["kind"],
                       "hash": e.detail["hash"]} for e in mine if e.kind == "unicast"]}
     if mine:
         entry["at_ms"] = min(e.at_ms for e in mine) - started_ms

@@ -36,6 +36,7 @@ from typing import Any
 
 from client.contracts import Dsc, Policy
 from client.errors import ClientError, TransactionFailed
+from client.receipts import from_hex
 from contracts import dsc_records
 from contracts.addresses import DSC
 from contracts.dsc_records import (
@@ -242,7 +243,7 @@ class Service:
         """The hash of the message of `kind` this agent accepted for the request."""
         found = [h for direction, k, h in self.store.messages(request_id) if direction == "received" and k == kind]
         assert found, f"no {kind} received for request {request_id}"
-        return bytes.fromhex(found[-1][2:])
+        return from_hex(found[-1])
 
     async def device_logged(self, request_id: int, step: int, device: bytes) -> bool:
         """Whether the device logged a message hash at `step` (DSC log, proven)."""
@@ -465,7 +466,7 @@ class CrewService(Service):
             self.wake_at(request_id, int(briefing["t_ms"]), now_ms())
             return
         repair = Payload(request_id, str(CREW_STEP), "onsite_repair", {"policy": briefing["policy"], "at_ms": now_ms()})
-        await self.deliver_once(bytes.fromhex(briefing["device"][2:]), repair, DEVICE, log_hash=False)
+        await self.deliver_once(from_hex(briefing["device"]), repair, DEVICE, log_hash=False)
         self.counters.flows_finished += 1
         self.store.update(request_id, done=True)
 
@@ -534,7 +535,7 @@ class DeviceService(Service):
         flow = proto.flow_for(in_warranty, "remote")
         receipt = await self.agent.tx(Dsc.open_request(self.agent.address).with_value(value),
                                       proto.label_of(flow, DEVICE, "dsc.open_request"))
-        request_id = int(next(e for e in receipt["events"] if e["name"] == "RequestOpened")["fields"]["request"])
+        request_id = receipt.event("RequestOpened").int_of("request")
         fault = {"device": "0x" + self.agent.address.hex(), "type": record.device_type, "symptom": symptom,
                  "component": component}
         self.store.update(request_id, fault=fault, phone="0x" + record.phone.hex(), fault_ms=fault_ms,
@@ -577,7 +578,7 @@ class DeviceService(Service):
         self.counters.repair_ms_sum += int(state["repaired_ms"]) - int(state.get("fault_ms", state["repaired_ms"]))
 
     def _phone(self, state: dict[str, Any]) -> bytes:
-        return bytes.fromhex(state["phone"][2:])
+        return from_hex(state["phone"])
 
     async def _remote(self, request_id: int, request: Request, state: dict[str, Any], flow: proto.Flow) -> None:
         """RMW / ROW 5-6: apply the repair policy, confirm (complete)."""
@@ -590,7 +591,7 @@ class DeviceService(Service):
         if state.get("repaired") and not state.get("complete_tx") and not self.never_confirm:
             receipt = await self.agent.tx(Dsc.complete(request_id, bytes.fromhex(state["failure_hash"])),
                                           proto.label_of(flow, DEVICE, "dsc.complete"))
-            self.store.update(request_id, complete_tx=receipt["transactionHash"])
+            self.store.update(request_id, complete_tx=receipt.tx)
             self.kick(request_id)
 
     async def _onsite(self, request_id: int, request: Request, state: dict[str, Any], flow: proto.Flow,

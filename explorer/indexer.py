@@ -18,6 +18,7 @@ from typing import Any
 
 from chain.types import Transaction, decode
 from client.errors import ClientError, RpcCallError
+from client.receipts import from_hex
 from explorer.index import Index, IndexedBlock
 from explorer.source import ChainSource
 from rpc.encoding import transaction_json
@@ -185,7 +186,7 @@ class Indexer:
         node's loop), then one SQLite transaction."""
         blocks = []
         for block, receipts in fetched:
-            transactions = [transaction_json(decode(bytes.fromhex(raw[2:]), Transaction))
+            transactions = [transaction_json(decode(from_hex(raw), Transaction))
                             for raw in block["transactions"]]
             blocks.append(IndexedBlock({**block, "transactions": [tx["hash"] for tx in transactions]},
                                        transactions, receipts))

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from client import ClientError, Reply, RpcClient
+from client import ClientError, Receipt, Reply, RpcClient
 from crypto.keys import KeyPair
 from faults.netns import Hosts
 from faults.proxy import LinkProxies
@@ -205,6 +205,12 @@ class FaultCluster:
     async def call(self, i: int, method: str, *params: Any, timeout_s: float = CALL_TIMEOUT_S) -> Any:
         """One call to node i (no failover: the harness addresses each node itself)."""
         return await self.client.call(method, *params, node=i, timeout_s=timeout_s)
+
+    async def receipt(self, i: int, tx_hash: str, wait_ms: int = 0,
+                      timeout_s: float = CALL_TIMEOUT_S) -> Receipt | None:
+        """Node i's final receipt of `tx_hash` (None while it has none; `wait_ms` waits)."""
+        found = await self.call(i, "tx_receipt", tx_hash, wait_ms, timeout_s=timeout_s)
+        return Receipt.from_json(found) if found is not None else None
 
     async def batch(self, i: int, calls: list[tuple[str, list[Any]]],
                     timeout_s: float = BATCH_TIMEOUT_S) -> list[Reply]:

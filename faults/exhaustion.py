@@ -241,11 +241,11 @@ async def _fill_big_blocks(cluster: FaultCluster, chain_id: int, token: bytes, r
         for tx_hash in hashes:
             receipt = None
             for _ in range(60):
-                receipt = await cluster.call(0, "tx_receipt", tx_hash, 1000, timeout_s=5)
+                receipt = await cluster.receipt(0, tx_hash, 1000)
                 if receipt is not None:
                     break
             assert receipt is not None, f"transaction {tx_hash} never final"
-            heights.add(receipt["blockNumber"])
+            heights.add(receipt.block_number)
     return sorted(heights)
 
 

@@ -161,7 +161,7 @@ async def _transfer(cluster: FaultCluster, chain_id: int, token: bytes) -> bool:
                                 args=[cluster.accounts[1].address, 5])
         await cluster.call(1, "tx_send", "0x" + rlp.encode(tx).hex())
         for _ in range(20):
-            if await cluster.call(0, "tx_receipt", "0x" + tx.hash.hex(), 1000, timeout_s=5) is not None:
+            if await cluster.receipt(0, "0x" + tx.hash.hex(), 1000) is not None:
                 return True
     except Exception:  # noqa: BLE001 - any failure means not live
         return False

@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 
 from chain.errors import DecodeError
 from chain.types import Block, decode
+from client.receipts import from_hex
 from consensus.errors import InvalidMessage
 from consensus.messages import ViewChange, message_from_wire
 from faults.cluster import FaultCluster
@@ -196,7 +197,7 @@ def fuzz_insider(cluster: FaultCluster, insider: Insider, targets: list[int], ca
         head = connection.blocks.get(height)
         header = rlp.decode(head, Block).header if head is not None else None
         return Situation(view=status["view"] if status and status["view"] is not None else 0, height=height,
-                         head_hash=bytes.fromhex(status["headHash"][2:]) if status else bytes(32),
+                         head_hash=from_hex(status["headHash"]) if status else bytes(32),
                          state_root=header.state_root if header is not None else bytes(32),
                          finals=dict(connection.blocks), timestamp_ms=header.timestamp_ms if header else 0)
 

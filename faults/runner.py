@@ -204,7 +204,7 @@ async def _probe(ctx: Ctx) -> bool:
                 await c.call(node, "tx_send", "0x" + rlp.encode(tx).hex())
                 sent.append("0x" + tx.hash.hex())
                 ctx.history.note("probe sent", node=node, tx=sent[0])
-            if await c.call(node, "tx_receipt", sent[0], 2000, timeout_s=5) is not None:
+            if await c.receipt(node, sent[0], 2000) is not None:
                 ctx.history.note("probe final")
                 return True
         except RpcCallError:

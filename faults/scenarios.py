@@ -297,12 +297,12 @@ async def double_spend(ctx: Ctx) -> None:
             receipt = None
             for i in (node, *range(c.nodes)):
                 try:
-                    receipt = await c.call(i, "tx_receipt", op.tx, 0)
+                    receipt = await c.receipt(i, op.tx)
                     break
                 except ClientError:
                     continue
             if receipt is not None:
-                ctx.history.complete(op, OK, "race winner", receipt["blockNumber"], receipt["blockHash"])
+                ctx.history.complete(op, OK, "race winner", receipt.block_number, receipt.block_hash_hex)
                 final.append(op.tx)
             elif refusal is not None and refusal.startswith("rejected"):
                 ctx.history.complete(op, FAIL, refusal)

@@ -18,7 +18,7 @@ from typing import Any
 import rlp
 
 from chain.types import Transaction
-from client import ClientError, NodeUnavailable, RpcCallError
+from client import ClientError, NodeUnavailable, Receipt, RpcCallError, from_hex
 from faults.cluster import FaultCluster
 from faults.history import ADMITTED_NO_RECEIPT, FAIL, INFO, OK, History, Op, Sample
 
@@ -41,7 +41,7 @@ async def chain_facts(cluster: FaultCluster) -> tuple[int, bytes]:
             except ClientError:
                 continue
             token = next(c["address"] for c in listing if c["name"] == "token")
-            return status["chainId"], bytes.fromhex(token[2:])
+            return status["chainId"], from_hex(token)
         await asyncio.sleep(0.2)
     raise RuntimeError("no node answered chain_status")
 
@@ -132,16 +132,16 @@ class Workload:
         if receipt is None:
             self.history.complete(op, INFO, ADMITTED_NO_RECEIPT)
             return None
-        self.history.complete(op, OK, f"status {receipt['status']}", receipt["blockNumber"], receipt["blockHash"])
+        self.history.complete(op, OK, f"status {receipt.status}", receipt.block_number, receipt.block_hash_hex)
         return tx.nonce + 1
 
-    async def _await_receipt(self, tx_hash: str, node: int, rng: random.Random) -> dict[str, Any] | None:
+    async def _await_receipt(self, tx_hash: str, node: int, rng: random.Random) -> Receipt | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.receipt_timeout_s
         while (left := deadline - loop.time()) > 0:
             try:
-                receipt = await self.cluster.call(node, "tx_receipt", tx_hash, int(min(left, 1.0) * 1000),
-                                                  timeout_s=min(left, 1.0) + 2)
+                receipt = await self.cluster.receipt(node, tx_hash, int(min(left, 1.0) * 1000),
+                                                     timeout_s=min(left, 1.0) + 2)
                 if receipt is not None:
                     return receipt
             except ClientError:
@@ -287,13 +287,13 @@ class RateLoad:
             chunk = self.acked[start:start + RECEIPT_BATCH]
             replies = await self.cluster.batch(node, [("tx_receipt", [op.tx, 0]) for op in chunk], timeout_s=30)
             for op, reply in zip(chunk, replies, strict=True):
-                receipt = reply.result
-                if receipt is None:
+                if reply.result is None:
                     self.history.complete(op, INFO, ADMITTED_NO_RECEIPT)
                     continue
-                self.history.complete(op, OK, f"status {receipt['status']}", receipt["blockNumber"],
-                                      receipt["blockHash"])
-                seen = bisect.bisect_left(reached, (receipt["blockNumber"], -1.0))
+                receipt = Receipt.from_json(reply.result)
+                self.history.complete(op, OK, f"status {receipt.status}", receipt.block_number,
+                                      receipt.block_hash_hex)
+                seen = bisect.bisect_left(reached, (receipt.block_number, -1.0))
                 op.complete = max(op.invoke, reached[seen][1] if seen < len(reached) else self.history.now())
 
     def _first_reached(self) -> list[tuple[int, float]]:

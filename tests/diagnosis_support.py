@@ -97,7 +97,7 @@ class Consortium:
 
 async def _setup(admin: Ledger, calls: list[tuple[ContractCall, KeyPair]]) -> list[dict[str, Any]]:
     receipts = await admin.transact_many(calls)
-    failed = [r for r in receipts if r["status"] != 1]
+    failed = [r for r in receipts if not r.ok]
     assert not failed, f"setup transaction failed: {failed[0].get('error')}"
     return receipts
 

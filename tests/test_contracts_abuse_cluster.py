@@ -5,12 +5,13 @@ does move: the rule separates the two on the real chain, not only in-process."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from client import GridClient
+from chain.values import Value
+from client import GridClient, Receipt
 from client.contracts import Credit, Dsc, Registry
 from contracts.addresses import REGISTRY
 from contracts.registry import registration_consent
@@ -24,8 +25,8 @@ pytestmark = pytest.mark.timeout(240)
 SERVICES = 4
 
 
-def _event(receipt: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(e["fields"] for e in receipt["events"] if e["name"] == name)
+def _event(receipt: Receipt, name: str) -> Mapping[str, Value]:
+    return receipt.event(name).fields
 
 
 async def _own_device(client: GridClient, vendor: KeyPair, phone: KeyPair, seed: bytes, end_s: int) -> KeyPair:
@@ -36,7 +37,8 @@ async def _own_device(client: GridClient, vendor: KeyPair, phone: KeyPair, seed:
     return device
 
 
-async def _serve(client: GridClient, vendor: KeyPair, phone: KeyPair, device: KeyPair, rating: int) -> dict[str, Any]:
+async def _serve(client: GridClient, vendor: KeyPair, phone: KeyPair, device: KeyPair,
+                 rating: int) -> Mapping[str, Value]:
     opened = await Dsc.open_request(device.address).with_value(100).transact(client, phone)
     request_id = int(_event(opened, "RequestOpened")["request"])
     await Dsc.set_mode(request_id, "remote").transact(client, vendor)

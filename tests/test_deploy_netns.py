@@ -41,12 +41,12 @@ async def test_three_hosts_in_namespaces_commit_through_proxied_links(tmp_path: 
             sender, recipient = cluster.accounts[0], cluster.accounts[1]
             receipts = [await client.transact(sender, "token", "transfer", [recipient.address, 1 + k], timeout_s=60)
                         for k in range(3)]
-        assert all(r["status"] == 1 for r in receipts)
-        final = receipts[-1]["blockNumber"]
+        assert all(r.ok for r in receipts)
+        final = receipts[-1].block_number
         for i in range(3):
             async with GridClient(cluster.url(i)) as node:
                 block = await _block_when_final(node, final)
-                assert block["hash"] == receipts[-1]["blockHash"], f"node{i} disagrees"
+                assert block["hash"] == "0x" + receipts[-1].block_hash.hex(), f"node{i} disagrees"
         frames = sum(c.frames for c in cluster.proxies.counters.values())
         delayed = sum(c.delayed for c in cluster.proxies.counters.values())
         assert frames > 0 and delayed == frames, "every frame crossed a delaying proxy"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from client import GridClient
+from chain.values import Value
+from client import GridClient, Receipt
 from client.contracts import Credit, Dsc, Registry
 from client.errors import TransactionFailed
 from contracts.addresses import REGISTRY
@@ -81,14 +83,14 @@ async def _admit(client: GridClient, member: KeyPair, role: str) -> None:
     await Registry.register(member.public_key, role, b"", b"", consent).transact(client, admin_key())
 
 
-async def _when_open(send: Any, after_ms: int, deadline_s: float = 60) -> dict[str, Any]:
+async def _when_open(send: Any, after_ms: int, deadline_s: float = 60) -> Receipt:
     """Send a call whose window opens at block time `after_ms` (block time is a proposer's
     wall clock): refused while early, so it is sent again until it lands."""
     await asyncio.sleep(max(0.0, (after_ms - time.time() * 1000) / 1000))
     give_up = time.monotonic() + deadline_s
     while True:
         try:
-            receipt: dict[str, Any] = await send()
+            receipt: Receipt = await send()
             return receipt
         except TransactionFailed:
             if time.monotonic() > give_up:
@@ -96,8 +98,8 @@ async def _when_open(send: Any, after_ms: int, deadline_s: float = 60) -> dict[s
             await asyncio.sleep(0.5)
 
 
-def _fields(receipt: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(e["fields"] for e in receipt["events"] if e["name"] == name)
+def _fields(receipt: Receipt, name: str) -> Mapping[str, Value]:
+    return receipt.event(name).fields
 
 
 async def test_a_failing_device_is_auctioned_live_and_its_proof_verifies(cluster) -> None:
@@ -135,7 +137,7 @@ async def test_a_failing_device_is_auctioned_live_and_its_proof_verifies(cluster
             winner = page.locator("#winner")
             await winner.wait_for()
             assert "winner at 90" in await winner.text_content()
-            assert _fields(closed, "AuctionClosed")["winner"] == "0x" + bidders[1].address.hex()
+            assert _fields(closed, "AuctionClosed")["winner"] == bidders[1].address
             settlement = page.locator("#settlement")
             await settlement.get_by_text("returned").first.wait_for()  # the losers' bid deposits
             await page.get_by_text("k-means classes").wait_for()
@@ -146,7 +148,7 @@ async def test_a_failing_device_is_auctioned_live_and_its_proof_verifies(cluster
             await settlement.get_by_text("paid").first.wait_for()  # the agreed price to the winner
             assert await page.text_content("#auction-status") == "completed"
 
-            close_hash = closed["transactionHash"]
+            close_hash = closed.tx
             await page.fill("#q", close_hash)
             await page.press("#q", "Enter")
             await page.wait_for_url(f"**#/tx/{close_hash}")
@@ -228,15 +230,15 @@ async def test_standalone_explorer_rebuilds_a_foreign_index_and_relays_the_webso
                 sent = await client.send(accounts[5], "token", "transfer", [accounts[6].address, 1])
                 head = json.loads((await ws.receive(timeout=60)).data)["params"]["result"]
             receipt = await client.wait_receipt(sent)
-            assert head["number"] <= receipt["blockNumber"]
-            async with session.get(f"{base}/explorer/api/tx/{sent}?after={receipt['blockNumber']}") as response:
+            assert head["number"] <= receipt.block_number
+            async with session.get(f"{base}/explorer/api/tx/{sent}?after={receipt.block_number}") as response:
                 found = await response.json()
-            assert found["transaction"]["block"] == receipt["blockNumber"]
+            assert found["transaction"]["block"] == receipt.block_number
             async with session.get(base + "/explorer/api/status") as response:
                 status = await response.json()
             async with session.get(urls[0] + "/explorer/api/blocks") as response:  # node0's own explorer, read
                 assert response.status == 200
-        assert status["index"]["height"] >= receipt["blockNumber"]
+        assert status["index"]["height"] >= receipt.block_number
         rebuilt = Index(index_path)
         assert rebuilt.meta("chain_id") == str(status["chain"]["chainId"]) and rebuilt.block_hash(0) is not None
         rebuilt.close()

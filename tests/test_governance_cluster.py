@@ -107,19 +107,19 @@ class Load:
         await self._task
         for client, tx_hash in self.sent:
             receipt = await client.wait_receipt(tx_hash, timeout_s=WAIT_S)
-            assert receipt["status"] == 1, receipt
+            assert receipt.ok, receipt
         return len(self.sent)
 
 
 async def accept(client: GridClient, kind: str, keys: list[bytes], t: int, voters: list[KeyPair]) -> int:
     """Propose with the first voter, vote with the rest; the start height of the new set."""
     receipt = await Governance.propose(kind, keys, t).transact(client, voters[0], timeout_s=WAIT_S)
-    proposal_id = next(e["fields"]["id"] for e in receipt["events"] if e["name"] == "Proposed")
+    proposal_id = receipt.event("Proposed")["id"]
     for voter in voters[1:]:
         receipt = await Governance.vote(proposal_id).transact(client, voter, timeout_s=WAIT_S)
-    accepted = [e["fields"] for e in receipt["events"] if e["name"] == "Accepted"]
+    accepted = [e.fields for e in receipt.events_named("Accepted")]
     assert accepted, f"{kind} not accepted by {len(voters)} voters"
-    assert accepted[0]["start"] == receipt["blockNumber"] + DISTANCE
+    assert accepted[0]["start"] == receipt.block_number + DISTANCE
     return int(accepted[0]["start"])
 
 
@@ -215,7 +215,7 @@ async def status_of(client: GridClient) -> dict[str, Any]:
 
 
 async def proposed_id(receipt: dict[str, Any]) -> int:
-    return int(next(e["fields"]["id"] for e in receipt["events"] if e["name"] == "Proposed"))
+    return int(receipt.event("Proposed")["id"])
 
 
 async def same_chain(clients: list[GridClient], height: int) -> None:
@@ -261,8 +261,8 @@ async def test_three_to_five_to_three_bookkeepers_under_load(tmp_path: Path) -> 
             proposal = await proposed_id(receipt)
             for voter in (admins[1], nodes[0]):  # the administrators, but one bookkeeper of three
                 receipt = await Governance.vote(proposal).transact(clients[0], voter, timeout_s=WAIT_S)
-            assert not any(e["name"] == "Accepted" for e in receipt["events"])
-            await same_chain(clients[:3], receipt["blockNumber"] + 2 * DISTANCE)
+            assert not receipt.events_named("Accepted")
+            await same_chain(clients[:3], receipt.block_number + 2 * DISTANCE)
             assert len(await Governance.epochs(clients[0])) == 1
             assert (await status_of(clients[3]))["consensusState"] == "observer"
             assert [p.id for p in await Governance.proposals(clients[1])] == [proposal]
@@ -271,8 +271,8 @@ async def test_three_to_five_to_three_bookkeepers_under_load(tmp_path: Path) -> 
             # The deciding vote lands while the old set changes view: its primary is dead.
             processes.stop_node(0, signal.SIGKILL)
             receipt = await Governance.vote(proposal).transact(clients[2], nodes[1], timeout_s=WAIT_S)  # majority
-            start = next(int(e["fields"]["start"]) for e in receipt["events"] if e["name"] == "Accepted")
-            accepting = await clients[2].block(receipt["blockNumber"])
+            start = receipt.event("Accepted").int_of("start")
+            accepting = await clients[2].block(receipt.block_number)
             assert accepting["commit"]["view"] >= 1  # view 0's group needs node0's vote
             await in_epoch(clients[1:], start, 5)
             processes.start_node(0)  # restarted with the old epoch's consensus state stored
@@ -326,8 +326,8 @@ async def test_key_rotation_hands_a_seat_to_a_new_key(tmp_path: Path) -> None:
             await disconnected(clients[0], {"node1"})
             receipt = await clients[3].transact(accounts[5], "token", "transfer", [accounts[6].address, 5],
                                                 timeout_s=WAIT_S)
-            assert receipt["blockNumber"] > start
-            await same_chain(seated, receipt["blockNumber"])
+            assert receipt.block_number > start
+            await same_chain(seated, receipt.block_number)
             # A light client from genesis walks the proven schedule to a head the new key signs.
             light = LightClient(clients[3], TrustAnchor.from_genesis(tmp_path / "genesis.toml"))
             proven = await light.storage(GOVERNANCE, EPOCHS_KEY)

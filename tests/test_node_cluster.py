@@ -34,9 +34,9 @@ async def test_transfers_are_final_on_every_node(cluster) -> None:
         before = (await clients[0].account(recipient))["balance"]
         hashes = [await clients[i % 3].send(accounts[i], "token", "transfer", [recipient, 10 + i]) for i in range(3)]
         receipts = [await clients[(i + 1) % 3].wait_receipt(h, timeout_s=30) for i, h in enumerate(hashes)]
-        assert all(r["status"] == 1 for r in receipts)
-        assert receipts[0]["events"][0]["fields"]["amount"] == 10
-        height = max(r["blockNumber"] for r in receipts)
+        assert all(r.ok for r in receipts)
+        assert receipts[0].events[0]["amount"] == 10
+        height = max(r.block_number for r in receipts)
         blocks = [await c.block(height) for c in clients]
         for _ in range(50):
             if all(b is not None for b in blocks):
@@ -131,7 +131,7 @@ async def test_primary_killed_survivors_commit_and_restart_catches_up(cluster) -
     processes.stop_node(primary, signal.SIGKILL)
     async with GridClient(survivors) as client:
         receipt = await client.transact(accounts[8], "token", "transfer", [accounts[9].address, 5], timeout_s=60)
-        assert receipt["status"] == 1
+        assert receipt.ok
         status = await client.status()
         assert status["primary"] != primary_name
         target = status["height"]
@@ -143,8 +143,8 @@ async def test_primary_killed_survivors_commit_and_restart_catches_up(cluster) -
                 break
             await asyncio.sleep(0.2)
         assert (await restarted.status())["height"] >= target
-        block = await restarted.block(receipt["blockNumber"])
-        assert block["hash"] == receipt["blockHash"]
+        block = await restarted.block(receipt.block_number)
+        assert block["hash"] == "0x" + receipt.block_hash.hex()
 
 
 async def test_observer_follows_by_block_sync_and_relays_transactions(cluster) -> None:
@@ -155,6 +155,6 @@ async def test_observer_follows_by_block_sync_and_relays_transactions(cluster) -
         status = await observer.status()
         assert status["consensusState"] == "observer" and status["view"] is None
         receipt = await observer.transact(accounts[2], "token", "transfer", [accounts[1].address, 3], timeout_s=30)
-        block = await bookkeepers.block(receipt["blockNumber"])
-        assert block["hash"] == receipt["blockHash"]
-        assert (await observer.block(receipt["blockNumber"]))["commit"] == block["commit"]
+        block = await bookkeepers.block(receipt.block_number)
+        assert block["hash"] == "0x" + receipt.block_hash.hex()
+        assert (await observer.block(receipt.block_number))["commit"] == block["commit"]

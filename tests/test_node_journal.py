@@ -48,5 +48,5 @@ async def test_acknowledged_transactions_survive_a_restart_of_every_node(tmp_pat
         processes.wait_healthy()
         async with GridClient(urls[1]) as client:
             receipts = [await client.wait_receipt(h, timeout_s=90) for h in hashes]
-            assert [r["status"] for r in receipts] == [1] * 5
+            assert [r.status for r in receipts] == [1] * 5
             assert (await client.account(recipient))["balance"] == before + sum(100 + i for i in range(5))

@@ -137,7 +137,7 @@ async def test_observer_joins_by_snapshot_refuses_a_bad_peer_and_follows(cluster
             assert await observer.verified_proof("state", key, header_from=clients[2])
             # and a transaction sent to it is relayed and final
             receipt = await observer.transact(accounts[8], "token", "transfer", [accounts[9].address, 5], timeout_s=60)
-            assert receipt["status"] == 1
+            assert receipt.ok
         finally:
             for client in clients:
                 await client.close()
