@@ -24,6 +24,8 @@ from pathlib import Path
 
 import jwt
 
+from crypto import keystore
+
 ALGORITHM = "HS256"  # HMAC-SHA256: the node and the operator's tools share one secret
 SECRET_BYTES = 32
 # Tokens are minted on the operator's host, the node checks them on its own clock (NTP-kept).
@@ -125,28 +127,26 @@ def bearer(header: str | None) -> str:
 
 
 def create_secret(path: Path) -> bool:
-    """Write a new random secret to `path`, created 0600 in one step (never a moment
-    readable by others); False when the file exists already."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a new random secret to `path` as a key file is written (keystore.write_private:
+    owner-only from its first byte, synced, linked into place, never overwritten); False
+    when the file exists already."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        keystore.write_private(path, (os.urandom(SECRET_BYTES).hex() + "\n").encode())
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w") as out:
-        out.write(os.urandom(SECRET_BYTES).hex() + "\n")
     return True
 
 
 def load_secret(path: Path) -> bytes:
-    """The secret in `path`; refuses a file that group or others may read or write."""
+    """The secret in `path`; refuses a file that group or others may read or write
+    (keystore.read_private)."""
     try:
-        mode = path.stat().st_mode
-        text = path.read_text().strip()
-    except OSError as exc:
-        raise SecretFileError(f"cannot read the RPC token secret {path}: {exc.strerror}") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise SecretFileError(f"the RPC token secret {path} is accessible by others (mode {stat.filemode(mode)}); "
-                              f"chmod 600 {path}")
+        text = keystore.read_private(path).decode(errors="replace").strip()
+    except keystore.KeyFileExposed as exc:
+        raise SecretFileError(f"the RPC token secret {path} is accessible by others "
+                              f"(mode {stat.filemode(stat.S_IFREG | exc.mode)}); chmod 600 {path}") from exc
+    except keystore.KeystoreError as exc:
+        raise SecretFileError(f"cannot read the RPC token secret: {exc}") from exc
     try:
         secret = bytes.fromhex(text)
     except ValueError as exc:
