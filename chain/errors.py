@@ -45,6 +45,12 @@ class TxReason(StrEnum):
     INTERNAL_ERROR = "internal-error"
 
 
+# Refusals that say "not now" rather than "never": the same transaction may be admitted
+# later (back-pressure, or a nonce gap that the chain's progress closes).
+NOT_NOW = frozenset({TxReason.MEMPOOL_FULL, TxReason.SENDER_FULL, TxReason.UNFUNDED_FULL, TxReason.NODE_BUSY,
+                     TxReason.STORAGE_FULL, TxReason.SYNCING, TxReason.NONCE_GAP})
+
+
 class InvalidTransaction(LedgerError):
     """A transaction that may not enter a block: a `TxReason` and a free-text detail."""
 

@@ -40,7 +40,7 @@ import rlp
 
 from chain.chain import Chain
 from chain.epochs import BOOKKEEPERS_MAX, Epoch
-from chain.errors import DecodeError, InvalidTransaction, StorageFull, TxReason
+from chain.errors import NOT_NOW, DecodeError, InvalidTransaction, StorageFull, TxReason
 from chain.execution import ExecutedBlock
 from chain.journal import MempoolJournal
 from chain.mempool import Mempool
@@ -517,7 +517,11 @@ class Node:
         except (DecodeError, InvalidTransaction) as exc:
             reason = exc.reason if isinstance(exc, InvalidTransaction) else TxReason.MALFORMED
             self.metrics.rejected_txs.labels(reason=reason).inc()
-            self.rejected_recent.add(tx_hash)
+            if reason not in NOT_NOW:
+                # Remembered, its copies are dropped by hash. Not a "not now": a transaction
+                # refused while the pool was full must be taken when offered again, or this
+                # node's pool keeps a nonce gap its sender's later transactions wait behind.
+                self.rejected_recent.add(tx_hash)
             if reason not in (TxReason.DUPLICATE, TxReason.NONCE_REPLAY):
                 log.info("transaction from %s rejected: %s", self.peer_name(peer), exc, extra={"reason": reason})
             return False

@@ -61,7 +61,7 @@ def test_replayed_nonce_after_commit(devchain: DevChain) -> None:
 
 def test_bounds_by_count_and_bytes(devchain: DevChain) -> None:
     cid = devchain.chain.genesis.chain_id
-    pool = _pool(devchain, txs_max=2)
+    pool = _pool(devchain, txs_max=2, future_txs_max=1)
     pool.add(_transfer(devchain.accounts[0], 0, cid), devchain.chain.state())
     pool.add(_transfer(devchain.accounts[1], 0, cid), devchain.chain.state())
     assert _rejects(pool, _transfer(devchain.accounts[2], 0, cid), devchain) == "mempool-full"
@@ -124,3 +124,36 @@ def test_senders_without_balance_share_a_small_quota(tmp_path: Path) -> None:
         pool.add(_transfer(devchain.accounts[2], n, cid), devchain.chain.state())
     pool.remove(pool.candidates(devchain.chain.state(), 100)[0])
     assert len(pool) == 8
+
+
+def test_a_full_pool_still_holds_what_a_block_can_take(devchain: DevChain) -> None:
+    """Relayed copies arrive in any order: without a quota for transactions past a nonce
+    gap, a full pool refused the gaps' fillers and held nothing executable (a 100,000
+    backlog churned views with 20,000 pending)."""
+    cid = devchain.chain.genesis.chain_id
+    pool = _pool(devchain, txs_max=8, future_txs_max=3)
+    a, b, c = devchain.accounts[:3]
+    for n in (1, 2, 3):  # a's nonce 0 has not arrived: all three wait behind the gap
+        pool.add(_transfer(a, n, cid), devchain.chain.state())
+    assert pool.future_count == 3
+    assert _rejects(pool, _transfer(b, 1, cid), devchain) == "mempool-full"  # past b's gap: no room
+    for n in range(5):  # executable ones still enter, up to the pool's own bound
+        pool.add(_transfer(c, n, cid), devchain.chain.state())
+    assert len(pool.candidates(devchain.chain.state(), 100)) == 5
+    assert _rejects(pool, _transfer(a, 0, cid), devchain) == "mempool-full"
+    # a block takes c's five; a's filler enters and the three behind it are executable
+    executed, _ = devchain.chain.build(pool.candidates(devchain.chain.state(), 100),
+                                       timestamp_ms=devchain.clock_ms + 1, proposer=0, view=0)
+    devchain.chain.append(executed.block)
+    pool.remove_committed(list(executed.block.transactions), devchain.chain.state())
+    pool.add(_transfer(a, 0, cid), devchain.chain.state())
+    assert pool.future_count == 0
+    assert [tx.nonce for tx in pool.candidates(devchain.chain.state(), 100)] == [0, 1, 2, 3]
+    # a transaction the proposer dropped leaves its successors behind a gap again
+    pool.remove(pool.get(_transfer(a, 1, cid).hash))
+    assert pool.future_count == 2
+
+
+def test_future_quota_must_leave_room_below_the_pool() -> None:
+    with pytest.raises(ValueError, match="future_txs_max"):
+        MempoolLimits(txs_max=100, future_txs_max=100)

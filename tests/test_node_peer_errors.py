@@ -4,6 +4,7 @@ by kind, logged (its traceback the first time), and gets its peer disconnected."
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections import Counter
@@ -15,10 +16,11 @@ import rlp
 from chain.errors import LedgerError
 from chain.types import Transaction
 from consensus.messages import Suspect
+from contracts.addresses import TOKEN
 from crypto.keys import KeyPair
 from faults.craft import Insider, Situation, block_at
 from p2p.counters import PEER_ERROR
-from runtime.cluster import free_base_port, init_cluster
+from runtime.cluster import account_keys, free_base_port, init_cluster
 from runtime.config import NodeConfig
 from runtime.node import Node
 
@@ -90,6 +92,26 @@ def test_a_relayed_transaction_whose_admission_raises_is_a_peer_error_too(node, 
     node._admit_backlog_chunk(0)  # the loop's turn: nothing escapes
     assert disconnected == [peer, peer]
     assert _metric(node, "gridchain_peer_message_errors_total") == {'{kind="txs"}': 2.0}
+
+
+def test_a_transaction_refused_while_the_pool_was_full_is_taken_when_offered_again(node, tmp_path):
+    """A "not now" is not remembered as a rejection: a pool that refused a nonce's filler
+    for good kept its sender's later transactions behind a gap (bench.overload at 100,000)."""
+    peer = node.bookkeepers[1]
+    sender = account_keys(tmp_path / "cluster")[0]
+    first, second = (Transaction.create(sender, chain_id=node.genesis.chain_id, nonce=n, to=TOKEN,
+                                        method="transfer", args=[sender.address, 1]) for n in range(2))
+    roomy = node.mempool.limits
+    node.mempool.limits = dataclasses.replace(roomy, txs_max=1, future_txs_max=0)
+    for tx in (first, second):
+        node._queue_relayed(peer, rlp.encode(tx))
+    node._admit_backlog_chunk(0)
+    assert first.hash in node.mempool and second.hash not in node.mempool
+    assert _metric(node, "gridchain_rejected_transactions_total") == {'{reason="mempool-full"}': 1.0}
+    node.mempool.limits = roomy
+    node._queue_relayed(peer, rlp.encode(second))  # re-announced by its sender's node
+    node._admit_backlog_chunk(0)
+    assert second.hash in node.mempool
 
 
 def test_crafted_blocks_meet_only_ledger_errors_in_the_real_ledger(node):
