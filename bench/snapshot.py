@@ -31,6 +31,7 @@ from typing import Any
 
 from chain.certificate import commit_message, final_message, finality_signers, synchronous_group
 from chain.chain import Chain
+from chain.epochwalk import walk_steps
 from chain.store import ChainStore
 from chain.types import Block, CommitCertificate, Transaction, Vote
 from client import GridClient
@@ -102,7 +103,7 @@ def build_chain(directory: Path, senders: list[KeyPair], receivers: list[bytes],
     assert snapshot_block is not None
     started = time.perf_counter()
     files = SnapshotFiles(directory / "node0" / "data" / "snapshots", SnapshotConfig())
-    manifest = files.write(snapshot_block, store)
+    manifest = files.write(snapshot_block, store, walk_steps(chain, snapshot_block.number, chain.activation_distance()))
     snapshot_s = time.perf_counter() - started
     head = chain.head
     store.close()

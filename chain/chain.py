@@ -13,7 +13,7 @@ import rlp
 from trie import HexaryTrie
 from trie.exceptions import MissingTrieNode
 
-from chain.epochs import Epoch, epoch_at, read_epochs
+from chain.epochs import Epoch, epoch_at, read_activation_distance, read_epochs
 from chain.errors import InvalidBlock, UnknownBlock
 from chain.execution import ExecutedBlock, Executor, ordered_trie_root
 from chain.genesis import Genesis
@@ -59,6 +59,7 @@ class Chain:
         self._head_state: State | None = None
         self._head_state_root = b""
         self._epochs: tuple[Hash32, tuple[Epoch, ...]] | None = None  # (head hash, its schedule)
+        self._activation_distance: int | None = None
         if store.head_height() is None:
             executed = self._genesis_block()
             store.append(executed.block, executed.nodes)
@@ -177,6 +178,12 @@ class Chain:
         if self._epochs is None or self._epochs[0] != self.head.hash:
             self._epochs = (self.head.hash, read_epochs(self.engine, self.state(), self.view_env()))
         return self._epochs[1]
+
+    def activation_distance(self) -> int:
+        """Blocks from a set change's acceptance to its first height (chain/epochs.py)."""
+        if self._activation_distance is None:
+            self._activation_distance = read_activation_distance(self.engine, self.state(), self.view_env())
+        return self._activation_distance
 
     def epoch_at(self, height: int) -> Epoch:
         """The set that certifies `height` (up to head + activation_distance)."""

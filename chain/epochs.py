@@ -24,6 +24,7 @@ from vm.contract import well_known_address
 from vm.engine import Engine
 
 GOVERNANCE = well_known_address(7)
+EPOCHS_KEY = b"epochs"  # the governance contract's slot holding the schedule
 # n at most: a replica enumerates the C(n, t+1) synchronous groups (6,435 for n = 15).
 BOOKKEEPERS_MAX = 15
 KEY_BYTES = 32
@@ -56,6 +57,13 @@ def epoch_at(epochs: Sequence[Epoch], height: int) -> Epoch:
     found = [epoch for epoch in epochs if epoch.start <= max(height, 1)]
     assert found, "the genesis epoch starts at height 1"
     return found[-1]
+
+
+def read_activation_distance(engine: Engine, state: State, env: BlockEnv) -> int:
+    """Blocks from a change's acceptance to its first height (a genesis parameter)."""
+    value = engine.call_view(state, GOVERNANCE, "parameters", [], env)
+    assert isinstance(value, list) and isinstance(value[0], int)
+    return value[0]
 
 
 def read_epochs(engine: Engine, state: State, env: BlockEnv) -> tuple[Epoch, ...]:

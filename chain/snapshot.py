@@ -34,10 +34,14 @@ from chain.triebuild import BLANK_ROOT, child_hashes
 from chain.types import Block, hash32
 from crypto.hashing import Hash32, keccak256
 
-SNAPSHOT_FORMAT = 1  # the walk and cut rule above; a new rule gets a new number
+# the walk and cut rule above; a new rule gets a new number (2: the schedule walk's parts)
+SNAPSHOT_FORMAT = 2
 # Target bytes of one chunk, part of the format (every node must cut alike): ~800 nodes,
 # checked in a few ms on the node's loop, and far below a p2p frame.
 CHUNK_BYTES = 64 * 1024
+# Schedule steps (chain/epochwalk.py, ~1-4 KiB each) in one walk part: parts stay far below
+# a p2p frame while a walk of 10,000 blocks (1,000 steps at activation_distance 10) takes 63.
+WALK_STEPS_PER_PART = 16
 
 
 class ChunkFault(Enum):
@@ -48,6 +52,7 @@ class ChunkFault(Enum):
     WRONG_NODE = "wrong-node"  # a node is not the one the walk expects next
     EARLY_END = "early-end"  # ends before the cut rule ends it
     LATE_END = "late-end"  # goes on past the cut (or past the end of the walk)
+    BAD_WALK = "bad-walk"  # a schedule step that does not extend the known schedule
 
 
 class BadChunk(LedgerError):
@@ -67,7 +72,9 @@ class MissingNode(LedgerError):
 
 class SnapshotManifest(rlp.Serializable):
     """What a node offers of one snapshot; stored beside its chunks and sent in offers.
-    Only the state root is ever trusted, and only once a certified header carries it."""
+    Only the state root is ever trusted, and only once a certified header carries it.
+    Parts: 0 the block, 1..chunks the state's chunks, chunks+1..chunks+walk the steps of
+    the bookkeeper schedule from genesis up to the block's height (chain/epochwalk.py)."""
 
     fields = [
         ("format", big_endian_int),
@@ -77,7 +84,22 @@ class SnapshotManifest(rlp.Serializable):
         ("chunks", big_endian_int),
         ("nodes", big_endian_int),
         ("bytes", big_endian_int),
+        ("walk", big_endian_int),
     ]
+
+
+def walk_parts(steps: list[bytes]) -> list[bytes]:
+    """The walk parts of a snapshot: its encoded schedule steps, WALK_STEPS_PER_PART each."""
+    return [rlp.encode(steps[i:i + WALK_STEPS_PER_PART]) for i in range(0, len(steps), WALK_STEPS_PER_PART)]
+
+
+def decode_walk_part(data: bytes) -> list[bytes]:
+    """The encoded steps of a walk part; BadChunk(UNDECODABLE) unless a list of at most
+    WALK_STEPS_PER_PART byte strings."""
+    steps = decode_chunk(data)
+    if not steps or len(steps) > WALK_STEPS_PER_PART:
+        raise BadChunk(ChunkFault.UNDECODABLE, f"{len(steps)} steps in a walk part, 1..{WALK_STEPS_PER_PART}")
+    return steps
 
 
 def encode_chunk(nodes: list[bytes]) -> bytes:

@@ -6,6 +6,9 @@ One environment per node, named databases:
   hashes  block hash -> height
   txs     transaction hash -> rlp([height, index])
   meta    b"head" -> height; b"base" -> the base height (absent: 0)
+  walk    height -> the encoded schedule step at that height (chain/epochwalk.py), kept for
+          the heights below the base: pruning writes the step of a block before it deletes
+          the block, a snapshot restore writes the steps it checked
 The store holds every block from its base height to its head, and the state at each of them
 (trie nodes are never deleted). The base is 0 for an archive; pruning (`prune_below`) and a
 snapshot restore (`install_snapshot`) raise it. Block 0 (genesis) is always kept; the
@@ -71,6 +74,7 @@ class ChainStore:
         self._hashes = self.env.open_db(b"hashes")
         self._txs = self.env.open_db(b"txs")
         self._meta = self.env.open_db(b"meta")
+        self._walk = self.env.open_db(b"walk")
 
     def close(self) -> None:
         self.env.close()
@@ -166,6 +170,11 @@ class ChainStore:
         with self.env.begin(db=self._txs) as txn:
             return txn.get(tx_hash) is not None
 
+    def walk_step(self, height: int) -> bytes | None:
+        """The schedule step kept for `height` (chain/epochwalk.py), if any."""
+        with self.env.begin(db=self._walk) as txn:
+            return txn.get(_height_key(height))
+
     # writes: each one transaction ----------------------------------------------------------
     def append(self, block: Block, nodes: dict[bytes, bytes]) -> None:
         """Persist `block` as the new head with every trie node it created, atomically."""
@@ -193,18 +202,32 @@ class ChainStore:
 
         self._retrying(lambda: self._in_write(write))
 
-    def prune_below(self, height: int, blocks_max: int) -> int:
+    def put_walk_steps(self, steps: dict[int, bytes]) -> None:
+        """Keep checked schedule steps (a snapshot restore's), by height."""
+        def write(txn: lmdb.Transaction) -> None:
+            for number, step in steps.items():
+                txn.put(_height_key(number), step, db=self._walk)
+
+        self._retrying(lambda: self._in_write(write))
+
+    def prune_below(self, height: int, blocks_max: int,
+                    walk_step: Callable[[int], bytes | None] = lambda _: None) -> int:
         """Delete the bodies of blocks from the base up to `height` - 1, at most `blocks_max`
         of them in this one write (a long write would stall the loop), and raise the base
-        past them; the new base. Their indexes stay. The head is never pruned."""
+        past them; the new base. Their indexes stay, and so does `walk_step(number)` of each
+        (made before the write, while the block and its state are still here). The head is
+        never pruned."""
         base = max(self.base_height(), 1)
         end = min(height, base + blocks_max, self.head_height() or 0)
         if end <= base:
             return self.base_height()
+        steps = {number: step for number in range(base, end) if (step := walk_step(number)) is not None}
 
         def write(txn: lmdb.Transaction) -> None:
             for number in range(base, end):
                 txn.delete(_height_key(number), db=self._blocks)
+            for number, step in steps.items():
+                txn.put(_height_key(number), step, db=self._walk)
             txn.put(BASE_KEY, _height_key(end), db=self._meta)
 
         self._retrying(lambda: self._in_write(write))

@@ -6,7 +6,9 @@ by the bookkeeper set of its own height (the schedule of the head, chain/epochs.
 the re-execution itself checks), the transaction index and the head pointer.
 
 A store whose base is above genesis (pruned, or joined by a snapshot: chain/store.py) is
-checked from its base block: that block must be final and match its body, and the whole
+checked from its base block: that block must be final under the set that the stored
+schedule walk from the genesis set proves for its height (chain/epochwalk.py: the steps
+below the base are kept), and match its body, and the whole
 state under its state root is walked node by node as a joining node checks a snapshot;
 every block above it is re-executed as usual.
 """
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from chain.certificate import verify_finality
 from chain.chain import Chain
 from chain.epochs import epoch_at
+from chain.epochwalk import ScheduleWalk, walk_steps
 from chain.errors import LedgerError
 from chain.snapshot import check_base_block, check_state
 
@@ -42,7 +45,11 @@ def verify_chain(chain: Chain, require_certificates: bool = False) -> Iterator[F
     if base > 0:
         try:
             parent = store.block(base).header
-            certifiers = epoch_at(epochs, base)
+            distance = chain.activation_distance()
+            walk = ScheduleWalk(chain.genesis.chain_id, epochs[0], distance)
+            for step in walk_steps(chain, base, distance):
+                walk.add(step)
+            certifiers = walk.certifiers(base)
             check_base_block(store.block(base), chain_id=chain.genesis.chain_id,
                              bookkeepers=list(certifiers.keys), t=certifiers.t)
             check_state(store, parent.state_root)

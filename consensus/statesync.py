@@ -6,10 +6,13 @@ Any node serves the snapshots it made (the node answers `snapshot_offers_request
 (`node.py start --sync snapshot` on a fresh store) runs `StateSync`:
   1. discover: ask every peer for its offers (SnapshotManifest: height, block hash, state
      root, chunks), collect them for `offer_wait_ms`, choose the newest;
-  2. part 0 of that snapshot is its block with the commit certificate: it must be final
-     (chain.certificate.verify_finality), be the offered one, and match its body; from now
-     on its header's state root is the only thing trusted;
-  3. parts 1.. are the state's chunks, each checked by chain.snapshot.StateRestore against
+  2. part 0 of that snapshot is its block with the commit certificate: it must be the
+     offered one and match its body; then the walk parts (chunks+1..chunks+walk: the
+     schedule steps from genesis, chain/epochwalk.py) teach it the bookkeeper set of the
+     block's height, each step certified by the set the steps before it proved, and the
+     block must be final under that set (chain.certificate.verify_finality); from now on
+     its header's state root is the only thing trusted;
+  3. parts 1..chunks are the state's chunks, each checked by chain.snapshot.StateRestore against
      that root and handed back to be stored at once; a peer that serves a bad part is
      refused (`PartRefused`: the node logs, counts and disconnects it), is not asked again
      during this restore, and the part is asked of the next peer offering the snapshot;
@@ -23,19 +26,24 @@ One request is outstanding at a time, every message and count is bounded.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import rlp
 
+from chain.epochs import Epoch
+from chain.epochwalk import BadWalk, ScheduleWalk, step_heights
 from chain.errors import DecodeError, InvalidCertificate, LedgerError
 from chain.snapshot import (
     SNAPSHOT_FORMAT,
+    WALK_STEPS_PER_PART,
     BadChunk,
     ChunkFault,
     SnapshotManifest,
     StateRestore,
     check_base_block,
+    decode_walk_part,
 )
 from chain.types import Block, decode
 from consensus.errors import DecodeReason, InvalidMessage
@@ -44,7 +52,7 @@ from consensus.sync import PeerId
 
 OFFERS_MAX = 16  # manifests in one snapshot_offers message
 MANIFEST_BYTES_MAX = 256  # one rlp SnapshotManifest is ~110 bytes
-BLOCK_PART = 0  # part 0 of a snapshot is its certified block; parts 1..chunks its chunks
+BLOCK_PART = 0  # part 0 of a snapshot is its certified block; then chunks, then walk parts
 PART_MAX = 1 << 32
 STATESYNC_TYPES = ("snapshot_offers_request", "snapshot_offers", "snapshot_part_request", "snapshot_part")
 
@@ -185,6 +193,14 @@ class PartRefused:
 
 
 @dataclass(frozen=True)
+class WalkChecked:
+    """Schedule steps of the snapshot, each checked (by height): keep them, to serve the
+    walk in this node's own snapshots."""
+
+    steps: dict[int, bytes]
+
+
+@dataclass(frozen=True)
 class NodesChecked:
     """Trie nodes of the snapshot, each checked: store them now."""
 
@@ -205,7 +221,7 @@ class SnapshotAbandoned:
     reason: str
 
 
-StateSyncAction = StateSyncSend | PartRefused | NodesChecked | SnapshotRestored | SnapshotAbandoned
+StateSyncAction = StateSyncSend | PartRefused | WalkChecked | NodesChecked | SnapshotRestored | SnapshotAbandoned
 _Key = tuple[int, bytes, bytes]  # (height, block hash, state root): one snapshot
 
 
@@ -213,18 +229,31 @@ _Key = tuple[int, bytes, bytes]  # (height, block hash, state root): one snapsho
 class _Fetch:
     manifest: SnapshotManifest
     holders: list[PeerId]  # peers offering it, not refused
+    walk: ScheduleWalk
     turn: int = 0  # requests sent: parts are asked of the holders in turn (spreads the load)
     block: Block | None = None
     restore: StateRestore | None = None
-    part: int = BLOCK_PART  # the next part wanted
+    position: int = 0  # in `order`: the next part wanted
+
+    @property
+    def order(self) -> list[int]:
+        """Parts in the order they are checked: the walk (which proves the set that
+        certifies the block), the block, then the chunks (which its state root proves)."""
+        chunks, walk = self.manifest.chunks, self.manifest.walk
+        return [*range(chunks + 1, chunks + walk + 1), BLOCK_PART, *range(1, chunks + 1)]
+
+    @property
+    def part(self) -> int:
+        order = self.order
+        return order[min(self.position, len(order) - 1)]
 
 
 class StateSync:
-    def __init__(self, *, chain_id: int, bookkeepers: list[bytes], t: int, config: SnapshotConfig,
+    def __init__(self, *, chain_id: int, genesis_set: Epoch, activation_distance: int, config: SnapshotConfig,
                  now_ms: int) -> None:
         self._chain_id = chain_id
-        self._bookkeepers = bookkeepers
-        self._t = t
+        self._genesis_set = genesis_set  # the trust anchor of the schedule walk
+        self._activation_distance = activation_distance
         self._config = config
         self._peers: set[PeerId] = set()
         self._offers: dict[PeerId, tuple[SnapshotManifest, ...]] = {}
@@ -242,6 +271,7 @@ class StateSync:
             return {"phase": "discover", "offers": sum(len(o) for o in self._offers.values())}
         restore = fetch.restore
         return {"phase": "fetch", "height": fetch.manifest.height, "part": fetch.part,
+                "walkParts": fetch.manifest.walk, "walkKnownUntil": fetch.walk.known_until,
                 "chunks": fetch.manifest.chunks, "nodes": restore.nodes if restore else 0,
                 "bytes": restore.bytes if restore else 0}
 
@@ -286,7 +316,8 @@ class StateSync:
     # discovery ----------------------------------------------------------------------------
     def _on_offers(self, peer: PeerId, message: Offers, now_ms: int) -> list[StateSyncAction]:
         usable = tuple(m for m in message.manifests
-                       if m.format == SNAPSHOT_FORMAT and 0 < m.height and 0 < m.chunks <= self._config.chunks_max)
+                       if m.format == SNAPSHOT_FORMAT and 0 < m.height and 0 < m.chunks <= self._config.chunks_max
+                       and m.walk == self._walk_parts(m.height))
         if peer not in self._peers:
             return []
         self._offers[peer] = usable
@@ -296,6 +327,11 @@ class StateSync:
                 and peer not in self._fetch.holders:
             self._fetch.holders.append(peer)
         return []
+
+    def _walk_parts(self, height: int) -> int:
+        """The walk parts a snapshot at `height` has (its steps follow from the height)."""
+        steps = len(step_heights(self._activation_distance, height))
+        return -(-steps // WALK_STEPS_PER_PART)
 
     def _choose(self) -> _Fetch | None:
         """The newest snapshot offered by a peer not refused, and every peer offering it."""
@@ -310,7 +346,8 @@ class StateSync:
         if not holders:
             return None
         best = max(holders, key=lambda key: (key[0], len(holders[key])))
-        return _Fetch(manifests[best], holders[best])
+        return _Fetch(manifests[best], holders[best],
+                      ScheduleWalk(self._chain_id, self._genesis_set, self._activation_distance))
 
     def _restart_discovery(self, now_ms: int) -> list[StateSyncAction]:
         """Every holder of the chosen snapshot failed: ask every peer again."""
@@ -356,23 +393,38 @@ class StateSync:
         return actions + self._next_request(now_ms)
 
     def _accept(self, fetch: _Fetch, data: bytes) -> list[StateSyncAction]:
-        """Check the part `fetch` waits for; raises what is wrong with it."""
+        """Check the part `fetch` waits for; raises what is wrong with it (and then keeps
+        nothing of it: the next holder is asked the same part)."""
         if len(data) > self._config.part_bytes_max:
             raise BadChunk(ChunkFault.TOO_LARGE, f"{len(data)} bytes, at most {self._config.part_bytes_max}")
         manifest = fetch.manifest
+        actions: list[StateSyncAction] = []
         if fetch.part == BLOCK_PART:
             block = decode(data, Block)
             if (block.number, block.hash, block.header.state_root) != _key(manifest):
                 raise _NotOffered(f"block {block.number} 0x{block.hash.hex()[:16]} is not the offered one")
-            check_base_block(block, chain_id=self._chain_id, bookkeepers=self._bookkeepers, t=self._t)
+            # the walk before it covers its height: the offer was checked for its walk's length
+            certifiers = fetch.walk.certifiers(block.number)
+            check_base_block(block, chain_id=self._chain_id, bookkeepers=list(certifiers.keys), t=certifiers.t)
             fetch.block = block
             fetch.restore = StateRestore(block.header.state_root, self._config.part_bytes_max)
-            fetch.part += 1
-            return []
-        assert fetch.restore is not None
-        nodes = fetch.restore.add(data)
-        fetch.part += 1
-        return [NodesChecked(nodes)]
+        elif fetch.part > manifest.chunks:  # a walk part: checked on a copy, kept only whole
+            walk = copy.copy(fetch.walk)
+            checked: dict[int, bytes] = {}
+            for raw in decode_walk_part(data):
+                height = walk.known_until
+                try:
+                    walk.add(raw)
+                except (BadWalk, DecodeError) as exc:
+                    raise BadChunk(ChunkFault.BAD_WALK, str(exc)) from exc
+                checked[height] = raw
+            fetch.walk = walk
+            actions.append(WalkChecked(checked))
+        else:
+            assert fetch.restore is not None
+            actions.append(NodesChecked(fetch.restore.add(data)))
+        fetch.position += 1
+        return actions
 
 
 class _NotOffered(LedgerError):

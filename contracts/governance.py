@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chain.epochs import BOOKKEEPERS_MAX, KEY_BYTES, Epoch, epoch_at
+from chain.epochs import BOOKKEEPERS_MAX, EPOCHS_KEY, KEY_BYTES, Epoch, epoch_at
 from chain.values import Value
 from contracts.addresses import GOVERNANCE, REGISTRY
 from contracts.common import ensure_account, get_list, int_key, require
@@ -44,7 +44,6 @@ LIMITS = {
     "proposal_ttl_blocks": (10_000, 1),
     "pending_max": (16, 1),
 }
-EPOCHS_KEY = b"epochs"
 NEXT_KEY = b"next"
 PENDING_KEY = b"pending"
 

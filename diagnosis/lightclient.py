@@ -27,7 +27,8 @@ from typing import Any
 import rlp
 
 from chain.certificate import verify_finality
-from chain.epochs import GOVERNANCE, Epoch, epoch_at
+from chain.epochs import Epoch
+from chain.epochwalk import SCHEDULE_KEY, BadWalk, ScheduleWalk
 from chain.errors import InvalidCertificate
 from chain.genesis import Genesis
 from chain.proofs import InvalidProof, verify_proof
@@ -36,7 +37,6 @@ from chain.types import BlockHeader, CommitCertificate, Receipt, Vote, decode
 from chain.values import Value, value_from_bytes
 from client.receipts import from_hex
 from client.sdk import GridClient
-from contracts.governance import EPOCHS_KEY
 from contracts.governance import limits as governance_limits
 from crypto.hashing import keccak256
 from crypto.keys import Address
@@ -107,9 +107,8 @@ class LightClient:
         self.stats = LightClientStats()
         self._certified: dict[int, BlockHeader] = {}  # height -> certified header
         self.highest_certified = 0  # never goes down: answers from below it are stale
-        # The bookkeeper schedule as proven so far, and the last height it is complete for.
-        self._epochs: tuple[Epoch, ...] = (Epoch(1, anchor.bookkeepers, anchor.t),)
-        self._known_until = anchor.activation_distance
+        # The bookkeeper schedule as proven so far (chain/epochwalk.py)
+        self._walk = ScheduleWalk(anchor.chain_id, Epoch(1, anchor.bookkeepers, anchor.t), anchor.activation_distance)
 
     async def storage(self, contract: Address, key: bytes) -> ProvenValue:
         logical = storage_key(contract, key)
@@ -148,17 +147,17 @@ class LightClient:
 
     async def _certifiers(self, height: int) -> Epoch:
         """The set that certifies `height`, learnt by walking the proven schedule forward."""
-        while height > self._known_until:
-            step = self._known_until
+        while not self._walk.covers(height):
+            step = self._walk.known_until
             header = await self._certified_header(step)
             if header is None:
                 raise UnprovenState(f"no certified block {step} to learn the bookkeeper set from")
-            schedule = (await self._proven(storage_key(GOVERNANCE, EPOCHS_KEY), header)).value
-            if not isinstance(schedule, list) or not schedule:
-                raise UnprovenState(f"block {step} proves no bookkeeper schedule")
-            self._epochs = tuple(Epoch.from_value(item) for item in schedule)
-            self._known_until = step + self.anchor.activation_distance
-        return epoch_at(self._epochs, height)
+            try:
+                self._walk.advance(header, (await self._proven(SCHEDULE_KEY, header)).value)
+            except BadWalk as exc:
+                self.stats.rejected += 1
+                raise UnprovenState(str(exc)) from exc
+        return self._walk.certifiers(height)
 
     async def transaction_outcome(self, tx_hash: bytes) -> tuple[int, BlockHeader]:
         """(receipt status, certified header) of a transaction, proven: the transaction

@@ -40,6 +40,7 @@ import rlp
 
 from chain.chain import Chain
 from chain.epochs import BOOKKEEPERS_MAX, Epoch
+from chain.epochwalk import make_step, walk_steps
 from chain.errors import NOT_NOW, DecodeError, InvalidTransaction, StorageFull, TxReason
 from chain.execution import ExecutedBlock
 from chain.journal import MempoolJournal
@@ -82,6 +83,7 @@ from consensus.statesync import (
     StateSyncAction,
     StateSyncMessage,
     StateSyncSend,
+    WalkChecked,
     statesync_message_from_wire,
 )
 from consensus.sync import SyncRequest, SyncStatus
@@ -204,8 +206,11 @@ class Node:
                          config=self.config.sync)
 
     def _make_state_sync(self) -> StateSync:
-        return StateSync(chain_id=self.genesis.chain_id, bookkeepers=self.bookkeepers, t=self.genesis.t,
-                         config=self.config.snapshot, now_ms=monotonic_ms())
+        # The genesis set is the trust anchor: the snapshot's own walk proves the set of its
+        # height (chain/epochwalk.py), never the peers' word.
+        return StateSync(chain_id=self.genesis.chain_id, genesis_set=self.chain.epochs()[0],
+                         activation_distance=self.chain.activation_distance(), config=self.config.snapshot,
+                         now_ms=monotonic_ms())
 
     def _make_replica(self) -> Replica:
         assert self.index is not None
@@ -684,6 +689,8 @@ class Node:
                 self.network.send(action.peer, action.message.to_wire())
             elif isinstance(action, NodesChecked):
                 self.store.put_nodes(action.nodes)
+            elif isinstance(action, WalkChecked):
+                self.store.put_walk_steps(action.steps)
             elif isinstance(action, PartRefused):
                 self.metrics.snapshot_parts_refused.labels(reason=action.reason).inc()
                 log.warning("refused snapshot part %d of height %d from %s (%s): %s; peer disconnected",
@@ -720,7 +727,9 @@ class Node:
             return
         target = self.snapshots.newest_at_or_below(self.chain.height - keep)
         if target is not None and target > self.store.base_height():
-            base = self.store.prune_below(target, self.config.snapshot.prune_blocks_per_write_max)
+            distance = self.chain.activation_distance()
+            base = self.store.prune_below(target, self.config.snapshot.prune_blocks_per_write_max,
+                                          lambda h: make_step(self.chain, h) if h % distance == 0 else None)
             log.debug("block bodies pruned below height %d", base)
 
     def _on_final(self, executed: ExecutedBlock) -> None:
@@ -738,7 +747,18 @@ class Node:
         for listener in self.final_listeners:
             listener(executed)
         if self.snapshots.due(block.number):
-            self.snapshots.make(block, self.store)
+            distance = self.chain.activation_distance()
+            self.snapshots.make(block, self.store, lambda: self._walk_below(block.number, distance))
+
+    def _walk_below(self, height: int, distance: int) -> Iterator[bytes]:
+        """The schedule steps of a snapshot at `height`, read on the snapshot worker."""
+        steps = walk_steps(self.chain, height, distance)
+        while True:
+            with self.store.reading():
+                step = next(steps, None)
+            if step is None:
+                return
+            yield step
 
     # status -------------------------------------------------------------------------------
     def _peer_up(self, peer: bytes) -> None:

@@ -3,7 +3,8 @@ kept (the newest `kept`, and the one at the store's base), served part by part t
 nodes (consensus/statesync.py describes the protocol, chain/snapshot.py the format).
 
     DATA_DIR/snapshots/<height>/part-0.rlp      the certified block (part 0)
-                                part-<i>.rlp    chunk i of the state (parts 1..chunks)
+                                part-<i>.rlp    chunk i of the state (parts 1..chunks), then
+                                                the schedule walk (chunks+1..chunks+walk)
                                 manifest.rlp    SnapshotManifest
 A snapshot is written under <height>.partial/ and renamed once complete, so a crash leaves
 at most an unfinished directory, which the next start removes.
@@ -21,12 +22,13 @@ import queue
 import shutil
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import rlp
 
 from chain.errors import DecodeError, LedgerError
-from chain.snapshot import SNAPSHOT_FORMAT, SnapshotManifest, encode_chunk, snapshot_chunks
+from chain.snapshot import SNAPSHOT_FORMAT, SnapshotManifest, encode_chunk, snapshot_chunks, walk_parts
 from chain.state import NodeSource
 from chain.store import ChainStore
 from chain.types import Block, decode
@@ -87,7 +89,7 @@ class SnapshotFiles:
     def part(self, height: int, part: int) -> bytes | None:
         """Part `part` of the snapshot at `height` (0: its block), or None if not held."""
         manifest = self._manifests.get(height)
-        if manifest is None or not 0 <= part <= manifest.chunks:
+        if manifest is None or not 0 <= part <= manifest.chunks + manifest.walk:
             return None
         try:
             return (self.directory / str(height) / f"part-{part}.rlp").read_bytes()
@@ -102,20 +104,21 @@ class SnapshotFiles:
         interval = self.config.interval_blocks
         return interval > 0 and height > 0 and height % interval == 0
 
-    def make(self, block: Block, store: ChainStore) -> bool:
-        """Start making the snapshot of final `block`'s state on the worker; False when the
+    def make(self, block: Block, store: ChainStore, walk: Callable[[], Iterable[bytes]]) -> bool:
+        """Start making the snapshot of final `block`'s state on the worker, with the
+        schedule steps `walk` gives there (read from the store on the worker); False when the
         previous one is still being made (this height is skipped)."""
         if self._worker is not None and self._worker.is_alive():
             log.warning("snapshot at height %d skipped: the one before is still being made", block.number)
             return False
-        self._worker = threading.Thread(target=self._make, args=(block, store), name="snapshot", daemon=True)
+        self._worker = threading.Thread(target=self._make, args=(block, store, walk), name="snapshot", daemon=True)
         self._worker.start()
         return True
 
-    def _make(self, block: Block, store: ChainStore) -> None:
+    def _make(self, block: Block, store: ChainStore, walk: Callable[[], Iterable[bytes]]) -> None:
         started = time.monotonic()
         try:
-            manifest = self.write(block, _ReadingSource(store, self._stop))
+            manifest = self.write(block, _ReadingSource(store, self._stop), walk())
         except _Stopped:
             return
         except (OSError, LedgerError) as exc:
@@ -125,9 +128,10 @@ class SnapshotFiles:
                  manifest.chunks, manifest.nodes, manifest.bytes, time.monotonic() - started)
         self._finished.put(manifest)
 
-    def write(self, block: Block, source: NodeSource) -> SnapshotManifest:
-        """Write the snapshot of final `block`'s state, read from `source`, in the calling
-        thread (the worker's, or a benchmark's); its manifest. `collect` takes it in only
+    def write(self, block: Block, source: NodeSource, walk: Iterable[bytes]) -> SnapshotManifest:
+        """Write the snapshot of final `block`'s state, read from `source`, and the encoded
+        schedule steps `walk` (chain/epochwalk.py `step_heights` below the block), in the
+        calling thread (the worker's, or a benchmark's); its manifest. `collect` takes it in only
         when the worker wrote it. Nothing stays of a snapshot that fails."""
         partial = self.directory / f"{block.number}{PARTIAL}"
         try:
@@ -139,7 +143,11 @@ class SnapshotFiles:
                 (partial / f"part-{chunks}.rlp").write_bytes(encode_chunk(chunk))
                 nodes += len(chunk)
                 size += sum(map(len, chunk))
-            manifest = SnapshotManifest(SNAPSHOT_FORMAT, block.number, block.hash, root, chunks, nodes, size)
+            parts = walk_parts(list(walk))
+            for i, part in enumerate(parts, start=chunks + 1):
+                (partial / f"part-{i}.rlp").write_bytes(part)
+            manifest = SnapshotManifest(SNAPSHOT_FORMAT, block.number, block.hash, root, chunks, nodes, size,
+                                        len(parts))
             (partial / MANIFEST).write_bytes(rlp.encode(manifest))
             partial.rename(self.directory / str(block.number))
         except BaseException:

@@ -11,6 +11,7 @@ import pytest
 import rlp
 
 from chain import snapshot
+from chain.epochs import Epoch
 from chain.snapshot import SNAPSHOT_FORMAT, SnapshotManifest, encode_chunk, snapshot_chunks
 from chain.types import Block
 from consensus.errors import InvalidMessage
@@ -50,7 +51,8 @@ class Served:
         self.genesis = dev.chain.genesis
         self.block = head
         self.parts = [head.encoded(), *(encode_chunk(c) for c in snapshot_chunks(dev.chain.store, root))]
-        self.manifest = SnapshotManifest(SNAPSHOT_FORMAT, head.number, head.hash, root, len(self.parts) - 1, 0, 0)
+        self.manifest = SnapshotManifest(SNAPSHOT_FORMAT, head.number, head.hash, root, len(self.parts) - 1, 0, 0,
+                                         0)  # no walk: the snapshot lies within activation_distance
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +71,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Served:
 
 def _sync(served: Served) -> StateSync:
     genesis = served.genesis
-    return StateSync(chain_id=genesis.chain_id, bookkeepers=genesis.bookkeeper_keys, t=genesis.t, config=CONFIG,
-                     now_ms=0)
+    return StateSync(chain_id=genesis.chain_id, genesis_set=Epoch(1, tuple(genesis.bookkeeper_keys), genesis.t),
+                     activation_distance=10, config=CONFIG, now_ms=0)
 
 
 def _requests(actions: list[StateSyncAction]) -> list[tuple[bytes, PartRequest]]:
