@@ -80,6 +80,12 @@ class SnapshotConfig:
     part_bytes_max: int = field(default=3 << 20, metadata={"min": 1 << 18})
     chunks_max: int = field(default=262_144, metadata={"min": 1})  # offers of more chunks (16 GiB) are ignored
     peers_max: int = field(default=256, metadata={"min": 1})  # peers whose offers are remembered
+    # Serving: bytes of snapshot parts one peer may draw per second, and at once. A joiner
+    # asks one part at a time of its holders in turn (~2 chunks/s per holder in the 100,000-
+    # account benchmark); a peer asking faster is answered nothing (it asks another holder
+    # after its request_timeout_ms). The burst holds the largest part (a block).
+    serve_bytes_per_s_max: int = field(default=4 << 20, metadata={"min": 1})
+    serve_bytes_burst_max: int = field(default=8 << 20, metadata={"min": 1})
 
     def __post_init__(self) -> None:
         if self.keep_blocks and not self.interval_blocks:
@@ -87,6 +93,8 @@ class SnapshotConfig:
         if self.keep_blocks and self.keep_blocks < self.interval_blocks:
             # the newest snapshot must lie keep_blocks below the head before anything goes
             raise ValueError("keep_blocks must be 0 or at least interval_blocks")
+        if self.serve_bytes_burst_max < self.part_bytes_max:
+            raise ValueError("serve_bytes_burst_max must hold a part of part_bytes_max")
 
 
 # messages -----------------------------------------------------------------------------------

@@ -678,7 +678,10 @@ class Node:
         if isinstance(message, OffersRequest):
             self.network.send(peer, Offers(tuple(self.snapshots.manifests()[:OFFERS_MAX])).to_wire())
         elif isinstance(message, PartRequest):
-            data = self.snapshots.part(message.height, message.part) or b""
+            data = self.snapshots.answer(peer, message.height, message.part, now)
+            if data is None:  # over the peer's budget: dropped, counted
+                self.metrics.rejected_messages.labels(reason="snapshot-rate").inc()
+                return
             self.network.send(peer, Part(message.height, message.part, data).to_wire())
         elif self.state_sync is not None:
             self._apply_state_sync(self.state_sync.on_message(peer, message, now))
@@ -771,6 +774,7 @@ class Node:
 
     def _peer_down(self, peer: bytes, reason: str) -> None:
         self.relay.peer_down(peer)
+        self.snapshots.peer_down(peer)
         if self.state_sync is not None:
             self.state_sync.peer_down(peer)
         log.info("peer %s left: %s", self.peer_name(peer), reason)

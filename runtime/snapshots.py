@@ -1,6 +1,7 @@
 """A node's snapshots on disk: made every `[snapshot] interval_blocks` on a worker thread,
 kept (the newest `kept`, and the one at the store's base), served part by part to joining
-nodes (consensus/statesync.py describes the protocol, chain/snapshot.py the format).
+nodes (consensus/statesync.py describes the protocol, chain/snapshot.py the format), each
+peer held to `serve_bytes_*` bytes a second (runtime/ratelimit.py, as the relay's budgets).
 
     DATA_DIR/snapshots/<height>/part-0.rlp      the certified block (part 0)
                                 part-<i>.rlp    chunk i of the state (parts 1..chunks), then
@@ -33,6 +34,7 @@ from chain.state import NodeSource
 from chain.store import ChainStore
 from chain.types import Block, decode
 from consensus.statesync import SnapshotConfig
+from runtime.ratelimit import TokenBucket
 
 log = logging.getLogger("gridchain.snapshots")
 MANIFEST = "manifest.rlp"
@@ -69,6 +71,8 @@ class SnapshotFiles:
             elif entry.name.isdigit():
                 self._load(entry)
         self._finished: queue.SimpleQueue[SnapshotManifest] = queue.SimpleQueue()
+        self._budgets: dict[bytes, TokenBucket] = {}  # per connected peer (dropped when it leaves)
+        self.over_rate = 0  # part requests dropped over a peer's budget
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -95,6 +99,25 @@ class SnapshotFiles:
             return (self.directory / str(height) / f"part-{part}.rlp").read_bytes()
         except OSError:
             return None
+
+    def answer(self, peer: bytes, height: int, part: int, now_ms: int) -> bytes | None:
+        """What to answer `peer`'s request: the part, b"" when it is not held, or None when
+        the peer is past its `serve_bytes_*` budget (counted in `over_rate`: dropped)."""
+        budget = self._budgets.get(peer)
+        if budget is None:
+            budget = self._budgets[peer] = TokenBucket(self.config.serve_bytes_per_s_max,
+                                                       self.config.serve_bytes_burst_max, now_ms)
+        if budget.available(now_ms) == 0:  # spent: not even the disk is read for it
+            self.over_rate += 1
+            return None
+        data = self.part(height, part) or b""
+        if not budget.take(len(data), now_ms):
+            self.over_rate += 1
+            return None
+        return data
+
+    def peer_down(self, peer: bytes) -> None:
+        self._budgets.pop(peer, None)
 
     def newest_at_or_below(self, height: int) -> int | None:
         return max((h for h in self._manifests if h <= height), default=None)

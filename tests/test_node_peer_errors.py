@@ -160,3 +160,28 @@ def test_a_peer_repeating_tx_get_is_held_to_its_budget(node, monkeypatch) -> Non
     limits = node.config.relay
     assert len(looked_up) == limits.peer_hashes_burst_max  # 16 requests; the other 84 cost nothing
     assert _metric(node, "gridchain_rejected_messages_total") == {'{reason="relay-rate"}': 84.0}
+
+
+def test_a_peer_repeating_snapshot_part_requests_is_held_to_its_budget(node, monkeypatch) -> None:
+    """Each part request is one small message, but its answer is up to a 64 KiB chunk (or a
+    block) read from disk: past its `[snapshot] serve_bytes_*` budget a peer's requests are
+    dropped unanswered and counted; the budget refills with time, and is per peer."""
+    greedy, other = node.bookkeepers[1], node.bookkeepers[2]
+    chunk = b"\x01" * (64 << 10)
+    read: list[int] = []
+    monkeypatch.setattr(node.snapshots, "part", lambda height, part: read.append(part) or chunk)
+    answered: list[tuple[bytes, int]] = []
+    monkeypatch.setattr(node.network, "send", lambda p, message: answered.append((p, message["part"])) or True)
+    for part in range(200):
+        node._handle_guarded(greedy, {"type": "snapshot_part_request", "height": 4, "part": part}, 0)
+    limits = node.config.snapshot
+    burst = limits.serve_bytes_burst_max // len(chunk)  # 128 chunks at once
+    assert [p for _, p in answered] == list(range(burst))
+    assert len(read) == burst  # once the budget is spent nothing is even read for a request
+    assert _metric(node, "gridchain_rejected_messages_total") == {'{reason="snapshot-rate"}': 200.0 - burst}
+    node._handle_guarded(other, {"type": "snapshot_part_request", "height": 4, "part": 0}, 0)
+    assert answered[-1] == (other, 0)  # another peer has its own budget
+    answered.clear()
+    for part in range(200):  # a second later, a second's worth more
+        node._handle_guarded(greedy, {"type": "snapshot_part_request", "height": 4, "part": part}, 1_000)
+    assert len(answered) == limits.serve_bytes_per_s_max // len(chunk)
