@@ -339,7 +339,7 @@ class Methods:
             "intervalBlocks": node.config.snapshot.interval_blocks,
             "snapshots": [{"height": m.height, "blockHash": hex_bytes(m.block_hash),
                            "stateRoot": hex_bytes(m.state_root), "chunks": m.chunks, "nodes": m.nodes,
-                           "bytes": m.bytes}
+                           "bytes": m.bytes, "walkParts": m.walk}
                           for m in node.snapshots.manifests()],
             "restore": node.state_sync.progress() if node.state_sync is not None else None,
         }
