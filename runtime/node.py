@@ -724,8 +724,8 @@ class Node:
     def _keep_snapshots(self) -> None:
         """Take in finished snapshots, then prune block bodies down to the newest snapshot
         `keep_blocks` below the head (bounded per write)."""
-        self.snapshots.collect(self.store.base_height())
         keep = self.config.snapshot.keep_blocks
+        self.snapshots.collect(self.store.base_height(), self.chain.height - keep if keep else None)
         if not keep:
             return
         target = self.snapshots.newest_at_or_below(self.chain.height - keep)

@@ -178,18 +178,24 @@ class SnapshotFiles:
             raise
         return manifest
 
-    def collect(self, base_height: int) -> list[SnapshotManifest]:
-        """Take in the snapshots the worker finished; remove the ones beyond `kept` (never
-        the one at `base_height`: the store's base state is served as long as it is the
-        base). The new ones."""
+    def collect(self, base_height: int, prune_to: int | None = None) -> list[SnapshotManifest]:
+        """Take in the snapshots the worker finished; remove the ones beyond `kept`, but
+        never the one at `base_height` (the store's base state is served as long as it is
+        the base) nor the newest at or below `prune_to` (head - keep_blocks: the next base,
+        which pruning moves to right after; without this a snapshot reaching that depth
+        had always been removed by then: with interval 4, kept 2 and keep_blocks 8, the
+        snapshot at h goes when h + 8 arrives, just as h becomes old enough). The new ones."""
         new: list[SnapshotManifest] = []
         while not self._finished.empty():
             manifest = self._finished.get()
             self._manifests[manifest.height] = manifest
             new.append(manifest)
         if new:
+            protected = {base_height}
+            if prune_to is not None:
+                protected.add(self.newest_at_or_below(prune_to) or 0)
             for height in sorted(self._manifests, reverse=True)[self.config.kept:]:
-                if height != base_height:
+                if height not in protected:
                     del self._manifests[height]
                     shutil.rmtree(self.directory / str(height), ignore_errors=True)
         return new
