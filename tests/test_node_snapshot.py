@@ -68,9 +68,10 @@ async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout_s: flo
         await asyncio.sleep(0.2)
 
 
-def _corrupt_chunks(snapshot_dir: Path) -> int:
-    """Flip one byte in the middle of every chunk file (parts 1..): the node serves them."""
-    parts = sorted(p for p in snapshot_dir.glob("part-*.rlp") if p.name != "part-0.rlp")
+def _corrupt_chunks(snapshot_dir: Path, chunks: int) -> int:
+    """Flip one byte in the middle of every chunk file (parts 1..chunks, not the block nor
+    the schedule walk after them): the node serves them."""
+    parts = [snapshot_dir / f"part-{i}.rlp" for i in range(1, chunks + 1)]
     for part in parts:
         data = bytearray(part.read_bytes())
         data[len(data) // 2] ^= 0x01
@@ -100,7 +101,8 @@ async def test_observer_joins_by_snapshot_refuses_a_bad_peer_and_follows(cluster
                 return all(any(s["height"] == NEWEST for s in listing["snapshots"]) for listing in lists)
 
             await _until(snapshots_made, f"every bookkeeper made the snapshot at {NEWEST}")
-            chunks = _corrupt_chunks(layout.node_dir(1) / "data" / "snapshots" / str(NEWEST))
+            listed = next(s for s in (await clients[1].snapshots())["snapshots"] if s["height"] == NEWEST)
+            chunks = _corrupt_chunks(layout.node_dir(1) / "data" / "snapshots" / str(NEWEST), listed["chunks"])
             assert chunks >= 4, chunks
 
             joining.start_node(OBSERVER)
