@@ -1,8 +1,9 @@
 """`node.py governance propose|vote|list|set`: bookkeeper set changes (contracts/governance.py,
 docs/consensus.md "Governance").
 
-A proposal or vote is a transaction signed with --key: an administrator's key (the cluster's
-DIR/admins/adminJ.key) or a bookkeeper's node key (DIR/nodeI/node.key). A change is
+A proposal or vote is a transaction signed here with --key: an administrator's key (the
+cluster's DIR/admins/adminJ.key) or a bookkeeper's node key (DIR/nodeI/node.key), sent by
+RPC governance_propose / governance_vote (client/contracts.py Governance.submit). A change is
 accepted once a quorum of administrators and a majority of the current bookkeepers voted
 for it, and takes effect at the accepting block + activation_distance.
 
@@ -86,7 +87,7 @@ def cmd_propose(args: argparse.Namespace) -> int:
 
     async def work(client: GridClient) -> int:
         t = args.t if args.t is not None else (await client.status())["t"]
-        receipt = await Governance.propose(args.kind, keys, t).transact(client, key)
+        receipt = await Governance.submit(Governance.propose(args.kind, keys, t), client, key)
         _print_events(receipt)
         return 0
     return run_client(args, work)
@@ -96,7 +97,7 @@ def cmd_vote(args: argparse.Namespace) -> int:
     key: KeyPair = load_key(args.key, "--key", args.passphrase_file)
 
     async def work(client: GridClient) -> int:
-        _print_events(await Governance.vote(args.id).transact(client, key))
+        _print_events(await Governance.submit(Governance.vote(args.id), client, key))
         return 0
     return run_client(args, work)
 

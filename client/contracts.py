@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol
 
 from chain.values import Value
+from client.errors import TransactionFailed
 from client.receipts import Receipt, from_hex
 from client.sdk import DEFAULT_GAS_LIMIT, GridClient
 from contracts.dsc_records import Bid, Request
@@ -32,6 +33,7 @@ class ViewSource(Protocol):
     async def view(self, contract: str, method: str, args: list[Value] | None = None) -> Any: ...
 
 
+RECEIPT_WAIT_MS = 30_000  # one wait of the node's (rpc receipt_wait_ms_max); then the client polls
 ROLES = ("admin", "vendor", "supplier", "device", "smartphone", "crew")
 MODES = ("remote", "on-site")
 
@@ -500,6 +502,21 @@ class Governance:
     @staticmethod
     def vote(proposal_id: int) -> ContractCall:
         return _call("governance", "vote", _int(proposal_id, "proposal_id"))
+
+    @staticmethod
+    async def submit(call: ContractCall, client: GridClient, key: KeyPair, timeout_s: float = 30) -> Receipt:
+        """Sign a `propose` or `vote` call here (the voter's key never leaves the client)
+        and send it by RPC governance_propose / governance_vote, which admits nothing but
+        that call; the final receipt (TransactionFailed on a revert)."""
+        if call.contract != "governance" or call.method not in ("propose", "vote"):
+            raise ValueError(f"not a governance propose or vote: {call.contract}.{call.method}")
+        tx = await client.build(key, call.contract, call.method, list(call.args), call.value, call.gas_limit)
+        answer = await client.submit(tx, f"governance_{call.method}", min(int(timeout_s * 1000), RECEIPT_WAIT_MS))
+        receipt = (Receipt.from_json(answer["receipt"]) if answer.get("receipt")
+                   else await client.wait_receipt(answer["txHash"], timeout_s))
+        if not receipt.ok:
+            raise TransactionFailed(receipt)
+        return receipt
 
     @staticmethod
     async def epochs(client: ViewSource) -> list[EpochView]:

@@ -96,9 +96,11 @@ class GridClient:
                                   to=await self.contract_address(contract), method=method, args=args or [],
                                   value=value, gas_limit=gas_limit)
 
-    async def submit(self, tx: Transaction) -> str:
+    async def submit(self, tx: Transaction, method: str = "tx_send", *params: Any) -> Any:
+        """Send a signed transaction by `method` (tx_send: its hash; governance_propose and
+        governance_vote take it too, and more `params`)."""
         try:
-            return await self.rpc.call("tx_send", "0x" + rlp.encode(tx).hex())
+            return await self.rpc.call(method, "0x" + rlp.encode(tx).hex(), *params)
         except RpcCallError as exc:
             if exc.reason in (TxReason.NONCE_REPLAY, TxReason.NONCE_GAP, TxReason.NONCE_TAKEN):
                 self._nonces.pop(tx.sender_address, None)  # resynchronise on the next build

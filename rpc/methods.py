@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import rlp
 
-from chain.epochs import Epoch
+from chain.epochs import GOVERNANCE, Epoch
 from chain.errors import BlockPruned, DecodeError, InvalidTransaction, TxReason, UnknownBlock
 from chain.proofs import Proof, prove_receipt, prove_state, prove_transaction
 from chain.types import Block, Transaction, decode
@@ -91,6 +91,8 @@ class Methods:
             "governance_epochs": self.governance_epochs,
             "governance_set": self.governance_set,
             "governance_proposals": self.governance_proposals,
+            "governance_propose": self.governance_propose,
+            "governance_vote": self.governance_vote,
         }
         # Served only on the operator listener, each under a token permitting it (rpc/auth.py).
         self.operator_table: dict[str, Handler] = {
@@ -384,6 +386,33 @@ class Methods:
     async def governance_proposals(self) -> Any:
         """Pending set changes with their voters (the governance contract's `proposals`)."""
         return await self.contract_call("governance", "proposals")
+
+    async def governance_propose(self, raw: str, wait_ms: int = 0) -> dict[str, Any]:
+        """Submit a signed `governance.propose` transaction (signed by the client: this node
+        never holds a voter's key); with `wait_ms`, wait for its receipt, whose events name
+        the proposal id (Proposed, Voted, and Accepted if the proposer's vote decided it)."""
+        return await self._governance_call(raw, "propose", wait_ms)
+
+    async def governance_vote(self, raw: str, wait_ms: int = 0) -> dict[str, Any]:
+        """Submit a signed `governance.vote` transaction; with `wait_ms`, wait for its receipt
+        (Voted, and Accepted with the new set's first height if this vote decided it)."""
+        return await self._governance_call(raw, "vote", wait_ms)
+
+    async def _governance_call(self, raw: str, method: str, wait_ms: int) -> dict[str, Any]:
+        """tx_send for one governance method only: anything else is refused before it is
+        admitted (a wrong call here is a client's mistake, not a transaction to run)."""
+        data = parse_hex(raw, "rawTx")
+        try:
+            tx = decode(data, Transaction)
+        except DecodeError as exc:
+            raise RpcError(TX_REJECTED, "transaction rejected",
+                           {"reason": TxReason.MALFORMED, "detail": str(exc)}) from exc
+        if tx.to != GOVERNANCE or tx.method != method.encode():
+            raise invalid_params(f"governance_{method} takes a signed call of governance.{method}, "
+                                 f"not of {tx.method.decode(errors='replace')!r} at 0x{tx.to.hex()}")
+        tx_hash = await self.tx_send(raw)
+        receipt = await self.tx_receipt(tx_hash, wait_ms) if wait_ms else None
+        return {"txHash": tx_hash, "receipt": receipt}
 
     async def contract_list(self) -> list[dict[str, Any]]:
         return [{"name": c.name, "address": hex_bytes(c.address),

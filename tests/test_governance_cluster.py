@@ -112,11 +112,12 @@ class Load:
 
 
 async def accept(client: GridClient, kind: str, keys: list[bytes], t: int, voters: list[KeyPair]) -> int:
-    """Propose with the first voter, vote with the rest; the start height of the new set."""
-    receipt = await Governance.propose(kind, keys, t).transact(client, voters[0], timeout_s=WAIT_S)
+    """Propose with the first voter, vote with the rest (signed here, sent by RPC
+    governance_propose / governance_vote); the start height of the new set."""
+    receipt = await Governance.submit(Governance.propose(kind, keys, t), client, voters[0], timeout_s=WAIT_S)
     proposal_id = receipt.event("Proposed")["id"]
     for voter in voters[1:]:
-        receipt = await Governance.vote(proposal_id).transact(client, voter, timeout_s=WAIT_S)
+        receipt = await Governance.submit(Governance.vote(proposal_id), client, voter, timeout_s=WAIT_S)
     accepted = [e.fields for e in receipt.events_named("Accepted")]
     assert accepted, f"{kind} not accepted by {len(voters)} voters"
     assert accepted[0]["start"] == receipt.block_number + DISTANCE

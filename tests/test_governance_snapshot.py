@@ -7,17 +7,19 @@ with the bookkeepers and follows; `verify` proves its base block by the kept wal
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from client import GridClient
+from client import GridClient, RpcCallError
 from client.contracts import Governance
+from crypto.keys import KeyPair
 from runtime.cluster import ROOT, ClusterProcesses, free_base_port, init_cluster
 from tests.cluster_support import rpc_urls
-from tests.test_governance_cluster import DISTANCE, WAIT_S, accept, admin_key, node_key, status_of, until
+from tests.test_governance_cluster import DISTANCE, WAIT_S, admin_key, node_key, status_of, until
 
 pytestmark = pytest.mark.timeout(600)
 INTERVAL = 4  # snapshots every 4 blocks; DISTANCE (4) blocks from acceptance to the switch
@@ -40,6 +42,29 @@ async def snapshot_above(clients: list[GridClient], height: int) -> int:
         return found > 0
     await until(check, f"a snapshot above height {height} on every node")
     return found
+
+
+def governance_cli(directory: Path, url: str, *args: str) -> list[dict]:
+    """`node.py governance ARGS` against the node at `url`; the events it printed."""
+    key = args.index("--key") + 1
+    argv = [*args[:key], str(directory / args[key]), *args[key + 1:]]
+    result = subprocess.run([sys.executable, str(ROOT / "node.py"), "governance", *argv, "--rpc", url,
+                             "--passphrase-file", str(directory / "passphrase")],
+                            capture_output=True, text=True, timeout=WAIT_S, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+async def a_wrong_call_is_refused(url: str, key: KeyPair) -> None:
+    """governance_vote admits a signed governance.vote only: a transfer is refused with
+    -32602 and never admitted (the sender's nonce does not move)."""
+    async with GridClient(url) as client:  # its own: its local nonce counts the refused one
+        before = (await client.account(key.address))["pendingNonce"]
+        tx = await client.build(key, "token", "transfer", [key.address, 1])
+        with pytest.raises(RpcCallError) as refused:
+            await client.submit(tx, "governance_vote")
+        assert refused.value.code == -32602 and "governance.vote" in str(refused.value)
+        assert (await client.account(key.address))["pendingNonce"] == before
 
 
 async def test_a_bookkeeper_and_an_observer_join_by_snapshot_across_a_set_change(tmp_path: Path) -> None:
@@ -66,10 +91,18 @@ async def test_a_bookkeeper_and_an_observer_join_by_snapshot_across_a_set_change
             return status["baseHeight"] >= first and status["consensusState"] == "observer"
         await until(restored, "the future bookkeeper restored a snapshot")
 
-        admins = [admin_key(processes, j) for j in range(2)]
         nodes = [node_key(processes, i) for i in range(3)] + [node_key(processes, NEW_BOOKKEEPER)]
-        rotation = [nodes[1].public_key, nodes[3].public_key]
-        start = await accept(clients[0], "replace", rotation, 1, [admins[0], admins[1], nodes[0], nodes[2]])
+        url = rpc_urls(processes)[0]
+        await a_wrong_call_is_refused(url, admin_key(processes, 0))
+        # The rotation through the CLI: each vote signed by `node.py governance` and sent by
+        # RPC governance_propose / governance_vote.
+        events = governance_cli(layout.directory, url, "propose", "replace", "--node-key",
+                                str(layout.node_dir(1) / "node.key"), "--node-key",
+                                "0x" + nodes[3].public_key.hex(), "--key", "admins/admin0.key")
+        proposal = next(e["id"] for e in events if e["event"] == "Proposed")
+        for voter in ("admins/admin1.key", "node0/node.key", "node2/node.key"):
+            events = governance_cli(layout.directory, url, "vote", str(proposal), "--key", voter)
+        start = next(e["start"] for e in events if e["event"] == "Accepted")
         seated = [clients[0], clients[2], clients[NEW_BOOKKEEPER]]
 
         async def signing() -> bool:
