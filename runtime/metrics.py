@@ -8,12 +8,21 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from consensus.errors import DecodeReason, RejectReason
 from runtime import logfilter
 from runtime.logfilter import SuppressedCollector
+from runtime.txrelay import RelayRefusal
 
 if TYPE_CHECKING:
     from chain.store import StorageUsage
     from runtime.node import Node
+
+# The label of gridchain_rejected_messages: a peer message that did not decode, that the
+# replica dropped, or relayed work dropped unread. Three enums, one bounded set of values
+# (the same spelling for the same reason: "unknown-sender" is one label), and only
+# `message_rejected` writes it, so no free text can reach it.
+MessageRejection = DecodeReason | RejectReason | RelayRefusal
+MESSAGE_REJECTIONS = frozenset(str(r) for kind in (DecodeReason, RejectReason, RelayRefusal) for r in kind)
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STALL_PROBE_S = 0.02  # the loop-stall probe sleeps this long and measures how late it wakes
@@ -42,8 +51,8 @@ class NodeMetrics:
                                         buckets=LATENCY_BUCKETS_S, registry=r).labels(**labels)
         self.rejected_txs = Counter("gridchain_rejected_transactions", "Transactions refused, by reason",
                                     ["reason"], registry=r)
-        self.rejected_messages = Counter("gridchain_rejected_messages", "Peer messages refused, by reason",
-                                         ["reason"], registry=r)
+        self._rejected_messages = Counter("gridchain_rejected_messages", "Peer messages refused, by reason",
+                                          ["reason"], registry=r)
         self.bad_blocks = Counter("gridchain_sync_bad_blocks",
                                   "Blocks refused from a block sync peer (not final, not linking, ...), by reason",
                                   ["reason"], registry=r)
@@ -93,6 +102,10 @@ class NodeMetrics:
             if stall > longest:
                 longest = stall
                 self.loop_stall_max.set(stall)
+
+    def message_rejected(self, reason: MessageRejection, count: int = 1) -> None:
+        assert str(reason) in MESSAGE_REJECTIONS, reason
+        self._rejected_messages.labels(reason=str(reason)).inc(count)
 
     def observe_storage(self, usage: StorageUsage) -> None:
         self.storage_map_bytes.set(usage.map_bytes)

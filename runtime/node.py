@@ -108,6 +108,7 @@ from runtime.txrelay import (
     TXS,
     HashLru,
     Outgoing,
+    RelayRefusal,
     TxRelay,
 )
 from vm import Engine
@@ -404,7 +405,7 @@ class Node:
         try:
             yield
         except InvalidMessage as exc:
-            self.metrics.rejected_messages.labels(reason=exc.reason).inc()
+            self.metrics.message_rejected(exc.reason)
             log.warning("rejected %s from %s: %s", kind, self.peer_name(peer), exc,
                         extra={"reason": str(exc.reason)})
         except (StorageFull, lmdb.Error, OSError):
@@ -431,7 +432,7 @@ class Node:
         elif kind == TX_GET:
             self._send_relay(self.relay.answer(peer, _hashes(message), self._pending_raw, now))
         if self.relay.over_rate > over_rate:
-            self.metrics.rejected_messages.labels(reason="relay-rate").inc(self.relay.over_rate - over_rate)
+            self.metrics.message_rejected(RelayRefusal.RATE, self.relay.over_rate - over_rate)
 
     def _has_transaction(self, tx_hash: bytes) -> bool:
         return (tx_hash in self.mempool or tx_hash in self.backlog_hashes or tx_hash in self.rejected_recent
@@ -456,7 +457,7 @@ class Node:
                                 or self.backlog_bytes + len(raw) > limits.backlog_bytes_max):
             # Best effort: the oldest goes; its sender announces it again while it stays pending.
             self._pop_backlog()
-            self.metrics.rejected_messages.labels(reason="relay-backlog-full").inc()
+            self.metrics.message_rejected(RelayRefusal.BACKLOG_FULL)
         self.backlog.append((peer, tx_hash, raw))
         self.backlog_hashes.add(tx_hash)
         self.backlog_bytes += len(raw)
@@ -636,7 +637,7 @@ class Node:
                 self.metrics.suspects.inc()
                 log.warning("suspected view %d: %s", action.view, action.reason)
             elif isinstance(action, Rejected):
-                self.metrics.rejected_messages.labels(reason=action.reason).inc()
+                self.metrics.message_rejected(action.reason)
                 log.warning("rejected message from bookkeeper %d: %s: %s", action.sender, action.reason,
                             action.detail, extra={"reason": str(action.reason)})
             elif isinstance(action, CatchUp):
