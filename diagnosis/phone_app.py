@@ -37,7 +37,9 @@ from diagnosis.services import PhoneService
 
 log = logging.getLogger("gridchain.agent")
 STATIC = Path(__file__).parent / "phone_app_static"
-SHARED_CSS = Path(__file__).parent.parent / "explorer" / "static" / "style.css"  # the explorer's look
+# The explorer's look and its DOM helpers, served as they are (one copy of each).
+EXPLORER_STATIC = Path(__file__).parent.parent / "explorer" / "static"
+SHARED = frozenset({"style.css", "dom.js"})
 TOKEN_KEY = "app_token"
 RULES_KEY = "owner_rules"  # the rules the owner published last: the service publishes these too
 RECORDS_SHOWN_MAX = 20  # newest maintenance records per device, each proven
@@ -108,7 +110,7 @@ class PhoneApp:
 
     async def static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        path = SHARED_CSS if name == "style.css" else STATIC / name
+        path = (EXPLORER_STATIC if name in SHARED else STATIC) / name
         if "/" in name or name.startswith(".") or not path.is_file():
             raise web.HTTPNotFound()
         return web.FileResponse(path, headers={"Cache-Control": "no-cache"})

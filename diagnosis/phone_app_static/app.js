@@ -7,17 +7,7 @@ const FEED_POLL_MS = 1000;
 const state = { token: "", events: 0, messages: 0, devices: [], seen: 0 };
 const TRIGGERS = ["report", "time", "height"], OPS = [">", ">=", "<", "<=", "=="], ACTIONS = ["set_mode", "set_limit", "notify"];
 
-function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
-  return el;
-}
-const short = (hex) => (typeof hex === "string" && hex.length > 16 ? hex.slice(0, 10) + "…" + hex.slice(-4) : String(hex ?? ""));
+// h and short: the explorer's dom.js (served here too)
 const when = (ms) => new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
 const proven = (p) => h("span", { class: "ok" }, "✓ proven at block #" + p.block);
 

@@ -8,18 +8,7 @@ const CHART_POINTS_MAX = 120;
 const FOOTER_REFRESH_MS = 5000; // the footer's index counts, refreshed on a final block at most this often
 const app = { footerAt: 0, route: 0, labels: {} /* address -> role or name */, page: null, status: null /* promise of /explorer/api/status */, socket: null, latency: [], mempool: [], commit: [], heads: [] };
 
-// DOM ---------------------------------------------------------------------------------
-function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
-  return el;
-}
-const short = (hex, n = 10) => (typeof hex === "string" && hex.length > n + 6 ? hex.slice(0, n) + "…" + hex.slice(-4) : String(hex ?? ""));
+// DOM (h and short: dom.js, shared with the phone app) -------------------------------
 const link = (href, text, label) => h("a", { href, "aria-label": label || null }, text);
 const named = (a) => (app.labels[a] ? app.labels[a] + " " + short(a) : short(a));
 const addr = (a) => (a ? link("#/address/" + a, named(a), "address " + a) : h("span", { class: "muted" }, "—"));
