@@ -21,7 +21,8 @@ from cli.errors import EXIT_FAILED, UserError
 from client import GridClient
 from client.errors import NodeUnavailable
 from rpc.auth import SecretFileError, issue_token, load_secret
-from runtime.cluster import LOOPBACK, http_url
+from rpc.config import LOOPBACK
+from runtime.cluster import http_url
 from runtime.config import NodeConfig
 
 ADMIN_TOKEN_TTL_S = 300  # one verb's token: long enough for the call, useless soon after
@@ -37,7 +38,7 @@ class Operator:
     origin: str  # where the address and credentials came from, for error messages
 
 
-def register(verbs: argparse._SubParsersAction) -> None:
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     text = "Operator calls on a node's operator listener (bearer token from the node's secret)."
     p = verbs.add_parser("admin", help=text, description=text)
     p.set_defaults(run=cmd_admin)

@@ -18,7 +18,7 @@ from cli.errors import UserError
 ROLES = ("device", "vendor", "supplier", "smartphone", "crew")
 
 
-def register(verbs: argparse._SubParsersAction) -> None:
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = verbs.add_parser("agent", help="Run one consortium party (device, vendor, supplier, smartphone, crew).",
                               description=__doc__)
     parser.add_argument("role", choices=ROLES, help="which party this process is")

@@ -33,7 +33,7 @@ DEFAULT_NODES = 3
 DEFAULT_BASE_PORT = 8545
 
 
-def register(verbs: argparse._SubParsersAction) -> None:
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     text = ("Run a local cluster, one OS process per node, until SIGINT/SIGTERM: init the directory when it "
             "is empty, refuse taken ports, supervise the nodes (one dying leaves the others running).")
     p = verbs.add_parser("cluster", help=text, description=text)

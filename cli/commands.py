@@ -37,7 +37,7 @@ DEFAULT_CLUSTER_DIR = Path("var/cluster")
 CHAIN_DIR = "chain"  # a node's store, inside its data_dir
 
 
-def register(verbs: argparse._SubParsersAction) -> None:
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def verb(name: str, run: Any, help_text: str) -> argparse.ArgumentParser:
         parser = verbs.add_parser(name, help=help_text, description=help_text)
         parser.set_defaults(run=run)
@@ -149,7 +149,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         _register_optional(verbs, extra)
 
 
-def _register_optional(verbs: argparse._SubParsersAction, name: str) -> None:
+def _register_optional(verbs: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> None:
     """Jobs live in their own modules (cli/<name>.py) and register themselves when present."""
     try:
         module = __import__(f"cli.{name}", fromlist=["register"])

@@ -16,11 +16,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cli.commands import configure_logging
 from cli.errors import UserError
+from runtime.logs import configure_logging
 
 
-def register(verbs: argparse._SubParsersAction) -> None:
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = verbs.add_parser("demo", help="Run the secure diagnosis demo: a consortium of agent processes.",
                               description=__doc__)
     parser.add_argument("--json", type=Path, help="write the report as JSON here")

@@ -14,7 +14,7 @@ from cli import target
 from runtime.logs import configure_logging
 
 
-def register(verbs: argparse._SubParsersAction) -> None:
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = verbs.add_parser("explorer", help="Serve the block explorer for a running node.",
                               description=__doc__)
     target.add_arguments(parser)

@@ -6,13 +6,14 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from cli.errors import UserError
 
 FAULT_SCENARIOS_HELP = "a scenario name, or 'all'; 'list' prints them"
 
 
-def register(verbs: argparse._SubParsersAction) -> None:
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     text = "Run fault-injection scenarios on a real local cluster and check the invariants."
     p = verbs.add_parser("faults", help=text, description=text)
     p.set_defaults(run=cmd_faults)
@@ -61,6 +62,6 @@ def cmd_faults(args: argparse.Namespace) -> int:
     return 0 if report["passed"] else 1
 
 
-def _write(path: Path, report: dict) -> None:
+def _write(path: Path, report: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")

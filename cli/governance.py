@@ -29,7 +29,7 @@ from crypto import keystore
 from crypto.keys import KeyPair
 
 
-def register(verbs: argparse._SubParsersAction) -> None:
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = verbs.add_parser("governance", help="Propose, vote on and list bookkeeper set changes.",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -15,7 +15,7 @@ record's layout is written once.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from chain.values import Value
 from client.errors import TransactionFailed
@@ -24,6 +24,9 @@ from client.sdk import DEFAULT_GAS_LIMIT, GridClient
 from contracts.dsc_records import Bid, Request
 from contracts.registry_records import Device, Member
 from crypto.keys import Address, KeyPair, address_of
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 class ViewSource(Protocol):
@@ -89,7 +92,10 @@ def _bytes(value: Any) -> bytes:
     return from_hex(value)
 
 
-def _typed(cls: type, raw: Any) -> Any:
+VIEW = TypeVar("VIEW", bound="DataclassInstance")
+
+
+def _typed(cls: type[VIEW], raw: Any) -> VIEW:
     """Build a view dataclass from the node's JSON list, decoding bytes-typed fields."""
     assert isinstance(raw, list) and len(raw) == len(fields(cls)), f"{cls.__name__}: {raw!r}"
     values = [_bytes(v) if f.type in ("bytes", "Address") else v for f, v in zip(fields(cls), raw, strict=True)]

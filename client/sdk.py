@@ -47,7 +47,8 @@ class GridClient:
 
     # reads --------------------------------------------------------------------------------
     async def status(self) -> dict[str, Any]:
-        return await self.rpc.call("chain_status")
+        status: dict[str, Any] = await self.rpc.call("chain_status")
+        return status
 
     async def chain_id(self) -> int:
         if self._chain_id is None:
@@ -55,14 +56,17 @@ class GridClient:
         return self._chain_id
 
     async def block(self, number: int | str = "latest", full: bool = False) -> dict[str, Any] | None:
-        return await self.rpc.call("chain_getBlock", number, full)
+        block: dict[str, Any] | None = await self.rpc.call("chain_getBlock", number, full)
+        return block
 
     async def snapshots(self) -> dict[str, Any]:
         """snapshot_list: the state snapshots the node serves, its base height, its restore."""
-        return await self.rpc.call("snapshot_list")
+        listing: dict[str, Any] = await self.rpc.call("snapshot_list")
+        return listing
 
     async def account(self, address: bytes) -> dict[str, Any]:
-        return await self.rpc.call("account_get", "0x" + address.hex())
+        account: dict[str, Any] = await self.rpc.call("account_get", "0x" + address.hex())
+        return account
 
     async def view(self, contract: str, method: str, args: list[Value] | None = None) -> Any:
         return await self.rpc.call("contract_call", contract, method, [to_json_value(a) for a in args or []])
@@ -108,7 +112,8 @@ class GridClient:
 
     async def send(self, key: KeyPair, contract: str | bytes, method: str, args: list[Value] | None = None,
                    value: int = 0, gas_limit: int = DEFAULT_GAS_LIMIT) -> str:
-        return await self.submit(await self.build(key, contract, method, args, value, gas_limit))
+        tx_hash: str = await self.submit(await self.build(key, contract, method, args, value, gas_limit))
+        return tx_hash
 
     async def receipt(self, tx_hash: str, wait_ms: int = 0) -> Receipt | None:
         """The final receipt (None until the block is final; `wait_ms` waits for it)."""

@@ -68,7 +68,8 @@ from crypto.paillier import PaillierPrivateKey
 from diagnosis.agents import Identity
 from diagnosis.channel import is_loopback
 from diagnosis.errors import DiagnosisError
-from runtime.cluster import LOOPBACK, PASSPHRASE_FILE, PORT_SPAN, free_base_port, init_cluster, port_free, toml_value
+from rpc.config import LOOPBACK
+from runtime.cluster import PASSPHRASE_FILE, PORT_SPAN, free_base_port, init_cluster, port_free, toml_value
 
 ROLES = ("device", "vendor", "supplier", "smartphone", "crew")
 POLL_MS_RANGE = (50, 60_000)

@@ -30,6 +30,7 @@ import aiohttp
 from client.contracts import ContractCall, Dsc, Registry
 from client.errors import TransactionFailed
 from client.receipts import Receipt
+from contracts.registry_records import Member as MemberEntry
 from crypto import bls
 from crypto.counters import OpCounter, OpCounts, attribute_to
 from crypto.hashing import keccak256
@@ -37,7 +38,7 @@ from crypto.keys import Address, KeyPair
 from crypto.paillier import PaillierPrivateKey, PaillierPublicKey
 from diagnosis.authorise import Facts, authorise
 from diagnosis.channel import BadPayload, Courier, Inbox, Payload, RemoteRejection
-from diagnosis.directory import ChainDirectory, MemberEntry
+from diagnosis.directory import ChainDirectory
 from diagnosis.errors import MalformedMessage, MessageRejected, Refusal, Refused
 from diagnosis.ledger import Ledger
 from diagnosis.lightclient import UnprovenState

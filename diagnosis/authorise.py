@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from chain.types import BlockHeader
 from contracts.dsc_records import ASSIGNED, COMPLETED, Request
+from contracts.registry_records import Device as DeviceEntry
+from contracts.registry_records import Member as MemberEntry
 from crypto.keys import Address
-from diagnosis.directory import DeviceEntry, MemberEntry
 from diagnosis.errors import Refusal, Refused
 from diagnosis.protocol import RULE_OF_KIND, Rule, labels_for
 

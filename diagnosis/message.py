@@ -66,7 +66,7 @@ def _header(receiver_id: MemberId, sender_id: MemberId, timestamp_ms: int) -> by
     return receiver_id + sender_id + timestamp_ms.to_bytes(TIMESTAMP_BYTES, "big")
 
 
-class SealedMessage(rlp.Serializable):
+class SealedMessage(rlp.Serializable):  # type: ignore[misc]  # pyrlp has no types: its base class is Any to mypy
     fields = [
         ("ciphertext", binary),
         ("receiver_id", _member_id),
@@ -80,14 +80,15 @@ class SealedMessage(rlp.Serializable):
                                self.timestamp_ms)
 
     def encode(self) -> bytes:
-        return rlp.encode(self)
+        encoded: bytes = rlp.encode(self)
+        return encoded
 
     @classmethod
     def decode(cls, data: bytes) -> SealedMessage:
         if len(data) > SEALED_MESSAGE_BYTES_MAX:
             raise MalformedMessage(f"{len(data)} bytes exceeds {SEALED_MESSAGE_BYTES_MAX}")
         try:
-            message = rlp.decode(data, cls)
+            message: SealedMessage = rlp.decode(data, cls)
         except (rlp.exceptions.RLPException, TypeError, ValueError) as exc:
             raise MalformedMessage(f"not a sealed message: {exc}") from exc
         if message.timestamp_ms > TIMESTAMP_MS_MAX:

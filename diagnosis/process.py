@@ -32,12 +32,13 @@ from aiohttp import web
 from client.contracts import ContractCall, Policy, Registry
 from client.errors import ClientError, TransactionFailed
 from client.receipts import from_hex
+from contracts.registry_records import Device as DeviceEntry
 from crypto.keys import address_of
 from crypto.keystore import resolve_passphrase
 from diagnosis.agentconfig import WARRANTY_S, AgentConfig, load_identity
 from diagnosis.agents import Agent, CrewAgent, DeviceAgent, DiagnosisNodeAgent, SmartphoneAgent, Tally
 from diagnosis.channel import Courier, Inbox
-from diagnosis.directory import ChainDirectory, DeviceEntry, NoEndpoint
+from diagnosis.directory import ChainDirectory, NoEndpoint
 from diagnosis.errors import DiagnosisError
 from diagnosis.ledger import Ledger, RpcLedger
 from diagnosis.lightclient import TrustAnchor, UnprovenState

@@ -27,6 +27,7 @@ from client import ClientError, Receipt, Reply, RpcClient
 from crypto.keys import KeyPair
 from faults.netns import Hosts
 from faults.proxy import LinkProxies
+from rpc.config import LOOPBACK
 from runtime.cluster import (
     ROOT,
     ClusterLayout,
@@ -38,7 +39,6 @@ from runtime.cluster import (
     node_key,
     toml_value,
 )
-from runtime.config import LOOPBACK
 from runtime.topology import OPERATOR_PORT, P2P_PORT, RPC_PORT
 
 ACCOUNTS = 24
@@ -231,9 +231,10 @@ class FaultCluster:
 
     async def status(self, i: int, timeout_s: float = 2) -> dict[str, Any] | None:
         try:
-            return await self.call(i, "chain_status", timeout_s=timeout_s)
+            status: dict[str, Any] = await self.call(i, "chain_status", timeout_s=timeout_s)
         except ClientError:
             return None
+        return status
 
     async def wait_serving(self, nodes: list[int] | None = None, timeout_s: float = 60) -> None:
         """Until every listed node answers chain_status (not necessarily in sync)."""

@@ -331,7 +331,8 @@ def _consensus(rng: random.Random, insider: Insider, situation: Situation, kind:
 
 def _hash_of(raw: bytes) -> bytes:
     try:
-        return rlp.decode(raw, Block).hash
+        block: Block = rlp.decode(raw, Block)
+        return block.hash
     except (rlp.exceptions.RLPException, TypeError, ValueError):
         return bytes(32)
 

@@ -238,7 +238,7 @@ def fuzz_rpc(port: int, seed: int, cases: int, monitor: RssMonitor) -> Counter[s
 
 # --- p2p --------------------------------------------------------------------------------
 def _frame(message: dict[str, Any]) -> bytes:
-    body = msgpack.packb(message, use_bin_type=True)
+    body: bytes = msgpack.packb(message, use_bin_type=True)
     return len(body).to_bytes(4, "big") + body
 
 

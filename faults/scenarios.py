@@ -320,7 +320,8 @@ async def double_spend(ctx: Ctx) -> None:
 async def _account(c: FaultCluster, address: bytes) -> dict[str, Any] | None:
     for i in range(c.nodes):
         try:
-            return await c.call(i, "account_get", "0x" + address.hex())
+            account: dict[str, Any] = await c.call(i, "account_get", "0x" + address.hex())
+            return account
         except ClientError:
             continue
     return None

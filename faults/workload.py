@@ -125,7 +125,7 @@ class Workload:
         except NodeUnavailable as exc:
             if exc.connect_failed:  # nothing reached the node
                 self.history.complete(op, FAIL, f"refused: {cause(exc)}")
-                return tx.nonce
+                return int(tx.nonce)
             self.history.complete(op, INFO, f"send: {cause(exc)}")
             return None
         receipt = await self._await_receipt(op.tx, node, rng)
@@ -133,7 +133,7 @@ class Workload:
             self.history.complete(op, INFO, ADMITTED_NO_RECEIPT)
             return None
         self.history.complete(op, OK, f"status {receipt.status}", receipt.block_number, receipt.block_hash_hex)
-        return tx.nonce + 1
+        return int(tx.nonce) + 1
 
     async def _await_receipt(self, tx_hash: str, node: int, rng: random.Random) -> Receipt | None:
         loop = asyncio.get_running_loop()

@@ -18,7 +18,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import rlp
 
@@ -58,6 +58,7 @@ FINAL_BLOCKS_CACHED = 16  # decoded final blocks kept for receipts and chain_get
 # One thread: the GIL lets one run at a time anyway, and queued reads wait off the loop.
 READ_THREADS = 1
 FULL_BLOCK_JSON_OVERHEAD = 2048  # header fields and certificate beside 2 hex chars per byte
+READ = TypeVar("READ")
 log = logging.getLogger("gridchain.rpc")
 
 
@@ -105,8 +106,8 @@ class Methods:
     def close(self) -> None:
         self._reads.shutdown(wait=False, cancel_futures=True)
 
-    async def _off_loop(self, work: Callable[[], Any]) -> Any:
-        def guarded() -> Any:
+    async def _off_loop(self, work: Callable[[], READ]) -> READ:
+        def guarded() -> READ:
             with self.node.store.reading():
                 return work()
 
@@ -347,7 +348,7 @@ class Methods:
         }
 
     # contracts ----------------------------------------------------------------------------
-    async def contract_call(self, contract: str, method: str, args: list | None = None) -> Any:
+    async def contract_call(self, contract: str, method: str, args: list[Any] | None = None) -> Any:
         engine = self.node.chain.engine
         address = self._contract_address(contract)
         if not isinstance(method, str):

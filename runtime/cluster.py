@@ -42,7 +42,7 @@ from typing import Any
 from crypto.keys import KeyPair
 from crypto.keystore import DEV_PASSPHRASE, DEV_SCRYPT, load_key, read_passphrase_file, save_key, write_private
 from rpc.auth import create_secret
-from runtime.config import LOOPBACK
+from rpc.config import LOOPBACK
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "config" / "genesis.toml"

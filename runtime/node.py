@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import lmdb
 import rlp
@@ -48,6 +49,7 @@ from chain.mempool import Mempool
 from chain.store import ChainStore
 from chain.types import Transaction, decode
 from consensus import (
+    Action,
     BlockSync,
     CatchUp,
     ConsensusConfig,
@@ -320,7 +322,7 @@ class Node:
             self.metrics.storage_full.set(1)
             log.error("storage full, consensus paused until there is space (RPC reads go on): %s", full)
 
-    async def _wait_for_space(self, stop_wait: asyncio.Future) -> None:
+    async def _wait_for_space(self, stop_wait: asyncio.Future[Literal[True]]) -> None:
         """Retry until the store has space, then start consensus again from what is stored."""
         await asyncio.wait({stop_wait}, timeout=self.config.storage_retry_ms / 1000)
         full = self.storage_full
@@ -375,7 +377,7 @@ class Node:
                 self.journal.compact(self.mempool.__contains__)
 
     # input --------------------------------------------------------------------------------
-    def _handle_peer_batch(self, first: tuple[bytes, dict]) -> None:
+    def _handle_peer_batch(self, first: tuple[bytes, dict[str, Any]]) -> None:
         """Drain the inbound queue: consensus and sync messages are handled now, relayed
         transactions wait in `backlog`. A PREPARE must not queue behind thousands of
         transactions to admit, or a loaded follower looks like a stuck one to the primary.
@@ -387,7 +389,7 @@ class Node:
         for peer, message in items:
             self._handle_guarded(peer, message, monotonic_ms())
 
-    def _handle_guarded(self, peer: bytes, message: dict, now: int) -> None:
+    def _handle_guarded(self, peer: bytes, message: dict[str, Any], now: int) -> None:
         kind = message["type"]
         with self._peer_guard(peer, kind):
             if kind in RELAY_TYPES:
@@ -419,7 +421,7 @@ class Node:
                         exc_info=first)
             self.network.disconnect(peer, PEER_ERROR)
 
-    def _handle_relay(self, peer: bytes, message: dict, now: int) -> None:
+    def _handle_relay(self, peer: bytes, message: dict[str, Any], now: int) -> None:
         """Transactions, inventories and requests from a peer: nothing here decodes a
         transaction; copies of what this node has are recognised by hash and dropped."""
         kind = message["type"]
@@ -478,7 +480,7 @@ class Node:
         if admitted and self.replica is not None:
             self._apply(self.replica.on_transactions(now, self.clock_ms()))
 
-    def _handle_peer_message(self, peer: bytes, message: dict, now: int) -> None:
+    def _handle_peer_message(self, peer: bytes, message: dict[str, Any], now: int) -> None:
         kind = message["type"]
         if kind in STATESYNC_TYPES:
             self._handle_state_sync(peer, statesync_message_from_wire(message), now)
@@ -620,7 +622,7 @@ class Node:
         await done
 
     # output -------------------------------------------------------------------------------
-    def _apply(self, actions: list) -> None:
+    def _apply(self, actions: list[Action]) -> None:
         """Carry out a replica's actions, then follow the bookkeeper set if the head moved
         into another epoch (after the sends: they are addressed in the old set's indexes)."""
         for action in actions:
@@ -827,7 +829,7 @@ def _byte_strings(value: object, field: str, count_max: int) -> list[bytes]:
     return value
 
 
-def _hashes(message: dict) -> list[bytes]:
+def _hashes(message: dict[str, Any]) -> list[bytes]:
     hashes = _byte_strings(message.get("hashes"), "hashes", INV_HASHES_MAX)
     if any(len(h) != 32 for h in hashes):
         raise InvalidMessage(DecodeReason.BAD_RELAY_MESSAGE, "a hash is not 32 bytes")

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from consensus import TIMING_PRESETS
+from rpc.config import PORT_MAX
 from runtime.cluster import Endpoint
-from runtime.config import PORT_MAX
 
 P2P_PORT = 26656  # CometBFT's, so firewalls written for a BFT chain fit
 RPC_PORT = 8545
