@@ -4,6 +4,7 @@ nodes in one test process do not collide). Served as text on GET /metrics."""
 from __future__ import annotations
 
 import asyncio
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -11,18 +12,27 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from consensus.errors import DecodeReason, RejectReason
 from runtime import logfilter
 from runtime.logfilter import SuppressedCollector
-from runtime.txrelay import RelayRefusal
 
 if TYPE_CHECKING:
     from chain.store import StorageUsage
     from runtime.node import Node
 
+
+
+class PeerRefusal(StrEnum):
+    """Work a peer sent or asked for that the node dropped unread: over one of its budgets."""
+
+    RELAY_RATE = "relay-rate"  # over the relay's announce/ask/answer budget (runtime/txrelay.py)
+    RELAY_BACKLOG_FULL = "relay-backlog-full"  # the oldest relayed transaction made room for a new one
+    SNAPSHOT_RATE = "snapshot-rate"  # over the budget of snapshot parts served to one peer
+
+
 # The label of gridchain_rejected_messages: a peer message that did not decode, that the
-# replica dropped, or relayed work dropped unread. Three enums, one bounded set of values
-# (the same spelling for the same reason: "unknown-sender" is one label), and only
+# replica dropped, or that the node dropped over a budget. Three enums, one bounded set of
+# values (the same spelling for the same reason: "unknown-sender" is one label), and only
 # `message_rejected` writes it, so no free text can reach it.
-MessageRejection = DecodeReason | RejectReason | RelayRefusal
-MESSAGE_REJECTIONS = frozenset(str(r) for kind in (DecodeReason, RejectReason, RelayRefusal) for r in kind)
+MessageRejection = DecodeReason | RejectReason | PeerRefusal
+MESSAGE_REJECTIONS = frozenset(str(r) for kind in (DecodeReason, RejectReason, PeerRefusal) for r in kind)
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STALL_PROBE_S = 0.02  # the loop-stall probe sleeps this long and measures how late it wakes

@@ -99,7 +99,7 @@ from runtime import logfilter
 from runtime.config import NodeConfig, check_limits
 from runtime.descriptors import raise_descriptor_limit
 from runtime.ledger_app import LedgerApp
-from runtime.metrics import NodeMetrics
+from runtime.metrics import NodeMetrics, PeerRefusal
 from runtime.snapshots import SnapshotFiles
 from runtime.txrelay import (
     INV_HASHES_MAX,
@@ -110,7 +110,6 @@ from runtime.txrelay import (
     TXS,
     HashLru,
     Outgoing,
-    RelayRefusal,
     TxRelay,
 )
 from vm import Engine
@@ -434,7 +433,7 @@ class Node:
         elif kind == TX_GET:
             self._send_relay(self.relay.answer(peer, _hashes(message), self._pending_raw, now))
         if self.relay.over_rate > over_rate:
-            self.metrics.message_rejected(RelayRefusal.RATE, self.relay.over_rate - over_rate)
+            self.metrics.message_rejected(PeerRefusal.RELAY_RATE, self.relay.over_rate - over_rate)
 
     def _has_transaction(self, tx_hash: bytes) -> bool:
         return (tx_hash in self.mempool or tx_hash in self.backlog_hashes or tx_hash in self.rejected_recent
@@ -459,7 +458,7 @@ class Node:
                                 or self.backlog_bytes + len(raw) > limits.backlog_bytes_max):
             # Best effort: the oldest goes; its sender announces it again while it stays pending.
             self._pop_backlog()
-            self.metrics.message_rejected(RelayRefusal.BACKLOG_FULL)
+            self.metrics.message_rejected(PeerRefusal.RELAY_BACKLOG_FULL)
         self.backlog.append((peer, tx_hash, raw))
         self.backlog_hashes.add(tx_hash)
         self.backlog_bytes += len(raw)
@@ -683,7 +682,7 @@ class Node:
         elif isinstance(message, PartRequest):
             data = self.snapshots.answer(peer, message.height, message.part, now)
             if data is None:  # over the peer's budget: dropped, counted
-                self.metrics.rejected_messages.labels(reason="snapshot-rate").inc()
+                self.metrics.message_rejected(PeerRefusal.SNAPSHOT_RATE)
                 return
             self.network.send(peer, Part(message.height, message.part, data).to_wire())
         elif self.state_sync is not None:

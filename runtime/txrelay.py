@@ -26,19 +26,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from runtime.ratelimit import TokenBucket
-
-
-class RelayRefusal(StrEnum):
-    """Why relayed work was dropped without being decoded (a metric label of the node's
-    rejected peer messages, beside consensus' DecodeReason and RejectReason)."""
-
-    RATE = "relay-rate"  # the peer was over its announce/ask/answer budget
-    BACKLOG_FULL = "relay-backlog-full"  # the oldest relayed transaction made room for a new one
-
 
 TXS = "txs"  # {"raw": [rlp bytes]}: whole transactions
 TX_INV = "tx_inv"  # {"hashes": [32 bytes]}: transactions the sender holds

@@ -1,13 +1,12 @@
 """runtime/metrics.py: the rejected-messages label takes only the reasons' enums (decode,
-replica, relay), one spelling per reason, never free text."""
+replica, the node's budgets), one spelling per reason, never free text."""
 
 from __future__ import annotations
 
 import pytest
 
 from consensus.errors import DecodeReason, RejectReason
-from runtime.metrics import MESSAGE_REJECTIONS, NodeMetrics
-from runtime.txrelay import RelayRefusal
+from runtime.metrics import MESSAGE_REJECTIONS, NodeMetrics, PeerRefusal
 
 
 def _samples(metrics: NodeMetrics) -> dict[str, float]:
@@ -19,10 +18,11 @@ def test_each_reason_kind_counts_under_its_one_spelling() -> None:
     metrics = NodeMetrics("node0")
     metrics.message_rejected(DecodeReason.UNKNOWN_SENDER)
     metrics.message_rejected(RejectReason.UNKNOWN_SENDER)  # the same reason, the same label
-    metrics.message_rejected(RelayRefusal.RATE, 5)
+    metrics.message_rejected(PeerRefusal.RELAY_RATE, 5)
     assert _samples(metrics) == {"unknown-sender": 2.0, "relay-rate": 5.0}
-    assert {"relay-rate", "relay-backlog-full", "bad-relay-message", "clock-ahead"} <= MESSAGE_REJECTIONS
-    assert len(MESSAGE_REJECTIONS) < len(DecodeReason) + len(RejectReason) + len(RelayRefusal)
+    assert {"relay-rate", "relay-backlog-full", "bad-relay-message", "clock-ahead",
+            "snapshot-rate"} <= MESSAGE_REJECTIONS
+    assert len(MESSAGE_REJECTIONS) < len(DecodeReason) + len(RejectReason) + len(PeerRefusal)
 
 
 def test_free_text_never_becomes_a_label() -> None:
