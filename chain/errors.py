@@ -41,6 +41,7 @@ class TxReason(StrEnum):
     NODE_BUSY = "node-busy"  # the node's submission queue is full
     STORAGE_FULL = "storage-full"  # the node cannot journal it (docs/architecture.md decision 3)
     SYNCING = "syncing"  # the node is restoring a state snapshot: it knows no nonce yet
+    LEAVING = "leaving"  # a bookkeeper leaving the set at the next epoch: send to another node
     # a contract bug (vm.InternalError) met while building a block: kept out of it, logged loudly
     INTERNAL_ERROR = "internal-error"
 

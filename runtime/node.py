@@ -165,6 +165,7 @@ class Node:
                              build_ms_max=config.block_build_ms_max)
         self.snapshots = SnapshotFiles(config.data_dir / "snapshots", config.snapshot)
         self.state_sync: StateSync | None = None
+        self._handed_over_at = -1  # the head height of the last _hand_over
         self._take_epoch(self.chain.epoch_at(self.chain.height + 1))
         if config.sync_mode == "snapshot" and self.chain.height == 0:
             # Joining by snapshot (only a fresh store has no state to start from): a
@@ -233,6 +234,11 @@ class Node:
 
     def _follow_epoch(self) -> None:
         """Called whenever the final head may have moved: at an epoch boundary, switch."""
+        if self.chain.height != self._handed_over_at:
+            # At once, not on the next status tick: at a short activation_distance and a
+            # fast chain the set switches (and the links end) within a second.
+            self._handed_over_at = self.chain.height
+            self._hand_over()
         epoch = self.chain.epoch_at(self.chain.height + 1)
         if epoch == self.epoch:
             return
@@ -247,6 +253,30 @@ class Node:
         self.network.set_allowed_keys(self._allowed_peers())
         if self.replica is not None:
             self._apply(self.replica.start(monotonic_ms(), self.clock_ms()))
+
+    def _leaving_at(self) -> int | None:
+        """The first height of a scheduled set without this bookkeeper, if there is one."""
+        if self.index is None:
+            return None
+        for epoch in self.chain.epochs():
+            if epoch.start > self.epoch.start and self.key.public_key not in epoch.keys:
+                return epoch.start
+        return None
+
+    def _hand_over(self) -> None:
+        """A bookkeeper leaving the set hands its pending transactions to the set that stays
+        while its links still stand (issue 16: none it accepted is stranded with it)."""
+        leaving = self._leaving_at()
+        if leaving is None:
+            return
+        staying = set(self.chain.epoch_at(leaving).keys)
+        peers = [peer for peer in self.network.connected_peers() if peer in staying]
+        pending = [(tx.hash, rlp.encode(tx)) for tx in self.mempool.pending()]
+        handed = self.relay.hand_over(sorted(peers), pending)
+        if handed:
+            log.info("leaving the bookkeeper set at height %d: pending transactions handed to %d staying "
+                     "bookkeepers", leaving, len(peers))
+        self._send_relay(handed)
 
     def _allowed_peers(self) -> set[bytes]:
         """The current bookkeepers and the configured peers, but no former bookkeeper."""
@@ -369,6 +399,7 @@ class Node:
         if now >= self._next_status_ms:
             self._next_status_ms = now + self.config.status_interval_ms
             self._keep_snapshots()
+            self._hand_over()
             self._announce_status()
             self._send_relay(self.relay.due_announcements(now, self.config.relay.reannounce_per_tick_max,
                                                           self.mempool.__contains__))
@@ -611,6 +642,11 @@ class Node:
         """Called by RPC handlers: queue `tx` for the loop and wait for its admission."""
         if self.storage_full is not None:
             raise InvalidTransaction(TxReason.STORAGE_FULL, str(self.storage_full))
+        leaving = self._leaving_at()
+        if leaving is not None:
+            # Its links with the set end at the switch; what it took now might not get out.
+            raise InvalidTransaction(TxReason.LEAVING, f"this bookkeeper leaves the set at height {leaving}: "
+                                                       f"send to another node")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
             self.submissions.put_nowait(Submission(tx, done))

@@ -111,6 +111,7 @@ class TxRelay:
         self._pending: OrderedDict[bytes, _Pending] = OrderedDict()
         self._push: list[tuple[bytes, bytes, PeerId | None]] = []  # (hash, raw, origin) admitted this turn
         self._requested: OrderedDict[bytes, int] = OrderedDict()  # hash -> when asked, ms
+        self._handed: set[bytes] = set()  # pending transactions handed over (hand_over)
         self._hash_budget: dict[PeerId, TokenBucket] = {}
         self._answer_budget: dict[PeerId, TokenBucket] = {}
         self.over_rate = 0  # requests dropped because their peer was over its budget (metrics)
@@ -163,6 +164,19 @@ class TxRelay:
                 out.extend((peer, message) for message in _txs_messages(raws))
             self._push.clear()
         return out
+
+    def hand_over(self, peers: list[PeerId], pending: list[tuple[bytes, bytes]]) -> Outgoing:
+        """This node leaves the bookkeeper set at the next epoch, and its links with the set
+        end there: push each pending transaction (hash, raw) whole, once, to every one of
+        `peers` (the set that stays), whatever they were seen to hold. A transaction only
+        announced, or pushed while a link was going down, would otherwise die with the
+        links. The transactions handed over are remembered while they are pending."""
+        fresh = [(tx_hash, raw) for tx_hash, raw in pending if tx_hash not in self._handed]
+        if not peers or not fresh:
+            return []
+        self._handed = (self._handed | {tx_hash for tx_hash, _ in fresh}) & {tx_hash for tx_hash, _ in pending}
+        messages = _txs_messages([raw for _, raw in fresh])
+        return [(peer, message) for peer in peers for message in messages]
 
     def due_announcements(self, now_ms: int, count_max: int, is_pending: Callable[[bytes], bool]) -> Outgoing:
         """Announce again, by hash, transactions pending longer than their interval, to the

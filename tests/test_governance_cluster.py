@@ -111,6 +111,28 @@ class Load:
         return len(self.sent)
 
 
+async def until_leaving(client: GridClient, sender: KeyPair, recipient: bytes) -> list[str]:
+    """Transfers to `client`'s node, one every 0.1 s, until it refuses with `leaving` (a
+    bookkeeper whose key the next set drops); the hashes it accepted."""
+    accepted: list[str] = []
+    while True:
+        tx = await client.build(sender, "token", "transfer", [recipient, 1])
+        while True:
+            try:
+                await client.submit(tx)
+                break
+            except RpcCallError as exc:
+                if exc.reason == TxReason.LEAVING:
+                    return accepted
+                if exc.reason not in PUSHBACK:
+                    raise
+            except NodeUnavailable:
+                pass
+            await asyncio.sleep(0.3)
+        accepted.append("0x" + tx.hash.hex())
+        await asyncio.sleep(0.1)
+
+
 async def accept(client: GridClient, kind: str, keys: list[bytes], t: int, voters: list[KeyPair]) -> int:
     """Propose with the first voter, vote with the rest (signed here, sent by RPC
     governance_propose / governance_vote); the start height of the new set."""
@@ -318,7 +340,10 @@ async def test_key_rotation_hands_a_seat_to_a_new_key(tmp_path: Path) -> None:
         load = Load([clients[0], clients[2]], accounts[:3])  # blocks keep coming up to the switch and past it
         try:
             rotation = [nodes[1].public_key, nodes[3].public_key]
+            # Transfers go to the bookkeeper that is rotated out, until it says it leaves.
+            to_leaving = asyncio.ensure_future(until_leaving(clients[1], accounts[3], accounts[4].address))
             start = await accept(clients[0], "replace", rotation, 1, [nodes[1], admins[0], admins[1], nodes[2]])
+            accepted_by_leaving = await asyncio.wait_for(to_leaving, WAIT_S)
             seated = [clients[0], clients[2], clients[3]]
             await in_epoch(seated, start, 3)
             status = await status_of(clients[3])
@@ -334,6 +359,11 @@ async def test_key_rotation_hands_a_seat_to_a_new_key(tmp_path: Path) -> None:
             proven = await light.storage(GOVERNANCE, EPOCHS_KEY)
             assert proven.header.number >= start and isinstance(proven.value, list) and len(proven.value) == 2
             assert await load.finish() > 0
+            # None of what the leaving node accepted before the switch is stranded with it.
+            assert accepted_by_leaving
+            for tx_hash in accepted_by_leaving:
+                receipt = await clients[0].wait_receipt(tx_hash, timeout_s=WAIT_S)
+                assert receipt.ok, receipt
         finally:
             for client in clients:
                 await client.close()

@@ -129,3 +129,18 @@ def test_a_reconnected_peer_starts_with_a_full_budget() -> None:
     relay.peer_down(A)
     relay.peer_up(A)
     assert relay.wanted(A, [_hash(11)], lambda h: False, now_ms=0) == [(A, {"type": TX_GET, "hashes": [_hash(11)]})]
+
+
+def test_a_leaving_bookkeeper_hands_every_pending_transaction_over_once() -> None:
+    """Even to a peer seen to hold it (a mark is no delivery once the link ends at the
+    switch); a transaction already handed over is not sent again, a new one is."""
+    relay = _relay()
+    relay.admitted(_hash(1), b"raw1", now_ms=0, origin=A)  # A sent it: marked as held there
+    relay.flush()
+    pending = [(_hash(1), b"raw1"), (_hash(2), b"raw2")]
+    sent = _by_peer(relay.hand_over([A, C], pending))
+    assert sent == {A: [{"type": TXS, "raw": [b"raw1", b"raw2"]}], C: [{"type": TXS, "raw": [b"raw1", b"raw2"]}]}
+    assert relay.hand_over([A, C], pending) == []
+    assert relay.hand_over([], [*pending, (_hash(3), b"raw3")]) == []  # nobody to hand to: kept for later
+    assert _by_peer(relay.hand_over([C], [(_hash(2), b"raw2"), (_hash(3), b"raw3")])) == {
+        C: [{"type": TXS, "raw": [b"raw3"]}]}
