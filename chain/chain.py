@@ -14,7 +14,7 @@ from trie import HexaryTrie
 from trie.exceptions import MissingTrieNode
 
 from chain.epochs import Epoch, epoch_at, read_activation_distance, read_epochs
-from chain.errors import InvalidBlock, UnknownBlock
+from chain.errors import InvalidBlock, InvalidTransaction, UnknownBlock
 from chain.execution import ExecutedBlock, Executor, ordered_trie_root
 from chain.genesis import Genesis
 from chain.state import Account, NodeOverlay, State
@@ -91,7 +91,8 @@ class Chain:
 
     # candidate blocks ---------------------------------------------------------------------
     def build(self, candidates: list[Transaction], *, timestamp_ms: int, proposer: int,
-              view: int, full: Callable[[], bool] | None = None) -> tuple[ExecutedBlock, list]:
+              view: int, full: Callable[[], bool] | None = None,
+              ) -> tuple[ExecutedBlock, list[tuple[Transaction, InvalidTransaction]]]:
         executed, rejected = self.executor.build(self.head.header, candidates, self.store,
                                                  timestamp_ms=timestamp_ms, proposer=proposer,
                                                  view=view, full=full)

@@ -5,7 +5,9 @@ plain `HexaryTrie.get_from_proof(root, key, nodes)`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from trie import HexaryTrie
 from trie.exceptions import BadTrieProof
@@ -29,7 +31,7 @@ class Proof:
     kind: str
     key: bytes  # the trie key: rlp(index) or keccak256(state key)
     value: bytes  # b"" proves absence
-    nodes: tuple  # decoded rlp nodes, root first
+    nodes: tuple[Any, ...]  # decoded rlp nodes, root first
 
     @property
     def root(self) -> Hash32:
@@ -48,7 +50,7 @@ def root_for(header: BlockHeader, kind: str) -> Hash32:
 
 def _prove(chain: Chain, header: BlockHeader, kind: str, key: bytes) -> Proof:
     trie = HexaryTrie(NodeOverlay(chain.store), root_for(header, kind))
-    nodes = trie.get_proof(key)
+    nodes = trie.get_proof(key)  # type: ignore[no-untyped-call]  # py-trie leaves get_proof unannotated
     return Proof(header, kind, key, trie.get(key), tuple(nodes))
 
 
@@ -67,9 +69,11 @@ def prove_state(chain: Chain, state_key: bytes, height: int | None = None) -> Pr
     return _prove(chain, header, "state", trie_key(state_key))
 
 
-def verify_proof(header: BlockHeader, kind: str, key: bytes, nodes: tuple | list) -> bytes:
+def verify_proof(header: BlockHeader, kind: str, key: bytes, nodes: Sequence[Any]) -> bytes:
     """The value the proof shows under `key` (b"" for absence); InvalidProof otherwise."""
     try:
-        return HexaryTrie.get_from_proof(root_for(header, kind), key, list(nodes))
+        value: bytes = HexaryTrie.get_from_proof(  # type: ignore[no-untyped-call]  # unannotated in py-trie
+            root_for(header, kind), key, list(nodes))
+        return value
     except (BadTrieProof, KeyError, ValueError, TypeError, IndexError) as exc:
         raise InvalidProof(f"{kind} proof does not verify: {exc}") from exc

@@ -53,12 +53,12 @@ class DecodedNodes:
     def __init__(self, entries_max: int = DECODED_NODES_MAX) -> None:
         assert entries_max > 0
         self.entries_max = entries_max
-        self._nodes: OrderedDict[bytes, list] = OrderedDict()
+        self._nodes: OrderedDict[bytes, list[Any]] = OrderedDict()
 
-    def get(self, node_hash: bytes) -> list | None:
+    def get(self, node_hash: bytes) -> list[Any] | None:
         return self._nodes.get(node_hash)
 
-    def put(self, node_hash: bytes, node: list) -> None:
+    def put(self, node_hash: bytes, node: list[Any]) -> None:
         nodes = self._nodes
         nodes[node_hash] = node
         if len(nodes) > self.entries_max:
@@ -114,7 +114,8 @@ class TrieBatch:
         while node:
             if len(node) == 17:
                 if not path:
-                    return node[16]
+                    value: bytes = node[16]
+                    return value
                 node = self.node(node[_NIBBLE[path[0]]])
                 path = path[1:]
                 continue
@@ -186,8 +187,8 @@ class TrieBatch:
             return self._build_branch(items, lo, hi, depth)
         return [_hp(first[depth:cut], False), self._ref(self._build_branch(items, lo, hi, cut))]
 
-    def _build_branch(self, items: list[Change], lo: int, hi: int, depth: int) -> list:
-        branch: list = [b""] * 17
+    def _build_branch(self, items: list[Change], lo: int, hi: int, depth: int) -> list[Any]:
+        branch: list[Any] = [b""] * 17
         if len(items[lo][0]) == depth:
             branch[16] = items[lo][1]
             lo += 1
@@ -219,7 +220,7 @@ class TrieBatch:
             below = self._apply(self.node(node[1]), changes, lo, hi, depth + len(path))
             return self._join(path, below)
         # Some change leaves the extension's path: continue on the equivalent branch.
-        branch: list = [b""] * 17
+        branch: list[Any] = [b""] * 17
         slot = _NIBBLE[path[0]]
         if len(path) == 1:
             branch[slot] = node[1]
@@ -227,7 +228,7 @@ class TrieBatch:
         branch[slot] = [_hp(path[1:], False), node[1]]
         return self._apply_branch(branch, changes, lo, hi, depth, slot)
 
-    def _apply_branch(self, node: list, changes: list[Change], lo: int, hi: int, depth: int,
+    def _apply_branch(self, node: list[Any], changes: list[Change], lo: int, hi: int, depth: int,
                       pending: int) -> Node:
         """Branch `node` with changes[lo:hi] applied; slot `pending` (if >= 0) holds a node
         that is not referenced yet."""

@@ -7,6 +7,7 @@ covers the whole signed transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -45,6 +46,16 @@ class Transaction(rlp.Serializable):
         ("gas_limit", big_endian_int),
         ("signature", binary),
     ]
+    # the fields' types for mypy (pyrlp makes the attributes from `fields`)
+    chain_id: int
+    nonce: int
+    sender: bytes
+    to: Address
+    method: bytes
+    args: list[Any]
+    value: int
+    gas_limit: int
+    signature: bytes
 
     @classmethod
     def create(
@@ -108,6 +119,16 @@ class BlockHeader(rlp.Serializable):
         ("gas_used", big_endian_int),
         ("extra", binary),
     ]
+    parent_hash: Hash32
+    number: int
+    timestamp_ms: int
+    proposer: int
+    view: int
+    state_root: Hash32
+    transaction_root: Hash32
+    receipt_root: Hash32
+    gas_used: int
+    extra: bytes
 
     @cached_property
     def hash(self) -> Hash32:
@@ -137,6 +158,9 @@ class Block(rlp.Serializable):
         ("transactions", CountableList(Transaction)),
         ("certificate", CountableList(CommitCertificate, max_length=1)),
     ]
+    header: BlockHeader
+    transactions: Sequence[Transaction]
+    certificate: Sequence[CommitCertificate]
 
     @property
     def hash(self) -> Hash32:
@@ -182,6 +206,10 @@ class Receipt(rlp.Serializable):
         ("events", CountableList(Event)),
         ("error", binary),
     ]
+    status: int
+    gas_used: int
+    events: Sequence[Event]
+    error: bytes
 
     @property
     def succeeded(self) -> bool:

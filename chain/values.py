@@ -8,12 +8,14 @@ b"b" bytes, b"s" UTF-8 str, b"t"/b"f" booleans, b"l" list.
 
 from __future__ import annotations
 
+from typing import Any
+
 import rlp
 
 from chain.errors import DecodeError
 
 Value = int | bytes | str | bool | list["Value"]
-Encoded = list  # nested lists of bytes, as rlp sees them (rlp may hand back tuples)
+Encoded = list[Any]  # nested lists of bytes, as rlp sees them (rlp may hand back tuples)
 
 NESTING_MAX = 8
 
@@ -40,6 +42,8 @@ def decode_value(encoded: object, depth: int = 0) -> Value:
         raise DecodeError(f"value nested deeper than {NESTING_MAX}")
     if not isinstance(encoded, (list, tuple)) or len(encoded) != 2 or not isinstance(encoded[0], bytes):
         raise DecodeError("a typed value is a [tag, payload] pair")
+    tag: object
+    payload: object
     tag, payload = encoded
     if tag == b"l":
         if not isinstance(payload, (list, tuple)):

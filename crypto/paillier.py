@@ -158,7 +158,7 @@ class PaillierCiphertext:
         return self.value.to_bytes(self.public_key.ciphertext_bytes, "big")
 
 
-class _PrimesRecord(rlp.Serializable):  # type: ignore[misc]  # pyrlp has no type hints
+class _PrimesRecord(rlp.Serializable):
     fields = [("p", big_endian_int), ("q", big_endian_int)]
 
 
@@ -209,7 +209,7 @@ class PaillierPrivateKey:
         return int(self._phe.raw_decrypt(ciphertext.value))
 
 
-class _HybridRecord(rlp.Serializable):  # type: ignore[misc]  # pyrlp has no type hints
+class _HybridRecord(rlp.Serializable):
     fields = [
         ("key_ciphertext", binary),
         ("nonce", Binary.fixed_length(NONCE_BYTES)),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -171,7 +171,7 @@ class LocalChain:
         return Receipt.from_json({**receipt_json(receipt), "transactionHash": hex_bytes(tx.hash),
                                   "blockNumber": height, "index": index})
 
-    def _publish(self, txs: list[Transaction], receipts: list[LedgerReceipt], height: int) -> None:
+    def _publish(self, txs: Sequence[Transaction], receipts: list[LedgerReceipt], height: int) -> None:
         for index, receipt in enumerate(receipts):
             tx_hash = hex_bytes(txs[index].hash) if index < len(txs) else None  # None: end-of-block
             for event in receipt.events:

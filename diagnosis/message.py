@@ -66,7 +66,7 @@ def _header(receiver_id: MemberId, sender_id: MemberId, timestamp_ms: int) -> by
     return receiver_id + sender_id + timestamp_ms.to_bytes(TIMESTAMP_BYTES, "big")
 
 
-class SealedMessage(rlp.Serializable):  # type: ignore[misc]  # pyrlp has no types: its base class is Any to mypy
+class SealedMessage(rlp.Serializable):
     fields = [
         ("ciphertext", binary),
         ("receiver_id", _member_id),
