@@ -9,9 +9,11 @@ One environment per node, named databases:
   walk    height -> the encoded schedule step at that height (chain/epochwalk.py), kept for
           the heights below the base: pruning writes the step of a block before it deletes
           the block, a snapshot restore writes the steps it checked
-The store holds every block from its base height to its head, and the state at each of them
-(trie nodes are never deleted). The base is 0 for an archive; pruning (`prune_below`) and a
-snapshot restore (`install_snapshot`) raise it. Block 0 (genesis) is always kept; the
+The store holds every block from its base height to its head, and the state at each of them;
+trie nodes that no kept block or snapshot reaches any more are collected by mark and sweep
+(chain/prune.py: `begin_collection` protects every node written while the mark runs).
+The base is 0 for an archive; pruning (`prune_below`) and a snapshot restore
+(`install_snapshot`) raise it. Block 0 (genesis) is always kept; the
 hash and transaction indexes of pruned blocks are kept (a lookup finds a block that is gone,
 and answers BlockPruned, not "unknown").
 A block, its trie nodes, its indexes and the head pointer are written in ONE write
@@ -75,6 +77,9 @@ class ChainStore:
         self._txs = self.env.open_db(b"txs")
         self._meta = self.env.open_db(b"meta")
         self._walk = self.env.open_db(b"walk")
+        # While a collection runs (chain/prune.py), every node written: the mark started from
+        # the roots of that moment, so these may be reachable without being marked.
+        self._written_during_collection: set[bytes] | None = None
 
     def close(self) -> None:
         self.env.close()
@@ -175,6 +180,41 @@ class ChainStore:
         with self.env.begin(db=self._walk) as txn:
             return txn.get(_height_key(height))
 
+    def node_hashes_after(self, after: bytes, count_max: int) -> list[bytes]:
+        """Up to `count_max` stored node hashes in key order, past `after` (b"": the first)."""
+        found: list[bytes] = []
+        with self.env.begin(db=self._nodes) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(after):
+                return found
+            for key in cursor.iternext(keys=True, values=False):
+                if key == after:
+                    continue
+                found.append(bytes(key))
+                if len(found) >= count_max:
+                    break
+        return found
+
+    # collection (chain/prune.py) ---------------------------------------------------------
+    def begin_collection(self) -> None:
+        assert self._written_during_collection is None, "one collection at a time"
+        self._written_during_collection = set()
+
+    def written_during_collection(self) -> set[bytes]:
+        assert self._written_during_collection is not None
+        return self._written_during_collection
+
+    def end_collection(self) -> None:
+        self._written_during_collection = None
+
+    def delete_nodes(self, hashes: list[bytes]) -> None:
+        """Delete trie nodes no kept root reaches (the sweep), in one write."""
+        def write(txn: lmdb.Transaction) -> None:
+            for node_hash in hashes:
+                txn.delete(node_hash, db=self._nodes)
+
+        self._retrying(lambda: self._in_write(write))
+
     # writes: each one transaction ----------------------------------------------------------
     def append(self, block: Block, nodes: dict[bytes, bytes]) -> None:
         """Persist `block` as the new head with every trie node it created, atomically."""
@@ -256,6 +296,8 @@ class ChainStore:
     def _put_nodes(self, txn: lmdb.Transaction, nodes: dict[bytes, bytes]) -> None:
         for node_hash, node in nodes.items():
             txn.put(node_hash, node, db=self._nodes)
+        if self._written_during_collection is not None:
+            self._written_during_collection.update(nodes)
 
     def _put_block(self, txn: lmdb.Transaction, block: Block, nodes: dict[bytes, bytes], *, indexed: bool) -> None:
         self._put_nodes(txn, nodes)

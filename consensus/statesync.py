@@ -69,6 +69,11 @@ class SnapshotConfig:
     keep_blocks: int = 0
     # bodies deleted in one write while pruning (a long write would stall the loop)
     prune_blocks_per_write_max: int = field(default=64, metadata={"min": 1})
+    # With keep_blocks: also delete the trie nodes of the states below the base, by mark and
+    # sweep from the kept roots (chain/prune.py) after each rise of the base; false keeps them.
+    prune_states: bool = True
+    # nodes looked at per status tick by the sweep (each tick one write of the dead among them)
+    prune_nodes_per_write_max: int = field(default=4_096, metadata={"min": 1})
     # Joining (sync mode "snapshot"): offers are collected this long before the newest is chosen.
     offer_wait_ms: int = field(default=2_000, metadata={"min": 1})
     # with no usable offer this long, the node replays the chain from genesis instead

@@ -101,6 +101,7 @@ from runtime.descriptors import raise_descriptor_limit
 from runtime.ledger_app import LedgerApp
 from runtime.metrics import NodeMetrics, PeerRefusal
 from runtime.snapshots import SnapshotFiles
+from runtime.statecollect import StateCollector
 from runtime.txrelay import (
     INV_HASHES_MAX,
     RELAY_TYPES,
@@ -164,6 +165,7 @@ class Node:
         self.app = LedgerApp(self.chain, self.mempool, empty_blocks=self.consensus_config.empty_blocks,
                              build_ms_max=config.block_build_ms_max)
         self.snapshots = SnapshotFiles(config.data_dir / "snapshots", config.snapshot)
+        self.collector = StateCollector(self.store, config.snapshot.prune_nodes_per_write_max)
         self.state_sync: StateSync | None = None
         self._handed_over_at = -1  # the head height of the last _hand_over
         self._take_epoch(self.chain.epoch_at(self.chain.height + 1))
@@ -300,6 +302,7 @@ class Node:
             await self.rpc.stop()
             await self.network.stop()
             self.snapshots.close()
+            self.collector.close()
             self.store.close()
 
     def stop(self) -> None:
@@ -772,6 +775,17 @@ class Node:
             base = self.store.prune_below(target, self.config.snapshot.prune_blocks_per_write_max,
                                           lambda h: make_step(self.chain, h) if h % distance == 0 else None)
             log.debug("block bodies pruned below height %d", base)
+        self._collect_states(caught_up=target is None or self.store.base_height() >= target)
+
+    def _collect_states(self, *, caught_up: bool) -> None:
+        """Old states go once the base rose (chain/prune.py): a mark off the loop, then one
+        bounded sweep write per status tick. A mark starts only once the bodies' pruning
+        reached its target (its roots are read from the blocks it would delete)."""
+        if not self.config.snapshot.prune_states:
+            return
+        if not self.collector.running and caught_up and self.store.base_height() > self.collector.collected_base:
+            self.collector.start(self.chain.height, [m.state_root for m in self.snapshots.manifests()])
+        self.collector.step()
 
     def _on_final(self, executed: ExecutedBlock) -> None:
         block = executed.block

@@ -1,6 +1,7 @@
 """Joining without replaying from genesis, on real node processes over loopback (issue 16):
 three bookkeepers make a state snapshot every 4 blocks (node0 also prunes old block
-bodies); a fresh observer started with `--sync snapshot` restores the newest one, refuses
+bodies and the trie nodes of old states); a fresh observer started with `--sync snapshot`
+restores the newest one, refuses
 the peer whose chunk files were corrupted on disk, agrees on every root with the
 bookkeepers and keeps following; the pruned node still answers its head and proofs, and
 answers pruned blocks with a typed error; `verify` checks the joined store from its base."""
@@ -165,6 +166,12 @@ async def test_pruned_node_answers_head_and_proofs_and_pruned_blocks_with_a_type
         await _until(base_raised, "node0 pruned old block bodies")
         base = (await pruned.status())["baseHeight"]
         assert base % INTERVAL == 0 and (await archive.status())["baseHeight"] == 0
+        log = processes.layout.node_dir(0) / "node.log"
+
+        async def states_collected() -> bool:  # chain/prune.py: the states below the base go too
+            return "old states collected below height" in log.read_text()
+
+        await _until(states_collected, "node0 collected the trie nodes of old states")
         with pytest.raises(RpcCallError) as refused:
             await pruned.block(base - 1)
         assert refused.value.code == -32004 and refused.value.reason == "pruned"

@@ -1,0 +1,110 @@
+"""Old states collected by mark and sweep (chain/prune.py, runtime/statecollect.py): after
+pruning raised the base, the trie nodes only old states held are gone, every kept root
+(each block from the base to the head, block 0, a snapshot's state) still walks and hashes
+whole, a block written while the mark ran keeps its nodes, proofs and `verify` still work,
+and the chain goes on."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from chain.proofs import prove_state, verify_proof
+from chain.prune import kept_roots, mark, sweep_batch
+from chain.snapshot import MissingNode, check_state
+from chain.state import account_key, trie_key
+from chain.verify import verify_chain
+from contracts.addresses import TOKEN
+from runtime.statecollect import StateCollector
+from tests.support import DevChain, certify
+
+BLOCKS = 12
+BASE = 8
+
+
+def _block(dev: DevChain, height: int) -> None:
+    txs = [dev.tx(dev.accounts[(height + i) % len(dev.accounts)], TOKEN, "transfer",
+                  [dev.accounts[(height * 3 + i) % len(dev.accounts)].address, 1 + i]) for i in range(4)]
+    executed, rejected = dev.chain.build(txs, timestamp_ms=dev.clock_ms + height, proposer=0, view=0)
+    assert not rejected
+    dev.chain.append(certify(dev, executed.block))
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> DevChain:
+    dev = DevChain.create(tmp_path, accounts=40)
+    for height in range(1, BLOCKS + 1):
+        _block(dev, height)
+    return dev
+
+
+def _stored(dev: DevChain) -> int:
+    return len(dev.chain.store.node_hashes_after(b"", 1 << 30))
+
+
+def test_nodes_only_old_states_held_are_gone_and_kept_roots_verify(dev: DevChain) -> None:
+    chain, store = dev.chain, dev.chain.store
+    old_roots = [chain.block(h).header.state_root for h in range(1, BASE)]
+    assert store.prune_below(BASE, 64) == BASE
+    store.begin_collection()
+    marked = mark(store, kept_roots(store, chain.height, []))
+    _block(dev, BLOCKS + 1)  # written while the mark's result waits: not marked, must stay
+    before = _stored(dev)
+    deleted, cursor = sweep_batch(store, marked, b"", 50)
+    total = len(deleted)
+    while cursor:
+        deleted, cursor = sweep_batch(store, marked, cursor, 50)
+        total += len(deleted)
+    store.end_collection()
+    assert total > 0 and _stored(dev) == before - total
+    for root in old_roots:  # each old state's root node was in no kept trie
+        assert store.node(root) is None
+        with pytest.raises(MissingNode):
+            check_state(store, root)
+    for height in [0, *range(BASE, chain.height + 1)]:
+        check_state(store, chain.block(height).header.state_root)  # every node there, hashing right
+    head = chain.head.header
+    key = account_key(dev.accounts[0].address)
+    proof = prove_state(chain, key)
+    assert verify_proof(head, "state", trie_key(key), proof.nodes) == proof.value != b""
+    assert list(verify_chain(chain)) == []
+    _block(dev, BLOCKS + 2)  # and the chain goes on
+    check_state(store, chain.head.header.state_root)
+
+
+def test_a_snapshots_state_is_a_kept_root(dev: DevChain) -> None:
+    chain, store = dev.chain, dev.chain.store
+    snapshot_root = chain.block(4).header.state_root
+    stale = chain.block(5).header.state_root
+    store.prune_below(BASE, 64)
+    store.begin_collection()
+    marked = mark(store, kept_roots(store, chain.height, [snapshot_root]))
+    cursor = b""
+    while True:
+        _, cursor = sweep_batch(store, marked, cursor, 1_000)
+        if not cursor:
+            break
+    store.end_collection()
+    check_state(store, snapshot_root)
+    assert store.node(stale) is None
+
+
+def test_the_node_collector_marks_off_the_loop_and_sweeps_in_bounded_steps(dev: DevChain) -> None:
+    store = dev.chain.store
+    stale = dev.chain.block(3).header.state_root
+    store.prune_below(BASE, 64)
+    collector = StateCollector(store, per_write_max=16)
+    assert not collector.running
+    collector.start(dev.chain.height, [])
+    steps = 0
+    deadline = time.monotonic() + 60
+    while collector.running:
+        collector.step()
+        steps += 1
+        assert time.monotonic() < deadline
+    assert collector.deleted_total > 0 and collector.collected_base == BASE
+    assert steps > collector.deleted_total // 16  # never more than per_write_max looked at per step
+    assert store.node(stale) is None
+    check_state(store, dev.chain.head.header.state_root)
