@@ -82,7 +82,19 @@ async def measure_case(cluster: FaultCluster, senders: list[KeyPair], txs: int, 
     return {"throughput_tps": closed["tps"], "closed_loop_committed": closed["committed"],
             "closed_loop_view_changes": _view_changes(closed),
             "latency_rate_tps": rate, "latency_ms": opened["latency_ms"], "latency_committed": opened["committed"],
-            "latency_view_changes": _view_changes(opened), "recovery": recovery}
+            "latency_view_changes": _view_changes(opened),
+            # what the latency is made of: the wait for tx_send's answer (admission on a busy
+            # node) and the block cycle at that rate (one block in flight)
+            "latency_ack_ms": opened["ack_latency_ms"], "latency_block_cycle_ms": block_cycle_ms(opened),
+            "latency_txs_per_block": opened["txs_per_block_mean"], "recovery": recovery,
+            "load_1m": round(load_average(), 2)}
+
+
+def block_cycle_ms(result: dict[str, Any]) -> float | None:
+    """Median time between consecutive final blocks as the client saw them."""
+    seen = [entry[0] for entry in result["block_log"]]
+    gaps = sorted(b - a for a, b in zip(seen, seen[1:], strict=False))
+    return round(gaps[len(gaps) // 2] * 1000, 1) if gaps else None
 
 
 def _view_changes(result: dict[str, Any]) -> int | None:
