@@ -63,7 +63,11 @@ EARLY_BYTES_MAX = 16 * 1024 * 1024
 RETRANSMIT_DOUBLINGS_MAX = 3  # retransmissions back off to 8x retransmit_ms at most
 SLOW_START_SHARE = 8  # before any measured block cycle, a proposal's budget is commit_timeout_ms / 8
 TIMEOUT_DOUBLINGS_MAX = 4  # at most 16x the configured commit and view-change timeouts
-CYCLE_ALLOWANCE_MAX = 4  # the block-cycle allowance adds at most 4x a timeout
+CYCLE_ALLOWANCE_MAX = 4  # the block-cycle allowance adds at most 4x a timeout ...
+# ... of at least this much: a short floor (the WAN preset's 500 ms commit timeout, for quick
+# detection of a crash) must not shorten how slow a block this machine may take (a 4 x 500 ms
+# cap made a starved t = 2 cluster suspect working primaries under load)
+CYCLE_ALLOWANCE_BASE_MS = 1_000
 
 
 def _decode_suspect(data: bytes, n: int) -> Suspect | None:
@@ -297,9 +301,11 @@ class ReplicaCore:
 
     def _backed_off(self, timeout_ms: int) -> int:
         """`timeout_ms` plus twice the recent block cycle (at most CYCLE_ALLOWANCE_MAX times
-        the timeout), doubled for each failed view since the last final block, up to
-        2**TIMEOUT_DOUBLINGS_MAX times (the first view change keeps the base timeout)."""
-        stretched = timeout_ms + min(2 * self._cycle_ms, CYCLE_ALLOWANCE_MAX * timeout_ms)
+        the timeout or CYCLE_ALLOWANCE_BASE_MS, the larger), doubled for each failed view
+        since the last final block, up to 2**TIMEOUT_DOUBLINGS_MAX times (the first view
+        change keeps the base timeout)."""
+        cap = CYCLE_ALLOWANCE_MAX * max(timeout_ms, CYCLE_ALLOWANCE_BASE_MS)
+        stretched = timeout_ms + min(2 * self._cycle_ms, cap)
         doublings = min(max(self._views_without_final - 1, 0), TIMEOUT_DOUBLINGS_MAX)
         return stretched << doublings
 

@@ -54,3 +54,14 @@ def test_a_fresh_replica_starts_with_a_small_block() -> None:
     replica, ledger = _primary()
     replica.on_tick(CONFIG.batch_timeout_ms, CLOCK_EPOCH_MS)
     assert ledger.budgets == [CONFIG.commit_timeout_ms // SLOW_START_SHARE]
+
+
+def test_a_short_floor_keeps_the_allowance_for_a_slow_block_cycle() -> None:
+    """The WAN preset's 500 ms commit timeout detects a crash quickly; a block cycle of 3 s
+    measured under load still earns up to 4 s of allowance, as with a 1 s floor."""
+    replica, _ = _primary()
+    replica._cycle_ms = 3_000
+    assert replica._backed_off(500) == 500 + 4_000
+    assert replica._backed_off(1_500) == 1_500 + 6_000  # floors of 1 s and more: 4 x the floor
+    replica._cycle_ms = 150  # an idle WAN cycle: detection 0.5 s + 2 cycles
+    assert replica._backed_off(500) == 800
