@@ -151,6 +151,9 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+PROFILE_DUMP_S = 120  # a profiled node's SIGTERM-to-exit allowance (it writes node{i}.prof)
+
+
 class ProfiledProcesses(ClusterProcesses):
     """Node processes run under cProfile, timed by their own CPU clock (bench.cpuprofile);
     node{i}.prof is written when a node stops cleanly (SIGTERM), readable with `python -m pstats`."""
@@ -169,6 +172,11 @@ class ProfiledProcesses(ClusterProcesses):
             stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.processes[i] = process
         return process
+
+    def stop_node(self, i: int, sig: int = signal.SIGTERM, timeout_s: float = PROFILE_DUMP_S) -> None:
+        # Writing a long run's profile on a loaded box takes longer than a plain node's
+        # stop: killed at the usual 10 s, an interrupted run left no profile at all.
+        super().stop_node(i, sig, timeout_s)
 
 
 def cpu_seconds(pid: int) -> float | None:
