@@ -149,8 +149,11 @@ async def _run(scenario: Scenario, seed: int, duration: float, directory: Path, 
 
 
 def _honest(ctx: Ctx) -> list[int]:
+    """The nodes judged together: not the Byzantine one, nor bookkeepers a membership
+    scenario voted out (cut off by design; the scenario checks they hold a prefix)."""
     bad = ctx.extra.get("byzantine_node")
-    return [i for i in range(ctx.cluster.nodes) if i != bad]
+    departed = set(ctx.extra.get("departed", ()))
+    return [i for i in range(ctx.cluster.nodes) if i != bad and i not in departed]
 
 
 async def _heal_everything(ctx: Ctx) -> None:

@@ -17,14 +17,17 @@ import rlp
 
 from chain.certificate import synchronous_group
 from chain.types import Transaction
-from client import ClientError, RpcCallError
+from client import ClientError, GridClient, RpcCallError
+from client.contracts import Governance
 from consensus.config import BYZANTINE_MODES
 from crypto.keys import KeyPair
+from crypto.keystore import load_key
 from faults.cluster import FaultCluster
 from faults.history import FAIL, INFO, OK, History
 from faults.insider import insider_fuzz
 from faults.proxy import LinkFault
 from faults.workload import cause
+from runtime.cluster import cluster_passphrase
 
 
 @dataclass
@@ -543,6 +546,125 @@ async def observer_fork(ctx: Ctx) -> None:
     await ctx.sleep(ctx.duration * 0.3)
 
 
+# --- membership changes under faults (issue 16) ----------------------------------------
+SET_VOTE_TIMEOUT_S = 60  # one governance transaction final, through view changes
+SET_SWITCH_TIMEOUT_S = 90  # every node in the new set with a block made in it
+
+
+def _admins(c: FaultCluster) -> list[KeyPair]:
+    directory = c.layout.directory
+    return [load_key(directory / "admins" / f"admin{j}.key", cluster_passphrase(directory)) for j in range(2)]
+
+
+async def _set_change(ctx: Ctx, via: int, kind: str, keys: list[bytes], t: int, voters: list[KeyPair]) -> int | None:
+    """Propose and vote (each signed here, sent by governance_propose / governance_vote to
+    node `via`); the first height of the new set, or None if it was not accepted."""
+    ctx.history.note("set change proposed", kind=kind, keys=[k.hex()[:12] for k in keys], t=t, via=via)
+    async with GridClient(ctx.cluster.url(via)) as client:
+        try:
+            receipt = await Governance.submit(Governance.propose(kind, keys, t), client, voters[0],
+                                              timeout_s=SET_VOTE_TIMEOUT_S)
+            proposal = receipt.event("Proposed")["id"]
+            assert isinstance(proposal, int)
+            for voter in voters[1:]:
+                receipt = await Governance.submit(Governance.vote(proposal), client, voter,
+                                                  timeout_s=SET_VOTE_TIMEOUT_S)
+        except (ClientError, TimeoutError) as exc:
+            ctx.history.note("set change failed", error=f"{type(exc).__name__}: {exc}"[:200])
+            return None
+    accepted = receipt.events_named("Accepted")
+    if not accepted:
+        return None
+    start = accepted[0]["start"]
+    assert isinstance(start, int)
+    ctx.history.note("set change accepted", block=receipt.block_number, start=start)
+    return start
+
+
+async def _in_set(ctx: Ctx, nodes: list[int], start: int, n: int) -> bool:
+    """Every one of `nodes` runs the set starting at `start` (n members) as a bookkeeper
+    and holds a block made in it, at the height of the highest of them."""
+    async def check() -> bool:
+        statuses = [await ctx.cluster.status(i) for i in nodes]
+        if any(s is None for s in statuses):
+            return False
+        top = max(s["height"] for s in statuses if s is not None)
+        return all(s is not None and s["epoch"] == start and len(s["bookkeepers"]) == n
+                   and s["consensusState"] != "observer" and s["height"] > start and s["height"] >= top - 1
+                   for s in statuses)
+    return await ctx.wait_until(check, SET_SWITCH_TIMEOUT_S)
+
+
+async def join_while_crashed(ctx: Ctx) -> None:
+    """3 -> 5: the two observers are voted in while a bookkeeper is crashed (the vote needs
+    2 of the 3, the switch happens without it); it restarts with the old epoch's consensus
+    state, catches up across the boundary and takes its seat in the new set."""
+    c = ctx.cluster
+    for node in c.observers:
+        c.start_node(node)
+    await c.wait_serving(c.observers)
+    victim = ctx.rng.randrange(c.nodes)
+    ctx.kill(victim)
+    alive = [i for i in range(c.nodes) if i != victim]
+    voters = [*_admins(c), *(c.node_keys[i] for i in alive)]
+    start = await _set_change(ctx, alive[0], "add", [c.node_keys[o].public_key for o in c.observers], 2, voters)
+    ctx.invariant("set_change_accepted", start is not None, f"3 -> 5 accepted, first height {start}")
+    if start is not None:
+        switched = await _in_set(ctx, [*alive, *c.observers], start, 5)
+        ctx.invariant("switched_while_crashed", switched, f"nodes {alive} and the joiners {c.observers} in the "
+                      f"set of {start} while node{victim} is down")
+    await ctx.restart(victim)
+    ctx.history.heal("restarted", node=victim)
+    if start is not None:
+        rejoined = await _in_set(ctx, [victim, *alive, *c.observers], start, 5)
+        ctx.invariant("crashed_replica_rejoined", rejoined, f"node{victim} a bookkeeper of the set of {start}, "
+                      f"level with the others")
+    await ctx.sleep(ctx.duration * 0.3)
+
+
+async def remove_while_partitioned(ctx: Ctx) -> None:
+    """5 -> 3: bookkeepers 3 and 4 are voted out while a staying one is cut off from every
+    peer; the removed ones hand over what they hold and take nothing new (`leaving`), the
+    isolated one catches up across the boundary after the heal, and the removed ones end
+    cut off (their links refused), on a prefix of the consortium's chain."""
+    c = ctx.cluster
+    leaving, staying = [3, 4], [0, 1, 2]
+    isolated = ctx.rng.choice(staying)
+    ctx.history.fault("isolate", node=isolated)
+    c.proxies.isolate(isolated)
+    voters = [*_admins(c), *(c.node_keys[i] for i in range(c.nodes) if i != isolated)][:5]  # 2 admins, 3 of 5
+    via = next(i for i in staying if i != isolated)
+    start = await _set_change(ctx, via, "remove", [c.node_keys[i].public_key for i in leaving], 1, voters)
+    ctx.invariant("set_change_accepted", start is not None, f"5 -> 3 accepted, first height {start}")
+    if start is not None:
+        ctx.extra["departed"] = leaving  # cut off by design: not expected to converge
+        others = [i for i in staying if i != isolated]
+        ctx.invariant("switched_while_partitioned", await _in_set(ctx, others, start, 3),
+                      f"nodes {others} in the set of {start} while node{isolated} is isolated")
+    c.proxies.heal()
+    ctx.history.heal("heal links")
+    if start is None:
+        return
+    ctx.invariant("isolated_replica_rejoined", await _in_set(ctx, staying, start, 3),
+                  f"node{isolated} a bookkeeper of the set of {start}, level with the others")
+    names = {f"node{i}" for i in staying}
+    cut_off = []
+    for i in leaving:
+        status = await c.status(i)
+        cut_off.append(status is not None and not names & set(status["peers"])
+                       and (status["consensusState"] == "observer" or status["height"] < start))
+    ctx.invariant("removed_cut_off", all(cut_off), f"nodes {leaving} hold no link to {sorted(names)} "
+                  f"and sign nothing in the new set: {cut_off}")
+    agree = True
+    for i in leaving:
+        status = await c.status(i)
+        height = status["height"] if status else 0
+        mine, theirs = await c.call(i, "chain_getBlock", height), await c.call(staying[0], "chain_getBlock", height)
+        agree &= mine is not None and theirs is not None and mine["hash"] == theirs["hash"]
+    ctx.invariant("removed_on_a_prefix", agree, f"the heads of nodes {leaving} are the consortium's blocks")
+    await ctx.sleep(ctx.duration * 0.3)
+
+
 # --- the registry -----------------------------------------------------------------------
 def _registry() -> dict[str, Scenario]:
     items = [
@@ -570,6 +692,10 @@ def _registry() -> dict[str, Scenario]:
                  clock_skew(CLOCK_BEHIND_MS), clock_start={SKEWED[CLOCK_BEHIND_MS]: CLOCK_BEHIND_MS}),
         Scenario("observer-fork", "a follower withholds its COMMIT and serves the certified block to a "
                  "catching-up observer", observer_fork, observers=1, byzantine_start={1: "withhold-commit"}),
+        Scenario("join-while-crashed", "3 -> 5 bookkeepers voted while one is crashed; it restarts into the "
+                 "new set", join_while_crashed, observers=2),
+        Scenario("remove-while-partitioned", "5 -> 3 bookkeepers voted while a staying one is isolated; the "
+                 "removed hand over and are cut off", remove_while_partitioned, nodes=5),
     ]
     for mode in BYZANTINE_MODES:
         for t in (1, 2):

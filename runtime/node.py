@@ -265,6 +265,19 @@ class Node:
                 return epoch.start
         return None
 
+    def _left_at(self) -> int | None:
+        """The first height of the set this node's key left (a former bookkeeper: every
+        bookkeeper refuses its links, so nothing it admitted would ever get out)."""
+        if self.index is not None:
+            return None
+        was_in = False
+        for epoch in self.chain.epochs():
+            if self.key.public_key in epoch.keys:
+                was_in = True
+            elif was_in and epoch.start <= self.epoch.start:
+                return epoch.start
+        return None
+
     def _hand_over(self) -> None:
         """A bookkeeper leaving the set hands its pending transactions to the set that stays
         while its links still stand (issue 16: none it accepted is stranded with it)."""
@@ -645,11 +658,11 @@ class Node:
         """Called by RPC handlers: queue `tx` for the loop and wait for its admission."""
         if self.storage_full is not None:
             raise InvalidTransaction(TxReason.STORAGE_FULL, str(self.storage_full))
-        leaving = self._leaving_at()
+        leaving = self._leaving_at() or self._left_at()
         if leaving is not None:
             # Its links with the set end at the switch; what it took now might not get out.
-            raise InvalidTransaction(TxReason.LEAVING, f"this bookkeeper leaves the set at height {leaving}: "
-                                                       f"send to another node")
+            raise InvalidTransaction(TxReason.LEAVING, f"this node leaves (or left) the bookkeeper set at height "
+                                                       f"{leaving}: send to another node")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
             self.submissions.put_nowait(Submission(tx, done))
