@@ -70,7 +70,7 @@ async def _fail(host: str, port: int, kind: str, detail: str) -> dict[str, objec
 
 
 def run_consortium(args: argparse.Namespace) -> int:
-    from diagnosis.agentconfig import consortium_init
+    from diagnosis.agentconfig import BadAgentConfig, consortium_init
     from diagnosis.demo import demo_contract_params
 
     if args.vendors < 1 or args.devices < 1 or args.suppliers < 0:
@@ -78,8 +78,11 @@ def run_consortium(args: argparse.Namespace) -> int:
     if (args.dir / "cluster" / "genesis.toml").exists():
         raise UserError(f"{args.dir} already holds a consortium")
     params = demo_contract_params()
-    paths = consortium_init(args.dir, vendors=args.vendors, suppliers=args.suppliers, devices=args.devices,
-                            nodes=args.nodes, base_port=args.base_port, contracts=params)
+    try:
+        paths = consortium_init(args.dir, vendors=args.vendors, suppliers=args.suppliers, devices=args.devices,
+                                nodes=args.nodes, base_port=args.base_port, contracts=params)
+    except BadAgentConfig as exc:  # e.g. more parties than inbox ports in the cluster's span
+        raise UserError(f"consortium init: {exc}") from exc
     print(f"cluster in {args.dir / 'cluster'} (start it: node.py cluster --dir {args.dir / 'cluster'}), then:")
     for path in paths:
         role = path.stem.split("-")[0].replace("phone", "smartphone")

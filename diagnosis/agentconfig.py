@@ -305,6 +305,8 @@ def consortium_init(directory: Path, *, vendors: int = 0, suppliers: int = 0, de
     nodes_names = [n.name for n in plan.nodes]
     crews = [f"crew-{n.name}" for n in plan.nodes if n.crew]
     names = nodes_names + [d.name for d in plan.devices] + plan.phones() + crews
+    hosts = party_hosts(len(names))
+    inbox_ports = _inbox_ports(base_port, hosts)  # before the keys: a plan too large fails at once
     ids = {name: Identity.from_seed(name, os.urandom(32), paillier_bits) for name in names}
     roles = {**{n.name: n.role for n in plan.nodes}, **{d.name: "device" for d in plan.devices},
              **{p: "smartphone" for p in plan.phones()}, **{c: "crew" for c in crews}}
@@ -328,8 +330,6 @@ def consortium_init(directory: Path, *, vendors: int = 0, suppliers: int = 0, de
                                                                   0).hex()})
         if not any(p["address"] == "0x" + phone.address.hex() for p in owners[spec.vendor]):
             owners[spec.vendor].append(_consenting(phone, chain_id, ids[spec.vendor]))
-    hosts = party_hosts(len(names))
-    inbox_ports = _inbox_ports(base_port, hosts)
     node_plans = {n.name: n for n in plan.nodes}
     device_plans = {d.name: d for d in plan.devices}
     paths = []

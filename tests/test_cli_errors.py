@@ -446,6 +446,14 @@ def test_a_node_that_fails_to_start_fails_the_cluster_and_stops_the_rest(tmp_pat
         ["stopped"] * 3
 
 
+def test_a_consortium_too_large_for_its_inbox_ports_is_one_line(tmp_path: Path) -> None:
+    # 1 vendor, its crew, 300 devices and 300 smartphones: 602 inboxes, 600 ports in the span
+    result = run("consortium", "init", str(tmp_path / "c"), "--vendors", "1", "--suppliers", "0", "--devices", "300",
+                 cwd=tmp_path)
+    refused(result, "consortium", "602 parties' inboxes do not fit", status=2)
+    assert not (tmp_path / "c" / "cluster" / "genesis.toml").exists()  # refused before keys and cluster
+
+
 def test_an_unknown_fault_scenario_is_one_line(tmp_path: Path) -> None:
     refused(run("faults", "--scenario", "nope", "--workdir", str(tmp_path / "w"), cwd=tmp_path), "faults",
             "unknown scenario(s) nope", status=2)
