@@ -54,6 +54,7 @@ EVENTS_PAGE_MAX = 2_000  # events per GET /events reply
 # receipts awaited at once by a registering vendor: each wait is an open connection, and a
 # node refuses a client more than [rpc] connections_per_client_max (64) of them
 REGISTRATIONS_PER_BATCH_MAX = 16
+MEMBER_POLL_MS_MAX = 1_000  # first start: how often a party waiting for its registrar looks
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -182,16 +183,19 @@ async def _register_all(agent: Agent, calls: list[ContractCall]) -> None:
 
 async def _until_member(config: AgentConfig, agent: Agent) -> None:
     """Devices, smartphones and crews are admitted by their vendor's (node's) agent: wait
-    (polling the proven member record) until that has happened."""
+    (polling the proven member record) until that has happened. At most every
+    MEMBER_POLL_MS_MAX, whatever the service's own poll: a one-off wait at start, which
+    a long poll (the demo's 5 s) would stretch by up to that much per party."""
+    interval_ms = min(config.poll_ms, MEMBER_POLL_MS_MAX)
     waiting_logged = False
     while True:
         entry = await _unless_proven(functools.partial(agent.directory.resolve, agent.address))
         if entry is not None and entry.active:
             return
         if not waiting_logged:
-            log.info("not a member yet: waiting for the registrar (polling every %d ms)", config.poll_ms)
+            log.info("not a member yet: waiting for the registrar (polling every %d ms)", interval_ms)
             waiting_logged = True
-        await asyncio.sleep(config.poll_ms / 1000)
+        await asyncio.sleep(interval_ms / 1000)
 
 
 def metrics_text(agent: Agent, service: Service) -> str:
