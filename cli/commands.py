@@ -79,6 +79,10 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = verb("status", cmd_status, "Show a node's chain status.")
     target.add_arguments(p)
 
+    p = verb("consensus-faults", cmd_consensus_faults, "Bookkeepers a node holds proof of misbehaving (XFT "
+             "fault detection: state loss, forks), with the proofs; exit 1 when there is any.")
+    target.add_arguments(p)
+
     p = verb("snapshots", cmd_snapshots, "List the state snapshots a node serves, its base height, and the progress "
              "of its own restore when it joins by snapshot.")
     target.add_arguments(p)
@@ -332,6 +336,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     async def work(client: GridClient) -> int:
         print_json(await client.status())
         return 0
+    return run_client(args, work)
+
+
+def cmd_consensus_faults(args: argparse.Namespace) -> int:
+    async def work(client: GridClient) -> int:
+        faults = await client.rpc.call("consensus_faults")
+        print_json(faults)
+        return 1 if faults else 0
     return run_client(args, work)
 
 

@@ -7,6 +7,7 @@ feeding messages decoded by `message_from_wire` / `sync_message_from_wire`.
 from consensus.actions import (
     Action,
     CatchUp,
+    FaultDetected,
     Finalized,
     Persist,
     Rejected,
@@ -34,7 +35,8 @@ from consensus.sync import (
 
 __all__ = [
     "Action", "Application", "BYZANTINE_MODES", "BadBlock", "BlockSync", "CatchUp",
-    "ConsensusConfig", "ConsensusError", "ConsensusStorage", "FORKING_MODES", "Finalized", "InvalidMessage",
+    "ConsensusConfig", "ConsensusError", "ConsensusStorage", "FORKING_MODES", "FaultDetected", "Finalized",
+    "InvalidMessage",
     "LmdbStorage", "MemoryStorage", "Message", "PeerId", "Persist", "Rejected", "Replica", "Send",
     "Status", "Suspected", "SyncAction", "SyncConfig", "SyncMessage", "SyncRejected",
     "SyncSend", "TIMING_PRESETS", "ViewChanged", "message_from_wire", "sync_message_from_wire",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from chain.types import Block
 from consensus.errors import RejectReason
-from consensus.messages import Message
+from consensus.messages import FaultNotice, Message
 from consensus.storage import StoredState
 
 
@@ -58,6 +58,16 @@ class Rejected:
 
 
 @dataclass(frozen=True)
+class FaultDetected:
+    """Bookkeeper `notice.accused` is proven faulty (`notice.kind`: "state-loss" or "fork"):
+    found by this replica or forwarded and checked. Once per accused and kind; the replica
+    has already forwarded the proof to every other replica (logs, metrics, RPC)."""
+
+    notice: FaultNotice
+    found_here: bool
+
+
+@dataclass(frozen=True)
 class CatchUp:
     """Bookkeeper `peer` holds final blocks up to at least `height`: fetch them by block sync."""
 
@@ -65,4 +75,4 @@ class CatchUp:
     height: int
 
 
-Action = Persist | Send | Finalized | ViewChanged | Suspected | Rejected | CatchUp
+Action = Persist | Send | Finalized | ViewChanged | Suspected | Rejected | CatchUp | FaultDetected

@@ -17,7 +17,7 @@ import rlp
 from chain.types import Block, CommitCertificate, decode
 from consensus.actions import Action, Send
 from consensus.log import Entry
-from consensus.messages import Message, Prepare
+from consensus.messages import Message, Prepare, ViewChange
 from consensus.replica import Replica
 from consensus.selection import Start
 from crypto.hashing import keccak256
@@ -90,6 +90,26 @@ class WithholdCommit(Replica):
         return actions
 
 
+class DropLog(Replica):
+    """Data loss (XFT §4.4 "state loss"): in every VIEW-CHANGE it reports a final head
+    DROPPED_BLOCKS below its own and no log entry, as a replica that lost the end of its
+    log would (its ledger is intact: it lies only in what it tells the new view)."""
+
+    DROPPED_BLOCKS = 2
+
+    def _view_change_message(self) -> ViewChange:
+        final = self._app.final_height() - self.DROPPED_BLOCKS
+        head = self._app.final_block(final)
+        if final < max(self._epoch, 1) or head is None:
+            return super()._view_change_message()  # nothing of this epoch to lose yet
+        message = self._sign(ViewChange(
+            sender=self._index, view=self.view, final_height=final, final_hash=head.hash,
+            final_certificate=self._final_certificate(final), entry_view=0, entry_block=b"",
+            entry_certificate=b""))
+        assert isinstance(message, ViewChange)
+        return message
+
+
 MODES: dict[str, type[Replica]] = {
     "bad-signature": BadSignature,
     "silent": Silent,
@@ -97,6 +117,7 @@ MODES: dict[str, type[Replica]] = {
     "equivocate": Equivocate,
     "omit-entries": OmitEntries,
     "withhold-commit": WithholdCommit,
+    "drop-log": DropLog,
 }
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-BYZANTINE_MODES = ("equivocate", "bad-signature", "wrong-roots", "omit-entries", "silent")
+BYZANTINE_MODES = ("equivocate", "bad-signature", "wrong-roots", "omit-entries", "silent",
+                   "drop-log")
 # Test-only modes under which the replica's own ledger leaves the final chain: it finalizes
 # what its group never did. "withhold-commit" (a t = 1 follower): it logs a proposal with
 # the primary's vote and its own (a full certificate), never sends its COMMIT, appends the
@@ -54,6 +55,9 @@ class ConsensusConfig:
     # A member refuses (and suspects) a proposal whose block time is further ahead of its
     # own wall clock than this; at least delta_ms (docs/consensus.md "Block time").
     clock_drift_ms_max: int = 1_000
+    # XFT §4.4 (docs/consensus.md "Fault detection"): VC-CONFIRM after VC-FINAL, state loss and
+    # forks named with proofs. Off: the view change is one round shorter and detects nothing.
+    fault_detection: bool = True
     # Test-only misbehaviour, one of BYZANTINE_MODES or FORKING_MODES; None for an honest replica.
     byzantine: str | None = None
 

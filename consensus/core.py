@@ -30,6 +30,7 @@ from chain.errors import DecodeError, InvalidCertificate
 from chain.types import Block, CommitCertificate, decode
 from consensus.actions import (
     Action,
+    FaultDetected,
     Finalized,
     Persist,
     Rejected,
@@ -37,14 +38,18 @@ from consensus.actions import (
 )
 from consensus.app import Application
 from consensus.config import ConsensusConfig
+from consensus.detection import InvalidFault, verify_fault
 from consensus.errors import RejectReason
 from consensus.log import Entry
 from consensus.messages import (
+    FAULT_NOTICE_BYTES_MAX,
     Commit,
+    FaultNotice,
     Message,
     NewView,
     Prepare,
     Suspect,
+    VcConfirm,
     VcFinal,
     ViewChange,
     message_from_wire,
@@ -120,6 +125,8 @@ class ReplicaCore:
     _view_changes: dict[int, ViewChange]
     _vc_finals: dict[int, VcFinal]
     _vc_final_sent: VcFinal | None
+    _confirms: dict[int, bytes]
+    _confirm_sent: VcConfirm | None
     _my_view_change: ViewChange | None
     _start: Start | None
     _new_view: NewView | None
@@ -175,6 +182,9 @@ class ReplicaCore:
         self._future: dict[tuple[int, str], Message] = {}
         self._clock_ms = 0  # the wall clock of the input being handled (set by each entry)
         self._final_message: tuple[tuple[int, bool], Message] | None = None
+        # Proven faults (XFT §4.4), one proof per accused and kind: at most 2n, for the
+        # epoch's life (the node keeps its own record for RPC across epochs).
+        self.faults: dict[tuple[int, str], FaultNotice] = {}
         self._reset_view_state()
         self._last_suspect = _decode_suspect(stored.suspect, self._n)
 
@@ -192,6 +202,8 @@ class ReplicaCore:
         self._view_changes = {}
         self._vc_finals = {}
         self._vc_final_sent = None
+        self._confirms = {}  # VC-CONFIRM digests by member, this replica's own included
+        self._confirm_sent = None
         self._my_view_change = None
         self._start = None
         self._new_view = None  # sent (primary) or waiting (follower)
@@ -379,6 +391,35 @@ class ReplicaCore:
 
     def _retransmit_view_change(self, actions: list[Action]) -> None:
         raise NotImplementedError  # consensus/viewchange.py
+
+    # ------------------------------------------------------------------ proven faults
+
+    def _record_fault(self, notice: FaultNotice, actions: list[Action], *,
+                      found_here: bool = True) -> None:
+        """Keep a checked proof, report it once, and forward it (signed as its messenger) to
+        every other replica, so that each can check it and name the accused too."""
+        key = (notice.accused, notice.kind)
+        if key in self.faults:
+            return
+        forwarded = self._sign(dataclasses.replace(notice, sender=self._index))
+        assert isinstance(forwarded, FaultNotice)
+        self.faults[key] = forwarded
+        actions.append(FaultDetected(forwarded, found_here))
+        if forwarded.payload_bytes() <= FAULT_NOTICE_BYTES_MAX:
+            for replica in self._others(tuple(range(self._n))):
+                self._send(replica, forwarded, actions)
+
+    def _on_fault(self, sender: int, message: FaultNotice, actions: list[Action]) -> None:
+        """A forwarded proof: checked here, never taken on the messenger's word."""
+        if (message.accused, message.kind) in self.faults:
+            return
+        try:
+            verify_fault(message, chain_id=self._chain_id,
+                         epoch=Epoch(self._epoch, tuple(self._bookkeepers), self._t))
+        except InvalidFault as exc:
+            actions.append(Rejected(sender, RejectReason.BAD_FAULT_PROOF, str(exc)))
+            return
+        self._record_fault(message, actions, found_here=False)
 
     # ------------------------------------------------------------------ shared
 

@@ -50,6 +50,8 @@ class RejectReason(StrEnum):
     CONFLICT = "conflict"  # two proposals or votes for one height
     OUT_OF_SEQUENCE = "out-of-sequence"
     CLOCK_AHEAD = "clock-ahead"  # block time beyond clock_drift_ms_max ahead of our clock
+    BAD_VC_CONFIRM = "bad-vc-confirm"  # a member confirmed another VIEW-CHANGE set
+    BAD_FAULT_PROOF = "bad-fault-proof"  # a FAULT notice whose proof does not hold
 
 
 class InvalidMessage(ConsensusError):

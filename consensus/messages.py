@@ -40,10 +40,17 @@ VIEW_MAX = 2**63 - 1
 HEIGHT_MAX = 2**63 - 1
 BLOB_BYTES_MAX = 16 * 1024 * 1024  # a block on the wire; the p2p frame limit is lower
 SIGNATURE_BYTES = 64
+# A FAULT notice (a proof that a bookkeeper misbehaved, consensus/detection.py) holds two
+# votes, or one certificate and the accused's VIEW-CHANGE: its bytes are bounded apart from
+# the blob limit, so forwarding proofs to every replica stays cheap. A proof whose
+# VIEW-CHANGE carries a block this large is kept by its detector and not forwarded.
+FAULT_NOTICE_BYTES_MAX = 256 * 1024
+FAULT_KINDS = ("state-loss", "fork")
 
-# Field kinds: "view" 0..VIEW_MAX, "height" 0..HEIGHT_MAX, "hash" 32 bytes, "sig" 64
-# bytes, "sig?" 64 or 0 bytes, "block" an rlp Block, "cert" an rlp CommitCertificate
-# ("block?" and "cert?": or b"", absent), "vcs" a list of at most n ViewChange.
+# Field kinds: "view" 0..VIEW_MAX, "height" 0..HEIGHT_MAX, "hash" 32 bytes ("hash?": or
+# b""), "sig" 64 bytes, "sig?" 64 or 0 bytes, "block" an rlp Block, "cert" an rlp
+# CommitCertificate ("block?" and "cert?": or b"", absent), "vcs" a list of at most n
+# ViewChange, "index" a bookkeeper index below n, "fault" one of FAULT_KINDS.
 Spec = tuple[tuple[str, str], ...]
 RECORD_KINDS = {"block": Block, "block?": Block, "cert": CommitCertificate,
                 "cert?": CommitCertificate}
@@ -71,7 +78,7 @@ class Message:
         for name, kind in self.SPEC:
             value = getattr(self, name)
             body.append([vc._rlp_body() + [vc.signature] for vc in value] if kind == "vcs"
-                        else value)
+                        else value.encode() if kind == "fault" else value)
         return body
 
     def signed(self, key: KeyPair) -> Message:
@@ -212,14 +219,18 @@ class Suspect(Message):
 @dataclass(frozen=True, kw_only=True)
 class ViewChange(Message):
     """VIEW-CHANGE(view): the sender's final head (with its certificate and finality proof,
-    b"" at genesis)
-    and its commit log: the block at final_height+1 whose full certificate of
-    `entry_view` it holds, if any (`entry_block` and `entry_certificate` b"")."""
+    b"" at genesis: the proof of its last final block), its commit log: the block at
+    final_height+1 whose full certificate of `entry_view` it holds, if any (`entry_block`
+    and `entry_certificate` b""), and its prepare log (XFT §4.4): the entry it accepted at
+    final_height+1, committed or not, as the view `prepare_view`, the block hash and the
+    primary's signed vote (`prepare_hash` and `prepare_vote` b"" when it accepted none).
+    Fault detection (consensus/detection.py) reads both logs."""
 
     TYPE = "view_change"
     SPEC = (("view", "view"), ("final_height", "height"), ("final_hash", "hash"),
             ("final_certificate", "cert?"), ("entry_view", "view"), ("entry_block", "block?"),
-            ("entry_certificate", "cert?"))
+            ("entry_certificate", "cert?"), ("prepare_view", "view"), ("prepare_hash", "hash?"),
+            ("prepare_vote", "sig?"))
     view: int
     final_height: int
     final_hash: bytes
@@ -227,6 +238,9 @@ class ViewChange(Message):
     entry_view: int
     entry_block: bytes
     entry_certificate: bytes
+    prepare_view: int = 0
+    prepare_hash: bytes = b""
+    prepare_vote: bytes = b""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -271,18 +285,61 @@ class Committed(Message):
     holds: bytes
 
 
+@dataclass(frozen=True, kw_only=True)
+class VcConfirm(Message):
+    """VC-CONFIRM(view) (XFT §4.4): after VC-FINAL, each new active replica tells the others
+    the digest of the VIEW-CHANGE set it selects from and of the replicas it found faulty
+    (`consensus.detection.confirm_digest`). Only when every member sent the same digest does
+    the new view start: every correct member then selected from one set, so a member that
+    sent different VC-FINALs to different members cannot split the selection."""
+
+    TYPE = "vc_confirm"
+    SPEC = (("view", "view"), ("digest", "hash"))
+    view: int
+    digest: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class FaultNotice(Message):
+    """A proof that bookkeeper `accused` misbehaved (consensus/detection.py checks it; the
+    sender is only its messenger and is never trusted):
+
+    - "fork": two votes of `accused` (signatures on commit_message) for one `view` and
+      `height` on different blocks `hash_a` / `hash_b` (`vote_a`, `vote_b`);
+    - "state-loss": `accused`'s signed VIEW-CHANGE (`view_changes`, exactly one) reports
+      less than `certificate` proves it held: that certificate of block `hash_a` at
+      `height`, of view `view`, holds its vote as the follower of t = 1, or its finality
+      signature.
+    """
+
+    TYPE = "fault"
+    SPEC = (("kind", "fault"), ("accused", "index"), ("view", "view"), ("height", "height"),
+            ("hash_a", "hash"), ("vote_a", "sig?"), ("hash_b", "hash?"), ("vote_b", "sig?"),
+            ("certificate", "cert?"), ("view_changes", "vcs"))
+    kind: str
+    accused: int
+    view: int
+    height: int
+    hash_a: bytes
+    vote_a: bytes
+    hash_b: bytes
+    vote_b: bytes
+    certificate: bytes
+    view_changes: tuple[ViewChange, ...]
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls for cls in (Prepare, Commit, Committed, Final, Suspect, ViewChange, VcFinal,
-                            NewView)
+                            NewView, VcConfirm, FaultNotice)
 }
 
 
 def view_of(message: Message) -> int:
     """The view a message belongs to; FINAL belongs to none (-1): its certificate names one."""
     if isinstance(message, Prepare | Commit | Committed | Suspect | ViewChange | VcFinal |
-                  NewView):
+                  NewView | VcConfirm):
         return message.view
-    return -1
+    return -1  # FINAL and FAULT: of no view (a FAULT's `view` is its evidence's)
 
 
 def message_from_wire(obj: object, n: int) -> Message:
@@ -371,17 +428,46 @@ def _check_consistent(message: Message) -> None:
         pairs = [("final_certificate", message.final_height == 0, not message.final_certificate),
                  ("entry_certificate", not message.entry_block, not message.entry_certificate),
                  ("entry_view", not message.entry_block,
-                  not message.entry_block and message.entry_view == 0)]
+                  not message.entry_block and message.entry_view == 0),
+                 ("prepare_vote", not message.prepare_hash, not message.prepare_vote),
+                 ("prepare_view", not message.prepare_hash,
+                  not message.prepare_hash and message.prepare_view == 0)]
     elif isinstance(message, NewView):
         pairs = [("vote", not message.block, not message.vote)]
     elif isinstance(message, VcFinal) and any(vc.epoch != message.epoch for vc in message.view_changes):
         raise InvalidMessage(DecodeReason.INCONSISTENT, "vc_final.view_changes of another epoch")
+    elif isinstance(message, FaultNotice):
+        _check_fault_notice(message)
     for name, absent, expected_absent in pairs:
         if absent != expected_absent:
             raise InvalidMessage(DecodeReason.INCONSISTENT, f"{message.TYPE}.{name}")
 
 
+def _check_fault_notice(message: FaultNotice) -> None:
+    if message.payload_bytes() > FAULT_NOTICE_BYTES_MAX:
+        raise InvalidMessage(DecodeReason.BAD_LENGTH,
+                             f"fault notice of {message.payload_bytes()} bytes")
+    fork = message.kind == "fork"
+    pairs = [("vote_a", not message.vote_a, not fork), ("vote_b", not message.vote_b, not fork),
+             ("hash_b", not message.hash_b, not fork), ("certificate", not message.certificate, fork),
+             ("view_changes", not message.view_changes, fork)]
+    for name, absent, expected_absent in pairs:
+        if absent != expected_absent:
+            raise InvalidMessage(DecodeReason.INCONSISTENT, f"fault.{name}")
+    if len(message.view_changes) > 1 or \
+            any(vc.sender != message.accused or vc.epoch != message.epoch
+                for vc in message.view_changes):
+        raise InvalidMessage(DecodeReason.INCONSISTENT, "fault.view_changes: one, the accused's")
+
+
 def _field(obj: dict[Any, Any], name: str, kind: str, n: int) -> Any:
+    if kind == "index":
+        return _sender(_uint(obj, name, UINT_MAX), n, name)
+    if kind == "fault":
+        value = obj[name]
+        if not isinstance(value, str) or value not in FAULT_KINDS:
+            raise InvalidMessage(DecodeReason.OUT_OF_RANGE, f"{name} {str(value)[:20]!r}")
+        return value
     if kind == "view":
         return _uint(obj, name, VIEW_MAX)
     if kind == "height":
@@ -424,6 +510,7 @@ def _bytes(obj: dict[Any, Any], name: str, kind: str) -> bytes:
         raise InvalidMessage(DecodeReason.BAD_TYPE, f"{name} is not bytes")
     length_ok = {
         "hash": len(value) == 32,
+        "hash?": len(value) in (0, 32),
         "sig": len(value) == SIGNATURE_BYTES,
         "sig?": len(value) in (0, SIGNATURE_BYTES),
         "block": 0 < len(value) <= BLOB_BYTES_MAX,

@@ -79,11 +79,13 @@ from consensus.core import (  # SLOW_START_SHARE and the EARLY_ bounds are read 
 from consensus.messages import (
     Commit,
     Committed,
+    FaultNotice,
     Final,
     Message,
     NewView,
     Prepare,
     Suspect,
+    VcConfirm,
     VcFinal,
     ViewChange,
     view_of,
@@ -182,6 +184,9 @@ class Replica(CommonCase, ViewChanging):
         if isinstance(message, Final):
             self._on_final(message, now_ms, actions)
             return
+        if isinstance(message, FaultNotice):
+            self._on_fault(sender, message, actions)
+            return
         if isinstance(message, Suspect):
             self._on_suspect(sender, message, now_ms, actions)
             return
@@ -196,6 +201,8 @@ class Replica(CommonCase, ViewChanging):
             self._on_view_change(message, now_ms, actions)
         elif isinstance(message, VcFinal):
             self._on_vc_final(message, now_ms, actions)
+        elif isinstance(message, VcConfirm):
+            self._on_vc_confirm(message, now_ms, actions)
         elif isinstance(message, NewView):
             self._on_new_view(message, now_ms, actions)
         elif self.state == VIEW_CHANGE:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,7 +26,7 @@ from chain.certificate import verify_finality
 from chain.epochs import Epoch
 from chain.errors import InvalidBlock
 from chain.types import EMPTY_TRIE_ROOT, ZERO_HASH, Block, BlockHeader
-from consensus.actions import Action, CatchUp, Persist, Send, Suspected
+from consensus.actions import Action, CatchUp, FaultDetected, Persist, Send, Suspected
 from consensus.byzantine import replica_class
 from consensus.config import FORKING_MODES, ConsensusConfig
 from consensus.messages import message_from_wire
@@ -140,6 +141,7 @@ class SimNode:
     sync: BlockSync
     alive: bool = True
     suspicions: list[Suspected] = field(default_factory=list)
+    faults: list[FaultDetected] = field(default_factory=list)
     sync_rejections: list[SyncRejected] = field(default_factory=list)
 
 
@@ -167,6 +169,7 @@ class Simulation:
         self._seq = 0
         self._next_status = STATUS_INTERVAL_MS
         self._tx_counter = 0
+        self.sent: Counter[str] = Counter()  # consensus messages sent, by type (what a round costs)
         keys = [KeyPair.from_seed(bytes([i + 1]) * 32) for i in range(self.n)]
         self.bookkeepers = [key.public_key for key in keys]
         self.oracle = FinalityOracle(self.bookkeepers, t)
@@ -297,12 +300,15 @@ class Simulation:
             if isinstance(action, Persist):
                 node.storage.save(action.state)
             elif isinstance(action, Send):
+                self.sent[action.message.TYPE] += 1
                 self._transmit(node.index, action.to, ("xpaxos", action.message.to_wire()))
             elif isinstance(action, CatchUp):
                 self._sync_sends(node, node.sync.request(bytes([action.peer]), action.height,
                                                          self.now))
             elif isinstance(action, Suspected):
                 node.suspicions.append(action)
+            elif isinstance(action, FaultDetected):
+                node.faults.append(action)
 
     def _sync_sends(self, node: SimNode, sends: list[SyncAction]) -> None:
         for send in sends:

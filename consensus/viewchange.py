@@ -14,12 +14,14 @@ from consensus.actions import (
     ViewChanged,
 )
 from consensus.core import NORMAL, VIEW_CHANGE, ReplicaCore, Suspicion, block_field
+from consensus.detection import confirm_digest, detect, evidence_in_chain, state_losses
 from consensus.errors import RejectReason
 from consensus.log import Entry
 from consensus.messages import (
     VIEW_MAX,
     NewView,
     Suspect,
+    VcConfirm,
     VcFinal,
     ViewChange,
     view_of,
@@ -100,13 +102,17 @@ class ViewChanging(ReplicaCore):
         final = self._app.final_height()
         committed = self._entry if self._entry is not None and self._entry.certificate \
             else None
+        prepared = self._entry if self._current(self._entry) else None
         message = self._sign(ViewChange(
             sender=self._index, view=self.view, final_height=final,
             final_hash=self._app.final_hash(),
             final_certificate=self._final_certificate(final),
             entry_view=committed.view if committed else 0,
             entry_block=committed.block_raw if committed else b"",
-            entry_certificate=committed.certificate if committed else b""))
+            entry_certificate=committed.certificate if committed else b"",
+            prepare_view=prepared.view if prepared else 0,
+            prepare_hash=prepared.block_hash if prepared else b"",
+            prepare_vote=prepared.prepare_vote if prepared else b""))
         assert isinstance(message, ViewChange)
         return message
 
@@ -121,6 +127,15 @@ class ViewChanging(ReplicaCore):
             # a certificate, and the selection would start from (and sync) its block.
             self._checked_certificate(vc.final_certificate, vc.final_height, vc.final_hash,
                                       final=True)
+        if vc.prepare_hash:
+            # The prepare log: the primary's vote on the entry it accepted, of an earlier view
+            # of this epoch (fault detection reads it as that primary's word).
+            primary = self._group(vc.prepare_view)[0]
+            if vc.prepare_view >= view or vc.final_height + 1 < self._epoch or \
+                    not self._valid_vote(primary, vc.prepare_vote, vc.prepare_view,
+                                         vc.final_height + 1, vc.prepare_hash):
+                raise Suspicion(RejectReason.BAD_VIEW_CHANGE,
+                                f"prepare log of {vc.sender} does not fit")
         block = block_field(vc, "entry_block")
         if block is None:
             return
@@ -186,7 +201,10 @@ class ViewChanging(ReplicaCore):
                 not set(self._group(self.view)) <= set(self._vc_finals):
             return
         if self._start is None:
-            self._start = select(merge(self._vc_finals[m] for m in sorted(self._vc_finals)))
+            merged = merge(self._vc_finals[m] for m in sorted(self._vc_finals))
+            if self._config.fault_detection:
+                merged = self._detect_and_confirm(merged, actions)
+            self._start = select(merged)
         start = self._start
         final = self._app.final_height()
         if final < start.final_height:
@@ -203,10 +221,67 @@ class ViewChanging(ReplicaCore):
             except LedgerError as exc:
                 self._suspect(f"selected entry does not execute: {exc}", now_ms, actions)
                 return
+        if self._config.fault_detection:
+            assert self._confirm_sent is not None
+            differing = sorted(member for member, digest in self._confirms.items()
+                               if digest != self._confirm_sent.digest)
+            if differing:  # came in before this replica had selected
+                actions.append(Rejected(differing[0], RejectReason.BAD_VC_CONFIRM,
+                                        "VC-CONFIRM names another set"))
+                self._suspect("VC-CONFIRM does not match the selection", now_ms, actions)
+                return
+            if not set(self._group(self.view)) <= set(self._confirms):
+                return
         if self._is_primary():
             self._send_new_view(start, now_ms, actions)
         elif self._new_view is not None:
             self._accept_new_view(self._new_view, now_ms, actions)
+
+    # ------------------------------------------------------------------ fault detection (§4.4)
+
+    def _detect_and_confirm(self, merged: dict[int, ViewChange],
+                            actions: list[Action]) -> dict[int, ViewChange]:
+        """Name the replicas the merged set proves faulty, leave their VIEW-CHANGEs out of
+        the selection and send VC-CONFIRM; also name (not exclude) those this replica's own
+        final blocks prove to have lost state (consensus/detection.py says why)."""
+        keys = self._bookkeepers
+        found = detect(merged, chain_id=self._chain_id, keys=keys, t=self._t, epoch=self._epoch)
+        for notice in found:
+            self._record_fault(notice, actions)
+        chain = evidence_in_chain(merged.values(), self._app.final_height(), self._app.final_block)
+        for notice in state_losses(merged, chain, chain_id=self._chain_id, keys=keys, t=self._t,
+                                   epoch=self._epoch):
+            self._record_fault(notice, actions)
+        # Itself included: the set and the exclusions must be the same at every member (a
+        # correct replica is never proven faulty; one that is still runs this code).
+        accused = {notice.accused for notice in found}
+        kept = {sender: vc for sender, vc in merged.items() if sender not in accused} or merged
+        confirm = self._sign(VcConfirm(sender=self._index, view=self.view,
+                                       digest=confirm_digest(merged, accused)))
+        assert isinstance(confirm, VcConfirm)
+        self._confirm_sent = confirm
+        self._confirms[self._index] = confirm.digest
+        for member in self._others(self._group(self.view)):
+            self._send(member, confirm, actions)
+        return kept
+
+    def _on_vc_confirm(self, message: VcConfirm, now_ms: int, actions: list[Action]) -> None:
+        if not self._is_member(self.view, message.sender) or message.sender == self._index:
+            raise Suspicion(RejectReason.NOT_A_MEMBER, "VC-CONFIRM from a non-member")
+        if self.state == NORMAL:
+            # The sender is still waiting for our confirmation (and, from the primary, NEW-VIEW).
+            if self._confirm_sent is not None:
+                self._send(message.sender, self._confirm_sent, actions)
+            if self._is_primary() and self._new_view is not None:
+                self._send(message.sender, self._new_view, actions)
+            return
+        mine = self._confirm_sent.digest if self._confirm_sent is not None else None
+        if mine is not None and message.digest != mine:
+            raise Suspicion(RejectReason.BAD_VC_CONFIRM,
+                            f"VC-CONFIRM of {message.sender} names another set")
+        self._confirms.setdefault(message.sender, message.digest)
+        if mine is not None:
+            self._maybe_select(now_ms, actions)
 
     def _send_new_view(self, start: Start, now_ms: int, actions: list[Action]) -> None:
         pick = self._new_view_pick(start)
@@ -272,6 +347,10 @@ class ViewChanging(ReplicaCore):
                 waiting = member == primary and self._start is not None
                 if member not in self._vc_finals or waiting:
                     self._send(member, self._vc_final_sent, actions)
+        if self._confirm_sent is not None:
+            # To all: a member that has every confirmation still waits for ours or NEW-VIEW.
+            for member in self._others(self._group(self.view)):
+                self._send(member, self._confirm_sent, actions)
         start = self._start
         if start is not None and self._app.final_height() < start.final_height:
             actions.append(CatchUp(start.source, start.final_height))

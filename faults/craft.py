@@ -34,11 +34,13 @@ from consensus.messages import (
     VIEW_MAX,
     Commit,
     Committed,
+    FaultNotice,
     Final,
     Message,
     NewView,
     Prepare,
     Suspect,
+    VcConfirm,
     VcFinal,
     ViewChange,
 )
@@ -46,7 +48,7 @@ from consensus.sync import RESPONSE_BLOCKS_MAX
 from crypto.keys import KeyPair
 
 CONSENSUS_TYPES = ("prepare", "commit", "committed", "final", "suspect", "view_change", "vc_final",
-                   "new_view")
+                   "new_view", "vc_confirm", "fault")
 SYNC_TYPES = ("sync_status", "sync_request", "sync_response")
 JUNK_TRANSACTIONS_MAX = 64  # per crafted block: enough to exercise execution, quick to sign
 
@@ -315,6 +317,12 @@ def _consensus(rng: random.Random, insider: Insider, situation: Situation, kind:
             tags.append("replayed-vcs")
         tags += [f"{len(view_changes)}-vcs", *sorted({tag for tag, _ in nested if tag != "well-formed"})[:3]]
         message = VcFinal(sender=sender, view=view, view_changes=tuple(view_changes))
+    elif kind == "vc_confirm":
+        # A digest of no set (or of a set it made up): members must refuse it, not stall.
+        message = VcConfirm(sender=sender, view=view, digest=rng.randbytes(32))
+    elif kind == "fault":
+        message, tag = _fault(rng, insider, situation, view, height)
+        tags.append(tag)
     else:
         assert kind == "new_view"
         block_tag, raw = ("no-pick", b"") if rng.random() < 0.5 else \
@@ -327,6 +335,31 @@ def _consensus(rng: random.Random, insider: Insider, situation: Situation, kind:
                           final_hash=situation.head_hash, block=raw, vote=vote)
         tags.append(block_tag)
     return _tags(*tags), message
+
+
+def _fault(rng: random.Random, insider: Insider, situation: Situation, view: int,
+           height: int) -> tuple[FaultNotice, str]:
+    """A FAULT notice accusing anyone: two votes (the insider's real ones when it accuses
+    itself, else forged), or a VIEW-CHANGE with a certificate that may or may not prove a
+    state loss. Honest replicas name nobody on it unless the proof holds."""
+    accused = rng.choice([insider.index, insider.index, 0, insider.n - 1])
+    if rng.random() < 0.5:
+        hash_a, hash_b = sorted((rng.randbytes(32), rng.randbytes(32)))
+        own = accused == insider.index and rng.random() < 0.5
+        vote_a, vote_b = (insider.vote(view, height, hash_a), insider.vote(view, height, hash_b)) if own \
+            else (rng.randbytes(64), rng.randbytes(64))
+        return FaultNotice(sender=insider.index, kind="fork", accused=accused, view=view, height=height,
+                           hash_a=hash_a, vote_a=vote_a, hash_b=hash_b, vote_b=vote_b, certificate=b"",
+                           view_changes=()), "fork" + ("-own" if own else "")
+    _, vc = _view_change(rng, insider, situation, min(view + 1, UINT_MAX), tame=True)
+    vc = dataclasses.replace(vc, sender=accused)
+    signed = vc.signed(insider.key)
+    assert isinstance(signed, ViewChange)
+    block_hash = situation.head_hash
+    _, certificate = certificate_for(rng, insider, situation, view, height, block_hash)
+    return FaultNotice(sender=insider.index, kind="state-loss", accused=accused, view=view, height=height,
+                       hash_a=block_hash, vote_a=b"", hash_b=b"", vote_b=b"", certificate=certificate,
+                       view_changes=(signed,)), "state-loss"
 
 
 def _hash_of(raw: bytes) -> bytes:

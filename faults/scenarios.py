@@ -665,6 +665,45 @@ async def remove_while_partitioned(ctx: Ctx) -> None:
     await ctx.sleep(ctx.duration * 0.3)
 
 
+DATA_LOSS_DETECT_TIMEOUT_S = 60
+
+
+async def data_loss(ctx: Ctx) -> None:
+    """Node 1, the follower of view 0, runs "drop-log" from the cluster's start: in every
+    VIEW-CHANGE it reports a final head two blocks below its own and no log entry, as a
+    replica that lost the end of its log would. The primary is killed under load, so views
+    1 (0, 2) and 2 (1, 2) follow: node 2 merges node 1's VIEW-CHANGE and must prove the state
+    loss (XFT §4.4), show it in RPC consensus_faults, /metrics and its log, and the chain
+    must go on; no honest node is ever named."""
+    c = ctx.cluster
+    liar, honest = 1, [0, 2]
+    await ctx.sleep(ctx.duration * 0.3)  # blocks final in view 0, with node 1's votes
+    primary = (await ctx.group())[0]
+    ctx.kill(primary)
+
+    async def named() -> bool:
+        faults = await c.call(2, "consensus_faults")
+        return any(f["accused"] == liar and f["kind"] == "state-loss" for f in faults or [])
+    detected = await ctx.wait_until(named, DATA_LOSS_DETECT_TIMEOUT_S)
+    await ctx.restart(primary)
+    ctx.history.heal("restarted", node=primary)
+    faults = await c.call(2, "consensus_faults") or []
+    counted = await c.metric(2, "gridchain_consensus_faults_total", 'kind="state-loss"')
+    logged = ctx.log_count(2, "is faulty: state-loss")
+    ctx.figure("data_loss", {"faults_at_node2": faults, "metric": counted, "log_lines": logged})
+    ctx.invariant("data_loss_detected", detected and counted > 0 and logged > 0,
+                  f"node 2 named node 1: {detected}; metric {counted:.0f}; log lines {logged}")
+    await ctx.sleep(ctx.duration * 0.3)
+    wrongly = [f for i in honest if c.is_running(i) for f in await c.call(i, "consensus_faults") or []
+               if f["accused"] != liar]
+    ctx.invariant("no_honest_node_named", not wrongly, f"named besides node 1: {wrongly}")
+    # Replace the liar by an honest node on the same store (its ledger was intact).
+    c.kill(liar)
+    await ctx.restart(liar, byzantine=None)
+    ctx.history.heal("node1 restarted honest", node=liar)
+    await ctx.sleep(ctx.duration * 0.3)
+
+
 # --- the registry -----------------------------------------------------------------------
 def _registry() -> dict[str, Scenario]:
     items = [
@@ -696,8 +735,12 @@ def _registry() -> dict[str, Scenario]:
                  "new set", join_while_crashed, observers=2),
         Scenario("remove-while-partitioned", "5 -> 3 bookkeepers voted while a staying one is isolated; the "
                  "removed hand over and are cut off", remove_while_partitioned, nodes=5),
+        Scenario("data-loss", "a follower reports a shorter commit log in its VIEW-CHANGE (state loss); the "
+                 "primary is killed; the new group proves it (XFT fault detection)", data_loss,
+                 byzantine_start={1: "drop-log"}),
     ]
-    for mode in BYZANTINE_MODES:
+    # "drop-log" lies only in view changes: its own scenario above forces one where it counts.
+    for mode in (m for m in BYZANTINE_MODES if m != "drop-log"):
         for t in (1, 2):
             items.append(Scenario(f"byzantine-{mode}-t{t}", f"the primary turns Byzantine ({mode}), t = {t}",
                                   byzantine(mode), nodes=2 * t + 1, byzantine_node="primary"))

@@ -94,6 +94,7 @@ class Methods:
             "governance_proposals": self.governance_proposals,
             "governance_propose": self.governance_propose,
             "governance_vote": self.governance_vote,
+            "consensus_faults": self.consensus_faults,
         }
         # Served only on the operator listener, each under a token permitting it (rpc/auth.py).
         self.operator_table: dict[str, Handler] = {
@@ -368,6 +369,13 @@ class Methods:
         except ContractError as exc:
             raise RpcError(CONTRACT_ERROR, str(exc), {"reason": exc.reason}) from exc
         return value_to_json(result) if result is not None else None
+
+    # consensus ----------------------------------------------------------------------------
+    async def consensus_faults(self) -> list[dict[str, Any]]:
+        """Bookkeepers proven faulty (XFT §4.4 fault detection), oldest first: kind
+        (state-loss or fork), the accused's index and key, where the evidence is, whether this
+        node found it or checked a forwarded proof, and the proof's fields."""
+        return list(self.node.consensus_faults)
 
     # governance ---------------------------------------------------------------------------
     async def governance_epochs(self) -> list[dict[str, Any]]:

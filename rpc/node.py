@@ -98,6 +98,8 @@ class NodeView(Protocol):
     def bookkeepers(self) -> list[bytes]: ...  # node keys of the set in force for the next block
     @property
     def epoch(self) -> Epoch: ...  # that set (governance, chain/epochs.py)
+    @property
+    def consensus_faults(self) -> list[dict[str, Any]]: ...  # proven faulty bookkeepers (XFT §4.4)
     def bookkeeper_name(self, index: int) -> str: ...
     @property
     def network(self) -> Network: ...

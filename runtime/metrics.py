@@ -51,6 +51,10 @@ class NodeMetrics:
                                     registry=r).labels(**labels)
         self.suspects = Counter("gridchain_suspects", "SUSPECT raised by this replica", ["node"],
                                 registry=r).labels(**labels)
+        # XFT §4.4: bookkeepers proven faulty (found here or forwarded and checked), by kind
+        # (consensus.messages.FAULT_KINDS) and accused bookkeeper index.
+        self.consensus_faults = Counter("gridchain_consensus_faults", "Bookkeepers proven faulty, by kind",
+                                        ["kind", "accused"], registry=r)
         self.mempool_size = Gauge("gridchain_mempool_transactions", "Pending transactions", ["node"],
                                   registry=r).labels(**labels)
         self.peers = Gauge("gridchain_peers", "Connected peers", ["node"], registry=r).labels(**labels)

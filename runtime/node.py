@@ -53,6 +53,7 @@ from consensus import (
     BlockSync,
     CatchUp,
     ConsensusConfig,
+    FaultDetected,
     Finalized,
     InvalidMessage,
     LmdbStorage,
@@ -127,6 +128,7 @@ ADMIT_TURN_MS_MAX = 20
 JOURNAL_SLACK = 1_000
 # The `kind` label of gridchain_peer_message_errors_total: a message type, or "other".
 PEER_MESSAGE_KINDS = frozenset((*MESSAGE_TYPES, *SYNC_TYPES, *STATESYNC_TYPES, *RELAY_TYPES))
+FAULTS_KEPT_MAX = 64  # proven faults the node keeps for RPC consensus_faults (each a few hundred bytes)
 BYZANTINE_HEAD_LEAD = 1_000  # test-only "withhold-commit": blocks its announced head lies ahead
 
 
@@ -158,6 +160,7 @@ class Node:
                                 config.disk_free_bytes_min)
         self.storage_full: StorageFull | None = None  # consensus paused until there is space
         self.consensus_storage = LmdbStorage(self.store.env)  # the replica's Persist actions land here
+        self.consensus_faults: list[dict[str, Any]] = []  # proven faulty bookkeepers (XFT §4.4), newest last
         self.chain = Chain(self.store, self.genesis, Engine(build_contracts(self.genesis.contract_params)))
         self.mempool = Mempool(self.genesis.chain_id, self.genesis.limits, config.mempool,
                                self.chain.signatures)
@@ -693,9 +696,34 @@ class Node:
                 self.metrics.message_rejected(action.reason)
                 log.warning("rejected message from bookkeeper %d: %s: %s", action.sender, action.reason,
                             action.detail, extra={"reason": str(action.reason)})
+            elif isinstance(action, FaultDetected):
+                self._record_fault(action)
             elif isinstance(action, CatchUp):
                 self._send_sync(self.sync.request(self.bookkeepers[action.peer], action.height, monotonic_ms()))
         self._follow_epoch()
+
+    def _record_fault(self, action: FaultDetected) -> None:
+        """A bookkeeper proven faulty (XFT §4.4): kept for RPC `consensus_faults` (the newest
+        FAULTS_KEPT_MAX), counted, and logged with what proves it."""
+        notice = action.notice
+        record = {"kind": notice.kind, "accused": notice.accused,
+                  "accused_key": "0x" + self.bookkeepers[notice.accused].hex(), "epoch": notice.epoch,
+                  "view": notice.view, "height": notice.height, "found_here": action.found_here,
+                  "detected_view": self.replica.view if self.replica is not None else None,
+                  "proof": {key: ("0x" + value.hex() if isinstance(value, bytes) else value)
+                            for key, value in notice.to_wire().items() if key != "view_changes"}
+                  | {"view_changes": len(notice.view_changes)}}
+        self.consensus_faults.append(record)
+        del self.consensus_faults[:-FAULTS_KEPT_MAX]
+        self.metrics.consensus_faults.labels(kind=notice.kind, accused=str(notice.accused)).inc()
+        evidence = f"its VIEW-CHANGE reports final head {notice.view_changes[0].final_height}, a certificate " \
+            f"of view {notice.view} proves it held height {notice.height}" if notice.kind == "state-loss" else \
+            f"it signed two blocks for view {notice.view}, height {notice.height}: 0x{notice.hash_a.hex()[:16]} " \
+            f"and 0x{notice.hash_b.hex()[:16]}"
+        log.error("bookkeeper %d (%s) is faulty: %s; %s; %s", notice.accused,
+                  self.bookkeeper_name(notice.accused), notice.kind, evidence,
+                  "detected here" if action.found_here else "proof forwarded and checked",
+                  extra={"reason": f"fault-{notice.kind}"})
 
     def _send_relay(self, outgoing: Outgoing) -> None:
         for peer, message in outgoing:

@@ -3,7 +3,8 @@
 A schedule mixes message loss, duplication and reordering with crashes, restarts and
 one-way partitions, and sometimes one Byzantine replica (then the other faults stay
 within t, outside anarchy). Safety is checked on every finalize (FinalityOracle) and at
-the end; liveness once every fault heals and every crashed replica restarts.
+the end; liveness once every fault heals and every crashed replica restarts; and fault
+detection never names an honest replica.
 Reproduce one: `pytest tests/test_consensus_random.py -k "seed-123"`.
 """
 
@@ -74,3 +75,7 @@ def test_random_fault_schedule_is_safe_and_live(seed):
     assert sim.all_done(honest), (
         f"seed {seed}: no progress after healing; final heights {sim.final_heights()}, "
         f"views {[node.replica.view for node in sim.nodes]}")
+    # Fault detection (XFT §4.4) never names a correct replica: crashes, restarts, loss and
+    # partitions are no faults it may prove.
+    accused = {f.notice.accused for index in honest for f in sim.nodes[index].faults}
+    assert accused <= {node.index for node in sim.nodes if node.config.byzantine}, (seed, accused)
