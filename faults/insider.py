@@ -37,7 +37,7 @@ from client.receipts import from_hex
 from consensus.errors import InvalidMessage
 from consensus.messages import ViewChange, message_from_wire
 from faults.cluster import FaultCluster
-from faults.craft import Insider, Situation, crafted
+from faults.craft import CONSENSUS_TYPES, SYNC_TYPES, Insider, Situation, crafted
 from faults.fuzz import RawLink
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ async def insider_fuzz(ctx: Ctx) -> None:
         "detail": f"gridchain_peer_message_errors_total {errors}" if any(errors.values())
         else f"no handler raised on {len(targets)} nodes"}
     invariants["every_type_sent"] = {
-        "passed": len(sent) == 11 and min(sent.values()) >= 10,
+        "passed": len(sent) == len(CONSENSUS_TYPES + SYNC_TYPES) and min(sent.values()) >= 10,
         "detail": f"cases per type {sent}"}
 
 
