@@ -159,9 +159,10 @@ class Node:
         self.store = ChainStore(config.data_dir / "chain", config.lmdb_map_bytes, config.lmdb_map_bytes_max,
                                 config.disk_free_bytes_min)
         self.storage_full: StorageFull | None = None  # consensus paused until there is space
-        self.consensus_storage = LmdbStorage(self.store.env)  # the replica's Persist actions land here
         self.consensus_faults: list[dict[str, Any]] = []  # proven faulty bookkeepers (XFT §4.4), newest last
         self.chain = Chain(self.store, self.genesis, Engine(build_contracts(self.genesis.contract_params)))
+        # The replica's Persist actions land here (opened once the store is known to be this chain's).
+        self.consensus_storage = LmdbStorage(self.store.env)
         self.mempool = Mempool(self.genesis.chain_id, self.genesis.limits, config.mempool,
                                self.chain.signatures)
         self.consensus_config = ConsensusConfig(t=self.genesis.t, **config.consensus)
