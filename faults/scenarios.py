@@ -671,8 +671,8 @@ DATA_LOSS_DETECT_TIMEOUT_S = 60
 async def data_loss(ctx: Ctx) -> None:
     """Node 1, the follower of view 0, runs "drop-log" from the cluster's start: in every
     VIEW-CHANGE it reports a final head two blocks below its own and no log entry, as a
-    replica that lost the end of its log would. The primary is killed under load, so views
-    1 (0, 2) and 2 (1, 2) follow: node 2 merges node 1's VIEW-CHANGE and must prove the state
+    replica that lost the end of its log would. The primary is killed under load, so view
+    1 = (1, 2) follows: node 2 merges node 1's VIEW-CHANGE and must prove the state
     loss (XFT §4.4), show it in RPC consensus_faults, /metrics and its log, and the chain
     must go on; no honest node is ever named."""
     c = ctx.cluster
