@@ -144,3 +144,22 @@ def test_a_forged_notice_is_refused_and_a_confirm_of_another_set_suspected() -> 
     fresh.nodes[0].replica.on_message(1, message_from_wire(_wire(relayed), 3), fresh.now,
                                       fresh.clock_ms(0))
     assert (1, "state-loss") in fresh.nodes[0].replica.faults
+
+
+def test_a_member_confirming_another_set_is_refused_and_suspected() -> None:
+    sim = Simulation(t=1, seed=13)
+    _drive(sim, rounds=3)
+    sim.crash(0)  # view 1 = (1, 2)
+    sim.submit(3)
+    replica = sim.nodes[2].replica
+    for _ in range(20_000):
+        sim.run_until(sim.now + 1)
+        if replica.state == "view-change" and replica._confirm_sent is not None:
+            break
+    assert replica._confirm_sent is not None and replica.state == "view-change"
+    other = VcConfirm(sender=1, view=replica.view, digest=b"\x02" * 32).signed(sim.nodes[1].key)
+    actions = replica.on_message(1, message_from_wire(_wire(other), 3), sim.now, sim.clock_ms(2))
+    assert [a.reason for a in actions if isinstance(a, Rejected)] == [RejectReason.BAD_VC_CONFIRM]
+    assert replica.view == 2, "it suspected the view"
+    sim.run_until(sim.now + 20_000)
+    sim.check_consistency()
