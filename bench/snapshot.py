@@ -80,7 +80,7 @@ def build_chain(directory: Path, senders: list[KeyPair], receivers: list[bytes],
     layout = discover(directory)
     keys = [node_key(layout, i) for i in range(3)]
     store = ChainStore(directory / "node0" / "data" / "chain")
-    chain = Chain(store, genesis, Engine(build_contracts(genesis.contracts)))
+    chain = Chain(store, genesis, Engine(build_contracts(genesis.contract_params)))
     nonces = [0] * len(senders)
     started = time.perf_counter()
     snapshot_block: Block | None = None
@@ -102,14 +102,19 @@ def build_chain(directory: Path, senders: list[KeyPair], receivers: list[bytes],
     build_s = time.perf_counter() - started
     assert snapshot_block is not None
     started = time.perf_counter()
+    walk = list(walk_steps(chain, snapshot_block.number, chain.activation_distance()))
+    walk_s = time.perf_counter() - started
     files = SnapshotFiles(directory / "node0" / "data" / "snapshots", SnapshotConfig())
-    manifest = files.write(snapshot_block, store, walk_steps(chain, snapshot_block.number, chain.activation_distance()))
+    manifest = files.write(snapshot_block, store, walk)
     snapshot_s = time.perf_counter() - started
     head = chain.head
     store.close()
     for i in (1, 2):
         shutil.copytree(directory / "node0" / "data", directory / f"node{i}" / "data", dirs_exist_ok=True)
-    return {"build_s": round(build_s, 1), "snapshot_make_s": round(snapshot_s, 2), "snapshot_chunks": manifest.chunks,
+    return {"build_s": round(build_s, 1), "snapshot_make_s": round(snapshot_s, 2),
+            "snapshot_walk_steps": len(walk), "snapshot_walk_parts": manifest.walk,
+            "snapshot_walk_bytes": sum(map(len, walk)), "snapshot_walk_make_s": round(walk_s, 2),
+            "snapshot_chunks": manifest.chunks,
             "snapshot_nodes": manifest.nodes, "snapshot_bytes": manifest.bytes,
             "head": head.number, "head_state_root": "0x" + head.header.state_root.hex()}
 
