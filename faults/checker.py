@@ -176,7 +176,7 @@ def check(history: History, chains: dict[int, NodeChain], honest: list[int], run
     figures["transactions"] = {"invoked": len(ops), "ok": len(acked), "fail": len(failed), "unknown": len(unknown)}
     figures["final_heights"] = {f"node{i}": chains[i].height if i in chains else None for i in sorted(set(running)
                                                                                                        | set(chains))}
-    figures.update(timing_figures(history))
+    figures.update(timing_figures(history, honest))
     return {"invariants": inv, "figures": figures}
 
 
@@ -193,7 +193,9 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
             "count": len(ordered)}
 
 
-def timing_figures(history: History) -> dict[str, Any]:
+def timing_figures(history: History, nodes: list[int] | None = None) -> dict[str, Any]:
+    """Latencies, recoveries and stalls; recoveries from the samples of `nodes` (default all:
+    a bookkeeper voted out never reaches the heights after its removal)."""
     quiet: list[float] = []
     faulty: list[float] = []
     for op in history.ops:
@@ -203,7 +205,7 @@ def timing_figures(history: History) -> dict[str, Any]:
         (faulty if history.in_fault(op.invoke, op.complete) else quiet).append(latency)
     figures: dict[str, Any] = {"latency_quiet": percentiles(quiet), "latency_faulty": percentiles(faulty)}
 
-    samples = sorted(history.samples, key=lambda s: s.time)
+    samples = sorted((s for s in history.samples if nodes is None or s.node in nodes), key=lambda s: s.time)
     recoveries = []
     for heal in history.heals():
         before = [s.height for s in samples if heal - 1.0 <= s.time <= heal] or \

@@ -350,6 +350,11 @@ async def test_key_rotation_hands_a_seat_to_a_new_key(tmp_path: Path) -> None:
             assert status["bookkeepers"][1]["publicKey"] == "0x" + nodes[3].public_key.hex()
             await left(clients[1], start)
             await disconnected(clients[0], {"node1"})
+            # Out of the set and cut off, it takes nothing it could not pass on.
+            tx = await clients[1].build(accounts[3], "token", "transfer", [accounts[4].address, 1])
+            with pytest.raises(RpcCallError) as refused:
+                await clients[1].submit(tx)
+            assert refused.value.reason == TxReason.LEAVING
             receipt = await clients[3].transact(accounts[5], "token", "transfer", [accounts[6].address, 5],
                                                 timeout_s=WAIT_S)
             assert receipt.block_number > start
