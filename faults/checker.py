@@ -213,8 +213,8 @@ def timing_figures(history: History, nodes: list[int] | None = None) -> dict[str
         mark = max(before)
         after = [s for s in samples if s.time > heal]
         first = next((s.time - heal for s in after if s.height > mark), None)
-        nodes = {s.node for s in after}
-        reached = [next((s.time - heal for s in after if s.node == n and s.height >= mark), None) for n in nodes]
+        sampled = {s.node for s in after}
+        reached = [next((s.time - heal for s in after if s.node == n and s.height >= mark), None) for n in sampled]
         converge = None if not reached or None in reached else max(r for r in reached if r is not None)
         recoveries.append({"heal_t": round(heal, 2), "height_at_heal": mark,
                            "first_final_block_s": _round(first), "convergence_s": _round(converge)})
