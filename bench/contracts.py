@@ -18,14 +18,14 @@ import sys
 import time
 from pathlib import Path
 
+from chain import State, Transaction
 from chain.execution import apply_transaction
-from chain.state import NodeOverlay, State
-from chain.types import Transaction
+from chain.state import NodeOverlay
 from contracts.addresses import CREDIT, DSC
 from contracts.dsc_records import bid_commitment
 from contracts.testing import BID_DEPOSIT, P_MAX, REQUEST_DEPOSIT, Call, TestChain, address_of, consortium, events
-from crypto.hashing import keccak256
-from vm.context import BlockEnv
+from crypto import keccak256
+from vm import BlockEnv
 
 OPERATIONS = ("open_request", "commit", "reveal", "close")
 

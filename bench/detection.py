@@ -28,7 +28,7 @@ import consensus.viewchange as viewchange
 from bench.consensus import view_change
 from bench.harness import machine
 from bench.load import say
-from consensus.config import ConsensusConfig
+from consensus import ConsensusConfig
 from consensus.simulation import Simulation
 
 SIM_SEEDS = 5  # seeded runs per configuration (each one view change or two)

@@ -26,8 +26,8 @@ from typing import Any
 
 from bench.harness import load_average, machine
 from bench.load import LoadOptions, run_load, say
-from crypto.keys import KeyPair
-from p2p.config import P2PConfig
+from crypto import KeyPair
+from p2p import P2PConfig
 from p2p.framing import FrameDecoder, encode_frame
 from p2p.handshake import handshake
 from p2p.secure import Ephemeral

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from runtime.cluster import (
     ROOT,
     ClusterLayout,

@@ -16,13 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from chain import Block, ChainStore, Transaction
 from chain.chain import Chain
 from chain.genesis import Genesis
-from chain.store import ChainStore
-from chain.types import Block, Transaction
 from contracts import build_contracts
 from contracts.addresses import TOKEN
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from vm import Engine
 
 ACCOUNTS = 1_000

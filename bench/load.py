@@ -36,12 +36,10 @@ from typing import Any
 import rlp
 
 from bench.harness import DSC_REQUEST_DEPOSIT, BenchCluster, bench_cluster, cpu_seconds, load_average, machine
-from chain.errors import TxReason
-from chain.types import Transaction
+from chain import Transaction, TxReason
 from client import BACKPRESSURE, Backoff, ClientError, NodeUnavailable, Receipt, RpcClient
 from contracts.addresses import DSC, TOKEN
-from crypto.hashing import keccak256
-from crypto.keys import KeyPair
+from crypto import KeyPair, keccak256
 from runtime.cluster import account_keys
 
 POLL_S = 0.01  # final-block polling period of the watcher

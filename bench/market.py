@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from chain.types import Receipt
+from chain import Receipt
 from contracts.addresses import CREDIT, DSC, REGISTRY
 from contracts.auction import PAPER_RULE
 from contracts.dsc import parse_params
@@ -53,7 +53,7 @@ from contracts.testing import (
     reason,
     registration,
 )
-from crypto.hashing import keccak256
+from crypto import keccak256
 
 TYPES = {"meter": (10, 200, 100), "relay": (20, 400, 220)}  # S -> (P_min, P_max, base cost)
 CHECK_OFF_H = 10**9  # an h no run reaches: the k-means check without consequence

@@ -29,18 +29,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from chain import Block, ChainStore, CommitCertificate, Transaction, Vote
 from chain.certificate import commit_message, final_message, finality_signers, synchronous_group
 from chain.chain import Chain
 from chain.epochwalk import walk_steps
-from chain.store import ChainStore
-from chain.types import Block, CommitCertificate, Transaction, Vote
-from client import GridClient
-from client.errors import NodeUnavailable
+from client import GridClient, NodeUnavailable
 from consensus.statesync import SnapshotConfig
 from contracts import build_contracts, load_genesis
 from contracts.addresses import TOKEN
-from crypto.hashing import keccak256
-from crypto.keys import KeyPair
+from crypto import KeyPair, keccak256
 from runtime.cluster import ClusterLayout, ClusterProcesses, discover, free_base_port, init_cluster, node_key
 from runtime.snapshots import SnapshotFiles
 from vm import Engine

@@ -37,7 +37,7 @@ from bench.consensus import Poller, one_kill
 from bench.harness import load_average, machine
 from bench.load import say, senders_needed
 from consensus import TIMING_PRESETS
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from faults import netns
 from faults.cluster import FaultCluster
 from faults.proxy import HEALTHY, LinkFault

@@ -26,8 +26,7 @@ import rlp
 
 from chain.errors import InvalidCertificate
 from chain.types import CommitCertificate, Vote
-from crypto.hashing import Hash32
-from crypto.keys import is_valid_signature
+from crypto import Hash32, is_valid_signature
 
 
 @lru_cache(maxsize=64)

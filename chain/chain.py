@@ -29,9 +29,9 @@ from chain.types import (
     index_key,
 )
 from chain.validation import SignatureCache
-from crypto.hashing import Hash32
-from vm.context import BlockEnv, CallContext, GasMeter
-from vm.engine import Engine
+from crypto import Hash32
+from vm import BlockEnv, CallContext, Engine
+from vm.context import GasMeter
 
 EXECUTED_CACHE_MAX = 8
 

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 
 from chain.state import State
 from chain.values import Value
-from vm.context import BlockEnv
+from vm import BlockEnv, Engine
 from vm.contract import well_known_address
-from vm.engine import Engine
 
 GOVERNANCE = well_known_address(7)
 EPOCHS_KEY = b"epochs"  # the governance contract's slot holding the schedule

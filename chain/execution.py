@@ -23,10 +23,8 @@ from chain.triebuild import DecodedNodes, ordered_root
 from chain.types import EMPTY_TRIE_ROOT, Block, BlockHeader, Event, Receipt, Transaction
 from chain.validation import SignatureCache, check_transaction
 from chain.values import big_endian
-from crypto.hashing import Hash32
-from vm.context import BlockEnv
-from vm.engine import CallOutput, Engine
-from vm.errors import InternalError
+from crypto import Hash32
+from vm import BlockEnv, CallOutput, Engine, InternalError
 
 
 @dataclass

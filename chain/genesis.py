@@ -17,8 +17,7 @@ from typing import Any
 
 from chain.errors import LedgerError
 from chain.schema import SchemaError, Table, build, check_document, document
-from crypto.hashing import keccak256
-from crypto.keys import Address, address_of
+from crypto import Address, address_of, keccak256
 
 
 class GenesisError(LedgerError):

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 
 import lmdb
 
-from crypto.hashing import Hash32
+from crypto import Hash32
 
 
 class MempoolJournal:

@@ -32,8 +32,7 @@ from chain.genesis import LedgerLimits
 from chain.state import State
 from chain.types import Transaction
 from chain.validation import SignatureCache, check_transaction
-from crypto.hashing import Hash32
-from crypto.keys import Address
+from crypto import Address, Hash32
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from chain.chain import Chain
 from chain.errors import LedgerError
 from chain.state import NodeOverlay, trie_key
 from chain.types import BlockHeader, index_key
-from crypto.hashing import Hash32
+from crypto import Hash32
 
 KINDS = ("transaction", "receipt", "state")
 

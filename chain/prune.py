@@ -30,7 +30,7 @@ from rlp.codec import decode_raw
 from chain.state import NodeSource
 from chain.store import ChainStore
 from chain.triebuild import BLANK_ROOT, child_hashes
-from crypto.hashing import Hash32
+from crypto import Hash32
 
 
 class Stopped(Exception):

@@ -32,7 +32,7 @@ from chain.rlpdecode import RlpDecodeError, decode_strict
 from chain.state import NodeOverlay, NodeSource
 from chain.triebuild import BLANK_ROOT, child_hashes
 from chain.types import Block, hash32
-from crypto.hashing import Hash32, keccak256
+from crypto import Hash32, keccak256
 
 # the walk and cut rule above; a new rule gets a new number (2: the schedule walk's parts)
 SNAPSHOT_FORMAT = 2

@@ -21,8 +21,7 @@ from rlp.codec import decode_raw, encode_raw
 
 from chain.triebuild import DecodedNodes, TrieBatch
 from chain.values import big_endian
-from crypto.hashing import Hash32, keccak256
-from crypto.keys import Address
+from crypto import Address, Hash32, keccak256
 
 ACCOUNT_PREFIX = b"acct:"
 STORAGE_PREFIX = b"stor:"

@@ -43,7 +43,7 @@ import rlp
 
 from chain.errors import BlockPruned, StorageFull, UnknownBlock
 from chain.types import Block, decode
-from crypto.hashing import Hash32
+from crypto import Hash32
 
 DBS_MAX = 16
 HEAD_KEY = b"head"

@@ -29,7 +29,7 @@ import rlp
 from rlp.codec import decode_raw, encode_raw
 
 from chain.types import index_key
-from crypto.hashing import Hash32, keccak256
+from crypto import Hash32, keccak256
 
 BLANK_ROOT: Hash32 = keccak256(rlp.encode(b""))
 DECODED_NODES_MAX = 65_536

@@ -18,8 +18,7 @@ from rlp.sedes import Binary, CountableList, big_endian_int, binary, raw
 from chain.errors import DecodeError
 from chain.rlpdecode import RlpDecodeError, decode_strict, list_item_spans
 from chain.values import Value, big_endian, decode_value, decode_values, encode_value, encode_values
-from crypto.hashing import Hash32, keccak256
-from crypto.keys import Address, KeyPair, address_of
+from crypto import Address, Hash32, KeyPair, address_of, keccak256
 
 address = Binary.fixed_length(20)
 LIST_OFFSET = 0xC0  # rlp: a list's length prefix starts here

@@ -11,9 +11,7 @@ import rlp
 from chain.errors import DecodeError, InvalidTransaction, TxReason
 from chain.genesis import LedgerLimits
 from chain.types import Transaction
-from crypto.errors import BadSignature
-from crypto.hashing import Hash32
-from crypto.keys import verify
+from crypto import BadSignature, Hash32, verify
 
 SIGNATURE_CACHE_MAX = 200_000
 

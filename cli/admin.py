@@ -18,8 +18,7 @@ from typing import Any
 
 from cli import target
 from cli.errors import EXIT_FAILED, UserError
-from client import GridClient
-from client.errors import NodeUnavailable
+from client import GridClient, NodeUnavailable
 from rpc.auth import SecretFileError, issue_token, load_secret
 from rpc.config import LOOPBACK
 from runtime.cluster import http_url

@@ -13,19 +13,17 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from chain import ChainStore
 from chain.chain import Chain, GenesisMismatch
 from chain.state import account_key
-from chain.store import ChainStore
 from chain.verify import verify_chain
 from cli import target
 from cli.errors import EXIT_FAILED, UserError
-from client import GridClient
-from client.errors import NodeUnavailable
+from client import GridClient, NodeUnavailable
 from client.signatures import check_call
 from consensus import TIMING_PRESETS
 from contracts import build_contracts, load_genesis
-from crypto import keystore
-from crypto.keys import KeyPair
+from crypto import KeyPair, keystore
 from crypto.keystore import ENV_PASSPHRASE, ENV_PASSPHRASE_FILE
 from runtime import topology
 from runtime.cluster import DEV_ACCOUNTS, ClusterLayout, init_cluster, port_free

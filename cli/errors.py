@@ -3,10 +3,11 @@ non-zero exit status; anything else is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
-from chain.errors import LedgerError
-from client.errors import BadCall, ClientError, RpcCallError, UnknownContract
-from crypto.errors import BadKey
-from rpc.errors import RpcConfigError
+from chain import LedgerError
+from client import ClientError, RpcCallError
+from client.errors import BadCall, UnknownContract
+from crypto import BadKey
+from rpc import RpcConfigError
 from runtime.config import ConfigError
 
 EXIT_USAGE = 2  # argparse's status for a malformed command line

@@ -25,8 +25,7 @@ from cli.commands import load_key, print_json, run_client
 from cli.errors import UserError
 from client import GridClient, Receipt
 from client.contracts import GOVERNANCE_KINDS, Governance
-from crypto import keystore
-from crypto.keys import KeyPair
+from crypto import KeyPair, keystore
 
 
 def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

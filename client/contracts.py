@@ -17,13 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from chain.values import Value
+from chain import Value
 from client.errors import TransactionFailed
 from client.receipts import Receipt, from_hex
 from client.sdk import DEFAULT_GAS_LIMIT, GridClient
 from contracts.dsc_records import Bid, Request
 from contracts.registry_records import Device, Member
-from crypto.keys import Address, KeyPair, address_of
+from crypto import Address, KeyPair, address_of
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chain.values import Value
+from chain import Value
 from client.errors import BadReply
 
 

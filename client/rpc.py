@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from chain.errors import TxReason
+from chain import TxReason
 from client.errors import NodeUnavailable, ReplyTooLarge, RpcCallError
 
 REQUEST_TIMEOUT_S = 40.0

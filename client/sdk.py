@@ -13,15 +13,12 @@ from typing import Any
 import aiohttp
 import rlp
 
-from chain.errors import TxReason
+from chain import BlockHeader, Transaction, TxReason, Value, decode
 from chain.proofs import verify_proof
-from chain.types import BlockHeader, Transaction, decode
-from chain.values import Value
 from client.errors import ProofMismatch, RpcCallError, TransactionFailed, UnknownContract
 from client.receipts import Receipt, from_hex, to_json_value
 from client.rpc import RpcClient
-from crypto.hashing import keccak256
-from crypto.keys import KeyPair
+from crypto import KeyPair, keccak256
 
 DEFAULT_GAS_LIMIT = 5_000_000
 

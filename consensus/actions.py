@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chain.types import Block
+from chain import Block
 from consensus.errors import RejectReason
 from consensus.messages import FaultNotice, Message
 from consensus.storage import StoredState

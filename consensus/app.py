@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from chain.types import Block
+from chain import Block
 
 
 class Application(Protocol):

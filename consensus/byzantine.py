@@ -14,13 +14,13 @@ import dataclasses
 
 import rlp
 
-from chain.types import Block, CommitCertificate, decode
+from chain import Block, CommitCertificate, decode
 from consensus.actions import Action, Send
 from consensus.log import Entry
 from consensus.messages import Message, Prepare, ViewChange
 from consensus.replica import Replica
 from consensus.selection import Start
-from crypto.hashing import keccak256
+from crypto import keccak256
 
 
 class BadSignature(Replica):

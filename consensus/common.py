@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import rlp
 
+from chain import Block, CommitCertificate, LedgerError, Vote, decode
 from chain.certificate import (
     final_message,
 )
-from chain.errors import LedgerError
-from chain.types import Block, CommitCertificate, Vote, decode
 from consensus.actions import (
     Action,
     CatchUp,
@@ -37,7 +36,7 @@ from consensus.messages import (
     NewView,
     Prepare,
 )
-from crypto.keys import is_valid_signature
+from crypto import is_valid_signature
 
 
 class CommonCase(ReplicaCore):

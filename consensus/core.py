@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import msgpack
 import rlp
 
+from chain import Block, CommitCertificate, DecodeError, InvalidCertificate, decode
 from chain.certificate import (
     commit_message,
     synchronous_group,
@@ -26,8 +27,6 @@ from chain.certificate import (
     verify_finality,
 )
 from chain.epochs import Epoch
-from chain.errors import DecodeError, InvalidCertificate
-from chain.types import Block, CommitCertificate, decode
 from consensus.actions import (
     Action,
     FaultDetected,
@@ -57,7 +56,7 @@ from consensus.messages import (
 )
 from consensus.selection import Start
 from consensus.storage import StoredState
-from crypto.keys import KeyPair, is_valid_signature
+from crypto import KeyPair, is_valid_signature
 
 NORMAL = "normal"
 VIEW_CHANGE = "view-change"

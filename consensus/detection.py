@@ -41,14 +41,12 @@ from dataclasses import dataclass
 
 import rlp
 
+from chain import Block, CommitCertificate, DecodeError, InvalidCertificate, decode
 from chain.certificate import commit_message, final_message, synchronous_group, verify_certificate
 from chain.epochs import Epoch
-from chain.errors import DecodeError, InvalidCertificate
-from chain.types import Block, CommitCertificate, decode
 from consensus.errors import ConsensusError
 from consensus.messages import FaultNotice, ViewChange
-from crypto.hashing import Hash32, keccak256
-from crypto.keys import is_valid_signature
+from crypto import Hash32, is_valid_signature, keccak256
 
 # How far above a VIEW-CHANGE's final head a replica looks in its own chain for proof that
 # the sender held more: the replica executes each block once; these lookups are reads.

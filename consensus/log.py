@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 
 import rlp
 
-from chain.errors import DecodeError
-from chain.types import Block, decode
-from crypto.hashing import Hash32
+from chain import Block, DecodeError, decode
+from crypto import Hash32
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,11 @@ from typing import Any, ClassVar
 
 import rlp
 
+from chain import Block, CommitCertificate, DecodeError, decode
 from chain.epochs import BOOKKEEPERS_MAX
-from chain.errors import DecodeError
-from chain.types import RECORD, Block, CommitCertificate, decode
+from chain.types import RECORD
 from consensus.errors import DecodeReason, InvalidMessage
-from crypto.hashing import keccak256
-from crypto.keys import KeyPair, is_valid_signature
+from crypto import KeyPair, is_valid_signature, keccak256
 
 SIGNING_DOMAIN = b"gridchain/xpaxos\x00"
 UINT_MAX = 2**64 - 1

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from consensus.log import Entry
 from consensus.messages import VcFinal, ViewChange
-from crypto.hashing import Hash32
+from crypto import Hash32
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ from typing import Any
 import msgpack
 import rlp
 
+from chain import Block, BlockHeader, InvalidBlock
 from chain.certificate import verify_finality
 from chain.epochs import Epoch
-from chain.errors import InvalidBlock
-from chain.types import EMPTY_TRIE_ROOT, ZERO_HASH, Block, BlockHeader
+from chain.types import EMPTY_TRIE_ROOT, ZERO_HASH
 from consensus.actions import Action, CatchUp, FaultDetected, Persist, Send, Suspected
 from consensus.byzantine import replica_class
 from consensus.config import FORKING_MODES, ConsensusConfig
@@ -33,8 +33,7 @@ from consensus.messages import message_from_wire
 from consensus.replica import Replica
 from consensus.storage import MemoryStorage
 from consensus.sync import BlockSync, SyncAction, SyncRejected, SyncSend, sync_message_from_wire
-from crypto.hashing import Hash32, keccak256
-from crypto.keys import KeyPair
+from crypto import Hash32, KeyPair, keccak256
 
 CHAIN_ID = 7
 BATCH_MAX = 16

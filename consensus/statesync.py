@@ -32,9 +32,9 @@ from typing import Any, ClassVar
 
 import rlp
 
+from chain import Block, DecodeError, InvalidCertificate, LedgerError, decode
 from chain.epochs import Epoch
 from chain.epochwalk import BadWalk, ScheduleWalk, step_heights
-from chain.errors import DecodeError, InvalidCertificate, LedgerError
 from chain.snapshot import (
     SNAPSHOT_FORMAT,
     WALK_STEPS_PER_PART,
@@ -45,7 +45,6 @@ from chain.snapshot import (
     check_base_block,
     decode_walk_part,
 )
-from chain.types import Block, decode
 from consensus.errors import DecodeReason, InvalidMessage
 from consensus.messages import BLOB_BYTES_MAX, HEIGHT_MAX
 from consensus.sync import PeerId

@@ -17,7 +17,7 @@ from typing import Protocol
 import lmdb
 import rlp
 
-from chain.errors import DecodeError
+from chain import DecodeError
 from consensus.log import Entry
 
 DATABASE_NAME = b"consensus"

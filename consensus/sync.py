@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar
 
+from chain import Block, DecodeError, InvalidCertificate, LedgerError
 from chain.certificate import verify_finality
 from chain.epochs import Epoch
-from chain.errors import DecodeError, InvalidCertificate, LedgerError
-from chain.types import Block
 from consensus.app import Application
 from consensus.errors import DecodeReason, InvalidMessage
 from consensus.messages import (

@@ -5,7 +5,7 @@ selection itself is consensus/selection.py.
 
 from __future__ import annotations
 
-from chain.errors import LedgerError
+from chain import LedgerError
 from consensus.actions import (
     Action,
     CatchUp,

@@ -21,7 +21,7 @@ from contracts.policy import Policy
 from contracts.records import Records
 from contracts.registry import Registry
 from contracts.token import Token
-from vm.contract import NativeContract
+from vm import NativeContract
 
 CONTRACT_TYPES: tuple[type[NativeContract], ...] = (Registry, Token, Dsc, Credit, Policy, Records, Governance)
 

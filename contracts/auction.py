@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from contracts.kmeans import Clustering, cluster
-from crypto.keys import Address
+from crypto import Address
 from vm import fixedpoint
 
 Counting = Literal["every", "consecutive", "decay"]

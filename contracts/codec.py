@@ -11,7 +11,7 @@ import typing
 from dataclasses import fields
 from typing import Any, ClassVar, Self
 
-from chain.values import Value
+from chain import Value
 
 FIELD_TYPES = (bytes, int, str, bool)
 

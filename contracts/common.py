@@ -4,11 +4,9 @@ records, reading another contract's views from inside a method, and account crea
 
 from __future__ import annotations
 
-from chain.state import Account
-from chain.values import Value
-from crypto.keys import Address
-from vm.context import CallContext
-from vm.errors import Revert
+from chain import Account, Value
+from crypto import Address
+from vm import CallContext, Revert
 
 ADDRESS_BYTES = 20
 HASH_BYTES = 32

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from chain.values import Value
+from chain import Value
 from contracts.addresses import CREDIT, DSC
 from contracts.common import get_list, parse_address, require
 from contracts.params import integer
-from crypto.keys import Address
-from vm import fixedpoint
-from vm.context import CallContext
-from vm.contract import NativeContract, method, view
+from crypto import Address
+from vm import CallContext, NativeContract, fixedpoint, method, view
 
 RATING_MAX = 100  # credit is on a 0-100 scale
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from chain.values import Value
+from chain import Value
 from contracts import dsc_records as rec
 from contracts.addresses import CREDIT, DSC, RECORDS, REGISTRY, TOKEN
 from contracts.auction import COUNTING, BidderState, Mechanism, ValidBid, settle
@@ -30,11 +30,8 @@ from contracts.dsc_records import Bid, Request
 from contracts.params import integer
 from contracts.params import require as check
 from contracts.registry import DIAGNOSIS_ROLES
-from crypto.hashing import keccak256
-from crypto.keys import Address
-from vm import fixedpoint
-from vm.context import CallContext
-from vm.contract import NativeContract, method, view
+from crypto import Address, keccak256
+from vm import CallContext, NativeContract, fixedpoint, method, view
 
 MODES = ("remote", "on-site")  # maintenance modes (III.D)
 REQUEST_COUNTER = b"n"

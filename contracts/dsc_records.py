@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contracts.codec import StoredRecord
-from crypto.hashing import Hash32, keccak256
-from crypto.keys import Address
+from crypto import Address, Hash32, keccak256
 
 # request status
 BIDDING = "bidding"  # out of warranty: commit and reveal windows (V.B)

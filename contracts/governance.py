@@ -24,15 +24,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from chain import Value
 from chain.epochs import BOOKKEEPERS_MAX, EPOCHS_KEY, KEY_BYTES, Epoch, epoch_at
-from chain.values import Value
 from contracts.addresses import GOVERNANCE, REGISTRY
 from contracts.common import ensure_account, get_list, int_key, require
 from contracts.params import ParamError, integer
 from contracts.params import require as param_rule
-from crypto.keys import Address, address_of
-from vm.context import CallContext
-from vm.contract import NativeContract, method, view
+from crypto import Address, address_of
+from vm import CallContext, NativeContract, method, view
 
 ADD, REMOVE, REPLACE = "add", "remove", "replace"
 KINDS = (ADD, REMOVE, REPLACE)

@@ -28,14 +28,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from chain.values import Value
+from chain import Value
 from contracts.addresses import POLICY, REGISTRY
 from contracts.common import get_list, require
 from contracts.params import integer
 from contracts.registry import DEVICE
-from crypto.keys import Address
-from vm.context import CallContext
-from vm.contract import NativeContract, method, view
+from crypto import Address
+from vm import CallContext, NativeContract, method, view
 
 TIMED_TRIGGERS = ("time", "height")
 REPORT = "report"

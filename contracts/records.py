@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from chain.values import Value
+from chain import Value
 from contracts.addresses import DSC, RECORDS
 from contracts.common import int_key, require
 from contracts.params import integer
-from crypto.keys import Address
-from vm.context import CallContext
-from vm.contract import NativeContract, method, view
+from crypto import Address
+from vm import CallContext, NativeContract, method, view
 
 NO_RATING = -1  # a side that has not rated yet
 SIDES = ("requester", "node")  # requester rates the node; node rates the device

@@ -37,16 +37,15 @@ from typing import Any
 
 import rlp
 
-from chain.values import Value, encode_values
+from chain import Value
+from chain.values import encode_values
 from contracts import registry_records as rec
 from contracts.addresses import REGISTRY
 from contracts.common import check_address, ensure_account, get_list, parse_address, require
 from contracts.params import integer
 from contracts.registry_records import Device, Member
-from crypto.hashing import keccak256
-from crypto.keys import Address, KeyPair, address_of, is_valid_signature
-from vm.context import CallContext
-from vm.contract import NativeContract, method, view
+from crypto import Address, KeyPair, address_of, is_valid_signature, keccak256
+from vm import CallContext, NativeContract, method, view
 
 ADMIN = "admin"
 VENDOR = "vendor"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contracts.codec import StoredRecord
-from crypto.keys import Address
+from crypto import Address
 
 
 @dataclass(frozen=True)

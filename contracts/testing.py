@@ -12,17 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chain import ChainStore, Receipt, Transaction, Value
 from chain.chain import Chain
 from chain.execution import make_receipt
-from chain.store import ChainStore
-from chain.types import ZERO_HASH, Receipt, Transaction
-from chain.values import Value, encode_values
+from chain.types import ZERO_HASH
+from chain.values import encode_values
 from contracts import build_contracts, genesis_from_dict
 from contracts.registry import registration_consent
-from crypto.hashing import keccak256
-from crypto.keys import Address, KeyPair
-from vm.context import BlockEnv
-from vm.engine import Engine
+from crypto import Address, KeyPair, keccak256
+from vm import BlockEnv, Engine
 
 CHAIN_ID = 7
 START_MS = 1_700_000_000_000

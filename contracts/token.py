@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from chain.values import Value
+from chain import Value
 from contracts.addresses import TOKEN
-from vm.context import CallContext, move_balance
-from vm.contract import NativeContract, method, view
-from vm.errors import Revert
+from vm import CallContext, NativeContract, Revert, method, view
+from vm.context import move_balance
 
 ESCROW_PREFIX = b"escrow:"
 

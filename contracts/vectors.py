@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from chain.types import Receipt
-from chain.values import Value
+from chain import Receipt, Value
 from contracts.addresses import CREDIT, DSC
 from contracts.dsc_records import bid_commitment
 from contracts.testing import Call, TestChain, address_of, events, reason
-from crypto.hashing import keccak256
+from crypto import keccak256
 from vm.fixedpoint import SCALE
 
 DEVICE_TYPE = "meter"

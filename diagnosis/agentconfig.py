@@ -62,8 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.registry import registration_consent
-from crypto import bls, keystore
-from crypto.keys import KeyPair
+from crypto import KeyPair, bls, keystore
 from crypto.paillier import PaillierPrivateKey
 from diagnosis.agents import Identity
 from diagnosis.channel import is_loopback

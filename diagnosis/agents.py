@@ -27,14 +27,11 @@ from typing import Any
 
 import aiohttp
 
+from client import Receipt, TransactionFailed
 from client.contracts import ContractCall, Dsc, Registry
-from client.errors import TransactionFailed
-from client.receipts import Receipt
 from contracts.registry_records import Member as MemberEntry
-from crypto import bls
+from crypto import Address, KeyPair, bls, keccak256
 from crypto.counters import OpCounter, OpCounts, attribute_to
-from crypto.hashing import keccak256
-from crypto.keys import Address, KeyPair
 from crypto.paillier import PaillierPrivateKey, PaillierPublicKey
 from diagnosis.authorise import Facts, authorise
 from diagnosis.channel import BadPayload, Courier, Inbox, Payload, RemoteRejection

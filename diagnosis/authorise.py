@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chain.types import BlockHeader
+from chain import BlockHeader
 from contracts.dsc_records import ASSIGNED, COMPLETED, Request
 from contracts.registry_records import Device as DeviceEntry
 from contracts.registry_records import Member as MemberEntry
-from crypto.keys import Address
+from crypto import Address
 from diagnosis.errors import Refusal, Refused
 from diagnosis.protocol import RULE_OF_KIND, Rule, labels_for
 

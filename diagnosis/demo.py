@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from chain.genesis import Genesis
+from client import GridClient
 from client.contracts import Dsc, Policy, Token, ViewSource
-from client.sdk import GridClient
 from contracts.addresses import TOKEN
 from contracts.dsc_records import COMPLETED, DEFAULTED, FAILED, Request
 from diagnosis.agentconfig import DevicePlan, NodePlan, Plan, consortium_init, public_address

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from chain.types import BlockHeader
-from chain.values import Value
+from chain import BlockHeader, Value
 from contracts import dsc_records, registry_records
 from contracts.addresses import CREDIT, DSC, REGISTRY
 from contracts.codec import RecordError, StoredRecord
@@ -22,7 +21,7 @@ from contracts.dsc_records import Request
 # diagnosis/ names the registry's records entries; they are declared once, in contracts/
 from contracts.registry_records import Device as DeviceEntry
 from contracts.registry_records import Member as MemberEntry
-from crypto.keys import Address
+from crypto import Address
 from crypto.paillier import PaillierPublicKey
 from diagnosis.errors import DiagnosisError
 from diagnosis.ledger import Ledger

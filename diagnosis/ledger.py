@@ -25,25 +25,21 @@ from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from chain import BlockHeader, ChainStore, Transaction, Value, decode
+from chain import Receipt as LedgerReceipt
 from chain.chain import Chain
 from chain.genesis import Genesis
 from chain.proofs import InvalidProof, prove_receipt, prove_state, prove_transaction, verify_proof
 from chain.state import storage_key, trie_key
-from chain.store import ChainStore
-from chain.types import BlockHeader, Transaction, decode
-from chain.types import Receipt as LedgerReceipt
-from chain.values import Value, value_from_bytes
+from chain.values import value_from_bytes
+from client import ClientError, GridClient, Receipt, RpcCallError, TransactionFailed
 from client.contracts import ContractCall
-from client.errors import ClientError, RpcCallError, TransactionFailed
-from client.receipts import Receipt
-from client.sdk import GridClient
 from contracts import build_contracts
-from crypto.hashing import keccak256
-from crypto.keys import Address, KeyPair
+from crypto import Address, KeyPair, keccak256
 from diagnosis.lightclient import LightClient, ProvenValue, TrustAnchor, UnprovenState
 from rpc.encoding import event_json, hex_bytes, receipt_json, value_from_json, value_to_json
 from rpc.subscriptions import Subscription
-from vm.engine import Engine
+from vm import Engine
 
 EVENT_QUEUE_MAX = 4096  # per local subscriber; a reader this far behind is a bug in the test
 

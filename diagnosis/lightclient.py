@@ -26,20 +26,17 @@ from typing import Any
 
 import rlp
 
+from chain import BlockHeader, CommitCertificate, InvalidCertificate, Receipt, Value, Vote, decode
 from chain.certificate import verify_finality
 from chain.epochs import Epoch
 from chain.epochwalk import SCHEDULE_KEY, BadWalk, ScheduleWalk
-from chain.errors import InvalidCertificate
 from chain.genesis import Genesis
 from chain.proofs import InvalidProof, verify_proof
 from chain.state import storage_key, trie_key
-from chain.types import BlockHeader, CommitCertificate, Receipt, Vote, decode
-from chain.values import Value, value_from_bytes
-from client.receipts import from_hex
-from client.sdk import GridClient
+from chain.values import value_from_bytes
+from client import GridClient, from_hex
 from contracts.governance import limits as governance_limits
-from crypto.hashing import keccak256
-from crypto.keys import Address
+from crypto import Address, keccak256
 from diagnosis.errors import DiagnosisError
 from vm import fixedpoint
 

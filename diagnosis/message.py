@@ -26,9 +26,7 @@ from typing import Protocol
 import rlp
 from rlp.sedes import Binary, big_endian_int, binary
 
-from crypto import bls
-from crypto.errors import BadCiphertext, BadKey, BadSignature
-from crypto.hashing import Hash32, keccak256
+from crypto import BadCiphertext, BadKey, BadSignature, Hash32, bls, keccak256
 from crypto.paillier import (
     PaillierPrivateKey,
     PaillierPublicKey,

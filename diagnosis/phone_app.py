@@ -23,13 +23,12 @@ from typing import Any
 
 from aiohttp import web
 
-from chain.types import BlockHeader
+from chain import BlockHeader
+from client import TransactionFailed, from_hex
 from client.contracts import Dsc, Policy
-from client.errors import TransactionFailed
-from client.receipts import from_hex
 from contracts import records
 from contracts.addresses import RECORDS
-from crypto.keys import Address
+from crypto import Address
 from diagnosis.agents import SmartphoneAgent
 from diagnosis.ledger import TransactionRefused
 from diagnosis.lightclient import UnprovenState

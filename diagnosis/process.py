@@ -29,11 +29,10 @@ from typing import Any
 
 from aiohttp import web
 
+from client import ClientError, TransactionFailed, from_hex
 from client.contracts import ContractCall, Policy, Registry
-from client.errors import ClientError, TransactionFailed
-from client.receipts import from_hex
 from contracts.registry_records import Device as DeviceEntry
-from crypto.keys import address_of
+from crypto import address_of
 from crypto.keystore import resolve_passphrase
 from diagnosis.agentconfig import WARRANTY_S, AgentConfig, load_identity
 from diagnosis.agents import Agent, CrewAgent, DeviceAgent, DiagnosisNodeAgent, SmartphoneAgent, Tally

@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from client.receipts import from_hex
+from client import from_hex
 from contracts.dsc_records import COMPLETED, Request
 from diagnosis import protocol as proto
 from diagnosis.agents import Event

@@ -34,9 +34,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from client import ClientError, TransactionFailed, from_hex
 from client.contracts import Dsc, Policy
-from client.errors import ClientError, TransactionFailed
-from client.receipts import from_hex
 from contracts import dsc_records
 from contracts.addresses import DSC
 from contracts.dsc_records import (
@@ -49,7 +48,7 @@ from contracts.dsc_records import (
     Request,
     bid_commitment,
 )
-from crypto.hashing import keccak256
+from crypto import keccak256
 from diagnosis import protocol as proto
 from diagnosis.agents import Agent, CrewAgent, DeviceAgent, DiagnosisNodeAgent, SmartphoneAgent, now_ms
 from diagnosis.channel import Payload, RemoteRejection

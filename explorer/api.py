@@ -23,7 +23,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from client.errors import ClientError, RpcCallError
+from client import ClientError, RpcCallError
 from contracts.credit import parse_params as credit_params
 from contracts.kmeans import nearest
 from explorer.index import Index

@@ -16,9 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from chain.types import Transaction, decode
-from client.errors import ClientError, RpcCallError
-from client.receipts import from_hex
+from chain import Transaction, decode
+from client import ClientError, RpcCallError, from_hex
 from explorer.index import Index, IndexedBlock
 from explorer.source import ChainSource
 from rpc.encoding import transaction_json

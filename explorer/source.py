@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from client.errors import RpcCallError
-from rpc.errors import RpcError
+from client import RpcCallError
+from rpc import RpcError
 
 if TYPE_CHECKING:
     from rpc.server import RpcServer

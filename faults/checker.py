@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from client import ClientError
-from consensus.config import ConsensusConfig
+from consensus import ConsensusConfig
 from faults.cluster import FaultCluster
 from faults.history import ADMITTED_NO_RECEIPT, FAIL, INFO, OK, History
 

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from client import ClientError, Receipt, Reply, RpcClient
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from faults.netns import Hosts
 from faults.proxy import LinkProxies
 from rpc.config import LOOPBACK

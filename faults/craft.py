@@ -26,8 +26,10 @@ from typing import Any
 import rlp
 from hypothesis import strategies as st
 
+from chain import Block, BlockHeader, CommitCertificate, Transaction, Vote
 from chain.certificate import commit_message, final_message, finality_signers, synchronous_group
-from chain.types import EMPTY_TRIE_ROOT, Block, BlockHeader, CommitCertificate, Transaction, Vote
+from chain.types import EMPTY_TRIE_ROOT
+from consensus import Message
 from consensus.messages import (
     HEIGHT_MAX,
     UINT_MAX,
@@ -36,7 +38,6 @@ from consensus.messages import (
     Committed,
     FaultNotice,
     Final,
-    Message,
     NewView,
     Prepare,
     Suspect,
@@ -45,7 +46,7 @@ from consensus.messages import (
     ViewChange,
 )
 from consensus.sync import RESPONSE_BLOCKS_MAX
-from crypto.keys import KeyPair
+from crypto import KeyPair
 
 CONSENSUS_TYPES = ("prepare", "commit", "committed", "final", "suspect", "view_change", "vc_final",
                    "new_view", "vc_confirm", "fault")

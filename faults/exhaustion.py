@@ -35,8 +35,8 @@ from typing import Any
 import aiohttp
 import rlp
 
-from chain.types import Transaction
-from crypto.keys import KeyPair
+from chain import Transaction
+from crypto import KeyPair
 from faults.cluster import FaultCluster
 from faults.fuzz import RSS_GROWTH_MAX, _inv, _peer_left_count, _transfer
 from faults.workload import chain_facts

@@ -38,12 +38,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from chain.types import Transaction
+from chain import Transaction
 from consensus.messages import MESSAGE_TYPES
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from faults.cluster import FaultCluster
 from faults.workload import chain_facts
-from p2p.errors import FrameForged, HandshakeError
+from p2p import FrameForged, HandshakeError
 from p2p.handshake import HELLO, PROOF, PROTOCOL_VERSION, agree, key_message, proof_message
 from p2p.secure import Ephemeral, Session
 

@@ -31,11 +31,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from chain.errors import DecodeError
-from chain.types import Block, decode
-from client.receipts import from_hex
-from consensus.errors import InvalidMessage
-from consensus.messages import ViewChange, message_from_wire
+from chain import Block, DecodeError, decode
+from client import from_hex
+from consensus import InvalidMessage, message_from_wire
+from consensus.messages import ViewChange
 from faults.cluster import FaultCluster
 from faults.craft import CONSENSUS_TYPES, SYNC_TYPES, Insider, Situation, crafted
 from faults.fuzz import RawLink

@@ -15,9 +15,9 @@ from typing import Any
 
 import rlp
 
-from chain.types import Transaction
+from chain import Transaction
 from client import ClientError, RpcCallError
-from consensus.config import ConsensusConfig
+from consensus import ConsensusConfig
 from faults.checker import check, read_chains
 from faults.cluster import FaultCluster
 from faults.history import History

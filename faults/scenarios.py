@@ -15,12 +15,12 @@ from typing import Any
 
 import rlp
 
+from chain import Transaction
 from chain.certificate import synchronous_group
-from chain.types import Transaction
 from client import ClientError, GridClient, RpcCallError
 from client.contracts import Governance
-from consensus.config import BYZANTINE_MODES
-from crypto.keys import KeyPair
+from consensus import BYZANTINE_MODES
+from crypto import KeyPair
 from crypto.keystore import load_key
 from faults.cluster import FaultCluster
 from faults.history import FAIL, INFO, OK, History

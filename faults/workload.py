@@ -17,7 +17,7 @@ from typing import Any
 
 import rlp
 
-from chain.types import Transaction
+from chain import Transaction
 from client import ClientError, NodeUnavailable, Receipt, RpcCallError, from_hex
 from faults.cluster import FaultCluster
 from faults.history import ADMITTED_NO_RECEIPT, FAIL, INFO, OK, History, Op, Sample

@@ -37,8 +37,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from crypto.errors import BadSignature
-from crypto.keys import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, KeyPair, verify
+from crypto import BadSignature, KeyPair, verify
+from crypto.keys import PUBLIC_KEY_BYTES, SIGNATURE_BYTES
 from p2p.config import P2PConfig
 from p2p.errors import (
     BadProof,

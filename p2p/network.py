@@ -29,7 +29,7 @@ import random
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, SupportsIndex
 
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from p2p.admission import HandshakeSlots, Pending
 from p2p.config import P2PConfig
 from p2p.connection import Connection

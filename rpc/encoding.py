@@ -7,8 +7,7 @@ from typing import Any
 
 import rlp
 
-from chain.types import Block, BlockHeader, Event, Receipt, Transaction
-from chain.values import Value
+from chain import Block, BlockHeader, Event, Receipt, Transaction, Value
 from rpc.errors import invalid_params
 
 

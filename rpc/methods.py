@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import rlp
 
+from chain import Block, DecodeError, InvalidTransaction, Transaction, TxReason, UnknownBlock, decode
 from chain.epochs import GOVERNANCE, Epoch
-from chain.errors import BlockPruned, DecodeError, InvalidTransaction, TxReason, UnknownBlock
+from chain.errors import BlockPruned
 from chain.proofs import Proof, prove_receipt, prove_state, prove_transaction
-from chain.types import Block, Transaction, decode
 from rpc import budget
 from rpc.config import LOG_LEVELS
 from rpc.encoding import (
@@ -47,8 +47,8 @@ from rpc.errors import (
     pruned_error,
 )
 from rpc.subscriptions import WaitersFull
+from vm import BadArguments, ContractError
 from vm.contract import type_name
-from vm.errors import BadArguments, ContractError
 
 if TYPE_CHECKING:
     from rpc.server import RpcServer

@@ -12,18 +12,16 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge
 
+from chain import ChainStore, StorageFull, StorageUsage, Transaction
 from chain.chain import Chain
 from chain.epochs import Epoch
-from chain.errors import StorageFull
 from chain.execution import ExecutedBlock
 from chain.genesis import Genesis
 from chain.mempool import Mempool
 from chain.snapshot import SnapshotManifest
-from chain.store import ChainStore, StorageUsage
-from chain.types import Transaction
 from consensus import ConsensusConfig, Replica
 from consensus.statesync import SnapshotConfig, StateSync
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from p2p import Network
 from rpc.config import RpcConfig
 

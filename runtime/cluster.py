@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from crypto.keystore import DEV_PASSPHRASE, DEV_SCRYPT, load_key, read_passphrase_file, save_key, write_private
 from rpc.auth import create_secret
 from rpc.config import LOOPBACK

@@ -29,7 +29,8 @@ from chain.schema import SchemaError, Table, build, check_document, document, ma
 from consensus import ConsensusConfig, SyncConfig
 from consensus.statesync import SnapshotConfig
 from p2p import P2PConfig, P2PError
-from rpc.config import LOG_LEVELS, LOOPBACK, PORT_MAX, RpcConfig
+from rpc import RpcConfig
+from rpc.config import LOG_LEVELS, LOOPBACK, PORT_MAX
 from runtime.txrelay import TX_BATCH_MAX, RelayLimits
 
 LOG_FORMATS = ("text", "json")

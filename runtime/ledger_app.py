@@ -7,11 +7,10 @@ import logging
 import time
 from collections.abc import Callable
 
+from chain import Block, TxReason, UnknownBlock
 from chain.chain import Chain
-from chain.errors import TxReason, UnknownBlock
 from chain.execution import ExecutedBlock
 from chain.mempool import Mempool
-from chain.types import Block
 
 log = logging.getLogger("gridchain.ledger")
 

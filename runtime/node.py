@@ -39,15 +39,14 @@ from typing import Any, Literal
 import lmdb
 import rlp
 
+from chain import ChainStore, DecodeError, InvalidTransaction, StorageFull, Transaction, TxReason, decode
 from chain.chain import Chain
 from chain.epochs import BOOKKEEPERS_MAX, Epoch
 from chain.epochwalk import make_step, walk_steps
-from chain.errors import NOT_NOW, DecodeError, InvalidTransaction, StorageFull, TxReason
+from chain.errors import NOT_NOW
 from chain.execution import ExecutedBlock
 from chain.journal import MempoolJournal
 from chain.mempool import Mempool
-from chain.store import ChainStore
-from chain.types import Transaction, decode
 from consensus import (
     Action,
     BlockSync,
@@ -91,7 +90,7 @@ from consensus.statesync import (
 )
 from consensus.sync import SyncRequest, SyncStatus
 from contracts import build_contracts, load_genesis
-from crypto.hashing import keccak256
+from crypto import keccak256
 from crypto.keystore import load_key, resolve_passphrase
 from p2p import Network
 from p2p.counters import PEER_ERROR

@@ -28,11 +28,9 @@ from pathlib import Path
 
 import rlp
 
-from chain.errors import DecodeError, LedgerError
+from chain import Block, ChainStore, DecodeError, LedgerError, decode
 from chain.snapshot import SNAPSHOT_FORMAT, SnapshotManifest, encode_chunk, snapshot_chunks, walk_parts
 from chain.state import NodeSource
-from chain.store import ChainStore
-from chain.types import Block, decode
 from consensus.statesync import SnapshotConfig
 from runtime.ratelimit import TokenBucket
 

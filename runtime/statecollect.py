@@ -11,9 +11,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from chain import prune
-from chain.store import ChainStore
-from crypto.hashing import Hash32
+from chain import ChainStore, prune
+from crypto import Hash32
 
 log = logging.getLogger("gridchain.prune")
 

@@ -8,11 +8,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from chain.state import State, storage_key
-from chain.types import Event
-from chain.values import Value, value_from_bytes, value_to_bytes
-from crypto.hashing import Hash32
-from crypto.keys import Address
+from chain import Event, State, Value
+from chain.state import storage_key
+from chain.values import value_from_bytes, value_to_bytes
+from crypto import Address, Hash32
 from vm import gas
 from vm.errors import InsufficientFunds, OutOfGas, ReadOnly, ViewTimeout
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from chain.values import Value
-from crypto.keys import Address
+from chain import Value
+from crypto import Address
 from vm.errors import BadArguments
 
 _KIND_ATTRIBUTE = "__gridchain_kind__"

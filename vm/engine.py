@@ -16,11 +16,8 @@ from dataclasses import dataclass
 
 import rlp
 
-from chain.errors import DecodeError, TxReason
-from chain.state import State
-from chain.types import Event, Transaction
-from chain.values import Value
-from crypto.keys import Address
+from chain import DecodeError, Event, State, Transaction, TxReason, Value
+from crypto import Address
 from vm import gas
 from vm.context import BlockEnv, CallContext, GasMeter, TimedGasMeter, move_balance
 from vm.contract import NativeContract
