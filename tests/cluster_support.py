@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from runtime.cluster import (
     HEALTH_TIMEOUT_S,
     ClusterLayout,

@@ -15,8 +15,7 @@ from client.contracts import ContractCall, Registry, Token
 from contracts.addresses import REGISTRY
 from contracts.registry import registration_consent
 from contracts.testing import key_of
-from crypto.hashing import keccak256
-from crypto.keys import KeyPair
+from crypto import KeyPair, keccak256
 from diagnosis.agents import Agent, CrewAgent, DeviceAgent, DiagnosisNodeAgent, Identity, SmartphoneAgent, Tally, now_ms
 from diagnosis.demo import demo_contract_params
 from diagnosis.ledger import Ledger, LocalChain

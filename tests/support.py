@@ -6,15 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chain import Block, ChainStore, CommitCertificate, Transaction, Value, Vote
 from chain.certificate import commit_message, final_message, finality_signers, synchronous_group
 from chain.chain import Chain
 from chain.execution import ExecutedBlock
 from chain.genesis import Genesis
-from chain.store import ChainStore
-from chain.types import Block, CommitCertificate, Transaction, Vote
-from chain.values import Value
 from contracts import build_contracts, genesis_from_dict
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from vm import Engine
 
 CHAIN_ID = 77

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.encryption import _handshakes, frame_costs
 from bench.harness import prepare_cluster
-from p2p.config import P2PConfig
+from p2p import P2PConfig
 from runtime.config import NodeConfig
 
 

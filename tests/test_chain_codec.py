@@ -6,20 +6,10 @@ import rlp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chain.errors import DecodeError
-from chain.types import (
-    TX_SIGNING_DOMAIN,
-    Block,
-    BlockHeader,
-    CommitCertificate,
-    Event,
-    Receipt,
-    Transaction,
-    Vote,
-    decode,
-)
+from chain import Block, BlockHeader, CommitCertificate, DecodeError, Event, Receipt, Transaction, Vote, decode
+from chain.types import TX_SIGNING_DOMAIN
 from chain.values import decode_value, encode_value, value_from_bytes, value_to_bytes
-from crypto.keys import KeyPair
+from crypto import KeyPair
 
 b32 = st.binary(min_size=32, max_size=32)
 b20 = st.binary(min_size=20, max_size=20)

@@ -14,13 +14,11 @@ from pathlib import Path
 import pytest
 import rlp
 
-from chain import snapshot
+from chain import Block, CommitCertificate, InvalidCertificate, Vote, snapshot
 from chain.certificate import commit_message, final_message, finality_signers, synchronous_group
 from chain.epochs import GOVERNANCE, Epoch
 from chain.epochwalk import BadWalk, ScheduleWalk, WalkStep, make_step, step_heights, walk_steps
-from chain.errors import InvalidCertificate
 from chain.snapshot import check_base_block
-from chain.types import Block, CommitCertificate, Vote
 from chain.verify import verify_chain
 from consensus.statesync import (
     NodesChecked,
@@ -36,7 +34,7 @@ from consensus.statesync import (
     WalkChecked,
 )
 from contracts.testing import BOOKKEEPERS, Call, TestChain, address_of, events, key_of
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from runtime.snapshots import SnapshotFiles
 
 DISTANCE = 4

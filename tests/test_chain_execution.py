@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import rlp
 
-from chain.errors import InvalidBlock
-from chain.types import Block, Receipt
+from chain import Block, InvalidBlock, Receipt
 from contracts.addresses import TOKEN
 from tests.support import DevChain, open_chain
 

@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 import rlp
 
-from chain.errors import InvalidTransaction
+from chain import InvalidTransaction, Transaction
 from chain.genesis import Genesis
 from chain.mempool import Mempool, MempoolLimits
-from chain.types import Transaction
 from contracts.addresses import TOKEN
 from tests.support import DevChain, genesis_dict, key, open_chain
 

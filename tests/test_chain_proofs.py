@@ -7,9 +7,10 @@ import rlp
 from trie import HexaryTrie
 from trie.exceptions import BadTrieProof
 
+from chain import Account, Receipt
 from chain.proofs import InvalidProof, prove_receipt, prove_state, prove_transaction, verify_proof
-from chain.state import Account, account_key
-from chain.types import Receipt, index_key
+from chain.state import account_key
+from chain.types import index_key
 from contracts.addresses import TOKEN
 from tests.support import DevChain
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import rlp
 
-from chain import snapshot
-from chain.errors import BlockPruned, InvalidBlock, InvalidCertificate, UnknownBlock
+from chain import InvalidBlock, InvalidCertificate, UnknownBlock, snapshot
+from chain.errors import BlockPruned
 from chain.proofs import prove_state, verify_proof
 from chain.snapshot import (
     BadChunk,

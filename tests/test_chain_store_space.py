@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from chain import ChainStore, StorageFull
 from chain.chain import Chain
-from chain.errors import StorageFull
 from chain.genesis import Genesis
-from chain.store import ChainStore
 from chain.verify import verify_chain
 from contracts import build_contracts
 from tests.support import DevChain, genesis_dict, key, open_chain

@@ -12,10 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trie import HexaryTrie
 
+from chain import Account, Event, Receipt, State
 from chain.execution import encode_receipt, ordered_trie_root
-from chain.state import Account, NodeOverlay, State, trie_key
+from chain.state import NodeOverlay, trie_key
 from chain.triebuild import BLANK_ROOT, DecodedNodes, TrieBatch, ordered_root, reachable_nodes
-from chain.types import EMPTY_TRIE_ROOT, Event, Receipt, index_key
+from chain.types import EMPTY_TRIE_ROOT, index_key
 
 # Few distinct bytes, short keys: many shared prefixes, keys that are prefixes of others.
 short_keys = st.binary(max_size=4).map(lambda raw: bytes(b % 3 * 0x11 for b in raw))

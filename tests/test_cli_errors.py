@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from chain import ChainStore
 from chain.chain import Chain
 from chain.genesis import Genesis
-from chain.store import ChainStore
 from contracts import build_contracts
 from crypto.keystore import DEV_PASSPHRASE, ENV_PASSPHRASE
 from runtime.cluster import free_base_port, init_cluster, port_free, rpc_health

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from chain.types import Event as LedgerEvent
-from chain.types import Receipt as LedgerReceipt
+from chain import Event as LedgerEvent
+from chain import Receipt as LedgerReceipt
 from client import BadReply, Receipt, from_hex
 from rpc.encoding import receipt_json
 

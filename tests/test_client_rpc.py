@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from chain.errors import TxReason
+from chain import TxReason
 from client import BACKPRESSURE, Backoff, NodeUnavailable, ReplyTooLarge, RpcCallError, RpcClient
 
 

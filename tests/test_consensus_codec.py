@@ -9,31 +9,15 @@ import rlp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chain.types import Block, CommitCertificate, Vote
+from chain import Block, CommitCertificate, Vote
+from consensus import InvalidMessage, LmdbStorage, MemoryStorage, SyncConfig, message_from_wire, sync_message_from_wire
 from consensus.errors import DecodeReason as D
-from consensus.errors import InvalidMessage
 from consensus.log import Entry
-from consensus.messages import (
-    Commit,
-    Final,
-    NewView,
-    Prepare,
-    Suspect,
-    VcFinal,
-    ViewChange,
-    message_from_wire,
-)
+from consensus.messages import Commit, Final, NewView, Prepare, Suspect, VcFinal, ViewChange
 from consensus.simulation import genesis_block
-from consensus.storage import INITIAL_STATE, LmdbStorage, MemoryStorage, StoredState
-from consensus.sync import (
-    RESPONSE_BLOCKS_MAX,
-    SyncConfig,
-    SyncRequest,
-    SyncResponse,
-    SyncStatus,
-    sync_message_from_wire,
-)
-from crypto.keys import KeyPair
+from consensus.storage import INITIAL_STATE, StoredState
+from consensus.sync import RESPONSE_BLOCKS_MAX, SyncRequest, SyncResponse, SyncStatus
+from crypto import KeyPair
 
 KEY = KeyPair.from_seed(b"\x01" * 32)
 OTHER = KeyPair.from_seed(b"\x02" * 32)

@@ -11,11 +11,10 @@ import msgpack
 import pytest
 
 from chain.epochs import Epoch
-from consensus.actions import Rejected
-from consensus.config import ConsensusConfig
+from consensus import ConsensusConfig, InvalidMessage, Rejected, message_from_wire
 from consensus.detection import InvalidFault, verify_fault
-from consensus.errors import InvalidMessage, RejectReason
-from consensus.messages import FAULT_NOTICE_BYTES_MAX, FaultNotice, VcConfirm, message_from_wire
+from consensus.errors import RejectReason
+from consensus.messages import FAULT_NOTICE_BYTES_MAX, FaultNotice, VcConfirm
 from consensus.simulation import CHAIN_ID, Simulation
 
 

@@ -9,15 +9,15 @@ import msgpack
 import pytest
 import rlp
 
+from chain import CommitCertificate, Vote
 from chain.certificate import commit_message, final_message
 from chain.epochs import Epoch
-from chain.types import CommitCertificate, Vote
-from consensus import Action, ConsensusConfig, Persist, Send, ViewChanged
-from consensus.messages import Suspect, ViewChange, message_from_wire
-from consensus.replica import Replica, Suspicion
+from consensus import Action, ConsensusConfig, MemoryStorage, Persist, Replica, Send, ViewChanged, message_from_wire
+from consensus.messages import Suspect, ViewChange
+from consensus.replica import Suspicion
 from consensus.simulation import CHAIN_ID, CLOCK_EPOCH_MS, FakeLedger
-from consensus.storage import MemoryStorage, StoredState
-from crypto.keys import KeyPair
+from consensus.storage import StoredState
+from crypto import KeyPair
 
 OLD = [KeyPair.from_seed(bytes([i + 1]) * 32) for i in range(3)]
 NEW = [OLD[0], OLD[2], KeyPair.from_seed(b"\x09" * 32)]  # bookkeeper 1 rotated out

@@ -11,24 +11,15 @@ from __future__ import annotations
 import pytest
 import rlp
 
+from chain import Block, CommitCertificate, InvalidCertificate, Vote, decode
 from chain.certificate import final_message, synchronous_group, verify_finality
 from chain.epochs import Epoch
-from chain.errors import InvalidCertificate
-from chain.types import Block, CommitCertificate, Vote, decode
-from consensus.actions import Rejected
+from consensus import BadBlock, BlockSync, Rejected, SyncConfig, SyncRejected
 from consensus.errors import RejectReason
 from consensus.messages import Final, ViewChange
 from consensus.replica import Suspicion
 from consensus.simulation import CHAIN_ID, FakeLedger, FinalityOracle, Simulation
-from consensus.sync import (
-    BadBlock,
-    BlockSync,
-    SyncConfig,
-    SyncRejected,
-    SyncRequest,
-    SyncResponse,
-    SyncStatus,
-)
+from consensus.sync import SyncRequest, SyncResponse, SyncStatus
 
 BYZANTINE = b"\x01"  # block sync peer id of bookkeeper 1, the Byzantine follower
 

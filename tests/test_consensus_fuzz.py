@@ -17,25 +17,16 @@ import rlp
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from chain import Block, BlockHeader, CommitCertificate, Vote
 from chain.certificate import commit_message, synchronous_group
-from chain.types import EMPTY_TRIE_ROOT, Block, BlockHeader, CommitCertificate, Vote
-from consensus.actions import CatchUp, Rejected
-from consensus.errors import DecodeReason, InvalidMessage, RejectReason
-from consensus.messages import (
-    HEIGHT_MAX,
-    Commit,
-    Final,
-    NewView,
-    Prepare,
-    Suspect,
-    VcFinal,
-    ViewChange,
-    message_from_wire,
-)
+from chain.types import EMPTY_TRIE_ROOT
+from consensus import CatchUp, InvalidMessage, Rejected, message_from_wire
+from consensus.errors import DecodeReason, RejectReason
+from consensus.messages import HEIGHT_MAX, Commit, Final, NewView, Prepare, Suspect, VcFinal, ViewChange
 from consensus.replica import EARLY_BYTES_MAX, EARLY_MESSAGES_MAX
 from consensus.simulation import CHAIN_ID, Simulation, state_root_after
 from consensus.sync import SyncResponse, SyncStatus
-from crypto.hashing import keccak256
+from crypto import keccak256
 from faults.craft import CONSENSUS_TYPES, SYNC_TYPES, Insider, Situation, crafted
 
 INSIDER = 1

@@ -14,7 +14,7 @@ import random
 
 import pytest
 
-from consensus.config import BYZANTINE_MODES, ConsensusConfig
+from consensus import BYZANTINE_MODES, ConsensusConfig
 from consensus.simulation import NetworkFaults, Simulation
 
 SEEDS = 300

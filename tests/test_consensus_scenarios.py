@@ -10,8 +10,7 @@ import pytest
 import rlp
 
 from chain.certificate import commit_message
-from consensus.actions import Suspected
-from consensus.config import ConsensusConfig
+from consensus import ConsensusConfig, Suspected
 from consensus.messages import Prepare
 from consensus.simulation import CHAIN_ID, NetworkFaults, Simulation
 

@@ -3,11 +3,11 @@ against the followers, whose votes take about as long again (issue 10, "pinned")
 
 from __future__ import annotations
 
-from consensus import ConsensusConfig, Suspected
-from consensus.replica import SLOW_START_SHARE, Replica
+from consensus import ConsensusConfig, Replica, Suspected
+from consensus.replica import SLOW_START_SHARE
 from consensus.simulation import CHAIN_ID, CLOCK_EPOCH_MS, FakeLedger
 from consensus.storage import INITIAL_STATE
-from crypto.keys import KeyPair
+from crypto import KeyPair
 
 CONFIG = ConsensusConfig(t=1)
 

@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 import rlp
 
-from chain import snapshot
+from chain import Block, snapshot
 from chain.epochs import Epoch
 from chain.snapshot import SNAPSHOT_FORMAT, SnapshotManifest, encode_chunk, snapshot_chunks
-from chain.types import Block
-from consensus.errors import InvalidMessage
+from consensus import InvalidMessage
 from consensus.statesync import (
     NodesChecked,
     Offers,

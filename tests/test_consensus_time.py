@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from chain.errors import InvalidBlock
-from consensus.config import ConsensusConfig
+from chain import InvalidBlock
+from consensus import ConsensusConfig
 from consensus.simulation import Simulation
 from tests.support import DevChain
 

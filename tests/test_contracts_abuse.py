@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chain.values import Value
+from chain import Value
 from contracts.addresses import CREDIT, DSC, POLICY, REGISTRY, TOKEN
 from contracts.registry import registration_consent
 from contracts.testing import (
@@ -26,7 +26,7 @@ from contracts.testing import (
     reason,
     registration,
 )
-from crypto.hashing import keccak256
+from crypto import keccak256
 from tests.test_contracts_dsc import run_auction, total_supply
 from vm.fixedpoint import SCALE
 

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from chain.values import Value
+from chain import Value
 from client import GridClient, Receipt
 from client.contracts import Credit, Dsc, Registry
 from contracts.addresses import REGISTRY
 from contracts.registry import registration_consent
-from crypto.hashing import keccak256
-from crypto.keys import KeyPair
+from crypto import KeyPair, keccak256
 from diagnosis.demo import demo_contract_params
 from tests.cluster_support import rpc_urls, running_cluster
 from vm.fixedpoint import SCALE

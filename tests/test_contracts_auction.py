@@ -11,7 +11,7 @@ from contracts.auction import BidderState, Mechanism, ValidBid, after_coupon, af
 from contracts.dsc_records import bid_commitment
 from contracts.kmeans import cluster, initial_centroids, nearest
 from contracts.testing import BID_DEPOSIT, P_MAX, REQUEST_DEPOSIT, Call, address_of, consortium, events
-from crypto.hashing import keccak256
+from crypto import keccak256
 from vm.fixedpoint import SCALE
 
 

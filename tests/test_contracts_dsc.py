@@ -23,7 +23,7 @@ from contracts.testing import (
     events,
     reason,
 )
-from crypto.hashing import keccak256
+from crypto import keccak256
 
 SUPPLIERS = ["s1", "s2", "s3"]
 DEV = address_of("dev")

@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from py_arkworks_bls12381 import G1Point
 
-from crypto import bls, counters
-from crypto.errors import BadKey, BadSignature, UnknownBackend
+from crypto import BadKey, BadSignature, UnknownBackend, bls, counters
 
 ARK = bls.backend_named("arkworks")
 PY_ECC = bls.backend_named("py_ecc")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from crypto.keystore import (
     DEV_SCRYPT,
     ENV_PASSPHRASE,

@@ -7,8 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto import counters, paillier
-from crypto.errors import BadCiphertext, BadKey, PlaintextOutOfRange
+from crypto import BadCiphertext, BadKey, PlaintextOutOfRange, counters, paillier
 
 KEY = paillier.PaillierPrivateKey.generate(512)
 PUBLIC = KEY.public_key

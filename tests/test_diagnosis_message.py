@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 import rlp
 
-from crypto import bls, counters, paillier
-from crypto.hashing import keccak256
+from crypto import bls, counters, keccak256, paillier
 from diagnosis import (
     MalformedMessage,
     MessageRejected,

@@ -24,9 +24,8 @@ import pytest
 from aiohttp import web
 
 from chain.genesis import Genesis
+from client import GridClient, RpcClient
 from client.contracts import Dsc, Token
-from client.rpc import RpcClient
-from client.sdk import GridClient
 from diagnosis.agentconfig import (
     INBOX_PORT_OFFSET,
     AgentConfig,

@@ -18,10 +18,10 @@ import pytest
 from client.contracts import Dsc, Policy, Token
 from contracts import dsc_records
 from contracts.addresses import DSC
+from diagnosis import SealedMessage, seal
 from diagnosis.agents import DeviceAgent, DiagnosisNodeAgent, Identity, now_ms
 from diagnosis.channel import Payload, RemoteRejection
 from diagnosis.ledger import LocalChain, TransactionRefused
-from diagnosis.message import SealedMessage, seal
 from diagnosis.protocol import DEVICE, PHONE, VENDOR
 from diagnosis.services import (
     CrewService,

@@ -10,7 +10,7 @@ from client import contracts as typed
 from contracts import build_contracts
 from contracts.addresses import DSC
 from contracts.testing import REQUEST_DEPOSIT, address_of, consortium, events, reason
-from crypto.hashing import keccak256
+from crypto import keccak256
 from diagnosis import protocol as proto
 from diagnosis.channel import BadPayload, Payload
 from diagnosis.overhead import PAPER_TABLE4, PAPER_TABLE4_TOTAL, paper_table4

@@ -22,15 +22,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from chain.values import Value
-from client import GridClient, Receipt
+from chain import Value
+from client import GridClient, Receipt, TransactionFailed
 from client.contracts import Credit, Dsc, Registry
-from client.errors import TransactionFailed
 from contracts.addresses import REGISTRY
 from contracts.dsc_records import bid_commitment
 from contracts.registry import registration_consent
-from crypto.hashing import keccak256
-from crypto.keys import KeyPair
+from crypto import KeyPair, keccak256
 from diagnosis.demo import demo_contract_params
 from explorer.index import Index, IndexedBlock
 from explorer.standalone import StandaloneExplorer

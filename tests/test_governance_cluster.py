@@ -16,20 +16,18 @@ from typing import Any
 
 import pytest
 
+from chain import ChainStore, CommitCertificate, InvalidCertificate, Transaction, TxReason, Vote
 from chain.certificate import commit_message, final_message, synchronous_group, verify_finality
 from chain.chain import Chain
 from chain.epochs import GOVERNANCE
-from chain.errors import InvalidCertificate, TxReason
 from chain.genesis import Genesis
-from chain.store import ChainStore
-from chain.types import CommitCertificate, Transaction, Vote
-from client import GridClient, RpcCallError
+from client import GridClient, NodeUnavailable, RpcCallError
 from client.contracts import Governance
-from client.errors import NodeUnavailable
-from consensus.sync import BadBlock, BlockSync, SyncRejected, SyncRequest, SyncResponse, SyncSend, SyncStatus
+from consensus import BadBlock, BlockSync, SyncRejected, SyncSend
+from consensus.sync import SyncRequest, SyncResponse, SyncStatus
 from contracts import build_contracts
 from contracts.governance import EPOCHS_KEY
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from crypto.keystore import load_key
 from diagnosis.lightclient import LightClient, TrustAnchor
 from runtime.cluster import ROOT, ClusterProcesses, cluster_passphrase

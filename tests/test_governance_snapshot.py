@@ -16,7 +16,7 @@ import pytest
 
 from client import GridClient, RpcCallError
 from client.contracts import Governance
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from runtime.cluster import ROOT, ClusterProcesses, free_base_port, init_cluster
 from tests.cluster_support import rpc_urls
 from tests.test_governance_cluster import DISTANCE, WAIT_S, admin_key, node_key, status_of, until

@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 import rlp
 
-from chain.errors import LedgerError
-from chain.types import Transaction
+from chain import LedgerError, Transaction
 from consensus.messages import Suspect
 from contracts.addresses import TOKEN
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from faults.craft import Insider, Situation, block_at
 from p2p.counters import PEER_ERROR
 from runtime.cluster import account_keys, free_base_port, init_cluster

@@ -19,8 +19,7 @@ import pytest
 
 from chain.state import account_key
 from client import GridClient, RpcCallError
-from crypto.hashing import keccak256
-from crypto.keys import KeyPair
+from crypto import KeyPair, keccak256
 from runtime.cluster import ROOT, ClusterProcesses, account_keys, free_base_port, init_cluster
 from tests.cluster_support import rpc_urls
 

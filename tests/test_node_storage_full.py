@@ -14,9 +14,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from chain.store import ChainStore
+from chain import ChainStore
 from client import GridClient
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from runtime.cluster import account_keys, free_base_port, init_cluster
 from runtime.config import NodeConfig
 from runtime.node import Node

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from p2p.config import P2PConfig
-from p2p.errors import P2PConfigError
+from p2p import P2PConfig, P2PConfigError
 
 
 def test_config_defaults_are_valid_and_frozen() -> None:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2p.errors import BadMessage, FrameDecodeError, FrameError, FrameTooLarge, FrameTruncated
+from p2p import BadMessage, FrameDecodeError, FrameError, FrameTooLarge, FrameTruncated
 from p2p.framing import LENGTH_BYTES, FrameDecoder, Message, encode_frame
 
 LIMIT = 4096

@@ -8,15 +8,15 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from crypto.keys import KeyPair
-from p2p.config import P2PConfig
-from p2p.errors import (
+from crypto import KeyPair
+from p2p import (
     BadProof,
     EncryptionMismatch,
     FrameForged,
     FrameTooLarge,
     HandshakeTimeout,
     MalformedHandshake,
+    P2PConfig,
     P2PError,
     PeerClosed,
     SelfConnection,

@@ -12,7 +12,7 @@ from dataclasses import replace
 import msgpack
 import pytest
 
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from p2p import FrameTooLarge, Network, P2PConfig
 from p2p.framing import FrameDecoder, Message, encode_frame
 from p2p.handshake import handshake

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from p2p import Network, P2PConfig
 
 pytestmark = pytest.mark.timeout(30)

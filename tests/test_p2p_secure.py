@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from crypto.keys import KeyPair
+from crypto import KeyPair
 from faults.proxy import LinkFault, LinkProxies
 from p2p import FrameForged, Network, P2PConfig
 from p2p.framing import encode_frame

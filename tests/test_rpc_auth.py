@@ -24,8 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from client import GridClient
-from client.errors import NodeUnavailable, RpcCallError
+from client import GridClient, NodeUnavailable, RpcCallError
 from explorer import serve_in
 from explorer.standalone import StandaloneExplorer
 from rpc.auth import Grant, SecretFileError, create_secret, issue_token, load_secret

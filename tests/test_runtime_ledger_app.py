@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from chain import Transaction
 from chain.mempool import Mempool, MempoolLimits
-from chain.types import Transaction
 from contracts.addresses import TOKEN
 from runtime.ledger_app import LedgerApp
 from tests.support import DevChain, key

@@ -9,18 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chain import Block, ChainStore, Transaction, TxReason
 from chain.chain import Chain
-from chain.errors import TxReason
 from chain.genesis import Genesis
-from chain.store import ChainStore
-from chain.types import Block, Transaction
 from contracts import build_contracts
 from contracts.addresses import DSC, TOKEN
 from tests.support import BALANCE, DevChain, genesis_dict, key
-from vm import CallContext, Engine, NativeContract, method
+from vm import CallContext, Engine, InternalError, NativeContract, Revert, method
 from vm import fixedpoint as fp
 from vm.contract import well_known_address
-from vm.errors import InternalError, Revert
 
 
 def test_bad_arguments_and_unknown_method_fail_the_receipt(devchain: DevChain) -> None:
