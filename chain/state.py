@@ -55,8 +55,10 @@ class NodeOverlay(MutableMapping[bytes, bytes]):
         pass
 
     def __contains__(self, key: object) -> bool:
+        if not isinstance(key, bytes):
+            return False
         try:
-            self[key]  # type: ignore[index]
+            self[key]
         except KeyError:
             return False
         return True
@@ -96,7 +98,11 @@ class Account:
         return cls(int.from_bytes(nonce, "big"), int.from_bytes(balance, "big"))
 
 
-_ABSENT = object()
+class _Absent:
+    """The journal's mark of a key the overlay did not hold (distinct from None: a delete)."""
+
+
+_ABSENT = _Absent()
 
 
 class State:
@@ -106,7 +112,7 @@ class State:
         self._root = root
         self._trie = TrieBatch(nodes, cache if cache is not None else DecodedNodes())
         self._overlay: dict[bytes, bytes | None] = {}
-        self._journal: list[tuple[bytes, object]] = []
+        self._journal: list[tuple[bytes, bytes | None | _Absent]] = []
         self._open_snapshots = 0
         # per key: the trie path (hex of keccak256(key)) and the value last read or flushed
         self._paths: dict[bytes, bytes] = {}
@@ -154,10 +160,10 @@ class State:
     def revert(self, mark: int) -> None:
         while len(self._journal) > mark:
             key, previous = self._journal.pop()
-            if previous is _ABSENT:
+            if isinstance(previous, _Absent):
                 del self._overlay[key]
             else:
-                self._overlay[key] = previous  # type: ignore[assignment]
+                self._overlay[key] = previous
         self._close_snapshot()
 
     def commit(self, mark: int) -> None:

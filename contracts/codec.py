@@ -30,21 +30,22 @@ class StoredRecord:
         """The declared type of each field, in order (type aliases resolved: Address is bytes)."""
         if cls.__dict__.get("_types") is None:
             hints = typing.get_type_hints(cls)
-            types = tuple(hints[f.name] for f in fields(cls))  # type: ignore[arg-type]
+            # fields(cls): every subclass is a dataclass; the base cannot be one (some are frozen, some not)
+            types = tuple(hints[f.name] for f in fields(cls))  # type: ignore[arg-type]  # see above
             assert all(t in FIELD_TYPES for t in types), f"{cls.__name__}: fields must be {FIELD_TYPES}"
             cls._types = types
         assert cls._types is not None
         return cls._types
 
     def to_value(self) -> Value:
-        return [getattr(self, f.name) for f in fields(self)]  # type: ignore[arg-type]
+        return [getattr(self, f.name) for f in fields(self)]  # type: ignore[arg-type]  # a dataclass: see field_types
 
     @classmethod
     def from_value(cls, value: Value) -> Self:
         types = cls.field_types()
         if not isinstance(value, list) or len(value) != len(types):
             raise RecordError(f"{cls.__name__}: expected a list of {len(types)} values, got {value!r:.200}")
-        for item, kind, field in zip(value, types, fields(cls), strict=True):  # type: ignore[arg-type]
+        for item, kind, field in zip(value, types, fields(cls), strict=True):  # type: ignore[arg-type]  # see field_types
             if type(item) is not kind:  # exact: a bool is not an int here
                 raise RecordError(f"{cls.__name__}.{field.name}: expected {kind.__name__}, got {item!r:.80}")
         return cls(*value)

@@ -78,8 +78,8 @@ class Workload:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             for task in done:
-                if task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+                if (error := task.exception()) is not None:
+                    raise error
 
     async def _client(self, c: int, deadline_s: float) -> None:
         rng = self._rngs[c]
