@@ -45,12 +45,12 @@ class CommonCase(ReplicaCore):
     def _schedule_proposal(self, now_ms: int) -> None:
         if self.state != NORMAL or not self._is_primary() or self._current(self._entry):
             return
-        if self._propose_at is not None:
+        if self.vs.propose_at is not None:
             return
         if self._app.pending_transactions() > 0:
-            self._propose_at = now_ms + self._config.batch_timeout_ms
+            self.vs.propose_at = now_ms + self._config.batch_timeout_ms
         elif self._config.empty_blocks:
-            self._propose_at = now_ms + self._config.empty_block_interval_ms
+            self.vs.propose_at = now_ms + self._config.empty_block_interval_ms
 
     def _propose(self, now_ms: int, actions: list[Action]) -> None:
         if self.state != NORMAL or not self._is_primary() or self._current(self._entry):
@@ -68,20 +68,20 @@ class CommonCase(ReplicaCore):
         raw = block.encoded()
         vote = self._vote(self.view, height, block.hash)
         self._entry = Entry.create(self.view, raw, vote, block=block)
-        self._votes = {self._index: vote}
-        self._holders, self._finals = set(), {}
+        self.vs.votes = {self._index: vote}
+        self.vs.holders, self.vs.finals = set(), {}
         # Proposing is progress: the stall clock restarts at the next tick, after this
         # build (which may have taken seconds on a starved machine; now_ms is from before).
-        self._busy_since = None
-        self._proposed_at_ms, self._build_ms = now_ms, None
+        self.vs.busy_since = None
+        self.vs.proposed_at_ms, self.vs.build_ms = now_ms, None
         self._persist(actions)  # the PREPARE carries a vote: log before sending it
         prepare = self._sign(Prepare(sender=self._index, view=self.view, height=height,
                                      block=raw, vote=vote))
         for number, follower in enumerate(self._followers()):
             proposal = self._proposal_for(number, prepare, block)
-            self._outbox[follower] = proposal
+            self.vs.outbox[follower] = proposal
             self._send(follower, proposal, actions)
-        self._retransmit_at = now_ms + self._config.retransmit_ms
+        self.vs.retransmit_at = now_ms + self._config.retransmit_ms
 
     def _on_prepare(self, sender: int, message: Prepare, now_ms: int,
                     actions: list[Action]) -> None:
@@ -130,22 +130,22 @@ class CommonCase(ReplicaCore):
         except LedgerError as exc:
             raise Suspicion(RejectReason.INVALID_BLOCK, f"invalid block: {exc}") from exc
         my_vote = self._vote(self.view, height, entry.block_hash)
-        self._votes = {primary: vote, self._index: my_vote}
+        self.vs.votes = {primary: vote, self._index: my_vote}
         if self._t == 1:
             # Both votes are here: the follower has committed (holds the certificate).
-            entry = entry.with_certificate(self._certificate(self._votes))
-            self._holders = {self._index}
+            entry = entry.with_certificate(self._certificate(self.vs.votes))
+            self.vs.holders = {self._index}
             if self._certified_as_follower(entry, actions):
                 return
         if self._entry is None or self._entry.block_hash != entry.block_hash:
             # A new valid proposal is progress: the stall clock restarts at the next tick,
             # whose time comes after this replica executed the block (`now_ms` is from
             # before), so its own slowness under load is not counted against the primary.
-            self._busy_since = None
+            self.vs.busy_since = None
         self._entry = entry
         self._persist(actions)  # log before the COMMIT leaves
         self._send_my_commit(entry, actions)
-        self._retransmit_at = now_ms + self._config.retransmit_ms
+        self.vs.retransmit_at = now_ms + self._config.retransmit_ms
         self._check_commits(now_ms, actions)
 
     def _send_my_commit(self, entry: Entry, actions: list[Action]) -> None:
@@ -169,28 +169,28 @@ class CommonCase(ReplicaCore):
                              actions=actions)
             return
         if message.height == final + 1:
-            self._commits[message.sender] = message
+            self.vs.commits[message.sender] = message
             self._check_commits(now_ms, actions)
 
     def _check_commits(self, now_ms: int, actions: list[Action]) -> None:
         entry = self._pending_entry()
         if entry is None:
             return
-        for member, commit in self._commits.items():
+        for member, commit in self.vs.commits.items():
             if commit.height != entry.height:
                 continue
             if commit.block_hash != entry.block_hash:
                 raise Suspicion(RejectReason.CONFLICT, f"COMMIT of {member} is for another block")
-            self._votes[member] = commit.vote
-        if not set(self._group(self.view)) <= set(self._votes):
+            self.vs.votes[member] = commit.vote
+        if not set(self._group(self.view)) <= set(self.vs.votes):
             return
         if self._t == 1:
             if not self._is_primary():
                 return  # the follower learns finality from the primary's FINAL only
             # The follower held the certificate when it voted, the primary holds it now.
-            self._holders = set(self._group(self.view))
+            self.vs.holders = set(self._group(self.view))
         elif not entry.certificate:
-            self._adopt_certificate(entry, self._certificate(self._votes), actions)
+            self._adopt_certificate(entry, self._certificate(self.vs.votes), actions)
         self._check_final(now_ms, actions)
 
     def _certificate(self, votes: dict[int, bytes]) -> bytes:
@@ -203,8 +203,8 @@ class CommonCase(ReplicaCore):
                            actions: list[Action]) -> None:
         """t >= 2: log the commit, then tell the members not known to hold it yet."""
         self._entry = entry.with_certificate(certificate)
-        self._holders.add(self._index)
-        self._finals[self._index] = self._final_signature(entry)
+        self.vs.holders.add(self._index)
+        self.vs.finals[self._index] = self._final_signature(entry)
         self._persist(actions)
         self._send_committed(actions)
 
@@ -216,7 +216,7 @@ class CommonCase(ReplicaCore):
                                          certificate=entry.certificate,
                                          holds=self._final_signature(entry)))
         for member in self._others(self._group(self.view)):
-            if member not in self._holders:
+            if member not in self.vs.holders:
                 self._send(member, committed, actions)
 
     def _on_committed(self, message: Committed, now_ms: int, actions: list[Action]) -> None:
@@ -238,17 +238,17 @@ class CommonCase(ReplicaCore):
         entry = self._pending_entry()
         if entry is None or entry.block_hash != message.block_hash:
             return  # it holds our vote, so we logged this entry; a stale duplicate
-        self._holders.add(message.sender)
-        self._finals[message.sender] = message.holds
+        self.vs.holders.add(message.sender)
+        self.vs.finals[message.sender] = message.holds
         if not entry.certificate:
             self._adopt_certificate(entry, message.certificate, actions)
         self._check_final(now_ms, actions)
 
     def _check_final(self, now_ms: int, actions: list[Action]) -> None:
         entry = self._pending_entry()
-        if entry is None or not set(self._group(self.view)) <= self._holders:
+        if entry is None or not set(self._group(self.view)) <= self.vs.holders:
             return
-        certificate = decode(entry.certificate or self._certificate(self._votes),
+        certificate = decode(entry.certificate or self._certificate(self.vs.votes),
                              CommitCertificate)
         self._finalize(entry.block, certificate.copy(finality=self._finality(entry)), actions)
         if self._is_primary():
@@ -273,7 +273,7 @@ class CommonCase(ReplicaCore):
         if self._t == 1:
             assert self._is_primary(), "t = 1: a follower finalizes only on the primary's FINAL"
             return [Vote(self._index, self._final_signature(entry))]
-        return [Vote(member, self._finals[member]) for member in self._group(entry.view)]
+        return [Vote(member, self.vs.finals[member]) for member in self._group(entry.view)]
 
     def _send_final(self, to: int, height: int, *, with_block: bool,
                     actions: list[Action]) -> None:
@@ -334,11 +334,11 @@ class CommonCase(ReplicaCore):
             return
         self._last_final = final
         self._views_without_final = 0
-        self._retransmits = 0
-        if self._proposed_at_ms is not None:  # the primary's cycle includes building the block
-            started: int | None = self._proposed_at_ms
-        elif self._busy_since is not None:
-            started = max(self._busy_since, self._last_final_ms or self._busy_since)
+        self.vs.retransmits = 0
+        if self.vs.proposed_at_ms is not None:  # the primary's cycle includes building the block
+            started: int | None = self.vs.proposed_at_ms
+        elif self.vs.busy_since is not None:
+            started = max(self.vs.busy_since, self._last_final_ms or self.vs.busy_since)
         else:
             started = None
         if started is not None:
@@ -349,12 +349,12 @@ class CommonCase(ReplicaCore):
         self._join_certified_view(final, actions)
         if not self._current(self._entry):
             self._entry = None
-        self._votes, self._commits, self._holders, self._outbox = {}, {}, set(), {}
-        self._finals = {}
-        self._proposed_at_ms, self._build_ms = None, None
+        self.vs.votes, self.vs.commits, self.vs.holders, self.vs.outbox = {}, {}, set(), {}
+        self.vs.finals = {}
+        self.vs.proposed_at_ms, self.vs.build_ms = None, None
         # The stall clock restarts at the next tick (its time is fresh; `now_ms` is from
         # before this block was executed and stored).
-        self._busy_since = None
+        self.vs.busy_since = None
         # Transactions queued while the last block was in flight form the next batch. It is
         # proposed at a later tick, not here: building it takes up to block_build_ms_max,
         # and the FINALs of this block must leave first, or a follower waiting for one
@@ -362,7 +362,7 @@ class CommonCase(ReplicaCore):
         self._schedule_proposal(now_ms)
         if self.state == VIEW_CHANGE:
             self._maybe_select(now_ms, actions)
-        elif self._early:
+        elif self.vs.early:
             self._replay_early(now_ms, actions)
 
     def _join_certified_view(self, final: int, actions: list[Action]) -> None:
@@ -384,12 +384,12 @@ class CommonCase(ReplicaCore):
     def _retransmit(self, now_ms: int, actions: list[Action]) -> None:
         # Each retransmission without progress waits twice as long as the last: a follower
         # still executing a large block gets one copy, not one per retransmit_ms.
-        self._retransmit_at = now_ms + (self._config.retransmit_ms << min(self._retransmits,
+        self.vs.retransmit_at = now_ms + (self._config.retransmit_ms << min(self.vs.retransmits,
                                                                           RETRANSMIT_DOUBLINGS_MAX))
-        self._retransmits += 1
-        if self._last_suspect is not None and self.state == VIEW_CHANGE:
+        self.vs.retransmits += 1
+        if self.vs.last_suspect is not None and self.state == VIEW_CHANGE:
             for replica in self._others(tuple(range(self._n))):
-                self._send(replica, self._last_suspect, actions)
+                self._send(replica, self.vs.last_suspect, actions)
         if self.state == VIEW_CHANGE:
             self._retransmit_view_change(actions)
             return
@@ -397,9 +397,9 @@ class CommonCase(ReplicaCore):
             self._retransmit_passive(now_ms, actions)
             return
         if self._is_primary():
-            for follower, message in self._outbox.items():
-                if follower not in self._votes and self._current(self._entry) or \
-                        isinstance(message, NewView) and follower not in self._heard:
+            for follower, message in self.vs.outbox.items():
+                if follower not in self.vs.votes and self._current(self._entry) or \
+                        isinstance(message, NewView) and follower not in self.vs.heard:
                     self._send(follower, message, actions)
             return
         pending = self._pending_entry()
@@ -413,13 +413,13 @@ class CommonCase(ReplicaCore):
         """A passive replica never suspects, but when pending work stalls it repeats the
         SUSPECT that brought it here and its VIEW-CHANGE: replicas that missed them (lost
         messages) would otherwise sit in older views, each passive, and nobody moves."""
-        stalled = self._busy_since is not None and \
-            now_ms - self._busy_since >= self._config.commit_timeout_ms
+        stalled = self.vs.busy_since is not None and \
+            now_ms - self.vs.busy_since >= self._config.commit_timeout_ms
         if not stalled:
             return
-        if self._last_suspect is not None:
+        if self.vs.last_suspect is not None:
             for replica in self._others(tuple(range(self._n))):
-                self._send(replica, self._last_suspect, actions)
+                self._send(replica, self.vs.last_suspect, actions)
         # Rebuilt, not cached: after a restart there is none, and the head may have moved.
         my_vc = self._view_change_message()
         for member in self._others(self._group(self.view)):

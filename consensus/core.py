@@ -1,9 +1,10 @@
 """The state of one replica and what both halves of the protocol share.
 
 `ReplicaCore` holds the replica's record: the durable part (view, normal or view change,
-the log entry, the SUSPECT that justifies the view: what a `Persist` writes) and the per-view
-part, reset whenever the view changes (`_reset_view_state`: votes, commits, holders, outbox,
-the VIEW-CHANGE and VC-FINAL sets, the selection, timers). The common case
+the log entry, the epoch, and the SUSPECT that justifies the view: what a `Persist` writes)
+and `ViewState` (`self.vs`), the per-view part, replaced by a fresh one whenever the view
+changes (votes, commits, holders, outbox, the VIEW-CHANGE, VC-FINAL and VC-CONFIRM sets, the
+selection, timers). The common case
 (consensus/common.py) and the view change (consensus/viewchange.py) are two classes over
 this one record; `Replica` (consensus/replica.py) combines them and routes each input, as
 etcd's raft `Step` routes to `stepLeader` / `stepFollower`. Methods that one half calls in
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgpack
 import rlp
@@ -112,30 +113,43 @@ class Status:
     last_suspect_reason: str | None
 
 
+@dataclass
+class ViewState:
+    """The part of a replica's record that lives for one view: what it collected and sent
+    in it, and its timers. A view change starts a fresh one; the durable part (view, state,
+    entry, epoch: what a `Persist` writes) stays on the replica."""
+
+    votes: dict[int, bytes] = field(default_factory=dict)  # votes on the entry in this view, by member
+    # The primary's own proposal: when building started, and how long it took (measured at
+    # the next tick, whose time is fresh). The followers execute the same block, so the wait
+    # for their votes allows twice that on top of the commit timeout.
+    proposed_at_ms: int | None = None
+    build_ms: int | None = None
+    commits: dict[int, Commit] = field(default_factory=dict)  # follower votes for height final+1
+    holders: set[int] = field(default_factory=set)  # members known to hold the entry's certificate
+    finals: dict[int, bytes] = field(default_factory=dict)  # t >= 2: members' COMMITTED.holds signatures
+    outbox: dict[int, Message] = field(default_factory=dict)  # proposal to retransmit, per follower
+    early: list[tuple[int, Message]] = field(default_factory=list)  # this view's messages held until they can be used
+    heard: set[int] = field(default_factory=set)  # members heard from in this view
+    view_changes: dict[int, ViewChange] = field(default_factory=dict)  # VIEW-CHANGEs received, by sender
+    vc_finals: dict[int, VcFinal] = field(default_factory=dict)  # VC-FINALs received, by member
+    vc_final_sent: VcFinal | None = None
+    confirms: dict[int, bytes] = field(default_factory=dict)  # VC-CONFIRM digests by member, its own too
+    confirm_sent: VcConfirm | None = None
+    my_view_change: ViewChange | None = None
+    start: Start | None = None  # the selection, once every VC-FINAL is in
+    new_view: NewView | None = None  # sent (primary) or waiting (follower)
+    vc_started_ms: int = 0
+    vc_deadline_ms: int = 0
+    retransmit_at: int | None = None
+    retransmits: int = 0  # retransmissions since the last progress (they back off)
+    propose_at: int | None = None
+    busy_since: int | None = None  # since when work has been pending (the stall clock)
+    last_suspect: Suspect | None = None  # the signed SUSPECT that justifies this view (persisted)
+
+
 class ReplicaCore:
-    # Per-view state, reset by _reset_view_state when the view changes.
-    _votes: dict[int, bytes]
-    _commits: dict[int, Commit]
-    _holders: set[int]
-    _finals: dict[int, bytes]
-    _outbox: dict[int, Message]
-    _early: list[tuple[int, Message]]
-    _heard: set[int]
-    _view_changes: dict[int, ViewChange]
-    _vc_finals: dict[int, VcFinal]
-    _vc_final_sent: VcFinal | None
-    _confirms: dict[int, bytes]
-    _confirm_sent: VcConfirm | None
-    _my_view_change: ViewChange | None
-    _start: Start | None
-    _new_view: NewView | None
-    _retransmit_at: int | None
-    _retransmits: int
-    _propose_at: int | None
-    _busy_since: int | None
-    _last_suspect: Suspect | None
-    _vc_started_ms: int
-    _vc_deadline_ms: int
+    vs: ViewState  # the per-view part of the record (reset at each view change)
 
     def __init__(self, config: ConsensusConfig, *, index: int, key: KeyPair,
                  bookkeepers: list[bytes], chain_id: int, app: Application,
@@ -172,11 +186,6 @@ class ReplicaCore:
         # timeouts stretch with it, so a loaded or slow machine is not taken for a dead one.
         self._cycle_ms = 0
         self._last_final_ms: int | None = None
-        # The primary's own proposal: when building started, and how long it took (measured
-        # at the next tick, whose time is fresh). The followers execute the same block, so
-        # the wait for their votes allows twice that on top of the commit timeout.
-        self._proposed_at_ms: int | None = None
-        self._build_ms: int | None = None
         self.last_suspect_reason: str | None = None
         self._future: dict[tuple[int, str], Message] = {}
         self._clock_ms = 0  # the wall clock of the input being handled (set by each entry)
@@ -185,34 +194,12 @@ class ReplicaCore:
         # epoch's life (the node keeps its own record for RPC across epochs).
         self.faults: dict[tuple[int, str], FaultNotice] = {}
         self._reset_view_state()
-        self._last_suspect = _decode_suspect(stored.suspect, self._n)
+        self.vs.last_suspect = _decode_suspect(stored.suspect, self._n)
 
     # ------------------------------------------------------------------ bookkeeping
 
     def _reset_view_state(self) -> None:
-        self._votes = {}  # votes on the entry in this view, by member
-        self._proposed_at_ms, self._build_ms = None, None
-        self._commits = {}  # follower votes for height final+1
-        self._holders = set()  # members known to hold the entry's certificate
-        self._finals = {}  # t >= 2: their signatures on final_message (COMMITTED.holds)
-        self._outbox = {}  # proposal to retransmit, per follower
-        self._early = []
-        self._heard = set()
-        self._view_changes = {}
-        self._vc_finals = {}
-        self._vc_final_sent = None
-        self._confirms = {}  # VC-CONFIRM digests by member, this replica's own included
-        self._confirm_sent = None
-        self._my_view_change = None
-        self._start = None
-        self._new_view = None  # sent (primary) or waiting (follower)
-        self._vc_started_ms = 0
-        self._vc_deadline_ms = 0
-        self._retransmit_at = None
-        self._retransmits = 0  # retransmissions since the last progress (they back off)
-        self._propose_at = None
-        self._busy_since = None
-        self._last_suspect = None
+        self.vs = ViewState()
 
     def _group(self, view: int) -> tuple[int, ...]:
         return synchronous_group(view, self._n, self._t)
@@ -242,8 +229,8 @@ class ReplicaCore:
     def _persist(self, actions: list[Action]) -> None:
         """Ask the node to write the state durably before it carries out what follows (the
         sends that commit this replica to it): handlers never touch storage themselves."""
-        suspect = msgpack.packb(self._last_suspect.to_wire(), use_bin_type=True) \
-            if self._last_suspect is not None else b""
+        suspect = msgpack.packb(self.vs.last_suspect.to_wire(), use_bin_type=True) \
+            if self.vs.last_suspect is not None else b""
         actions.append(Persist(StoredState(self.view, self.state == NORMAL, self._entry, suspect,
                                            self._epoch)))
 
@@ -297,18 +284,18 @@ class ReplicaCore:
 
     def _update_busy(self, now_ms: int) -> None:
         if not self._busy():
-            self._busy_since = None
-        elif self._busy_since is None:
-            self._busy_since = now_ms
-            if self._proposed_at_ms is not None and self._build_ms is None:
-                self._build_ms = now_ms - self._proposed_at_ms
+            self.vs.busy_since = None
+        elif self.vs.busy_since is None:
+            self.vs.busy_since = now_ms
+            if self.vs.proposed_at_ms is not None and self.vs.build_ms is None:
+                self.vs.build_ms = now_ms - self.vs.proposed_at_ms
 
     def _stall_deadline(self) -> int | None:
-        if self.state != NORMAL or not self._is_member(self.view) or self._busy_since is None:
+        if self.state != NORMAL or not self._is_member(self.view) or self.vs.busy_since is None:
             return None
         allowance = self._config.empty_block_interval_ms if self._config.empty_blocks else 0
-        allowance += 2 * (self._build_ms or 0)
-        return self._busy_since + self._backed_off(self._config.commit_timeout_ms) + allowance
+        allowance += 2 * (self.vs.build_ms or 0)
+        return self.vs.busy_since + self._backed_off(self._config.commit_timeout_ms) + allowance
 
     def _backed_off(self, timeout_ms: int) -> int:
         """`timeout_ms` plus twice the recent block cycle (at most CYCLE_ALLOWANCE_MAX times
@@ -350,13 +337,13 @@ class ReplicaCore:
             self._future[key] = message
 
     def _hold_early(self, sender: int, message: Message) -> None:
-        held = sum(early.payload_bytes() for _, early in self._early)
-        if len(self._early) < EARLY_MESSAGES_MAX and \
+        held = sum(early.payload_bytes() for _, early in self.vs.early)
+        if len(self.vs.early) < EARLY_MESSAGES_MAX and \
                 held + message.payload_bytes() <= EARLY_BYTES_MAX:
-            self._early.append((sender, message))
+            self.vs.early.append((sender, message))
 
     def _replay_early(self, now_ms: int, actions: list[Action]) -> None:
-        early, self._early = self._early, []
+        early, self.vs.early = self.vs.early, []
         for sender, message in early:
             self._handle(sender, message, now_ms, actions)
 

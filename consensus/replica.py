@@ -107,17 +107,17 @@ class Replica(CommonCase, ViewChanging):
         if self.state == VIEW_CHANGE:
             self._enter_view(self.view, now_ms, actions, restarted=True)
         else:
-            self._busy_since = None
+            self.vs.busy_since = None
             self._update_busy(now_ms)
-            self._retransmit_at = now_ms + self._config.retransmit_ms
+            self.vs.retransmit_at = now_ms + self._config.retransmit_ms
             pending = self._pending_entry()
             if pending is not None and self._is_primary():
                 # Restarted with a proposal in flight: resend that one, never another.
-                self._votes = {self._index: pending.prepare_vote}
+                self.vs.votes = {self._index: pending.prepare_vote}
                 prepare = self._sign(Prepare(sender=self._index, view=self.view,
                                              height=pending.height, block=pending.block_raw,
                                              vote=pending.prepare_vote))
-                self._outbox = {follower: prepare for follower in self._followers()}
+                self.vs.outbox = {follower: prepare for follower in self._followers()}
             self._schedule_proposal(now_ms)
         return self._output(actions)
 
@@ -144,14 +144,14 @@ class Replica(CommonCase, ViewChanging):
         self._observe_app(now_ms, actions)
         self._update_busy(now_ms)
         if self.state == VIEW_CHANGE and self._is_member(self.view):
-            if now_ms >= self._vc_deadline_ms:
+            if now_ms >= self.vs.vc_deadline_ms:
                 self._suspect("view change timed out", now_ms, actions)
             else:
                 self._maybe_send_vc_final(now_ms, actions)
-        if self._retransmit_at is not None and now_ms >= self._retransmit_at:
+        if self.vs.retransmit_at is not None and now_ms >= self.vs.retransmit_at:
             self._retransmit(now_ms, actions)
-        if self._propose_at is not None and now_ms >= self._propose_at:
-            self._propose_at = None
+        if self.vs.propose_at is not None and now_ms >= self.vs.propose_at:
+            self.vs.propose_at = None
             self._propose(now_ms, actions)
         stalled = self._stall_deadline()
         if stalled is not None and now_ms >= stalled:
@@ -159,16 +159,16 @@ class Replica(CommonCase, ViewChanging):
         return self._output(actions)
 
     def next_deadline(self) -> int | None:
-        deadlines = [self._retransmit_at, self._propose_at, self._stall_deadline()]
-        if self._busy_since is None and self.state == NORMAL and self._is_member(self.view) and self._busy():
+        deadlines = [self.vs.retransmit_at, self.vs.propose_at, self._stall_deadline()]
+        if self.vs.busy_since is None and self.state == NORMAL and self._is_member(self.view) and self._busy():
             deadlines.append(0)  # start the stall clock at once, with the caller's fresh time
         if self.state == VIEW_CHANGE and self._is_member(self.view):
-            deadlines.append(self._vc_deadline_ms)
+            deadlines.append(self.vs.vc_deadline_ms)
             # The 2Δ wait matters only once n - t VIEW-CHANGEs are in; before, a message
             # (not the clock) is what can move the view change on.
-            if self._vc_final_sent is None and \
-                    len(self._view_changes) >= self._n - self._t:
-                deadlines.append(self._vc_started_ms + 2 * self._config.delta_ms)
+            if self.vs.vc_final_sent is None and \
+                    len(self.vs.view_changes) >= self._n - self._t:
+                deadlines.append(self.vs.vc_started_ms + 2 * self._config.delta_ms)
         present = [deadline for deadline in deadlines if deadline is not None]
         return min(present) if present else None
 
@@ -196,7 +196,7 @@ class Replica(CommonCase, ViewChanging):
         if view > self.view:
             self._stash_future(message)
             return
-        self._heard.add(message.sender)
+        self.vs.heard.add(message.sender)
         if isinstance(message, ViewChange):
             self._on_view_change(message, now_ms, actions)
         elif isinstance(message, VcFinal):

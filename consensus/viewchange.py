@@ -68,29 +68,29 @@ class ViewChanging(ReplicaCore):
 
     def _enter_view(self, view: int, now_ms: int, actions: list[Action],
                     suspect: Suspect | None = None, *, restarted: bool = False) -> None:
-        last_suspect = self._last_suspect if restarted else suspect
+        last_suspect = self.vs.last_suspect if restarted else suspect
         if not restarted:
             self.view = view
             self.view_changes += 1
             self._views_without_final += 1
             actions.append(ViewChanged(view))
         self._reset_view_state()
-        self._last_suspect = last_suspect
+        self.vs.last_suspect = last_suspect
         self.state = VIEW_CHANGE
         if not self._current(self._entry):
             self._entry = None
         my_vc = self._view_change_message()
-        self._my_view_change = my_vc
+        self.vs.my_view_change = my_vc
         if self._is_member(view):
-            self._view_changes[self._index] = my_vc
-            self._vc_started_ms = now_ms
-            self._vc_deadline_ms = now_ms + self._backed_off(self._config.view_change_timeout_ms)
+            self.vs.view_changes[self._index] = my_vc
+            self.vs.vc_started_ms = now_ms
+            self.vs.vc_deadline_ms = now_ms + self._backed_off(self._config.view_change_timeout_ms)
         else:
             self.state = NORMAL  # a passive replica has nothing to wait for
         self._persist(actions)  # never act in an older view again, even after a restart
         for member in self._others(self._group(view)):
             self._send(member, my_vc, actions)
-        self._retransmit_at = now_ms + self._config.retransmit_ms
+        self.vs.retransmit_at = now_ms + self._config.retransmit_ms
         future = [m for m in self._future.values() if view_of(m) == view]
         self._future = {key: m for key, m in self._future.items()
                         if view_of(m) > view}
@@ -154,27 +154,27 @@ class ViewChanging(ReplicaCore):
             return
         if self.state == NORMAL:
             # A late replica: it may have missed our NEW-VIEW.
-            if self._is_primary() and self._new_view is not None and \
+            if self._is_primary() and self.vs.new_view is not None and \
                     message.sender in self._followers():
-                self._send(message.sender, self._new_view, actions)
+                self._send(message.sender, self.vs.new_view, actions)
             return
-        self._view_changes.setdefault(message.sender, message)
+        self.vs.view_changes.setdefault(message.sender, message)
         self._maybe_send_vc_final(now_ms, actions)
 
     def _maybe_send_vc_final(self, now_ms: int, actions: list[Action]) -> None:
         if self.state != VIEW_CHANGE or not self._is_member(self.view) or \
-                self._vc_final_sent is not None:
+                self.vs.vc_final_sent is not None:
             return
-        received = len(self._view_changes)
-        waited = now_ms >= self._vc_started_ms + 2 * self._config.delta_ms
+        received = len(self.vs.view_changes)
+        waited = now_ms >= self.vs.vc_started_ms + 2 * self._config.delta_ms
         if received < self._n and not (waited and received >= self._n - self._t):
             return
         vc_final = self._sign(VcFinal(sender=self._index, view=self.view,
-                                      view_changes=tuple(self._view_changes[s] for s in
-                                                         sorted(self._view_changes))))
+                                      view_changes=tuple(self.vs.view_changes[s] for s in
+                                                         sorted(self.vs.view_changes))))
         assert isinstance(vc_final, VcFinal)
-        self._vc_final_sent = vc_final
-        self._vc_finals[self._index] = vc_final
+        self.vs.vc_final_sent = vc_final
+        self.vs.vc_finals[self._index] = vc_final
         for member in self._others(self._group(self.view)):
             self._send(member, vc_final, actions)
         self._maybe_select(now_ms, actions)
@@ -190,22 +190,22 @@ class ViewChanging(ReplicaCore):
             self._check_view_change(vc, self.view)
         if self.state == NORMAL:
             # The sender is still waiting for our NEW-VIEW.
-            if self._is_primary() and self._new_view is not None:
-                self._send(message.sender, self._new_view, actions)
+            if self._is_primary() and self.vs.new_view is not None:
+                self._send(message.sender, self.vs.new_view, actions)
             return
-        self._vc_finals.setdefault(message.sender, message)
+        self.vs.vc_finals.setdefault(message.sender, message)
         self._maybe_select(now_ms, actions)
 
     def _maybe_select(self, now_ms: int, actions: list[Action]) -> None:
-        if self.state != VIEW_CHANGE or self._vc_final_sent is None or \
-                not set(self._group(self.view)) <= set(self._vc_finals):
+        if self.state != VIEW_CHANGE or self.vs.vc_final_sent is None or \
+                not set(self._group(self.view)) <= set(self.vs.vc_finals):
             return
-        if self._start is None:
-            merged = merge(self._vc_finals[m] for m in sorted(self._vc_finals))
+        if self.vs.start is None:
+            merged = merge(self.vs.vc_finals[m] for m in sorted(self.vs.vc_finals))
             if self._config.fault_detection:
                 merged = self._detect_and_confirm(merged, actions)
-            self._start = select(merged)
-        start = self._start
+            self.vs.start = select(merged)
+        start = self.vs.start
         final = self._app.final_height()
         if final < start.final_height:
             actions.append(CatchUp(start.source, start.final_height))
@@ -222,20 +222,20 @@ class ViewChanging(ReplicaCore):
                 self._suspect(f"selected entry does not execute: {exc}", now_ms, actions)
                 return
         if self._config.fault_detection:
-            assert self._confirm_sent is not None
-            differing = sorted(member for member, digest in self._confirms.items()
-                               if digest != self._confirm_sent.digest)
+            assert self.vs.confirm_sent is not None
+            differing = sorted(member for member, digest in self.vs.confirms.items()
+                               if digest != self.vs.confirm_sent.digest)
             if differing:  # came in before this replica had selected
                 actions.append(Rejected(differing[0], RejectReason.BAD_VC_CONFIRM,
                                         "VC-CONFIRM names another set"))
                 self._suspect("VC-CONFIRM does not match the selection", now_ms, actions)
                 return
-            if not set(self._group(self.view)) <= set(self._confirms):
+            if not set(self._group(self.view)) <= set(self.vs.confirms):
                 return
         if self._is_primary():
             self._send_new_view(start, now_ms, actions)
-        elif self._new_view is not None:
-            self._accept_new_view(self._new_view, now_ms, actions)
+        elif self.vs.new_view is not None:
+            self._accept_new_view(self.vs.new_view, now_ms, actions)
 
     # ------------------------------------------------------------------ fault detection (§4.4)
 
@@ -259,8 +259,8 @@ class ViewChanging(ReplicaCore):
         confirm = self._sign(VcConfirm(sender=self._index, view=self.view,
                                        digest=confirm_digest(merged, accused)))
         assert isinstance(confirm, VcConfirm)
-        self._confirm_sent = confirm
-        self._confirms[self._index] = confirm.digest
+        self.vs.confirm_sent = confirm
+        self.vs.confirms[self._index] = confirm.digest
         for member in self._others(self._group(self.view)):
             self._send(member, confirm, actions)
         return kept
@@ -270,16 +270,16 @@ class ViewChanging(ReplicaCore):
             raise Suspicion(RejectReason.NOT_A_MEMBER, "VC-CONFIRM from a non-member")
         if self.state == NORMAL:
             # The sender is still waiting for our confirmation (and, from the primary, NEW-VIEW).
-            if self._confirm_sent is not None:
-                self._send(message.sender, self._confirm_sent, actions)
-            if self._is_primary() and self._new_view is not None:
-                self._send(message.sender, self._new_view, actions)
+            if self.vs.confirm_sent is not None:
+                self._send(message.sender, self.vs.confirm_sent, actions)
+            if self._is_primary() and self.vs.new_view is not None:
+                self._send(message.sender, self.vs.new_view, actions)
             return
-        mine = self._confirm_sent.digest if self._confirm_sent is not None else None
+        mine = self.vs.confirm_sent.digest if self.vs.confirm_sent is not None else None
         if mine is not None and message.digest != mine:
             raise Suspicion(RejectReason.BAD_VC_CONFIRM,
                             f"VC-CONFIRM of {message.sender} names another set")
-        self._confirms.setdefault(message.sender, message.digest)
+        self.vs.confirms.setdefault(message.sender, message.digest)
         if mine is not None:
             self._maybe_select(now_ms, actions)
 
@@ -290,25 +290,25 @@ class ViewChanging(ReplicaCore):
         if pick is not None:
             vote = self._vote(self.view, pick.height, pick.block_hash)
             self._entry = Entry.create(self.view, pick.block_raw, vote, block=pick.block)
-            self._votes = {self._index: vote}
+            self.vs.votes = {self._index: vote}
         new_view = self._sign(NewView(sender=self._index, view=self.view,
                                       final_height=start.final_height,
                                       final_hash=start.final_hash,
                                       block=pick.block_raw if pick else raw, vote=vote))
         assert isinstance(new_view, NewView)
-        self._new_view = new_view
+        self.vs.new_view = new_view
         self._enter_normal(now_ms, actions)  # persists the re-prepared entry before NEW-VIEW leaves
         for follower in self._followers():
-            self._outbox[follower] = new_view
+            self.vs.outbox[follower] = new_view
             self._send(follower, new_view, actions)
         self._schedule_proposal(now_ms)
 
     def _enter_normal(self, now_ms: int, actions: list[Action]) -> None:
         self.state = NORMAL
         self._persist(actions)
-        self._busy_since = None
+        self.vs.busy_since = None
         self._update_busy(now_ms)
-        self._retransmit_at = now_ms + self._config.retransmit_ms
+        self.vs.retransmit_at = now_ms + self._config.retransmit_ms
 
     def _on_new_view(self, message: NewView, now_ms: int, actions: list[Action]) -> None:
         if message.sender != self._group(self.view)[0] or self._is_primary():
@@ -318,12 +318,12 @@ class ViewChanging(ReplicaCore):
             if pending is not None and message.block == pending.block_raw:
                 self._send_my_commit(pending, actions)
             return
-        self._new_view = message
+        self.vs.new_view = message
         self._maybe_select(now_ms, actions)
 
     def _accept_new_view(self, message: NewView, now_ms: int,
                          actions: list[Action]) -> None:
-        start = self._start
+        start = self.vs.start
         assert start is not None
         pick_raw = start.pick.block_raw if start.pick is not None else b""
         if (message.final_height, message.final_hash, message.block) != \
@@ -337,21 +337,21 @@ class ViewChanging(ReplicaCore):
         self._replay_early(now_ms, actions)
 
     def _retransmit_view_change(self, actions: list[Action]) -> None:
-        if self._my_view_change is not None:
+        if self.vs.my_view_change is not None:
             for member in self._others(self._group(self.view)):
-                if member not in self._vc_finals:
-                    self._send(member, self._my_view_change, actions)
-        if self._vc_final_sent is not None:
+                if member not in self.vs.vc_finals:
+                    self._send(member, self.vs.my_view_change, actions)
+        if self.vs.vc_final_sent is not None:
             primary = self._group(self.view)[0]
             for member in self._others(self._group(self.view)):
-                waiting = member == primary and self._start is not None
-                if member not in self._vc_finals or waiting:
-                    self._send(member, self._vc_final_sent, actions)
-        if self._confirm_sent is not None:
+                waiting = member == primary and self.vs.start is not None
+                if member not in self.vs.vc_finals or waiting:
+                    self._send(member, self.vs.vc_final_sent, actions)
+        if self.vs.confirm_sent is not None:
             # To all: a member that has every confirmation still waits for ours or NEW-VIEW.
             for member in self._others(self._group(self.view)):
-                self._send(member, self._confirm_sent, actions)
-        start = self._start
+                self._send(member, self.vs.confirm_sent, actions)
+        start = self.vs.start
         if start is not None and self._app.final_height() < start.final_height:
             actions.append(CatchUp(start.source, start.final_height))
 

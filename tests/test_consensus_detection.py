@@ -153,9 +153,9 @@ def test_a_member_confirming_another_set_is_refused_and_suspected() -> None:
     replica = sim.nodes[2].replica
     for _ in range(20_000):
         sim.run_until(sim.now + 1)
-        if replica.state == "view-change" and replica._confirm_sent is not None:
+        if replica.state == "view-change" and replica.vs.confirm_sent is not None:
             break
-    assert replica._confirm_sent is not None and replica.state == "view-change"
+    assert replica.vs.confirm_sent is not None and replica.state == "view-change"
     other = VcConfirm(sender=1, view=replica.view, digest=b"\x02" * 32).signed(sim.nodes[1].key)
     actions = replica.on_message(1, message_from_wire(_wire(other), 3), sim.now, sim.clock_ms(2))
     assert [a.reason for a in actions if isinstance(a, Rejected)] == [RejectReason.BAD_VC_CONFIRM]

@@ -232,7 +232,7 @@ def test_prepares_held_during_a_view_change_are_bounded_in_bytes():
         prepare = Prepare(sender=primary.index, view=replica.view, height=head.number + 1,
                           block=rlp.encode(block), vote=vote).signed(primary.key)
         replica.on_message(primary.index, prepare, sim.now, sim.clock_ms(follower.index))
-    held = sum(message.payload_bytes() for _, message in replica._early)
+    held = sum(message.payload_bytes() for _, message in replica.vs.early)
     assert 0 < held <= EARLY_BYTES_MAX
     sim.run_until(sim.now + 10_000)
     sim.check_consistency()
