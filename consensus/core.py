@@ -136,6 +136,7 @@ class ViewState:
     vc_final_sent: VcFinal | None = None
     confirms: dict[int, bytes] = field(default_factory=dict)  # VC-CONFIRM digests by member, its own too
     confirm_sent: VcConfirm | None = None
+    faults_shared: set[int] = field(default_factory=set)  # replicas sent our proofs in this view
     my_view_change: ViewChange | None = None
     start: Start | None = None  # the selection, once every VC-FINAL is in
     new_view: NewView | None = None  # sent (primary) or waiting (follower)

@@ -18,6 +18,7 @@ from consensus.detection import confirm_digest, detect, evidence_in_chain, state
 from consensus.errors import RejectReason
 from consensus.log import Entry
 from consensus.messages import (
+    FAULT_NOTICE_BYTES_MAX,
     VIEW_MAX,
     NewView,
     Suspect,
@@ -152,6 +153,7 @@ class ViewChanging(ReplicaCore):
         self._check_view_change(message, self.view)
         if not self._is_member(self.view):
             return
+        self._share_faults(message.sender, actions)
         if self.state == NORMAL:
             # A late replica: it may have missed our NEW-VIEW.
             if self._is_primary() and self.vs.new_view is not None and \
@@ -238,6 +240,19 @@ class ViewChanging(ReplicaCore):
             self._accept_new_view(self.vs.new_view, now_ms, actions)
 
     # ------------------------------------------------------------------ fault detection (§4.4)
+
+    def _share_faults(self, replica: int, actions: list[Action]) -> None:
+        """The proofs this replica holds, once per view to each replica it hears a VIEW-CHANGE
+        from: one that was down when a proof went round (or restarted, forgetting it) learns
+        it at its next view change. At most 2n proofs; a replica that holds one drops the copy
+        before checking it."""
+        if replica in self.vs.faults_shared or not self.faults:
+            return
+        self.vs.faults_shared.add(replica)
+        for key in sorted(self.faults):
+            notice = self.faults[key]
+            if notice.accused != replica and notice.payload_bytes() <= FAULT_NOTICE_BYTES_MAX:
+                self._send(replica, notice, actions)
 
     def _detect_and_confirm(self, merged: dict[int, ViewChange],
                             actions: list[Action]) -> dict[int, ViewChange]:

@@ -162,3 +162,17 @@ def test_a_member_confirming_another_set_is_refused_and_suspected() -> None:
     assert replica.view == 2, "it suspected the view"
     sim.run_until(sim.now + 20_000)
     sim.check_consistency()
+
+
+def test_a_replica_that_was_down_learns_the_proof_at_its_next_view_change() -> None:
+    sim = _data_loss_run()
+    assert (1, "state-loss") not in _named(sim, 0), "bookkeeper 0 was down when the proof went round"
+    sim.restart(0)
+    _drive(sim, rounds=2)
+    sim.crash(1)  # view 1's primary: view 2 = (2, 0) follows, and 2 hears 0's VIEW-CHANGE
+    _drive(sim, rounds=6)
+    sim.run_until(sim.now + 15_000)
+    sim.check_consistency()
+    assert sim.nodes[0].replica.view >= 2
+    [learnt] = [f for f in sim.nodes[0].faults if f.notice.accused == 1]
+    assert not learnt.found_here
