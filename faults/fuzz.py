@@ -39,7 +39,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from chain import Transaction
-from consensus.messages import MESSAGE_TYPES
+from consensus.messages import FAULT_KINDS, MESSAGE_TYPES, RECORD_KINDS
 from crypto import KeyPair
 from faults.cluster import FaultCluster
 from faults.workload import chain_facts
@@ -337,17 +337,19 @@ def _consensus_message(draw: Any, key: KeyPair, sign: bool) -> dict[str, Any]:
     kind = draw(st.sampled_from(sorted(MESSAGE_TYPES)))
     cls = MESSAGE_TYPES[kind]
     values: dict[str, Any] = {}
-    for field_name, field_kind in cls.SPEC:
-        if field_kind == "uint":
+    for field_name, field_kind in cls.SPEC:  # the field kinds of consensus/messages.py
+        if field_kind in ("view", "height", "index"):
             # stale or current views and heights: the cluster sits at view 0, height 0..few
             values[field_name] = draw(st.integers(0, 3) | st.integers(0, 2**64 - 1))
-        elif field_kind == "hash":
+        elif field_kind in ("hash", "hash?"):
             values[field_name] = draw(st.binary(min_size=32, max_size=32))
         elif field_kind in ("sig", "sig?"):
             values[field_name] = draw(st.binary(min_size=64, max_size=64))
-        elif field_kind == "blob":
+        elif field_kind in RECORD_KINDS:  # junk where an rlp block or certificate goes
             values[field_name] = draw(st.binary(max_size=300))
-        else:
+        elif field_kind == "fault":
+            values[field_name] = draw(st.sampled_from(FAULT_KINDS) | st.text(max_size=12))
+        else:  # "vcs": nested VIEW-CHANGEs are the insider fuzzer's (faults/craft.py)
             values[field_name] = ()
     message = cls(sender=draw(st.sampled_from([IMPERSONATED, IMPERSONATED, 0, 1, 7])), **values)
     if sign:
