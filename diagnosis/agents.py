@@ -194,18 +194,16 @@ class Agent:
             await asyncio.to_thread(key.pool.refill, POOL_PREFILL)
         return key
 
-    async def send(self, to: bytes, payload: Payload, counterpart: str) -> SealedMessage:
-        """Seal for member `to` (its Paillier key from proven registry state) and deliver
-        to the inbox it published; RemoteRejection when the receiver refuses."""
-        key = await self.paillier_of(to)
-        sealed = self.seal_for(payload, to, key, counterpart)
-        await self.deliver(to, sealed, payload, counterpart)
-        return sealed
+    async def seal(self, to: bytes, payload: Payload, counterpart: str) -> SealedMessage:
+        """Seal for member `to`, its Paillier key from proven registry state (`deliver`
+        then sends it: the sender records the hash in between)."""
+        return self.seal_for(payload, to, await self.paillier_of(to), counterpart)
 
     async def deliver(self, to: bytes, sealed: SealedMessage, payload: Payload | None = None,
                       counterpart: str = "") -> str:
         """POST to the receiver's published endpoint; a connection failure re-reads the
-        endpoint once (it may have moved) before giving up."""
+        endpoint once (it may have moved) before giving up. RemoteRejection when the
+        receiver refuses."""
         detail = {"to": "0x" + to.hex(), "to_role": counterpart, "hash": "0x" + sealed.hash.hex(),
                   "kind": payload.kind if payload else "raw", "bytes": len(sealed.encode())}
         self.record("unicast", payload.step if payload else "", payload.request_id if payload else 0, detail)

@@ -226,15 +226,22 @@ class Service:
 
     async def deliver_once(self, to: bytes, payload: Payload, counterpart: str, *, log_hash: bool = True) -> None:
         """Send a step's message and log its hash on chain (a crew logs nothing: it sends
-        no transactions); a `step_repeated` refusal means it arrived before a restart,
-        which is what we wanted."""
+        no transactions). Each sealed copy is recorded as sent before it leaves: a restart can
+        come after the receiver accepted it and before this agent knew, and the retry's
+        `step_repeated` then means the last copy sealed before the retry is the one the
+        receiver holds, whose hash is logged now unless it already is."""
+        sealed = await self.agent.seal(to, payload, counterpart)
+        earlier = [from_hex(h) for direction, kind, h in self.store.messages(payload.request_id)
+                   if direction == "sent" and kind == payload.kind]
+        self.store.log_message(sealed.hash, "sent", payload.request_id, payload.kind, to, sealed.timestamp_ms)
         try:
-            sealed = await self.agent.send(to, payload, counterpart)
+            await self.agent.deliver(to, sealed, payload, counterpart)
         except RemoteRejection as exc:
             if exc.reason != Refusal.STEP_REPEATED:
                 raise
+            if log_hash and earlier and not any(e[2] == earlier[-1] for e in await self._logged(payload.request_id)):
+                await self.agent.log_hash(payload.request_id, payload.step, earlier[-1])
             return
-        self.store.log_message(sealed.hash, "sent", payload.request_id, payload.kind, to, sealed.timestamp_ms)
         if log_hash:
             await self.agent.log_hash(payload.request_id, payload.step, sealed.hash)
 
@@ -246,9 +253,13 @@ class Service:
 
     async def device_logged(self, request_id: int, step: int, device: bytes) -> bool:
         """Whether the device logged a message hash at `step` (DSC log, proven)."""
+        return any(e[0] == step and e[1] == device for e in await self._logged(request_id))
+
+    async def _logged(self, request_id: int) -> list[list[Any]]:
+        """The request's DSC message log [step, sender, hash], read by proof."""
         proven = await self.agent.ledger.storage(DSC, dsc_records.messages_key(request_id))
         entries = proven.value if isinstance(proven.value, list) else []
-        return any(isinstance(e, list) and e[0] == step and e[1] == device for e in entries)
+        return [e for e in entries if isinstance(e, list) and len(e) == 3]
 
 
 @dataclass(frozen=True)

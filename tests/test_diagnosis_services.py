@@ -325,7 +325,7 @@ async def test_a_collusion_ring_is_a_policy_and_the_auction_flags_it(running: Ru
 async def _verdict(sender: Any, to: Any, payload: Payload, counterpart: str) -> str:
     """Seal `payload` for `to` and deliver it: the receiver's verdict ("accepted" or its reason)."""
     try:
-        await sender.send(to.address, payload, counterpart)
+        await sender.deliver(to.address, await sender.seal(to.address, payload, counterpart), payload, counterpart)
     except RemoteRejection as exc:
         return exc.reason
     return "accepted"
