@@ -105,15 +105,21 @@ class Mempool:
             nonce += 1
         return nonce
 
+    def check_room(self, size: int) -> None:
+        """Raise MEMPOOL_FULL unless a transaction of `size` bytes fits: what a relayed copy
+        is asked before it is decoded (a full pool refused every relayed copy only after
+        decoding and checking it, and a backlog's copies come back while it stays full)."""
+        if len(self._by_hash) >= self.limits.txs_max:
+            raise InvalidTransaction(TxReason.MEMPOOL_FULL, f"{len(self)} transactions pending")
+        if self._bytes + size > self.limits.bytes_max:
+            raise InvalidTransaction(TxReason.MEMPOOL_FULL, f"{self._bytes} bytes pending")
+
     def add(self, tx: Transaction, state: State) -> None:
         """Admit `tx` or raise InvalidTransaction with the reason; nothing changes on failure."""
         if tx.hash in self._by_hash:
             raise InvalidTransaction(TxReason.DUPLICATE, f"0x{tx.hash.hex()} already pending")
         size = len(rlp.encode(tx))
-        if len(self._by_hash) >= self.limits.txs_max:
-            raise InvalidTransaction(TxReason.MEMPOOL_FULL, f"{len(self)} transactions pending")
-        if self._bytes + size > self.limits.bytes_max:
-            raise InvalidTransaction(TxReason.MEMPOOL_FULL, f"{self._bytes} bytes pending")
+        self.check_room(size)
         check_transaction(tx, self.chain_id, self.ledger_limits, self.signatures)
         account = state.account(tx.sender_address)
         if account is None:
@@ -185,11 +191,23 @@ class Mempool:
 
     def candidates(self, state: State, count_max: int) -> list[Transaction]:
         """Up to `count_max` transactions executable in order on `state`, senders taking
-        turns: round k holds the k-th executable transaction of every sender that has one."""
+        turns: round k holds the k-th executable transaction of every sender that has one.
+
+        Each sender starts at the account nonce last read for it (admission, or the final
+        block that held its transactions), not at a fresh state read: reading every sender's
+        account per proposal made a proposal cost the pool's size in trie walks, not the
+        block's (2,500 senders at a 100,000 backlog: a tenth of the node's CPU, issue 10).
+        That nonce can only be behind the state's; when the pool does not hold it, the
+        state is read (the sender waits behind a gap, or its nonce moved without a block of
+        this pool: a snapshot); a stale transaction it would pick is refused by the build
+        and dropped."""
         queues: list[tuple[dict[int, Transaction], int]] = []
         for sender, pending in self._by_sender.items():
-            account = state.account(sender)
-            queues.append((pending, account.nonce if account else 0))
+            nonce = self._base[sender]
+            if nonce not in pending:
+                account = state.account(sender)
+                nonce = account.nonce if account else 0
+            queues.append((pending, nonce))
         chosen: list[Transaction] = []
         while queues and len(chosen) < count_max:
             still: list[tuple[dict[int, Transaction], int]] = []

@@ -569,6 +569,7 @@ class Node:
     def _admit_from_peer(self, peer: bytes, tx_hash: bytes, raw: bytes, now: int) -> bool:
         """Admit a transaction a peer sent; the relay pushes it on to the peers without it."""
         try:
+            self.mempool.check_room(len(raw))  # strict rlp: len(raw) is the transaction's size
             tx = decode(raw, Transaction)
             self._admit(tx)
         except (DecodeError, InvalidTransaction) as exc:

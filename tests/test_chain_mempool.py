@@ -83,6 +83,46 @@ def test_candidates_follow_nonce_order_and_committed_ones_leave(devchain: DevCha
     assert [tx.nonce for tx in pool.candidates(devchain.chain.state(), 10)] == [2]
 
 
+class _CountingState:
+    """A state that counts account reads: a proposal must cost the block, not the pool."""
+
+    def __init__(self, state) -> None:
+        self.state, self.reads = state, 0
+
+    def account(self, address):
+        self.reads += 1
+        return self.state.account(address)
+
+
+def test_a_proposal_reads_no_account_of_a_sender_whose_next_nonce_is_pending(devchain: DevChain) -> None:
+    cid = devchain.chain.genesis.chain_id
+    pool = _pool(devchain)
+    for sender in devchain.accounts[:3]:
+        for n in range(3):
+            pool.add(_transfer(sender, n, cid), devchain.chain.state())
+    counting = _CountingState(devchain.chain.state())
+    assert len(pool.candidates(counting, 100)) == 9  # type: ignore[arg-type]
+    assert counting.reads == 0
+
+
+def test_a_nonce_that_moved_without_the_pool_is_read_from_the_state(devchain: DevChain) -> None:
+    """A block this pool never saw (as after a snapshot) moves a sender's nonce: its
+    pending successors are still found, and the now stale one is refused by the build."""
+    cid = devchain.chain.genesis.chain_id
+    pool = _pool(devchain)
+    sender = devchain.accounts[0]
+    for n in range(3):
+        pool.add(_transfer(sender, n, cid), devchain.chain.state())
+    devchain.commit([_transfer(sender, 0, cid), _transfer(sender, 1, cid)])  # not through remove_committed
+    stale = pool.candidates(devchain.chain.state(), 100)
+    executed, rejected = devchain.chain.build(stale, timestamp_ms=devchain.clock_ms + 1, proposer=0, view=0)
+    assert [tx.nonce for tx, _ in rejected] == [0, 1]
+    assert [tx.nonce for tx in executed.block.transactions] == [2]
+    for tx, _ in rejected:
+        pool.remove(tx)
+    assert [tx.nonce for tx in pool.candidates(devchain.chain.state(), 100)] == [2]
+
+
 def test_senders_take_turns_so_a_flooder_delays_only_itself(devchain: DevChain) -> None:
     cid = devchain.chain.genesis.chain_id
     pool = _pool(devchain)

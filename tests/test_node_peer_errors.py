@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import rlp
 
+import runtime.node
 from chain import LedgerError, Transaction
 from consensus.messages import Suspect
 from contracts.addresses import TOKEN
@@ -111,6 +112,25 @@ def test_a_transaction_refused_while_the_pool_was_full_is_taken_when_offered_aga
     node._queue_relayed(peer, rlp.encode(second))  # re-announced by its sender's node
     node._admit_backlog_chunk(0)
     assert second.hash in node.mempool
+
+
+def test_a_full_pool_refuses_a_relayed_copy_before_decoding_it(node, tmp_path, monkeypatch):
+    """A backlog's copies keep coming while the pool stays full: each refusal must cost a
+    length check, not a decode and a signature check (bench.overload at 100,000)."""
+    peer = node.bookkeepers[1]
+    sender = account_keys(tmp_path / "cluster")[0]
+    first, second = (Transaction.create(sender, chain_id=node.genesis.chain_id, nonce=n, to=TOKEN,
+                                        method="transfer", args=[sender.address, 1]) for n in range(2))
+    node.mempool.limits = dataclasses.replace(node.mempool.limits, txs_max=1, future_txs_max=0)
+    node._queue_relayed(peer, rlp.encode(first))
+    node._admit_backlog_chunk(0)
+    decoded: list[bytes] = []
+    real_decode = runtime.node.decode
+    monkeypatch.setattr(runtime.node, "decode", lambda raw, kind: decoded.append(raw) or real_decode(raw, kind))
+    node._queue_relayed(peer, rlp.encode(second))
+    node._admit_backlog_chunk(0)
+    assert second.hash not in node.mempool and decoded == []
+    assert _metric(node, "gridchain_rejected_transactions_total") == {'{reason="mempool-full"}': 1.0}
 
 
 def test_crafted_blocks_meet_only_ledger_errors_in_the_real_ledger(node):
