@@ -137,13 +137,14 @@ async def test_a_failing_device_is_auctioned_live_and_its_proof_verifies(cluster
             assert "winner at 90" in await winner.text_content()
             assert _fields(closed, "AuctionClosed")["winner"] == bidders[1].address
             settlement = page.locator("#settlement")
-            await settlement.get_by_text("returned").first.wait_for()  # the losers' bid deposits
+            await settlement.get_by_text("returned", exact=True).first.wait_for()  # the losers' bid deposits
+            await settlement.get_by_text("surplus returned", exact=True).wait_for()  # P_max - price to the payer
             await page.get_by_text("k-means classes").wait_for()
             await screenshot(page, "explorer-auction.png")
             await Dsc.set_mode(request_id, "remote").transact(client, bidders[1])
             await Dsc.complete(request_id, keccak256(b"meter fault")).transact(client, phone)
             await page.locator("#timeline li", has_text="ServiceCompleted").wait_for()
-            await settlement.get_by_text("paid").first.wait_for()  # the agreed price to the winner
+            await settlement.get_by_text("paid", exact=True).wait_for()  # the agreed price to the winner
             assert await page.text_content("#auction-status") == "completed"
 
             close_hash = closed.tx
@@ -360,7 +361,7 @@ async def test_the_owners_phone_app_shows_devices_notifications_proven_history_r
         await _admit(client, identity.key, "smartphone")
         await client.transact(funder, "token", "transfer", [identity.address, 10_000])  # deposits
         consent = registration_consent(device, await client.chain_id(), vendor.address, 0)
-        await Registry.register_device(device.public_key, "relay", 2**40, b"", b"", consent).transact(client, vendor)
+        await Registry.register_device(device.public_key, "relay", int(time.time()) + 365 * 86_400, b"", b"", consent).transact(client, vendor)
         await Registry.bind_smartphone(device.address, identity.address).transact(client, vendor)
         await agent.start()
         url = app.started()

@@ -381,9 +381,13 @@ function auctionView(d) {
         a.states.map((s) => [addr(s.bidder), s.before.w, s.after.w, s.after.suspect_count, fixed(s.before.d), fixed(s.after.d)])));
   }
   const ESCROW = { EscrowLocked: "locked", EscrowPaid: "paid", EscrowReleased: "returned", EscrowForfeited: "forfeited" };
+  // the close pays the payment escrow's surplus over the price (P_max - price) back to the payer:
+  // a payment in the token's terms, a refund in the owner's
+  const opened = d.timeline.find((e) => e.name === "RequestOpened");
+  const move = (e) => (e.name === "EscrowPaid" && opened && e.fields.to === opened.fields.payer ? "surplus returned" : ESCROW[e.name] || e.name);
   out.push(h("h2", {}, "Deposits and payment"),
     h("div", { id: "settlement" }, table("every escrow move of this request's transactions", ["block", "transaction", "move", "owner", "to", "amount"],
-      d.settlement.map((e) => [blockLink(e.block), txLink(e.tx_hash), ESCROW[e.name] || e.name, addr(e.fields.owner),
+      d.settlement.map((e) => [blockLink(e.block), txLink(e.tx_hash), move(e), addr(e.fields.owner),
         addr(e.fields.to || (e.name === "EscrowReleased" ? e.fields.owner : null)), e.fields.amount]))));
   return out;
 }
