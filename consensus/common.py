@@ -333,7 +333,7 @@ class CommonCase(ReplicaCore):
         if final == self._last_final:
             return
         self._last_final = final
-        self._views_without_final = 0
+        self._slow_views, self._silent_members = 0, {}
         self.vs.retransmits = 0
         if self.vs.proposed_at_ms is not None:  # the primary's cycle includes building the block
             started: int | None = self.vs.proposed_at_ms

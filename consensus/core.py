@@ -73,6 +73,10 @@ CYCLE_ALLOWANCE_MAX = 4  # the block-cycle allowance adds at most 4x a timeout .
 # detection of a crash) must not shorten how slow a block this machine may take (a 4 x 500 ms
 # cap made a starved t = 2 cluster suspect working primaries under load)
 CYCLE_ALLOWANCE_BASE_MS = 1_000
+# Views left with a member never heard from, remembered until the next final block: a late
+# message of such a view from that member shows it slow, not dead (the view then counts as
+# slow after all). The newest are kept.
+SILENT_VIEWS_MAX = 8
 
 
 def _decode_suspect(data: bytes, n: int) -> Suspect | None:
@@ -179,10 +183,16 @@ class ReplicaCore:
         self._last_final = app.final_height()
         self._entry = stored.entry if self._current(stored.entry) else None
         self.view_changes = 0
-        # Views entered since the final head last moved: each one that fails doubles the
-        # commit and view-change timeouts (PBFT's rule), so a machine slower than the
-        # defaults assume gets a view that lasts long enough, instead of churning for ever.
-        self._views_without_final = 0
+        # Views failed since the final head last moved in which every member of the group
+        # answered the view change: each doubles the commit and view-change timeouts (PBFT's
+        # rule), so a machine or network slower than the defaults assume gets a view that
+        # lasts long enough, instead of churning for ever. A view whose group holds a member
+        # that never sent its VIEW-CHANGE failed on that member (crashed or cut off: XFT counts
+        # it out of every synchronous group), not on the timeouts, and does not count
+        # (docs/consensus.md "Failed views and the doubling").
+        self._slow_views = 0
+        # ... those views, by view, with the members never heard in them (SILENT_VIEWS_MAX).
+        self._silent_members: dict[int, frozenset[int]] = {}
         # How long a block takes here from work pending to final (a moving average): the
         # timeouts stretch with it, so a loaded or slow machine is not taken for a dead one.
         self._cycle_ms = 0
@@ -300,13 +310,38 @@ class ReplicaCore:
 
     def _backed_off(self, timeout_ms: int) -> int:
         """`timeout_ms` plus twice the recent block cycle (at most CYCLE_ALLOWANCE_MAX times
-        the timeout or CYCLE_ALLOWANCE_BASE_MS, the larger), doubled for each failed view
-        since the last final block, up to 2**TIMEOUT_DOUBLINGS_MAX times (the first view
-        change keeps the base timeout)."""
+        the timeout or CYCLE_ALLOWANCE_BASE_MS, the larger), doubled for each slow view
+        since the last final block (`_leave_view`), up to 2**TIMEOUT_DOUBLINGS_MAX times."""
         cap = CYCLE_ALLOWANCE_MAX * max(timeout_ms, CYCLE_ALLOWANCE_BASE_MS)
         stretched = timeout_ms + min(2 * self._cycle_ms, cap)
-        doublings = min(max(self._views_without_final - 1, 0), TIMEOUT_DOUBLINGS_MAX)
-        return stretched << doublings
+        return stretched << min(self._slow_views, TIMEOUT_DOUBLINGS_MAX)
+
+    def _leave_view(self) -> None:
+        """The view is left without a final block since the last one (a final block resets
+        the count). It counts as slow when this replica, a member, had the VIEW-CHANGE of
+        every member (itself included; a member's VC-FINAL carries its VIEW-CHANGE): all
+        answered, too slowly for the timeouts. A view entered without a view change (view 0,
+        a view joined from a certificate, a restart) does not count: the first view change
+        after a crash keeps the floors. A view with a member never heard is remembered
+        (`_late_message`)."""
+        if not self._is_member(self.view) or self.vs.my_view_change is None:
+            return
+        silent = frozenset(self._group(self.view)) - set(self.vs.view_changes) - set(self.vs.vc_finals)
+        if not silent:
+            self._slow_views += 1
+            return
+        self._silent_members[self.view] = silent
+        for view in sorted(self._silent_members)[:-SILENT_VIEWS_MAX]:
+            del self._silent_members[view]
+
+    def _late_message(self, message: Message) -> None:
+        """A message (its signature checked) of a view this replica left: from a member it
+        never heard in that view, it shows that member slow, not dead, and the view counts
+        as slow after all (once)."""
+        view = view_of(message)
+        if message.sender in self._silent_members.get(view, frozenset()):
+            del self._silent_members[view]
+            self._slow_views += 1
 
     # ------------------------------------------------------------------ dispatch
 

@@ -192,7 +192,10 @@ class Replica(CommonCase, ViewChanging):
             return
         view = view_of(message)
         if view < self.view:
-            return  # from a view this replica left: harmless, and it already acted on it
+            # From a view this replica left: harmless, and it already acted on it; but it
+            # may show a member that was taken for dead slow instead.
+            self._late_message(message)
+            return
         if view > self.view:
             self._stash_future(message)
             return

@@ -71,9 +71,9 @@ class ViewChanging(ReplicaCore):
                     suspect: Suspect | None = None, *, restarted: bool = False) -> None:
         last_suspect = self.vs.last_suspect if restarted else suspect
         if not restarted:
+            self._leave_view()
             self.view = view
             self.view_changes += 1
-            self._views_without_final += 1
             actions.append(ViewChanged(view))
         self._reset_view_state()
         self.vs.last_suspect = last_suspect
