@@ -9,6 +9,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import lmdb
 import rlp
 from trie import HexaryTrie
 from trie.exceptions import MissingTrieNode
@@ -108,10 +109,11 @@ class Chain:
         self._remember(executed)
         return executed
 
-    def append(self, block: Block) -> ExecutedBlock:
-        """Persist a final `block` (with its certificate) as the new head, atomically."""
+    def append(self, block: Block, also: Callable[[lmdb.Transaction], None] | None = None) -> ExecutedBlock:
+        """Persist a final `block` (with its certificate) as the new head, atomically, with
+        whatever `also` writes in the same transaction (ChainStore.append)."""
         executed = self.execute(block)
-        self.store.append(block, executed.nodes)
+        self.store.append(block, executed.nodes, also)
         self.head = block
         self._executed.clear()
         return ExecutedBlock(block, executed.receipts, executed.nodes)

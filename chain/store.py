@@ -18,7 +18,8 @@ hash and transaction indexes of pruned blocks are kept (a lookup finds a block t
 and answers BlockPruned, not "unknown").
 A block, its trie nodes, its indexes and the head pointer are written in ONE write
 transaction, so a crash leaves either the whole block or none of it. The environment is
-shared: consensus/ keeps its log in its own named database of the same environment.
+shared: consensus/ keeps its log in its own named database of the same environment, and a
+finalizing replica's record goes into the block's own transaction (`append(also=...)`).
 
 Space: the map starts at `map_bytes` and, when a write finds it full, doubles (up to
 `map_bytes_max`) as long as the disk keeps `disk_free_bytes_min` free; otherwise the write
@@ -216,13 +217,16 @@ class ChainStore:
         self._retrying(lambda: self._in_write(write))
 
     # writes: each one transaction ----------------------------------------------------------
-    def append(self, block: Block, nodes: dict[bytes, bytes]) -> None:
-        """Persist `block` as the new head with every trie node it created, atomically."""
+    def append(self, block: Block, nodes: dict[bytes, bytes],
+               also: Callable[[lmdb.Transaction], None] | None = None) -> None:
+        """Persist `block` as the new head with every trie node it created, atomically;
+        `also` writes what must commit with it (the consensus record of the replica that
+        finalized it) in the same transaction."""
         head = self.head_height()
         assert (head is None and block.number == 0) or block.number == (head or 0) + 1, (
             f"append of height {block.number} on head {head}"
         )
-        self._retrying(lambda: self._write_block(block, nodes))
+        self._retrying(lambda: self._write_block(block, nodes, also))
 
     def put_nodes(self, nodes: dict[bytes, bytes]) -> None:
         """Store checked trie nodes (a snapshot chunk). Content-addressed: whatever happens
@@ -286,8 +290,14 @@ class ChainStore:
                 if full.reason != "map-full" or not self.grow():
                     raise full from exc
 
-    def _write_block(self, block: Block, nodes: dict[bytes, bytes]) -> None:
-        self._in_write(lambda txn: self._put_block(txn, block, nodes, indexed=True))
+    def _write_block(self, block: Block, nodes: dict[bytes, bytes],
+                     also: Callable[[lmdb.Transaction], None] | None) -> None:
+        def write(txn: lmdb.Transaction) -> None:
+            self._put_block(txn, block, nodes, indexed=True)
+            if also is not None:
+                also(txn)
+
+        self._in_write(write)
 
     def _in_write(self, work: Callable[[lmdb.Transaction], None]) -> None:
         with self.env.begin(write=True) as txn:

@@ -8,7 +8,7 @@ from consensus.actions import (
     Action,
     CatchUp,
     FaultDetected,
-    Finalized,
+    Finalize,
     Persist,
     Rejected,
     Send,
@@ -20,7 +20,7 @@ from consensus.config import BYZANTINE_MODES, FORKING_MODES, TIMING_PRESETS, Con
 from consensus.errors import ConsensusError, InvalidMessage
 from consensus.messages import Message, message_from_wire
 from consensus.replica import Replica, Status
-from consensus.storage import ConsensusStorage, LmdbStorage, MemoryStorage
+from consensus.storage import ConsensusStorage, LmdbStorage, MemoryStorage, StoredState
 from consensus.sync import (
     BadBlock,
     BlockSync,
@@ -35,9 +35,9 @@ from consensus.sync import (
 
 __all__ = [
     "Action", "Application", "BYZANTINE_MODES", "BadBlock", "BlockSync", "CatchUp",
-    "ConsensusConfig", "ConsensusError", "ConsensusStorage", "FORKING_MODES", "FaultDetected", "Finalized",
+    "ConsensusConfig", "ConsensusError", "ConsensusStorage", "FORKING_MODES", "FaultDetected", "Finalize",
     "InvalidMessage",
     "LmdbStorage", "MemoryStorage", "Message", "PeerId", "Persist", "Rejected", "Replica", "Send",
-    "Status", "Suspected", "SyncAction", "SyncConfig", "SyncMessage", "SyncRejected",
+    "Status", "StoredState", "Suspected", "SyncAction", "SyncConfig", "SyncMessage", "SyncRejected",
     "SyncSend", "TIMING_PRESETS", "ViewChanged", "message_from_wire", "sync_message_from_wire",
 ]

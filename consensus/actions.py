@@ -28,10 +28,15 @@ class Persist:
 
 
 @dataclass(frozen=True)
-class Finalized:
-    """Informational: `block` is final and app.finalize was already called."""
+class Finalize:
+    """Make `block` (with its finality proof) the final head and write `state` with it, in
+    ONE store transaction, before carrying out any action that follows (the FINALs that
+    announce it): a kill -9 leaves both or neither, never a block without the record that
+    truncated the log below it (architecture decision 3). The replica learns that the head
+    moved at its next input; it asks for one at once (`next_deadline`)."""
 
     block: Block
+    state: StoredState
 
 
 @dataclass(frozen=True)
@@ -75,4 +80,4 @@ class CatchUp:
     height: int
 
 
-Action = Persist | Send | Finalized | ViewChanged | Suspected | Rejected | CatchUp | FaultDetected
+Action = Persist | Send | Finalize | ViewChanged | Suspected | Rejected | CatchUp | FaultDetected

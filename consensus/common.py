@@ -165,8 +165,7 @@ class CommonCase(ReplicaCore):
             raise Suspicion(RejectReason.BAD_VOTE, "bad vote in COMMIT")
         final = self._app.final_height()
         if message.height <= final:
-            self._send_final(message.sender, message.height, with_block=False,
-                             actions=actions)
+            self._answer_final(message.sender, message.height, actions)
             return
         if message.height == final + 1:
             self.vs.commits[message.sender] = message
@@ -191,7 +190,7 @@ class CommonCase(ReplicaCore):
             self.vs.holders = set(self._group(self.view))
         elif not entry.certificate:
             self._adopt_certificate(entry, self._certificate(self.vs.votes), actions)
-        self._check_final(now_ms, actions)
+        self._check_final(actions)
 
     def _certificate(self, votes: dict[int, bytes]) -> bytes:
         group = self._group(self.view)
@@ -232,8 +231,7 @@ class CommonCase(ReplicaCore):
                                                 message.block_hash)):
             raise Suspicion(RejectReason.BAD_CERTIFICATE, "bad finality signature in COMMITTED")
         if message.height <= self._app.final_height():
-            self._send_final(message.sender, message.height, with_block=False,
-                             actions=actions)
+            self._answer_final(message.sender, message.height, actions)
             return
         entry = self._pending_entry()
         if entry is None or entry.block_hash != message.block_hash:
@@ -242,15 +240,16 @@ class CommonCase(ReplicaCore):
         self.vs.finals[message.sender] = message.holds
         if not entry.certificate:
             self._adopt_certificate(entry, message.certificate, actions)
-        self._check_final(now_ms, actions)
+        self._check_final(actions)
 
-    def _check_final(self, now_ms: int, actions: list[Action]) -> None:
+    def _check_final(self, actions: list[Action]) -> None:
         entry = self._pending_entry()
         if entry is None or not set(self._group(self.view)) <= self.vs.holders:
             return
         certificate = decode(entry.certificate or self._certificate(self.vs.votes),
                              CommitCertificate)
-        self._finalize(entry.block, certificate.copy(finality=self._finality(entry)), actions)
+        final_block = self._finalize(entry.block, certificate.copy(finality=self._finality(entry)),
+                                     actions)
         if self._is_primary():
             for replica in range(self._n):
                 if replica == self._index:
@@ -259,10 +258,10 @@ class CommonCase(ReplicaCore):
                 # passive replicas get the block itself (lazy replication).
                 active = self._is_member(self.view, replica)
                 if self._t == 1 or not active:
-                    self._send_final(replica, entry.height, with_block=not active,
+                    self._send_final(replica, final_block, with_block=not active,
                                      actions=actions)
-        # After the FINALs, so that the next PREPARE does not overtake them.
-        self._observe_app(now_ms, actions)
+        # The next proposal waits for the node to have stored this block (_observe_app at
+        # the next input), so it never overtakes these FINALs.
 
     def _final_signature(self, entry: Entry) -> bytes:
         return self._key.sign(final_message(self._chain_id, entry.view, entry.height,
@@ -275,21 +274,26 @@ class CommonCase(ReplicaCore):
             return [Vote(self._index, self._final_signature(entry))]
         return [Vote(member, self.vs.finals[member]) for member in self._group(entry.view)]
 
-    def _send_final(self, to: int, height: int, *, with_block: bool,
+    def _answer_final(self, to: int, height: int, actions: list[Action]) -> None:
+        """A vote for a height that is final here: the FINAL that says so."""
+        block = self._app.final_block(height)
+        assert block is not None, "a final height within the store's base"
+        self._send_final(to, block, with_block=False, actions=actions)
+
+    def _send_final(self, to: int, block: Block, *, with_block: bool,
                     actions: list[Action]) -> None:
-        key = (height, with_block)
+        key = (block.number, with_block)
         if self._final_message is None or self._final_message[0] != key:
             # One signed FINAL per height and kind, whoever it goes to: re-encoding a big
             # block per passive replica cost a fifth of the primary's CPU under load.
-            block = self._app.final_block(height)
-            assert block is not None and block.certificate, "a final block has a certificate"
+            assert block.certificate, "a final block has a certificate"
             bare = block.with_certificate(None).encoded() if with_block else b""
-            final = self._sign(Final(sender=self._index, height=height, block_hash=block.hash,
+            final = self._sign(Final(sender=self._index, height=block.number, block_hash=block.hash,
                                      certificate=rlp.encode(block.certificate[0]), block=bare))
             self._final_message = (key, final)
         self._send(to, self._final_message[1], actions)
 
-    def _on_final(self, message: Final, now_ms: int, actions: list[Action]) -> None:
+    def _on_final(self, message: Final, actions: list[Action]) -> None:
         final = self._app.final_height()
         if message.height <= final:
             return
@@ -313,7 +317,6 @@ class CommonCase(ReplicaCore):
                                     f"certified block fails: {exc}"))
             return
         self._finalize(block, certificate, actions)
-        self._observe_app(now_ms, actions)
 
     def _final_block_of(self, message: Final) -> Block | None:
         if message.block:
@@ -346,7 +349,10 @@ class CommonCase(ReplicaCore):
             cycle = now_ms - started
             self._cycle_ms = max(cycle, (3 * self._cycle_ms + cycle) // 4)
         self._last_final_ms = now_ms
-        self._join_certified_view(final, actions)
+        head = self._app.final_block(final)
+        if head is not None and self._join_view_of(head):  # block sync brought it
+            self._persist(actions)
+            actions.append(ViewChanged(self.view))
         if not self._current(self._entry):
             self._entry = None
         self.vs.votes, self.vs.commits, self.vs.holders, self.vs.outbox = {}, {}, set(), {}
@@ -364,20 +370,6 @@ class CommonCase(ReplicaCore):
             self._maybe_select(now_ms, actions)
         elif self.vs.early:
             self._replay_early(now_ms, actions)
-
-    def _join_certified_view(self, final: int, actions: list[Action]) -> None:
-        """A final block certified in a later view proves that view's group is running; a
-        replica that slept through its view change (restart, partition) joins it rather
-        than report and act on a view the others have left."""
-        head = self._app.final_block(final)
-        certified = head.certificate[0].view if head is not None and head.certificate else 0
-        if certified <= self.view or final < self._epoch:
-            return  # (a view of the previous epoch is no view of this one)
-        self.view = certified
-        self.state = NORMAL
-        self._reset_view_state()
-        self._persist(actions)
-        actions.append(ViewChanged(certified))
 
     # ------------------------------------------------------------------ retransmission
 

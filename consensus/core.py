@@ -31,10 +31,11 @@ from chain.epochs import Epoch
 from consensus.actions import (
     Action,
     FaultDetected,
-    Finalized,
+    Finalize,
     Persist,
     Rejected,
     Send,
+    ViewChanged,
 )
 from consensus.app import Application
 from consensus.config import ConsensusConfig
@@ -240,10 +241,12 @@ class ReplicaCore:
     def _persist(self, actions: list[Action]) -> None:
         """Ask the node to write the state durably before it carries out what follows (the
         sends that commit this replica to it): handlers never touch storage themselves."""
+        actions.append(Persist(self._stored_state()))
+
+    def _stored_state(self) -> StoredState:
         suspect = msgpack.packb(self.vs.last_suspect.to_wire(), use_bin_type=True) \
             if self.vs.last_suspect is not None else b""
-        actions.append(Persist(StoredState(self.view, self.state == NORMAL, self._entry, suspect,
-                                           self._epoch)))
+        return StoredState(self.view, self.state == NORMAL, self._entry, suspect, self._epoch)
 
     def _sign(self, message: Message) -> Message:
         return dataclasses.replace(message, epoch=self._epoch).signed(self._key)
@@ -380,7 +383,12 @@ class ReplicaCore:
 
     def _replay_early(self, now_ms: int, actions: list[Action]) -> None:
         early, self.vs.early = self.vs.early, []
-        for sender, message in early:
+        for number, (sender, message) in enumerate(early):
+            if any(isinstance(action, Finalize) for action in actions):
+                # The head moves once the node has stored it: the rest (a PREPARE of the
+                # next height, say) wait for that, at the next input (_observe_app).
+                self.vs.early = early[number:] + self.vs.early
+                return
             self._handle(sender, message, now_ms, actions)
 
     # ------------------------------------------------------------------ across the halves
@@ -460,10 +468,30 @@ class ReplicaCore:
         return certificate
 
     def _finalize(self, block: Block, certificate: CommitCertificate,
-                  actions: list[Action]) -> None:
+                  actions: list[Action]) -> Block:
+        """Ask the node to store `block` as final, with the record it makes true: the log
+        holds nothing at or below the final head (checkpoints are folded into finality), and
+        a block certified in a later view puts this replica in that view. The block with its
+        certificate, for the FINALs that follow."""
         final_block = block.with_certificate(certificate)
-        self._app.finalize(final_block)
-        actions.append(Finalized(final_block))
+        self._entry = None
+        joined = self._join_view_of(final_block)
+        actions.append(Finalize(final_block, self._stored_state()))
+        if joined:
+            actions.append(ViewChanged(self.view))
+        return final_block
+
+    def _join_view_of(self, head: Block) -> bool:
+        """A final block certified in a later view proves that view's group is running; a
+        replica that slept through its view change (restart, partition) joins it rather
+        than report and act on a view the others have left. Whether it did."""
+        certified = head.certificate[0].view if head.certificate else 0
+        if certified <= self.view or head.number < self._epoch:
+            return False  # (a view of the previous epoch is no view of this one)
+        self.view = certified
+        self.state = NORMAL
+        self._reset_view_state()
+        return True
 
     def _final_certificate(self, height: int) -> bytes:
         if height == 0:

@@ -33,7 +33,8 @@ one as soon as it votes, so a Byzantine follower could otherwise pass off a bloc
 withheld its COMMIT for.
 Passive replicas get each final block from the primary (FINAL carrying the block: lazy
 replication) and otherwise catch up by block sync (consensus/sync.py, via `CatchUp`).
-Only final blocks reach `app.finalize`, so the ledger never rolls back. A committed but
+Only final blocks are stored (a `Finalize` action, written by the node in one transaction
+with the replica's record), so the ledger never rolls back. A committed but
 not final entry lives only in the consensus log (storage); when a view change selects
 another block for that height the replica drops its entry: that is how it rolls back a
 committed-but-not-final suffix.
@@ -160,6 +161,8 @@ class Replica(CommonCase, ViewChanging):
 
     def next_deadline(self) -> int | None:
         deadlines = [self.vs.retransmit_at, self.vs.propose_at, self._stall_deadline()]
+        if self._app.final_height() != self._last_final:
+            deadlines.append(0)  # the node stored a Finalize (or block sync moved the head): react
         if self.vs.busy_since is None and self.state == NORMAL and self._is_member(self.view) and self._busy():
             deadlines.append(0)  # start the stall clock at once, with the caller's fresh time
         if self.state == VIEW_CHANGE and self._is_member(self.view):
@@ -182,7 +185,7 @@ class Replica(CommonCase, ViewChanging):
     def _dispatch(self, sender: int, message: Message, now_ms: int,
                   actions: list[Action]) -> None:
         if isinstance(message, Final):
-            self._on_final(message, now_ms, actions)
+            self._on_final(message, actions)
             return
         if isinstance(message, FaultNotice):
             self._on_fault(sender, message, actions)

@@ -26,7 +26,7 @@ from chain import Block, BlockHeader, InvalidBlock
 from chain.certificate import verify_finality
 from chain.epochs import Epoch
 from chain.types import EMPTY_TRIE_ROOT, ZERO_HASH
-from consensus.actions import Action, CatchUp, FaultDetected, Persist, Send, Suspected
+from consensus.actions import Action, CatchUp, FaultDetected, Finalize, Persist, Send, Suspected
 from consensus.byzantine import replica_class
 from consensus.config import FORKING_MODES, ConsensusConfig
 from consensus.messages import message_from_wire
@@ -297,6 +297,11 @@ class Simulation:
     def _act(self, node: SimNode, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Persist):
+                node.storage.save(action.state)
+            elif isinstance(action, Finalize):
+                # In memory, so no crash can fall between the two (the node writes them in
+                # one store transaction).
+                node.ledger.finalize(action.block)
                 node.storage.save(action.state)
             elif isinstance(action, Send):
                 self.sent[action.message.TYPE] += 1

@@ -4,7 +4,9 @@ The replica asks for a save (a `Persist` action) before anything that commits it
 COMMIT, a PREPARE or a NEW-VIEW carrying its vote, a VIEW-CHANGE), and its node carries the
 actions out in order, so a kill -9 and restart never makes it sign something that
 contradicts what it signed before. The replica itself never calls storage: it is built
-from `load()` and the node writes each `Persist`. `MemoryStorage` serves tests (a
+from `load()` and the node writes each `Persist`, and each `Finalize` in the block's own
+store transaction (`put`). Block sync finalizes without a record: an entry at or below the
+final head is stale and `Replica` drops it when it loads the state. `MemoryStorage` serves tests (a
 "restart" reuses the object); `LmdbStorage` keeps the state under one key of the named
 database b"consensus" in the node's LMDB environment, written in one transaction.
 """
@@ -91,5 +93,10 @@ class LmdbStorage:
         return StoredState.from_bytes(bytes(data)) if data is not None else INITIAL_STATE
 
     def save(self, state: StoredState) -> None:
-        with self._env.begin(db=self._db, write=True) as txn:
-            txn.put(STATE_KEY, state.to_bytes())
+        with self._env.begin(write=True) as txn:
+            self.put(txn, state)
+
+    def put(self, txn: lmdb.Transaction, state: StoredState) -> None:
+        """Write `state` within `txn`, a write transaction of the same environment (a
+        `Finalize`: the block and this record commit together)."""
+        txn.put(STATE_KEY, state.to_bytes(), db=self._db)

@@ -11,6 +11,7 @@ from chain import Block, TxReason, UnknownBlock
 from chain.chain import Chain
 from chain.execution import ExecutedBlock
 from chain.mempool import Mempool
+from consensus import LmdbStorage, StoredState
 
 log = logging.getLogger("gridchain.ledger")
 
@@ -18,9 +19,11 @@ FinalHook = Callable[[ExecutedBlock], None]
 
 
 class LedgerApp:
-    def __init__(self, chain: Chain, mempool: Mempool, *, empty_blocks: bool, build_ms_max: int) -> None:
+    def __init__(self, chain: Chain, mempool: Mempool, consensus_storage: LmdbStorage, *, empty_blocks: bool,
+                 build_ms_max: int) -> None:
         self.chain = chain
         self.mempool = mempool
+        self.consensus_storage = consensus_storage  # in the chain store's environment
         self.empty_blocks = empty_blocks
         self.build_ms_max = build_ms_max
         self.on_final: list[FinalHook] = []
@@ -69,8 +72,11 @@ class LedgerApp:
     def check(self, block: Block) -> None:
         self.chain.execute(block)
 
-    def finalize(self, block: Block) -> None:
-        executed = self.chain.append(block)
+    def finalize(self, block: Block, state: StoredState | None = None) -> None:
+        """Append `block` as the final head; with the finalizing replica's `state` (a
+        `Finalize` action) written in the same store transaction. Block sync passes none."""
+        also = None if state is None else lambda txn: self.consensus_storage.put(txn, state)
+        executed = self.chain.append(block, also)
         self._last_final = block
         self.mempool.remove_committed(list(block.transactions), self.chain.head_state())
         for hook in self.on_final:

@@ -53,7 +53,7 @@ from consensus import (
     CatchUp,
     ConsensusConfig,
     FaultDetected,
-    Finalized,
+    Finalize,
     InvalidMessage,
     LmdbStorage,
     Persist,
@@ -160,13 +160,14 @@ class Node:
         self.storage_full: StorageFull | None = None  # consensus paused until there is space
         self.consensus_faults: list[dict[str, Any]] = []  # proven faulty bookkeepers (XFT §4.4), newest last
         self.chain = Chain(self.store, self.genesis, Engine(build_contracts(self.genesis.contract_params)))
-        # The replica's Persist actions land here (opened once the store is known to be this chain's).
+        # The replica's Persist actions land here, and its Finalize records with their blocks
+        # (opened once the store is known to be this chain's).
         self.consensus_storage = LmdbStorage(self.store.env)
         self.mempool = Mempool(self.genesis.chain_id, self.genesis.limits, config.mempool,
                                self.chain.signatures)
         self.consensus_config = ConsensusConfig(t=self.genesis.t, **config.consensus)
-        self.app = LedgerApp(self.chain, self.mempool, empty_blocks=self.consensus_config.empty_blocks,
-                             build_ms_max=config.block_build_ms_max)
+        self.app = LedgerApp(self.chain, self.mempool, self.consensus_storage,
+                             empty_blocks=self.consensus_config.empty_blocks, build_ms_max=config.block_build_ms_max)
         self.snapshots = SnapshotFiles(config.data_dir / "snapshots", config.snapshot)
         self.collector = StateCollector(self.store, config.snapshot.prune_nodes_per_write_max)
         self.state_sync: StateSync | None = None
@@ -685,8 +686,8 @@ class Node:
                 self.consensus_storage.save(action.state)  # before the sends it guards
             elif isinstance(action, Send):
                 self.network.send(self.bookkeepers[action.to], action.message.to_wire())
-            elif isinstance(action, Finalized):
-                pass  # already handled by the LedgerApp hook (_on_final)
+            elif isinstance(action, Finalize):
+                self.app.finalize(action.block, action.state)  # block and record: one transaction
             elif isinstance(action, ViewChanged):
                 self.metrics.view_changes.inc()
                 log.info("view changed to %d (primary %s)", action.view, self._primary_name())

@@ -9,6 +9,7 @@ import pytest
 
 from chain import Transaction
 from chain.mempool import Mempool, MempoolLimits
+from consensus import LmdbStorage
 from contracts.addresses import TOKEN
 from runtime.ledger_app import LedgerApp
 from tests.support import DevChain, key
@@ -24,7 +25,7 @@ def app(tmp_path: Path) -> LedgerApp:
     for sender in dev.accounts:
         mempool.add(Transaction.create(sender, chain_id=genesis.chain_id, nonce=0, to=TOKEN, method="transfer",
                                        args=[key(999).address, 1]), dev.chain.head_state())
-    return LedgerApp(dev.chain, mempool, empty_blocks=False, build_ms_max=100)
+    return LedgerApp(dev.chain, mempool, LmdbStorage(dev.chain.store.env), empty_blocks=False, build_ms_max=100)
 
 
 def _clock_that_jumps(step_s: float):
