@@ -168,7 +168,9 @@ class Chain:
         trie = HexaryTrie(NodeOverlay(self.store), header.receipt_root)
         try:
             raw = trie.get(index_key(index))
-        except MissingTrieNode as exc:  # a snapshot brings the state, not the receipts
+        except MissingTrieNode as exc:
+            self.store.check_held(header.number)  # pruned while this read ran
+            # else the base block of a node that joined by snapshot: it brought the state only
             raise UnknownBlock(f"the receipts of block {header.number} are not held here (the node joined "
                                f"by a snapshot at that height)") from exc
         if not raw:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trie import HexaryTrie
-from trie.exceptions import BadTrieProof
+from trie.exceptions import BadTrieProof, MissingTrieNode
 
 from chain.chain import Chain
 from chain.errors import LedgerError
@@ -49,9 +49,16 @@ def root_for(header: BlockHeader, kind: str) -> Hash32:
 
 
 def _prove(chain: Chain, header: BlockHeader, kind: str, key: bytes) -> Proof:
+    """BlockPruned when the base rose past `header` while the walk ran (RPC reads race the
+    loop's pruning: ChainStore.check_held)."""
     trie = HexaryTrie(NodeOverlay(chain.store), root_for(header, kind))
-    nodes = trie.get_proof(key)  # type: ignore[no-untyped-call]  # py-trie leaves get_proof unannotated
-    return Proof(header, kind, key, trie.get(key), tuple(nodes))
+    try:
+        nodes = trie.get_proof(key)  # type: ignore[no-untyped-call]  # py-trie leaves get_proof unannotated
+        value = trie.get(key)
+    except (MissingTrieNode, KeyError):  # (get_proof lets the node table's KeyError through)
+        chain.store.check_held(header.number)
+        raise
+    return Proof(header, kind, key, value, tuple(nodes))
 
 
 def prove_transaction(chain: Chain, tx_hash: Hash32) -> Proof:

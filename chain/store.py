@@ -147,11 +147,18 @@ class ChainStore:
         with self.env.begin(db=self._blocks) as txn:
             raw = txn.get(_height_key(height))
         if raw is None:
-            base = self.base_height()
-            if 0 < height < base:
-                raise BlockPruned(height, base)
+            self.check_held(height)
             raise UnknownBlock(f"no block at height {height}")
         return decode(raw, Block)
+
+    def check_held(self, height: int) -> None:
+        """BlockPruned if `height` is below the base now. A read that found block `height`
+        and then misses one of its trie nodes asks this: pruning raised the base past it
+        meanwhile and the collection swept its state (chain/prune.py deletes only what no
+        root from the base up reaches, so a held block's nodes never go missing)."""
+        base = self.base_height()
+        if 0 < height < base:
+            raise BlockPruned(height, base)
 
     def raw_block(self, height: int) -> bytes | None:
         with self.env.begin(db=self._blocks) as txn:

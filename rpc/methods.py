@@ -169,9 +169,10 @@ class Methods:
                 raise invalid_params('block is a number, a 0x hash or "latest"')
         except UnknownBlock:
             return None
-        base = chain.store.base_height()
-        if 0 < height < base:
-            raise pruned_error(BlockPruned(height, base))
+        try:
+            chain.store.check_held(height)
+        except BlockPruned as exc:
+            raise pruned_error(exc) from exc
         recent = self._final_blocks.get(height)
         if recent is not None and not full:
             # Hashes of a block decoded already (cached on its transactions): a client that

@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from trie.exceptions import MissingTrieNode
 
-from chain.proofs import prove_state, verify_proof
+from chain.errors import BlockPruned
+from chain.proofs import prove_receipt, prove_state, prove_transaction, verify_proof
 from chain.prune import kept_roots, mark, sweep_batch
 from chain.snapshot import MissingNode, check_state
 from chain.state import account_key, trie_key
@@ -108,3 +110,53 @@ def test_the_node_collector_marks_off_the_loop_and_sweeps_in_bounded_steps(dev: 
     assert steps > collector.deleted_total // 16  # never more than per_write_max looked at per step
     assert store.node(stale) is None
     check_state(store, dev.chain.head.header.state_root)
+
+
+def _collect(dev: DevChain) -> None:
+    store = dev.chain.store
+    store.begin_collection()
+    marked = mark(store, kept_roots(store, dev.chain.height, []))
+    cursor = b""
+    while True:
+        _, cursor = sweep_batch(store, marked, cursor, 1_000)
+        if not cursor:
+            break
+    store.end_collection()
+
+
+def _prune_at_first_node_read(monkeypatch: pytest.MonkeyPatch, dev: DevChain) -> None:
+    """The loop's pruning and a whole collection, run between a read's height check (the
+    block read) and its first trie node: how an RPC read on the worker thread is overtaken."""
+    store = dev.chain.store
+    read = store.node
+
+    def overtaken(node_hash: bytes) -> bytes | None:
+        monkeypatch.setattr(store, "node", read)
+        assert store.prune_below(BASE, 64) == BASE
+        _collect(dev)
+        return read(node_hash)
+
+    monkeypatch.setattr(store, "node", overtaken)
+
+
+@pytest.mark.parametrize("kind", ["state", "transaction", "receipt proof", "receipt"])
+def test_a_read_overtaken_by_pruning_gets_the_typed_pruned_error(dev: DevChain, monkeypatch: pytest.MonkeyPatch,
+                                                                 kind: str) -> None:
+    height = 3
+    block = dev.chain.block(height)
+    reads = {"state": lambda: prove_state(dev.chain, account_key(dev.accounts[0].address), height),
+             "transaction": lambda: prove_transaction(dev.chain, block.transactions[0].hash),
+             "receipt proof": lambda: prove_receipt(dev.chain, block.transactions[0].hash),
+             "receipt": lambda: dev.chain.receipt_at(block.header, 0)}
+    _prune_at_first_node_read(monkeypatch, dev)
+    with pytest.raises(BlockPruned) as caught:  # RPC answers it with -32004, as for a later read
+        reads[kind]()
+    assert (caught.value.height, caught.value.base) == (height, BASE)
+
+
+def test_a_node_missing_from_a_held_state_stays_a_loud_error(dev: DevChain) -> None:
+    """Only a base that rose explains a missing node: at a held height it is a bug."""
+    store = dev.chain.store
+    store.delete_nodes([dev.chain.head.header.state_root])
+    with pytest.raises((MissingTrieNode, KeyError)):  # not BlockPruned: RPC answers it as the bug it is
+        prove_state(dev.chain, account_key(dev.accounts[0].address))
