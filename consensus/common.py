@@ -18,6 +18,7 @@ from consensus.actions import (
     Rejected,
     ViewChanged,
 )
+from consensus.admission import role_refusal
 from consensus.core import (
     NORMAL,
     RETRANSMIT_DOUBLINGS_MAX,
@@ -25,7 +26,6 @@ from consensus.core import (
     VIEW_CHANGE,
     ReplicaCore,
     Suspicion,
-    block_field,
 )
 from consensus.errors import RejectReason
 from consensus.log import Entry
@@ -85,8 +85,10 @@ class CommonCase(ReplicaCore):
 
     def _on_prepare(self, sender: int, message: Prepare, now_ms: int,
                     actions: list[Action]) -> None:
-        if message.sender != self._group(self.view)[0] or self._is_primary():
-            raise Suspicion(RejectReason.NOT_FROM_PRIMARY, "PREPARE not from the primary")
+        refusal = role_refusal(message.TYPE, self.view, message.sender, self._index, self._n,
+                               self._t)
+        if refusal is not None:
+            raise Suspicion(refusal, f"PREPARE of {message.sender}, not from the primary to a follower")
         pending = self._pending_entry()
         if pending is not None and message.height == pending.height + 1:
             # The FINAL of the pending height was lost: ask again, use this one after.
@@ -110,7 +112,7 @@ class CommonCase(ReplicaCore):
         if height != final + 1:
             raise Suspicion(RejectReason.OUT_OF_SEQUENCE,
                             f"sequence number {height} skips past {final + 1}")
-        block = block_field(proposal, "block")
+        block = self._block(proposal, "block")
         if block is None:
             raise Suspicion(RejectReason.BAD_BLOCK, "a proposal without a block")
         entry = Entry.create(self.view, raw, vote, block=block)
@@ -321,7 +323,7 @@ class CommonCase(ReplicaCore):
     def _final_block_of(self, message: Final) -> Block | None:
         if message.block:
             try:
-                block = block_field(message, "block")
+                block = self._block(message, "block")
             except Suspicion:
                 return None
             return block if block is not None and block.hash == message.block_hash else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 BYZANTINE_MODES = ("equivocate", "bad-signature", "wrong-roots", "omit-entries", "silent",
                    "drop-log")
@@ -58,6 +58,16 @@ class ConsensusConfig:
     # XFT §4.4 (docs/consensus.md "Fault detection"): VC-CONFIRM after VC-FINAL, state loss and
     # forks named with proofs. Off: the view change is one round shorter and detects nothing.
     fault_detection: bool = True
+    # Bytes of blocks one peer may make this node decode per second (consensus/admission.py): a
+    # token bucket per peer, of blocks in its consensus messages and in the block sync answers
+    # it was asked for. Over it a message is dropped and counted (rejected reason
+    # decode-budget). A 400 tx/s chain sends ~66 KB/s of blocks and a node catching up applies
+    # ~300 KB/s; decoding runs at 1.3-6.5 MiB/s on two shared cores, so one peer gets at most
+    # 10-40 % of one.
+    decode_bytes_per_s: int = field(default=512 << 10, metadata={"min": 1})
+    # The bucket's size: at least genesis block_bytes_max plus the frame envelope (checked at
+    # start), so the largest block an honest primary may propose always fits.
+    decode_burst_bytes: int = field(default=8 << 20, metadata={"min": 1})
     # Test-only misbehaviour, one of BYZANTINE_MODES or FORKING_MODES; None for an honest replica.
     byzantine: str | None = None
 
@@ -70,3 +80,5 @@ class ConsensusConfig:
             raise ValueError("view_change_timeout_ms must exceed 2 * delta_ms")
         if self.clock_drift_ms_max < self.delta_ms:
             raise ValueError("clock_drift_ms_max must be at least delta_ms")
+        if self.decode_bytes_per_s < 1 or self.decode_burst_bytes < 1:
+            raise ValueError("decode_bytes_per_s and decode_burst_bytes must be positive")

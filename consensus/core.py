@@ -37,10 +37,11 @@ from consensus.actions import (
     Send,
     ViewChanged,
 )
+from consensus.admission import DecodeBudget, role_refusal
 from consensus.app import Application
 from consensus.config import ConsensusConfig
 from consensus.detection import InvalidFault, verify_fault
-from consensus.errors import RejectReason
+from consensus.errors import InvalidMessage, RejectReason
 from consensus.log import Entry
 from consensus.messages import (
     FAULT_NOTICE_BYTES_MAX,
@@ -53,6 +54,7 @@ from consensus.messages import (
     VcConfirm,
     VcFinal,
     ViewChange,
+    check_block,
     message_from_wire,
     view_of,
 )
@@ -98,12 +100,10 @@ class Suspicion(Exception):
         self.detail = detail
 
 
-def block_field(message: Message, name: str) -> Block | None:
-    """The block a message carries, decoded once (message_from_wire did it)."""
-    try:
-        return message.decoded_block(name)
-    except DecodeError as exc:
-        raise Suspicion(RejectReason.BAD_BLOCK, f"undecodable block: {exc}") from exc
+class OverBudget(Exception):
+    """Raised inside a handler when decoding a block would take the peer the input came
+    from over its decode budget (consensus/admission.py): the message is dropped and
+    counted, nobody is suspected."""
 
 
 @dataclass(frozen=True)
@@ -160,10 +160,13 @@ class ReplicaCore:
     def __init__(self, config: ConsensusConfig, *, index: int, key: KeyPair,
                  bookkeepers: list[bytes], chain_id: int, app: Application,
                  stored: StoredState, epoch: int = 1,
-                 set_of: Callable[[int], Epoch] | None = None) -> None:
+                 set_of: Callable[[int], Epoch] | None = None,
+                 decode_budget: DecodeBudget | None = None) -> None:
         """`bookkeepers` (n = 2t+1, t from `config`) run the epoch starting at height
         `epoch`; `set_of(height)` gives the set of any other height (default: this one).
-        `stored` is what the node's consensus storage holds (its last `Persist`)."""
+        `stored` is what the node's consensus storage holds (its last `Persist`).
+        `decode_budget` is keyed by bookkeeper key; the node shares one with block sync
+        (default: one of the replica's own, from `config`)."""
         assert len(bookkeepers) == 2 * config.t + 1, "XPaxos runs n = 2t+1 bookkeepers"
         assert bookkeepers[index] == key.public_key, "key is not bookkeeper `index`"
         self._config = config
@@ -201,6 +204,11 @@ class ReplicaCore:
         self.last_suspect_reason: str | None = None
         self._future: dict[tuple[int, str], Message] = {}
         self._clock_ms = 0  # the wall clock of the input being handled (set by each entry)
+        # The peer (link sender) and time of the message being handled: what a block decoded
+        # for it is charged to. None outside a handler (a timer re-preparing the selection).
+        self._input: tuple[int, int] | None = None
+        self._decode_budget = decode_budget or DecodeBudget(config.decode_bytes_per_s,
+                                                            config.decode_burst_bytes)
         self._final_message: tuple[tuple[int, bool], Message] | None = None
         # Proven faults (XFT §4.4), one proof per accused and kind: at most 2n, for the
         # epoch's life (the node keeps its own record for RPC across epochs).
@@ -362,17 +370,48 @@ class ReplicaCore:
             if sender == message.sender:
                 self._suspect_member(sender, "bad signature", now_ms, actions)
             return
+        outer, self._input = self._input, (sender, now_ms)
         try:
             self._dispatch(sender, message, now_ms, actions)
         except Suspicion as suspicion:
             actions.append(Rejected(sender, suspicion.reason, suspicion.detail))
             self._suspect_member(message.sender, str(suspicion), now_ms, actions)
+        except OverBudget as over:
+            actions.append(Rejected(sender, RejectReason.DECODE_BUDGET, str(over)))
+        finally:
+            self._input = outer
+
+    def _block(self, message: Message, name: str) -> Block | None:
+        """The block in field `name` of a peer's message, decoded and checked (once: the
+        message keeps it). Called only once the cheap fields say it is of use; a decode not
+        done before is charged to the peer the input came from (consensus/admission.py)."""
+        cost = message.decoding_bytes(name)
+        if cost and self._input is not None:
+            peer, now_ms = self._input
+            if not self._decode_budget.take(self._bookkeepers[peer], cost, now_ms):
+                raise OverBudget(f"{message.TYPE}: a block of {cost} bytes from bookkeeper {peer}")
+        try:
+            block = message.decoded_block(name)
+            if block is not None:
+                check_block(block, self._n)
+        except (DecodeError, InvalidMessage) as exc:
+            raise Suspicion(RejectReason.BAD_BLOCK, f"undecodable block: {exc}") from exc
+        return block
 
     def _stash_future(self, message: Message) -> None:
-        # One message per (sender, type), the latest view: bounded by n * types.
+        """Hold a message of a later view, undecoded, for when this replica gets there: one
+        per (sender, type), the latest view, at most EARLY_BYTES_MAX per sender; only what
+        that view's roles allow (a PREPARE of view v from v's primary, ...)."""
+        if role_refusal(message.TYPE, view_of(message), message.sender, self._index, self._n,
+                        self._t) is not None:
+            return
         key = (message.sender, message.TYPE)
         kept = self._future.get(key)
-        if kept is None or view_of(kept) <= view_of(message):
+        if kept is not None and view_of(kept) > view_of(message):
+            return
+        held = sum(m.payload_bytes() for k, m in self._future.items()
+                   if k[0] == message.sender and k != key)
+        if held + message.payload_bytes() <= EARLY_BYTES_MAX:
             self._future[key] = message
 
     def _hold_early(self, sender: int, message: Message) -> None:

@@ -41,6 +41,9 @@ class RejectReason(StrEnum):
     BAD_SIGNATURE = "bad-signature"
     NOT_FROM_PRIMARY = "not-from-primary"
     NOT_A_MEMBER = "not-a-member"
+    NOT_ADDRESSED = "not-addressed"  # a message of a view this replica's role never receives
+    DECODE_BUDGET = "decode-budget"  # its block would take the peer over its decode budget
+    UNSOLICITED = "unsolicited"  # blocks no request of this node asked for
     BAD_VIEW_CHANGE = "bad-view-change"
     BAD_VC_FINAL = "bad-vc-final"
     BAD_CERTIFICATE = "bad-certificate"

@@ -5,11 +5,14 @@ Ed25519 over a domain-separated rlp encoding of its type and fields, sender incl
 `to_wire()` gives a msgpack-able dict with a "type" key; `message_from_wire(obj, n)` checks
 every field of every nested message and record and raises only `InvalidMessage` with a
 `DecodeReason`: types, lengths, views and heights below VIEW_MAX / HEIGHT_MAX, every
-sender and voter index below n, nested VIEW-CHANGEs, and the blocks and certificates
-inside (decoded here, once, and kept for the handlers: `decoded_block`). Whatever passes
-can be indexed and computed with safely; whether it fits the protocol state is the
-replica's business. Signatures are checked by the receiver (`verify_signature`), which
-knows the bookkeepers' keys.
+sender and voter index below n, nested VIEW-CHANGEs, and the certificates inside (decoded
+here and kept for the handlers: `decoded_certificate`). Blocks are the exception: they stay
+bytes (at most BLOB_BYTES_MAX) until a handler needs one (`decoded_block`, once, then kept),
+because decoding a frame-sized block costs seconds and most blocks a peer can send are of
+no use to the receiver (consensus/admission.py: who decodes what, and when). Whatever passes
+can be indexed and computed with safely, blocks once decoded and checked (`check_block`);
+whether it fits the protocol state is the replica's business. Signatures are checked by
+the receiver (`verify_signature`), which knows the bookkeepers' keys.
 
 The votes carried by PREPARE, COMMIT and NEW-VIEW are separate signatures on
 `chain.certificate.commit_message(...)`: they are what a `CommitCertificate` collects.
@@ -38,6 +41,10 @@ UINT_MAX = 2**64 - 1
 VIEW_MAX = 2**63 - 1
 HEIGHT_MAX = 2**63 - 1
 BLOB_BYTES_MAX = 16 * 1024 * 1024  # a block on the wire; the p2p frame limit is lower
+# A certificate on the wire: t + 1 votes and at most t + 1 finality signatures of at most
+# BOOKKEEPERS_MAX bookkeepers, ~70 bytes each, are ~1.2 KB. Bounded before it is decoded: a
+# frame-sized one (60,000 junk votes) cost as much to decode as a block.
+CERTIFICATE_BYTES_MAX = 4096
 SIGNATURE_BYTES = 64
 # A FAULT notice (a proof that a bookkeeper misbehaved, consensus/detection.py) holds two
 # votes, or one certificate and the accused's VIEW-CHANGE: its bytes are bounded apart from
@@ -107,11 +114,18 @@ class Message:
         return total
 
     def decoded_block(self, name: str) -> Block | None:
-        """Field `name` (a "block" kind) as a Block, None when absent. Decoded once and
-        kept: `message_from_wire` already did it, and a 2,000-transaction block costs
-        0.2-0.5 s to decode on two shared cores. Raises DecodeError on a message that
-        skipped the decoder."""
+        """Field `name` (a "block" kind) as a Block, None when absent. Decoded at the first
+        call and kept (a 2,000-transaction block costs 0.2-0.5 s to decode on two shared
+        cores); raises DecodeError when the bytes are no block. The caller checks it
+        (`check_block`) and decides first whether it is worth decoding (`decoding_bytes`)."""
         return self._decoded(name, Block)
+
+    def decoding_bytes(self, name: str) -> int:
+        """What decoding field `name` (a "block" kind) would cost now, in bytes: 0 when it
+        is absent, already decoded, or a block decoded recently (RECENT_BLOCKS)."""
+        raw = getattr(self, name)
+        decoded = (name, 0) in self.__dict__.get("_records", {})
+        return 0 if not raw or decoded or RECENT_BLOCKS.holds(raw) else len(raw)
 
     def decoded_certificate(self, name: str) -> CommitCertificate | None:
         """Field `name` (a "cert" kind) as a CommitCertificate, None when absent."""
@@ -148,6 +162,9 @@ class RecentBlocks:
         self.bytes_max = bytes_max
         self._blocks: OrderedDict[bytes, tuple[Block, int]] = OrderedDict()
         self._bytes = 0
+
+    def holds(self, raw: bytes) -> bool:
+        return keccak256(raw) in self._blocks
 
     def decode(self, raw: bytes) -> Block:
         key = keccak256(raw)
@@ -401,21 +418,18 @@ def check_certificate(certificate: CommitCertificate, n: int, *, exact: bool = T
 
 
 def _check_record(message: Message, name: str, kind: str, n: int) -> None:
+    if RECORD_KINDS[kind] is Block:
+        return  # decoded by the handler that needs it (see the module docstring)
     try:
-        if RECORD_KINDS[kind] is Block:
-            block = message.decoded_block(name)
-            if block is not None:
-                check_block(block, n)
+        certificate = message.decoded_certificate(name)
+        if certificate is None:
+            return
+        if isinstance(message, ViewChange) and name == "final_certificate":
+            # The final head may be the previous epoch's last block, certified by
+            # another set (the replica checks it with that set: chain/epochs.py).
+            check_certificate(certificate, BOOKKEEPERS_MAX, exact=False)
         else:
-            certificate = message.decoded_certificate(name)
-            if certificate is None:
-                return
-            if isinstance(message, ViewChange) and name == "final_certificate":
-                # The final head may be the previous epoch's last block, certified by
-                # another set (the replica checks it with that set: chain/epochs.py).
-                check_certificate(certificate, BOOKKEEPERS_MAX, exact=False)
-            else:
-                check_certificate(certificate, n)
+            check_certificate(certificate, n)
     except DecodeError as exc:
         raise InvalidMessage(DecodeReason.BAD_RECORD, f"{name}: {str(exc)[:120]}") from exc
 
@@ -513,9 +527,9 @@ def _bytes(obj: dict[Any, Any], name: str, kind: str) -> bytes:
         "sig": len(value) == SIGNATURE_BYTES,
         "sig?": len(value) in (0, SIGNATURE_BYTES),
         "block": 0 < len(value) <= BLOB_BYTES_MAX,
-        "cert": 0 < len(value) <= BLOB_BYTES_MAX,
+        "cert": 0 < len(value) <= CERTIFICATE_BYTES_MAX,
         "block?": len(value) <= BLOB_BYTES_MAX,
-        "cert?": len(value) <= BLOB_BYTES_MAX,
+        "cert?": len(value) <= CERTIFICATE_BYTES_MAX,
     }[kind]
     if not length_ok:
         raise InvalidMessage(DecodeReason.BAD_LENGTH, f"{name} has length {len(value)}")

@@ -203,6 +203,10 @@ class BlockSync:
             return [SyncSend(peer, self._respond(message))]
         return self._on_response(peer, message, now_ms)
 
+    def expects(self, peer: PeerId) -> bool:
+        """Whether a response from `peer` would be read: it has this node's one request."""
+        return self._outstanding is not None and self._outstanding[0] == peer
+
     def penalized(self, peer: PeerId, now_ms: int) -> bool:
         """Whether `peer` served a bad block within the last `bad_peer_penalty_ms`."""
         return self._penalized.get(peer, -1) > now_ms
@@ -260,8 +264,8 @@ class BlockSync:
 
     def _on_response(self, peer: PeerId, response: SyncResponse,
                      now_ms: int) -> list[SyncAction]:
-        if self._outstanding is None or self._outstanding[0] != peer:
-            return []  # unsolicited: ignore
+        if not self.expects(peer):
+            return []  # unsolicited: ignore (the node drops it undecoded)
         self._outstanding = None
         actions: list[SyncAction] = []
         try:

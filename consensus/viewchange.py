@@ -13,7 +13,8 @@ from consensus.actions import (
     Suspected,
     ViewChanged,
 )
-from consensus.core import NORMAL, VIEW_CHANGE, ReplicaCore, Suspicion, block_field
+from consensus.admission import role_refusal
+from consensus.core import NORMAL, VIEW_CHANGE, ReplicaCore, Suspicion
 from consensus.detection import confirm_digest, detect, evidence_in_chain, state_losses
 from consensus.errors import RejectReason
 from consensus.log import Entry
@@ -137,7 +138,7 @@ class ViewChanging(ReplicaCore):
                                          vc.final_height + 1, vc.prepare_hash):
                 raise Suspicion(RejectReason.BAD_VIEW_CHANGE,
                                 f"prepare log of {vc.sender} does not fit")
-        block = block_field(vc, "entry_block")
+        block = self._block(vc, "entry_block")
         if block is None:
             return
         entry = Entry.create(vc.entry_view, vc.entry_block, b"", vc.entry_certificate,
@@ -150,7 +151,8 @@ class ViewChanging(ReplicaCore):
 
     def _on_view_change(self, message: ViewChange, now_ms: int,
                         actions: list[Action]) -> None:
-        self._check_view_change(message, self.view)
+        # Checked (its entry block decoded) only where it counts: by a member in the view
+        # change, once per sender (consensus/admission.py).
         if not self._is_member(self.view):
             return
         self._share_faults(message.sender, actions)
@@ -160,7 +162,10 @@ class ViewChanging(ReplicaCore):
                     message.sender in self._followers():
                 self._send(message.sender, self.vs.new_view, actions)
             return
-        self.vs.view_changes.setdefault(message.sender, message)
+        if message.sender in self.vs.view_changes:
+            return
+        self._check_view_change(message, self.view)
+        self.vs.view_changes[message.sender] = message
         self._maybe_send_vc_final(now_ms, actions)
 
     def _maybe_send_vc_final(self, now_ms: int, actions: list[Action]) -> None:
@@ -184,18 +189,20 @@ class ViewChanging(ReplicaCore):
     def _on_vc_final(self, message: VcFinal, now_ms: int, actions: list[Action]) -> None:
         if not self._is_member(self.view, message.sender):
             raise Suspicion(RejectReason.NOT_A_MEMBER, "VC-FINAL from a non-member")
+        if self.state == NORMAL:
+            # The sender is still waiting for our NEW-VIEW.
+            if self._is_primary() and self.vs.new_view is not None:
+                self._send(message.sender, self.vs.new_view, actions)
+            return
+        if message.sender in self.vs.vc_finals:
+            return  # one per member and view: a copy is not checked (decoded) again
         if len(message.view_changes) < self._n - self._t or \
                 len({vc.sender for vc in message.view_changes}) != len(message.view_changes):
             raise Suspicion(RejectReason.BAD_VC_FINAL,
                             "VC-FINAL with too few or repeated view changes")
         for vc in message.view_changes:
             self._check_view_change(vc, self.view)
-        if self.state == NORMAL:
-            # The sender is still waiting for our NEW-VIEW.
-            if self._is_primary() and self.vs.new_view is not None:
-                self._send(message.sender, self.vs.new_view, actions)
-            return
-        self.vs.vc_finals.setdefault(message.sender, message)
+        self.vs.vc_finals[message.sender] = message
         self._maybe_select(now_ms, actions)
 
     def _maybe_select(self, now_ms: int, actions: list[Action]) -> None:
@@ -326,8 +333,10 @@ class ViewChanging(ReplicaCore):
         self.vs.retransmit_at = now_ms + self._config.retransmit_ms
 
     def _on_new_view(self, message: NewView, now_ms: int, actions: list[Action]) -> None:
-        if message.sender != self._group(self.view)[0] or self._is_primary():
-            raise Suspicion(RejectReason.NOT_FROM_PRIMARY, "NEW-VIEW not from the new primary")
+        refusal = role_refusal(message.TYPE, self.view, message.sender, self._index, self._n,
+                               self._t)
+        if refusal is not None:
+            raise Suspicion(refusal, f"NEW-VIEW of {message.sender}, not from the new primary to a follower")
         if self.state == NORMAL:
             pending = self._pending_entry()
             if pending is not None and message.block == pending.block_raw:

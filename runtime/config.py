@@ -155,7 +155,14 @@ def check_limits(config: NodeConfig, genesis: Genesis) -> None:
     which each dataclass alone cannot check."""
     frame = config.p2p.frame_bytes_max
     where = config.source or "node configuration"
+    burst = config.consensus.get("decode_burst_bytes", ConsensusConfig.decode_burst_bytes)
     rules = [
+        (genesis.limits.block_bytes_max + FRAME_ENVELOPE_BYTES <= burst,
+         f"[consensus] decode_burst_bytes = {burst} must hold the largest block (genesis [limits] "
+         f"block_bytes_max = {genesis.limits.block_bytes_max}) plus {FRAME_ENVELOPE_BYTES} bytes of envelope"),
+        (config.sync.response_bytes_max + FRAME_ENVELOPE_BYTES <= burst,
+         f"[consensus] decode_burst_bytes = {burst} must hold a block sync answer ([sync] response_bytes_max = "
+         f"{config.sync.response_bytes_max}) plus {FRAME_ENVELOPE_BYTES} bytes of envelope"),
         (genesis.limits.block_bytes_max + FRAME_ENVELOPE_BYTES <= frame,
          f"a block's largest size (genesis [limits] block_bytes_max = {genesis.limits.block_bytes_max}) plus "
          f"{FRAME_ENVELOPE_BYTES} bytes of envelope must fit in one p2p frame ([p2p] frame_bytes_max = {frame})"),

@@ -67,8 +67,9 @@ from consensus import (
     message_from_wire,
     sync_message_from_wire,
 )
+from consensus.admission import DecodeBudget, wire_refusal
 from consensus.byzantine import replica_class
-from consensus.errors import DecodeReason
+from consensus.errors import DecodeReason, RejectReason
 from consensus.messages import MESSAGE_TYPES, Suspect
 from consensus.statesync import (
     OFFERS_MAX,
@@ -88,7 +89,7 @@ from consensus.statesync import (
     WalkChecked,
     statesync_message_from_wire,
 )
-from consensus.sync import SyncRequest, SyncStatus
+from consensus.sync import SyncRequest, SyncResponse, SyncStatus
 from contracts import build_contracts, load_genesis
 from crypto import keccak256
 from crypto.keystore import load_key, resolve_passphrase
@@ -166,6 +167,10 @@ class Node:
         self.mempool = Mempool(self.genesis.chain_id, self.genesis.limits, config.mempool,
                                self.chain.signatures)
         self.consensus_config = ConsensusConfig(t=self.genesis.t, **config.consensus)
+        # Bytes of blocks each peer may make this node decode, shared by the replica (its
+        # consensus messages) and block sync (its answers): consensus/admission.py.
+        self.decode_budget = DecodeBudget(self.consensus_config.decode_bytes_per_s,
+                                          self.consensus_config.decode_burst_bytes)
         self.app = LedgerApp(self.chain, self.mempool, self.consensus_storage,
                              empty_blocks=self.consensus_config.empty_blocks, build_ms_max=config.block_build_ms_max)
         self.snapshots = SnapshotFiles(config.data_dir / "snapshots", config.snapshot)
@@ -226,7 +231,7 @@ class Node:
         replica = replica_class(self.consensus_config.byzantine)  # the honest Replica unless a test mode
         return replica(self.consensus_config, index=self.index, key=self.key, bookkeepers=self.bookkeepers,
                        chain_id=self.genesis.chain_id, app=self.app, stored=self.consensus_storage.load(),
-                       epoch=self.epoch.start, set_of=self.chain.epoch_at)
+                       epoch=self.epoch.start, set_of=self.chain.epoch_at, decode_budget=self.decode_budget)
 
     # epochs -------------------------------------------------------------------------------
     def _take_epoch(self, epoch: Epoch) -> None:
@@ -536,6 +541,8 @@ class Node:
             self._handle_state_sync(peer, statesync_message_from_wire(message), now)
             return
         if kind in SYNC_TYPES:
+            if kind == SyncResponse.TYPE and self._refused(peer, kind, self._sync_refusal(peer, message, now)):
+                return
             decoded_sync = sync_message_from_wire(message, BOOKKEEPERS_MAX)
             if isinstance(decoded_sync, SyncStatus) and not self.sync.penalized(peer, now):
                 self.peer_heights[peer] = decoded_sync.height
@@ -559,6 +566,10 @@ class Node:
             return  # a bookkeeper restoring a snapshot has no state to take part with yet
         if peer not in self.bookkeepers or self.replica is None:
             raise InvalidMessage(DecodeReason.NOT_A_BOOKKEEPER, kind)
+        assert self.index is not None, "a replica runs on a bookkeeper only"
+        # Who may send this to us, read off the wire before any signature or block is looked at.
+        if self._refused(peer, kind, wire_refusal(message, self.index, len(self.bookkeepers), self.epoch.t)):
+            return
         decoded = message_from_wire(message, len(self.bookkeepers))
         sender = self.bookkeepers.index(peer)
         # SUSPECT is the one message replicas forward on behalf of its author (the
@@ -566,6 +577,24 @@ class Node:
         if decoded.sender != sender and not isinstance(decoded, Suspect):
             raise InvalidMessage(DecodeReason.SENDER_MISMATCH, f"{decoded.sender} from bookkeeper {sender}")
         self._apply(self.replica.on_message(sender, decoded, now, self.clock_ms()))
+
+    def _sync_refusal(self, peer: bytes, message: dict[str, Any], now: int) -> RejectReason | None:
+        """Blocks this node did not ask `peer` for are not decoded; those it asked for are
+        charged to the peer's decode budget first (consensus/admission.py)."""
+        if not self.sync.expects(peer):
+            return RejectReason.UNSOLICITED
+        blocks = message.get("blocks")
+        size = sum(len(raw) for raw in blocks if isinstance(raw, bytes)) if isinstance(blocks, list) else 0
+        return None if self.decode_budget.take(peer, size, now) else RejectReason.DECODE_BUDGET
+
+    def _refused(self, peer: bytes, kind: str, reason: RejectReason | None) -> bool:
+        """Count and log a message dropped before it was decoded; False when there is no reason."""
+        if reason is None:
+            return False
+        self.metrics.message_rejected(reason)
+        log.warning("dropped %s from %s undecoded: %s", kind, self.peer_name(peer), reason,
+                    extra={"reason": str(reason)})
+        return True
 
     def _admit_from_peer(self, peer: bytes, tx_hash: bytes, raw: bytes, now: int) -> bool:
         """Admit a transaction a peer sent; the relay pushes it on to the peers without it."""

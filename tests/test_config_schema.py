@@ -81,6 +81,10 @@ def test_limits_that_depend_on_each_other_are_checked(cluster: Path) -> None:
     raw["sync"] = {"response_bytes_max": 4 << 20}  # the whole 4 MiB frame, no room for the envelope
     with pytest.raises(ConfigError, match=r"\[sync\] response_bytes_max = 4194304 .* must fit in one p2p frame"):
         check_limits(load_node(cluster, raw), genesis)
+    raw = node_raw(cluster)
+    raw.setdefault("consensus", {})["decode_burst_bytes"] = 1 << 20  # an honest 2 MiB block would never decode
+    with pytest.raises(ConfigError, match=r"decode_burst_bytes = 1048576 must hold the largest block"):
+        check_limits(load_node(cluster, raw), genesis)
 
 
 @pytest.mark.parametrize("edit, message", [
