@@ -62,7 +62,7 @@ async def insider_fuzz(ctx: Ctx) -> None:
     fuzz_s = time.monotonic() - began
     statuses = await asyncio.gather(*(c.status(i, timeout_s=10) for i in targets))
     alive = {f"node{i}": c.is_running(i) and s is not None for i, s in zip(targets, statuses, strict=True)}
-    metrics = {i: await asyncio.to_thread(_metrics, c.layout.rpc_port(i)) for i in targets}
+    metrics = {i: await asyncio.to_thread(scrape_metrics, c.layout.rpc_port(i)) for i in targets}
     await ctx.restart(INSIDER)
     ctx.history.heal("insider restarted honest", node=INSIDER)
     await ctx.sleep(ctx.duration * 0.3)
@@ -244,7 +244,7 @@ def _rpc_status(port: int) -> dict[str, Any] | None:
         return None
 
 
-def _metrics(port: int) -> dict[str, float]:
+def scrape_metrics(port: int) -> dict[str, float]:
     """Prometheus text of one node: {'name{labels}': value}."""
     try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

@@ -22,6 +22,7 @@ from client.contracts import Governance
 from consensus import BYZANTINE_MODES
 from crypto import KeyPair
 from crypto.keystore import load_key
+from faults.bigblock import insider_bigblock
 from faults.cluster import FaultCluster
 from faults.history import FAIL, INFO, OK, History
 from faults.insider import insider_fuzz
@@ -725,6 +726,9 @@ def _registry() -> dict[str, Scenario]:
                  "they can", junk_flood, unfunded=FLOOD_SENDERS),
         Scenario("insider-fuzz", "a bookkeeper's key sends crafted, signed consensus and sync messages of every "
                  "type and nesting to every node under load", insider_fuzz),
+        Scenario("insider-bigblock", "a bookkeeper that is not the primary floods every node with signed, "
+                 "frame-sized PREPAREs, FINALs and VIEW-CHANGEs, each a new block of 24,000 transactions, under load",
+                 insider_bigblock),
         Scenario("clock-ahead", "the primary's clock ten years ahead: proposals refused, rotated out",
                  clock_skew(CLOCK_AHEAD_MS), clock_start={SKEWED[CLOCK_AHEAD_MS]: CLOCK_AHEAD_MS}),
         Scenario("clock-behind", "a follower's clock ten minutes behind: the chain still advances",
