@@ -106,6 +106,9 @@ class LightClient:
         self.highest_certified = 0  # never goes down: answers from below it are stale
         # The bookkeeper schedule as proven so far (chain/epochwalk.py)
         self._walk = ScheduleWalk(anchor.chain_id, Epoch(1, anchor.bookkeepers, anchor.t), anchor.activation_distance)
+        # One walker at a time: concurrent reads (an agent proves several slots at once)
+        # would each take the same step, and all but the first be refused as out of order.
+        self._walking = asyncio.Lock()
 
     async def storage(self, contract: Address, key: bytes) -> ProvenValue:
         logical = storage_key(contract, key)
@@ -144,16 +147,19 @@ class LightClient:
 
     async def _certifiers(self, height: int) -> Epoch:
         """The set that certifies `height`, learnt by walking the proven schedule forward."""
-        while not self._walk.covers(height):
-            step = self._walk.known_until
-            header = await self._certified_header(step)
-            if header is None:
-                raise UnprovenState(f"no certified block {step} to learn the bookkeeper set from")
-            try:
-                self._walk.advance(header, (await self._proven(SCHEDULE_KEY, header)).value)
-            except BadWalk as exc:
-                self.stats.rejected += 1
-                raise UnprovenState(str(exc)) from exc
+        if self._walk.covers(height):
+            return self._walk.certifiers(height)
+        async with self._walking:
+            while not self._walk.covers(height):  # another reader may have walked past it meanwhile
+                step = self._walk.known_until
+                header = await self._certified_header(step)
+                if header is None:
+                    raise UnprovenState(f"no certified block {step} to learn the bookkeeper set from")
+                try:
+                    self._walk.advance(header, (await self._proven(SCHEDULE_KEY, header)).value)
+                except BadWalk as exc:
+                    self.stats.rejected += 1
+                    raise UnprovenState(str(exc)) from exc
         return self._walk.certifiers(height)
 
     async def transaction_outcome(self, tx_hash: bytes) -> tuple[int, BlockHeader]:

@@ -51,6 +51,7 @@ class FakeNode:
         return {"height": self.height}
 
     async def block(self, number: int) -> dict[str, Any] | None:
+        await asyncio.sleep(0)  # a round trip: concurrent reads interleave here, as on a socket
         if number > self.height:
             return None
         return block_json(certify(self.dev, self.dev.chain.block(number), finality=self.finality), False)
@@ -102,3 +103,21 @@ def test_a_fresh_light_client_reads_the_old_value_from_an_old_head(escrow_chain:
     an old head is all the client knows (docs/diagnosis.md)."""
     light = _light(escrow_chain, FakeNode(escrow_chain, 1))
     assert _escrow(light, escrow_chain) == [escrow_chain.accounts[0].address, 100]
+
+
+def test_concurrent_reads_past_the_genesis_sets_reach_walk_the_schedule_together(escrow_chain: DevChain) -> None:
+    """The phone app reads a device's history values concurrently: every read needing the
+    same step of the bookkeeper schedule walk must share it (each took it again, and all
+    but the first failed with "a step at height 10, the walk is at 20")."""
+    dev = escrow_chain
+    light = _light(dev, FakeNode(dev, 0))
+    while dev.chain.height <= 2 * light.anchor.activation_distance:
+        dev.commit([dev.tx(dev.accounts[1], TOKEN, "transfer", [dev.accounts[2].address, 1])])
+    light.client = FakeNode(dev, dev.chain.height)  # type: ignore[assignment]
+    slot = _escrow_key(dev.accounts[0].address, ESCROW_ID)
+
+    async def reads() -> list[Any]:
+        return await asyncio.gather(*(light.storage(TOKEN, slot) for _ in range(4)))
+
+    assert [proven.value for proven in asyncio.run(reads())] == [None] * 4
+    assert light.stats.rejected == 0
