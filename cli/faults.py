@@ -28,11 +28,17 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--json", type=Path, help="write the report here")
     p.add_argument("--workdir", type=Path, help="where cluster directories go (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep cluster directories (node logs) after the run")
+    p.add_argument("--replay", type=Path, metavar="TRACE",
+                   help="run again the scenarios a --json report recorded (their seed, load and the faults of "
+                        "their timeline, at their times; --scenario picks some); --seed, --duration, --iterations, "
+                        "--clients and --rate come from the trace")
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
     from faults import SCENARIOS, run_scenario, summary
 
+    if args.replay is not None:
+        return _replay(args)
     if args.scenario == "list":
         for name, scenario in SCENARIOS.items():
             print(f"{name:28} n={scenario.nodes}  {scenario.summary}")
@@ -56,6 +62,38 @@ def cmd_faults(args: argparse.Namespace) -> int:
     passed = sum(1 for e in report["scenarios"] if e["passed"])
     report["passed"] = passed == len(report["scenarios"])
     print(f"\n{passed} of {len(report['scenarios'])} scenarios passed")
+    if args.json:
+        _write(args.json, report)
+        print(f"report: {args.json}")
+    return 0 if report["passed"] else 1
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from faults import summary
+    from faults.replay import NotReplayable, load_traces, replay
+
+    try:
+        traces = load_traces(args.replay, None if args.scenario == "all" else args.scenario.split(","))
+    except NotReplayable as exc:
+        raise UserError(f"--replay {args.replay}: {exc}") from exc
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    entries: list[dict[str, Any]] = []
+    report: dict[str, Any] = {"replay_of": str(args.replay), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                              "scenarios": entries}
+    for trace in traces:
+        print(f"-- replaying {trace.scenario} (seed {trace.seed}, {trace.duration} s, {len(trace.events)} events "
+              f"of {args.replay}) ...", flush=True)
+        entry = replay(trace, args.workdir, keep=args.keep)
+        entries.append(entry)
+        print(summary(entry), flush=True)
+        print(f"   replay: {entry['replay']['events']} events carried out; the same faults, targets and order: "
+              f"{'yes' if entry['replay']['same_faults'] else 'NO'}", flush=True)
+        if args.json:
+            _write(args.json, report)
+    passed = sum(1 for e in entries if e["passed"])
+    report["passed"] = passed == len(entries)
+    print(f"\n{passed} of {len(entries)} replays passed")
     if args.json:
         _write(args.json, report)
         print(f"report: {args.json}")

@@ -21,7 +21,7 @@ from consensus import ConsensusConfig
 from faults.checker import check, read_chains
 from faults.cluster import FaultCluster
 from faults.history import History
-from faults.scenarios import SCENARIOS, Ctx, Scenario
+from faults.scenarios import SCENARIOS, Ctx, Scenario, Schedule
 from faults.workload import RATE_SENDERS, RateLoad, Sampler, Workload, chain_facts
 
 # Timing for a loopback cluster: short enough for fast view changes, long enough not to
@@ -32,7 +32,9 @@ PROBE_TIMEOUT_S = 40
 
 
 def run_scenario(name: str, seed: int, duration: float, workdir: Path | None = None, iterations: int = 50,
-                 clients: int = 4, keep: bool = False, log: Any = print, rate: float = 0) -> dict[str, Any]:
+                 clients: int = 4, keep: bool = False, log: Any = print, rate: float = 0,
+                 schedule: Schedule | None = None) -> dict[str, Any]:
+    """`schedule` replaces the scenario's own (a replay's: faults/replay.py)."""
     scenario = SCENARIOS[name]
     if scenario.kind == "fuzz":
         from faults.fuzz import run_fuzz
@@ -42,14 +44,15 @@ def run_scenario(name: str, seed: int, duration: float, workdir: Path | None = N
         return run_exhaustion(name, seed, duration, workdir, keep=keep, log=log)
     base = Path(tempfile.mkdtemp(prefix=f"faults-{name}-", dir=workdir))
     try:
-        return asyncio.run(_run(scenario, seed, duration, base, iterations, clients, log, rate))
+        return asyncio.run(_run(scenario, seed, duration, base, iterations, clients, log, rate,
+                                schedule or scenario.schedule))
     finally:
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
 
 
 async def _run(scenario: Scenario, seed: int, duration: float, directory: Path, iterations: int, clients: int,
-               log: Any, rate: float = 0) -> dict[str, Any]:
+               log: Any, rate: float, schedule: Schedule) -> dict[str, Any]:
     rng = random.Random(f"{scenario.name}/{seed}")
     began = time.monotonic()
     consensus = {**CONSENSUS, **scenario.consensus}
@@ -58,8 +61,10 @@ async def _run(scenario: Scenario, seed: int, duration: float, directory: Path, 
                            observers=scenario.observers)
     history = History()
     sampler = Sampler(cluster, history)
+    # (with the timeline, what a replay needs: faults/replay.py)
     result: dict[str, Any] = {"name": scenario.name, "summary": scenario.summary, "seed": seed,
-                              "n": cluster.nodes, "t": cluster.t, "duration_s": duration, "passed": False}
+                              "n": cluster.nodes, "t": cluster.t, "duration_s": duration, "clients": clients,
+                              "rate": rate, "iterations": iterations, "passed": False}
     workload: Workload | None = None
     rate_load: RateLoad | None = None
     try:
@@ -93,7 +98,7 @@ async def _run(scenario: Scenario, seed: int, duration: float, directory: Path, 
             rate_load.start(load_deadline)
         history.note("load started", clients=clients, rate=rate)
         await asyncio.sleep(warmup)
-        await scenario.schedule(ctx)
+        await schedule(ctx)
         await _heal_everything(ctx)
         history.close_windows()
         await asyncio.sleep(settle_load)

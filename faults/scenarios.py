@@ -64,10 +64,12 @@ class Ctx:
         self.cluster.kill(i)
 
     async def restart(self, i: int, byzantine: str | None = None) -> None:
+        since = self.history.now()
         self.cluster.start_node(i, byzantine)
-        self.history.restarts.append((self.history.now(), i))
+        self.history.restarts.append((since, i))
         await self.cluster.wait_serving([i])
-        self.history.note("restarted", node=i, **({"byzantine": byzantine} if byzantine else {}))
+        # `since`: when the restart began (a replay starts it then, faults/replay.py)
+        self.history.note("restarted", node=i, since=round(since, 3), **({"byzantine": byzantine} if byzantine else {}))
 
     async def heights(self, nodes: list[int]) -> dict[int, int]:
         statuses = await asyncio.gather(*(self.cluster.status(i) for i in nodes))
@@ -110,6 +112,9 @@ class Scenario:
     observers: int = 0  # observer nodes (indices n, n+1, ...): stopped until the schedule starts them
     byzantine_start: dict[int, str] = field(default_factory=dict)  # node -> mode, from the cluster's start
     clock_start: dict[int, int] = field(default_factory=dict)  # node -> clock_offset_ms, from the start
+    # Its timeline records every action of its schedule, with the targets: a trace of it can
+    # be replayed (faults/replay.py). Not so for schedules that also send, vote or fuzz.
+    replayable: bool = False
 
 
 # --- schedules --------------------------------------------------------------------------
@@ -205,7 +210,7 @@ async def delay_drop(ctx: Ctx) -> None:
     heavy = LinkFault(drop_p=0.3, delay_ms=80, jitter_ms=80)
     chosen = ctx.rng.sample(pairs, k=max(1, len(pairs) // 3))
     ctx.history.fault("heavier on some links", links=[f"{a}->{b}" for a, b in chosen], drop_p=heavy.drop_p,
-                      delay_ms=heavy.delay_ms)
+                      delay_ms=heavy.delay_ms, jitter_ms=heavy.jitter_ms)
     ctx.cluster.proxies.set_many(chosen, heavy)
     await ctx.sleep(ctx.duration * 0.3)
     ctx.cluster.proxies.heal()
@@ -708,20 +713,24 @@ async def data_loss(ctx: Ctx) -> None:
 # --- the registry -----------------------------------------------------------------------
 def _registry() -> dict[str, Scenario]:
     items = [
-        Scenario("baseline", "no faults: load only", baseline),
-        Scenario("kill-restart", "repeated kill -9 and restart of one replica", kill_restart_one),
-        Scenario("kill-primary", "kill -9 the primary under load, restart it later", kill_primary),
-        Scenario("pause", "SIGSTOP the primary, SIGCONT; then the same to a follower", pause_primary_then_follower),
-        Scenario("isolate", "blackhole every link of one follower, then heal", isolate_node),
+        Scenario("baseline", "no faults: load only", baseline, replayable=True),
+        Scenario("kill-restart", "repeated kill -9 and restart of one replica", kill_restart_one, replayable=True),
+        Scenario("kill-primary", "kill -9 the primary under load, restart it later", kill_primary,
+                 replayable=True),
+        Scenario("pause", "SIGSTOP the primary, SIGCONT; then the same to a follower", pause_primary_then_follower,
+                 replayable=True),
+        Scenario("isolate", "blackhole every link of one follower, then heal", isolate_node, replayable=True),
         Scenario("partition", "partition into a minority holding the primary and a majority", partition_minority,
-                 nodes=5),
-        Scenario("one-way", "cut the primary -> follower direction only", one_way_cut),
-        Scenario("delay-drop", "delay (with jitter) and drop frames on every link", delay_drop),
-        Scenario("restart-all", "kill -9 every node and restart; then SIGTERM every node and restart", restart_all),
+                 nodes=5, replayable=True),
+        Scenario("one-way", "cut the primary -> follower direction only", one_way_cut, replayable=True),
+        Scenario("delay-drop", "delay (with jitter) and drop frames on every link", delay_drop, replayable=True),
+        Scenario("restart-all", "kill -9 every node and restart; then SIGTERM every node and restart", restart_all,
+                 replayable=True),
         Scenario("crash-majority", "more than t nodes crashed (the primary among them), then restarted",
-                 crash_majority),
+                 crash_majority, replayable=True),
         Scenario("double-spend", "same nonce, two different transfers, sent at once to two nodes", double_spend),
-        Scenario("crash-loop", "kill -9 during block commits, `verify` clean after each, restart", crash_loop),
+        Scenario("crash-loop", "kill -9 during block commits, `verify` clean after each, restart", crash_loop,
+                 replayable=True),
         Scenario("junk-flood", f"{FLOOD_SENDERS} accounts without tokens send 16 KiB junk calls as fast as "
                  "they can", junk_flood, unfunded=FLOOD_SENDERS),
         Scenario("insider-fuzz", "a bookkeeper's key sends crafted, signed consensus and sync messages of every "
@@ -747,7 +756,8 @@ def _registry() -> dict[str, Scenario]:
     for mode in (m for m in BYZANTINE_MODES if m != "drop-log"):
         for t in (1, 2):
             items.append(Scenario(f"byzantine-{mode}-t{t}", f"the primary turns Byzantine ({mode}), t = {t}",
-                                  byzantine(mode), nodes=2 * t + 1, byzantine_node="primary"))
+                                  byzantine(mode), nodes=2 * t + 1, byzantine_node="primary",
+                                  replayable=True))
     items.append(Scenario("fuzz-rpc", "hypothesis-generated bad JSON-RPC input against a running node",
                           _runs_elsewhere, kind="fuzz"))
     items.append(Scenario("fuzz-p2p", "hypothesis-generated bad p2p input (strangers and a valid peer key)",
