@@ -8,7 +8,8 @@ against its state root, extends what is known to h + activation_distance. `Sched
 takes those steps one at a time: each step's header must be certified by the set that the
 steps before it established. A step may not skip ahead: a skipped stretch could hold a
 change, and the keys it removed could then sign a whole other history (the long-range
-problem every BFT light client has).
+problem every BFT light client has). So a walk to height H takes (H - 1) // distance steps,
+however few the changes (docs/consensus.md gives the bound and what would lower it).
 
 A `WalkStep` is the evidence of one step: the header at height k * activation_distance,
 its certificate with the finality proof, and the state-trie nodes proving the schedule's
