@@ -10,14 +10,15 @@ from pathlib import Path
 
 import msgpack
 import pytest
+import rlp
 
-from chain import Block, BlockHeader, Transaction
+from chain import Block, BlockHeader, CommitCertificate, Transaction, Vote
 from chain.certificate import commit_message
 from chain.types import EMPTY_TRIE_ROOT
 from consensus import ConsensusConfig, Rejected, Replica, Send, Suspected, message_from_wire
 from consensus.admission import DecodeBudget, role_refusal, wire_refusal
 from consensus.errors import RejectReason
-from consensus.messages import Commit, Prepare, RecentBlocks, Suspect
+from consensus.messages import Commit, Final, Message, Prepare, RecentBlocks, Suspect, ViewChange
 from consensus.simulation import CHAIN_ID, CLOCK_EPOCH_MS, FakeLedger
 from consensus.storage import INITIAL_STATE
 from crypto import KeyPair
@@ -57,7 +58,7 @@ def _replica(index: int, budget: DecodeBudget | None = None) -> tuple[Replica, F
     return replica, ledger
 
 
-def _wire(message: Prepare | Suspect, key: KeyPair) -> dict:
+def _wire(message: Message, key: KeyPair) -> dict:
     """Signed and through msgpack, as the node's p2p reader hands it over."""
     return msgpack.unpackb(msgpack.packb(message.signed(key).to_wire(), use_bin_type=True), raw=False)
 
@@ -161,3 +162,27 @@ def test_a_primarys_block_over_its_decode_budget_is_dropped_not_suspected():
     # Its retransmission a second later fits the refilled bucket: the follower votes.
     actions = follower.on_message(0, message_from_wire(_wire(prepare, KEYS[0]), N), 1_010, CLOCK_EPOCH_MS + 1_010)
     assert [a.message.TYPE for a in actions if isinstance(a, Send)] == [Commit.TYPE]
+
+
+def _forged_certificate(view: int) -> bytes:
+    """The shape of a real certificate (t + 1 votes of the group), signatures forged."""
+    return rlp.encode(CommitCertificate(view, [Vote(0, bytes(64)), Vote(1, bytes(64))], []))
+
+
+def test_a_final_is_refused_on_its_forged_certificate_before_its_block_is_decoded(big_block, no_block_decoding):
+    replica, _ = _replica(1)
+    final = Final(sender=2, height=1, block_hash=bytes(32), certificate=_forged_certificate(0), block=big_block)
+    wire = _wire(final, KEYS[2])
+    assert wire_refusal(wire, 1, N, T) is None  # FINAL has no view: the replica decides
+    actions = replica.on_message(2, message_from_wire(wire, N), 10, CLOCK_EPOCH_MS)
+    assert [a.reason for a in actions if isinstance(a, Rejected)] == [RejectReason.BAD_CERTIFICATE]
+
+
+def test_a_view_change_outside_a_view_change_is_not_decoded(big_block, no_block_decoding):
+    view_change = ViewChange(sender=2, view=0, final_height=0, final_hash=bytes(32), final_certificate=b"",
+                             entry_view=0, entry_block=big_block, entry_certificate=_forged_certificate(0))
+    wire = _wire(view_change, KEYS[2])
+    assert wire_refusal(wire, 2, N, T) is RejectReason.NOT_ADDRESSED  # node 2 is outside view 0
+    replica, _ = _replica(0)  # a member of view 0, in its normal state: nothing to select
+    assert wire_refusal(wire, 0, N, T) is None
+    assert replica.on_message(2, message_from_wire(wire, N), 10, CLOCK_EPOCH_MS) == []
