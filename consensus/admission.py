@@ -17,14 +17,18 @@ The rules of that order live here:
   a copy of the block it already holds is recognised by its bytes, a FINAL's certificate
   and finality proof are checked before its block is decoded, and a VIEW-CHANGE or VC-FINAL
   is checked only by a member in a view change, once per sender and view.
-- `DecodeBudget`: what is still decoded costs the peer that sent it, in bytes per second
-  (a token bucket per peer, `[consensus] decode_bytes_per_s` and `decode_burst_bytes`):
-  even the primary of a view, or a peer asked for blocks by block sync, cannot make this
-  node spend more than that on decoding. A block decoded before (consensus/messages.py
-  RECENT_BLOCKS) costs nothing. Over budget, the message is dropped and counted
-  (`RejectReason.DECODE_BUDGET`), never a disconnect: an honest primary's retransmission
-  gets through once its bucket refills, and a primary that is over budget for ever stalls
-  its view, which its followers suspect as they would a slow one.
+- `DecodeBudget`: what is still decoded is charged to the peer that sent it, in bytes per
+  second (a token bucket per peer, `[consensus] decode_bytes_per_s` and
+  `decode_burst_bytes`), and given back when the block turns out to be of use (a proposal
+  that executes, a final block, a certified log entry, blocks sync applies): those are the
+  chain's own work, bounded by the protocol (one per height or view) and by execution,
+  which costs more than decoding. So what the budget bounds is decoding for nothing: even
+  the primary of a view, or a peer asked for blocks by block sync, cannot make this node
+  spend more than that on blocks that are invalid, forged or not the next. A block decoded
+  before (consensus/messages.py RECENT_BLOCKS) costs nothing. Over budget, the message is
+  dropped and counted (`RejectReason.DECODE_BUDGET`), never a disconnect: a primary's
+  retransmission gets through once its bucket refills, and a primary over budget for ever
+  stalls its view, which its followers suspect as they would a slow one.
 """
 
 from __future__ import annotations
@@ -96,3 +100,9 @@ class DecodeBudget:
         while len(self._buckets) > BUDGET_PEERS_MAX:
             self._buckets.popitem(last=False)
         return allowed
+
+    def give_back(self, peer: bytes, size: int) -> None:
+        """Return `size` bytes taken from `peer`: what they paid for was of use."""
+        if peer in self._buckets:
+            held, at = self._buckets[peer]
+            self._buckets[peer] = (min(self.burst_bytes, held + size), at)

@@ -131,6 +131,7 @@ class CommonCase(ReplicaCore):
             self._check_block(entry.block)
         except LedgerError as exc:
             raise Suspicion(RejectReason.INVALID_BLOCK, f"invalid block: {exc}") from exc
+        self._block_of_use(proposal)
         my_vote = self._vote(self.view, height, entry.block_hash)
         self.vs.votes = {primary: vote, self._index: my_vote}
         if self._t == 1:
@@ -318,6 +319,7 @@ class CommonCase(ReplicaCore):
             actions.append(Rejected(message.sender, RejectReason.INVALID_BLOCK,
                                     f"certified block fails: {exc}"))
             return
+        self._block_of_use(message)
         self._finalize(block, certificate, actions)
 
     def _final_block_of(self, message: Final) -> Block | None:

@@ -58,12 +58,12 @@ class ConsensusConfig:
     # XFT §4.4 (docs/consensus.md "Fault detection"): VC-CONFIRM after VC-FINAL, state loss and
     # forks named with proofs. Off: the view change is one round shorter and detects nothing.
     fault_detection: bool = True
-    # Bytes of blocks one peer may make this node decode per second (consensus/admission.py): a
-    # token bucket per peer, of blocks in its consensus messages and in the block sync answers
-    # it was asked for. Over it a message is dropped and counted (rejected reason
-    # decode-budget). A 400 tx/s chain sends ~66 KB/s of blocks and a node catching up applies
-    # ~300 KB/s; decoding runs at 1.3-6.5 MiB/s on two shared cores, so one peer gets at most
-    # 10-40 % of one.
+    # Bytes of blocks one peer may make this node decode for nothing, per second
+    # (consensus/admission.py): a token bucket per peer, charged for the blocks in its consensus
+    # messages and in the block sync answers it was asked for, given back for each that is of
+    # use (executes, is final, certifies a log entry, is applied). Over it a message is dropped
+    # and counted (rejected reason decode-budget). Decoding runs at 1.3-6.5 MiB/s of small
+    # transactions on two shared cores, so a peer sending junk gets at most 10-40 % of one.
     decode_bytes_per_s: int = field(default=512 << 10, metadata={"min": 1})
     # The bucket's size: at least genesis block_bytes_max plus the frame envelope (checked at
     # start), so the largest block an honest primary may propose always fits.

@@ -209,6 +209,8 @@ class ReplicaCore:
         self._input: tuple[int, int] | None = None
         self._decode_budget = decode_budget or DecodeBudget(config.decode_bytes_per_s,
                                                             config.decode_burst_bytes)
+        # The last decode charged: (message, peer key, bytes), given back by `_block_of_use`.
+        self._charged: tuple[Message, bytes, int] | None = None
         self._final_message: tuple[tuple[int, bool], Message] | None = None
         # Proven faults (XFT §4.4), one proof per accused and kind: at most 2n, for the
         # epoch's life (the node keeps its own record for RPC across epochs).
@@ -390,6 +392,7 @@ class ReplicaCore:
             peer, now_ms = self._input
             if not self._decode_budget.take(self._bookkeepers[peer], cost, now_ms):
                 raise OverBudget(f"{message.TYPE}: a block of {cost} bytes from bookkeeper {peer}")
+            self._charged = (message, self._bookkeepers[peer], cost)
         try:
             block = message.decoded_block(name)
             if block is not None:
@@ -397,6 +400,14 @@ class ReplicaCore:
         except (DecodeError, InvalidMessage) as exc:
             raise Suspicion(RejectReason.BAD_BLOCK, f"undecodable block: {exc}") from exc
         return block
+
+    def _block_of_use(self, message: Message) -> None:
+        """The block just decoded for `message` is of use (a proposal that executes, a final
+        block, a certified log entry): the chain's own work, given back to its sender's
+        budget (consensus/admission.py)."""
+        charged, self._charged = self._charged, None
+        if charged is not None and charged[0] is message:
+            self._decode_budget.give_back(charged[1], charged[2])
 
     def _stash_future(self, message: Message) -> None:
         """Hold a message of a later view, undecoded, for when this replica gets there: one

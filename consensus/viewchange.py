@@ -148,6 +148,7 @@ class ViewChanging(ReplicaCore):
         if certificate.view != vc.entry_view or vc.entry_view >= view or \
                 entry.height != vc.final_height + 1:
             raise Suspicion(RejectReason.BAD_VIEW_CHANGE, f"log entry of {vc.sender} does not fit")
+        self._block_of_use(vc)
 
     def _on_view_change(self, message: ViewChange, now_ms: int,
                         actions: list[Action]) -> None:

@@ -62,6 +62,7 @@ from consensus import (
     Send,
     Suspected,
     SyncAction,
+    SyncRejected,
     SyncSend,
     ViewChanged,
     message_from_wire,
@@ -549,7 +550,11 @@ class Node:
             if self.state_sync is not None and not isinstance(decoded_sync, SyncRequest):
                 return  # no block to follow before the snapshot's state is here
             height_before = self.chain.height
-            self._send_sync(self.sync.on_message(peer, decoded_sync, now))
+            sync_actions = self.sync.on_message(peer, decoded_sync, now)
+            if isinstance(decoded_sync, SyncResponse) and not any(isinstance(a, SyncRejected) for a in sync_actions):
+                # Blocks applied (or held already): the chain's own work, not the peer's to pay.
+                self.decode_budget.give_back(peer, sum(map(len, decoded_sync.blocks)))
+            self._send_sync(sync_actions)
             if self.chain.height != height_before:
                 self._follow_epoch()
                 if self.replica is not None:
@@ -580,7 +585,8 @@ class Node:
 
     def _sync_refusal(self, peer: bytes, message: dict[str, Any], now: int) -> RejectReason | None:
         """Blocks this node did not ask `peer` for are not decoded; those it asked for are
-        charged to the peer's decode budget first (consensus/admission.py)."""
+        charged to the peer's decode budget first, and given back once applied
+        (consensus/admission.py)."""
         if not self.sync.expects(peer):
             return RejectReason.UNSOLICITED
         blocks = message.get("blocks")

@@ -15,7 +15,7 @@ import rlp
 from chain import Block, BlockHeader, CommitCertificate, Transaction, Vote
 from chain.certificate import commit_message
 from chain.types import EMPTY_TRIE_ROOT
-from consensus import ConsensusConfig, Rejected, Replica, Send, Suspected, message_from_wire
+from consensus import ConsensusConfig, Rejected, Replica, Send, Suspected, message_from_wire, messages
 from consensus.admission import DecodeBudget, role_refusal, wire_refusal
 from consensus.errors import RejectReason
 from consensus.messages import Commit, Final, Message, Prepare, RecentBlocks, Suspect, ViewChange
@@ -40,6 +40,12 @@ def big_block() -> bytes:
     raw = Block(header, [tx.copy(nonce=k) for k in range(24_000)], []).encoded()
     assert len(raw) >= BIG_BYTES_MIN
     return raw
+
+
+@pytest.fixture(autouse=True)
+def fresh_recent_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No block decoded by another test is known here (a known one costs nothing)."""
+    monkeypatch.setattr(messages, "RECENT_BLOCKS", RecentBlocks(count_max=16, bytes_max=32 << 20))
 
 
 @pytest.fixture
@@ -162,6 +168,25 @@ def test_a_primarys_block_over_its_decode_budget_is_dropped_not_suspected():
     # Its retransmission a second later fits the refilled bucket: the follower votes.
     actions = follower.on_message(0, message_from_wire(_wire(prepare, KEYS[0]), N), 1_010, CLOCK_EPOCH_MS + 1_010)
     assert [a.message.TYPE for a in actions if isinstance(a, Send)] == [Commit.TYPE]
+    # A block of use (it executes: the follower voted) is the chain's work: given back.
+    assert budget.take(KEYS[0].public_key, len(raw), 1_010)
+
+
+def test_an_invalid_proposal_is_charged_and_a_valid_one_given_back():
+    proposer = FakeLedger(None)
+    proposer.mempool[b"tx"] = None
+    block = proposer.propose(1, 0, 0, CLOCK_EPOCH_MS + 1)
+    assert block is not None
+    bad = block.copy(header=block.header.copy(state_root=bytes(32)))  # does not execute
+    budget = DecodeBudget(rate_bytes_per_s=1, burst_bytes=10 * len(block.encoded()))
+    for candidate, charged in ((block, False), (bad, True)):
+        follower, _ = _replica(1, budget)
+        vote = KEYS[0].sign(commit_message(CHAIN_ID, 0, 1, candidate.hash))
+        prepare = Prepare(sender=0, view=0, height=1, block=candidate.encoded(), vote=vote)
+        follower.on_message(0, message_from_wire(_wire(prepare, KEYS[0]), N), 10, CLOCK_EPOCH_MS + 10)
+        left = budget.burst_bytes - len(candidate.encoded()) * charged
+        assert budget.take(KEYS[0].public_key, left, 10) and not budget.take(KEYS[0].public_key, 1, 10)
+        budget.give_back(KEYS[0].public_key, budget.burst_bytes)
 
 
 def _forged_certificate(view: int) -> bytes:
