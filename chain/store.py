@@ -227,8 +227,9 @@ class ChainStore:
     def append(self, block: Block, nodes: dict[bytes, bytes],
                also: Callable[[lmdb.Transaction], None] | None = None) -> None:
         """Persist `block` as the new head with every trie node it created, atomically;
-        `also` writes what must commit with it (the consensus record of the replica that
-        finalized it) in the same transaction."""
+        `also` writes what must commit with it in the same transaction: the consensus
+        record of the replica that finalized it, the mempool journal's entries of its
+        transactions (each would cost a durable write of its own on the critical path)."""
         head = self.head_height()
         assert (head is None and block.number == 0) or block.number == (head or 0) + 1, (
             f"append of height {block.number} on head {head}"

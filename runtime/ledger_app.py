@@ -7,9 +7,12 @@ import logging
 import time
 from collections.abc import Callable
 
+import lmdb
+
 from chain import Block, TxReason, UnknownBlock
 from chain.chain import Chain
 from chain.execution import ExecutedBlock
+from chain.journal import MempoolJournal
 from chain.mempool import Mempool
 from consensus import LmdbStorage, StoredState
 
@@ -19,11 +22,12 @@ FinalHook = Callable[[ExecutedBlock], None]
 
 
 class LedgerApp:
-    def __init__(self, chain: Chain, mempool: Mempool, consensus_storage: LmdbStorage, *, empty_blocks: bool,
-                 build_ms_max: int) -> None:
+    def __init__(self, chain: Chain, mempool: Mempool, consensus_storage: LmdbStorage, journal: MempoolJournal, *,
+                 empty_blocks: bool, build_ms_max: int) -> None:
         self.chain = chain
         self.mempool = mempool
         self.consensus_storage = consensus_storage  # in the chain store's environment
+        self.journal = journal  # likewise
         self.empty_blocks = empty_blocks
         self.build_ms_max = build_ms_max
         self.on_final: list[FinalHook] = []
@@ -74,9 +78,18 @@ class LedgerApp:
 
     def finalize(self, block: Block, state: StoredState | None = None) -> None:
         """Append `block` as the final head; with the finalizing replica's `state` (a
-        `Finalize` action) written in the same store transaction. Block sync passes none."""
-        also = None if state is None else lambda txn: self.consensus_storage.put(txn, state)
+        `Finalize` action) and the removal of the mempool journal's entries of its
+        transactions in the same store transaction: one durable write per final block
+        (chain/journal.py says why). Block sync passes no state."""
+        hashes = [tx.hash for tx in block.transactions]
+
+        def also(txn: lmdb.Transaction) -> None:
+            if state is not None:
+                self.consensus_storage.put(txn, state)
+            self.journal.forget_in(txn, hashes)
+
         executed = self.chain.append(block, also)
+        self.journal.forgotten(hashes)
         self._last_final = block
         self.mempool.remove_committed(list(block.transactions), self.chain.head_state())
         for hook in self.on_final:

@@ -172,7 +172,8 @@ class Node:
         # consensus messages) and block sync (its answers): consensus/admission.py.
         self.decode_budget = DecodeBudget(self.consensus_config.decode_bytes_per_s,
                                           self.consensus_config.decode_burst_bytes)
-        self.app = LedgerApp(self.chain, self.mempool, self.consensus_storage,
+        self.journal = MempoolJournal(self.store.env)
+        self.app = LedgerApp(self.chain, self.mempool, self.consensus_storage, self.journal,
                              empty_blocks=self.consensus_config.empty_blocks, build_ms_max=config.block_build_ms_max)
         self.snapshots = SnapshotFiles(config.data_dir / "snapshots", config.snapshot)
         self.collector = StateCollector(self.store, config.snapshot.prune_nodes_per_write_max)
@@ -192,7 +193,6 @@ class Node:
         self.peer_heights: dict[bytes, int] = {}  # final heights peers announced
         self._traced_kinds: set[str] = set()  # peer message kinds whose error traceback was logged
         self.relay = TxRelay(config.relay, config.mempool.txs_max)
-        self.journal = MempoolJournal(self.store.env)
         # relayed transactions waiting for admission: (peer, hash, raw), bounded in count and
         # bytes (config.relay.backlog_*_max); hashes kept apart to drop copies undecoded
         self.backlog: deque[tuple[bytes, bytes, bytes]] = deque()
@@ -869,7 +869,6 @@ class Node:
         block = executed.block
         now = time.monotonic()
         self.relay.left(tx.hash for tx in block.transactions)
-        self.journal.forget(tx.hash for tx in block.transactions)
         for tx in block.transactions:
             since = self.pending_since.pop(tx.hash, None)
             if since is not None:

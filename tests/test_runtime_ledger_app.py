@@ -6,8 +6,10 @@ import time
 from pathlib import Path
 
 import pytest
+import rlp
 
 from chain import Transaction
+from chain.journal import MempoolJournal
 from chain.mempool import Mempool, MempoolLimits
 from consensus import LmdbStorage
 from contracts.addresses import TOKEN
@@ -25,7 +27,8 @@ def app(tmp_path: Path) -> LedgerApp:
     for sender in dev.accounts:
         mempool.add(Transaction.create(sender, chain_id=genesis.chain_id, nonce=0, to=TOKEN, method="transfer",
                                        args=[key(999).address, 1]), dev.chain.head_state())
-    return LedgerApp(dev.chain, mempool, LmdbStorage(dev.chain.store.env), empty_blocks=False, build_ms_max=100)
+    return LedgerApp(dev.chain, mempool, LmdbStorage(dev.chain.store.env), MempoolJournal(dev.chain.store.env),
+                     empty_blocks=False, build_ms_max=100)
 
 
 def _clock_that_jumps(step_s: float):
@@ -49,3 +52,48 @@ def test_the_budget_stops_a_block_that_costs_too_much_cpu(app: LedgerApp, monkey
     monkeypatch.setattr(time, "thread_time", _clock_that_jumps(0.03))  # 30 ms of CPU per look
     block = app.propose(1, view=0, proposer=0, clock_ms=1_700_000_001_000)
     assert block is not None and 0 < len(block.transactions) < PENDING
+
+
+class CountingEnv:
+    """The store's LMDB environment, counting its write transactions (each one an fsync)."""
+
+    def __init__(self, env) -> None:
+        self.env = env
+        self.writes = 0
+
+    def begin(self, *args, **kwargs):
+        self.writes += bool(kwargs.get("write"))
+        return self.env.begin(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+
+def test_a_final_block_takes_its_journal_entries_in_its_own_write(app: LedgerApp) -> None:
+    """LedgerApp.finalize: one durable write per final block, the journal's deletions in it
+    (they were a second write, a second fsync on every block cycle's critical path)."""
+    block = app.propose(1, view=0, proposer=0, clock_ms=1_700_000_001_000)
+    assert block is not None
+    kept = b"\x07" * 32  # acknowledged, not in this block
+    app.journal.record([(tx.hash, rlp.encode(tx)) for tx in block.transactions] + [(kept, b"raw")])
+    counting = CountingEnv(app.chain.store.env)
+    app.chain.store.env = counting
+    app.finalize(block)
+    assert counting.writes == 1
+    assert len(app.journal) == 1
+    assert app.journal.entries() == [(kept, b"raw")]
+    assert len(MempoolJournal(counting.env)) == 1  # read back from disk: the deletions are durable
+
+
+def test_a_journal_deletion_in_an_aborted_write_leaves_the_entries_held(app: LedgerApp) -> None:
+    journal = app.journal
+    journal.record([(b"\x01" * 32, b"one"), (b"\x02" * 32, b"two")])
+    env = app.chain.store.env
+    with pytest.raises(RuntimeError), env.begin(write=True) as txn:
+        journal.forget_in(txn, [b"\x01" * 32])
+        raise RuntimeError("the block's write fails")
+    assert len(journal) == 2 and len(journal.entries()) == 2
+    with env.begin(write=True) as txn:
+        journal.forget_in(txn, [b"\x01" * 32])
+    journal.forgotten([b"\x01" * 32])
+    assert journal.entries() == [(b"\x02" * 32, b"two")] and len(journal) == 1
