@@ -6,13 +6,15 @@ default). For t = 1 and t = 2, on one cluster each, the links set per case:
 
 - throughput: a closed loop of `--txs` transfers (bench.load, in a process of its own: the
   proxies run in this one) -> committed tx/s;
-- latency: an open loop at half that rate for `--seconds` -> commit latency p50 / p99;
+- latency: an open loop at half that rate (or at `--rate`, the same for every case: what
+  compares two builds of the node on a machine whose load moves) for `--seconds` -> commit
+  latency p50 / p99;
 - recovery: SIGKILL of the primary, one transfer to the survivors -> the first final block
   of a higher view (bench.consensus.one_kill), then the node restarts and catches up;
 
 and the same on the same cluster with healthy links first (the loopback reference).
 
-    python -m bench.wan --rtt-ms 20,50,100 --loss 0,0.01 [--t 1,2] [--txs 3000] [--seconds 10] --json OUT
+    python -m bench.wan --rtt-ms 20,50,100 --loss 0,0.01 [--t 1,2] [--txs 3000] [--seconds 10] [--rate TPS] --json OUT
 
 Goals (issue 15, at 50 ms RTT): p50 <= 3 RTT + 50 ms at half the saturating load;
 throughput >= 80 % of the loopback figure; recovery <= 2 delta + 3 RTT + 1 s. Each case is
@@ -97,10 +99,10 @@ async def load_elsewhere(cluster: FaultCluster, txs: int, rate: float | None, pr
 
 
 async def measure_case(cluster: FaultCluster, senders: list[KeyPair], txs: int, seconds: float,
-                       trial: int, progress: bool) -> dict[str, Any]:
+                       fixed_rate: float | None, trial: int, progress: bool) -> dict[str, Any]:
     urls = [cluster.url(i) for i in range(cluster.nodes)]
     closed = await load_elsewhere(cluster, txs, None, progress)
-    rate = max(1.0, round(closed["tps"] * LATENCY_SHARE))
+    rate = fixed_rate or max(1.0, round(closed["tps"] * LATENCY_SHARE))
     opened = await load_elsewhere(cluster, max(1, int(rate * seconds)), rate, progress)
     async with Poller(urls) as poller:
         recovery = await one_kill(KillTarget(urls, cluster.processes, senders), poller, trial)
@@ -138,9 +140,10 @@ def judge(case: dict[str, Any], loopback_tps: float, rtt_ms: int, delta_ms: int)
             "recovery_met": recovery is not None and recovery <= aim["recovery_s_max"]}
 
 
-def run_t(t: int, rtts: list[int], losses: list[float], txs: int, seconds: float, use_netns: bool,
-          work: Path, progress: bool, saved: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """The cases of one t; `saved(out)` after each, so a run cut short keeps what it measured."""
+def run_t(t: int, rtts: list[int], losses: list[float], txs: int, seconds: float, rate: float | None,
+          use_netns: bool, work: Path, progress: bool, saved: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """The cases of one t; `saved(out)` after each, so a run cut short keeps what it measured.
+    `rate`: the open loop's, for every case (None: half the case's closed-loop throughput)."""
     nodes = 2 * t + 1
     consensus = TIMING_PRESETS[PRESET]
     hosts = netns.Hosts(nodes) if use_netns else None
@@ -157,14 +160,14 @@ def run_t(t: int, rtts: list[int], losses: list[float], txs: int, seconds: float
                 raise RuntimeError("the nodes never connected")
             senders = cluster.accounts[:senders_needed(txs)]
             say(f"[wan] t = {t}: loopback reference (healthy links)", progress)
-            reference = await measure_case(cluster, senders, txs, seconds, 0, progress)
+            reference = await measure_case(cluster, senders, txs, seconds, rate, 0, progress)
             out["loopback"] = reference
             saved(out)
             for k, (rtt, loss) in enumerate((r, lo) for r in rtts for lo in losses):
                 set_links(cluster, rtt, loss)
                 say(f"[wan] t = {t}: RTT {rtt} ms, loss {loss:.1%}", progress)
                 started = time.monotonic()
-                case = await measure_case(cluster, senders, txs, seconds, k + 1, progress)
+                case = await measure_case(cluster, senders, txs, seconds, rate, k + 1, progress)
                 case.update(rtt_ms=rtt, loss=loss, wall_s=round(time.monotonic() - started, 1),
                             judged=judge(case, reference["throughput_tps"], rtt, consensus["delta_ms"]))
                 out["cases"].append(case)
@@ -196,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--t", default="1,2", help="fault thresholds to run, comma-separated (n = 2t+1)")
     parser.add_argument("--txs", type=int, default=3_000, help="transfers of each closed-loop (throughput) run")
     parser.add_argument("--seconds", type=float, default=10, help="length of each open-loop (latency) run")
+    parser.add_argument("--rate", type=float, help="the open loop's rate in tx/s for every case "
+                        "(default: half the case's closed-loop throughput, the issue's goal)")
     parser.add_argument("--loopback", action="store_true", help="all nodes on loopback even where namespaces work")
     parser.add_argument("--json", type=Path, help="write the result here")
     parser.add_argument("--quiet", action="store_true")
@@ -206,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     use_netns = reason is None
     say(f"[wan] nodes {'in network namespaces' if use_netns else f'on loopback ({reason})'}", not args.quiet)
     result: dict[str, Any] = {"machine": {**machine(), "load_1m_at_start": round(load_average(), 2)},
-                              "rtt_ms": rtts, "loss": losses, "txs": args.txs, "seconds": args.seconds, "runs": []}
+                              "rtt_ms": rtts, "loss": losses, "txs": args.txs, "seconds": args.seconds,
+                              "rate": args.rate, "runs": []}
     def saved(run: dict[str, Any]) -> None:
         result["runs"] = [r for r in result["runs"] if r["t"] != run["t"]] + [run]
         result["machine"]["load_1m_at_end"] = round(load_average(), 2)
@@ -217,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupted)  # `timeout` stops a run: the clusters are stopped, namespaces removed
     with tempfile.TemporaryDirectory(prefix="gridchain-wan-") as work:
         for t in (int(v) for v in args.t.split(",") if v):
-            saved(run_t(t, rtts, losses, args.txs, args.seconds, use_netns, Path(work), not args.quiet, saved))
+            saved(run_t(t, rtts, losses, args.txs, args.seconds, args.rate, use_netns, Path(work), not args.quiet,
+                        saved))
     print(json.dumps([{"t": run["t"], "loopback_tps": run["loopback"]["throughput_tps"],
                        "cases": [{k: c[k] for k in ("rtt_ms", "loss", "throughput_tps", "latency_ms")}
                                  | {"recovery_s": c["recovery"]["seconds"], "judged": c["judged"]}
