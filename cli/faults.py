@@ -59,6 +59,8 @@ def cmd_faults(args: argparse.Namespace) -> int:
         print(summary(entry), flush=True)
         if args.json:
             _write(args.json, report)
+            if not entry["passed"] and SCENARIOS[name].replayable:
+                print(f"   replay it: python node.py faults --replay {args.json} --scenario {name}", flush=True)
     passed = sum(1 for e in report["scenarios"] if e["passed"])
     report["passed"] = passed == len(report["scenarios"])
     print(f"\n{passed} of {len(report['scenarios'])} scenarios passed")

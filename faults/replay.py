@@ -193,6 +193,15 @@ def trace_of(entry: dict[str, Any]) -> Trace:
                  int(entry.get("iterations", 50)), tuple(events))
 
 
+TRACE_FIELDS = ("name", "seed", "duration_s", "clients", "rate", "iterations", "timeline")
+
+
+def trace_text(entry: dict[str, Any]) -> str:
+    """What a replay reads of a report entry, as one line of JSON: printed for a failed
+    run where only the output survives (a CI log), to be saved and given to --replay."""
+    return json.dumps({key: entry[key] for key in TRACE_FIELDS if key in entry}, separators=(",", ":"))
+
+
 def load_traces(path: Path, names: list[str] | None = None) -> list[Trace]:
     """The traces of a report file (or of one entry of it), those of `names` only if given."""
     try:

@@ -17,7 +17,7 @@ import pytest
 
 from faults import run_scenario
 from faults.history import History
-from faults.replay import NotReplayable, load_traces, replay, replay_schedule, replayed, trace_of
+from faults.replay import NotReplayable, load_traces, replay, replay_schedule, replayed, trace_of, trace_text
 from faults.scenarios import Ctx
 
 pytestmark = pytest.mark.timeout(300)
@@ -66,6 +66,14 @@ def test_a_report_file_gives_the_traces_of_the_scenarios_asked_for(tmp_path: Pat
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(NotReplayable, match="bad.json"):
         load_traces(tmp_path / "bad.json")
+
+
+def test_the_one_line_trace_a_failed_run_prints_replays_like_its_report_entry(tmp_path: Path) -> None:
+    entry = {**_entry(), "invariants": {"no_fork": {"passed": False, "detail": "..."}}, "passed": False}
+    line = trace_text(entry)
+    assert "\n" not in line and "invariants" not in line
+    (tmp_path / "trace.json").write_text(line + "\n")
+    assert load_traces(tmp_path / "trace.json") == [trace_of(entry)]
 
 
 class _Proxies:

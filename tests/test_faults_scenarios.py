@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from faults import SCENARIOS, run_scenario, summary
+from faults.replay import trace_text
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -22,6 +23,9 @@ CRASH_LOOP_KILLS = 3
 
 def _check(entry: dict) -> None:
     print(summary(entry))
+    if not entry["passed"] and SCENARIOS[entry["name"]].replayable:  # a CI log keeps only the output
+        print("trace of this run (save the next line as trace.json; python node.py faults --replay trace.json):")
+        print(trace_text(entry))
     assert "error" not in entry, entry.get("traceback")
     invariants = entry["invariants"]
     for name, verdict in invariants.items():
