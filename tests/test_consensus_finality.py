@@ -12,9 +12,9 @@ import pytest
 import rlp
 
 from chain import Block, CommitCertificate, InvalidCertificate, Vote, decode
-from chain.certificate import final_message, synchronous_group, verify_finality
+from chain.certificate import commit_message, final_message, synchronous_group, verify_finality
 from chain.epochs import Epoch
-from consensus import BadBlock, BlockSync, Finalize, Rejected, SyncConfig, SyncRejected
+from consensus import BadBlock, BlockSync, Finalize, Persist, Rejected, SyncConfig, SyncRejected, ViewChanged
 from consensus.errors import RejectReason
 from consensus.messages import Final, ViewChange
 from consensus.replica import Suspicion
@@ -203,3 +203,27 @@ def test_withhold_commit_mode_forks_only_its_own_ledger_and_its_sync_is_refused(
     actions = sync.on_message(BYZANTINE, answer[0].message, sim.now)
     assert ledger.final_height() == 0
     assert [a.reason for a in actions if isinstance(a, SyncRejected)] == [BadBlock.NOT_FINAL]
+
+
+def test_a_final_block_of_a_later_view_is_stored_with_the_record_of_that_view() -> None:
+    """A Finalize carries the record its block makes true, for the node to write in the
+    block's own transaction: the log empty below the new head and, for a block certified in
+    a later view, that view (a crash can no longer leave a replica in the old view on it)."""
+    sim = Simulation(t=1, seed=50)
+    ledger = sim.nodes[0].ledger
+    ledger.mempool[b"tx-later-view"] = None
+    block = ledger.propose(1, 1, 1, sim.clock_ms(1))  # view 1 = (1, 2): bookkeeper 0 is passive
+    assert block is not None
+    votes = [Vote(m, sim.nodes[m].key.sign(commit_message(CHAIN_ID, 1, 1, block.hash))) for m in (1, 2)]
+    certificate = CommitCertificate(1, votes, [_sign_final(sim, 1, 1, 1, block.hash)])
+    final = Final(sender=1, height=1, block_hash=block.hash, certificate=rlp.encode(certificate),
+                  block=rlp.encode(block)).signed(sim.nodes[1].key)
+    replica = sim.nodes[0].replica
+    assert replica.view == 0
+    actions = replica.on_message(1, final, sim.now, sim.clock_ms(0))
+    finalize = [a for a in actions if isinstance(a, Finalize)]
+    assert [a.block.number for a in finalize] == [1] and list(finalize[0].block.certificate) == [certificate]
+    assert (finalize[0].state.view, finalize[0].state.normal, finalize[0].state.entry) == (1, True, None)
+    assert not any(isinstance(a, Persist) for a in actions), "the record goes with the block, in no write of its own"
+    assert ViewChanged(1) in actions[actions.index(finalize[0]):]
+    assert ledger.final_height() == 0, "the replica stores nothing itself: the node carries out the action"
