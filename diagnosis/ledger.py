@@ -66,6 +66,9 @@ class Ledger(Protocol):
     async def storage(self, contract: Address, key: bytes) -> ProvenValue:
         """The contract storage slot, proven (UnprovenState when the proof does not check)."""
 
+    async def storage_many(self, slots: Sequence[tuple[Address, bytes]]) -> list[ProvenValue]:
+        """Several slots proven against one header, in about the time of one read."""
+
     async def transaction_outcome(self, tx_hash: bytes) -> tuple[int, BlockHeader]:
         """(receipt status, header) of a transaction, both proven."""
 
@@ -100,6 +103,9 @@ class RpcLedger:
 
     async def storage(self, contract: Address, key: bytes) -> ProvenValue:
         return await self.light.storage(contract, key)
+
+    async def storage_many(self, slots: Sequence[tuple[Address, bytes]]) -> list[ProvenValue]:
+        return await self.light.storage_many(slots)
 
     async def transaction_outcome(self, tx_hash: bytes) -> tuple[int, BlockHeader]:
         return await self.light.transaction_outcome(tx_hash)
@@ -221,6 +227,10 @@ class LocalLedger:
         except InvalidProof as exc:
             raise UnprovenState(str(exc)) from exc
         return ProvenValue(value_from_bytes(raw) if raw else None, proof.header)
+
+    async def storage_many(self, slots: Sequence[tuple[Address, bytes]]) -> list[ProvenValue]:
+        # no await between the reads: no block comes in between, one header proves them all
+        return [await self.storage(contract, key) for contract, key in slots]
 
     async def transaction_outcome(self, tx_hash: bytes) -> tuple[int, BlockHeader]:
         tx_proof = prove_transaction(self.local.chain, tx_hash)

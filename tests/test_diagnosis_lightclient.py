@@ -15,6 +15,7 @@ import pytest
 import rlp
 
 from chain.proofs import prove_state
+from client import Reply
 from contracts.addresses import TOKEN
 from contracts.token import _escrow_key
 from diagnosis.lightclient import LightClient, StaleState, TrustAnchor, UnprovenState
@@ -27,6 +28,14 @@ ESCROW_ID = b"\x05" * 32
 @dataclass
 class FakeRpc:
     node: FakeNode
+    batches: int = 0
+    forge_key: bool = False  # answer every call of a batch with the proof of its first key
+
+    async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Reply]:
+        self.batches += 1
+        first = calls[0][1]
+        return [Reply(result=await self.call(method, *(first if self.forge_key else params)))
+                for method, params in calls]
 
     async def call(self, method: str, *params: Any) -> Any:
         assert method == "proof_state"
@@ -121,3 +130,20 @@ def test_concurrent_reads_past_the_genesis_sets_reach_walk_the_schedule_together
 
     assert [proven.value for proven in asyncio.run(reads())] == [None] * 4
     assert light.stats.rejected == 0
+
+
+def test_several_slots_are_proven_against_one_header_in_one_batch(escrow_chain: DevChain) -> None:
+    """A receiver's facts in one read: the escrow as it was at block 1 and the owner's
+    account slot, both against the same certified header, their proofs in one batch; a
+    batch answering one slot's proof for another is refused."""
+    dev = escrow_chain
+    node = FakeNode(dev, 1)
+    light = _light(dev, node)
+    escrow = (TOKEN, _escrow_key(dev.accounts[0].address, ESCROW_ID))
+    absent = (TOKEN, _escrow_key(dev.accounts[0].address, b"\x06" * 32))
+    held, missing = asyncio.run(light.storage_many([escrow, absent]))
+    assert held.value == [dev.accounts[0].address, 100] and missing.value is None
+    assert held.header.number == missing.header.number == 1 and node.rpc.batches == 1
+    node.rpc.forge_key = True
+    with pytest.raises(UnprovenState, match="another key"):
+        asyncio.run(light.storage_many([escrow, absent]))
