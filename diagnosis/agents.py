@@ -23,30 +23,43 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from client import Receipt, TransactionFailed
+from client import ClientError, Receipt, TransactionFailed
 from client.contracts import ContractCall, Dsc, Registry
-from contracts.registry_records import Member as MemberEntry
 from crypto import Address, KeyPair, bls, keccak256
 from crypto.counters import OpCounter, OpCounts, attribute_to
 from crypto.paillier import PaillierPrivateKey, PaillierPublicKey
-from diagnosis.authorise import Facts, authorise
-from diagnosis.channel import BadPayload, Courier, Inbox, Payload, RemoteRejection
+from diagnosis.authorise import authorise
+from diagnosis.channel import (
+    ACCEPTED,
+    ANSWER_WAIT_S,
+    BadPayload,
+    Courier,
+    DeliveryPending,
+    Inbox,
+    Payload,
+    RemoteRejection,
+)
 from diagnosis.directory import ChainDirectory
-from diagnosis.errors import MalformedMessage, MessageRejected, Refusal, Refused
+from diagnosis.errors import MalformedMessage, MessageRejected, Refusal, Refused, RejectReason
 from diagnosis.ledger import Ledger
 from diagnosis.lightclient import UnprovenState
 from diagnosis.message import Opener, SealedMessage, seal
 from diagnosis.protocol import CREW, DEVICE, PHONE, RULE_OF_KIND, SUPPLIER, VENDOR, Rule
-from diagnosis.store import AgentStore
+from diagnosis.store import PENDING, AgentStore, Verdict
 
 REGISTRY_ROLE_LABELS = {"device": DEVICE, "vendor": VENDOR, "supplier": SUPPLIER, "smartphone": PHONE,
                         "crew": CREW}
 POOL_PREFILL = 8  # r^N values computed when a peer's key is first resolved (off the hot path)
-ACCEPTED_STEPS_MAX = 65_536  # (request, kind) pairs remembered to refuse a repeated step
+INBOX_UNDECIDED_MAX = 1_024  # messages held and not yet decided, per agent: beyond, `inbox_full`
+DELIVERY_PATIENCE_S = 60.0  # a send waits this long for the receiver's verdict; then the reaction tries later
+DELIVERY_POLL_S = 1.0  # between posts of the same copy while the receiver decides
+# a rejection the sender's key as last proven may cause (it rekeyed, or registered since)
+KEY_REASONS = (RejectReason.UNKNOWN_SENDER, RejectReason.BAD_SIGNATURE, RejectReason.SENDER_KEY_INVALID)
 
 
 def now_ms() -> int:
@@ -125,6 +138,16 @@ class Tally:
         return [e for e in self.events if e.request == request_id]
 
 
+@dataclass(frozen=True)
+class _Opening:
+    """A received message's open so far: the operations counted, the seconds they took, the
+    sender's BLS key sigma verified with (None until then)."""
+
+    counter: OpCounter
+    seconds: float
+    key: bytes | None
+
+
 class Agent:
     role = ""
 
@@ -137,12 +160,14 @@ class Agent:
         self.tally = tally
         self.inbox = Inbox(self._receive)
         self.courier = Courier()
-        self._accepted_steps: set[tuple[int, str]] = set()
         self.refusals: dict[Refusal, int] = {}
         self.sealed: dict[str, int] = {}  # messages sealed / opened, by kind (/metrics)
         self.opened: dict[str, int] = {}
-        self.store: AgentStore | None = None  # a service's on-disk state (diagnosis/services.py)
+        self.duplicates = 0  # posts of a copy already held (a sender asking for the verdict)
+        # its state; a service gives it the one on disk (diagnosis/services.py)
+        self.store = AgentStore(Path(":memory:"))
         self.on_accepted: Callable[[Payload], None] | None = None
+        self._deciding: dict[bytes, asyncio.Task[Verdict]] = {}  # message hash -> its decision
 
     @property
     def address(self) -> bytes:
@@ -150,6 +175,14 @@ class Agent:
 
     async def start(self) -> None:
         await self.inbox.start()
+        self.resume_inbox()
+
+    def resume_inbox(self) -> None:
+        """Decide what the store holds undecided (an earlier life was killed meanwhile)."""
+        for data, arrival_ms in self.store.undecided():
+            message = SealedMessage.decode(data)
+            if message.hash not in self._deciding:
+                self._decide_later(message, arrival_ms, None)
 
     def endpoint_call(self) -> ContractCall:
         """The transaction that publishes this agent's inbox in the registry."""
@@ -158,6 +191,12 @@ class Agent:
 
     async def stop(self) -> None:
         await self.inbox.stop()
+        deciding = list(self._deciding.values())
+        for task in deciding:
+            task.cancel()
+        for task in deciding:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.courier.close()
         await self.ledger.close()
 
@@ -167,15 +206,14 @@ class Agent:
         restart the store still has what the process did before)."""
         event = Event(kind, self.role, self.name, step, request_id, now_ms(), detail)
         self.tally.add(event)
-        if self.store is not None:
-            self.store.add_event(event.to_json())
+        self.store.add_event(event.to_json())
 
     def _ops(self, payload: Payload, peer: bytes, counterpart: str, operation: str, counter: OpCounter,
-             started: float) -> None:
+             seconds: float) -> None:
         counts: OpCounts = counter.snapshot()
         self.record("ops", payload.step, payload.request_id,
                     {"counterpart": counterpart, "peer": "0x" + peer.hex(), "operation": operation,
-                     **counts.as_dict(), "ms": round((time.perf_counter() - started) * 1000, 3)})
+                     **counts.as_dict(), "ms": round(seconds * 1000, 3)})
 
     def seal_for(self, payload: Payload, receiver: bytes, receiver_key: PaillierPublicKey,
                  counterpart: str, timestamp_ms: int | None = None) -> SealedMessage:
@@ -184,7 +222,7 @@ class Agent:
             sealed = seal(payload.to_bytes(), recipient_paillier_public=receiver_key, sender_id=self.address,
                           receiver_id=receiver, sender_bls_key=self.identity.bls_key,
                           timestamp_ms=now_ms() if timestamp_ms is None else timestamp_ms)
-        self._ops(payload, receiver, counterpart, "seal", counter, started)
+        self._ops(payload, receiver, counterpart, "seal", counter, time.perf_counter() - started)
         self.sealed[payload.kind] = self.sealed.get(payload.kind, 0) + 1
         return sealed
 
@@ -201,85 +239,187 @@ class Agent:
 
     async def deliver(self, to: bytes, sealed: SealedMessage, payload: Payload | None = None,
                       counterpart: str = "") -> str:
-        """POST to the receiver's published endpoint; a connection failure re-reads the
-        endpoint once (it may have moved) before giving up. RemoteRejection when the
-        receiver refuses."""
+        """POST to the receiver's published endpoint until it decides: the same bytes again
+        while it answers `pending` or does not answer (it knows them by their hash: never a
+        second message), for at most DELIVERY_PATIENCE_S, then DeliveryPending (the caller
+        sends the same copy again later). A connection failure re-reads the endpoint once
+        (it may have moved). RemoteRejection when the receiver refuses."""
         detail = {"to": "0x" + to.hex(), "to_role": counterpart, "hash": "0x" + sealed.hash.hex(),
                   "kind": payload.kind if payload else "raw", "bytes": len(sealed.encode())}
         self.record("unicast", payload.step if payload else "", payload.request_id if payload else 0, detail)
+        data = sealed.encode()
         url = await self.directory.endpoint(to)
-        try:
-            return await self.courier.deliver(url, sealed.encode())
-        except aiohttp.ClientConnectionError:
-            return await self.courier.deliver(await self.directory.endpoint(to, refresh=True), sealed.encode())
+        moved = False
+        patience_ends = time.monotonic() + DELIVERY_PATIENCE_S
+        while True:
+            try:
+                return await self.courier.deliver(url, data)
+            except (DeliveryPending, TimeoutError) as exc:  # before ClientConnectionError: a timeout is both
+                if time.monotonic() >= patience_ends:
+                    raise DeliveryPending(f"no verdict in {DELIVERY_PATIENCE_S:g} s") from exc
+            except aiohttp.ClientConnectionError:
+                if moved:
+                    raise
+                moved = True
+                url = await self.directory.endpoint(to, refresh=True)
+                continue
+            await asyncio.sleep(DELIVERY_POLL_S)
 
     # receiving ---------------------------------------------------------------------------
-    async def _receive(self, data: bytes) -> SealedMessage:
+    async def _receive(self, data: bytes) -> tuple[SealedMessage, Verdict]:
+        """POST /sealed. What needs no proof is checked at once (the Opener's checks, sigma
+        against the sender's key as last proven: a sender never seen is proven first) and
+        an authentic message is held in the store before the answer; the proven facts are
+        read and the message decided after (`_decide`). The answer is the verdict if it
+        comes within ANSWER_WAIT_S, else `pending`: a receiver slow to prove never makes
+        its sender time out, give up and seal the step again. The same bytes again get the
+        verdict (or the wait for it), whatever their age."""
+        arrival = now_ms()
         try:
             message = SealedMessage.decode(data)
         except MalformedMessage:
-            self.opener.open_bytes(data, now_ms=now_ms())  # counts and raises `malformed`
+            self.opener.open_bytes(data, now_ms=arrival)  # counts and raises `malformed`
             raise
+        known = self.store.verdict(message.hash)
+        if known is not None:
+            return message, await self._again(message.hash, known)
+        if self.store.undecided_count() >= INBOX_UNDECIDED_MAX:
+            full = MessageRejected(RejectReason.INBOX_FULL, f"{INBOX_UNDECIDED_MAX} messages undecided")
+            self.opener.count(full)
+            raise self._rejected(full, message)
+        counter = OpCounter()
+        started = time.perf_counter()
+        if self.directory.cached(message.sender_id) is not None:
+            try:
+                with attribute_to(counter):
+                    self.opener.authenticate(message, now_ms=arrival, count=False)
+            except MessageRejected as exc:
+                if exc.reason not in KEY_REASONS:
+                    self.opener.count(exc)
+                    raise self._rejected(exc, message) from exc
+            else:
+                return message, await self._hold(message, data, arrival, counter, time.perf_counter() - started)
         try:
-            entry = await self.directory.resolve(message.sender_id)
+            await self.directory.resolve(message.sender_id)
         except UnprovenState as exc:
             raise self._refuse(Refused(Refusal.UNPROVEN_STATE, str(exc))) from exc
-        counterpart = REGISTRY_ROLE_LABELS.get(entry.role, entry.role) if entry else "unknown"
-        counter, started = OpCounter(), time.perf_counter()
+        known = self.store.verdict(message.hash)  # held meanwhile, by a post of the same bytes
+        if known is not None:
+            return message, await self._again(message.hash, known)
+        started = time.perf_counter()
         try:
             with attribute_to(counter):
-                opened = self.opener.open(message, now_ms=now_ms())
+                self.opener.authenticate(message, now_ms=arrival)
         except MessageRejected as exc:
-            self.record("reject", "", 0, {"reason": str(exc.reason), "from": "0x" + message.sender_id.hex()})
-            raise
-        try:
-            payload = Payload.from_bytes(opened.plaintext)
-        except BadPayload as exc:
-            raise self._refuse(Refused(Refusal.BAD_PAYLOAD, str(exc))) from exc
-        self._ops(payload, opened.sender_id, counterpart, "open", counter, started)
-        self.opened[payload.kind] = self.opened.get(payload.kind, 0) + 1
-        try:
-            await self._authorise(payload, opened.sender_id, entry)
-        except Refused as exc:
-            raise self._refuse(exc, payload) from exc
-        except UnprovenState as exc:
-            raise self._refuse(Refused(Refusal.UNPROVEN_STATE, str(exc)), payload) from exc
-        if self.store is not None:  # the service acts on it, after a restart too
-            self.store.log_message(message.hash, "received", payload.request_id, payload.kind, opened.sender_id,
-                                   opened.timestamp_ms)
-            inbox = self.store.request(payload.request_id).get("inbox", {})
-            self.store.update(payload.request_id, inbox={**inbox, payload.kind: payload.body})
-        if self.on_accepted is not None:
-            self.on_accepted(payload)
-        return message
+            raise self._rejected(exc, message) from exc
+        return message, await self._hold(message, data, arrival, counter, time.perf_counter() - started)
 
-    async def _authorise(self, payload: Payload, sender: Address, sender_entry: MemberEntry | None) -> None:
-        """Read by proof what the message's rule needs, check it (diagnosis.authorise),
-        and refuse a step this agent already accepted for the request."""
+    async def _hold(self, message: SealedMessage, data: bytes, arrival: int, counter: OpCounter,
+                    seconds: float) -> Verdict:
+        self.store.hold(message.hash, data, arrival)
+        self._decide_later(message, arrival, _Opening(counter, seconds, self.directory.bls_key(message.sender_id)))
+        return await self._answer(message.hash)
+
+    async def _again(self, message_hash: bytes, known: Verdict) -> Verdict:
+        """The same bytes again (a sender asking for the verdict, or a replay: either way
+        nothing is done twice)."""
+        self.duplicates += 1
+        return known if known.verdict != PENDING else await self._answer(message_hash)
+
+    async def _answer(self, message_hash: bytes) -> Verdict:
+        task = self._deciding.get(message_hash)
+        if task is not None:
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(asyncio.shield(task), ANSWER_WAIT_S)
+        return self.store.verdict(message_hash) or Verdict(PENDING)
+
+    def _decide_later(self, message: SealedMessage, arrival_ms: int, opening: _Opening | None) -> None:
+        task = asyncio.create_task(self._decide(message, arrival_ms, opening))
+        self._deciding[message.hash] = task
+        task.add_done_callback(lambda _: self._deciding.pop(message.hash, None))
+
+    async def _decide(self, message: SealedMessage, arrival_ms: int, opening: _Opening | None) -> Verdict:
+        """Decrypt, prove the facts, authorise; the verdict goes to the store with what an
+        accepted message changes (its step, its log entry, the request's inbox), at once."""
+        payload: Payload | None = None
+        try:
+            if opening is None:  # held by an earlier life: authenticated again, by a key proven now
+                await self.directory.resolve(message.sender_id)
+                opening = _Opening(OpCounter(), 0.0, None)
+                started = time.perf_counter()
+                with attribute_to(opening.counter):
+                    self.opener.authenticate(message, now_ms=arrival_ms)
+                opening = _Opening(opening.counter, time.perf_counter() - started,
+                                   self.directory.bls_key(message.sender_id))
+            started = time.perf_counter()
+            with attribute_to(opening.counter):
+                opened = self.opener.decrypt(message)
+            payload = Payload.from_bytes(opened.plaintext)
+            entry = self.directory.cached(message.sender_id)
+            counterpart = REGISTRY_ROLE_LABELS.get(entry.role, entry.role) if entry else "unknown"
+            self._ops(payload, message.sender_id, counterpart, "open", opening.counter,
+                      opening.seconds + time.perf_counter() - started)
+            self.opened[payload.kind] = self.opened.get(payload.kind, 0) + 1
+            await self._authorise(payload, message.sender_id, opening.key)
+            verdict = self._accept(message, payload)
+        except MessageRejected as exc:
+            self._rejected(exc, message)
+            verdict = Verdict(str(exc.reason), exc.detail)
+        except BadPayload as exc:
+            verdict = self._refusal(Refused(Refusal.BAD_PAYLOAD, str(exc)))
+        except Refused as exc:
+            verdict = self._refusal(exc, payload)
+        except (UnprovenState, ClientError, OSError, TimeoutError) as exc:  # facts not proven: the sender tries anew
+            verdict = self._refusal(Refused(Refusal.UNPROVEN_STATE, f"{type(exc).__name__}: {exc}"), payload)
+        if verdict.verdict != ACCEPTED:
+            self.store.decide(message.hash, verdict, now_ms())
+        elif self.on_accepted is not None and payload is not None:
+            self.on_accepted(payload)
+        return verdict
+
+    def _accept(self, message: SealedMessage, payload: Payload) -> Verdict:
+        """Its step (once per request and kind, across restarts), its log entry and the
+        request's inbox, with the verdict, in one store transaction."""
+        once = RULE_OF_KIND.get(payload.kind) is not Rule.OWN_DEVICE_IN_WARRANTY
+        with self.store.transaction():
+            if once and not self.store.accept_step(payload.request_id, payload.kind):
+                held = self.store.held_hash(payload.request_id, payload.kind)
+                refused = Refused(Refusal.STEP_REPEATED,
+                                  f"{payload.kind} of request {payload.request_id} already accepted", held)
+            else:
+                refused = None
+                self.store.log_message(message.hash, "received", payload.request_id, payload.kind,
+                                       message.sender_id, message.timestamp_ms)
+                inbox = self.store.request(payload.request_id).get("inbox", {})
+                self.store.update(payload.request_id, inbox={**inbox, payload.kind: payload.body})
+                self.store.decide(message.hash, Verdict(ACCEPTED), now_ms())
+        if refused is not None:
+            verdict = self._refusal(refused, payload)
+            self.store.decide(message.hash, verdict, now_ms())
+            return verdict
+        return Verdict(ACCEPTED)
+
+    async def _authorise(self, payload: Payload, sender: Address, verified_key: bytes | None) -> None:
+        """Read by proof, in one batch against one header, what the message's rule needs
+        and the sender's record (still the key sigma was checked with), and check them
+        (diagnosis.authorise)."""
         rule = RULE_OF_KIND.get(payload.kind)
-        request = header = sender_device = own = None
-        if rule is not Rule.OWN_DEVICE_IN_WARRANTY:
-            request, _ = await self.directory.request(payload.request_id)
-        if rule in (Rule.BOUND_DEVICE, Rule.OWN_DEVICE_IN_WARRANTY) or (
-                rule is Rule.REQUESTER_TO_ASSIGNED and request is not None and request.in_warranty):
-            sender_device, header = await self.directory.device(sender)
-        if rule is Rule.ASSIGNED_TO_OWN_CREW:
-            own = await self.directory.resolve(self.address)
-        authorise(payload.kind, payload.step, sender, self.address,
-                  Facts(request, sender_entry, sender_device, own, header))
-        if rule is Rule.OWN_DEVICE_IN_WARRANTY:
-            return
-        repeated = Refused(Refusal.STEP_REPEATED, f"{payload.kind} of request {payload.request_id} already accepted")
-        if self.store is not None:  # remembered across restarts
-            if not self.store.accept_step(payload.request_id, payload.kind):
-                raise repeated
-            return
-        step = (payload.request_id, payload.kind)
-        if step in self._accepted_steps:
-            raise repeated
-        if len(self._accepted_steps) >= ACCEPTED_STEPS_MAX:
-            self._accepted_steps.clear()  # requests that old are closed: the request check refuses them
-        self._accepted_steps.add(step)
+        facts = await self.directory.facts(
+            sender, None if rule is Rule.OWN_DEVICE_IN_WARRANTY else payload.request_id,
+            # a fault's sender's device record matters in warranty only: read it anyway, in the same batch
+            rule in (Rule.BOUND_DEVICE, Rule.OWN_DEVICE_IN_WARRANTY, Rule.REQUESTER_TO_ASSIGNED),
+            self.address if rule is Rule.ASSIGNED_TO_OWN_CREW else None)
+        if facts.sender is None or not facts.sender.active or facts.sender.bls_key != verified_key:
+            raise Refused(Refusal.SENDER_CHANGED, f"0x{sender.hex()} is revoked or rekeyed")
+        authorise(payload.kind, payload.step, sender, self.address, facts)
+
+    def _rejected(self, exc: MessageRejected, message: SealedMessage) -> MessageRejected:
+        self.record("reject", "", 0, {"reason": str(exc.reason), "from": "0x" + message.sender_id.hex()})
+        return exc
+
+    def _refusal(self, refused: Refused, payload: Payload | None = None) -> Verdict:
+        self._refuse(refused, payload)
+        return Verdict(str(refused.reason), refused.detail, refused.held or b"")
 
     def _refuse(self, refused: Refused, payload: Payload | None = None) -> RemoteRejection:
         self.refusals[refused.reason] = self.refusals.get(refused.reason, 0) + 1

@@ -32,7 +32,7 @@ class Facts:
     sender: MemberEntry | None  # the sender's member record
     sender_device: DeviceEntry | None  # the sender's device record, when the sender is a device
     own: MemberEntry | None  # the receiver's own member record (a crew's registrar)
-    header: BlockHeader | None  # the header the device record was proven against
+    header: BlockHeader | None  # the header these facts were proven against
 
 
 def _hex(address: bytes) -> str:

@@ -8,8 +8,14 @@ confidentiality is the receiver's Paillier key (hybrid encryption), authenticity
 integrity the sender's BLS signature checked against the key the registry holds for the
 sender (read through a verified state proof), freshness the timestamp T and the replay
 cache of the receiver's `Opener`. The reply tells the sender whether the receiver accepted
-the message (200 with its hash) or why it refused it (400 with the reason): a refusal is
-visible to the sender and counted by the receiver.
+the message (200 with its hash), why it refused it (400 with the reason: a refusal is
+visible to the sender and counted by the receiver), or that the message is authentic, held
+in the receiver's durable inbox and not yet decided (202): the receiver answers once the
+checks it can make without the network are done and decides what needs proven chain state
+after, so a slow proof never outlasts the sender's wait. The sender learns the verdict by
+posting the same bytes again, which the receiver recognises by their hash (before the
+freshness check: a copy held, then decided, is answered whatever its age); a new seal of
+a step already accepted is `step_repeated`, with the hash of the copy the receiver holds.
 
 The plaintext inside every sealed message is a `Payload`: canonical JSON naming the DSC
 request, the step label of `diagnosis.protocol` and the kind of message, and its body.
@@ -29,10 +35,15 @@ from aiohttp import web
 from diagnosis.errors import DiagnosisError, MessageRejected, RejectReason
 from diagnosis.message import SEALED_MESSAGE_BYTES_MAX, SealedMessage
 from diagnosis.protocol import MESSAGES
+from diagnosis.store import PENDING, Verdict
 
 PAYLOAD_BYTES_MAX = 64 << 10
 SEND_TIMEOUT_S = 20
+# a receiver waits this long for its verdict before answering 202: well inside the
+# sender's SEND_TIMEOUT_S, however late a loaded loop wakes
+ANSWER_WAIT_S = 5.0
 KINDS = tuple(m.kind for m in MESSAGES)
+ACCEPTED = "accepted"  # a Verdict's word for a message the receiver acts on
 STEP_LABEL_CHARS_MAX = 16
 
 
@@ -50,12 +61,18 @@ class BadPayload(DiagnosisError):
 
 
 class RemoteRejection(DiagnosisError):
-    """The receiver refused the message; `reason` is its RejectReason or application code."""
+    """The receiver refused the message; `reason` is its RejectReason or application code,
+    `held` (step_repeated) the hash of the copy it accepted before."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: str, detail: str = "", held: bytes = b"") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+        self.held = held
+
+
+class DeliveryPending(DiagnosisError):
+    """The receiver holds the message and has not decided yet: post the same bytes again."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +105,7 @@ class Payload:
         return payload
 
 
-Handler = Callable[[bytes], Awaitable[SealedMessage]]
+Handler = Callable[[bytes], Awaitable[tuple[SealedMessage, Verdict]]]
 
 
 class Inbox:
@@ -129,11 +146,16 @@ class Inbox:
     async def _post(self, request: web.Request) -> web.Response:
         data = await request.read()
         try:
-            message = await self._handler(data)
+            message, verdict = await self._handler(data)
         except MessageRejected as exc:
             return web.json_response({"rejected": str(exc.reason), "detail": exc.detail}, status=400)
         except RemoteRejection as exc:
             return web.json_response({"rejected": exc.reason, "detail": exc.detail}, status=400)
+        if verdict.verdict == PENDING:
+            return web.json_response({"pending": "0x" + message.hash.hex()}, status=202)
+        if verdict.verdict != ACCEPTED:
+            return web.json_response({"rejected": verdict.verdict, "detail": verdict.detail,
+                                      **({"held": "0x" + verdict.held.hex()} if verdict.held else {})}, status=400)
         return web.json_response({"accepted": "0x" + message.hash.hex()})
 
 
@@ -146,14 +168,20 @@ class Courier:
         self.local_host = local_host
 
     async def deliver(self, url: str, data: bytes) -> str:
+        """One POST: the accepted hash; RemoteRejection (refused), DeliveryPending (202),
+        TimeoutError (no answer in SEND_TIMEOUT_S)."""
         if self._session is None:
             connector = aiohttp.TCPConnector(local_addr=(self.local_host, 0)) if self.local_host else None
             self._session = aiohttp.ClientSession(connector=connector,
                                                   timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT_S))
         async with self._session.post(url, data=data) as response:
             reply = await response.json(content_type=None)
+        if response.status == 202:
+            raise DeliveryPending(str(reply.get("pending", "")))
         if response.status != 200:
-            raise RemoteRejection(str(reply.get("rejected", response.status)), str(reply.get("detail", "")))
+            held = str(reply.get("held", ""))
+            raise RemoteRejection(str(reply.get("rejected", response.status)), str(reply.get("detail", "")),
+                                  bytes.fromhex(held[2:]) if held.startswith("0x") else b"")
         return str(reply["accepted"])
 
     async def close(self) -> None:
@@ -162,4 +190,5 @@ class Courier:
             self._session = None
 
 
-__all__ = ["BadPayload", "Courier", "Inbox", "is_loopback", "Payload", "RejectReason", "RemoteRejection"]
+__all__ = ["ACCEPTED", "BadPayload", "Courier", "DeliveryPending", "Inbox", "is_loopback", "Payload", "RejectReason",
+           "RemoteRejection"]

@@ -23,6 +23,7 @@ from contracts.registry_records import Device as DeviceEntry
 from contracts.registry_records import Member as MemberEntry
 from crypto import Address
 from crypto.paillier import PaillierPublicKey
+from diagnosis.authorise import Facts
 from diagnosis.errors import DiagnosisError
 from diagnosis.ledger import Ledger
 from diagnosis.lightclient import UnprovenState
@@ -61,6 +62,32 @@ class ChainDirectory:
         entry = _entry(MemberEntry, proven.value)
         self._members[member_id] = entry
         return entry
+
+    async def facts(self, sender: Address, request_id: int | None, sender_device: bool,
+                    own: Address | None) -> Facts:
+        """What a receiver needs to decide one message, proven against one header in one
+        batch of proofs: the sender's member record (refreshed in the cache the Opener
+        reads), the request when one is named, the sender's device record and the
+        receiver's own record when asked."""
+        slots = [(REGISTRY, registry_records.member_key(sender))]
+        if request_id is not None:
+            slots.append((DSC, dsc_records.request_key(request_id)))
+        if sender_device:
+            slots.append((REGISTRY, registry_records.device_key(sender)))
+        if own is not None:
+            slots.append((REGISTRY, registry_records.member_key(own)))
+        proven = iter(await self.ledger.storage_many(slots))
+        first = next(proven)
+        member = _entry(MemberEntry, first.value)
+        self._members[sender] = member
+        request = _entry(Request, next(proven).value) if request_id is not None else None
+        device = _entry(DeviceEntry, next(proven).value) if sender_device else None
+        own_entry = _entry(MemberEntry, next(proven).value) if own is not None else None
+        return Facts(request, member, device, own_entry, first.header)
+
+    def cached(self, member_id: Address) -> MemberEntry | None:
+        """The member record as last proven (None: never read, or absent)."""
+        return self._members.get(member_id)
 
     async def device(self, device_id: Address) -> tuple[DeviceEntry | None, BlockHeader]:
         """The registry's device record and the header it was proven against."""

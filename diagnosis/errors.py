@@ -35,6 +35,7 @@ class RejectReason(StrEnum):
     STALE = "stale"
     REPLAY = "replay"
     REPLAY_CACHE_FULL = "replay_cache_full"
+    INBOX_FULL = "inbox_full"  # an agent's inbox holds its limit of messages still being decided
     BAD_SIGNATURE = "bad_signature"
     UNDECRYPTABLE = "undecryptable"
 
@@ -54,6 +55,7 @@ class Refusal(StrEnum):
 
     BAD_PAYLOAD = "bad_payload"
     UNPROVEN_STATE = "unproven_state"
+    SENDER_CHANGED = "sender_changed"  # revoked or rekeyed between sigma's check and the proven facts
     UNKNOWN_REQUEST = "unknown_request"
     REQUEST_NOT_ACTIVE = "request_not_active"
     WRONG_STEP = "wrong_step"
@@ -70,9 +72,12 @@ class Refusal(StrEnum):
 
 
 class Refused(DiagnosisError):
-    """A well-formed, authentic message the protocol does not allow here."""
+    """A well-formed, authentic message the protocol does not allow here. `held`, for
+    `step_repeated`: the hash of the copy of that step the receiver accepted before (its
+    sender, the only one the step allows, logs that hash)."""
 
-    def __init__(self, reason: Refusal, detail: str = "") -> None:
+    def __init__(self, reason: Refusal, detail: str = "", held: bytes | None = None) -> None:
         super().__init__(f"{reason}: {detail}" if detail else str(reason))
         self.reason = reason
         self.detail = detail
+        self.held = held

@@ -11,6 +11,8 @@ C, so the concatenation is unambiguous.
 a counted `RejectReason`: the sender is a registered member with a BLS key (through the
 caller's `MemberDirectory`), the receiver id is its own, T is within the freshness window,
 the message was not seen before, the signature verifies (eq. 2); then it decrypts (eq. 7).
+`authenticate` and `decrypt` are the two halves, for a receiver that answers the sender
+once the first is done (diagnosis/agents.py).
 
 A SealedMessage is an rlp record; its hash, keccak256 of the encoding, goes on chain.
 """
@@ -196,48 +198,67 @@ class Opener:
     def open(self, message: SealedMessage, *, now_ms: int) -> OpenedMessage:
         """Run the checks of Section V step 3 in order; MessageRejected names the first
         that fails."""
+        self.authenticate(message, now_ms=now_ms)
+        return self.decrypt(message)
+
+    def authenticate(self, message: SealedMessage, *, now_ms: int, count: bool = True) -> None:
+        """Everything but the decryption, no I/O (the directory answers from what it
+        proved before): a sender with a BLS key, the receiver id, T within the window, not
+        seen before, then sigma (eq. 2), the one costly check. `now_ms` is
+        when the message arrived: a receiver that decides later judges T at arrival.
+        `count=False` leaves a rejection uncounted (a caller about to retry with a fresher
+        key); an accepted message enters the replay cache either way."""
         self._clock_ms = max(self._clock_ms, now_ms)
         public_key = self._directory.bls_key(message.sender_id)
         if public_key is None:
-            raise self._reject(RejectReason.UNKNOWN_SENDER, message.sender_id.hex())
+            raise self._reject(RejectReason.UNKNOWN_SENDER, message.sender_id.hex(), count)
         if message.receiver_id != self.own_id:
-            raise self._reject(RejectReason.WRONG_RECEIVER, message.receiver_id.hex())
-        self._check_fresh(message.timestamp_ms)
-        self._check_unseen(message.hash)
+            raise self._reject(RejectReason.WRONG_RECEIVER, message.receiver_id.hex(), count)
+        self._check_fresh(message.timestamp_ms, count)
+        self._check_unseen(message.hash, count)
         try:
             bls.verify(public_key, message.signing_payload(), message.signature,
                        backend=self._bls_backend)
         except BadKey as exc:
-            raise self._reject(RejectReason.SENDER_KEY_INVALID, str(exc)) from exc
+            raise self._reject(RejectReason.SENDER_KEY_INVALID, str(exc), count) from exc
         except BadSignature as exc:
-            raise self._reject(RejectReason.BAD_SIGNATURE, str(exc)) from exc
+            raise self._reject(RejectReason.BAD_SIGNATURE, str(exc), count) from exc
+        self._replay.add(message.hash, message.timestamp_ms)
+
+    def decrypt(self, message: SealedMessage) -> OpenedMessage:
+        """eq. (7), for a message `authenticate` let through."""
         try:
             plaintext = hybrid_decrypt(
                 self._paillier, message.ciphertext,
                 _header(message.receiver_id, message.sender_id, message.timestamp_ms))
         except BadCiphertext as exc:
             raise self._reject(RejectReason.UNDECRYPTABLE, str(exc)) from exc
-        self._replay.add(message.hash, message.timestamp_ms)
         self.opened += 1
         return OpenedMessage(message.sender_id, message.receiver_id, message.timestamp_ms,
                              plaintext, message.hash)
 
-    def _check_fresh(self, timestamp_ms: int) -> None:
+    def _check_fresh(self, timestamp_ms: int, count: bool) -> None:
         # |now - T| within the window: T guards against replay (step 2), and a far-future T
         # would outlive its replay-cache entry.
         if abs(self._clock_ms - timestamp_ms) > self.freshness_window_ms:
             raise self._reject(RejectReason.STALE,
                                f"T={timestamp_ms} now={self._clock_ms} "
-                               f"window={self.freshness_window_ms} ms")
+                               f"window={self.freshness_window_ms} ms", count)
 
-    def _check_unseen(self, message_hash: Hash32) -> None:
+    def _check_unseen(self, message_hash: Hash32, count: bool) -> None:
         self._replay.evict_older_than(self._clock_ms - self.freshness_window_ms)
         if message_hash in self._replay:
-            raise self._reject(RejectReason.REPLAY, message_hash.hex())
+            raise self._reject(RejectReason.REPLAY, message_hash.hex(), count)
         if self._replay.is_full():
             raise self._reject(RejectReason.REPLAY_CACHE_FULL,
-                               f"{self._replay.entries_max} live entries")
+                               f"{self._replay.entries_max} live entries", count)
 
-    def _reject(self, reason: RejectReason, detail: str) -> MessageRejected:
-        self.rejections[reason] += 1
+    def count(self, rejection: MessageRejected) -> None:
+        """Count a rejection `authenticate(count=False)` raised, once the caller keeps it
+        (or one of the caller's own, such as a full inbox)."""
+        self.rejections[rejection.reason] += 1
+
+    def _reject(self, reason: RejectReason, detail: str, count: bool = True) -> MessageRejected:
+        if count:
+            self.rejections[reason] += 1
         return MessageRejected(reason, detail)

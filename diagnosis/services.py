@@ -53,6 +53,7 @@ from diagnosis import protocol as proto
 from diagnosis.agents import Agent, CrewAgent, DeviceAgent, DiagnosisNodeAgent, SmartphoneAgent, now_ms
 from diagnosis.channel import Payload, RemoteRejection
 from diagnosis.errors import DiagnosisError, Refusal
+from diagnosis.message import SealedMessage
 from diagnosis.protocol import CREW, DEVICE, NODE, PHONE
 from diagnosis.store import AgentStore
 from vm import fixedpoint
@@ -128,6 +129,7 @@ class Service:
 
     async def run(self) -> None:
         """Until cancelled."""
+        self.agent.resume_inbox()  # what its inbox held when an earlier life ended
         tasks = [asyncio.create_task(t) for t in (self._events(), self._poll(), self._work(), *self.loops())]
         try:
             await asyncio.gather(*tasks)
@@ -226,24 +228,37 @@ class Service:
 
     async def deliver_once(self, to: bytes, payload: Payload, counterpart: str, *, log_hash: bool = True) -> None:
         """Send a step's message and log its hash on chain (a crew logs nothing: it sends
-        no transactions). Each sealed copy is recorded as sent before it leaves: a restart can
-        come after the receiver accepted it and before this agent knew, and the retry's
-        `step_repeated` then means the last copy sealed before the retry is the one the
-        receiver holds, whose hash is logged now unless it already is."""
-        sealed = await self.agent.seal(to, payload, counterpart)
-        earlier = [from_hex(h) for direction, kind, h in self.store.messages(payload.request_id)
-                   if direction == "sent" and kind == payload.kind]
-        self.store.log_message(sealed.hash, "sent", payload.request_id, payload.kind, to, sealed.timestamp_ms)
+        no transactions). One sealed copy per step until the receiver refuses it: the copy
+        is kept (and recorded as sent) before it leaves, and sent again, never sealed again,
+        while the receiver decides, after a timeout and after a restart; so however slow
+        the receiver, it sees one message, not one per try. A copy sent before may already
+        be logged on chain (a restart between the log and the store's flag): it is logged
+        only if it is not. `step_repeated` (a copy lost with a store that was not this
+        one's, or refused and sealed anew) names the copy the receiver holds: logged
+        likewise if it is one of this agent's."""
+        kept = self.store.copy(payload.request_id, payload.kind)
+        if kept is not None:
+            sealed = SealedMessage.decode(kept)
+        else:
+            sealed = await self.agent.seal(to, payload, counterpart)
+            self.store.keep_copy(sealed.hash, payload.request_id, payload.kind, to, sealed.encode(),
+                                 sealed.timestamp_ms)
         try:
             await self.agent.deliver(to, sealed, payload, counterpart)
+            held = sealed.hash
         except RemoteRejection as exc:
+            self.store.drop_copy(payload.request_id, payload.kind)  # refused: the next try seals anew
             if exc.reason != Refusal.STEP_REPEATED:
                 raise
-            if log_hash and earlier and not any(e[2] == earlier[-1] for e in await self._logged(payload.request_id)):
-                await self.agent.log_hash(payload.request_id, payload.step, earlier[-1])
-            return
-        if log_hash:
-            await self.agent.log_hash(payload.request_id, payload.step, sealed.hash)
+            ours = {h for direction, kind, h in self.store.messages(payload.request_id)
+                    if direction == "sent" and kind == payload.kind}
+            if "0x" + exc.held.hex() not in ours:
+                return  # the receiver has the step from a copy this agent has no record of: nothing to log
+            held = exc.held
+        if log_hash and ((kept is None and held == sealed.hash)
+                         or not any(e[2] == held for e in await self._logged(payload.request_id))):
+            await self.agent.log_hash(payload.request_id, payload.step, held)
+        self.store.drop_copy(payload.request_id, payload.kind)
 
     def received_hash(self, request_id: int, kind: str) -> bytes:
         """The hash of the message of `kind` this agent accepted for the request."""
@@ -610,7 +625,10 @@ class DeviceService(Service):
         crew of the assigned node, by proof), log it; in warranty report to the phone."""
         inbox = state.get("inbox", {})
         if "spot" in inbox and not state.get("time_sent"):
-            visit_ms = now + VISIT_DELAY_MS
+            # chosen once: a retry sends the copy that carries it, and the notice must agree
+            if "visit_ms" not in state:
+                state = self.store.update(request_id, visit_ms=now + VISIT_DELAY_MS)
+            visit_ms = int(state["visit_ms"])
             await self.deliver_once(request.node, Payload(request_id, proto.label_of(flow, DEVICE, "time"), "time",
                                                           {"t_ms": visit_ms}), flow.node_role)
             notice = {"spot": inbox["spot"]["spot"], "t_ms": visit_ms, "node": "0x" + request.node.hex(),

@@ -21,7 +21,9 @@ from contracts.addresses import DSC
 from diagnosis import SealedMessage, seal
 from diagnosis.agents import DeviceAgent, DiagnosisNodeAgent, Identity, now_ms
 from diagnosis.channel import Payload, RemoteRejection
+from diagnosis.errors import Refusal
 from diagnosis.ledger import LocalChain, TransactionRefused
+from diagnosis.lightclient import TrustAnchor
 from diagnosis.protocol import DEVICE, PHONE, VENDOR
 from diagnosis.services import (
     CrewService,
@@ -380,9 +382,10 @@ async def test_messages_the_protocol_does_not_allow_are_refused_and_the_flow_goe
     assert refused == {"sender_not_assigned": 1, "crew_not_of_assigned": 1, "request_not_active": 1}
 
 
-async def test_a_repeated_step_and_replayed_bytes_are_refused(running: Running) -> None:
+async def test_a_repeated_step_is_refused_and_the_same_bytes_change_nothing(running: Running) -> None:
     """While a request is assigned, its device accepts one repair policy: the assigned
-    node sealing it again is `step_repeated`, the same bytes again `replay`."""
+    node sealing it again is `step_repeated` (naming the copy the device holds), the same
+    bytes again are answered with their first verdict and change nothing."""
     c = running.c
     await running.hold("vendor-A")  # the test speaks for vendor-A
     device_service = running.services["meter-A"]
@@ -396,8 +399,14 @@ async def test_a_repeated_step_and_replayed_bytes_are_refused(running: Running) 
     key = await vendor.paillier_of(device.address)
     first = vendor.seal_for(policy, device.address, key, DEVICE)
     assert await _raw_verdict(vendor, device, first.encode()) == "accepted"
-    assert await _verdict(vendor, device, policy, DEVICE) == "step_repeated"
-    assert await _raw_verdict(vendor, device, first.encode()) == "replay"
+    inbox = device_service.store.request(request_id)["inbox"]
+    with pytest.raises(RemoteRejection) as repeated:
+        await vendor.deliver(device.address, await vendor.seal(device.address, policy, DEVICE), policy, DEVICE)
+    assert repeated.value.reason == "step_repeated" and repeated.value.held == first.hash
+    assert await _raw_verdict(vendor, device, first.encode()) == "accepted"
+    assert device.duplicates == 1 and device.refusals == {Refusal.STEP_REPEATED: 1}
+    assert device_service.store.request(request_id)["inbox"] == inbox
+    assert [k for d, k, _ in device_service.store.messages(request_id) if d == "received"] == ["repair_policy"]
     resumed = running.start("meter-A", lambda store: DeviceService(device, store, poll_ms=200))
     await running.until(lambda: _done(resumed, request_id))  # the device completes on the first one
     assert (await Dsc.request(running.local.ledger(), request_id)).status == "completed"
@@ -423,7 +432,9 @@ async def test_forged_tampered_replayed_stale_and_unregistered_are_refused(runni
     verdicts += [await _raw_verdict(device, vendor, genuine.encode()), await _raw_verdict(attacker, vendor,
                                                                                          genuine.encode())]
     verdicts += [await _raw_verdict(attacker, vendor, m.encode()) for m in (stale, unregistered)]
-    assert verdicts == ["bad_signature", "bad_signature", "accepted", "replay", "stale", "unknown_sender"]
+    # the genuine bytes replayed by another party: their verdict again, and nothing done twice
+    assert verdicts == ["bad_signature", "bad_signature", "accepted", "accepted", "stale", "unknown_sender"]
+    assert vendor.duplicates == 1 and vendor.opener.opened == 1
     with pytest.raises(TransactionRefused):  # the mempool refuses an unknown sender's request
         await device.ledger.transact(Dsc.open_request(rogue.address).with_value(100), rogue.key)
 
@@ -442,3 +453,84 @@ async def test_endpoints_come_from_the_registry_by_proof(running: Running) -> No
     request_id = await device_service.fail("firmware-fault", "metering-firmware")
     await running.until(lambda: _done(running.services["phone-1"], request_id))
     assert await device.directory.endpoint(vendor.address) == vendor.inbox.url
+
+
+class GatedLedger:
+    """A receiver's ledger whose batched proof reads (the facts it decides a message by)
+    wait until the test opens the gate: a node slow to answer proofs, for as long as the
+    test likes."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.gate = asyncio.Event()
+        self.waiting = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def storage_many(self, slots: Any) -> Any:
+        self.waiting += 1
+        await self.gate.wait()
+        return await self.inner.storage_many(slots)
+
+
+async def test_a_receiver_slower_to_prove_than_its_sender_waits_gets_one_message(
+        running: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 100-device run's spiral (docs/diagnosis.md): a receiver proved its facts before
+    answering, the sender gave up after its timeout and sealed the step again, and the
+    copies were refused as `stale` or `step_repeated`. Here vendor-A's proofs wait until
+    meter-A has posted its fault three times, each post given up after the sender's
+    timeout (the receiver would wait longer for its verdict, so every one times out):
+    the device sends the one copy it sealed again and again, the vendor decides it once
+    the proofs come, accepts it, and the device logs that copy's hash once — no second
+    seal, no refusal, no rejection."""
+    monkeypatch.setattr("diagnosis.channel.SEND_TIMEOUT_S", 1)
+    monkeypatch.setattr("diagnosis.agents.ANSWER_WAIT_S", 30.0)  # past the sender's timeout, always
+    c = running.c
+    device, vendor = c.devices["meter-A"], c.nodes["vendor-A"]
+    gated = GatedLedger(vendor.directory.ledger)
+    vendor.directory.ledger = gated  # type: ignore[assignment]
+    device_service = running.services["meter-A"]
+    assert isinstance(device_service, DeviceService)
+    request_id = await device_service.fail("firmware-fault", "metering-firmware")
+    await running.until(lambda: vendor.duplicates >= 2)  # the first post and two more, each timed out
+    assert gated.waiting == 1 and not device_service.store.request(request_id).get("fault_sent")
+    gated.gate.set()
+    await running.until(lambda: bool(device_service.store.request(request_id).get("fault_sent")))
+    sent = [h for d, k, h in device_service.store.messages(request_id) if d == "sent" and k == "fault"]
+    received = [h for d, k, h in running.services["vendor-A"].store.messages(request_id) if d == "received"]
+    assert len(sent) == 1 and received == sent and device.sealed["fault"] == 1
+    assert vendor.refusals == {} and not vendor.opener.rejections and vendor.opener.opened == 1
+    proven = await running.local.ledger().storage(DSC, dsc_records.messages_key(request_id))
+    assert isinstance(proven.value, list)
+    assert [e[2] for e in proven.value if e[0] == 2] == [bytes.fromhex(sent[0][2:])]  # step 2's hash, once
+
+
+async def test_a_message_held_when_its_receiver_stops_is_decided_by_its_next_life(running: Running) -> None:
+    """vendor-A holds meter-A's fault (authentic, answered `pending`) and stops before its
+    proofs come (its decision is cancelled, as a SIGKILL would end it); its next life, a
+    new agent on the same store, decides it at start, and the device's next post of the
+    same copy, to the endpoint the new life published, gets that verdict."""
+    c = running.c
+    device, vendor = c.devices["meter-A"], c.nodes["vendor-A"]
+    gated = GatedLedger(vendor.directory.ledger)
+    vendor.directory.ledger = gated  # type: ignore[assignment]
+    device_service = running.services["meter-A"]
+    assert isinstance(device_service, DeviceService)
+    vendor_store = running.services["vendor-A"].store
+    request_id = await device_service.fail("firmware-fault", "metering-firmware")
+    await running.until(lambda: gated.waiting == 1 and vendor_store.undecided_count() == 1)
+    await running.stop("vendor-A")
+    await vendor.stop()
+    anchor = TrustAnchor.of(running.local.genesis)
+    again = DiagnosisNodeAgent(vendor.identity, running.local.ledger(), anchor.credit_initial, c.tally,
+                               role=VENDOR, prices=dict(NODES[0].prices))
+    await again.start()
+    await again.tx(again.endpoint_call(), "")
+    running.start("vendor-A", lambda store: NodeService(again, store, NodePolicy(NODES[0].prices), poll_ms=200,
+                                                        crew=vendor.crew.address if vendor.crew else None))
+    await running.until(lambda: bool(device_service.store.request(request_id).get("fault_sent")))
+    sent = [h for d, k, h in device_service.store.messages(request_id) if d == "sent" and k == "fault"]
+    received = [h for d, k, h in running.services["vendor-A"].store.messages(request_id) if d == "received"]
+    assert len(sent) == 1 and received == sent and device.sealed["fault"] == 1
+    assert running.services["vendor-A"].store.undecided_count() == 0 and again.refusals == {}
