@@ -224,6 +224,10 @@ def metrics_text(agent: Agent, service: Service) -> str:
            [(f',reason="{k}"', v) for k, v in sorted((str(k), v) for k, v in agent.refusals.items())])
     metric("messages_rejected_total", "counter", "Messages the Opener rejected, by reason",
            [(f',reason="{k}"', v) for k, v in sorted((str(k), v) for k, v in agent.opener.rejections.items())])
+    metric("messages_duplicate_total", "counter", "Posts of a message already held (its sender asking for the verdict)",
+           [("", agent.duplicates)])
+    metric("inbox_undecided", "gauge", "Authentic messages held, not yet decided",
+           [("", service.store.undecided_count())])
     return "\n".join(lines) + "\n"
 
 
