@@ -42,6 +42,11 @@ SEND_TIMEOUT_S = 20
 # a receiver waits this long for its verdict before answering 202: well inside the
 # sender's SEND_TIMEOUT_S, however late a loaded loop wakes
 ANSWER_WAIT_S = 5.0
+# a stopping inbox drops its connections this soon (aiohttp waits 60 s for them by default):
+# what it accepted is in the agent's store, and a sender left without an answer posts again
+# to the endpoint the agent's next life publishes (a connection held open instead kept a
+# sender waiting out its SEND_TIMEOUT_S)
+INBOX_SHUTDOWN_S = 0.5
 KINDS = tuple(m.kind for m in MESSAGES)
 ACCEPTED = "accepted"  # a Verdict's word for a message the receiver acts on
 STEP_LABEL_CHARS_MAX = 16
@@ -130,7 +135,7 @@ class Inbox:
         app.router.add_post("/sealed", self._post)
         for method, path, handler in self._routes:
             app.router.add_route(method, path, handler)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=INBOX_SHUTDOWN_S)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()

@@ -283,11 +283,13 @@ async def test_each_role_stopped_mid_flow_resumes_from_its_store(running: Runnin
     await old.agent.inbox.stop()  # the process dies: its inbox and its service at once
     await running.stop(name)
     fresh = _clone(old.agent)
-    await fresh.start()
-    await fresh.tx(fresh.endpoint_call(), "")
     if name == "relay-A":
         running.c.devices[name] = fresh
+    # its store before its inbox, as in a process (diagnosis/process.py build): a message
+    # accepted in between would go to the agent's in-memory store, and be lost with it
     running.start(name, lambda store: make(fresh, store))
+    await fresh.start()
+    await fresh.tx(fresh.endpoint_call(), "")
     try:
         await running.until(lambda: _done(running.services["phone-1"], request_id))
         request = await Dsc.request(ledger, request_id)
@@ -525,10 +527,10 @@ async def test_a_message_held_when_its_receiver_stops_is_decided_by_its_next_lif
     anchor = TrustAnchor.of(running.local.genesis)
     again = DiagnosisNodeAgent(vendor.identity, running.local.ledger(), anchor.credit_initial, c.tally,
                                role=VENDOR, prices=dict(NODES[0].prices))
-    await again.start()
-    await again.tx(again.endpoint_call(), "")
     running.start("vendor-A", lambda store: NodeService(again, store, NodePolicy(NODES[0].prices), poll_ms=200,
                                                         crew=vendor.crew.address if vendor.crew else None))
+    await again.start()
+    await again.tx(again.endpoint_call(), "")
     await running.until(lambda: bool(device_service.store.request(request_id).get("fault_sent")))
     sent = [h for d, k, h in device_service.store.messages(request_id) if d == "sent" and k == "fault"]
     received = [h for d, k, h in running.services["vendor-A"].store.messages(request_id) if d == "received"]
