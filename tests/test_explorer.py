@@ -361,7 +361,9 @@ async def test_the_owners_phone_app_shows_devices_notifications_proven_history_r
         await _admit(client, identity.key, "smartphone")
         await client.transact(funder, "token", "transfer", [identity.address, 10_000])  # deposits
         consent = registration_consent(device, await client.chain_id(), vendor.address, 0)
-        await Registry.register_device(device.public_key, "relay", int(time.time()) + 365 * 86_400, b"", b"", consent).transact(client, vendor)
+        warranty_end_s = int(time.time()) + 365 * 86_400
+        await Registry.register_device(device.public_key, "relay", warranty_end_s, b"", b"",
+                                       consent).transact(client, vendor)
         await Registry.bind_smartphone(device.address, identity.address).transact(client, vendor)
         await agent.start()
         url = app.started()
