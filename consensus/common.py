@@ -42,13 +42,16 @@ from crypto import is_valid_signature
 class CommonCase(ReplicaCore):
     # ------------------------------------------------------------------ common case
 
-    def _schedule_proposal(self, now_ms: int) -> None:
+    def _schedule_proposal(self, now_ms: int, *, batched: bool = False) -> None:
+        """`batched`: the pending transactions queued while a block was in flight, so they
+        are a batch already and go out at once; the batch timer is for work that reaches an
+        idle primary, so that a burst lands in one block."""
         if self.state != NORMAL or not self._is_primary() or self._current(self._entry):
             return
         if self.vs.propose_at is not None:
             return
         if self._app.pending_transactions() > 0:
-            self.vs.propose_at = now_ms + self._config.batch_timeout_ms
+            self.vs.propose_at = now_ms + (0 if batched else self._config.batch_timeout_ms)
         elif self._config.empty_blocks:
             self.vs.propose_at = now_ms + self._config.empty_block_interval_ms
 
@@ -365,11 +368,11 @@ class CommonCase(ReplicaCore):
         # The stall clock restarts at the next tick (its time is fresh; `now_ms` is from
         # before this block was executed and stored).
         self.vs.busy_since = None
-        # Transactions queued while the last block was in flight form the next batch. It is
-        # proposed at a later tick, not here: building it takes up to block_build_ms_max,
-        # and the FINALs of this block must leave first, or a follower waiting for one
-        # while the primary builds takes it for stuck (seen under load, issue 10).
-        self._schedule_proposal(now_ms)
+        # Transactions queued while the last block was in flight form the next batch, due
+        # now: the FINALs of this block left with its Finalize, before the node stored it
+        # and this input came (a follower waiting for one while the primary builds took it
+        # for stuck, issue 10). The batch timer here was 5 ms on every block cycle.
+        self._schedule_proposal(now_ms, batched=True)
         if self.state == VIEW_CHANGE:
             self._maybe_select(now_ms, actions)
         elif self.vs.early:

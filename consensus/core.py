@@ -449,7 +449,7 @@ class ReplicaCore:
                   actions: list[Action]) -> None:
         raise NotImplementedError  # consensus/replica.py
 
-    def _schedule_proposal(self, now_ms: int) -> None:
+    def _schedule_proposal(self, now_ms: int, *, batched: bool = False) -> None:
         raise NotImplementedError  # consensus/common.py
 
     def _accept_proposal(self, height: int, proposal: Prepare | NewView, now_ms: int,

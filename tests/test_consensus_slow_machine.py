@@ -1,11 +1,12 @@
-"""A primary on a starved machine: the time it spent building a block is not counted
-against the followers, whose votes take about as long again (issue 10, "pinned")."""
+"""When the primary proposes and how long it waits. On a starved machine the time it spent
+building a block is not counted against the followers, whose votes take about as long again
+(issue 10, "pinned"); the batch timer holds only work that reaches an idle primary."""
 
 from __future__ import annotations
 
 from consensus import ConsensusConfig, Replica, Suspected
 from consensus.replica import SLOW_START_SHARE
-from consensus.simulation import CHAIN_ID, CLOCK_EPOCH_MS, FakeLedger
+from consensus.simulation import CHAIN_ID, CLOCK_EPOCH_MS, FakeLedger, Simulation
 from consensus.storage import INITIAL_STATE
 from crypto import KeyPair
 
@@ -65,3 +66,35 @@ def test_a_short_floor_keeps_the_allowance_for_a_slow_block_cycle() -> None:
     assert replica._backed_off(1_500) == 1_500 + 6_000  # floors of 1 s and more: 4 x the floor
     replica._cycle_ms = 150  # an idle WAN cycle: detection 0.5 s + 2 cycles
     assert replica._backed_off(500) == 800
+
+
+def test_work_queued_behind_a_block_is_proposed_as_soon_as_it_is_final() -> None:
+    """The batch timer is for work reaching an idle primary (a burst lands in one block);
+    transactions that queued while a block was in flight are a batch already: the next block
+    is built at the input that finds the previous one stored, not batch_timeout_ms later."""
+    sim = Simulation(t=1, seed=21)
+    primary = sim.nodes[0]
+    built: dict[int, int] = {}
+    stored: dict[int, int] = {}
+    propose, finalize = primary.ledger.propose, primary.ledger.finalize
+
+    def recording_propose(height, view, proposer, clock_ms, budget_ms=None):
+        built.setdefault(height, sim.now)
+        return propose(height, view, proposer, clock_ms, budget_ms)
+
+    def recording_finalize(block):
+        stored.setdefault(block.number, sim.now)
+        finalize(block)
+
+    primary.ledger.propose = recording_propose
+    primary.ledger.finalize = recording_finalize
+    sim.submit(1)  # an idle primary: the batch timer runs
+    submitted = sim.now
+    while 1 not in built:
+        sim.run_until(sim.now + 1)
+    assert 1 not in stored
+    sim.submit(1)  # queued behind block 1, in flight
+    sim.run_until(1_000)
+    assert sim.all_done() and {1, 2} <= set(built)
+    assert built[1] == submitted + CONFIG.batch_timeout_ms
+    assert built[2] == stored[1]
