@@ -49,6 +49,10 @@ class MempoolLimits:
     # past a nonce gap of their sender (module docstring): below txs_max, so a full pool can fill blocks
     future_txs_max: int = field(default=4_000, metadata={"min": 1})
     future_bytes_max: int = field(default=16 << 20, metadata={"min": 1})  # their bytes together
+    # a node this many blocks behind the highest final height its connected peers announced
+    # refuses tx_send as "syncing": its nonces and balances are stale (a client asking it for
+    # a pending nonce gets a used one, and the transaction is never final)
+    behind_blocks_max: int = field(default=8, metadata={"min": 1})
 
     def __post_init__(self) -> None:
         if self.future_txs_max >= self.txs_max:

@@ -698,6 +698,14 @@ class Node:
         """Called by RPC handlers: queue `tx` for the loop and wait for its admission."""
         if self.storage_full is not None:
             raise InvalidTransaction(TxReason.STORAGE_FULL, str(self.storage_full))
+        behind = self._best_known_height() - self.chain.height
+        if behind > self.config.mempool.behind_blocks_max:
+            # A node catching up (restarted, healed from a partition) admits against a state
+            # its peers left long ago: seen in insider-bigblock, where clients asked a
+            # restarted node for their pending nonce, got one already used, and waited out
+            # their receipt timeouts for transactions no block could take.
+            raise InvalidTransaction(TxReason.SYNCING, f"{behind} blocks behind its peers (catching up): "
+                                                       "send to another node")
         leaving = self._leaving_at() or self._left_at()
         if leaving is not None:
             # Its links with the set end at the switch; what it took now might not get out.

@@ -4,6 +4,7 @@ by kind, logged (its traceback the first time), and gets its peer disconnected."
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import random
@@ -14,7 +15,7 @@ import pytest
 import rlp
 
 import runtime.node
-from chain import LedgerError, Transaction
+from chain import InvalidTransaction, LedgerError, Transaction, TxReason
 from consensus.messages import Suspect
 from contracts.addresses import TOKEN
 from crypto import KeyPair
@@ -131,6 +132,30 @@ def test_a_full_pool_refuses_a_relayed_copy_before_decoding_it(node, tmp_path, m
     node._admit_backlog_chunk(0)
     assert second.hash not in node.mempool and decoded == []
     assert _metric(node, "gridchain_rejected_transactions_total") == {'{reason="mempool-full"}': 1.0}
+
+
+def test_a_node_far_behind_its_peers_refuses_transactions_as_syncing(node, tmp_path, monkeypatch):
+    """Its nonces are stale: a client asking it for a pending nonce gets a used one, and
+    the transaction it admits no block can take (insider-bigblock, after a restart)."""
+    peer = node.bookkeepers[1]
+    sender = account_keys(tmp_path / "cluster")[0]
+    tx = Transaction.create(sender, chain_id=node.genesis.chain_id, nonce=0, to=TOKEN, method="transfer",
+                            args=[sender.address, 1])
+    monkeypatch.setattr(node.network, "connected_peers", lambda: [peer])
+    node.peer_heights[peer] = node.chain.height + node.config.mempool.behind_blocks_max + 1
+    with pytest.raises(InvalidTransaction) as refused:
+        asyncio.run(asyncio.wait_for(node.submit(tx), 10))  # refused at once, never queued
+    assert refused.value.reason == TxReason.SYNCING and tx.hash not in node.mempool
+    node.peer_heights[peer] -= 1  # within the allowance: a follower a few blocks behind takes it
+
+    async def admitted() -> None:
+        waiting = asyncio.ensure_future(node.submit(tx))
+        await asyncio.sleep(0)
+        node._handle_submissions(node.submissions.get_nowait(), 0)
+        await waiting
+
+    asyncio.run(admitted())
+    assert tx.hash in node.mempool
 
 
 def test_crafted_blocks_meet_only_ledger_errors_in_the_real_ledger(node):
