@@ -42,8 +42,8 @@ class ConsensusConfig:
     t: int
     # Δ of the paper: the bound on message delay among synchronous replicas. Loopback; init --timing lan|wan.
     delta_ms: int = 100
-    # The primary waits this long after the first pending transaction before proposing,
-    # so that a burst lands in one block.
+    # An idle primary waits this long after the first pending transaction before proposing,
+    # so that a burst lands in one block (work queued behind a block goes out once it is stored).
     batch_timeout_ms: int = 5
     # An active replica with pending work and no finalized block for this long suspects.
     commit_timeout_ms: int = 1_500
