@@ -334,9 +334,9 @@ class ReplicaCore:
         the count). It counts as slow when this replica, a member, had the VIEW-CHANGE of
         every member (itself included; a member's VC-FINAL carries its VIEW-CHANGE): all
         answered, too slowly for the timeouts. A view entered without a view change (view 0,
-        a view joined from a certificate, a restart) does not count: the first view change
-        after a crash keeps the floors. A view with a member never heard is remembered
-        (`_late_message`)."""
+        a view joined from a certificate, a restart in the normal state) does not count: the
+        first view change after a crash keeps the floors. A view with a member never heard
+        is remembered (`_late_message`)."""
         if not self._is_member(self.view) or self.vs.my_view_change is None:
             return
         silent = frozenset(self._group(self.view)) - set(self.vs.view_changes) - set(self.vs.vc_finals)
