@@ -30,7 +30,8 @@ class Application(Protocol):
         ...
 
     def finalize(self, block: Block) -> None:
-        """Append `block` (certificate included) as the new final head, atomically, durably."""
+        """Append `block` (certificate included) as the new final head, atomically, durably,
+        with the consensus record it makes true (no log entry at or below it)."""
         ...
 
     def final_block(self, height: int) -> Block | None:

@@ -13,6 +13,7 @@ database b"consensus" in the node's LMDB environment, written in one transaction
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,6 +43,13 @@ class StoredState:
         entry = self.entry.to_bytes() if self.entry is not None else b""
         encoded: bytes = rlp.encode([self.view, int(self.normal), entry, self.suspect, self.epoch])
         return encoded
+
+    def final_at(self, height: int) -> StoredState:
+        """The record once block `height` is final: an entry at or below it is stale
+        (checkpoints are folded into finality); the rest is the replica's to change."""
+        if self.entry is None or self.entry.height > height:
+            return self
+        return dataclasses.replace(self, entry=None)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> StoredState:
@@ -89,7 +97,11 @@ class LmdbStorage:
 
     def load(self) -> StoredState:
         with self._env.begin(db=self._db) as txn:
-            data = txn.get(STATE_KEY)
+            return self.get(txn)
+
+    def get(self, txn: lmdb.Transaction) -> StoredState:
+        """The state as `txn` sees it (a write transaction sees its own writes)."""
+        data = txn.get(STATE_KEY, db=self._db)
         return StoredState.from_bytes(bytes(data)) if data is not None else INITIAL_STATE
 
     def save(self, state: StoredState) -> None:

@@ -7,7 +7,8 @@ the number follows the head, the parent hash links, the certificate and its fina
 proof verify (chain.certificate.verify_finality: a certified block alone may be one the
 group never finalized) by the bookkeeper set of that height (`set_of`, chain/epochs.py: a
 signature of a bookkeeper removed before that height does not count), the application
-executes it, and only then `app.finalize`. So
+executes it, and only then `app.finalize` (which writes the consensus record the block
+makes true in the block's own store transaction, runtime/ledger_app.py). So
 sync trusts no peer; a peer that serves a block failing any check is reported
 (`SyncRejected`, the node logs and counts it) and not asked again for
 `bad_peer_penalty_ms`. Everything is bounded: blocks and bytes per response, one

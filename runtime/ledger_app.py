@@ -77,15 +77,22 @@ class LedgerApp:
         self.chain.execute(block)
 
     def finalize(self, block: Block, state: StoredState | None = None) -> None:
-        """Append `block` as the final head; with the finalizing replica's `state` (a
-        `Finalize` action) and the removal of the mempool journal's entries of its
-        transactions in the same store transaction: one durable write per final block
-        (chain/journal.py says why). Block sync passes no state."""
+        """Append `block` as the final head; with the consensus record it makes true and
+        the removal of the mempool journal's entries of its transactions in the same store
+        transaction: one durable write per final block (chain/journal.py says why), and a
+        kill -9 leaves the block and its record together or neither. The record is the
+        finalizing replica's `state` (a `Finalize` action); block sync passes none, and the
+        stored record moves past the block instead (`StoredState.final_at`)."""
         hashes = [tx.hash for tx in block.transactions]
 
         def also(txn: lmdb.Transaction) -> None:
             if state is not None:
                 self.consensus_storage.put(txn, state)
+            else:
+                stored = self.consensus_storage.get(txn)
+                moved = stored.final_at(block.number)
+                if moved != stored:
+                    self.consensus_storage.put(txn, moved)
             self.journal.forget_in(txn, hashes)
 
         executed = self.chain.append(block, also)

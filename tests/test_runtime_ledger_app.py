@@ -1,4 +1,5 @@
-"""LedgerApp.propose: the build budget counts the loop's CPU time, never the wall clock."""
+"""LedgerApp: the build budget counts the loop's CPU time, never the wall clock; a final block
+is one durable write with its journal deletions and the consensus record it makes true."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ from pathlib import Path
 import pytest
 import rlp
 
-from chain import Transaction
+from chain import Block, BlockHeader, Transaction
 from chain.journal import MempoolJournal
 from chain.mempool import Mempool, MempoolLimits
-from consensus import LmdbStorage
+from consensus import LmdbStorage, StoredState
+from consensus.log import Entry
+from consensus.sync import BlockSync, SyncRejected, SyncResponse, sync_message_from_wire
 from contracts.addresses import TOKEN
 from runtime.ledger_app import LedgerApp
-from tests.support import DevChain, key
+from tests.support import DevChain, certify, key
 
 PENDING = 50
 
@@ -97,3 +100,65 @@ def test_a_journal_deletion_in_an_aborted_write_leaves_the_entries_held(app: Led
         journal.forget_in(txn, [b"\x01" * 32])
     journal.forgotten([b"\x01" * 32])
     assert journal.entries() == [(b"\x02" * 32, b"two")] and len(journal) == 1
+
+
+def _synced(dev: DevChain, app: LedgerApp, block: Block) -> BlockSync:
+    """Block sync that asked peer b"p" for block 1 and gets `block` back (certified)."""
+    sync = BlockSync(app, chain_id=dev.chain.genesis.chain_id, set_of=dev.chain.epoch_at)
+    assert sync.request(b"p", 1, now_ms=0)
+    response = sync_message_from_wire(SyncResponse(1, (certify(dev, block).encoded(),)).to_wire(), 3)
+    assert isinstance(response, SyncResponse)
+    refused = sync.on_message(b"p", response, now_ms=0)
+    assert not [action for action in refused if isinstance(action, SyncRejected)], refused
+    return sync
+
+
+def _dev_app(tmp_path: Path) -> tuple[DevChain, LedgerApp]:
+    dev = DevChain.create(tmp_path / "chain", accounts=2)
+    tx = dev.tx(dev.accounts[0], TOKEN, "transfer", [key(999).address, 1])
+    genesis = dev.chain.genesis
+    mempool = Mempool(genesis.chain_id, genesis.limits, MempoolLimits(), dev.chain.signatures)
+    mempool.add(tx, dev.chain.head_state())
+    return dev, LedgerApp(dev.chain, mempool, LmdbStorage(dev.chain.store.env), MempoolJournal(dev.chain.store.env),
+                          empty_blocks=False, build_ms_max=100)
+
+
+def test_a_block_sync_finalizes_moves_the_consensus_record_in_the_blocks_write(tmp_path: Path) -> None:
+    """The replica had logged block 1 (voted for it) when block sync brought it final: the
+    stored record drops that entry in the block's own transaction, not at the next load."""
+    dev, app = _dev_app(tmp_path)
+    block = app.propose(1, view=0, proposer=0, clock_ms=1_700_000_001_000)
+    assert block is not None
+    entry = Entry.create(2, block.encoded(), b"v", block=block)
+    app.consensus_storage.save(StoredState(view=2, normal=True, entry=entry, suspect=b"s"))
+    counting = CountingEnv(app.chain.store.env)
+    app.chain.store.env = counting
+    _synced(dev, app, block)
+    assert counting.writes == 1 and app.final_height() == 1
+    assert LmdbStorage(counting.env).load() == StoredState(view=2, normal=True, entry=None, suspect=b"s")
+
+
+def test_a_block_sync_write_that_aborts_keeps_neither_block_nor_record(tmp_path: Path, monkeypatch) -> None:
+    """A kill inside the transaction, as tests/crash_finalize.py does on a real node: LMDB
+    aborts it, so the record still holds the entry and the head did not move."""
+    dev, app = _dev_app(tmp_path)
+    block = app.propose(1, view=0, proposer=0, clock_ms=1_700_000_001_000)
+    assert block is not None
+    logged = StoredState(view=0, normal=True, entry=Entry.create(0, block.encoded(), b"v", block=block))
+    app.consensus_storage.save(logged)
+
+    def killed(txn: object, hashes: object) -> None:  # after the record's put, before the commit
+        raise RuntimeError("killed inside the write")
+
+    monkeypatch.setattr(app.journal, "forget_in", killed)
+    with pytest.raises(RuntimeError):
+        _synced(dev, app, block)
+    assert app.chain.store.head_height() == 0 and app.consensus_storage.load() == logged
+
+
+def test_a_final_block_drops_only_the_entries_it_makes_stale() -> None:
+    block = Block(BlockHeader(b"\x00" * 32, 2, 1, 0, 0, b"\x00" * 32, b"\x00" * 32, b"\x00" * 32, 0, b""), [], [])
+    state = StoredState(view=1, normal=False, entry=Entry.create(1, block.encoded(), b"v", block=block), epoch=1)
+    assert state.final_at(1) == state  # the entry is the next height's: kept
+    assert state.final_at(2) == StoredState(view=1, normal=False, entry=None, epoch=1)
+    assert state.final_at(3).entry is None
