@@ -1,15 +1,18 @@
 """XPaxos (XFT) consensus for gridchain: a sans-IO replica, block sync, storage.
 
 The node drives `Replica` (consensus/replica.py explains the protocol) and `BlockSync`,
-feeding messages decoded by `message_from_wire` / `sync_message_from_wire`.
+feeding messages decoded by `message_from_wire` / `sync_message_from_wire`; it gives the
+replica's Propose and Check actions to the ledger with `consensus.loop.settle`.
 """
 
 from consensus.actions import (
     Action,
     CatchUp,
+    Check,
     FaultDetected,
     Finalize,
     Persist,
+    Propose,
     Rejected,
     Send,
     Suspected,
@@ -34,10 +37,10 @@ from consensus.sync import (
 )
 
 __all__ = [
-    "Action", "Application", "BYZANTINE_MODES", "BadBlock", "BlockSync", "CatchUp",
+    "Action", "Application", "BYZANTINE_MODES", "BadBlock", "BlockSync", "CatchUp", "Check",
     "ConsensusConfig", "ConsensusError", "ConsensusStorage", "FORKING_MODES", "FaultDetected", "Finalize",
     "InvalidMessage",
-    "LmdbStorage", "MemoryStorage", "Message", "PeerId", "Persist", "Rejected", "Replica", "Send",
+    "LmdbStorage", "MemoryStorage", "Message", "PeerId", "Persist", "Propose", "Rejected", "Replica", "Send",
     "Status", "StoredState", "Suspected", "SyncAction", "SyncConfig", "SyncMessage", "SyncRejected",
     "SyncSend", "TIMING_PRESETS", "ViewChanged", "message_from_wire", "sync_message_from_wire",
 ]

@@ -40,6 +40,31 @@ class Finalize:
 
 
 @dataclass(frozen=True)
+class Propose:
+    """Build block `height` of `view` from the mempool (`Application.propose` with these
+    arguments) and hand it back, or None when there is nothing to propose, with
+    `Replica.on_proposal` before any other input (consensus/loop.py does both). The
+    PREPARE that carries it follows from that input."""
+
+    height: int
+    view: int
+    proposer: int
+    clock_ms: int
+    budget_ms: int | None
+
+
+@dataclass(frozen=True)
+class Check:
+    """Execute `block` on the final head (`Application.check`) and hand the outcome back,
+    the LedgerError or None, with `Replica.on_checked(block.hash, ...)` before any other
+    input (consensus/loop.py). The vote, NEW-VIEW or finalize that needs it follows from
+    that input. Never in the same output as a `Finalize`: the head it runs on is the one
+    the replica reasoned on."""
+
+    block: Block
+
+
+@dataclass(frozen=True)
 class ViewChanged:
     view: int
 
@@ -80,4 +105,5 @@ class CatchUp:
     height: int
 
 
-Action = Persist | Send | Finalize | ViewChanged | Suspected | Rejected | CatchUp | FaultDetected
+Action = Persist | Send | Finalize | Propose | Check | ViewChanged | Suspected | Rejected | CatchUp | \
+    FaultDetected

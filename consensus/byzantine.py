@@ -14,7 +14,7 @@ import dataclasses
 
 import rlp
 
-from chain import Block, CommitCertificate, decode
+from chain import Block, CommitCertificate, LedgerError, decode
 from consensus.actions import Action, Send
 from consensus.log import Entry
 from consensus.messages import Message, Prepare, ViewChange
@@ -45,7 +45,7 @@ class WrongRoots(Replica):
         wrong: Block = block.copy(header=block.header.copy(state_root=keccak256(b"wrong")))
         return wrong
 
-    def _check_block(self, block: Block) -> None:
+    def _verdict(self, error: LedgerError | None) -> LedgerError | None:
         return None
 
 

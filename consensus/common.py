@@ -1,7 +1,10 @@
 """The common case of XPaxos: propose, vote, commit, finalize (consensus/replica.py
 explains the protocol; docs/consensus.md "Common case and finality").
 
-Handlers append actions and never do I/O: a `Persist` precedes the vote it guards.
+Handlers append actions and never do I/O: a `Persist` precedes the vote it guards. Building
+a block and executing one are the application's: the primary asks with `Propose` and sends
+its PREPARE from `_proposal_built`; a follower asks with `Check` and votes from
+`_proposal_checked` (consensus/replica.py routes the outcomes).
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from consensus.core import (
     RETRANSMIT_DOUBLINGS_MAX,
     SLOW_START_SHARE,
     VIEW_CHANGE,
+    Building,
+    CheckFor,
+    Checking,
     ReplicaCore,
     Suspicion,
 )
@@ -63,8 +69,14 @@ class CommonCase(ReplicaCore):
         # block, so that a machine much slower than the timeouts assume shows it on a block
         # that fits them; the timeouts then stretch with the cycle (_backed_off).
         budget_ms = None if self._cycle_ms else self._config.commit_timeout_ms // SLOW_START_SHARE
-        block = self._app.propose(height, self.view, self._index, self._clock_ms, budget_ms)
-        if block is None:
+        self._ask_proposal(height, budget_ms, now_ms, actions)
+
+    def _proposal_built(self, building: Building, block: Block | None, now_ms: int,
+                        actions: list[Action]) -> None:
+        """The application's answer to `Propose`: the block to prepare, or None (idle)."""
+        height = building.height
+        if block is None or building.view != self.view or self.state != NORMAL or \
+                height != self._app.final_height() + 1 or self._current(self._entry):
             self._schedule_proposal(now_ms)
             return
         block = self._built(block)
@@ -74,9 +86,9 @@ class CommonCase(ReplicaCore):
         self.vs.votes = {self._index: vote}
         self.vs.holders, self.vs.finals = set(), {}
         # Proposing is progress: the stall clock restarts at the next tick, after this
-        # build (which may have taken seconds on a starved machine; now_ms is from before).
+        # build (which may have taken seconds on a starved machine).
         self.vs.busy_since = None
-        self.vs.proposed_at_ms, self.vs.build_ms = now_ms, None
+        self.vs.proposed_at_ms, self.vs.build_ms = building.started_ms, None
         self._persist(actions)  # the PREPARE carries a vote: log before sending it
         prepare = self._sign(Prepare(sender=self._index, view=self.view, height=height,
                                      block=raw, vote=vote))
@@ -130,11 +142,24 @@ class CommonCase(ReplicaCore):
         primary = self._group(self.view)[0]
         if not self._valid_vote(primary, vote, self.view, height, entry.block_hash):
             raise Suspicion(RejectReason.BAD_VOTE, "bad vote of the primary")
-        try:
-            self._check_block(entry.block)
-        except LedgerError as exc:
-            raise Suspicion(RejectReason.INVALID_BLOCK, f"invalid block: {exc}") from exc
-        self._block_of_use(proposal)
+        self._ask_check(Checking(CheckFor.PROPOSAL, entry.block, self.view, self._input,
+                                 culprit=proposal.sender, entry=entry,
+                                 charge=self._charge_of(proposal)), actions)
+
+    def _proposal_checked(self, checking: Checking, error: LedgerError | None, now_ms: int,
+                          actions: list[Action]) -> None:
+        """The proposal's block executed (or not): log it and vote."""
+        if error is not None:
+            raise Suspicion(RejectReason.INVALID_BLOCK, f"invalid block: {error}")
+        entry = checking.entry
+        assert entry is not None
+        height = entry.height
+        if checking.view != self.view or self.state != NORMAL or \
+                height != self._app.final_height() + 1:
+            return  # the replica left that view or height in the same turn: stale
+        self._give_back(checking.charge)
+        primary = self._group(self.view)[0]
+        vote = entry.prepare_vote
         my_vote = self._vote(self.view, height, entry.block_hash)
         self.vs.votes = {primary: vote, self._index: my_vote}
         if self._t == 1:
@@ -316,13 +341,22 @@ class CommonCase(ReplicaCore):
         if block is None:
             actions.append(CatchUp(message.sender, message.height))
             return
-        try:
-            self._app.check(block)
-        except LedgerError as exc:
+        self._ask_check(Checking(CheckFor.FINAL, block, self.view, self._input, final=message,
+                                 certificate=certificate, charge=self._charge_of(message)),
+                        actions)
+
+    def _final_checked(self, checking: Checking, error: LedgerError | None,
+                       actions: list[Action]) -> None:
+        """A FINAL's block executed (or not): finalize it."""
+        message, certificate, block = checking.final, checking.certificate, checking.block
+        assert message is not None and certificate is not None
+        if error is not None:
             actions.append(Rejected(message.sender, RejectReason.INVALID_BLOCK,
-                                    f"certified block fails: {exc}"))
+                                    f"certified block fails: {error}"))
             return
-        self._block_of_use(message)
+        if block.number != self._app.final_height() + 1:
+            return
+        self._give_back(checking.charge)
         self._finalize(block, certificate, actions)
 
     def _final_block_of(self, message: Final) -> Block | None:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 
 import msgpack
 import rlp
 
-from chain import Block, CommitCertificate, DecodeError, InvalidCertificate, decode
+from chain import Block, CommitCertificate, DecodeError, InvalidCertificate, LedgerError, decode
 from chain.certificate import (
     commit_message,
     synchronous_group,
@@ -30,9 +31,11 @@ from chain.certificate import (
 from chain.epochs import Epoch
 from consensus.actions import (
     Action,
+    Check,
     FaultDetected,
     Finalize,
     Persist,
+    Propose,
     Rejected,
     Send,
     ViewChanged,
@@ -47,6 +50,7 @@ from consensus.messages import (
     FAULT_NOTICE_BYTES_MAX,
     Commit,
     FaultNotice,
+    Final,
     Message,
     NewView,
     Prepare,
@@ -118,6 +122,41 @@ class Status:
     last_suspect_reason: str | None
 
 
+class CheckFor(Enum):
+    """What a block is executed for (a `Check`), so what the replica does once it executes."""
+
+    PROPOSAL = "proposal"  # a PREPARE's or NEW-VIEW's block: vote for it
+    FINAL = "final"  # a FINAL's certified block: finalize it
+    PICK = "pick"  # the view change's selected entry: go on with the NEW-VIEW
+
+
+@dataclass(frozen=True)
+class Building:
+    """A `Propose` is out: block `height` of `view`, asked for at `started_ms` (the
+    primary's block cycle counts the build)."""
+
+    view: int
+    height: int
+    started_ms: int
+
+
+@dataclass(frozen=True)
+class Checking:
+    """A `Check` of `block` is out, and what to do once its outcome is in."""
+
+    purpose: CheckFor
+    block: Block
+    view: int
+    # The input it came with (link sender, time): a Rejected names that peer, and a block
+    # decoded on the way on is charged to it. None from a timer.
+    input: tuple[int, int] | None
+    culprit: int | None = None  # the member suspected when it fails (PROPOSAL, PICK)
+    entry: Entry | None = None  # PROPOSAL: the entry to log and vote for
+    final: Final | None = None  # FINAL: the message, with its checked certificate below
+    certificate: CommitCertificate | None = None
+    charge: tuple[bytes, int] | None = None  # its block's decode charge, given back once it executes
+
+
 @dataclass
 class ViewState:
     """The part of a replica's record that lives for one view: what it collected and sent
@@ -152,6 +191,11 @@ class ViewState:
     propose_at: int | None = None
     busy_since: int | None = None  # since when work has been pending (the stall clock)
     last_suspect: Suspect | None = None  # the signed SUSPECT that justifies this view (persisted)
+    # The Propose or Check out (the node hands its outcome back before any other input);
+    # a view change drops it, and its outcome is then ignored.
+    awaiting: Building | Checking | None = None
+    held_for_outcome: bool = False  # messages wait in `early` for that outcome
+    pick_checked: bool = False  # the selection's entry executes here
 
 
 class ReplicaCore:
@@ -209,7 +253,8 @@ class ReplicaCore:
         self._input: tuple[int, int] | None = None
         self._decode_budget = decode_budget or DecodeBudget(config.decode_bytes_per_s,
                                                             config.decode_burst_bytes)
-        # The last decode charged: (message, peer key, bytes), given back by `_block_of_use`.
+        # The last decode charged: (message, peer key, bytes), given back by `_block_of_use`
+        # (or taken by `_charge_of` for a block whose Check is out).
         self._charged: tuple[Message, bytes, int] | None = None
         self._final_message: tuple[tuple[int, bool], Message] | None = None
         # Proven faults (XFT §4.4), one proof per accused and kind: at most 2n, for the
@@ -287,9 +332,9 @@ class ReplicaCore:
         """The PREPARE for the `number`-th follower."""
         return prepare
 
-    def _check_block(self, block: Block) -> None:
-        """Execute `block` on the final head; LedgerError when it is invalid."""
-        self._app.check(block)
+    def _verdict(self, error: LedgerError | None) -> LedgerError | None:
+        """Whether a proposal or the selected entry fails, from how its `Check` went."""
+        return error
 
     def _new_view_pick(self, start: Start) -> Entry | None:
         """The entry a new primary re-prepares: the selection's."""
@@ -315,7 +360,8 @@ class ReplicaCore:
                 self.vs.build_ms = now_ms - self.vs.proposed_at_ms
 
     def _stall_deadline(self) -> int | None:
-        if self.state != NORMAL or not self._is_member(self.view) or self.vs.busy_since is None:
+        if self.state != NORMAL or not self._is_member(self.view) or self.vs.busy_since is None or \
+                self.vs.awaiting is not None:  # (its outcome comes first, then the clock is looked at)
             return None
         allowance = self._config.empty_block_interval_ms if self._config.empty_blocks else 0
         allowance += 2 * (self.vs.build_ms or 0)
@@ -405,9 +451,39 @@ class ReplicaCore:
         """The block just decoded for `message` is of use (a proposal that executes, a final
         block, a certified log entry): the chain's own work, given back to its sender's
         budget (consensus/admission.py)."""
+        self._give_back(self._charge_of(message))
+
+    def _charge_of(self, message: Message) -> tuple[bytes, int] | None:
+        """The decode charged for `message`'s block (peer key, bytes), taken from the slot."""
         charged, self._charged = self._charged, None
-        if charged is not None and charged[0] is message:
-            self._decode_budget.give_back(charged[1], charged[2])
+        return (charged[1], charged[2]) if charged is not None and charged[0] is message else None
+
+    def _give_back(self, charge: tuple[bytes, int] | None) -> None:
+        if charge is not None:
+            self._decode_budget.give_back(*charge)
+
+    # ------------------------------------------------------------------ the application's turn
+    # Building and executing blocks are the node's (runtime/, via consensus/loop.py): the
+    # replica asks with an action and goes on from the outcome, an input of its own.
+
+    def _ask_proposal(self, height: int, budget_ms: int | None, now_ms: int,
+                      actions: list[Action]) -> None:
+        assert self.vs.awaiting is None, "one Propose or Check out at a time"
+        self.vs.awaiting = Building(self.view, height, now_ms)
+        actions.append(Propose(height, self.view, self._index, self._clock_ms, budget_ms))
+
+    def _ask_check(self, checking: Checking, actions: list[Action]) -> None:
+        assert self.vs.awaiting is None, "one Propose or Check out at a time"
+        self.vs.awaiting = checking
+        actions.append(Check(checking.block))
+
+    def _asked(self, actions: list[Action]) -> list[Action]:
+        """The output, checked for the order the node relies on: at most one Propose or
+        Check, and never with a Finalize (it would run on a head the replica did not see)."""
+        asks = [action for action in actions if isinstance(action, Propose | Check)]
+        assert len(asks) <= 1 and not (asks and any(isinstance(a, Finalize) for a in actions)), \
+            f"a Propose or Check must be alone and come without a Finalize: {actions}"
+        return self._output(actions)
 
     def _stash_future(self, message: Message) -> None:
         """Hold a message of a later view, undecoded, for when this replica gets there: one
@@ -433,7 +509,14 @@ class ReplicaCore:
 
     def _replay_early(self, now_ms: int, actions: list[Action]) -> None:
         early, self.vs.early = self.vs.early, []
+        self.vs.held_for_outcome = False
         for number, (sender, message) in enumerate(early):
+            if self.vs.awaiting is not None:
+                # A Check or Propose is out (this replay asked it): the rest wait for its
+                # outcome, as every input does.
+                self.vs.early = early[number:] + self.vs.early
+                self.vs.held_for_outcome = True
+                return
             if any(isinstance(action, Finalize) for action in actions):
                 # The head moves once the node has stored it: the rest (a PREPARE of the
                 # next height, say) wait for that, at the next input (_observe_app).

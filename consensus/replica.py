@@ -1,7 +1,10 @@
 """One XPaxos (XFT) replica as a sans-IO state machine: no sockets, no clock, no threads.
 
 The node feeds it messages, transactions and the time, carries out the returned actions
-(consensus/actions.py) and calls `on_tick` at `next_deadline()`. Time comes in twice with
+(consensus/actions.py) and calls `on_tick` at `next_deadline()`. Building and executing
+blocks are the application's: the replica asks with `Propose` / `Check` and goes on from
+`on_proposal` / `on_checked`, which the node (consensus/loop.py `settle`) calls before any
+other input. Time comes in twice with
 every input: `now_ms`, a monotonic clock for every timer, and `clock_ms`, the node's wall
 clock, for block time only: a primary stamps its proposal with it (chain/ keeps block time
 strictly increasing: max(parent + 1, clock)), and a member refuses (suspects) a block
@@ -13,7 +16,8 @@ Common case (sequence number = block height, D(req) = block hash, one block per 
 no pipelining). The primary of view v proposes block h+1 only once h is final at the
 primary: it logs the block with its own vote (a signature on commit_message) and sends
 PREPARE to its t followers. A follower checks the height, the vote and the block
-(`app.check` executes it on the final head; the header's roots make the hash cover the
+(a `Check` action: the node executes it on the final head and hands back the outcome,
+`on_checked`; the header's roots make the hash cover the
 execution result), logs it and answers COMMIT with its own vote: to the primary when
 t = 1, to every active replica when t >= 2. A replica *commits* (the paper's commit log)
 when it holds the full certificate, every member's vote. A block is *final* only once
@@ -64,8 +68,10 @@ a new replica when the next height belongs to another set.
 
 from __future__ import annotations
 
+from chain import Block, LedgerError
 from consensus.actions import (
     Action,
+    Rejected,
 )
 from consensus.common import CommonCase
 from consensus.core import (  # SLOW_START_SHARE and the EARLY_ bounds are read here by tests
@@ -74,6 +80,9 @@ from consensus.core import (  # SLOW_START_SHARE and the EARLY_ bounds are read 
     NORMAL,
     SLOW_START_SHARE,
     VIEW_CHANGE,
+    Building,
+    CheckFor,
+    Checking,
     Status,
     Suspicion,
 )
@@ -120,27 +129,35 @@ class Replica(CommonCase, ViewChanging):
                                              vote=pending.prepare_vote))
                 self.vs.outbox = {follower: prepare for follower in self._followers()}
             self._schedule_proposal(now_ms)
-        return self._output(actions)
+        return self._asked(actions)
 
     def on_message(self, sender: int, message: Message, now_ms: int,
                    clock_ms: int) -> list[Action]:
         self._clock_ms = clock_ms
+        self._no_outcome_due()
         actions: list[Action] = []
         self._observe_app(now_ms, actions)
-        self._handle(sender, message, now_ms, actions)
+        if self.vs.awaiting is not None:
+            # Reacting to the head asked for a Check: this message waits for its outcome.
+            self._hold_early(sender, message)
+            self.vs.held_for_outcome = True
+        else:
+            self._handle(sender, message, now_ms, actions)
         self._update_busy(now_ms)
-        return self._output(actions)
+        return self._asked(actions)
 
     def on_transactions(self, now_ms: int, clock_ms: int) -> list[Action]:
         self._clock_ms = clock_ms
+        self._no_outcome_due()
         actions: list[Action] = []
         self._observe_app(now_ms, actions)
         self._update_busy(now_ms)
         self._schedule_proposal(now_ms)
-        return self._output(actions)
+        return self._asked(actions)
 
     def on_tick(self, now_ms: int, clock_ms: int) -> list[Action]:
         self._clock_ms = clock_ms
+        self._no_outcome_due()
         actions: list[Action] = []
         self._observe_app(now_ms, actions)
         self._update_busy(now_ms)
@@ -151,13 +168,73 @@ class Replica(CommonCase, ViewChanging):
                 self._maybe_send_vc_final(now_ms, actions)
         if self.vs.retransmit_at is not None and now_ms >= self.vs.retransmit_at:
             self._retransmit(now_ms, actions)
-        if self.vs.propose_at is not None and now_ms >= self.vs.propose_at:
+        if self.vs.propose_at is not None and now_ms >= self.vs.propose_at and \
+                self.vs.awaiting is None:
             self.vs.propose_at = None
             self._propose(now_ms, actions)
+        self._suspect_if_stalled(now_ms, actions)
+        return self._asked(actions)
+
+    def on_proposal(self, block: Block | None, now_ms: int, clock_ms: int) -> list[Action]:
+        """The outcome of this replica's `Propose`: the block the application built, or None."""
+        self._clock_ms = clock_ms
+        actions: list[Action] = []
+        building = self.vs.awaiting
+        if isinstance(building, Building):
+            self.vs.awaiting = None
+            self._proposal_built(building, block, now_ms, actions)
+            self._suspect_if_stalled(now_ms, actions)
+        return self._asked(actions)
+
+    def on_checked(self, block_hash: bytes, error: LedgerError | None, now_ms: int,
+                   clock_ms: int) -> list[Action]:
+        """The outcome of this replica's `Check` of the block `block_hash`: None when it
+        executes on the final head, else the LedgerError that says why not."""
+        self._clock_ms = clock_ms
+        actions: list[Action] = []
+        checking = self.vs.awaiting
+        if isinstance(checking, Checking) and checking.block.hash == block_hash:
+            self.vs.awaiting = None
+            self._checked(checking, error, now_ms, actions)
+            if self.vs.held_for_outcome and self.vs.awaiting is None:
+                self._replay_early(now_ms, actions)
+            self._update_busy(now_ms)
+        return self._asked(actions)
+
+    def abandon(self) -> None:
+        """The application raised on the Propose or Check this replica asked for (a bug,
+        not an invalid block): give it up, as a lost message, so that inputs go on."""
+        self.vs.awaiting = None
+
+    def _no_outcome_due(self) -> None:
+        assert self.vs.awaiting is None, \
+            "the outcome of a Propose or Check comes before any other input (consensus/loop.py)"
+
+    def _suspect_if_stalled(self, now_ms: int, actions: list[Action]) -> None:
         stalled = self._stall_deadline()
         if stalled is not None and now_ms >= stalled:
             self._suspect("no progress on pending work", now_ms, actions)
-        return self._output(actions)
+
+    def _checked(self, checking: Checking, error: LedgerError | None, now_ms: int,
+                 actions: list[Action]) -> None:
+        """Go on from a Check's outcome, as the handler that asked it would have: with the
+        input it came with, and a Suspicion handled as `_handle` handles one."""
+        outer = self._input
+        self._input = (checking.input[0], now_ms) if checking.input is not None else None
+        try:
+            if checking.purpose is CheckFor.FINAL:
+                self._final_checked(checking, error, actions)
+            elif checking.purpose is CheckFor.PROPOSAL:
+                self._proposal_checked(checking, self._verdict(error), now_ms, actions)
+            else:
+                self._pick_checked(checking, self._verdict(error), now_ms, actions)
+        except Suspicion as suspicion:
+            blamed = checking.input[0] if checking.input is not None else checking.culprit
+            assert blamed is not None and checking.culprit is not None
+            actions.append(Rejected(blamed, suspicion.reason, suspicion.detail))
+            self._suspect_member(checking.culprit, str(suspicion), now_ms, actions)
+        finally:
+            self._input = outer
 
     def next_deadline(self) -> int | None:
         deadlines = [self.vs.retransmit_at, self.vs.propose_at, self._stall_deadline()]

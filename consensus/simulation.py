@@ -29,6 +29,7 @@ from chain.types import EMPTY_TRIE_ROOT, ZERO_HASH
 from consensus.actions import Action, CatchUp, FaultDetected, Finalize, Persist, Send, Suspected
 from consensus.byzantine import replica_class
 from consensus.config import FORKING_MODES, ConsensusConfig
+from consensus.loop import settle
 from consensus.messages import message_from_wire
 from consensus.replica import Replica
 from consensus.storage import MemoryStorage
@@ -294,8 +295,17 @@ class Simulation:
                     if other != node.index:
                         self._transmit(node.index, other, ("sync", status.to_wire()))
 
+    def settled(self, index: int, actions: list[Action]) -> list[Action]:
+        """Replica `index`'s output with the application's turn taken (its Propose or
+        Check carried out on its ledger and the outcome fed back, consensus/loop.py), as
+        the node takes it: what is left to carry out. Tests read it to see what a replica
+        asks for."""
+        node = self.nodes[index]
+        return settle(node.replica, node.ledger, actions, lambda: self.now,
+                      lambda: self.clock_ms(index))
+
     def _act(self, node: SimNode, actions: list[Action]) -> None:
-        for action in actions:
+        for action in self.settled(node.index, actions):
             if isinstance(action, Persist):
                 node.storage.save(action.state)
             elif isinstance(action, Finalize):

@@ -14,7 +14,7 @@ from consensus.actions import (
     ViewChanged,
 )
 from consensus.admission import role_refusal
-from consensus.core import NORMAL, VIEW_CHANGE, ReplicaCore, Suspicion
+from consensus.core import NORMAL, VIEW_CHANGE, CheckFor, Checking, ReplicaCore, Suspicion
 from consensus.detection import confirm_digest, detect, evidence_in_chain, state_losses
 from consensus.errors import RejectReason
 from consensus.log import Entry
@@ -225,12 +225,12 @@ class ViewChanging(ReplicaCore):
             # next view's selection will include it.
             self._suspect("final head moved past the selection", now_ms, actions)
             return
-        if start.pick is not None:
-            try:
-                self._check_block(start.pick.block)
-            except LedgerError as exc:
-                self._suspect(f"selected entry does not execute: {exc}", now_ms, actions)
-                return
+        if start.pick is not None and not self.vs.pick_checked:
+            if self.vs.awaiting is None:
+                culprit = self._input[0] if self._input is not None else self._group(self.view)[0]
+                self._ask_check(Checking(CheckFor.PICK, start.pick.block, self.view, self._input,
+                                         culprit=culprit), actions)
+            return  # on from `_pick_checked`
         if self._config.fault_detection:
             assert self.vs.confirm_sent is not None
             differing = sorted(member for member, digest in self.vs.confirms.items()
@@ -305,6 +305,16 @@ class ViewChanging(ReplicaCore):
         self.vs.confirms.setdefault(message.sender, message.digest)
         if mine is not None:
             self._maybe_select(now_ms, actions)
+
+    def _pick_checked(self, checking: Checking, error: LedgerError | None, now_ms: int,
+                      actions: list[Action]) -> None:
+        if checking.view != self.view or self.state != VIEW_CHANGE:
+            return  # left that view in the same turn: stale
+        if error is not None:
+            self._suspect(f"selected entry does not execute: {error}", now_ms, actions)
+            return
+        self.vs.pick_checked = True
+        self._maybe_select(now_ms, actions)
 
     def _send_new_view(self, start: Start, now_ms: int, actions: list[Action]) -> None:
         pick = self._new_view_pick(start)

@@ -71,6 +71,7 @@ from consensus import (
 from consensus.admission import DecodeBudget, wire_refusal
 from consensus.byzantine import replica_class
 from consensus.errors import DecodeReason, RejectReason
+from consensus.loop import settle
 from consensus.messages import MESSAGE_TYPES, Suspect
 from consensus.statesync import (
     OFFERS_MAX,
@@ -723,7 +724,11 @@ class Node:
     # output -------------------------------------------------------------------------------
     def _apply(self, actions: list[Action]) -> None:
         """Carry out a replica's actions, then follow the bookkeeper set if the head moved
-        into another epoch (after the sends: they are addressed in the old set's indexes)."""
+        into another epoch (after the sends: they are addressed in the old set's indexes).
+        The ledger builds and executes the blocks it asks for first (`settle`: a Propose or
+        a Check, its outcome handed back at once), so the votes that need them follow."""
+        assert self.replica is not None, "actions come from this node's replica"
+        actions = settle(self.replica, self.app, actions, monotonic_ms, self.clock_ms)
         for action in actions:
             if isinstance(action, Persist):
                 self.consensus_storage.save(action.state)  # before the sends it guards

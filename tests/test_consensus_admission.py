@@ -16,8 +16,10 @@ from chain import Block, BlockHeader, CommitCertificate, Transaction, Vote
 from chain.certificate import commit_message
 from chain.types import EMPTY_TRIE_ROOT
 from consensus import ConsensusConfig, Rejected, Replica, Send, Suspected, message_from_wire, messages
+from consensus.actions import Action, Check
 from consensus.admission import DecodeBudget, role_refusal, wire_refusal
 from consensus.errors import RejectReason
+from consensus.loop import settle
 from consensus.messages import Commit, Final, Message, Prepare, RecentBlocks, Suspect, ViewChange
 from consensus.simulation import CHAIN_ID, CLOCK_EPOCH_MS, FakeLedger
 from consensus.storage import INITIAL_STATE
@@ -62,6 +64,11 @@ def _replica(index: int, budget: DecodeBudget | None = None) -> tuple[Replica, F
                       stored=INITIAL_STATE, decode_budget=budget)
     replica.start(0, CLOCK_EPOCH_MS)
     return replica, ledger
+
+
+def _settled(replica: Replica, ledger: FakeLedger, actions: list[Action], now_ms: int) -> list[Action]:
+    """What the node carries out, the ledger having built or executed what was asked for."""
+    return settle(replica, ledger, actions, lambda: now_ms, lambda: CLOCK_EPOCH_MS + now_ms)
 
 
 def _wire(message: Message, key: KeyPair) -> dict:
@@ -161,12 +168,13 @@ def test_a_primarys_block_over_its_decode_budget_is_dropped_not_suspected():
     prepare = Prepare(sender=0, view=0, height=1, block=raw, vote=vote)
     budget = DecodeBudget(rate_bytes_per_s=len(raw), burst_bytes=len(raw))
     assert budget.take(KEYS[0].public_key, len(raw), 10)  # the primary spent its bucket
-    follower, _ = _replica(1, budget)
+    follower, ledger = _replica(1, budget)
     actions = follower.on_message(0, message_from_wire(_wire(prepare, KEYS[0]), N), 10, CLOCK_EPOCH_MS + 10)
     assert [a.reason for a in actions if isinstance(a, Rejected)] == [RejectReason.DECODE_BUDGET]
-    assert not any(isinstance(a, Suspected | Send) for a in actions)
+    assert not any(isinstance(a, Suspected | Send | Check) for a in actions)
     # Its retransmission a second later fits the refilled bucket: the follower votes.
-    actions = follower.on_message(0, message_from_wire(_wire(prepare, KEYS[0]), N), 1_010, CLOCK_EPOCH_MS + 1_010)
+    actions = _settled(follower, ledger, follower.on_message(0, message_from_wire(_wire(prepare, KEYS[0]), N),
+                                                             1_010, CLOCK_EPOCH_MS + 1_010), 1_010)
     assert [a.message.TYPE for a in actions if isinstance(a, Send)] == [Commit.TYPE]
     # A block of use (it executes: the follower voted) is the chain's work: given back.
     assert budget.take(KEYS[0].public_key, len(raw), 1_010)
@@ -180,10 +188,11 @@ def test_an_invalid_proposal_is_charged_and_a_valid_one_given_back():
     bad = block.copy(header=block.header.copy(state_root=bytes(32)))  # does not execute
     budget = DecodeBudget(rate_bytes_per_s=1, burst_bytes=10 * len(block.encoded()))
     for candidate, charged in ((block, False), (bad, True)):
-        follower, _ = _replica(1, budget)
+        follower, ledger = _replica(1, budget)
         vote = KEYS[0].sign(commit_message(CHAIN_ID, 0, 1, candidate.hash))
         prepare = Prepare(sender=0, view=0, height=1, block=candidate.encoded(), vote=vote)
-        follower.on_message(0, message_from_wire(_wire(prepare, KEYS[0]), N), 10, CLOCK_EPOCH_MS + 10)
+        _settled(follower, ledger, follower.on_message(0, message_from_wire(_wire(prepare, KEYS[0]), N), 10,
+                                                       CLOCK_EPOCH_MS + 10), 10)
         left = budget.burst_bytes - len(candidate.encoded()) * charged
         assert budget.take(KEYS[0].public_key, left, 10) and not budget.take(KEYS[0].public_key, 1, 10)
         budget.give_back(KEYS[0].public_key, budget.burst_bytes)

@@ -91,7 +91,7 @@ def test_bookkeeper_refuses_the_withheld_block_by_sync_and_in_a_final() -> None:
     final = Final(sender=1, height=1, block_hash=withheld.hash,
                   certificate=rlp.encode(withheld.certificate[0]),
                   block=rlp.encode(withheld.copy(certificate=[]))).signed(sim.nodes[1].key)
-    actions = passive.replica.on_message(1, final, sim.now, sim.clock_ms(2))
+    actions = sim.settled(2, passive.replica.on_message(1, final, sim.now, sim.clock_ms(2)))
     assert passive.ledger.final_height() == 0, "a bookkeeper took the withheld block in a FINAL"
     assert any(isinstance(a, Rejected) for a in actions)
 
@@ -175,13 +175,15 @@ def test_a_passive_replica_refuses_a_final_with_a_forged_proof(t: int) -> None:
     forged = certificate.copy(finality=[_sign_final(sim, follower, certificate.view, 1, block.hash)])
     final = Final(sender=follower, height=1, block_hash=block.hash, certificate=rlp.encode(forged),
                   block=rlp.encode(block.copy(certificate=[]))).signed(sim.nodes[follower].key)
-    actions = passive.replica.on_message(follower, final, sim.now, sim.clock_ms(passive.index))
+    actions = sim.settled(passive.index, passive.replica.on_message(follower, final, sim.now,
+                                                                     sim.clock_ms(passive.index)))
     assert passive.ledger.final_height() == 0
     assert any(isinstance(a, Rejected) and a.reason is RejectReason.BAD_CERTIFICATE and "finality" in a.detail
                for a in actions)
     genuine = Final(sender=follower, height=1, block_hash=block.hash, certificate=rlp.encode(certificate),
                     block=rlp.encode(block.copy(certificate=[]))).signed(sim.nodes[follower].key)
-    actions = passive.replica.on_message(follower, genuine, sim.now, sim.clock_ms(passive.index))
+    actions = sim.settled(passive.index, passive.replica.on_message(follower, genuine, sim.now,
+                                                                     sim.clock_ms(passive.index)))
     assert [a.block.number for a in actions if isinstance(a, Finalize)] == [1], \
         "a genuine proof is accepted from whoever relays it"
 
@@ -220,7 +222,7 @@ def test_a_final_block_of_a_later_view_is_stored_with_the_record_of_that_view() 
                   block=rlp.encode(block)).signed(sim.nodes[1].key)
     replica = sim.nodes[0].replica
     assert replica.view == 0
-    actions = replica.on_message(1, final, sim.now, sim.clock_ms(0))
+    actions = sim.settled(0, replica.on_message(1, final, sim.now, sim.clock_ms(0)))
     finalize = [a for a in actions if isinstance(a, Finalize)]
     assert [a.block.number for a in finalize] == [1] and list(finalize[0].block.certificate) == [certificate]
     assert (finalize[0].state.view, finalize[0].state.normal, finalize[0].state.entry) == (1, True, None)

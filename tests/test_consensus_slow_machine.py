@@ -5,6 +5,7 @@ building a block is not counted against the followers, whose votes take about as
 from __future__ import annotations
 
 from consensus import ConsensusConfig, Replica, Suspected
+from consensus.loop import settle
 from consensus.replica import SLOW_START_SHARE
 from consensus.simulation import CHAIN_ID, CLOCK_EPOCH_MS, FakeLedger, Simulation
 from consensus.storage import INITIAL_STATE
@@ -34,26 +35,28 @@ def _primary() -> tuple[Replica, RecordingLedger]:
     return replica, ledger
 
 
-def _suspects(replica: Replica, now_ms: int) -> bool:
-    return any(isinstance(a, Suspected) for a in replica.on_tick(now_ms, CLOCK_EPOCH_MS + now_ms))
+def _suspects(replica: Replica, ledger: RecordingLedger, now_ms: int) -> bool:
+    actions = settle(replica, ledger, replica.on_tick(now_ms, CLOCK_EPOCH_MS + now_ms), lambda: now_ms,
+                     lambda: CLOCK_EPOCH_MS + now_ms)
+    return any(isinstance(a, Suspected) for a in actions)
 
 
 def test_a_slow_build_is_not_charged_to_the_followers() -> None:
     replica, ledger = _primary()
-    assert not _suspects(replica, CONFIG.batch_timeout_ms)  # proposes: the build starts here
+    assert not _suspects(replica, ledger, CONFIG.batch_timeout_ms)  # proposes: the build starts here
     assert len(ledger.budgets) == 1
     built = CONFIG.batch_timeout_ms + 3_000  # the next tick's time says the build took 3 s
     assert replica.next_deadline() == 0  # it asks for that tick at once
-    assert not _suspects(replica, built)
+    assert not _suspects(replica, ledger, built)
     # The followers execute the same block: the wait allows twice the build on top.
     patience = built + CONFIG.commit_timeout_ms + 2 * 3_000
-    assert not _suspects(replica, patience - 1)
-    assert _suspects(replica, patience)  # a follower that never votes is still suspected
+    assert not _suspects(replica, ledger, patience - 1)
+    assert _suspects(replica, ledger, patience)  # a follower that never votes is still suspected
 
 
 def test_a_fresh_replica_starts_with_a_small_block() -> None:
     replica, ledger = _primary()
-    replica.on_tick(CONFIG.batch_timeout_ms, CLOCK_EPOCH_MS)
+    assert not _suspects(replica, ledger, CONFIG.batch_timeout_ms)
     assert ledger.budgets == [CONFIG.commit_timeout_ms // SLOW_START_SHARE]
 
 
