@@ -44,6 +44,7 @@ from vm import fixedpoint
 CREDIT_INITIAL_DEFAULT = 60  # contracts/credit.py's default for `credit_initial`
 CERTIFIED_HEIGHT_TRIES_MAX = 3  # the head may not carry its certificate yet: step back
 STORAGE_SLOTS_PER_READ_MAX = 16  # one batch of proofs, well under a node's [rpc] batch_max (100)
+WALK_STEPS_PER_BATCH_MAX = 40  # two calls a step: 80, under batch_max (100); ~40 headers of a few kB each
 
 
 class UnprovenState(DiagnosisError):
@@ -170,16 +171,32 @@ class LightClient:
             return self._walk.certifiers(height)
         async with self._walking:
             while not self._walk.covers(height):  # another reader may have walked past it meanwhile
-                step = self._walk.known_until
-                header = await self._certified_header(step)
-                if header is None:
-                    raise UnprovenState(f"no certified block {step} to learn the bookkeeper set from")
-                try:
-                    self._walk.advance(header, (await self._proven(SCHEDULE_KEY, header)).value)
-                except BadWalk as exc:
-                    self.stats.rejected += 1
-                    raise UnprovenState(str(exc)) from exc
+                await self._walk_towards(height)
         return self._walk.certifiers(height)
+
+    async def _walk_towards(self, height: int) -> None:
+        """The next steps of the walk towards `height` (at most WALK_STEPS_PER_BATCH_MAX):
+        their blocks and schedule proofs fetched in one JSON-RPC batch, then checked one
+        after the other, each by the set the steps before it established. Fetched one step
+        at a time, two round trips each, a client idle for 1,000 blocks (a smartphone with
+        no open request) took 100 steps to read again: over a minute on the loaded box, and
+        its sender's messages waited that long (docs/benchmarks.md, the 100-device run)."""
+        first = self._walk.known_until
+        heights = list(range(first, height, self._walk.activation_distance))[:WALK_STEPS_PER_BATCH_MAX]
+        calls: list[tuple[str, list[Any]]] = []
+        for step in heights:
+            calls += [("chain_getBlock", [step, False]), ("proof_state", ["0x" + SCHEDULE_KEY.hex(), step])]
+        replies = await self.client.rpc.batch(calls)
+        for k, step in enumerate(heights):
+            block, proof = replies[2 * k].value(), replies[2 * k + 1].value()
+            header = self._certify(step, block) if block is not None and block.get("commit") else None
+            if header is None:
+                raise UnprovenState(f"no certified block {step} to learn the bookkeeper set from")
+            try:
+                self._walk.advance(header, self._checked(SCHEDULE_KEY, header, proof).value)
+            except BadWalk as exc:
+                self.stats.rejected += 1
+                raise UnprovenState(str(exc)) from exc
 
     async def transaction_outcome(self, tx_hash: bytes) -> tuple[int, BlockHeader]:
         """(receipt status, certified header) of a transaction, proven: the transaction
@@ -219,13 +236,20 @@ class LightClient:
         block = await self.client.block(height)
         if block is None or not block.get("commit"):
             return None
+        await self._certifiers(height)
+        return self._certify(height, block)
+
+    def _certify(self, height: int, block: dict[str, Any]) -> BlockHeader:
+        """The header of `block` (chain_getBlock's answer), checked: it hashes to the block
+        hash and its certificate and finality proof verify under the set of `height`, which
+        the walk must cover already."""
         raw = from_hex(block["rawHeader"])
         header = decode(raw, BlockHeader)
         if keccak256(raw) != from_hex(block["hash"]) or header.number != height:
             self.stats.rejected += 1
             raise UnprovenState(f"header {height} does not hash to its block hash")
         commit = block["commit"]
-        certifiers = await self._certifiers(height)
+        certifiers = self._walk.certifiers(height)
         try:
             certificate = CommitCertificate(commit["view"], _votes(commit["votes"]),
                                             _votes(commit.get("finality") or []))

@@ -38,6 +38,8 @@ class FakeRpc:
                 for method, params in calls]
 
     async def call(self, method: str, *params: Any) -> Any:
+        if method == "chain_getBlock":
+            return await self.node.block(params[0])
         assert method == "proof_state"
         logical, height = bytes.fromhex(params[0][2:]), params[1]
         assert height <= self.node.height
@@ -147,3 +149,20 @@ def test_several_slots_are_proven_against_one_header_in_one_batch(escrow_chain: 
     node.rpc.forge_key = True
     with pytest.raises(UnprovenState, match="another key"):
         asyncio.run(light.storage_many([escrow, absent]))
+
+
+def test_a_client_far_behind_walks_the_schedule_in_one_batch(escrow_chain: DevChain) -> None:
+    """A client that last read near genesis and reads again five steps of the walk later
+    fetches those steps' blocks and schedule proofs in one batch (one at a time, a phone
+    idle for 1,000 blocks spent over a minute walking), and checks each as before."""
+    dev = escrow_chain
+    node = FakeNode(dev, 2)
+    light = _light(dev, node)
+    assert _escrow(light, dev) is None
+    distance = light.anchor.activation_distance
+    while dev.chain.height <= 5 * distance:
+        dev.commit([dev.tx(dev.accounts[1], TOKEN, "transfer", [dev.accounts[2].address, 1])])
+    node.height = dev.chain.height
+    assert _escrow(light, dev) is None
+    assert node.rpc.batches == 1 and light.stats.rejected == 0
+    assert light._walk.covers(node.height)
