@@ -5,14 +5,19 @@ on a seeded schedule for `--minutes`, then a drain until every request has ended
 
     python -m bench.consortium --devices 100 --nodes 10 --minutes 10 --json OUT
 
-Most services run in this one process (one asyncio task each; hundreds of Python
-processes do not fit a small box): this measures the mechanism and the chain, not OS
-isolation. Each still connects from its own 127.0.x.y address (diagnosis/agentconfig.py),
-so every node's per-client limits apply to each party, as they would across organisations.
-With `--restart-each-role` (the default) the first party of each role instead runs as its
-own `node.py agent` process (diagnosis/fleet.py), and each of these five is SIGKILLed once
-during the fault schedule (spread over it) and started again: it must resume from its
-store and the chain. `--nodes` counts every node: the largest odd number of them are
+The issue runs one OS process per party; ~205 interpreters of ~80 MB each do not fit a
+small shared box, so the benchmark groups them, for cost: `--groups K` (default 8) group
+processes (bench/consortium_group.py) each serve a share of the parties exactly as
+`node.py agent` does (own keys, ledger, light client, store, inbox and routes); `--groups
+0` serves them all in this process instead, one asyncio task each, as the first runs did
+(one event loop and one process's share of the CPU for 205 parties: on the loaded box its
+loop woke minutes late). Each party connects from its own 127.0.x.y address
+(diagnosis/agentconfig.py), so every node's per-client limits apply to each party, as they
+would across organisations. With `--restart-each-role` (the default) the first party of
+each role instead runs as its own `node.py agent` process (diagnosis/fleet.py), and each of
+these five is SIGKILLed once during the fault schedule (spread over it) and started again:
+it must resume from its store and the chain. Each process's event-loop lag is reported.
+`--nodes` counts every node: the largest odd number of them are
 bookkeepers (XPaxos n = 2t+1), the rest observers; the parties spread over all of them.
 
 Reports: requests opened and how they ended (completed; `defaulted` through an expiry
@@ -32,6 +37,8 @@ import asyncio
 import json
 import random
 import resource
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,7 +53,9 @@ from contracts.addresses import DSC
 from diagnosis.agentconfig import AgentConfig, consortium_init, public_address
 from diagnosis.agents import Agent
 from diagnosis.demo import COMMIT_MS, REVEAL_MS, SERVICE_MS, demo_contract_params, token_check
-from diagnosis.fleet import Fleet
+from diagnosis.fleet import REPO, STOP_WAIT_S, Fleet
+from diagnosis.ledger import RpcLedger
+from diagnosis.lightclient import TrustAnchor
 from diagnosis.process import build, first_start
 from diagnosis.services import DeviceService, Service
 from diagnosis.store import AgentStore
@@ -61,6 +70,7 @@ ENDED_PERCENT_MIN = 99.9  # issue 11's goal: requests that end in a completion o
 LAG_TICK_S = 0.5
 STARTS_AT_ONCE_MAX = 16  # parties starting (registering, publishing endpoints) at once
 ROLES = ("vendor", "supplier", "crew", "smartphone", "device")  # start order: registrars first
+GROUPS_DEFAULT = 8  # ~26 parties per process: a loop each, and 8 shares of a loaded box's CPU, not one
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -70,14 +80,35 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
+async def loop_lag(samples: list[float]) -> None:
+    """How late this process's event loop wakes (seconds past a LAG_TICK_S sleep): the
+    parties it serves share it, so a lag of seconds says they were starved of CPU."""
+    while True:
+        before = time.monotonic()
+        await asyncio.sleep(LAG_TICK_S)
+        samples.append(time.monotonic() - before - LAG_TICK_S)
+
+
+def lag_summary(samples: list[float]) -> dict[str, float | None]:
+    return {"p50": _percentile(samples, 0.5), "p99": _percentile(samples, 0.99),
+            "max": round(max(samples), 1) if samples else None}
+
+
 class Run:
-    """The parties: in-process services, and `processes` (names) as agent processes."""
+    """The parties: `processes` (names) as agent processes, the others in group processes
+    (`grouped`) or in-process services."""
 
     def __init__(self, directory: Path, processes: set[str]) -> None:
         self.directory = directory
         self.fleet = Fleet(directory / "agents")
         self.configs: dict[str, AgentConfig] = self.fleet.configs
         self.processes = processes
+        self.grouped: set[str] = set()
+        self.groups: list[subprocess.Popen[bytes]] = []
+        self.group_usage: list[dict[str, Any]] = []  # per group: parties, cpu_s, peak rss, loop lag
+        any_config = next(iter(self.configs.values()))
+        # the benchmark's own reads of the chain (outcomes, escrows, tokens): proven, like a party's
+        self.ledger = RpcLedger(any_config.rpc, TrustAnchor.from_genesis(any_config.genesis))
         self.services: dict[str, Service] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.restarts: list[dict[str, Any]] = []
@@ -85,6 +116,7 @@ class Run:
         self.usage: dict[str, dict[str, float]] = {}  # agent process: cpu_s (summed over lives), peak rss
         self.refused: dict[str, int] = {}  # of agent processes' past lives (their counters die with them)
         self.rejected: dict[str, int] = {}
+        self.duplicates = 0  # posts of a message already held (a sender asking for its verdict)
 
     async def bind(self, name: str) -> None:
         """Build the party and open its inbox, before any party starts talking."""
@@ -104,11 +136,30 @@ class Run:
         self.services[name] = service
         self.tasks[name] = asyncio.create_task(service.run())
 
+    def start_groups(self, names: list[str], groups: int) -> None:
+        """`groups` processes, the parties dealt out in turn (each group a mix of roles)."""
+        agents = self.directory / "agents"
+        for k in range(groups):
+            share = names[k::groups]
+            if not share:
+                continue
+            self.grouped.update(share)
+            with open(agents / f"group-{k}.log", "ab") as log:  # the process has its own descriptor
+                self.groups.append(subprocess.Popen(
+                    [sys.executable, "-m", "bench.consortium_group", "--lag-json", str(agents / f"group-{k}.lag.json"),
+                     *(str(agents / f"{name}.toml") for name in share)],
+                    cwd=REPO, stdout=log, stderr=subprocess.STDOUT))
+            self.group_usage.append({"parties": len(share)})
+
+    async def until_grouped_ready(self) -> None:
+        for name in sorted(self.grouped):
+            await self._until_ready(name)
+
     async def _until_ready(self, name: str) -> None:
         deadline = time.monotonic() + READY_S_MAX
         while not await self.fleet.ready(name):
-            if name in self.fleet.exited():
-                raise RuntimeError(f"agent {name} exited: {self.fleet.tail(name)}")
+            if name in self.fleet.exited() or any(g.poll() is not None for g in self.groups):
+                raise RuntimeError(f"agent {name} (or a group process) exited: {self.fleet.tail(name)}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"agent {name} not ready in {READY_S_MAX} s: {self.fleet.tail(name)}")
             await asyncio.sleep(0.5)
@@ -119,12 +170,18 @@ class Run:
         usage = self.usage.setdefault(name, {"cpu_s": 0.0, "peak_rss_mb": 0.0})
         usage["cpu_s"] = round(usage["cpu_s"] + (cpu_seconds(pid) or 0.0), 1)
         usage["peak_rss_mb"] = max(usage["peak_rss_mb"], peak_rss_mb(pid) or 0.0)
+        await self._count(name)
+
+    async def _count(self, name: str) -> None:
+        """Add a party's refusals, rejections and repeated posts, from its /metrics."""
         try:
             samples = await self.fleet.metrics(name)
         except (OSError, TimeoutError, ValueError) as exc:  # counted as unknown, the run goes on
             print(f"  {name}: metrics not read: {exc}", file=sys.stderr)
             return
         for key, value in samples.items():
+            if key.startswith("gridchain_agent_messages_duplicate_total{"):
+                self.duplicates += int(value)
             for metric, into in (("messages_refused_total", self.refused), ("messages_rejected_total", self.rejected)):
                 if key.startswith(f"gridchain_agent_{metric}{{") and 'reason="' in key:
                     reason = key.split('reason="', 1)[1].split('"', 1)[0]
@@ -145,7 +202,7 @@ class Run:
         service = self.services.get(name)
         if isinstance(service, DeviceService):
             await service.fail(kind, component)
-        elif name in self.fleet.processes:
+        elif name in self.fleet.processes or name in self.grouped:
             await self.fleet.fail(name, kind, component)
         else:
             raise RuntimeError(f"{name} is not running")
@@ -168,8 +225,28 @@ class Run:
         for name in list(self.fleet.processes):
             if self.fleet.processes[name].poll() is None:
                 await self._account(name)
+        await self._stop_groups()
         self.fleet.stop_all()
         await self.fleet.close()
+        await self.ledger.close()
+
+    async def _stop_groups(self) -> None:
+        if not self.groups:
+            return
+        for name in sorted(self.grouped):
+            await self._count(name)
+        for group, usage in zip(self.groups, self.group_usage, strict=True):
+            usage.update(cpu_s=cpu_seconds(group.pid), peak_rss_mb=peak_rss_mb(group.pid))
+            group.send_signal(signal.SIGTERM)
+        for k, (group, usage) in enumerate(zip(self.groups, self.group_usage, strict=True)):
+            try:
+                group.wait(STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                group.kill()
+                group.wait(STOP_WAIT_S)
+            lag = self.directory / "agents" / f"group-{k}.lag.json"
+            usage["event_loop_lag_s"] = json.loads(lag.read_text()) if lag.exists() else None
+        self.groups.clear()
 
 
 async def _faults(run: Run, devices: list[str], minutes: float, rate_per_min: float, seed: int) -> dict[str, int]:
@@ -204,15 +281,6 @@ async def _faults(run: Run, devices: list[str], minutes: float, rate_per_min: fl
     return counts
 
 
-async def _loop_lag(samples: list[float]) -> None:
-    """How late this process's event loop wakes (seconds past a LAG_TICK_S sleep): all the
-    in-process services share it, so a lag of seconds says they were starved of CPU."""
-    while True:
-        before = time.monotonic()
-        await asyncio.sleep(LAG_TICK_S)
-        samples.append(time.monotonic() - before - LAG_TICK_S)
-
-
 async def _crash_each_role(run: Run, minutes: float) -> None:
     """One SIGKILL and restart per agent process, spread evenly over the fault schedule."""
     victims = sorted(run.processes, key=lambda n: ROLES.index(run.configs[n].role))
@@ -240,18 +308,22 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     try:
         cluster.wait_healthy()
         order = sorted(run.configs, key=lambda n: ROLES.index(run.configs[n].role))
-        for name in order:
-            if name not in run.processes:
+        others = [n for n in order if n not in run.processes]
+        if args.groups:  # they wait for their registrars themselves; the agent processes' may be among them
+            run.start_groups(others, args.groups)
+        else:
+            for name in others:
                 await run.bind(name)
         for role in ROLES:  # registrars first; the parties of one role side by side
-            await _start_all(run, [n for n in order if run.configs[n].role == role])
+            await _start_all(run, [n for n in order if run.configs[n].role == role and n not in run.grouped])
+        await run.until_grouped_ready()
         setup_s = time.perf_counter() - started
         devices = [n for n in order if run.configs[n].role == "device"]
         t0 = time.perf_counter()
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         load_at_start = load_average()
         lags: list[float] = []
-        lag_task = asyncio.create_task(_loop_lag(lags))
+        lag_task = asyncio.create_task(loop_lag(lags))
         schedule = asyncio.create_task(_faults(run, devices, args.minutes, args.fault_rate, args.seed))
         if run.processes:
             await _crash_each_role(run, args.minutes)
@@ -266,16 +338,17 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                                bookkeepers)
         result.update(init_s=round(init_s, 1), faults_not_reported=faults["not_reported"],
                       faults_while_reporting=faults["while_reporting"], nodes_cpu_s=nodes_cpu,
-                      event_loop_lag_s={"p50": _percentile(lags, 0.5), "p99": _percentile(lags, 0.99),
-                                        "max": round(max(lags), 1) if lags else None},
+                      event_loop_lag_s=lag_summary(lags),
                       load_average_1m_during={"schedule_start": load_at_start, "schedule_end": load_at_schedule_end,
                                               "drained": load_average()})
         await run.stop_all()
         result["process"]["agent_processes_whole_life"] = run.usage
+        result["process"]["group_processes"] = run.group_usage
         for reason, count in run.refused.items():
             result["messages_refused"][reason] = result["messages_refused"].get(reason, 0) + count
         for reason, count in run.rejected.items():
             result["messages_rejected"][reason] = result["messages_rejected"].get(reason, 0) + count
+        result["messages_posted_again"] += run.duplicates
         return result
     finally:
         await run.stop_all()
@@ -305,8 +378,7 @@ async def _drain(run: Run, devices: list[str]) -> bool:
 
 async def _report(run: Run, devices: list[str], args: argparse.Namespace, reported: int, elapsed_s: float,
                   setup_s: float, drained: bool, cpu0: Any, cpu1: Any, bookkeepers: int) -> dict[str, Any]:
-    any_service = next(iter(run.services.values()))
-    ledger = any_service.agent.ledger
+    ledger = run.ledger
     outcomes: dict[str, int] = {}
     latencies: dict[str, list[float]] = {"in_warranty": [], "auctioned": []}
     stuck, lost = [], []
@@ -333,6 +405,7 @@ async def _report(run: Run, devices: list[str], args: argparse.Namespace, report
                     stuck.append(request_id)
     refused: dict[str, int] = {}
     rejected: dict[str, int] = {}
+    duplicates = sum(service.agent.duplicates for service in run.services.values())
     for service in run.services.values():
         for reason, count in service.agent.refusals.items():
             refused[str(reason)] = refused.get(str(reason), 0) + count
@@ -352,6 +425,7 @@ async def _report(run: Run, devices: list[str], args: argparse.Namespace, report
                    "nodes": args.nodes, "bookkeepers": bookkeepers, "minutes": args.minutes,
                    "fault_rate_per_device_per_min": args.fault_rate, "seed": args.seed,
                    "paillier_bits": args.paillier_bits, "restart_each_role": args.restart_each_role,
+                   "groups": args.groups,
                    "agent_processes": sorted(run.processes)},
         "setup_s": round(setup_s, 1), "run_s": round(elapsed_s, 1), "drained": drained,
         "faults_reported": reported, "requests": total, "outcomes": outcomes,
@@ -365,7 +439,7 @@ async def _report(run: Run, devices: list[str], args: argparse.Namespace, report
             "p99": _percentile([x - windows_s for x in latencies["auctioned"]], 0.99)},
         "chain_windows_s": {"auction_commit_plus_reveal": (args.commit_ms + args.reveal_ms) / 1000,
                             "service_deadline": args.service_ms / 1000},
-        "messages_refused": refused, "messages_rejected": rejected,
+        "messages_refused": refused, "messages_rejected": rejected, "messages_posted_again": duplicates,
         "stuck_deposits": len(set(stuck)), "lost_flows": len(lost), "tokens": tokens, "restarted": run.restarts,
         "process": {"in_process_services": len(run.services),
                     "cpu_s_schedule_and_drain": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1),
@@ -391,10 +465,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paillier-bits", type=int, default=2048, help="Paillier modulus of every party")
     parser.add_argument("--restart-each-role", action=argparse.BooleanOptionalAction, default=True,
                         help="run the first party of each role as its own process, SIGKILL and restart each once")
+    parser.add_argument("--groups", type=int, default=GROUPS_DEFAULT,
+                        help="processes the parties are grouped in (0: all in this process)")
     parser.add_argument("--json", type=Path, help="write the result here")
     args = parser.parse_args(argv)
-    if args.nodes < 3 or args.devices < 1 or args.minutes <= 0:
-        parser.error("at least 3 nodes, 1 device and a positive duration")
+    if args.nodes < 3 or args.devices < 1 or args.minutes <= 0 or args.groups < 0:
+        parser.error("at least 3 nodes, 1 device, a positive duration and no negative number of groups")
     result = asyncio.run(measure(args))
     text = json.dumps(result, indent=2)
     if args.json:

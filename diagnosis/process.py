@@ -298,21 +298,41 @@ async def run_agent(config: AgentConfig) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLogFormatter(agent.name, config.role))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    await serve(config, agent, service, _stop_on_signals())
+
+
+async def run_agents(configs: list[AgentConfig]) -> None:
+    """Several parties in one process, each exactly as `run_agent` serves it (its own
+    keys, ledger, store, inbox and routes), until SIGINT/SIGTERM: bench.consortium groups
+    a large consortium's parties so, for cost. Logs name the group, not the party."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogFormatter(f"group of {len(configs)}", "group"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    stop = _stop_on_signals()
+    await asyncio.gather(*(serve(config, *build(config), stop) for config in configs))
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def serve(config: AgentConfig, agent: Agent, service: Service, stop: asyncio.Event) -> None:
+    """One party (built by `build`) until `stop` is set."""
     ready = asyncio.Event()
     add_routes(agent, service, ready)
     phone_app = PhoneApp(service.agent, service, config.state) if isinstance(service, PhoneService) else None
     if phone_app is not None:
         phone_app.mount()  # the owner's app at GET /app/ (diagnosis/phone_app.py)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     await agent.start()
     if phone_app is not None:
         phone_app.started()
     try:
         await first_start(config, agent)
-        log.info("started at %s", agent.inbox.url)
+        log.info("%s started at %s", agent.name, agent.inbox.url)
         tasks = [asyncio.create_task(service.run())]
         if isinstance(service, DeviceService):
             tasks.append(asyncio.create_task(fault_source(config, service)))
@@ -324,6 +344,6 @@ async def run_agent(config: AgentConfig) -> None:
             with contextlib.suppress(asyncio.CancelledError, TransactionFailed):
                 await task
     finally:
-        log.info("stopping")
+        log.info("%s stopping", agent.name)
         await agent.stop()
         service.store.close()
