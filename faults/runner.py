@@ -91,11 +91,13 @@ async def _run(scenario: Scenario, seed: int, duration: float, directory: Path, 
                             receipt_timeout_s=10, targets=_honest(ctx))
         load_deadline = warmup + duration * 3 + settle_load + 120  # a hard stop if a schedule overruns
         workload.start(load_deadline)
+        ctx.loads.append(workload)
         if rate:
             rate_load = RateLoad(cluster, history, random.Random(rng.getrandbits(64)), rate,
                                  cluster.accounts[clients:clients + RATE_SENDERS], chain_id, token,
                                  cluster.accounts[-1].address)
             rate_load.start(load_deadline)
+            ctx.loads.append(rate_load)
         history.note("load started", clients=clients, rate=rate)
         await asyncio.sleep(warmup)
         await schedule(ctx)

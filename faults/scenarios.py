@@ -27,7 +27,7 @@ from faults.cluster import FaultCluster
 from faults.history import FAIL, INFO, OK, History
 from faults.insider import insider_fuzz
 from faults.proxy import LinkFault
-from faults.workload import cause
+from faults.workload import RateLoad, Workload, cause
 from runtime.cluster import cluster_passphrase
 
 
@@ -42,6 +42,7 @@ class Ctx:
     token: bytes = b""
     down_windows: list[tuple[float, float]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # scenario-specific invariants and figures
+    loads: list[Workload | RateLoad] = field(default_factory=list)  # what `quiesce` holds
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
@@ -74,6 +75,28 @@ class Ctx:
     async def heights(self, nodes: list[int]) -> dict[int, int]:
         statuses = await asyncio.gather(*(self.cluster.status(i) for i in nodes))
         return {i: s["height"] for i, s in zip(nodes, statuses, strict=True) if s is not None}
+
+    async def quiesce(self, nodes: list[int], timeout_s: float) -> bool:
+        """Hold the load and wait until `nodes` report one final height, the same on two
+        polls in a row: then no block is final at one of them alone (False: not reached
+        within `timeout_s`; the load stays held until `resume_load`)."""
+        for load in self.loads:
+            load.hold()
+        self.history.note("load held")
+        last: dict[int, int] = {}
+
+        async def settled() -> bool:
+            nonlocal last
+            heights = await self.heights(nodes)
+            steady = len(heights) == len(nodes) and len(set(heights.values())) == 1 and heights == last
+            last = heights
+            return steady
+        return await self.wait_until(settled, timeout_s)
+
+    def resume_load(self) -> None:
+        for load in self.loads:
+            load.resume()
+        self.history.note("load resumed")
 
     async def wait_until(self, condition: Callable[[], Awaitable[bool]], timeout_s: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -672,20 +695,33 @@ async def remove_while_partitioned(ctx: Ctx) -> None:
 
 
 DATA_LOSS_DETECT_TIMEOUT_S = 60
+DATA_LOSS_QUIESCE_TIMEOUT_S = 30  # the in-flight ops' receipts: a few blocks
 
 
 async def data_loss(ctx: Ctx) -> None:
     """Node 1, the follower of view 0, runs "drop-log" from the cluster's start: in every
     VIEW-CHANGE it reports a final head two blocks below its own and no log entry, as a
-    replica that lost the end of its log would. The primary is killed under load, so view
-    1 = (1, 2) follows: node 2 merges node 1's VIEW-CHANGE and must prove the state
-    loss (XFT §4.4), show it in RPC consensus_faults, /metrics and its log, and the chain
-    must go on; no honest node is ever named."""
+    replica that lost the end of its log would. The primary is killed, so view 1 = (1, 2)
+    follows: node 2 merges node 1's VIEW-CHANGE and must prove the state loss (XFT §4.4),
+    show it in RPC consensus_faults, /metrics and its log, and the chain must go on under
+    load; no honest node is ever named.
+
+    The kill waits for a moment when every node holds the same final head (load held for
+    it). A crashed primary and a lying follower are two faults with t = 1: anarchy, where
+    XFT promises no consistency, and detection works only on what the honest replicas
+    saw. Killed just after it finalized a block whose FINAL had not left, the primary
+    alone knew the block final; node 1 dropped it from its VIEW-CHANGE, view 1 decided
+    another block at that height, and the restarted primary's store forked from the
+    consortium (a fresh-clone CI run, seed 7, height 257)."""
     c = ctx.cluster
     liar, honest = 1, [0, 2]
     await ctx.sleep(ctx.duration * 0.3)  # blocks final in view 0, with node 1's votes
     primary = (await ctx.group())[0]
+    quiet = await ctx.quiesce(list(range(c.nodes)), DATA_LOSS_QUIESCE_TIMEOUT_S)
+    ctx.invariant("data_loss_kill_on_a_shared_head", quiet, "every node held the primary's final head at the kill"
+                  if quiet else f"no common final head in {DATA_LOSS_QUIESCE_TIMEOUT_S} s with the load held")
     ctx.kill(primary)
+    ctx.resume_load()
 
     async def named() -> bool:
         faults = await c.call(2, "consensus_faults")

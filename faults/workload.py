@@ -63,15 +63,25 @@ class Workload:
         self.recipient = cluster.accounts[-1].address
         self._rngs = [random.Random(rng.getrandbits(64)) for _ in range(clients)]
         self._stop = asyncio.Event()
+        self._going = asyncio.Event()  # cleared while a schedule holds the load (Ctx.quiesce)
+        self._going.set()
         self._tasks: list[asyncio.Task[None]] = []
         self._amounts = iter(range(1, 10**9))
 
     def start(self, deadline_s: float) -> None:
         self._tasks = [asyncio.ensure_future(self._client(c, deadline_s)) for c in range(self.clients)]
 
+    def hold(self) -> None:
+        """Clients start no new op until `resume` (the op in flight runs to its end)."""
+        self._going.clear()
+
+    def resume(self) -> None:
+        self._going.set()
+
     async def stop(self) -> None:
         """Ask clients to stop after their current op; wait for them (bounded)."""
         self._stop.set()
+        self._going.set()  # a held client wakes to see the stop
         if self._tasks:
             done, pending = await asyncio.wait(self._tasks, timeout=self.receipt_timeout_s + SEND_TIMEOUT_S + 5)
             for task in pending:
@@ -88,6 +98,7 @@ class Workload:
         deadline = loop.time() + deadline_s
         nonce: int | None = None
         for _ in range(self.ops_max // self.clients + 1):
+            await self._going.wait()
             if self._stop.is_set() or loop.time() > deadline:
                 return
             node = rng.choice(self.targets)
@@ -210,11 +221,18 @@ class RateLoad:
         self.lag_s_max = 0.0
         self._nonces: dict[int, int | None] = dict.fromkeys(range(len(senders)))
         self._stop = asyncio.Event()
+        self.held = False  # while a schedule holds the load, the ticks' transactions are not sent
         self._task: asyncio.Task[None] | None = None
         self._amounts = iter(range(10**9, 2 * 10**9))  # apart from the clients' amounts
 
     def start(self, deadline_s: float) -> None:
         self._task = asyncio.ensure_future(self._run(deadline_s))
+
+    def hold(self) -> None:
+        self.held = True
+
+    def resume(self) -> None:
+        self.held = False
 
     async def stop(self) -> None:
         self._stop.set()
@@ -230,7 +248,8 @@ class RateLoad:
             turn += 1
             due = int(self.rate * turn * RATE_TICK_S) - sent
             if due > 0:
-                await self._send_batch(due)
+                if not self.held:  # a held tick's share is skipped, not sent in a burst later
+                    await self._send_batch(due)
                 sent += due
             lag = loop.time() - (started + turn * RATE_TICK_S)
             self.lag_s_max = max(self.lag_s_max, lag)
