@@ -81,14 +81,7 @@ def test_a_snapshots_state_is_a_kept_root(dev: DevChain) -> None:
     snapshot_root = chain.block(4).header.state_root
     stale = chain.block(5).header.state_root
     store.prune_below(BASE, 64)
-    store.begin_collection()
-    marked = mark(store, kept_roots(store, chain.height, [snapshot_root]))
-    cursor = b""
-    while True:
-        _, cursor = sweep_batch(store, marked, cursor, 1_000)
-        if not cursor:
-            break
-    store.end_collection()
+    _collect(dev, [snapshot_root])
     check_state(store, snapshot_root)
     assert store.node(stale) is None
 
@@ -112,10 +105,11 @@ def test_the_node_collector_marks_off_the_loop_and_sweeps_in_bounded_steps(dev: 
     check_state(store, dev.chain.head.header.state_root)
 
 
-def _collect(dev: DevChain) -> None:
+def _collect(dev: DevChain, also_kept: list[bytes] | None = None) -> None:
+    """One whole collection: mark from the kept roots (and `also_kept`), sweep to the end."""
     store = dev.chain.store
     store.begin_collection()
-    marked = mark(store, kept_roots(store, dev.chain.height, []))
+    marked = mark(store, kept_roots(store, dev.chain.height, also_kept or []))
     cursor = b""
     while True:
         _, cursor = sweep_batch(store, marked, cursor, 1_000)
