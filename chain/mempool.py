@@ -49,8 +49,8 @@ class MempoolLimits:
     # past a nonce gap of their sender (module docstring): below txs_max, so a full pool can fill blocks
     future_txs_max: int = field(default=4_000, metadata={"min": 1})
     future_bytes_max: int = field(default=16 << 20, metadata={"min": 1})  # their bytes together
-    # a node this many blocks behind the highest final height its connected peers announced
-    # refuses tx_send as "syncing": its nonces and balances are stale (a client asking it for
+    # a node this many blocks behind the highest final height t + 1 connected bookkeepers
+    # announced refuses tx_send as "syncing": its nonces and balances are stale (a client asking it for
     # a pending nonce gets a used one, and the transaction is never final)
     behind_blocks_max: int = field(default=8, metadata={"min": 1})
 

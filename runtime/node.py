@@ -699,7 +699,7 @@ class Node:
         """Called by RPC handlers: queue `tx` for the loop and wait for its admission."""
         if self.storage_full is not None:
             raise InvalidTransaction(TxReason.STORAGE_FULL, str(self.storage_full))
-        behind = self._best_known_height() - self.chain.height
+        behind = self._vouched_height() - self.chain.height
         if behind > self.config.mempool.behind_blocks_max:
             # A node catching up (restarted, healed from a partition) admits against a state
             # its peers left long ago: seen in insider-bigblock, where clients asked a
@@ -949,6 +949,16 @@ class Node:
             return False, f"connected to {connected} peers, need at least {self.epoch.t}"
         behind = self.sync.status().height < self._best_known_height()
         return (False, "catching up") if behind else (True, "ok")
+
+    def _vouched_height(self) -> int:
+        """The highest final height that t + 1 connected bookkeepers announced: at least one
+        of them is honest, so one lying bookkeeper's far-ahead claim cannot make this node
+        refuse every client as `syncing`."""
+        connected = set(self.network.connected_peers())
+        claims = sorted((h for p, h in self.peer_heights.items() if p in connected and p in self.bookkeepers),
+                        reverse=True)
+        vouchers = self.epoch.t + 1
+        return claims[vouchers - 1] if len(claims) >= vouchers else self.chain.height
 
     def _best_known_height(self) -> int:
         connected = set(self.network.connected_peers())

@@ -136,17 +136,20 @@ def test_a_full_pool_refuses_a_relayed_copy_before_decoding_it(node, tmp_path, m
 
 def test_a_node_far_behind_its_peers_refuses_transactions_as_syncing(node, tmp_path, monkeypatch):
     """Its nonces are stale: a client asking it for a pending nonce gets a used one, and
-    the transaction it admits no block can take (insider-bigblock, after a restart)."""
+    the transaction it admits no block can take (insider-bigblock, after a restart). A
+    Byzantine bookkeeper announcing a far-ahead height must not make it refuse everyone."""
     peer = node.bookkeepers[1]
     sender = account_keys(tmp_path / "cluster")[0]
     tx = Transaction.create(sender, chain_id=node.genesis.chain_id, nonce=0, to=TOKEN, method="transfer",
                             args=[sender.address, 1])
-    monkeypatch.setattr(node.network, "connected_peers", lambda: [peer])
-    node.peer_heights[peer] = node.chain.height + node.config.mempool.behind_blocks_max + 1
+    other = node.bookkeepers[2]
+    monkeypatch.setattr(node.network, "connected_peers", lambda: [peer, other])
+    far = node.chain.height + node.config.mempool.behind_blocks_max + 1
+    node.peer_heights[peer] = node.peer_heights[other] = far  # t + 1 = 2 bookkeepers vouch for it
     with pytest.raises(InvalidTransaction) as refused:
         asyncio.run(asyncio.wait_for(node.submit(tx), 10))  # refused at once, never queued
     assert refused.value.reason == TxReason.SYNCING and tx.hash not in node.mempool
-    node.peer_heights[peer] -= 1  # within the allowance: a follower a few blocks behind takes it
+    node.peer_heights[other] = node.chain.height  # now one bookkeeper's far-ahead claim alone: a liar's
 
     async def admitted() -> None:
         waiting = asyncio.ensure_future(node.submit(tx))
