@@ -476,6 +476,17 @@ class GatedLedger:
         return await self.inner.storage_many(slots)
 
 
+def _meter_to_gated_vendor(running: Running) -> tuple[Any, Any, GatedLedger, DeviceService]:
+    """meter-A, vendor-A with its proof reads behind a gate, GatedLedger, meter-A's service."""
+    c = running.c
+    device, vendor = c.devices["meter-A"], c.nodes["vendor-A"]
+    gated = GatedLedger(vendor.directory.ledger)
+    vendor.directory.ledger = gated  # type: ignore[assignment]
+    device_service = running.services["meter-A"]
+    assert isinstance(device_service, DeviceService)
+    return device, vendor, gated, device_service
+
+
 async def test_a_receiver_slower_to_prove_than_its_sender_waits_gets_one_message(
         running: Running, monkeypatch: pytest.MonkeyPatch) -> None:
     """The 100-device run's spiral (docs/diagnosis.md): a receiver proved its facts before
@@ -488,12 +499,7 @@ async def test_a_receiver_slower_to_prove_than_its_sender_waits_gets_one_message
     seal, no refusal, no rejection."""
     monkeypatch.setattr("diagnosis.channel.SEND_TIMEOUT_S", 1)
     monkeypatch.setattr("diagnosis.agents.ANSWER_WAIT_S", 30.0)  # past the sender's timeout, always
-    c = running.c
-    device, vendor = c.devices["meter-A"], c.nodes["vendor-A"]
-    gated = GatedLedger(vendor.directory.ledger)
-    vendor.directory.ledger = gated  # type: ignore[assignment]
-    device_service = running.services["meter-A"]
-    assert isinstance(device_service, DeviceService)
+    device, vendor, gated, device_service = _meter_to_gated_vendor(running)
     request_id = await device_service.fail("firmware-fault", "metering-firmware")
     await running.until(lambda: vendor.duplicates >= 2)  # the first post and two more, each timed out
     assert gated.waiting == 1 and not device_service.store.request(request_id).get("fault_sent")
@@ -513,19 +519,14 @@ async def test_a_message_held_when_its_receiver_stops_is_decided_by_its_next_lif
     proofs come (its decision is cancelled, as a SIGKILL would end it); its next life, a
     new agent on the same store, decides it at start, and the device's next post of the
     same copy, to the endpoint the new life published, gets that verdict."""
-    c = running.c
-    device, vendor = c.devices["meter-A"], c.nodes["vendor-A"]
-    gated = GatedLedger(vendor.directory.ledger)
-    vendor.directory.ledger = gated  # type: ignore[assignment]
-    device_service = running.services["meter-A"]
-    assert isinstance(device_service, DeviceService)
+    device, vendor, gated, device_service = _meter_to_gated_vendor(running)
     vendor_store = running.services["vendor-A"].store
     request_id = await device_service.fail("firmware-fault", "metering-firmware")
     await running.until(lambda: gated.waiting == 1 and vendor_store.undecided_count() == 1)
     await running.stop("vendor-A")
     await vendor.stop()
     anchor = TrustAnchor.of(running.local.genesis)
-    again = DiagnosisNodeAgent(vendor.identity, running.local.ledger(), anchor.credit_initial, c.tally,
+    again = DiagnosisNodeAgent(vendor.identity, running.local.ledger(), anchor.credit_initial, running.c.tally,
                                role=VENDOR, prices=dict(NODES[0].prices))
     running.start("vendor-A", lambda store: NodeService(again, store, NodePolicy(NODES[0].prices), poll_ms=200,
                                                         crew=vendor.crew.address if vendor.crew else None))
